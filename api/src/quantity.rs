@@ -1,0 +1,184 @@
+//! Resource quantities in the forms Hadoop and Kubernetes operators already write:
+//! CPU as cores or millicores (`2`, `0.5`, `500m`), memory with binary or decimal
+//! suffixes (`512Mi`, `4Gi`, `1G`) or plain bytes.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// CPU in millicores (1000 = one core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Cpu(pub u64);
+
+/// Memory in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Memory(pub u64);
+
+impl Cpu {
+    /// Parses `2`, `0.5` or `500m`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("`{s}` is not a CPU quantity (write cores like `2` or `0.5`, or millicores like `500m`)");
+        if let Some(m) = s.strip_suffix('m') {
+            return m.parse::<u64>().map(Cpu).map_err(|_| bad());
+        }
+        let cores: f64 = s.parse().map_err(|_| bad())?;
+        Self::from_cores(cores).ok_or_else(bad)
+    }
+
+    fn from_cores(cores: f64) -> Option<Self> {
+        if !cores.is_finite() || cores < 0.0 || cores > 1.0e6 {
+            return None;
+        }
+        let millis = cores * 1000.0;
+        // NB: finer than a millicore cannot be enforced by the kernel's CFS quota we map to.
+        if (millis - millis.round()).abs() > 1e-6 {
+            return None;
+        }
+        Some(Cpu(millis.round() as u64))
+    }
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 % 1000 == 0 {
+            write!(f, "{}", self.0 / 1000)
+        } else {
+            write!(f, "{}m", self.0)
+        }
+    }
+}
+
+const UNITS: [(&str, u64); 8] = [
+    ("Ki", 1 << 10),
+    ("Mi", 1 << 20),
+    ("Gi", 1 << 30),
+    ("Ti", 1 << 40),
+    ("K", 1_000),
+    ("M", 1_000_000),
+    ("G", 1_000_000_000),
+    ("T", 1_000_000_000_000),
+];
+
+impl Memory {
+    /// Parses `536870912`, `512Mi`, `4Gi`, `1G`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("`{s}` is not a memory quantity (write e.g. `512Mi`, `4Gi` or a number of bytes)");
+        for (suffix, factor) in UNITS {
+            if let Some(n) = s.strip_suffix(suffix) {
+                let n: u64 = n.trim().parse().map_err(|_| bad())?;
+                return n.checked_mul(factor).map(Memory).ok_or_else(bad);
+            }
+        }
+        s.parse::<u64>().map(Memory).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (suffix, factor) in UNITS.iter().take(4).rev() {
+            if self.0 >= *factor && self.0 % factor == 0 {
+                return write!(f, "{}{suffix}", self.0 / factor);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+macro_rules! quantity_serde {
+    ($ty:ident, $expecting:literal, $from_u64:expr, $from_f64:expr) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        $ty::parse(v).map_err(E::custom)
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$ty, E> {
+                        $from_u64(v).ok_or_else(|| E::custom(format!("{v} is out of range")))
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$ty, E> {
+                        u64::try_from(v)
+                            .ok()
+                            .and_then($from_u64)
+                            .ok_or_else(|| E::custom(format!("must not be negative, got {v}")))
+                    }
+                    fn visit_f64<E: de::Error>(self, v: f64) -> Result<$ty, E> {
+                        $from_f64(v).ok_or_else(|| E::custom(format!("{v} is not a valid {}", $expecting)))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+quantity_serde!(
+    Cpu,
+    "a CPU quantity such as `2`, `0.5` or `500m`",
+    |v: u64| v.checked_mul(1000).map(Cpu),
+    Cpu::from_cores
+);
+quantity_serde!(
+    Memory,
+    "a memory quantity such as `512Mi` or `4Gi`",
+    |v: u64| Some(Memory(v)),
+    |_: f64| None::<Memory>
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_forms() {
+        for (text, millis) in [("2", 2000), ("0.5", 500), ("500m", 500), ("1.25", 1250), ("0", 0)] {
+            assert_eq!(Cpu::parse(text), Ok(Cpu(millis)), "{text}");
+        }
+        for bad in ["", "abc", "-1", "0.0001", "5x", "m"] {
+            assert!(Cpu::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn memory_forms() {
+        for (text, bytes) in [("512Mi", 512 << 20), ("4Gi", 4 << 30), ("1G", 1_000_000_000), ("1024", 1024)] {
+            assert_eq!(Memory::parse(text), Ok(Memory(bytes)), "{text}");
+        }
+        for bad in ["", "1.5Gi", "-1Gi", "12Q", "99999999999999Ti"] {
+            assert!(Memory::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["2", "500m", "1250m"] {
+            assert_eq!(Cpu::parse(text).map(|c| c.to_string()), Ok(text.to_string()));
+        }
+        for text in ["512Mi", "4Gi", "1000"] {
+            assert_eq!(Memory::parse(text).map(|m| m.to_string()), Ok(text.to_string()));
+        }
+    }
+
+    #[test]
+    fn numbers_deserialize() {
+        let cpu: Cpu = serde_json::from_str("2").unwrap_or_default();
+        assert_eq!(cpu, Cpu(2000));
+        let cpu: Cpu = serde_json::from_str("0.5").unwrap_or_default();
+        assert_eq!(cpu, Cpu(500));
+        assert!(serde_json::from_str::<Cpu>("-1").is_err());
+        assert!(serde_json::from_str::<Memory>("-1").is_err());
+    }
+}

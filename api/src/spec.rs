@@ -1,0 +1,148 @@
+//! The cluster spec: what a tenant asks for. The same type is read from `herd apply -f`,
+//! the REST API (JSON or YAML) and, later, the `HadoopCluster` custom resource.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::quantity::{Cpu, Memory};
+
+/// A Hadoop role herd runs as a pool of containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Namenode,
+    Resourcemanager,
+    Datanode,
+    Nodemanager,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Namenode, Role::Resourcemanager, Role::Datanode, Role::Nodemanager];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Namenode => "namenode",
+            Role::Resourcemanager => "resourcemanager",
+            Role::Datanode => "datanode",
+            Role::Nodemanager => "nodemanager",
+        }
+    }
+
+    /// The least memory a container of this role may be given. Below it the JVM of the
+    /// daemon cannot start with a useful heap, so such a spec is refused up front.
+    pub fn min_memory(self) -> Memory {
+        match self {
+            Role::Datanode => Memory(256 << 20),
+            Role::Namenode | Role::Resourcemanager | Role::Nodemanager => Memory(512 << 20),
+        }
+    }
+
+    /// Whether the role keeps data on the host's data disks (and so must stay where its data is).
+    pub fn has_data(self) -> bool {
+        matches!(self, Role::Datanode | Role::Namenode)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown pool `{s}` (expected one of namenode, resourcemanager, datanode, nodemanager)"))
+    }
+}
+
+// NB: read through a string (not serde's enum support) so that error paths name the map
+// key, e.g. `pools.datanode.cpu` rather than `pools.?.cpu`.
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// One tenant's Hadoop cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The owning tenant; must exist before the cluster is applied.
+    pub tenant: String,
+    /// The cluster's name, unique within its tenant.
+    pub name: String,
+    /// The image per role, used by every pool of that role unless the pool names its own.
+    #[serde(default)]
+    pub images: BTreeMap<Role, String>,
+    /// The node pools, by role. DataNodes and NodeManagers are sized independently.
+    #[serde(default)]
+    pub pools: BTreeMap<Role, PoolSpec>,
+}
+
+/// A pool of identical containers of one role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// How many instances to run.
+    pub replicas: Replicas,
+    /// CPU per container; enforced as a CFS quota.
+    pub cpu: Cpu,
+    /// Memory per container; enforced as a hard limit.
+    pub memory: Memory,
+    /// Overrides the cluster's image for this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra environment for the daemon.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl ClusterSpec {
+    /// The image a pool runs: its own, else the cluster's for its role.
+    pub fn image_for(&self, role: Role) -> Option<&str> {
+        let pool = self.pools.get(&role)?;
+        pool.image.as_deref().or_else(|| self.images.get(&role).map(String::as_str))
+    }
+}
+
+/// A replica count. Its own type so that a negative or fractional count is refused while
+/// parsing, with the field and line attached, rather than wrapping or truncating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+pub struct Replicas(pub u32);
+
+/// The most replicas one pool may ask for; far above any real pool, low enough to catch typos.
+pub const MAX_REPLICAS: u32 = 10_000;
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Replicas;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a whole number of replicas from 0 to {MAX_REPLICAS}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Replicas, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|v| *v <= MAX_REPLICAS)
+                    .map(Replicas)
+                    .ok_or_else(|| E::custom(format!("must be at most {MAX_REPLICAS}, got {v}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Replicas, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("must be 0 or more, got {v}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

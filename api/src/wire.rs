@@ -1,0 +1,216 @@
+//! What crosses the wire: the agent protocol (agents start every exchange: register, then
+//! heartbeat with observed state; the reply carries the host's full desired set) and the
+//! status views the HTTP API returns to the CLI and tenants.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::InstanceRef;
+use crate::quantity::{Cpu, Memory};
+use crate::spec::{ClusterSpec, Replicas, Role};
+use crate::validate::FieldError;
+
+/// A host as its agent describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Stable id of the host, a DNS label.
+    pub id: String,
+    /// Allocatable CPU.
+    pub cpu: Cpu,
+    /// Allocatable memory.
+    pub memory: Memory,
+    /// Rack label, used to spread replicas.
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// Host paths of the data disks DataNodes store blocks on.
+    #[serde(default)]
+    pub data_disks: Vec<String>,
+    /// The agent's version, for operators.
+    #[serde(default)]
+    pub agent_version: String,
+}
+
+/// `POST /v1/agent/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub host: HostInfo,
+}
+
+/// Answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterReply {
+    /// How often the agent should heartbeat.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// `POST /v1/agent/heartbeat`: what the agent sees on its host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub host_id: String,
+    /// Every herd container on the host, desired or not.
+    pub observed: Vec<Observed>,
+}
+
+/// Observed state of one instance's container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub instance: InstanceRef,
+    /// Docker's container id; empty when no container could be created.
+    #[serde(default)]
+    pub container_id: String,
+    pub state: ContainerState,
+    /// When the container last started (Docker's RFC 3339 `StartedAt`).
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Why the agent could not converge it, with what to do next.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A container's state as Docker reports it, plus `failed` when the agent could not create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Failed,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Paused => "paused",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Failed => "failed",
+        }
+    }
+}
+
+/// Reply to a heartbeat: the host's full desired set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Changes whenever the host's desired set changes.
+    pub generation: u64,
+    pub desired: Vec<DesiredContainer>,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// One container the host should run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredContainer {
+    pub instance: InstanceRef,
+    pub role: Role,
+    pub image: String,
+    pub cpu: Cpu,
+    pub memory: Memory,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// An instance with its placement, desired next to observed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub instance: InstanceRef,
+    pub pool: Role,
+    /// The host it is placed on; `None` while pending.
+    pub host: Option<String>,
+    pub cpu: Cpu,
+    pub memory: Memory,
+    /// Why it is not placed, when pending.
+    #[serde(default)]
+    pub pending: Option<String>,
+    /// What the host's agent last reported.
+    #[serde(default)]
+    pub observed: Option<Observed>,
+}
+
+/// A cluster: its spec, its generation and its instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub tenant: String,
+    pub name: String,
+    /// Increases with every change to the spec.
+    pub generation: u64,
+    pub spec: ClusterSpec,
+    pub instances: Vec<InstanceStatus>,
+}
+
+impl ClusterStatus {
+    /// Instances that run on their placed host.
+    pub fn running(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.observed.as_ref().is_some_and(|o| o.state == ContainerState::Running))
+            .count()
+    }
+}
+
+/// A host with what is placed on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub info: HostInfo,
+    /// `ready` while heartbeats arrive, `lost` after three missed ones.
+    pub state: HostState,
+    /// Milliseconds since the last heartbeat.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    pub allocated_cpu: Cpu,
+    pub allocated_memory: Memory,
+    pub instances: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    Ready,
+    Lost,
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub created_at: u64,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+}
+
+/// `PATCH /v1/tenants/{t}/clusters/{c}/pools/{pool}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub replicas: Replicas,
+}
+
+/// RFC 9457 problem details, the one error body of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` plus `code` for now.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable, machine-readable error code, e.g. `invalid_spec`.
+    pub code: String,
+    /// Every offending field, when the request had any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}

@@ -1,0 +1,163 @@
+//! The one place YAML is parsed (serde_yaml is unmaintained upstream; swap it here).
+//! Errors carry the field path and the line, both for type errors found while parsing and
+//! for semantic errors found by [`crate::validate`] afterwards.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+use crate::spec::ClusterSpec;
+use crate::validate::{FieldError, SpecError, validate};
+
+/// Parses and validates a cluster spec written in YAML (JSON is YAML too).
+pub fn parse_cluster_spec(text: &str) -> Result<ClusterSpec, SpecError> {
+    let spec: ClusterSpec = from_str(text)?;
+    validate(&spec).map_err(|e| match e {
+        SpecError::Invalid(mut errors) => {
+            let lines = key_lines(text);
+            for error in &mut errors {
+                error.line = lines.get(&error.field).copied();
+            }
+            SpecError::Invalid(errors)
+        }
+        other => other,
+    })?;
+    Ok(spec)
+}
+
+/// Deserializes any type from YAML, naming the field path and line of the first error.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        let mut message = inner.to_string();
+        // serde_yaml appends its own location and sometimes the path; both are kept as fields.
+        if let Some(at) = message.find(" at line ") {
+            message.truncate(at);
+        }
+        if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+            message = rest.to_string();
+        }
+        let field = if field == "." { String::new() } else { field };
+        SpecError::Parse(FieldError { field, message, line })
+    })
+}
+
+/// Serializes to YAML. Only plain data is passed here, which cannot fail to serialize.
+pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(value)
+}
+
+/// Maps each mapping key's dotted path to the 1-based line it is written on.
+fn key_lines(text: &str) -> HashMap<String, usize> {
+    let mut recv = KeyLines::default();
+    // NB: a document that serde_yaml accepted parses here too; if not, lines are just absent.
+    let _ = Parser::new_from_str(text).load(&mut recv, false);
+    recv.lines
+}
+
+enum Frame {
+    Map { key: Option<String> },
+    Seq { index: usize },
+}
+
+#[derive(Default)]
+struct KeyLines {
+    stack: Vec<Frame>,
+    lines: HashMap<String, usize>,
+}
+
+impl KeyLines {
+    fn path(&self) -> String {
+        let mut parts = Vec::new();
+        for frame in &self.stack {
+            match frame {
+                Frame::Map { key: Some(k) } => parts.push(k.clone()),
+                Frame::Seq { index } => parts.push(index.to_string()),
+                Frame::Map { key: None } => {}
+            }
+        }
+        parts.join(".")
+    }
+
+    /// Called after a complete value: the enclosing map wants a key next, a sequence moves on.
+    fn value_done(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { key }) => *key = None,
+            Some(Frame::Seq { index }) => *index += 1,
+            None => {}
+        }
+    }
+}
+
+impl MarkedEventReceiver for KeyLines {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Map { key: key @ None }) = self.stack.last_mut() {
+                    *key = Some(value);
+                    let path = self.path();
+                    self.lines.entry(path).or_insert(mark.line());
+                } else {
+                    self.value_done();
+                }
+            }
+            Event::Alias(_) => self.value_done(),
+            Event::MappingStart(..) => self.stack.push(Frame::Map { key: None }),
+            Event::SequenceStart(..) => self.stack.push(Frame::Seq { index: 0 }),
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.value_done();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(text: &str) -> FieldError {
+        match parse_cluster_spec(text) {
+            Err(SpecError::Parse(e)) => e,
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn negative_replicas_names_field_and_line() {
+        let e = parse_error("tenant: a\nname: b\npools:\n  datanode:\n    replicas: -2\n    cpu: 1\n    memory: 1Gi\n");
+        assert_eq!(e.field, "pools.datanode.replicas");
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("0 or more"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let e = parse_error("tenant: a\nname: b\npools:\n  datanode:\n    replicas: 1\n    cpus: 1\n    memory: 1Gi\n");
+        assert_eq!(e.field, "pools.datanode.cpus");
+        assert!(e.message.contains("unknown field `cpus`"), "{}", e.message);
+        assert_eq!(e.line, Some(6));
+    }
+
+    #[test]
+    fn unknown_pool_and_bad_yaml() {
+        let e = parse_error("tenant: a\nname: b\npools:\n  datanodes:\n    replicas: 1\n");
+        assert!(e.message.contains("unknown pool `datanodes`"), "{}", e.message);
+        let e = parse_error("tenant: a\n  name: [b\n");
+        assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn key_lines_follow_nesting() {
+        let lines = key_lines("a: 1\nb:\n  c: [1, 2]\n  d:\n    - e: 3\n");
+        assert_eq!(lines.get("a"), Some(&1));
+        assert_eq!(lines.get("b.c"), Some(&3));
+        assert_eq!(lines.get("b.d.0.e"), Some(&5));
+    }
+}

@@ -1,1 +1,53 @@
-fn main() {}
+//! `herd-orchestrator`: parse config, open the store, serve, shut down on SIGTERM/SIGINT.
+
+use anyhow::Context;
+use clap::Parser;
+use herd_orchestrator::config::{Args, Config};
+use herd_orchestrator::state::State;
+use herd_orchestrator::store::Store;
+use herd_orchestrator::http;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::resolve(Args::parse())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
+    let state = State { store, heartbeat_interval: config.heartbeat_interval };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // NB: the one line on stdout; scripts and tests read the bound address from it.
+    println!("herd-orchestrator listening on http://{addr}");
+    info!(%addr, store = %config.store.display(), "serving");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("HTTP server failed")?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("shutting down");
+    token.cancel();
+}

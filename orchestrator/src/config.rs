@@ -1,0 +1,94 @@
+//! Configuration: flags, then `HERD_*` environment, then a YAML file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// herd's control plane: stores cluster specs, places instances on hosts and tells each
+/// host's agent what to run.
+#[derive(Debug, Parser)]
+#[command(name = "herd-orchestrator", version, after_help = "Example:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480")]
+pub struct Args {
+    /// Directory for the embedded store and other state.
+    #[arg(long, env = "HERD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve the HTTP API on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, env = "HERD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Path of the SQLite store [default: DATA_DIR/herd.db].
+    #[arg(long, env = "HERD_STORE")]
+    pub store: Option<PathBuf>,
+    /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
+    #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// YAML file with any of the settings above (keys as the flags, with `_`).
+    #[arg(long, env = "HERD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    store: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde_opt")]
+    heartbeat_interval: Option<Duration>,
+}
+
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// The settings the orchestrator runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    pub heartbeat_interval: Duration,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, #[source] source: herd_api::SpecError },
+    #[error("heartbeat_interval must be between 100ms and 1m, got {0:?}")]
+    Interval(Duration),
+}
+
+impl Config {
+    pub fn resolve(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                herd_api::yaml::from_str::<File>(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+            }
+            None => File::default(),
+        };
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/herd/orchestrator"));
+        let heartbeat_interval = args.heartbeat_interval.or(file.heartbeat_interval).unwrap_or(Duration::from_secs(2));
+        if heartbeat_interval < Duration::from_millis(100) || heartbeat_interval > Duration::from_secs(60) {
+            return Err(ConfigError::Interval(heartbeat_interval));
+        }
+        Ok(Config {
+            store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
+            listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7480))),
+            heartbeat_interval,
+            data_dir,
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! The orchestrator library's one error type; the HTTP layer maps it to problem+json.
+
+use herd_api::SpecError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A named resource does not exist (or is not visible to the caller).
+    #[error("{kind} `{name}` not found")]
+    NotFound { kind: &'static str, name: String },
+    /// The spec failed to parse or validate.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// One field of a request is wrong in context (e.g. an unknown tenant).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The embedded store failed.
+    #[error("store operation failed")]
+    Store(#[from] rusqlite::Error),
+    /// A stored row could not be decoded (written by a newer or broken version).
+    #[error("stored {what} is unreadable")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store's worker thread went away.
+    #[error("store worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::NotFound { kind, name: name.into() }
+    }
+}

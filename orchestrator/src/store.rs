@@ -1,0 +1,340 @@
+//! The embedded SQLite store: hosts, tenants, clusters (spec and generation), instances with
+//! their placements, and the state agents last observed. Every change runs in one
+//! transaction with `synchronous=FULL`, so a crash or restart loses nothing acknowledged.
+//!
+//! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
+//! held across an await, so a std mutex and not a tokio one).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use herd_api::names::InstanceRef;
+use herd_api::quantity::{Cpu, Memory};
+use herd_api::wire::{HostInfo, Observed, Tenant};
+use herd_api::{ClusterSpec, Role};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::error::{Error, Result};
+use crate::reconciler::Instance;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    registered_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, created_s INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clusters (
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    name TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    host_id TEXT,
+    pending TEXT,
+    cpu INTEGER NOT NULL,
+    memory INTEGER NOT NULL,
+    PRIMARY KEY (tenant, cluster, name),
+    FOREIGN KEY (tenant, cluster) REFERENCES clusters(tenant, name)
+);
+CREATE INDEX IF NOT EXISTS instances_by_host ON instances(host_id);
+CREATE TABLE IF NOT EXISTS observed (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (tenant, cluster, name, host_id)
+);
+";
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NB: FULL, not WAL's usual NORMAL: an acknowledged apply must survive power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` in one transaction on the blocking pool; commits if it returns `Ok`.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(Error::Worker)?
+    }
+
+    /// Runs a read-only `f` on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(Error::Worker)?
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // NB: plain data types with string keys only; serde_json cannot fail on them.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|source| Error::Corrupt { what, source })
+}
+
+/// The store's revision, bumped whenever any placement changes; agents see it as the
+/// generation of their desired set.
+pub fn revision(c: &Connection) -> Result<u64> {
+    let v: Option<i64> = c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0)).optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+pub fn bump_revision(c: &Connection) -> Result<u64> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('revision', 1)
+         ON CONFLICT(key) DO UPDATE SET value = value + 1",
+        [],
+    )?;
+    revision(c)
+}
+
+/// A host row.
+#[derive(Debug, Clone)]
+pub struct HostRow {
+    pub info: HostInfo,
+    pub last_seen_ms: u64,
+}
+
+/// Inserts a host or updates its description; returns whether it was new.
+pub fn upsert_host(c: &Connection, info: &HostInfo, now_ms: u64) -> Result<bool> {
+    let existed = c.query_row("SELECT 1 FROM hosts WHERE id = ?1", [&info.id], |_| Ok(())).optional()?.is_some();
+    c.execute(
+        "INSERT INTO hosts (id, info, registered_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms",
+        params![info.id, to_json(info), now_ms as i64],
+    )?;
+    Ok(!existed)
+}
+
+/// Records a heartbeat; `false` when the host is unknown (it must register first).
+pub fn touch_host(c: &Connection, id: &str, now_ms: u64) -> Result<bool> {
+    Ok(c.execute("UPDATE hosts SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms as i64])? == 1)
+}
+
+pub fn hosts(c: &Connection) -> Result<Vec<HostRow>> {
+    let mut stmt = c.prepare_cached("SELECT info, last_seen_ms FROM hosts ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (info, last_seen) = row?;
+        out.push(HostRow { info: from_json("host", &info)?, last_seen_ms: last_seen as u64 });
+    }
+    Ok(out)
+}
+
+pub fn insert_tenant(c: &Connection, name: &str, now_s: u64) -> Result<bool> {
+    Ok(c.execute("INSERT OR IGNORE INTO tenants (name, created_s) VALUES (?1, ?2)", params![name, now_s as i64])? == 1)
+}
+
+pub fn tenants(c: &Connection) -> Result<Vec<Tenant>> {
+    let mut stmt = c.prepare_cached("SELECT name, created_s FROM tenants ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok(Tenant { name: r.get(0)?, created_at: r.get::<_, i64>(1)? as u64 }))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn tenant_exists(c: &Connection, name: &str) -> Result<bool> {
+    Ok(c.query_row("SELECT 1 FROM tenants WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
+}
+
+/// A stored cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterRow {
+    pub generation: u64,
+    pub spec: ClusterSpec,
+}
+
+pub fn cluster(c: &Connection, tenant: &str, name: &str) -> Result<Option<ClusterRow>> {
+    let row: Option<(i64, String)> = c
+        .query_row("SELECT generation, spec FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    row.map(|(generation, spec)| Ok(ClusterRow { generation: generation as u64, spec: from_json("cluster spec", &spec)? }))
+        .transpose()
+}
+
+/// Every cluster, or one tenant's, ordered by tenant and name.
+pub fn clusters(c: &Connection, tenant: Option<&str>) -> Result<Vec<ClusterRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT generation, spec FROM clusters WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, name",
+    )?;
+    let rows = stmt.query_map([tenant], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (generation, spec) = row?;
+        out.push(ClusterRow { generation: generation as u64, spec: from_json("cluster spec", &spec)? });
+    }
+    Ok(out)
+}
+
+pub fn put_cluster(c: &Connection, generation: u64, spec: &ClusterSpec) -> Result<()> {
+    c.execute(
+        "INSERT INTO clusters (tenant, name, generation, spec) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(tenant, name) DO UPDATE SET generation = excluded.generation, spec = excluded.spec",
+        params![spec.tenant, spec.name, generation as i64, to_json(spec)],
+    )?;
+    Ok(())
+}
+
+pub fn delete_cluster(c: &Connection, tenant: &str, name: &str) -> Result<()> {
+    c.execute("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
+    c.execute("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
+    Ok(())
+}
+
+const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory";
+
+fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(InstanceRef, String, u32, Option<String>, Option<String>, i64, i64)> {
+    Ok((
+        InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? },
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn collect_instances(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusqlite::Params) -> Result<Vec<Instance>> {
+    let rows = stmt.query_map(params, instance_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (instance, role, ordinal, host, pending, cpu, memory) = row?;
+        let role: Role = role.parse().map_err(|e: String| Error::Corrupt {
+            what: "instance role",
+            source: serde::de::Error::custom(e),
+        })?;
+        out.push(Instance { instance, role, ordinal, host, pending, cpu: Cpu(cpu as u64), memory: Memory(memory as u64) });
+    }
+    Ok(out)
+}
+
+/// One cluster's instances, or every instance when `cluster` is `None`.
+pub fn instances(c: &Connection, cluster: Option<(&str, &str)>) -> Result<Vec<Instance>> {
+    let (tenant, name) = cluster.unzip();
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances
+         WHERE (?1 IS NULL OR (tenant = ?1 AND cluster = ?2)) ORDER BY tenant, cluster, role, ordinal"
+    ))?;
+    collect_instances(&mut stmt, params![tenant, name])
+}
+
+pub fn instances_on_host(c: &Connection, host: &str) -> Result<Vec<Instance>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE host_id = ?1 ORDER BY tenant, cluster, role, ordinal"
+    ))?;
+    collect_instances(&mut stmt, [host])
+}
+
+/// Inserts or updates an instance (placement, pending reason, resources).
+pub fn put_instance(c: &Connection, i: &Instance) -> Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(tenant, cluster, name) DO UPDATE SET
+               host_id = excluded.host_id, pending = excluded.pending,
+               cpu = excluded.cpu, memory = excluded.memory"
+        ),
+        params![
+            i.instance.tenant,
+            i.instance.cluster,
+            i.instance.name,
+            i.role.as_str(),
+            i.ordinal,
+            i.host,
+            i.pending,
+            i.cpu.0 as i64,
+            i.memory.0 as i64
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn delete_instance(c: &Connection, i: &InstanceRef) -> Result<()> {
+    c.execute("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+    Ok(())
+}
+
+/// Replaces everything `host` last reported.
+pub fn replace_observed(c: &Connection, host: &str, observed: &[Observed]) -> Result<()> {
+    c.execute("DELETE FROM observed WHERE host_id = ?1", [host])?;
+    let mut stmt = c.prepare_cached(
+        "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for o in observed {
+        stmt.execute(params![o.instance.tenant, o.instance.cluster, o.instance.name, host, to_json(o)])?;
+    }
+    Ok(())
+}
+
+/// What each host last reported, keyed by instance and host.
+pub fn observed(c: &Connection) -> Result<HashMap<(InstanceRef, String), Observed>> {
+    let mut stmt = c.prepare_cached("SELECT tenant, cluster, name, host_id, state FROM observed")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? }, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (instance, host, state) = row?;
+        out.insert((instance, host), from_json("observed state", &state)?);
+    }
+    Ok(out)
+}

@@ -1,1 +1,53 @@
-fn main() {}
+//! `herd-agent`: parse config, lock the data directory, connect to Docker, run the loop
+//! until SIGTERM/SIGINT. Stopping the agent never stops a container.
+
+use std::fs::File;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use herd_agent::agent::Agent;
+use herd_agent::client::Client;
+use herd_agent::config::{Args, Config};
+use herd_agent::docker::DockerRuntime;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::resolve(Args::parse())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let lock_path = config.data_dir.join("agent.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("another herd-agent is running with data directory {}", config.data_dir.display());
+    }
+    let runtime = DockerRuntime::connect()
+        .await
+        .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?;
+    let client = Client::new(config.orchestrator.clone()).context("cannot build HTTP client")?;
+    info!(host = %config.host_id, orchestrator = %config.orchestrator, "starting");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    Agent { config, runtime, client }.run(shutdown).await;
+    drop(lock);
+    Ok(())
+}
+
+async fn signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("shutting down");
+    token.cancel();
+}

@@ -71,7 +71,7 @@ pub struct Observed {
 }
 
 /// A container's state as Docker reports it, plus `failed` when the agent could not create it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     Created,

@@ -1,0 +1,61 @@
+//! The agent's side of the agent protocol: it starts every exchange, so agents behind NAT work.
+
+use std::time::Duration;
+
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, Problem, RegisterReply, RegisterRequest};
+use reqwest::StatusCode;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the orchestrator at {url}")]
+    Unreachable { url: String, #[source] source: reqwest::Error },
+    /// The orchestrator does not know this host (e.g. its store was replaced): register again.
+    #[error("the orchestrator does not know this host")]
+    UnknownHost,
+    #[error("the orchestrator refused {what}: {status} {detail}")]
+    Refused { what: &'static str, status: StatusCode, detail: String },
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl Client {
+    pub fn new(base: Url) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+        Ok(Self { http, base })
+    }
+
+    async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, ClientError> {
+        let url = self.base.join(path).map_err(|e| ClientError::Refused { what, status: StatusCode::BAD_REQUEST, detail: e.to_string() })?;
+        let unreachable = |source| ClientError::Unreachable { url: url.to_string(), source };
+        let resp = self.http.post(url.clone()).json(body).send().await.map_err(unreachable)?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(unreachable);
+        }
+        if status == StatusCode::NOT_FOUND && what == "heartbeat" {
+            return Err(ClientError::UnknownHost);
+        }
+        let detail = match resp.json::<Problem>().await {
+            Ok(p) => p.detail,
+            Err(_) => String::new(),
+        };
+        Err(ClientError::Refused { what, status, detail })
+    }
+
+    pub async fn register(&self, host: HostInfo) -> Result<RegisterReply, ClientError> {
+        self.post("registration", "/v1/agent/register", &RegisterRequest { host }).await
+    }
+
+    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
+        self.post("heartbeat", "/v1/agent/heartbeat", hb).await
+    }
+}

@@ -1,0 +1,184 @@
+//! Agent configuration: flags, then `HERD_*` environment, then a YAML file, then what the
+//! host itself reports (CPU count, memory).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use herd_api::names::check_host_id;
+use herd_api::quantity::{Cpu, Memory};
+use serde::Deserialize;
+use url::Url;
+
+/// herd's per-host agent: registers this host with the orchestrator, heartbeats what runs
+/// here, and makes Docker run exactly the containers the orchestrator places here.
+#[derive(Debug, Parser)]
+#[command(
+    name = "herd-agent",
+    version,
+    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2"
+)]
+pub struct Args {
+    /// URL of the orchestrator's API.
+    #[arg(long, env = "HERD_ORCHESTRATOR")]
+    pub orchestrator: Option<String>,
+    /// This host's id: a DNS label, stable for the host's life.
+    #[arg(long, env = "HERD_HOST_ID")]
+    pub host_id: Option<String>,
+    /// Directory for the agent's state and instance logs.
+    #[arg(long, env = "HERD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Rack label, used to spread replicas.
+    #[arg(long, env = "HERD_RACK")]
+    pub rack: Option<String>,
+    /// CPU to offer, in cores or millicores (`8`, `7500m`) [default: all cores].
+    #[arg(long, env = "HERD_CPUS", value_parser = Cpu::parse)]
+    pub cpus: Option<Cpu>,
+    /// Memory to offer (`64Gi`) [default: all of MemTotal].
+    #[arg(long, env = "HERD_MEMORY", value_parser = Memory::parse)]
+    pub memory: Option<Memory>,
+    /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
+    #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
+    pub data_disks: Vec<PathBuf>,
+    /// YAML file with any of the settings above (keys as the flags, with `_`).
+    #[arg(long, env = "HERD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    orchestrator: Option<String>,
+    host_id: Option<String>,
+    data_dir: Option<PathBuf>,
+    rack: Option<String>,
+    cpus: Option<Cpu>,
+    memory: Option<Memory>,
+    #[serde(default)]
+    data_disks: Vec<PathBuf>,
+}
+
+/// The settings the agent runs with, all checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub orchestrator: Url,
+    pub host_id: String,
+    pub data_dir: PathBuf,
+    pub rack: Option<String>,
+    pub cpu: Cpu,
+    pub memory: Memory,
+    pub data_disks: Vec<PathBuf>,
+}
+
+/// Every problem with the configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    pub fn resolve(args: Args) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let file = match &args.config {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => herd_api::yaml::from_str::<File>(&text).unwrap_or_else(|e| {
+                    problems.push(format!("config file {}: {e}", path.display()));
+                    File::default()
+                }),
+                Err(e) => {
+                    problems.push(format!("cannot read config file {}: {e}", path.display()));
+                    File::default()
+                }
+            },
+            None => File::default(),
+        };
+        let orchestrator = match args.orchestrator.or(file.orchestrator) {
+            None => {
+                problems.push("--orchestrator is required (the orchestrator's URL, e.g. http://10.0.0.1:7480)".into());
+                None
+            }
+            Some(u) => match Url::parse(&u) {
+                Ok(url) if url.scheme() == "http" || url.scheme() == "https" => Some(url),
+                _ => {
+                    problems.push(format!("--orchestrator: `{u}` is not an http(s) URL"));
+                    None
+                }
+            },
+        };
+        let host_id = args.host_id.or(file.host_id).or_else(hostname);
+        match &host_id {
+            None => problems.push("--host-id is required (no hostname could be read)".into()),
+            Some(id) => {
+                if let Err(m) = check_host_id(id) {
+                    problems.push(format!("--host-id: {m}"));
+                }
+            }
+        }
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("/var/lib/herd/agent"));
+        let mut data_disks = if args.data_disks.is_empty() { file.data_disks } else { args.data_disks };
+        if data_disks.is_empty() {
+            data_disks.push(data_dir.join("disks").join("0"));
+        }
+        for d in &data_disks {
+            if !d.is_absolute() {
+                problems.push(format!("--data-disk: `{}` must be an absolute path", d.display()));
+            }
+        }
+        let cpu = args.cpus.or(file.cpus).unwrap_or_else(detect_cpu);
+        let memory = args.memory.or(file.memory).unwrap_or_else(detect_memory);
+        if cpu.0 == 0 {
+            problems.push("--cpus must be more than 0".into());
+        }
+        if memory.0 == 0 {
+            problems.push("--memory must be more than 0 (and could not be read from /proc/meminfo)".into());
+        }
+        match (orchestrator, host_id, problems.is_empty()) {
+            (Some(orchestrator), Some(host_id), true) => Ok(Config {
+                orchestrator,
+                host_id,
+                data_dir,
+                rack: args.rack.or(file.rack),
+                cpu,
+                memory,
+                data_disks,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().split('.').next()?.to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+fn detect_cpu() -> Cpu {
+    Cpu(std::thread::available_parallelism().map(|n| n.get() as u64 * 1000).unwrap_or(1000))
+}
+
+fn detect_memory() -> Memory {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Memory(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let args = Args::parse_from(["herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel"]);
+        let Err(ConfigError(problems)) = Config::resolve(args) else { panic!("bad config accepted") };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn detection_finds_something() {
+        assert!(detect_cpu().0 >= 1000);
+        assert!(detect_memory().0 > 0);
+    }
+}

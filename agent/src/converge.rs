@@ -1,0 +1,329 @@
+//! Converging a host: a pure [`plan`] from the desired set and the containers found, and an
+//! executor that applies it through a [`Runtime`], a few calls at a time.
+//!
+//! ```text
+//! desired (orchestrator) ─┐
+//!                         ├─► plan ─► [Create | Start | Recreate | Remove] ─► runtime
+//! found (runtime.list) ───┘
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use futures::stream::{self, StreamExt};
+use herd_api::names::InstanceRef;
+use herd_api::wire::{ContainerState, DesiredContainer, Observed};
+use tracing::{info, warn};
+
+use crate::runtime::{Container, ContainerConfig, Runtime, RuntimeError, labels};
+
+/// Where a container's data disks and logs are on the host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub host_id: String,
+    /// Root of per-instance log folders: `<logs>/<tenant>/<cluster>/<instance>/`.
+    pub logs: PathBuf,
+    /// Data disks; a DataNode gets one directory on each.
+    pub data_disks: Vec<PathBuf>,
+}
+
+/// In-container paths, fixed so images and rendered Hadoop config agree on them.
+pub const LOG_DIR: &str = "/hadoop/logs";
+pub const DATA_DIR_PREFIX: &str = "/hadoop/dfs/data";
+
+impl Layout {
+    fn instance_dir(root: &Path, i: &InstanceRef) -> PathBuf {
+        root.join(&i.tenant).join(&i.cluster).join(&i.name)
+    }
+
+    /// Host directories to create and bind-mount for `d`: (host path, container path).
+    pub fn mounts(&self, d: &DesiredContainer) -> Vec<(PathBuf, String)> {
+        let mut out = vec![(Self::instance_dir(&self.logs, &d.instance), LOG_DIR.to_string())];
+        if d.role.has_data() {
+            for (n, disk) in self.data_disks.iter().enumerate() {
+                out.push((Self::instance_dir(&disk.join("herd"), &d.instance), format!("{DATA_DIR_PREFIX}{n}")));
+            }
+        }
+        out
+    }
+
+    /// The full container config for a desired instance.
+    pub fn container_config(&self, d: &DesiredContainer) -> ContainerConfig {
+        let mounts = self.mounts(d);
+        let mut env = d.env.clone();
+        env.insert("HADOOP_LOG_DIR".into(), LOG_DIR.into());
+        if d.role.has_data() {
+            let dirs: Vec<&str> = mounts.iter().skip(1).map(|(_, c)| c.as_str()).collect();
+            env.insert("HERD_DATA_DIRS".into(), dirs.join(","));
+        }
+        let mut labels = BTreeMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::HOST.to_string(), self.host_id.clone()),
+            (labels::TENANT.to_string(), d.instance.tenant.clone()),
+            (labels::CLUSTER.to_string(), d.instance.cluster.clone()),
+            (labels::INSTANCE.to_string(), d.instance.name.clone()),
+            (labels::POOL.to_string(), d.role.as_str().to_string()),
+        ]);
+        let mut config = ContainerConfig {
+            name: d.instance.container_name(),
+            hostname: d.instance.hostname(),
+            image: d.image.clone(),
+            env,
+            labels: labels.clone(),
+            nano_cpus: (d.cpu.0 as i64).saturating_mul(1_000_000),
+            memory_bytes: d.memory.0 as i64,
+            binds: mounts.iter().map(|(h, c)| format!("{}:{c}", h.display())).collect(),
+        };
+        labels.insert(labels::SPEC_HASH.to_string(), spec_hash(&config));
+        config.labels = labels;
+        config
+    }
+}
+
+/// A stable hash of a container config (FNV-1a over its JSON form). Stable across herd
+/// and Rust versions on purpose: a changed hash recreates the container.
+pub fn spec_hash(c: &ContainerConfig) -> String {
+    let bytes = serde_json::to_vec(c).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// One step towards the desired set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Create(Box<ContainerConfig>, InstanceRef),
+    /// Start a stopped container that is otherwise as desired.
+    Start(String, InstanceRef),
+    /// Its config changed: remove the old container, then create the new one.
+    Recreate(String, Box<ContainerConfig>, InstanceRef),
+    /// Not desired (or a duplicate): stop and remove.
+    Remove(String, InstanceRef),
+}
+
+/// Plans the actions that turn `found` into `desired` (configs with their hash label set).
+/// Containers already right are left alone: that is how an agent restart adopts them.
+pub fn plan(desired: &[(InstanceRef, ContainerConfig)], found: &[Container]) -> Vec<Action> {
+    let mut by_instance: HashMap<&InstanceRef, Vec<&Container>> = HashMap::new();
+    for c in found {
+        by_instance.entry(&c.instance).or_default().push(c);
+    }
+    let mut actions = Vec::new();
+    for (instance, config) in desired {
+        let hash = config.labels.get(labels::SPEC_HASH).cloned().unwrap_or_default();
+        let mut mine = by_instance.remove(instance).unwrap_or_default();
+        // Keep the best match: right config first, then running.
+        mine.sort_by_key(|c| (c.spec_hash != hash, c.state != ContainerState::Running));
+        let mut rest = mine.into_iter();
+        match rest.next() {
+            None => actions.push(Action::Create(Box::new(config.clone()), instance.clone())),
+            Some(c) if c.spec_hash != hash => {
+                actions.push(Action::Recreate(c.id.clone(), Box::new(config.clone()), instance.clone()))
+            }
+            Some(c) if matches!(c.state, ContainerState::Created | ContainerState::Exited) => {
+                actions.push(Action::Start(c.id.clone(), instance.clone()))
+            }
+            Some(_) => {}
+        }
+        actions.extend(rest.map(|c| Action::Remove(c.id.clone(), c.instance.clone())));
+    }
+    let mut undesired: Vec<&Container> = by_instance.into_values().flatten().collect();
+    undesired.sort_by(|a, b| a.instance.cmp(&b.instance));
+    actions.extend(undesired.into_iter().map(|c| Action::Remove(c.id.clone(), c.instance.clone())));
+    actions
+}
+
+/// How many runtime calls run at once.
+const PARALLEL: usize = 4;
+
+/// Applies `actions`; returns the error per instance that could not be converged.
+pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[DesiredContainer], actions: Vec<Action>) -> HashMap<InstanceRef, String> {
+    let mounts: HashMap<&InstanceRef, Vec<(PathBuf, String)>> =
+        desired.iter().map(|d| (&d.instance, layout.mounts(d))).collect();
+    let results: Vec<(InstanceRef, Result<(), RuntimeError>)> = stream::iter(actions)
+        .map(|action| {
+            let mounts = &mounts;
+            async move {
+                match action {
+                    Action::Create(config, instance) => {
+                        let r = create(runtime, &config, mounts.get(&instance)).await;
+                        (instance, r)
+                    }
+                    Action::Start(id, instance) => {
+                        info!(instance = %instance, container = %id, "starting stopped container");
+                        (instance, runtime.start(&id).await)
+                    }
+                    Action::Recreate(id, config, instance) => {
+                        info!(instance = %instance, container = %id, "config changed, recreating");
+                        let r = match runtime.remove(&id).await {
+                            Ok(()) => create(runtime, &config, mounts.get(&instance)).await,
+                            Err(e) => Err(e),
+                        };
+                        (instance, r)
+                    }
+                    Action::Remove(id, instance) => {
+                        info!(instance = %instance, container = %id, "removing");
+                        (instance, runtime.remove(&id).await)
+                    }
+                }
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let mut errors = HashMap::new();
+    for (instance, r) in results {
+        if let Err(e) = r {
+            warn!(instance = %instance, error = %e, "converge failed");
+            errors.insert(instance, e.to_string());
+        }
+    }
+    errors
+}
+
+async fn create<R: Runtime>(runtime: &R, config: &ContainerConfig, mounts: Option<&Vec<(PathBuf, String)>>) -> Result<(), RuntimeError> {
+    for (host_path, _) in mounts.into_iter().flatten() {
+        std::fs::create_dir_all(host_path).map_err(|e| RuntimeError::Call {
+            op: "create directory",
+            target: host_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    let id = runtime.create_and_start(config).await?;
+    info!(container = %config.name, id = %id, "created and started");
+    Ok(())
+}
+
+/// What to report to the orchestrator: every container found, plus desired instances that
+/// could not be created, as `failed` with the reason.
+pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>) -> Vec<Observed> {
+    let mut out: Vec<Observed> = found
+        .iter()
+        .map(|c| Observed {
+            instance: c.instance.clone(),
+            container_id: c.id.clone(),
+            state: c.state,
+            started_at: c.started_at.clone(),
+            exit_code: c.exit_code,
+            error: errors.get(&c.instance).cloned(),
+        })
+        .collect();
+    for (instance, error) in errors {
+        if !found.iter().any(|c| &c.instance == instance) {
+            out.push(Observed {
+                instance: instance.clone(),
+                container_id: String::new(),
+                state: ContainerState::Failed,
+                started_at: None,
+                exit_code: None,
+                error: Some(error.clone()),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::Role;
+    use herd_api::quantity::{Cpu, Memory};
+
+    fn layout() -> Layout {
+        Layout { host_id: "h1".into(), logs: "/l".into(), data_disks: vec!["/d0".into(), "/d1".into()] }
+    }
+
+    fn desired(role: Role, n: u32, memory: u64) -> DesiredContainer {
+        DesiredContainer {
+            instance: InstanceRef::new("t", "c", role, n),
+            role,
+            image: "img".into(),
+            cpu: Cpu(500),
+            memory: Memory(memory),
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn found(d: &DesiredContainer, id: &str, state: ContainerState, hash: Option<&str>) -> Container {
+        let config = layout().container_config(d);
+        Container {
+            id: id.into(),
+            instance: d.instance.clone(),
+            spec_hash: hash.map(String::from).unwrap_or_else(|| config.labels[labels::SPEC_HASH].clone()),
+            state,
+            started_at: None,
+            exit_code: None,
+        }
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Create(_, i) => format!("create {}", i.name),
+                Action::Start(id, _) => format!("start {id}"),
+                Action::Recreate(id, _, _) => format!("recreate {id}"),
+                Action::Remove(id, _) => format!("remove {id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plan_table() {
+        let dn0 = desired(Role::Datanode, 0, 1 << 30);
+        let dn1 = desired(Role::Datanode, 1, 1 << 30);
+        let dn0_bigger = desired(Role::Datanode, 0, 2 << 30);
+        let want = |ds: &[&DesiredContainer]| -> Vec<(InstanceRef, ContainerConfig)> {
+            ds.iter().map(|d| (d.instance.clone(), layout().container_config(d))).collect()
+        };
+        let cases: Vec<(&str, Vec<(InstanceRef, ContainerConfig)>, Vec<Container>, Vec<&str>)> = vec![
+            ("nothing found: create all", want(&[&dn0, &dn1]), vec![], vec!["create datanode-0", "create datanode-1"]),
+            ("running and right: adopt, no action", want(&[&dn0]), vec![found(&dn0, "a", ContainerState::Running, None)], vec![]),
+            ("exited: start it", want(&[&dn0]), vec![found(&dn0, "a", ContainerState::Exited, None)], vec!["start a"]),
+            ("restarting: leave it to Docker", want(&[&dn0]), vec![found(&dn0, "a", ContainerState::Restarting, None)], vec![]),
+            ("config changed: recreate", want(&[&dn0_bigger]), vec![found(&dn0, "a", ContainerState::Running, None)], vec!["recreate a"]),
+            ("not desired: remove", want(&[]), vec![found(&dn0, "a", ContainerState::Running, None)], vec!["remove a"]),
+            (
+                "duplicate: keep the running one",
+                want(&[&dn0]),
+                vec![found(&dn0, "a", ContainerState::Exited, None), found(&dn0, "b", ContainerState::Running, None)],
+                vec!["remove a"],
+            ),
+        ];
+        for (name, desired, found, expect) in cases {
+            assert_eq!(kinds(&plan(&desired, &found)), expect, "{name}");
+        }
+    }
+
+    #[test]
+    fn datanode_gets_a_dir_on_every_disk_and_a_log_dir() {
+        let d = desired(Role::Datanode, 3, 1 << 30);
+        let c = layout().container_config(&d);
+        assert_eq!(c.binds, ["/l/t/c/datanode-3:/hadoop/logs", "/d0/herd/t/c/datanode-3:/hadoop/dfs/data0", "/d1/herd/t/c/datanode-3:/hadoop/dfs/data1"]);
+        assert_eq!(c.env["HERD_DATA_DIRS"], "/hadoop/dfs/data0,/hadoop/dfs/data1");
+        assert_eq!(c.nano_cpus, 500_000_000);
+        let nm = layout().container_config(&desired(Role::Nodemanager, 0, 1 << 30));
+        assert_eq!(nm.binds, ["/l/t/c/nodemanager-0:/hadoop/logs"]);
+        assert!(!nm.env.contains_key("HERD_DATA_DIRS"));
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a = layout().container_config(&desired(Role::Datanode, 0, 1 << 30));
+        let b = layout().container_config(&desired(Role::Datanode, 0, 1 << 30));
+        let c = layout().container_config(&desired(Role::Datanode, 0, 2 << 30));
+        assert_eq!(a.labels[labels::SPEC_HASH], b.labels[labels::SPEC_HASH]);
+        assert_ne!(a.labels[labels::SPEC_HASH], c.labels[labels::SPEC_HASH]);
+    }
+
+    #[test]
+    fn failed_creates_are_reported() {
+        let errors = HashMap::from([(InstanceRef::new("t", "c", Role::Datanode, 0), "image x is not on this host".to_string())]);
+        let o = observed(&[], &errors);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].state, ContainerState::Failed);
+    }
+}

@@ -1,0 +1,161 @@
+//! The Docker backend of [`Runtime`], over the engine's API with bollard.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions, StopContainerOptions,
+};
+use herd_api::names::InstanceRef;
+use herd_api::wire::ContainerState;
+
+use crate::runtime::{Container, ContainerConfig, Runtime, RuntimeError, labels};
+
+/// Seconds a daemon gets to shut down after SIGTERM before it is killed.
+const STOP_GRACE_S: i32 = 30;
+
+pub struct DockerRuntime {
+    docker: Docker,
+    /// `StartedAt` and exit code by (container id, state): they change only when the state
+    /// does, so each container is inspected once per state rather than once per heartbeat.
+    details: Mutex<HashMap<(String, ContainerState), (Option<String>, Option<i64>)>>,
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine (or `DOCKER_HOST`) and agrees on an API version.
+    pub async fn connect() -> Result<Self, BollardError> {
+        let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        docker.ping().await?;
+        Ok(Self { docker, details: Mutex::new(HashMap::new()) })
+    }
+
+    async fn details(&self, id: &str, state: ContainerState) -> (Option<String>, Option<i64>) {
+        let key = (id.to_string(), state);
+        if let Some(d) = self.details.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return d.clone();
+        }
+        let Ok(inspect) = self.docker.inspect_container(id, None::<InspectContainerOptions>).await else {
+            return (None, None);
+        };
+        let s = inspect.state.unwrap_or_default();
+        let d = (s.started_at, s.exit_code);
+        let mut cache = self.details.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(cid, _), _| cid != id);
+        cache.insert(key, d.clone());
+        d
+    }
+}
+
+fn call_error(op: &'static str, target: &str, e: BollardError) -> RuntimeError {
+    let message = match e {
+        BollardError::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    };
+    RuntimeError::Call { op, target: target.to_string(), message }
+}
+
+fn is_status(e: &BollardError, codes: &[u16]) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if codes.contains(status_code))
+}
+
+fn state_of(s: Option<&str>) -> ContainerState {
+    match s {
+        Some("running") => ContainerState::Running,
+        Some("restarting") => ContainerState::Restarting,
+        Some("paused") => ContainerState::Paused,
+        Some("exited") => ContainerState::Exited,
+        Some("dead") | Some("removing") => ContainerState::Dead,
+        _ => ContainerState::Created,
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn list(&self, host: &str) -> Result<Vec<Container>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED), format!("{}={host}", labels::HOST)],
+        )]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self.docker.list_containers(Some(opts)).await.map_err(|e| call_error("list", host, e))?;
+        let mut out = Vec::new();
+        for s in summaries {
+            let (Some(id), Some(l)) = (s.id, s.labels) else { continue };
+            let label = |k: &str| l.get(k).cloned().unwrap_or_default();
+            let instance = InstanceRef { tenant: label(labels::TENANT), cluster: label(labels::CLUSTER), name: label(labels::INSTANCE) };
+            let state = state_of(s.state.map(|s| s.to_string()).as_deref());
+            let (started_at, exit_code) = self.details(&id, state).await;
+            out.push(Container { spec_hash: label(labels::SPEC_HASH), id, instance, state, started_at, exit_code });
+        }
+        Ok(out)
+    }
+
+    async fn create_and_start(&self, c: &ContainerConfig) -> Result<String, RuntimeError> {
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            hostname: Some(c.hostname.clone()),
+            env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(c.labels.clone().into_iter().collect()),
+            host_config: Some(HostConfig {
+                nano_cpus: Some(c.nano_cpus),
+                memory: Some(c.memory_bytes),
+                // NB: no swap beyond the memory limit: a swapping DataNode is worse than a restarted one.
+                memory_swap: Some(c.memory_bytes),
+                binds: Some(c.binds.clone()),
+                // herd owns networking (DESIGN.md, Networking): Docker only gets `none`.
+                network_mode: Some("none".into()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions { name: Some(c.name.clone()), ..Default::default() };
+        let created = match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => r,
+            Err(e) if is_status(&e, &[404]) => return Err(RuntimeError::ImageMissing { image: c.image.clone() }),
+            Err(e) => return Err(call_error("create", &c.name, e)),
+        };
+        self.start(&created.id).await?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(id, None::<StartContainerOptions>).await {
+            // 304: already running.
+            Err(e) if !is_status(&e, &[304]) => Err(call_error("start", id, e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let stop = StopContainerOptions { t: Some(STOP_GRACE_S), ..Default::default() };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Err(e) if !is_status(&e, &[304, 404]) => return Err(call_error("stop", id, e)),
+            _ => {}
+        }
+        let opts = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Err(e) if !is_status(&e, &[404, 409]) => Err(call_error("remove", id, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_states_map() {
+        assert_eq!(state_of(Some("running")), ContainerState::Running);
+        assert_eq!(state_of(Some("exited")), ContainerState::Exited);
+        assert_eq!(state_of(Some("created")), ContainerState::Created);
+    }
+}

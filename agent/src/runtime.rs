@@ -1,0 +1,66 @@
+//! The container runtime as the agent needs it, behind a trait so the converge logic is
+//! tested without Docker; [`crate::docker`] is the real backend.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use herd_api::names::InstanceRef;
+use herd_api::wire::ContainerState;
+
+/// Labels herd puts on every container it creates; the agent finds its own by them.
+pub mod labels {
+    pub const MANAGED: &str = "herd.managed";
+    pub const HOST: &str = "herd.host";
+    pub const TENANT: &str = "herd.tenant";
+    pub const CLUSTER: &str = "herd.cluster";
+    pub const POOL: &str = "herd.pool";
+    pub const INSTANCE: &str = "herd.instance";
+    /// Hash of the full container config; a different hash means recreate.
+    pub const SPEC_HASH: &str = "herd.spec-hash";
+}
+
+/// A herd container as found on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub id: String,
+    pub instance: InstanceRef,
+    pub spec_hash: String,
+    pub state: ContainerState,
+    pub started_at: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub hostname: String,
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// CPU limit in nano-CPUs (1e9 = one core).
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    /// `host_path:container_path[:ro]`.
+    pub binds: Vec<String>,
+}
+
+/// Why a runtime call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("image {image} is not on this host: build or load it here (no registry is used), e.g. images/testbed/build.sh")]
+    ImageMissing { image: String },
+    #[error("{op} {target} failed: {message}")]
+    Call { op: &'static str, target: String, message: String },
+}
+
+/// The container operations the agent uses. Teardown is idempotent: not found is success.
+pub trait Runtime: Send + Sync + 'static {
+    /// Every herd container labelled with `host`, running or not.
+    fn list(&self, host: &str) -> impl Future<Output = Result<Vec<Container>, RuntimeError>> + Send;
+    /// Creates and starts a container; returns its id.
+    fn create_and_start(&self, config: &ContainerConfig) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Stops (with a grace period for the daemon to shut down cleanly) and removes.
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}

@@ -1,1 +1,222 @@
+//! Support for herd's end-to-end tests: builds the binaries and testbed images once, starts
+//! orchestrators and agents as real processes on loopback, and talks to the real Docker
+//! engine. Docker-dependent tests fail loudly when no engine answers; they never skip.
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds herd's binaries once per test process and returns the directory holding them.
+pub fn bins() -> &'static Path {
+    static BINS: OnceLock<PathBuf> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "herd-orchestrator", "-p", "herd-agent", "-p", "herd-cli"])
+            .current_dir(root())
+            .status();
+        assert!(matches!(status, Ok(s) if s.success()), "building herd's binaries failed: {status:?}");
+        target_dir().join("debug")
+    })
+}
+
+/// Fails the test unless a Docker engine answers, and builds the testbed images once.
+pub fn docker() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let info = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+        match info {
+            Ok(o) if o.status.success() => {}
+            other => panic!(
+                "these tests need a Docker engine and none answers ({other:?}); start dockerd. \
+                 They fail rather than skip so CI cannot pass without running them."
+            ),
+        }
+        let status = Command::new("bash").arg(root().join("images/testbed/build.sh")).status();
+        assert!(matches!(status, Ok(s) if s.success()), "images/testbed/build.sh failed: {status:?}");
+    });
+}
+
+/// A name unique to this test run, usable as a tenant or host id (a DNS label).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A free loopback port (bound, then released for the process under test).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `herd-orchestrator`.
+pub struct Orchestrator {
+    pub proc: Proc,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Orchestrator {
+    /// Starts an orchestrator on `port` (0: any) with its store under `data_dir`.
+    pub fn start(data_dir: &Path, port: u16) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join(format!("orchestrator-{}.log", unique("")));
+        let mut child = Command::new(bins().join("herd-orchestrator"))
+            .args(["--data-dir", &data_dir.display().to_string()])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-interval", "500ms"])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("cannot start herd-orchestrator")?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        let proc = Proc { child, log };
+        if !url.starts_with("http://") {
+            bail!("orchestrator did not start: {}", proc.log_text());
+        }
+        Ok(Self { proc, url, data_dir: data_dir.into() })
+    }
+}
+
+/// A running `herd-agent`.
+pub struct Agent {
+    pub proc: Proc,
+    pub host_id: String,
+}
+
+impl Agent {
+    pub fn start(orchestrator: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join(format!("agent-{}.log", unique("")));
+        let child = Command::new(bins().join("herd-agent"))
+            .args(["--orchestrator", orchestrator, "--host-id", host_id])
+            .args(["--data-dir", &data_dir.display().to_string(), "--cpus", cpus, "--memory", memory])
+            .env("RUST_LOG", "info,herd_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("cannot start herd-agent")?;
+        Ok(Self { proc: Proc { child, log }, host_id: host_id.into() })
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    while start.elapsed() < timeout {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})")
+}
+
+/// A small HTTP client for the orchestrator's API.
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// A response's status and JSON body (`Null` when empty).
+pub type Reply = (u16, Value);
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok((status, body))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Reply> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Reply> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn put_yaml(&self, path: &str, yaml: &str) -> Result<Reply> {
+        let req = self.http.put(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(yaml.to_string());
+        self.send(req).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Reply> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+}
+
+/// Removes every container of `tenant` when dropped, so a failed test leaves nothing behind.
+pub struct TenantContainers(pub String);
+
+impl Drop for TenantContainers {
+    fn drop(&mut self) {
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=herd.tenant={}", self.0)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+        }
+    }
+}

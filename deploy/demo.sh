@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The local demo, end to end: builds herd and the testbed images, starts an orchestrator
+# (with its embedded store) and one agent on the local Docker engine, applies
+# manifests/examples/quickstart.yaml, waits until its instances run and prints the status.
+#
+#   deploy/demo.sh        start (or restart) the demo; leaves it running
+#   deploy/demo.sh down   stop the demo's processes and remove its containers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEMO_DIR=${HERD_DEMO_DIR:-$PWD/.herd-demo}
+PORT=${HERD_DEMO_PORT:-7480}
+export HERD_SERVER="http://127.0.0.1:$PORT"
+BIN=$PWD/target/debug
+
+stop() {
+    for p in agent orchestrator; do
+        if [[ -f $DEMO_DIR/$p.pid ]]; then
+            kill "$(cat "$DEMO_DIR/$p.pid")" 2>/dev/null || true
+            rm -f "$DEMO_DIR/$p.pid"
+        fi
+    done
+}
+
+if [[ ${1:-} == down ]]; then
+    stop
+    ids=$(docker ps -aq --filter label=herd.host=demo-host)
+    [[ -z $ids ]] || docker rm -f $ids >/dev/null
+    echo "demo stopped; its state is in $DEMO_DIR (delete it to start afresh)"
+    exit 0
+fi
+
+docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers; start dockerd first" >&2; exit 1; }
+echo "==> building herd"
+cargo build --workspace --quiet
+echo "==> building testbed images"
+./images/testbed/build.sh
+stop
+mkdir -p "$DEMO_DIR"
+
+echo "==> starting herd-orchestrator on $HERD_SERVER (log: $DEMO_DIR/orchestrator.log)"
+"$BIN/herd-orchestrator" --data-dir "$DEMO_DIR/orchestrator" --listen "127.0.0.1:$PORT" \
+    >"$DEMO_DIR/orchestrator.out" 2>"$DEMO_DIR/orchestrator.log" &
+echo $! >"$DEMO_DIR/orchestrator.pid"
+for _ in $(seq 50); do
+    curl -fsS "$HERD_SERVER/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fsS "$HERD_SERVER/healthz" >/dev/null || { echo "orchestrator did not start:" >&2; tail "$DEMO_DIR/orchestrator.log" >&2; exit 1; }
+
+echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
+"$BIN/herd-agent" --orchestrator "$HERD_SERVER" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo \
+    >/dev/null 2>"$DEMO_DIR/agent.log" &
+echo $! >"$DEMO_DIR/agent.pid"
+
+echo "==> applying manifests/examples/quickstart.yaml"
+"$BIN/herd" tenants create acme
+"$BIN/herd" apply -f manifests/examples/quickstart.yaml --wait --timeout 2m
+echo
+"$BIN/herd" hosts
+echo
+"$BIN/herd" status acme/quickstart
+cat <<MSG
+
+The demo is running. Try:
+  export HERD_SERVER=$HERD_SERVER
+  $BIN/herd scale acme/quickstart datanode=1 --wait
+  $BIN/herd status -o yaml
+  docker ps --filter label=herd.tenant=acme
+Stop it with: deploy/demo.sh down
+MSG

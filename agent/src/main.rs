@@ -3,6 +3,8 @@
 
 use std::fs::File;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use herd_agent::agent::Agent;
@@ -17,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::resolve(Args::parse())?;
     std::fs::create_dir_all(&config.data_dir)

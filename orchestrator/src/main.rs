@@ -1,5 +1,7 @@
 //! `herd-orchestrator`: parse config, open the store, serve, shut down on SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use herd_orchestrator::config::{Args, Config};
@@ -14,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::resolve(Args::parse())?;
     std::fs::create_dir_all(&config.data_dir)

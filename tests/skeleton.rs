@@ -85,6 +85,12 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     let start_agent = |h: &str| Agent::start(&orch.url, h, &tmp.path().join(h), "2", "1Gi");
     let mut agents = vec![start_agent(&hosts[0])?, start_agent(&hosts[1])?];
 
+    wait_for("both hosts to register", WAIT, || async {
+        let (_, hosts) = api.get("/v1/hosts").await?;
+        let ready = hosts.as_array().into_iter().flatten().filter(|h| h["state"] == "ready").count();
+        Ok((ready == 2).then_some(()))
+    })
+    .await?;
     let (status, _) = api.post("/v1/tenants", json!({"name": tenant})).await?;
     assert_eq!(status, 201);
     let path = format!("/v1/tenants/{tenant}/clusters/prod");
@@ -116,10 +122,14 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     let names: Vec<&str> = before.keys().map(String::as_str).collect();
     assert_eq!(names, ["datanode-0", "datanode-1", "datanode-2", "nodemanager-0", "nodemanager-1"]);
 
-    // The API shows the same, observed next to desired.
-    let (_, cluster) = api.get(&path).await?;
-    let observed: Vec<&str> = cluster["instances"].as_array().into_iter().flatten().filter_map(|i| i["observed"]["state"].as_str()).collect();
-    assert_eq!(observed, ["running"; 5], "{cluster}");
+    // The API shows the same, observed next to desired, once the agents have reported.
+    let cluster = wait_for("the API to show 5 running", WAIT, || async {
+        let (_, cluster) = api.get(&path).await?;
+        let observed = cluster["instances"].as_array().into_iter().flatten();
+        let running = observed.filter(|i| i["observed"]["state"] == "running").count();
+        Ok((running == 5).then_some(cluster))
+    })
+    .await?;
 
     // Scale DataNodes to 1: exactly datanode-1 and datanode-2 go; the rest are untouched.
     let (status, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": 1})).await?;

@@ -87,6 +87,18 @@ impl fmt::Display for Memory {
     }
 }
 
+impl Memory {
+    /// For people: the largest binary unit, one decimal, e.g. `22.0Gi`; not exact.
+    pub fn approx(self) -> String {
+        for (suffix, factor) in UNITS.iter().take(4).rev() {
+            if self.0 >= *factor {
+                return format!("{:.1}{suffix}", self.0 as f64 / *factor as f64);
+            }
+        }
+        format!("{}", self.0)
+    }
+}
+
 macro_rules! quantity_serde {
     ($ty:ident, $expecting:literal, $from_u64:expr, $from_f64:expr) => {
         impl Serialize for $ty {
@@ -170,6 +182,13 @@ mod tests {
         for text in ["512Mi", "4Gi", "1000"] {
             assert_eq!(Memory::parse(text).map(|m| m.to_string()), Ok(text.to_string()));
         }
+    }
+
+    #[test]
+    fn approx_for_people() {
+        assert_eq!(Memory(23_111_220 * 1024).approx(), "22.0Gi");
+        assert_eq!(Memory(1536 << 20).approx(), "1.5Gi");
+        assert_eq!(Memory(100).approx(), "100");
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub async fn hosts(client: &Client, out: Format) -> Result<()> {
                 format!("{:?}", h.state).to_lowercase(),
                 h.info.rack.clone().unwrap_or_else(|| "-".into()),
                 format!("{}/{}", h.allocated_cpu, h.info.cpu),
-                format!("{}/{}", h.allocated_memory, h.info.memory),
+                format!("{}/{}", h.allocated_memory.approx(), h.info.memory.approx()),
                 h.instances.to_string(),
                 h.last_heartbeat_ms_ago.map(|ms| format!("{} ago", short_duration(Duration::from_millis(ms)))).unwrap_or_else(|| "-".into()),
             ]);

@@ -63,7 +63,7 @@ fn unplaceable(hosts: &[HostView], r: &Request) -> String {
         };
     }
     let best = ready.iter().max_by_key(|h| (h.free_cpu.min(r.cpu.0), h.free_memory.min(r.memory.0)));
-    let best = best.map(|h| format!("; most free: {} with {} CPU, {}", h.id, Cpu(h.free_cpu), Memory(h.free_memory)));
+    let best = best.map(|h| format!("; most free: {} with {} CPU, {}", h.id, Cpu(h.free_cpu), Memory(h.free_memory).approx()));
     format!(
         "no ready host has {} CPU and {} memory free ({} ready hosts{})",
         r.cpu,
@@ -132,7 +132,7 @@ mod tests {
         let mut hosts = vec![host("a", 1000, 1024)];
         let got = place(&mut hosts, &[req("p", 2000, 512)]);
         let reason = got[0].clone().err().unwrap_or_default();
-        assert!(reason.contains("2 CPU") && reason.contains("most free: a with 1 CPU, 1Gi"), "{reason}");
+        assert!(reason.contains("2 CPU") && reason.contains("most free: a with 1 CPU, 1.0Gi"), "{reason}");
         let got = place(&mut [], &[req("p", 1, 1)]);
         assert!(got[0].clone().err().unwrap_or_default().contains("start herd-agent"));
     }

@@ -1,58 +1,86 @@
 #!/usr/bin/env bash
-# Builds herd's testbed images locally, without any registry: a base image imported from
-# Debian's busybox-static, and one test-double image per Hadoop role on top of it.
-# Idempotent: an image whose inputs did not change is not rebuilt.
+# Builds herd's testbed images locally, without any registry:
+#   herd/testbed-base:latest   a rootfs of Debian's busybox-static, made with `docker import`
+#   herd/<role>:testbed        a test double of each Hadoop role (roles/), FROM that base
+# Idempotent: each image carries a herd.testbed.hash label over its inputs (the busybox .deb,
+# this script, roles/Dockerfile, roles/run.sh) and is rebuilt only when they change.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=$here/.cache
+base=herd/testbed-base:latest
 roles=(datanode nodemanager namenode resourcemanager)
 
-command -v docker >/dev/null || { echo "testbed: docker is not installed" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "testbed: the Docker engine does not answer; start dockerd" >&2; exit 1; }
+say() { echo "testbed: $*"; }
+die() { echo "testbed: $*" >&2; exit 1; }
+
+command -v docker >/dev/null || die "docker is not installed (need the Docker CLI and a running engine)"
+timeout 30 docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed): start dockerd or check DOCKER_HOST"
 
 mkdir -p "$cache"
-deb=$(ls "$cache"/busybox-static_*.deb 2>/dev/null | head -n1 || true)
-if [[ -z $deb ]]; then
-    echo "testbed: fetching Debian's busybox-static"
-    ( cd "$cache" && { apt-get download busybox-static >/dev/null 2>&1 || { apt-get update -qq && apt-get download busybox-static >/dev/null; }; } )
-    deb=$(ls "$cache"/busybox-static_*.deb | head -n1)
+# Concurrent runs (parallel test binaries) wait for each other instead of building twice.
+exec 9>"$cache/.lock"
+flock 9
+
+debs=("$cache"/busybox-static_*.deb)
+if [[ ! -f ${debs[-1]} ]]; then
+    say "downloading Debian's busybox-static into $cache"
+    command -v apt-get >/dev/null || die "apt-get is missing: put a busybox-static .deb in $cache"
+    if ! (cd "$cache" && apt-get download busybox-static) >/dev/null 2>&1; then
+        say "apt-get download failed; running apt-get update and retrying"
+        apt-get update -qq >/dev/null || die "apt-get update failed"
+        (cd "$cache" && apt-get download busybox-static) >/dev/null 2>&1 ||
+            die "apt-get download busybox-static failed: put a busybox-static .deb in $cache"
+    fi
+    debs=("$cache"/busybox-static_*.deb)
 fi
+deb=${debs[-1]}
 
-label() { docker image inspect --format "{{ index .Config.Labels \"herd.testbed.hash\" }}" "$1" 2>/dev/null || true; }
+label() { docker image inspect --format '{{ index .Config.Labels "herd.testbed.hash" }}' "$1" 2>/dev/null || true; }
+hash() { sha256sum | cut -c1-16; }
 
-base_hash=$(cat "$deb" "$0" | sha256sum | cut -c1-16)
-if [[ $(label herd/testbed-base:latest) == "$base_hash" ]]; then
-    echo "testbed: herd/testbed-base:latest up to date"
+base_hash=$( { sha256sum <"$deb"; cat "${BASH_SOURCE[0]}"; } | hash)
+if [[ $(label "$base") == "$base_hash" ]]; then
+    say "$base up to date"
 else
-    echo "testbed: building herd/testbed-base:latest"
+    say "building $base from $(basename "$deb")"
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
     dpkg-deb -x "$deb" "$root/deb"
-    mkdir -p "$root/fs/bin" "$root/fs/tmp" "$root/fs/etc" "$root/fs/hadoop/logs"
+    mkdir -p "$root/fs/bin" "$root/fs/etc" "$root/fs/tmp" "$root/fs/hadoop/logs"
     cp "$root/deb/bin/busybox" "$root/fs/bin/busybox"
-    for applet in $("$root/fs/bin/busybox" --list); do
-        [[ $applet == busybox ]] || ln -sf busybox "$root/fs/bin/$applet"
+    "$root/fs/bin/busybox" --list | while read -r applet; do
+        [[ $applet == busybox ]] || ln -s busybox "$root/fs/bin/$applet"
     done
     chmod 1777 "$root/fs/tmp"
     echo "root:x:0:0:root:/:/bin/sh" >"$root/fs/etc/passwd"
     echo "root:x:0:" >"$root/fs/etc/group"
-    tar -C "$root/fs" -c . | docker import \
-        -c "LABEL herd.testbed.hash=$base_hash" -c "ENV PATH=/bin" -c 'CMD ["/bin/sh"]' \
-        - herd/testbed-base:latest >/dev/null
+    : >"$root/fs/etc/hosts"
+    tar --numeric-owner --owner=0 --group=0 -C "$root/fs" -c . |
+        docker import -c "LABEL herd.testbed.hash=$base_hash" -c "ENV PATH=/bin" -c 'CMD ["/bin/sh"]' - "$base" >/dev/null
+    rm -rf "$root"
+    trap - EXIT
 fi
 
-role_hash=$(cat "$here/roles/Dockerfile" "$here/roles/run.sh" | sha256sum | cut -c1-16)
-role_hash=$(printf '%s%s' "$base_hash" "$role_hash" | sha256sum | cut -c1-16)
+# A role image's hash covers the base's, so a new base rebuilds every role.
+role_hash=$( { echo "$base_hash"; cat "$here/roles/Dockerfile" "$here/roles/run.sh"; } | hash)
+built=0
 for role in "${roles[@]}"; do
     tag=herd/$role:testbed
     if [[ $(label "$tag") == "$role_hash" ]]; then
-        echo "testbed: $tag up to date"
+        say "$tag up to date"
         continue
     fi
-    echo "testbed: building $tag"
-    # NB: the legacy builder warns on stderr on every build; show its output only on failure.
+    say "building $tag"
+    # The builder chatters on stderr (a deprecation notice); show its output only on failure.
     if ! out=$(docker build -q --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$here/roles" 2>&1); then
         echo "$out" >&2
-        exit 1
+        die "docker build of $tag failed"
     fi
+    built=1
 done
+
+# Drop the untagged images that earlier builds of these tags left behind (unused ones only).
+if [[ $built == 1 ]]; then
+    docker image prune -f --filter label=herd.testbed.hash >/dev/null || true
+fi

@@ -27,10 +27,17 @@ pub fn bins() -> &'static Path {
     static BINS: OnceLock<PathBuf> = OnceLock::new();
     BINS.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "herd-orchestrator", "-p", "herd-agent", "-p", "herd-cli"])
-            .current_dir(root())
-            .status();
+        let mut build = Command::new(cargo);
+        // NB: `cargo test` sets variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) that some
+        // build scripts watch; passing them on would rebuild half the tree on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_str());
+            if (key.starts_with("CARGO_") && !keep) || key == "CARGO" || key.starts_with("RUST_") {
+                build.env_remove(key);
+            }
+        }
+        let status = build.args(["build", "--workspace", "--bins"]).current_dir(root()).status();
         assert!(matches!(status, Ok(s) if s.success()), "building herd's binaries failed: {status:?}");
         target_dir().join("debug")
     })

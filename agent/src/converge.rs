@@ -68,6 +68,7 @@ impl Layout {
             name: d.instance.container_name(),
             hostname: d.instance.hostname(),
             image: d.image.clone(),
+            cmd: d.command.clone(),
             env,
             labels: labels.clone(),
             nano_cpus: (d.cpu.0 as i64).saturating_mul(1_000_000),
@@ -243,6 +244,7 @@ mod tests {
             image: "img".into(),
             cpu: Cpu(500),
             memory: Memory(memory),
+            command: None,
             env: BTreeMap::new(),
         }
     }
@@ -279,7 +281,8 @@ mod tests {
         let want = |ds: &[&DesiredContainer]| -> Vec<(InstanceRef, ContainerConfig)> {
             ds.iter().map(|d| (d.instance.clone(), layout().container_config(d))).collect()
         };
-        let cases: Vec<(&str, Vec<(InstanceRef, ContainerConfig)>, Vec<Container>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<(InstanceRef, ContainerConfig)>, Vec<Container>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("nothing found: create all", want(&[&dn0, &dn1]), vec![], vec!["create datanode-0", "create datanode-1"]),
             ("running and right: adopt, no action", want(&[&dn0]), vec![found(&dn0, "a", ContainerState::Running, None)], vec![]),
             ("exited: start it", want(&[&dn0]), vec![found(&dn0, "a", ContainerState::Exited, None)], vec!["start a"]),

@@ -18,11 +18,14 @@ use crate::runtime::{Container, ContainerConfig, Runtime, RuntimeError, labels};
 /// Seconds a daemon gets to shut down after SIGTERM before it is killed.
 const STOP_GRACE_S: i32 = 30;
 
+/// A container's `StartedAt` and exit code.
+type Details = (Option<String>, Option<i64>);
+
 pub struct DockerRuntime {
     docker: Docker,
     /// `StartedAt` and exit code by (container id, state): they change only when the state
     /// does, so each container is inspected once per state rather than once per heartbeat.
-    details: Mutex<HashMap<(String, ContainerState), (Option<String>, Option<i64>)>>,
+    details: Mutex<HashMap<(String, ContainerState), Details>>,
 }
 
 impl DockerRuntime {
@@ -33,7 +36,7 @@ impl DockerRuntime {
         Ok(Self { docker, details: Mutex::new(HashMap::new()) })
     }
 
-    async fn details(&self, id: &str, state: ContainerState) -> (Option<String>, Option<i64>) {
+    async fn details(&self, id: &str, state: ContainerState) -> Details {
         let key = (id.to_string(), state);
         if let Some(d) = self.details.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return d.clone();
@@ -96,6 +99,7 @@ impl Runtime for DockerRuntime {
     async fn create_and_start(&self, c: &ContainerConfig) -> Result<String, RuntimeError> {
         let body = ContainerCreateBody {
             image: Some(c.image.clone()),
+            cmd: c.cmd.clone(),
             hostname: Some(c.hostname.clone()),
             env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(c.labels.clone().into_iter().collect()),

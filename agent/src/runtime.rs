@@ -36,6 +36,9 @@ pub struct ContainerConfig {
     pub name: String,
     pub hostname: String,
     pub image: String,
+    /// Arguments for the image's entrypoint; `None` keeps the image's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     /// CPU limit in nano-CPUs (1e9 = one core).

@@ -28,7 +28,7 @@ impl Cpu {
     }
 
     fn from_cores(cores: f64) -> Option<Self> {
-        if !cores.is_finite() || cores < 0.0 || cores > 1.0e6 {
+        if !cores.is_finite() || !(0.0..=1.0e6).contains(&cores) {
             return None;
         }
         let millis = cores * 1000.0;
@@ -42,7 +42,7 @@ impl Cpu {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -79,7 +79,7 @@ impl Memory {
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suffix, factor) in UNITS.iter().take(4).rev() {
-            if self.0 >= *factor && self.0 % factor == 0 {
+            if self.0 >= *factor && self.0.is_multiple_of(*factor) {
                 return write!(f, "{}{suffix}", self.0 / factor);
             }
         }

@@ -100,6 +100,9 @@ pub struct PoolSpec {
     /// Overrides the cluster's image for this role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Arguments passed to the image's entrypoint, replacing its default command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// Extra environment for the daemon.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,

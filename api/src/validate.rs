@@ -109,14 +109,13 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 ));
             }
         }
-        if *role == Role::Namenode || *role == Role::Resourcemanager {
-            if pool.replicas.0 > 1 {
+        if (*role == Role::Namenode || *role == Role::Resourcemanager)
+            && pool.replicas.0 > 1 {
                 errors.push(FieldError::new(
                     at("replicas"),
                     format!("herd runs at most one {role} per cluster for now, got {}", pool.replicas.0),
                 ));
             }
-        }
     }
     if errors.is_empty() { Ok(()) } else { Err(SpecError::Invalid(errors)) }
 }

@@ -114,6 +114,9 @@ pub struct DesiredContainer {
     pub image: String,
     pub cpu: Cpu,
     pub memory: Memory,
+    /// Arguments for the image's entrypoint; `None` keeps the image's default.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }

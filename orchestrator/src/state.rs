@@ -290,16 +290,17 @@ fn desired_for(c: &Connection, host: &str) -> Result<Vec<DesiredContainer>> {
     let mut out = Vec::new();
     for i in store::instances_on_host(c, host)? {
         let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
-        if !specs.contains_key(&key) {
-            if let Some(row) = store::cluster(c, &key.0, &key.1)? {
+        if !specs.contains_key(&key)
+            && let Some(row) = store::cluster(c, &key.0, &key.1)? {
                 specs.insert(key.clone(), row.spec);
             }
-        }
         let Some(spec) = specs.get(&key) else { continue };
         let Some(image) = spec.image_for(i.role) else { continue };
-        let mut env = spec.pools.get(&i.role).map(|p| p.env.clone()).unwrap_or_default();
+        let pool = spec.pools.get(&i.role);
+        let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
         env.extend(herd_env(&i.instance, i.role));
-        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, env });
+        let command = pool.and_then(|p| p.command.clone());
+        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env });
     }
     Ok(out)
 }

@@ -241,7 +241,10 @@ pub fn delete_cluster(c: &Connection, tenant: &str, name: &str) -> Result<()> {
 
 const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory";
 
-fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(InstanceRef, String, u32, Option<String>, Option<String>, i64, i64)> {
+/// An instance row's columns, before the role is parsed.
+type InstanceColumns = (InstanceRef, String, u32, Option<String>, Option<String>, i64, i64);
+
+fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceColumns> {
     Ok((
         InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? },
         r.get(3)?,

@@ -15,7 +15,7 @@ HOST=${HERD_HOSTNAME:-$(hostname)}
 
 # Log to a file only if one can be written there (the folder may be read-only or not ours).
 LOG_FILE=$HADOOP_LOG_DIR/$ROLE.log
-if ! { mkdir -p "$HADOOP_LOG_DIR" && : >>"$LOG_FILE"; } 2>/dev/null; then
+if ! (mkdir -p "$HADOOP_LOG_DIR" && : >>"$LOG_FILE") 2>/dev/null; then
     LOG_FILE=
 fi
 

@@ -133,7 +133,7 @@ async fn cli_reports_bad_specs_with_field_and_line_before_sending() -> Result<()
 
     // Reads in every format.
     Api::new(&orch.url).post("/v1/tenants", json!({"name": "acme"})).await?;
-    for (format, check) in [("json", "\"name\": \"acme\""), ("yaml", "- name: acme"), ("table", "TENANT")] {
+    for (format, check) in [("json", "\"name\": \"acme\""), ("yaml", "- name: acme"), ("table", "NAME  CREATED")] {
         let out = Command::new(bins().join("herd")).args(["--server", &orch.url, "tenants", "list", "-o", format]).output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && stdout.contains(check), "-o {format}: {stdout}");

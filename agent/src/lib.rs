@@ -6,10 +6,12 @@
 //! - [`runtime`]: the container runtime trait; [`docker`]: its bollard backend.
 //! - [`converge`]: pure `plan(desired, found)` and the executor that applies it.
 //! - [`agent`]: the register / heartbeat / converge loop.
+//! - [`net`]: container networking: IPAM, bridge and veths over netlink, nftables firewall.
 
 pub mod agent;
 pub mod client;
 pub mod config;
 pub mod converge;
 pub mod docker;
+pub mod net;
 pub mod runtime;

@@ -34,7 +34,7 @@ pub fn check_host_id(s: &str) -> Result<(), String> {
 }
 
 /// One instance of a pool: `tenant/cluster/pool-ordinal`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceRef {
     pub tenant: String,
     pub cluster: String,

@@ -150,6 +150,64 @@ quantity_serde!(
     |_: f64| None::<Memory>
 );
 
+/// An amount of each resource a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub cpu: Cpu,
+    pub memory: Memory,
+    #[serde(default)]
+    pub disk: Memory,
+}
+
+impl Resources {
+    pub fn add(self, o: Resources) -> Resources {
+        Resources {
+            cpu: Cpu(self.cpu.0.saturating_add(o.cpu.0)),
+            memory: Memory(self.memory.0.saturating_add(o.memory.0)),
+            disk: Memory(self.disk.0.saturating_add(o.disk.0)),
+        }
+    }
+
+    pub fn times(self, n: u32) -> Resources {
+        let n = u64::from(n);
+        Resources {
+            cpu: Cpu(self.cpu.0.saturating_mul(n)),
+            memory: Memory(self.memory.0.saturating_mul(n)),
+            disk: Memory(self.disk.0.saturating_mul(n)),
+        }
+    }
+}
+
+/// OpenAPI schemas: quantities travel as strings (`"500m"`, `"4Gi"`); numbers are accepted too.
+mod schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    fn string(description: &str, example: &str, pattern: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+            .pattern(Some(pattern))
+            .examples([example])
+            .into()
+    }
+
+    impl utoipa::PartialSchema for super::Cpu {
+        fn schema() -> RefOr<Schema> {
+            string("CPU: cores (`2`, `0.5`) or millicores (`500m`)", "500m", r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+        }
+    }
+    impl utoipa::ToSchema for super::Cpu {}
+
+    impl utoipa::PartialSchema for super::Memory {
+        fn schema() -> RefOr<Schema> {
+            string("Bytes, with an optional suffix Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal)", "4Gi", r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+        }
+    }
+    impl utoipa::ToSchema for super::Memory {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

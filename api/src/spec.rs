@@ -7,10 +7,10 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::quantity::{Cpu, Memory};
+use crate::quantity::{Cpu, Memory, Resources};
 
 /// A Hadoop role herd runs as a pool of containers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Namenode,
@@ -72,7 +72,7 @@ impl<'de> Deserialize<'de> for Role {
 }
 
 /// One tenant's Hadoop cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// The owning tenant; must exist before the cluster is applied.
@@ -81,22 +81,29 @@ pub struct ClusterSpec {
     pub name: String,
     /// The image per role, used by every pool of that role unless the pool names its own.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub images: BTreeMap<Role, String>,
     /// The node pools, by role. DataNodes and NodeManagers are sized independently.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, PoolSpec>)]
     pub pools: BTreeMap<Role, PoolSpec>,
 }
 
 /// A pool of identical containers of one role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     /// How many instances to run.
+    #[schema(value_type = u32, maximum = 10000)]
     pub replicas: Replicas,
     /// CPU per container; enforced as a CFS quota.
     pub cpu: Cpu,
     /// Memory per container; enforced as a hard limit.
     pub memory: Memory,
+    /// Disk per container on the host's data disks (DataNode block storage); counts against
+    /// the tenant's disk quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Memory>,
     /// Overrides the cluster's image for this role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -109,6 +116,14 @@ pub struct PoolSpec {
 }
 
 impl ClusterSpec {
+    /// What the whole cluster asks for: every pool's replicas times its per-container resources.
+    pub fn requests(&self) -> Resources {
+        self.pools.values().fold(Resources::default(), |acc, p| {
+            let one = Resources { cpu: p.cpu, memory: p.memory, disk: p.disk.unwrap_or_default() };
+            acc.add(one.times(p.replicas.0))
+        })
+    }
+
     /// The image a pool runs: its own, else the cluster's for its role.
     pub fn image_for(&self, role: Role) -> Option<&str> {
         let pool = self.pools.get(&role)?;

@@ -9,7 +9,7 @@ use crate::names::check_dns_label;
 use crate::spec::{ClusterSpec, Role};
 
 /// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Dotted path of the field, e.g. `pools.datanode.replicas`; empty for the whole document.
     pub field: String,

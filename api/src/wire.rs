@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::names::InstanceRef;
-use crate::quantity::{Cpu, Memory};
+use crate::quantity::{Cpu, Memory, Resources};
 use crate::spec::{ClusterSpec, Replicas, Role};
 use crate::validate::FieldError;
 
 /// A host as its agent describes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostInfo {
     /// Stable id of the host, a DNS label.
     pub id: String,
@@ -32,20 +32,20 @@ pub struct HostInfo {
 }
 
 /// `POST /v1/agent/register`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub host: HostInfo,
 }
 
 /// Answer to a registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterReply {
     /// How often the agent should heartbeat.
     pub heartbeat_interval_ms: u64,
 }
 
 /// `POST /v1/agent/heartbeat`: what the agent sees on its host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     pub host_id: String,
     /// Every herd container on the host, desired or not.
@@ -53,7 +53,7 @@ pub struct Heartbeat {
 }
 
 /// Observed state of one instance's container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Observed {
     pub instance: InstanceRef,
     /// Docker's container id; empty when no container could be created.
@@ -71,7 +71,7 @@ pub struct Observed {
 }
 
 /// A container's state as Docker reports it, plus `failed` when the agent could not create it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     Created,
@@ -98,7 +98,7 @@ impl ContainerState {
 }
 
 /// Reply to a heartbeat: the host's full desired set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatReply {
     /// Changes whenever the host's desired set changes.
     pub generation: u64,
@@ -107,7 +107,7 @@ pub struct HeartbeatReply {
 }
 
 /// One container the host should run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DesiredContainer {
     pub instance: InstanceRef,
     pub role: Role,
@@ -122,7 +122,7 @@ pub struct DesiredContainer {
 }
 
 /// An instance with its placement, desired next to observed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceStatus {
     pub instance: InstanceRef,
     pub pool: Role,
@@ -139,7 +139,7 @@ pub struct InstanceStatus {
 }
 
 /// A cluster: its spec, its generation and its instances.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub tenant: String,
     pub name: String,
@@ -160,7 +160,7 @@ impl ClusterStatus {
 }
 
 /// A host with what is placed on it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostStatus {
     pub info: HostInfo,
     /// `ready` while heartbeats arrive, `lost` after three missed ones.
@@ -172,7 +172,7 @@ pub struct HostStatus {
     pub instances: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HostState {
     Ready,
@@ -180,30 +180,38 @@ pub enum HostState {
 }
 
 /// A tenant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub name: String,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: u64,
+    #[serde(default)]
+    pub quota: Quota,
+    /// What the tenant's clusters ask for now.
+    #[serde(default)]
+    pub usage: Resources,
 }
 
 /// `POST /v1/tenants`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     pub name: String,
+    #[serde(default)]
+    pub quota: Quota,
 }
 
 /// `PATCH /v1/tenants/{t}/clusters/{c}/pools/{pool}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
+    #[schema(value_type = u32, maximum = 10000)]
     pub replicas: Replicas,
 }
 
 /// RFC 9457 problem details, the one error body of the HTTP API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type; `about:blank` plus `code` for now.
     #[serde(rename = "type")]
@@ -216,4 +224,104 @@ pub struct Problem {
     /// Every offending field, when the request had any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+}
+
+/// A tenant's limits. `None` means unlimited for that resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// The most CPU all the tenant's containers may ask for together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// The most memory all the tenant's containers may ask for together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// The most data-disk space all the tenant's containers may ask for together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Memory>,
+    /// The share the scheduler guarantees the tenant (reserved for the scheduler; recorded now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guaranteed: Option<Resources>,
+}
+
+/// `PUT /v1/tenants/{tenant}/quota`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateQuota {
+    pub quota: Quota,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Everything.
+    Admin,
+    /// The agent protocol only (register, heartbeat).
+    Agent,
+    /// One tenant's clusters and its own tenant record.
+    Tenant,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub scope: Scope,
+    /// The tenant, for `scope: tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Who or what holds the token, for people reading the audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub scope: Scope,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// Answer to `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    pub token: TokenInfo,
+    /// The bearer secret; herd stores only its hash.
+    pub secret: String,
+}
+
+/// One page of a list, oldest key first; pass `next` as `?after=` for the next page.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Cursor of the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One change, as the audit trail records it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: u64,
+    /// Unix milliseconds.
+    pub at: u64,
+    /// The token that made the change: `admin:ID`, `tenant:NAME:ID`.
+    pub actor: String,
+    /// E.g. `cluster.apply`, `cluster.scale`, `tenant.quota`, `token.revoke`.
+    pub action: String,
+    /// E.g. `acme/prod`.
+    pub resource: String,
+    #[serde(default)]
+    pub before_generation: Option<u64>,
+    #[serde(default)]
+    pub after_generation: Option<u64>,
 }

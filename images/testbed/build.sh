@@ -73,7 +73,7 @@ for role in "${roles[@]}"; do
     fi
     say "building $tag"
     # The builder chatters on stderr (a deprecation notice); show its output only on failure.
-    if ! out=$(docker build -q --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$here/roles" 2>&1); then
+    if ! out=$(docker build -q --force-rm --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$here/roles" 2>&1); then
         echo "$out" >&2
         die "docker build of $tag failed"
     fi

@@ -18,6 +18,18 @@ pub enum Error {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// An update was based on an older generation than the stored one.
+    #[error("{resource} is at generation {current}, the request was based on generation {given}: read it again and retry")]
+    Stale { resource: String, current: u64, given: u64 },
+    /// The change would take a tenant over its quota; each resource over names its field.
+    #[error("{}", .0.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))]
+    Quota(Vec<herd_api::FieldError>),
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token is valid but its scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The embedded store failed.
     #[error("store operation failed")]
     Store(#[from] rusqlite::Error),

@@ -146,6 +146,10 @@ pub mod problem {
                     vec![FieldError::new(field.clone(), message.clone())],
                 ),
                 Error::Conflict(_) => problem(StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
+                Error::Stale { .. } => problem(StatusCode::CONFLICT, "stale_generation", e.to_string(), vec![]),
+                Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
+                Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
+                Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
                 Error::Store(_) | Error::Corrupt { .. } | Error::Worker(_) => {
                     error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
                     problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])

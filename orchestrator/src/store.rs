@@ -185,7 +185,7 @@ pub fn insert_tenant(c: &Connection, name: &str, now_s: u64) -> Result<bool> {
 
 pub fn tenants(c: &Connection) -> Result<Vec<Tenant>> {
     let mut stmt = c.prepare_cached("SELECT name, created_s FROM tenants ORDER BY name")?;
-    let rows = stmt.query_map([], |r| Ok(Tenant { name: r.get(0)?, created_at: r.get::<_, i64>(1)? as u64 }))?;
+    let rows = stmt.query_map([], |r| Ok(Tenant { name: r.get(0)?, created_at: r.get::<_, i64>(1)? as u64, quota: Default::default(), usage: Default::default() }))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

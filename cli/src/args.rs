@@ -1,0 +1,399 @@
+//! The command line: clap definitions with their help text, and the parsers for
+//! `TENANT/CLUSTER` and `POOL=N`. Every argument is checked here, so a malformed one is a
+//! usage error (exit code 2) before any request is sent.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use herd_api::Role;
+use herd_api::names::check_dns_label;
+use herd_api::spec::MAX_REPLICAS;
+
+use crate::output::Format;
+
+/// herd: multi-tenant Hadoop on your own hosts, in Docker.
+///
+/// The ops CLI for herd-orchestrator: create tenants, apply cluster specs, watch instances
+/// (desired next to observed state), scale DataNode and NodeManager pools independently and
+/// inspect hosts. It talks only to the orchestrator's HTTP API.
+#[derive(Debug, Parser)]
+#[command(
+    name = "herd",
+    version,
+    arg_required_else_help = true,
+    after_help = "Examples:
+  herd tenants create acme
+  herd apply -f manifests/examples/quickstart.yaml --wait
+  herd status acme/quickstart
+  herd scale acme/quickstart datanode=5 nodemanager=3 --wait
+  herd hosts -o yaml
+  HERD_SERVER=http://10.0.0.5:7480 herd status"
+)]
+pub struct Cli {
+    /// The orchestrator's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "HERD_SERVER",
+        default_value = "http://127.0.0.1:7480",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// Output format of reads and of the results of changes.
+    ///
+    /// `json` and `yaml` print the API's objects as they are, for scripts; one-line results
+    /// then go to stderr, as progress always does, so stdout parses as a whole.
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `herd` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update a cluster from a spec file.
+    ///
+    /// The spec (YAML or JSON) is parsed and validated here first, so every mistake is reported
+    /// with its field and line before anything is sent. Then it is stored as the cluster's
+    /// desired state: `created` for a new cluster, `configured` when it changed (the generation
+    /// goes up), `unchanged` when it is what is already stored. Applying the same file twice is
+    /// harmless. The tenant named in the spec must exist (`herd tenants create`).
+    ///
+    /// With --wait, herd then watches until every instance runs on its host, printing progress
+    /// on stderr, and prints the instances; on timeout it says which instances are not running
+    /// and why, and exits with code 1.
+    #[command(after_help = "Examples:
+  herd apply -f cluster.yaml
+  herd apply -f cluster.yaml --wait --timeout 10m
+  cat cluster.yaml | herd apply -f -
+  herd apply -f cluster.yaml -o json")]
+    Apply {
+        /// The spec file (YAML or JSON); `-` reads standard input.
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Show a cluster's instances, desired next to observed state.
+    ///
+    /// One row per instance: its cluster, name and pool; the host it is placed on (`-` while
+    /// pending); its CPU and memory; the desired state (always `running`); the state its host's
+    /// agent last reported (`pending` when not placed, `-` when not reported yet); and a detail:
+    /// why it is pending, the agent's error, or how long it has been up.
+    /// Without an argument, every cluster of every tenant.
+    #[command(after_help = "Examples:
+  herd status
+  herd status acme/prod
+  herd status acme/prod -o json")]
+    Status {
+        /// The cluster to show; all clusters when omitted.
+        #[arg(value_name = "TENANT/CLUSTER")]
+        cluster: Option<ClusterRef>,
+    },
+
+    /// Set the number of instances of one or more pools.
+    ///
+    /// Each POOL=N sets one pool's replicas and keeps the rest of the spec, so DataNodes and
+    /// NodeManagers scale independently. Every argument is checked before the first change.
+    /// The pool must already be in the cluster's spec; add new pools with `herd apply`.
+    /// With --wait, waits like `herd apply --wait`.
+    #[command(after_help = "Examples:
+  herd scale acme/prod datanode=5
+  herd scale acme/prod nodemanager=0 datanode=3 --wait")]
+    Scale {
+        /// The cluster to scale.
+        #[arg(value_name = "TENANT/CLUSTER")]
+        cluster: ClusterRef,
+        /// Pools and their new replica counts, e.g. datanode=5.
+        #[arg(value_name = "POOL=N", required = true)]
+        pools: Vec<PoolReplicas>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// List hosts: capacity, allocation and liveness.
+    ///
+    /// One row per host whose agent has registered: its id, `ready` while heartbeats arrive or
+    /// `lost` after three missed ones, its rack, CPU and memory placed on it out of what it
+    /// offers, how many instances it holds and when its agent was last heard from.
+    #[command(after_help = "Examples:
+  herd hosts
+  herd hosts -o yaml")]
+    Hosts,
+
+    /// Delete a cluster.
+    ///
+    /// The cluster and its instances leave the desired state at once; each host's agent then
+    /// stops and removes their containers at its next heartbeat.
+    #[command(after_help = "Examples:
+  herd delete acme/prod
+  herd delete acme/prod --wait")]
+    Delete {
+        /// The cluster to delete.
+        #[arg(value_name = "TENANT/CLUSTER")]
+        cluster: ClusterRef,
+        /// Wait until the orchestrator no longer lists the cluster.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits before giving up (e.g. 90s, 5m).
+        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, requires = "wait")]
+        timeout: Duration,
+    },
+
+    /// List or create tenants.
+    ///
+    /// A tenant owns clusters; it must exist before a spec naming it is applied.
+    #[command(
+        subcommand,
+        arg_required_else_help = true,
+        after_help = "Examples:
+  herd tenants list
+  herd tenants create acme"
+    )]
+    Tenants(TenantCommand),
+}
+
+/// `herd tenants ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// List tenants.
+    ///
+    /// One row per tenant with when it was created (UTC).
+    #[command(after_help = "Examples:
+  herd tenants list
+  herd tenants list -o json")]
+    List,
+
+    /// Create a tenant.
+    ///
+    /// The name is a DNS label: 1-63 lower-case letters, digits and `-`, starting and ending
+    /// with a letter or digit. Creating a tenant that exists changes nothing.
+    #[command(after_help = "Examples:
+  herd tenants create acme")]
+    Create {
+        /// The tenant's name, e.g. acme.
+        #[arg(value_name = "NAME", value_parser = parse_tenant_name)]
+        name: String,
+    },
+}
+
+/// `--wait` and `--timeout`, shared by the commands that change instances.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait until every instance runs on its host, showing progress on stderr.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits before giving up (e.g. 90s, 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, requires = "wait")]
+    pub timeout: Duration,
+}
+
+impl WaitArgs {
+    /// How long to wait, when asked to.
+    pub fn limit(&self) -> Option<Duration> {
+        self.wait.then_some(self.timeout)
+    }
+}
+
+impl Cli {
+    /// Parses the command line and checks what clap cannot check alone; exits with code 2
+    /// and the usage on any mistake, as clap does.
+    pub fn parse_checked() -> Self {
+        let cli = Self::parse();
+        if let Command::Scale { pools, .. } = &cli.command {
+            let mut seen = BTreeSet::new();
+            if let Some(twice) = pools.iter().find(|p| !seen.insert(p.pool)) {
+                let mut herd = Self::command();
+                herd.build();
+                // NB: the usage printed is the subcommand's when it can be found (it always can).
+                let cmd = match herd.find_subcommand_mut("scale") {
+                    Some(scale) => scale,
+                    None => &mut herd,
+                };
+                cmd.error(
+                    ErrorKind::ArgumentConflict,
+                    format!("pool `{}` is given more than once", twice.pool),
+                )
+                .exit();
+            }
+        }
+        cli
+    }
+}
+
+/// A cluster named on the command line as `TENANT/CLUSTER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRef {
+    pub tenant: String,
+    pub name: String,
+}
+
+impl FromStr for ClusterRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let example = "write TENANT/CLUSTER, e.g. acme/prod";
+        let Some((tenant, name)) = s.split_once('/') else {
+            return Err(format!("`{s}` names no cluster; {example}"));
+        };
+        if name.contains('/') {
+            return Err(format!("`{s}` has more than one `/`; {example}"));
+        }
+        check_dns_label(tenant).map_err(|m| format!("tenant {m}; {example}"))?;
+        check_dns_label(name).map_err(|m| format!("cluster {m}; {example}"))?;
+        Ok(Self {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ClusterRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.name)
+    }
+}
+
+/// One `POOL=N` argument of `herd scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolReplicas {
+    pub pool: Role,
+    pub replicas: u32,
+}
+
+impl FromStr for PoolReplicas {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((pool, n)) = s.split_once('=') else {
+            return Err(format!("`{s}` is not POOL=N; write e.g. datanode=5"));
+        };
+        let pool: Role = pool.trim().parse()?;
+        let replicas = n
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= MAX_REPLICAS)
+            .ok_or_else(|| {
+                format!(
+                    "`{n}` is not a number of replicas (a whole number from 0 to {MAX_REPLICAS})"
+                )
+            })?;
+        Ok(Self { pool, replicas })
+    }
+}
+
+fn parse_tenant_name(s: &str) -> Result<String, String> {
+    check_dns_label(s)
+        .map(|()| s.to_string())
+        .map_err(|m| format!("tenant name {m}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_refs() {
+        let got: Result<ClusterRef, _> = "acme/prod-1".parse();
+        assert_eq!(
+            got,
+            Ok(ClusterRef {
+                tenant: "acme".into(),
+                name: "prod-1".into()
+            })
+        );
+        assert_eq!(got.map(|c| c.to_string()), Ok("acme/prod-1".to_string()));
+        for (bad, says) in [
+            ("acme", "names no cluster"),
+            ("acme/", "cluster must not be empty"),
+            ("/prod", "tenant must not be empty"),
+            ("Acme/prod", "tenant `Acme` may contain only"),
+            ("acme/prod_1", "cluster `prod_1` may contain only"),
+            ("acme/prod/x", "more than one `/`"),
+            ("acme/-prod", "must start and end"),
+        ] {
+            match bad.parse::<ClusterRef>() {
+                Err(e) => assert!(
+                    e.contains(says) && e.contains("TENANT/CLUSTER"),
+                    "{bad}: {e}"
+                ),
+                Ok(c) => panic!("{bad} was accepted as {c}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pool_replicas() {
+        assert_eq!(
+            "datanode=5".parse(),
+            Ok(PoolReplicas {
+                pool: Role::Datanode,
+                replicas: 5
+            })
+        );
+        assert_eq!(
+            "nodemanager=0".parse(),
+            Ok(PoolReplicas {
+                pool: Role::Nodemanager,
+                replicas: 0
+            })
+        );
+        for (bad, says) in [
+            ("datanode", "is not POOL=N"),
+            ("datanodes=5", "unknown pool `datanodes`"),
+            ("datanode=-1", "`-1` is not a number of replicas"),
+            ("datanode=x", "`x` is not a number"),
+            ("datanode=", "`` is not a number"),
+            ("datanode=1.5", "`1.5` is not a number"),
+            ("datanode=10001", "from 0 to 10000"),
+        ] {
+            match bad.parse::<PoolReplicas>() {
+                Err(e) => assert!(e.contains(says), "{bad}: {e}"),
+                Ok(p) => panic!("{bad} was accepted as {p:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeout_needs_wait() {
+        let parsed = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(
+            parsed(&[
+                "herd",
+                "apply",
+                "-f",
+                "x.yaml",
+                "--wait",
+                "--timeout",
+                "90s"
+            ]),
+            Ok(())
+        );
+        assert_eq!(parsed(&["herd", "apply", "-f", "x.yaml"]), Ok(()));
+        assert_eq!(
+            parsed(&["herd", "apply", "-f", "x.yaml", "--timeout", "90s"]),
+            Err(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            parsed(&["herd", "scale", "acme/prod", "datanode=x"]).err(),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            parsed(&["herd", "status", "acme"]).err(),
+            Some(ErrorKind::ValueValidation)
+        );
+    }
+}

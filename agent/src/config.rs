@@ -1,6 +1,7 @@
 //! Agent configuration: flags, then `HERD_*` environment, then a YAML file, then what the
 //! host itself reports (CPU count, memory).
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -39,9 +40,36 @@ pub struct Args {
     /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
     #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
     pub data_disks: Vec<PathBuf>,
+    /// Container networking: `herd` (the agent plumbs every container: bridge, veth, routes,
+    /// firewall; needs root and the `nft` tool) or `none` (containers get loopback only)
+    /// [default: herd].
+    #[arg(long, env = "HERD_NETWORK")]
+    pub network: Option<NetworkMode>,
+    /// The bridge herd owns on this host [default: herd0].
+    #[arg(long, env = "HERD_BRIDGE")]
+    pub bridge: Option<String>,
+    /// This host's underlay IPv4 address, which other hosts route its containers through
+    /// [default: the address this host uses to reach the orchestrator].
+    #[arg(long, env = "HERD_ADDRESS")]
+    pub address: Option<Ipv4Addr>,
+    /// MTU of container links, e.g. the underlay's when it is below 1500 [default: 1500].
+    #[arg(long, env = "HERD_MTU")]
+    pub mtu: Option<u32>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// How the agent networks containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// herd plumbs every container itself (DESIGN.md, Networking).
+    #[default]
+    Herd,
+    /// Containers get loopback only; for hosts networked by other means, and for tests that
+    /// run several agents in one network namespace.
+    None,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +83,10 @@ struct File {
     memory: Option<Memory>,
     #[serde(default)]
     data_disks: Vec<PathBuf>,
+    network: Option<NetworkMode>,
+    bridge: Option<String>,
+    address: Option<Ipv4Addr>,
+    mtu: Option<u32>,
 }
 
 /// The settings the agent runs with, all checked.
@@ -67,6 +99,12 @@ pub struct Config {
     pub cpu: Cpu,
     pub memory: Memory,
     pub data_disks: Vec<PathBuf>,
+    pub network: NetworkMode,
+    /// The bridge herd owns (with `network: herd`).
+    pub bridge: String,
+    /// The underlay address; detected at start when `None`.
+    pub address: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
 }
 
 /// Every problem with the configuration, reported together.
@@ -130,6 +168,14 @@ impl Config {
         if memory.0 == 0 {
             problems.push("--memory must be more than 0 (and could not be read from /proc/meminfo)".into());
         }
+        let bridge = args.bridge.or(file.bridge).unwrap_or_else(|| crate::net::host::DEFAULT_BRIDGE.into());
+        if bridge.is_empty() || bridge.len() > 15 || !bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            problems.push(format!("--bridge: `{bridge}` is not a Linux interface name (1 to 15 letters, digits, `-`, `_`)"));
+        }
+        let mtu = args.mtu.or(file.mtu);
+        if mtu.is_some_and(|m| !(576..=65535).contains(&m)) {
+            problems.push("--mtu must be from 576 to 65535".into());
+        }
         match (orchestrator, host_id, problems.is_empty()) {
             (Some(orchestrator), Some(host_id), true) => Ok(Config {
                 orchestrator,
@@ -139,6 +185,10 @@ impl Config {
                 cpu,
                 memory,
                 data_disks,
+                network: args.network.or(file.network).unwrap_or_default(),
+                bridge,
+                address: args.address.or(file.address),
+                mtu,
             }),
             _ => Err(ConfigError(problems)),
         }

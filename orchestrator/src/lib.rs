@@ -4,6 +4,7 @@
 //! - [`store`]: the embedded SQLite store (hosts, tenants, clusters, instances, observed state).
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`scheduler`]: pure placement over a snapshot of hosts.
+//! - [`network`]: the cluster CIDR, host subnet leases and each agent's route/address table.
 //! - [`state`]: the operations (apply, scale, delete, register, heartbeat), one transaction each.
 //! - [`http`]: the axum routes and the one problem+json error mapping.
 //! - [`config`]: typed configuration from flags, environment and file.
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod network;
 pub mod reconciler;
 pub mod scheduler;
 pub mod state;

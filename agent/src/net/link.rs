@@ -126,6 +126,16 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Net) -> Result<()> {
     };
     expect_kind(&bridge, name, InfoKind::Bridge, "bridge")?;
     let index = bridge.header.index;
+    // NB: a bridge without an address of its own takes the lowest of its ports' addresses and
+    // changes it as veths come and go; containers that learned the gateway's old address then
+    // send into the void until their neighbour entry expires (a second or more of lost packets
+    // for every container start). A fixed address, derived from the gateway, never changes.
+    let mac = bridge_mac(gateway.addr());
+    let has_mac = bridge.attributes.iter().any(|a| matches!(a, LinkAttribute::Address(m) if *m == mac));
+    if !has_mac {
+        let set = LinkUnspec::new_with_index(index).address(mac.clone()).build();
+        nl.handle.link().set(set).execute().await.map_err(|e| netlink("setting the address of", name, e))?;
+    }
 
     let mut has_gateway = false;
     for (addr, prefix, msg) in nl.ipv4_addresses(index).await? {
@@ -152,13 +162,25 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Net) -> Result<()> {
     nl.set_up(index, name).await
 }
 
+/// A container's MAC address, from its IP address (as Docker does): locally administered,
+/// unicast, and the same whenever the container is plumbed again, so peers' neighbour entries
+/// stay right across a re-plumb.
+pub fn container_mac(ip: Ipv4Addr) -> Vec<u8> {
+    let [a, b, c, d] = ip.octets();
+    vec![0x02, 0x42, a, b, c, d]
+}
+
+/// The bridge's fixed MAC address: locally administered, unicast, from the gateway address.
+pub fn bridge_mac(gateway: Ipv4Addr) -> Vec<u8> {
+    let [a, b, c, d] = gateway.octets();
+    vec![0x02, 0x68, a, b, c, d]
+}
+
 /// Removes bridge `name`; a missing bridge is success. A non-bridge link of that name is an
 /// error, never touched.
 pub async fn remove_bridge(name: &str) -> Result<()> {
     check_ifname(name)?;
-    Netlink::connect()?
-        .delete(name, InfoKind::Bridge, "bridge")
-        .await
+    Netlink::connect()?.delete(name, InfoKind::Bridge, "bridge").await
 }
 
 /// Plumbs a container: a veth pair whose host end joins the bridge (up) and whose peer is created
@@ -181,8 +203,9 @@ pub async fn plumb(netns: &Netns, p: &Plumbing) -> Result<()> {
     expect_kind(&bridge, &p.bridge, InfoKind::Bridge, "bridge")?;
     nl.delete(&p.host_veth, InfoKind::Veth, "veth").await?;
 
-    let mut peer =
-        LinkUnspec::new_with_name(CONTAINER_IFNAME).setns_by_fd(netns.as_fd().as_raw_fd());
+    let mut peer = LinkUnspec::new_with_name(CONTAINER_IFNAME)
+        .address(container_mac(p.address.addr()))
+        .setns_by_fd(netns.as_fd().as_raw_fd());
     let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(p.host_veth.clone())
         .controller(bridge.header.index)

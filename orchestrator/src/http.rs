@@ -63,6 +63,7 @@ pub fn router(state: State) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(too_large))
         .with_state(state)
 }
 
@@ -72,7 +73,8 @@ async fn openapi() -> Response {
     axum::Json(crate::openapi::document()).into_response()
 }
 
-async fn no_route(method: Method, uri: Uri) -> problem::ApiError {
+// NB: the fallbacks take the body so it is read (see `auth::layer`).
+async fn no_route(method: Method, uri: Uri, _body: Bytes) -> problem::ApiError {
     let path: String = uri.path().chars().take(200).collect();
     problem::ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
@@ -81,13 +83,33 @@ async fn no_route(method: Method, uri: Uri) -> problem::ApiError {
     )
 }
 
-async fn no_method(method: Method, uri: Uri) -> problem::ApiError {
+async fn no_method(method: Method, uri: Uri, _body: Bytes) -> problem::ApiError {
     let path: String = uri.path().chars().take(200).collect();
     problem::ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{method} is not allowed on {}; see /v1/openapi.json", path.escape_default()),
     )
+}
+
+/// Refuses a body whose declared length is over [`MAX_BODY`] before reading any of it, so a
+/// client that sent `Expect: 100-continue` never has to send it. Bodies without a length
+/// are cut at the limit while read ([`DefaultBodyLimit`]).
+async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => problem::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is {n} bytes, over the limit of {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Reads a body as UTF-8 YAML or JSON (JSON is YAML), naming the field of any error.

@@ -1,13 +1,14 @@
 //! The agent protocol (agent or admin tokens) and the host list (admin only).
 
 use axum::Extension;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State as AxumState};
 use axum::Json;
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, RegisterReply, RegisterRequest};
 
 use super::auth::Caller;
-use super::{ListParams, Result};
+use super::{ListParams, Result, parse};
 use crate::state::State;
 
 /// An agent registers its host (again after a restart: capacity is updated).
@@ -17,10 +18,10 @@ use crate::state::State;
 pub async fn register(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
-    body: std::result::Result<Json<RegisterRequest>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<RegisterReply>> {
     caller.principal.require_agent()?;
-    let Json(req) = body?;
+    let req: RegisterRequest = parse(&body?)?;
     Ok(Json(s.register(caller.principal.actor(), req.host).await?))
 }
 
@@ -31,10 +32,10 @@ pub async fn register(
 pub async fn heartbeat(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
-    body: std::result::Result<Json<Heartbeat>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatReply>> {
     caller.principal.require_agent()?;
-    let Json(hb) = body?;
+    let hb: Heartbeat = parse(&body?)?;
     Ok(Json(s.heartbeat(hb).await?))
 }
 

@@ -63,6 +63,12 @@ pub async fn layer(AxumState(state): AxumState<State>, mut req: Request, next: N
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => {
+            // NB: read (and drop) the body, bounded, so the connection stays usable: a
+            // server that answers without reading the body must close it, and a client that
+            // reuses it then fails its next request.
+            let _ = axum::body::to_bytes(req.into_body(), super::MAX_BODY).await;
+            ApiError::from(e).into_response()
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The one mapping from errors to RFC 9457 problem+json responses.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herd_api::validate::FieldError;
@@ -78,7 +78,6 @@ macro_rules! from_rejection {
 }
 
 from_rejection!(
-    JsonRejection => "request body",
     BytesRejection => "request body",
     PathRejection => "request path",
     QueryRejection => "query string",

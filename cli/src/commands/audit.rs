@@ -43,10 +43,11 @@ fn audit_table(entries: &[AuditEntry]) -> String {
             e.actor.clone(),
             e.action.clone(),
             e.resource.clone(),
-            format!("{}->{}", generation(e.before_generation), generation(e.after_generation)),
+            generation(e.before_generation),
+            generation(e.after_generation),
         ]
     });
-    output::table(&["ID", "TIME", "ACTOR", "ACTION", "RESOURCE", "GENERATION"], rows)
+    output::table(&["ID", "TIME", "ACTOR", "ACTION", "RESOURCE", "BEFORE", "AFTER"], rows)
 }
 
 #[cfg(test)]
@@ -67,7 +68,7 @@ mod tests {
         let got = audit_table(&[e]);
         assert_eq!(
             got,
-            "ID  TIME                  ACTOR       ACTION         RESOURCE   GENERATION\n7   2026-01-01T00:00:00Z  admin:aa01  cluster.scale  acme/prod  1->2\n"
+            "ID  TIME                  ACTOR       ACTION         RESOURCE   BEFORE  AFTER\n7   2026-01-01T00:00:00Z  admin:aa01  cluster.scale  acme/prod  1       2\n"
         );
     }
 }

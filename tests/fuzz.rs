@@ -126,7 +126,7 @@ async fn hostile_input_never_breaks_the_api_or_stores_anything() -> Result<()> {
         ("POST", "/v1/agent/register".into(), json!({"host": {"id": "fuzz-host", "cpu": "1", "memory": "1Gi", "data_disks": ["/d"]}})),
         ("POST", "/v1/agent/heartbeat".into(), json!({"host_id": "nohost", "observed": [{"instance": {"tenant": t, "cluster": "prod", "name": "datanode-0"}, "state": "running"}]})),
     ];
-    let seed = std::env::var("HERD_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0f_4e2d_u64);
+    let seed = std::env::var("HERD_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x005e_ed0f_4e2d_u64);
     let mut rng = Rng(seed);
     let audit_len = |api: Api| async move {
         let (_, page) = api.get("/v1/audit?limit=1000").await?;
@@ -255,7 +255,7 @@ async fn raw_http(url: &str, token: &str, method: &str, path: &str, body: &[u8])
 }
 
 fn parse_response(resp: &[u8]) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>)> {
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no header end in {:?}", String::from_utf8_lossy(&resp)))?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no header end in {:?}", String::from_utf8_lossy(resp)))?;
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
     let mut lines = head.lines();
     let status: u16 = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -88,7 +88,7 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
 
     wait_for("both hosts to register", WAIT, || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        let ready = hosts.as_array().into_iter().flatten().filter(|h| h["state"] == "ready").count();
+        let ready = hosts["items"].as_array().into_iter().flatten().filter(|h| h["state"] == "ready").count();
         Ok((ready == 2).then_some(()))
     })
     .await?;

@@ -171,27 +171,6 @@ fn etag(generation: u64) -> String {
     format!("\"{generation}\"")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn if_match_forms() {
-        let parse = |v: &str| {
-            let mut h = HeaderMap::new();
-            h.insert("if-match", HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("x")));
-            if_match(&h).map_err(|e| e.to_string())
-        };
-        assert_eq!(parse("\"3\""), Ok(Some(Expect::Generation(3))));
-        assert_eq!(parse("W/\"3\""), Ok(Some(Expect::Generation(3))));
-        assert_eq!(parse("7"), Ok(Some(Expect::Generation(7))));
-        assert_eq!(parse("*"), Ok(Some(Expect::Exists)));
-        assert!(parse("\"-1\"").is_err() && parse("abc").is_err());
-        assert_eq!(if_match(&HeaderMap::new()).map_err(|e| e.to_string()), Ok(None));
-    }
-}
-
 /// The `Idempotency-Key` of a `POST`, with what [`crate::tenancy`] needs to store and replay
 /// its answer.
 fn once(headers: &HeaderMap, caller: &auth::Caller, uri: &Uri, body: &Bytes) -> std::result::Result<Option<crate::tenancy::Once>, Error> {
@@ -217,4 +196,25 @@ fn answered(a: crate::tenancy::Answer) -> Response {
         resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn if_match_forms() {
+        let parse = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("if-match", HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("x")));
+            if_match(&h).map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("\"3\""), Ok(Some(Expect::Generation(3))));
+        assert_eq!(parse("W/\"3\""), Ok(Some(Expect::Generation(3))));
+        assert_eq!(parse("7"), Ok(Some(Expect::Generation(7))));
+        assert_eq!(parse("*"), Ok(Some(Expect::Exists)));
+        assert!(parse("\"-1\"").is_err() && parse("abc").is_err());
+        assert_eq!(if_match(&HeaderMap::new()).map_err(|e| e.to_string()), Ok(None));
+    }
 }

@@ -290,7 +290,7 @@ pub fn usage(c: &Connection, tenant: &str, except: Option<&str>) -> Result<Resou
     for row in rows {
         let (name, spec) = row?;
         if Some(name.as_str()) != except {
-            total = total.add(from_json::<ClusterSpec>("cluster spec", &spec)?.requests());
+            total = total.plus(from_json::<ClusterSpec>("cluster spec", &spec)?.requests());
         }
     }
     Ok(total)

@@ -111,6 +111,14 @@ async fn every_route_works_for_its_callers_and_is_audited() -> Result<()> {
     assert_eq!(admin.delete(&format!("/v1/tokens/{}", new_id.unwrap_or_default())).await?.0, 204);
     assert_eq!(other_api.get(&format!("/v1/tenants/{other}")).await?.0, 401);
 
+    // The last admin token cannot be revoked: nobody could administer herd any more.
+    let (_, tokens) = admin.get("/v1/tokens").await?;
+    let admins: Vec<String> = items(&tokens).iter().filter(|k| k["scope"] == "admin").filter_map(|k| k["id"].as_str().map(String::from)).collect();
+    assert_eq!(admins.len(), 1, "{tokens}");
+    let (status, body) = admin.delete(&format!("/v1/tokens/{}", admins[0])).await?;
+    assert_eq!((status, &body["code"]), (409, &json!("conflict")), "{body}");
+    assert_eq!(admin.get("/v1/tenants").await?.0, 200, "the admin token still works");
+
     // The audit trail has every change, with who and the generations.
     let (_, trail) = admin.get("/v1/audit").await?;
     let entries = items(&trail);

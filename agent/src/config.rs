@@ -39,8 +39,8 @@ pub struct Args {
     /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
     #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
     pub data_disks: Vec<PathBuf>,
-    /// The agent's bearer token (an `agent` token: `herd tokens create --agent`).
-    #[arg(long, env = "HERD_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    /// The agent's bearer token (an `agent` token: `herd tokens create --agent`); wins over --token-file.
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the agent's bearer token (safer than --token, which `ps` shows).
     #[arg(long, env = "HERD_TOKEN_FILE")]

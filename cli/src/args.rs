@@ -48,7 +48,7 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub server: String,
-    /// The API token's secret (prefer HERD_TOKEN or --token-file: `ps` shows arguments).
+    /// The API token's secret; wins over --token-file (prefer HERD_TOKEN or a file: `ps` shows arguments).
     #[arg(long, global = true, env = "HERD_TOKEN", hide_env_values = true, value_name = "SECRET")]
     pub token: Option<String>,
     /// A file holding the API token's secret, e.g. the orchestrator's admin.token.

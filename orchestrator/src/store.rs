@@ -450,3 +450,33 @@ pub fn observed(c: &Connection) -> Result<HashMap<(InstanceRef, String), Observe
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_quotas_gains_them_and_keeps_its_tenants() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid("tempdir", e.to_string()))?;
+        let path = dir.path().join("herd.db");
+        {
+            let old = Connection::open(&path)?;
+            old.execute_batch(
+                "CREATE TABLE tenants (name TEXT PRIMARY KEY, created_s INTEGER NOT NULL);
+                 INSERT INTO tenants VALUES ('acme', 1767225600);",
+            )?;
+        }
+        let store = Store::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let t = tenant(&conn, "acme")?.ok_or_else(|| Error::not_found("tenant", "acme"))?;
+        assert_eq!((t.created_at, t.quota), (1_767_225_600, Quota::default()));
+        assert!(set_quota(&conn, "acme", &Quota { cpu: Some(Cpu(2000)), ..Quota::default() })?);
+        drop(conn);
+        drop(store);
+        // Opening again is a no-op for the schema.
+        let store = Store::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(tenant(&conn, "acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
+        Ok(())
+    }
+}

@@ -231,7 +231,7 @@ impl State {
         self.store
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
-                let rows = store::clusters(c, tenant.as_deref(), after, limit + 1)?;
+                let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
                 let items = rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name)).collect::<Result<Vec<_>>>()?;
                 Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
             })
@@ -244,7 +244,7 @@ impl State {
         self.store
             .read(move |c| {
                 let placed = store::instances(c, None)?;
-                let hosts = store::hosts(c, after.as_deref(), limit + 1)?;
+                let hosts = store::hosts_page(c, after.as_deref(), limit + 1)?;
                 let items = hosts
                     .into_iter()
                     .map(|h| {
@@ -313,7 +313,7 @@ fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let mut views: Vec<HostView> = store::hosts(tx, None, usize::MAX)?
+    let mut views: Vec<HostView> = store::hosts(tx)?
         .into_iter()
         .map(|h| {
             let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(&h.info.id)).collect();

@@ -219,11 +219,21 @@ pub fn touch_host(c: &Connection, id: &str, now_ms: u64) -> Result<bool> {
     Ok(c.execute("UPDATE hosts SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms as i64])? == 1)
 }
 
-/// Up to `limit` hosts after `after`, by id; every host with `usize::MAX`.
-pub fn hosts(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<HostRow>> {
+/// Every host, by id.
+pub fn hosts(c: &Connection) -> Result<Vec<HostRow>> {
+    hosts_page(c, None, usize::MAX)
+}
+
+/// SQLite's `LIMIT` for `limit` items.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Up to `limit` hosts after `after`, by id.
+pub fn hosts_page(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<HostRow>> {
     let mut stmt =
         c.prepare_cached("SELECT info, last_seen_ms FROM hosts WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2")?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = sql_limit(limit);
     let rows = stmt.query_map(params![after, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
@@ -250,7 +260,7 @@ pub fn tenants(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<
     let mut stmt = c.prepare_cached(
         "SELECT name, created_s, quota FROM tenants WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
+    let rows = stmt.query_map(params![after, sql_limit(limit)], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
     })?;
     let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
@@ -313,16 +323,21 @@ pub fn cluster(c: &Connection, tenant: &str, name: &str) -> Result<Option<Cluste
         .transpose()
 }
 
+/// Every cluster, or one tenant's, ordered by tenant and name.
+pub fn clusters(c: &Connection, tenant: Option<&str>) -> Result<Vec<ClusterRow>> {
+    clusters_page(c, tenant, None, usize::MAX)
+}
+
 /// Up to `limit` clusters after the cursor `(tenant, name)`, of every tenant or one,
 /// ordered by tenant and name.
-pub fn clusters(c: &Connection, tenant: Option<&str>, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<ClusterRow>> {
+pub fn clusters_page(c: &Connection, tenant: Option<&str>, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<ClusterRow>> {
     let (after_tenant, after_name) = after.unzip();
     let mut stmt = c.prepare_cached(
         "SELECT generation, spec FROM clusters
          WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR (tenant, name) > (?2, ?3))
          ORDER BY tenant, name LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![tenant, after_tenant, after_name, limit as i64], |r| {
+    let rows = stmt.query_map(params![tenant, after_tenant, after_name, sql_limit(limit)], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
     let mut out = Vec::new();

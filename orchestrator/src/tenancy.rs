@@ -143,7 +143,7 @@ impl State {
                 if !store::tenant_exists(tx, &name)? {
                     return Err(Error::not_found("tenant", name));
                 }
-                let clusters = store::clusters(tx, Some(&name), None, 6)?;
+                let clusters = store::clusters_page(tx, Some(&name), None, 6)?;
                 if !clusters.is_empty() {
                     let names: Vec<String> = clusters.iter().take(5).map(|c| format!("{name}/{}", c.spec.name)).collect();
                     let more = if clusters.len() > 5 { ", ..." } else { "" };

@@ -1,29 +1,53 @@
 //! The agent's loop: register, then heartbeat what is on the host and converge to the
 //! desired set in the reply. Containers outlive the agent: stopping or killing it stops
 //! nothing, and a restarted agent adopts what it finds (see [`crate::converge::plan`]).
+//!
+//! One pass, each heartbeat (or at once when Docker reports a herd container starting):
+//!
+//! ```text
+//! list ─► heartbeat (observed) ─► network: prepare (leases, /etc/hosts) ─► converge
+//!      ─► network: attach (plumb new containers) ─► release ─► sync (routes, firewall, names)
+//! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use herd_api::names::InstanceRef;
-use herd_api::wire::{Heartbeat, HostInfo};
+use herd_api::network::NetworkPlan;
+use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::{Client, ClientError};
-use crate::config::Config;
+use crate::config::{Config, NetworkMode};
 use crate::converge::{self, Layout};
-use crate::runtime::Runtime;
+use crate::net::host::{self, HostNet, Local};
+use crate::runtime::{Container, Runtime, RuntimeError};
 
 /// Right after acting, heartbeat again this soon so the orchestrator sees the result.
 const AFTER_ACTION: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How many containers are plumbed at once.
+const PARALLEL_PLUMB: usize = 8;
 
 pub struct Agent<R> {
     pub config: Config,
     pub runtime: R,
     pub client: Client,
+}
+
+/// The host's networking as the loop sees it.
+enum Net {
+    /// `--network none`.
+    Off,
+    /// Set up and working.
+    Ready(HostNet),
+    /// Wanted but not set up (yet); the reason goes on every instance's status.
+    Failed(String),
 }
 
 impl<R: Runtime> Agent<R> {
@@ -32,10 +56,38 @@ impl<R: Runtime> Agent<R> {
             host_id: self.config.host_id.clone(),
             logs: self.config.data_dir.join("logs"),
             data_disks: self.config.data_disks.clone(),
+            hosts_files: (self.config.network == NetworkMode::Herd).then(|| self.net_options(Ipv4Addr::UNSPECIFIED).state_dir.join("hosts")),
         }
     }
 
-    fn host_info(&self) -> HostInfo {
+    fn net_options(&self, address: Ipv4Addr) -> host::Options {
+        host::Options {
+            bridge: self.config.bridge.clone(),
+            state_dir: self.config.data_dir.join("net"),
+            address,
+            mtu: self.config.mtu,
+        }
+    }
+
+    /// The underlay address: configured, or the one that reaches the orchestrator.
+    fn address(&self) -> Result<Option<Ipv4Addr>, String> {
+        if self.config.network == NetworkMode::None {
+            return Ok(None);
+        }
+        if let Some(a) = self.config.address {
+            return Ok(Some(a));
+        }
+        let url = &self.config.orchestrator;
+        let peer = url
+            .socket_addrs(|| None)
+            .map_err(|e| format!("resolving {url}: {e}"))?
+            .into_iter()
+            .find(|a| a.is_ipv4())
+            .ok_or_else(|| format!("{url} has no IPv4 address; set --address"))?;
+        host::address_towards(peer).map(Some).map_err(|e| format!("finding the address towards {peer}: {e}; set --address"))
+    }
+
+    fn host_info(&self, address: Option<Ipv4Addr>) -> HostInfo {
         HostInfo {
             id: self.config.host_id.clone(),
             cpu: self.config.cpu,
@@ -43,6 +95,7 @@ impl<R: Runtime> Agent<R> {
             rack: self.config.rack.clone(),
             data_disks: self.config.data_disks.iter().map(|d| d.display().to_string()).collect(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            address,
         }
     }
 
@@ -56,10 +109,20 @@ impl<R: Runtime> Agent<R> {
         let layout = self.layout();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            match self.client.register(self.host_info()).await {
+            let address = match self.address() {
+                Ok(a) => a,
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %e, "no underlay address, retrying");
+                    sleep_or_cancel(backoff(failures), &shutdown).await;
+                    continue;
+                }
+            };
+            let reply = match self.client.register(self.host_info(address)).await {
                 Ok(reply) => {
-                    info!(cpu = %self.config.cpu, memory = %self.config.memory, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
+                    info!(cpu = %self.config.cpu, memory = %self.config.memory, address = ?address, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
                     failures = 0;
+                    reply
                 }
                 Err(e) => {
                     failures += 1;
@@ -67,16 +130,29 @@ impl<R: Runtime> Agent<R> {
                     sleep_or_cancel(backoff(failures), &shutdown).await;
                     continue;
                 }
-            }
-            self.heartbeat_loop(&layout, &shutdown).await;
+            };
+            let net = match (address, reply.network) {
+                (None, _) => Net::Off,
+                (Some(address), Some(lease)) => match HostNet::setup(self.net_options(address), lease).await {
+                    Ok(net) => Net::Ready(net),
+                    Err(e) => {
+                        let e = error_chain(&e);
+                        warn!(error = %e, "host network setup failed; instances here report it until it is fixed");
+                        Net::Failed(format!("host network: {e}"))
+                    }
+                },
+                (Some(_), None) => Net::Failed("the orchestrator leased this host no subnet; upgrade it".into()),
+            };
+            self.heartbeat_loop(&layout, net, address, &shutdown).await;
         }
         info!("stopped; containers keep running");
     }
 
     /// Heartbeats until shutdown or until the orchestrator forgets this host.
-    async fn heartbeat_loop(&self, layout: &Layout, shutdown: &CancellationToken) {
+    async fn heartbeat_loop(&self, layout: &Layout, mut net: Net, address: Option<Ipv4Addr>, shutdown: &CancellationToken) {
         let mut errors: HashMap<InstanceRef, String> = HashMap::new();
         let mut failures = 0u32;
+        let mut starts: Option<BoxStream<'static, Result<String, RuntimeError>>> = None;
         while !shutdown.is_cancelled() {
             let found = match self.runtime.list(&self.config.host_id).await {
                 Ok(found) => found,
@@ -87,7 +163,11 @@ impl<R: Runtime> Agent<R> {
                     continue;
                 }
             };
-            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed: converge::observed(&found, &errors) };
+            let ips = match &net {
+                Net::Ready(n) => n.leases().await.map(|l| by_instance(&found, &l)).unwrap_or_default(),
+                _ => HashMap::new(),
+            };
+            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed: converge::observed(&found, &errors, &ips) };
             let reply = match self.client.heartbeat(&hb).await {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
@@ -103,15 +183,158 @@ impl<R: Runtime> Agent<R> {
             };
             failures = 0;
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
-            let desired: Vec<_> = reply.desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
-            let actions = converge::plan(&desired, &found);
-            debug!(generation = reply.generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
-            let acted = !actions.is_empty();
-            errors = converge::execute(&self.runtime, layout, &reply.desired, actions).await;
+            if let (Net::Failed(_), Some(address), Some(plan)) = (&net, address, &reply.network) {
+                // Try again: the operator may have fixed what failed.
+                if let Ok(ready) = HostNet::setup(self.net_options(address), plan.lease).await {
+                    info!("host network recovered");
+                    net = Net::Ready(ready);
+                }
+            }
+            let acted;
+            (errors, acted) = match &net {
+                Net::Failed(why) => (reply.desired.iter().map(|d| (d.instance.clone(), why.clone())).collect(), false),
+                Net::Off => self.converge(layout, &reply.desired, &found, reply.generation).await,
+                Net::Ready(n) => self.converge_networked(layout, n, &reply.desired, reply.network.as_ref(), found, reply.generation).await,
+            };
             let pause = if acted && errors.is_empty() { AFTER_ACTION } else { interval };
-            sleep_or_cancel(pause, shutdown).await;
+            if let Net::Ready(_) = net
+                && starts.is_none()
+            {
+                starts = Some(self.runtime.starts(&self.config.host_id));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => {}
+                event = next_start(&mut starts) => match event {
+                    Some(Ok(id)) => debug!(container = %id, "container started; networking it now"),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "Docker event stream failed; reconnecting");
+                        starts = None;
+                    }
+                    None => starts = None,
+                },
+            }
         }
     }
+
+    /// Converges containers only; returns the errors and whether it acted.
+    async fn converge(&self, layout: &Layout, desired: &[DesiredContainer], found: &[Container], generation: u64) -> (HashMap<InstanceRef, String>, bool) {
+        let configs: Vec<_> = desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
+        let actions = converge::plan(&configs, found);
+        debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
+        let acted = !actions.is_empty();
+        (converge::execute(&self.runtime, layout, desired, actions).await, acted)
+    }
+
+    /// Converges containers and their networking: addresses and names before containers are
+    /// created, plumbing after they start, then routes, firewall and names for the host.
+    async fn converge_networked(
+        &self,
+        layout: &Layout,
+        net: &HostNet,
+        desired: &[DesiredContainer],
+        plan: Option<&NetworkPlan>,
+        found: Vec<Container>,
+        generation: u64,
+    ) -> (HashMap<InstanceRef, String>, bool) {
+        let instances: Vec<InstanceRef> = desired.iter().map(|d| d.instance.clone()).collect();
+        if let Err(e) = net.prepare(&instances, plan).await {
+            let why = format!("network: {}", error_chain(&e));
+            warn!(error = %why, "preparing addresses failed");
+            return (instances.into_iter().map(|i| (i, why.clone())).collect(), false);
+        }
+        let configs: Vec<_> = desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
+        let actions = converge::plan(&configs, &found);
+        debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
+        let acted = !actions.is_empty();
+        let mut errors = converge::execute(&self.runtime, layout, desired, actions).await;
+        let found = if acted {
+            match self.runtime.list(&self.config.host_id).await {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(error = %e, "cannot list containers after converging");
+                    return (errors, acted);
+                }
+            }
+        } else {
+            found
+        };
+        errors.extend(self.attach_all(net, &found).await);
+        let keep: BTreeSet<InstanceRef> = instances.iter().cloned().chain(found.iter().map(|c| c.instance.clone())).collect();
+        if let Err(e) = net.release(&keep).await {
+            warn!(error = %error_chain(&e), "releasing addresses failed");
+        }
+        let local: Vec<Local> = desired.iter().map(|d| Local { instance: d.instance.clone(), publish: d.publish.clone() }).collect();
+        if let Err(e) = net.sync(plan, &local).await {
+            let why = format!("network: {}", error_chain(&e));
+            warn!(error = %why, "syncing routes and firewall failed");
+            for i in instances {
+                errors.entry(i).or_insert_with(|| why.clone());
+            }
+        }
+        (errors, acted)
+    }
+
+    /// Plumbs every running container whose veth is missing, a few at a time.
+    async fn attach_all(&self, net: &HostNet, found: &[Container]) -> HashMap<InstanceRef, String> {
+        let links = match net.links().await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %error_chain(&e), "cannot list links");
+                return HashMap::new();
+            }
+        };
+        let running = found.iter().filter(|c| c.state == ContainerState::Running);
+        let results: Vec<(InstanceRef, Result<(), String>)> = futures::stream::iter(running)
+            .map(|c| {
+                let links = &links;
+                async move {
+                    let r = async {
+                        let Some(pid) = self.runtime.pid(&c.id).await.map_err(|e| e.to_string())? else {
+                            return Ok(());
+                        };
+                        net.attach(&c.instance, pid, links).await.map(|_| ()).map_err(|e| error_chain(&e))
+                    }
+                    .await;
+                    (c.instance.clone(), r)
+                }
+            })
+            .buffer_unordered(PARALLEL_PLUMB)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .filter_map(|(i, r)| {
+                let e = r.err()?;
+                warn!(instance = %i, error = %e, "plumbing failed; retrying next pass");
+                Some((i, format!("network: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Leases keyed by owner, as addresses of the containers found.
+fn by_instance(found: &[Container], leases: &std::collections::BTreeMap<String, Ipv4Addr>) -> HashMap<InstanceRef, Ipv4Addr> {
+    found.iter().filter_map(|c| Some((c.instance.clone(), *leases.get(&host::owner(&c.instance))?))).collect()
+}
+
+async fn next_start(starts: &mut Option<BoxStream<'static, Result<String, RuntimeError>>>) -> Option<Result<String, RuntimeError>> {
+    match starts {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// Exponential backoff with full jitter, capped.

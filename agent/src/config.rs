@@ -1,6 +1,7 @@
 //! Agent configuration: flags, then `HERD_*` environment, then a YAML file, then what the
 //! host itself reports (CPU count, memory).
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -45,9 +46,36 @@ pub struct Args {
     /// File holding the agent's bearer token (safer than --token, which `ps` shows).
     #[arg(long, env = "HERD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Container networking: `herd` (the agent plumbs every container: bridge, veth, routes,
+    /// firewall; needs root and the `nft` tool) or `none` (containers get loopback only)
+    /// [default: herd].
+    #[arg(long, env = "HERD_NETWORK")]
+    pub network: Option<NetworkMode>,
+    /// The bridge herd owns on this host [default: herd0].
+    #[arg(long, env = "HERD_BRIDGE")]
+    pub bridge: Option<String>,
+    /// This host's underlay IPv4 address, which other hosts route its containers through
+    /// [default: the address this host uses to reach the orchestrator].
+    #[arg(long, env = "HERD_ADDRESS")]
+    pub address: Option<Ipv4Addr>,
+    /// MTU of container links, e.g. the underlay's when it is below 1500 [default: 1500].
+    #[arg(long, env = "HERD_MTU")]
+    pub mtu: Option<u32>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// How the agent networks containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// herd plumbs every container itself (DESIGN.md, Networking).
+    #[default]
+    Herd,
+    /// Containers get loopback only; for hosts networked by other means, and for tests that
+    /// run several agents in one network namespace.
+    None,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +90,10 @@ struct File {
     #[serde(default)]
     data_disks: Vec<PathBuf>,
     token_file: Option<PathBuf>,
+    network: Option<NetworkMode>,
+    bridge: Option<String>,
+    address: Option<Ipv4Addr>,
+    mtu: Option<u32>,
 }
 
 /// The settings the agent runs with, all checked.
@@ -76,6 +108,12 @@ pub struct Config {
     pub data_disks: Vec<PathBuf>,
     /// The bearer token sent to the orchestrator.
     pub token: String,
+    pub network: NetworkMode,
+    /// The bridge herd owns (with `network: herd`).
+    pub bridge: String,
+    /// The underlay address; detected at start when `None`.
+    pub address: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
 }
 
 // NB: by hand, so the token never reaches a log through `{:?}`.
@@ -89,6 +127,10 @@ impl std::fmt::Debug for Config {
             .field("cpu", &self.cpu)
             .field("memory", &self.memory)
             .field("data_disks", &self.data_disks)
+            .field("network", &self.network)
+            .field("bridge", &self.bridge)
+            .field("address", &self.address)
+            .field("mtu", &self.mtu)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +211,14 @@ impl Config {
         if token.is_none() && !problems.iter().any(|p| p.starts_with("--token-file")) {
             problems.push("--token or --token-file is required (an agent token from an admin: `herd tokens create --agent`)".into());
         }
+        let bridge = args.bridge.or(file.bridge).unwrap_or_else(|| crate::net::host::DEFAULT_BRIDGE.into());
+        if bridge.is_empty() || bridge.len() > 15 || !bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            problems.push(format!("--bridge: `{bridge}` is not a Linux interface name (1 to 15 letters, digits, `-`, `_`)"));
+        }
+        let mtu = args.mtu.or(file.mtu);
+        if mtu.is_some_and(|m| !(576..=65535).contains(&m)) {
+            problems.push("--mtu must be from 576 to 65535".into());
+        }
         match (orchestrator, host_id, token, problems.is_empty()) {
             (Some(orchestrator), Some(host_id), Some(token), true) => Ok(Config {
                 orchestrator,
@@ -179,6 +229,10 @@ impl Config {
                 memory,
                 data_disks,
                 token,
+                network: args.network.or(file.network).unwrap_or_default(),
+                bridge,
+                address: args.address.or(file.address),
+                mtu,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -8,6 +8,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use futures::stream::{self, StreamExt};
@@ -25,6 +26,9 @@ pub struct Layout {
     pub logs: PathBuf,
     /// Data disks; a DataNode gets one directory on each.
     pub data_disks: Vec<PathBuf>,
+    /// Root of per-instance `/etc/hosts` files (`<root>/<tenant>/<cluster>/<instance>`), when
+    /// the agent networks its containers; each is bind-mounted read-only.
+    pub hosts_files: Option<PathBuf>,
 }
 
 /// In-container paths, fixed so images and rendered Hadoop config agree on them.
@@ -75,6 +79,10 @@ impl Layout {
             memory_bytes: d.memory.0 as i64,
             binds: mounts.iter().map(|(h, c)| format!("{}:{c}", h.display())).collect(),
         };
+        if let Some(root) = &self.hosts_files {
+            let file = crate::net::hosts::path(root, &d.instance);
+            config.binds.push(format!("{}:/etc/hosts:ro", file.display()));
+        }
         labels.insert(labels::SPEC_HASH.to_string(), spec_hash(&config));
         config.labels = labels;
         config
@@ -200,7 +208,7 @@ async fn create<R: Runtime>(runtime: &R, config: &ContainerConfig, mounts: Optio
 
 /// What to report to the orchestrator: every container found, plus desired instances that
 /// could not be created, as `failed` with the reason.
-pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>) -> Vec<Observed> {
+pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>, ips: &HashMap<InstanceRef, Ipv4Addr>) -> Vec<Observed> {
     let mut out: Vec<Observed> = found
         .iter()
         .map(|c| Observed {
@@ -210,6 +218,7 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>) -> V
             started_at: c.started_at.clone(),
             exit_code: c.exit_code,
             error: errors.get(&c.instance).cloned(),
+            ip: ips.get(&c.instance).copied().filter(|_| c.state == ContainerState::Running),
         })
         .collect();
     for (instance, error) in errors {
@@ -221,6 +230,7 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>) -> V
                 started_at: None,
                 exit_code: None,
                 error: Some(error.clone()),
+                ip: None,
             });
         }
     }
@@ -234,7 +244,7 @@ mod tests {
     use herd_api::quantity::{Cpu, Memory};
 
     fn layout() -> Layout {
-        Layout { host_id: "h1".into(), logs: "/l".into(), data_disks: vec!["/d0".into(), "/d1".into()] }
+        Layout { host_id: "h1".into(), logs: "/l".into(), data_disks: vec!["/d0".into(), "/d1".into()], hosts_files: None }
     }
 
     fn desired(role: Role, n: u32, memory: u64) -> DesiredContainer {
@@ -246,6 +256,7 @@ mod tests {
             memory: Memory(memory),
             command: None,
             env: BTreeMap::new(),
+            publish: vec![],
         }
     }
 
@@ -325,7 +336,7 @@ mod tests {
     #[test]
     fn failed_creates_are_reported() {
         let errors = HashMap::from([(InstanceRef::new("t", "c", Role::Datanode, 0), "image x is not on this host".to_string())]);
-        let o = observed(&[], &errors);
+        let o = observed(&[], &errors, &HashMap::new());
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].state, ContainerState::Failed);
     }

@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bollard::Docker;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
 };
 use herd_api::names::InstanceRef;
@@ -136,6 +138,33 @@ impl Runtime for DockerRuntime {
             Err(e) if !is_status(&e, &[304]) => Err(call_error("start", id, e)),
             _ => Ok(()),
         }
+    }
+
+    async fn pid(&self, id: &str) -> Result<Option<u32>, RuntimeError> {
+        let inspect = match self.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+            Ok(i) => i,
+            Err(e) if is_status(&e, &[404]) => return Ok(None),
+            Err(e) => return Err(call_error("inspect", id, e)),
+        };
+        let state = inspect.state.unwrap_or_default();
+        Ok(state.pid.filter(|&p| p > 0 && state.running == Some(true)).and_then(|p| u32::try_from(p).ok()))
+    }
+
+    fn starts(&self, host: &str) -> BoxStream<'static, Result<String, RuntimeError>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["start".to_string()]),
+            ("label".to_string(), vec![format!("{}=true", labels::MANAGED), format!("{}={host}", labels::HOST)]),
+        ]);
+        let host = host.to_string();
+        let opts = EventsOptions { filters: Some(filters), ..Default::default() };
+        self.docker
+            .events(Some(opts))
+            .map(move |e| match e {
+                Ok(msg) => Ok(msg.actor.and_then(|a| a.id).unwrap_or_default()),
+                Err(e) => Err(call_error("watch events of", &host, e)),
+            })
+            .boxed()
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use futures::stream::BoxStream;
+
 use herd_api::names::InstanceRef;
 use herd_api::wire::ContainerState;
 
@@ -66,4 +68,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn start(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Stops (with a grace period for the daemon to shut down cleanly) and removes.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The PID of a running container's init process (its network namespace is that
+    /// process's); `None` when it is not running.
+    fn pid(&self, id: &str) -> impl Future<Output = Result<Option<u32>, RuntimeError>> + Send;
+    /// Ids of `host`'s herd containers as they start (or restart), until the stream ends.
+    fn starts(&self, host: &str) -> BoxStream<'static, Result<String, RuntimeError>>;
 }

@@ -7,9 +7,11 @@
 //! - [`validate`]: semantic checks that need the whole spec; every error names its field.
 //! - [`yaml`]: the one place YAML is parsed, so errors carry the field path and line.
 //! - [`wire`]: agent protocol (register, heartbeat) and the status views of the HTTP API.
+//! - [`network`]: subnet leases, routes, cluster addresses and published ports.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
 pub mod names;
+pub mod network;
 pub mod quantity;
 pub mod spec;
 pub mod validate;

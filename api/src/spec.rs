@@ -7,6 +7,7 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::network::PortSpec;
 use crate::quantity::{Cpu, Memory, Resources};
 
 /// A Hadoop role herd runs as a pool of containers.
@@ -113,6 +114,9 @@ pub struct PoolSpec {
     /// Extra environment for the daemon.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Container ports reachable on the host's address (e.g. the NameNode web UI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PortSpec>,
 }
 
 impl ClusterSpec {

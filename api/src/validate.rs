@@ -78,8 +78,22 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
             errors.push(FieldError::new(format!("images.{role}"), m));
         }
     }
+    // Host ports of the whole cluster: two pools publishing one host port could never share a host.
+    let mut host_ports = std::collections::BTreeMap::new();
     for (role, pool) in &spec.pools {
         let at = |field: &str| format!("pools.{role}.{field}");
+        for (n, p) in pool.publish.iter().enumerate() {
+            let field = format!("{}[{n}]", at("publish"));
+            if p.port == 0 || p.host_port == Some(0) {
+                errors.push(FieldError::new(field.clone(), "ports must be from 1 to 65535"));
+            }
+            if let Some(first) = host_ports.insert((p.protocol, p.host_port()), field.clone()) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("{} host port {} is already published by {first}", p.protocol, p.host_port()),
+                ));
+            }
+        }
         if pool.memory < role.min_memory() {
             errors.push(FieldError::new(
                 at("memory"),
@@ -141,6 +155,17 @@ mod tests {
     fn good_spec_passes() {
         let spec = parse_cluster_spec(GOOD).map_err(|e| e.to_string());
         assert_eq!(spec.as_ref().map(|s| s.pools.len()), Ok(1));
+    }
+
+    #[test]
+    fn published_ports_are_checked() {
+        let text = format!("{GOOD}    publish:\n      - port: 9864\n      - port: 0\n      - port: 80\n        host_port: 9864\n");
+        let Err(SpecError::Invalid(errors)) = parse_cluster_spec(&text) else {
+            panic!("bad ports accepted");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["pools.datanode.publish[1]", "pools.datanode.publish[2]"]);
+        assert!(errors[1].message.contains("already published by pools.datanode.publish[0]"), "{}", errors[1].message);
     }
 
     #[test]

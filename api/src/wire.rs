@@ -3,10 +3,12 @@
 //! status views the HTTP API returns to the CLI and tenants.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::names::InstanceRef;
+use crate::network::{HostNetwork, NetworkPlan, PortSpec};
 use crate::quantity::{Cpu, Memory, Resources};
 use crate::spec::{ClusterSpec, Replicas, Role};
 use crate::validate::FieldError;
@@ -29,6 +31,11 @@ pub struct HostInfo {
     /// The agent's version, for operators.
     #[serde(default)]
     pub agent_version: String,
+    /// The host's underlay address: other hosts route its container subnet via it, and
+    /// published ports listen on it. `None` when the agent runs without herd networking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<Ipv4Addr>,
 }
 
 /// `POST /v1/agent/register`.
@@ -42,6 +49,9 @@ pub struct RegisterRequest {
 pub struct RegisterReply {
     /// How often the agent should heartbeat.
     pub heartbeat_interval_ms: u64,
+    /// The host's container subnet, when it networks its containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<HostNetwork>,
 }
 
 /// `POST /v1/agent/heartbeat`: what the agent sees on its host.
@@ -68,6 +78,10 @@ pub struct Observed {
     /// Why the agent could not converge it, with what to do next.
     #[serde(default)]
     pub error: Option<String>,
+    /// The container's address, once the agent has plumbed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// A container's state as Docker reports it, plus `failed` when the agent could not create it.
@@ -104,6 +118,9 @@ pub struct HeartbeatReply {
     pub generation: u64,
     pub desired: Vec<DesiredContainer>,
     pub heartbeat_interval_ms: u64,
+    /// Routes and cluster addresses, when the host networks its containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkPlan>,
 }
 
 /// One container the host should run.
@@ -119,6 +136,9 @@ pub struct DesiredContainer {
     pub command: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Ports published on the host's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PortSpec>,
 }
 
 /// An instance with its placement, desired next to observed.

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ipnet::Ipv4Net;
 use serde::Deserialize;
+
+use crate::network::Settings;
 
 /// herd's control plane: stores cluster specs, places instances on hosts and tells each
 /// host's agent what to run.
@@ -30,6 +33,13 @@ pub struct Args {
     /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
+    /// The CIDR every container address is taken from; must overlap none of the hosts' own
+    /// networks [default: 10.88.0.0/16].
+    #[arg(long, env = "HERD_CLUSTER_CIDR")]
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// Prefix length of the subnet each host gets from the cluster CIDR [default: 24].
+    #[arg(long, env = "HERD_HOST_SUBNET_PREFIX")]
+    pub host_subnet_prefix: Option<u8>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -50,6 +60,8 @@ struct File {
     store: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_opt")]
     heartbeat_interval: Option<Duration>,
+    cluster_cidr: Option<Ipv4Net>,
+    host_subnet_prefix: Option<u8>,
 }
 
 mod humantime_serde_opt {
@@ -70,6 +82,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store: PathBuf,
     pub heartbeat_interval: Duration,
+    pub network: Settings,
 }
 
 /// Why the configuration cannot be used.
@@ -81,6 +94,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, #[source] source: herd_api::SpecError },
     #[error("heartbeat_interval must be between 100ms and 1m, got {0:?}")]
     Interval(Duration),
+    #[error("cluster_cidr / host_subnet_prefix: {0}")]
+    Network(String),
 }
 
 impl Config {
@@ -97,7 +112,14 @@ impl Config {
         if heartbeat_interval < Duration::from_millis(100) || heartbeat_interval > Duration::from_secs(60) {
             return Err(ConfigError::Interval(heartbeat_interval));
         }
+        let default = Settings::default_plan();
+        let network = Settings {
+            cluster_cidr: args.cluster_cidr.or(file.cluster_cidr).unwrap_or(default.cluster_cidr),
+            host_prefix: args.host_subnet_prefix.or(file.host_subnet_prefix).unwrap_or(default.host_prefix),
+        };
+        network.check().map_err(ConfigError::Network)?;
         Ok(Config {
+            network,
             store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
             listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7480))),
             heartbeat_interval,

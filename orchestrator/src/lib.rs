@@ -5,6 +5,7 @@
 //!   tokens, audit trail, idempotent answers).
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`scheduler`]: pure placement over a snapshot of hosts.
+//! - [`network`]: the cluster CIDR, host subnet leases and each agent's route/address table.
 //! - [`state`]: the operations (apply, scale, delete, register, heartbeat), one transaction each.
 //! - [`tenancy`]: tenants, quotas and tokens; the first admin token.
 //! - [`auth`]: bearer tokens and who may see what; [`quota`]: the pure quota check.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod quota;
+pub mod network;
 pub mod reconciler;
 pub mod scheduler;
 pub mod state;

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
-    let state = State { store, heartbeat_interval: config.heartbeat_interval };
+    let state = State { store, heartbeat_interval: config.heartbeat_interval, network: config.network };
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 

@@ -2,8 +2,9 @@
 //! benchmarked without I/O. For now a first-fit that never overcommits a host's CPU or
 //! memory; hosts are tried in an order that spreads each pool across hosts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use herd_api::network::Protocol;
 use herd_api::quantity::{Cpu, Memory};
 
 /// A host as the scheduler sees it: what is still free and what already runs there.
@@ -16,6 +17,8 @@ pub struct HostView {
     pub free_memory: u64,
     /// Instances already on the host, per pool (`tenant/cluster/role`).
     pub per_pool: HashMap<String, u32>,
+    /// Host ports already published there.
+    pub ports: BTreeSet<(Protocol, u16)>,
 }
 
 /// One instance waiting for a host.
@@ -25,6 +28,8 @@ pub struct Request {
     pub pool: String,
     pub cpu: Cpu,
     pub memory: Memory,
+    /// Host ports the instance publishes; a host where one is taken does not fit.
+    pub ports: Vec<(Protocol, u16)>,
 }
 
 /// Places each request in order, updating `hosts` as it goes; `Err` carries why a request
@@ -40,13 +45,17 @@ fn place_one(hosts: &mut [HostView], r: &Request) -> Result<String, String> {
         let count = |i: usize| hosts[i].per_pool.get(&r.pool).copied().unwrap_or(0);
         count(a).cmp(&count(b)).then_with(|| hosts[a].id.cmp(&hosts[b].id))
     });
-    let fits = order.iter().copied().find(|&i| hosts[i].free_cpu >= r.cpu.0 && hosts[i].free_memory >= r.memory.0);
+    let fits = order.iter().copied().find(|&i| {
+        let h = &hosts[i];
+        h.free_cpu >= r.cpu.0 && h.free_memory >= r.memory.0 && r.ports.iter().all(|p| !h.ports.contains(p))
+    });
     match fits {
         Some(i) => {
             let host = &mut hosts[i];
             host.free_cpu -= r.cpu.0;
             host.free_memory -= r.memory.0;
             *host.per_pool.entry(r.pool.clone()).or_default() += 1;
+            host.ports.extend(r.ports.iter().copied());
             Ok(host.id.clone())
         }
         None => Err(unplaceable(hosts, r)),
@@ -61,6 +70,15 @@ fn unplaceable(hosts: &[HostView], r: &Request) -> String {
         } else {
             format!("none of the {} hosts is ready (no recent heartbeat)", hosts.len())
         };
+    }
+    let roomy: Vec<&&HostView> = ready.iter().filter(|h| h.free_cpu >= r.cpu.0 && h.free_memory >= r.memory.0).collect();
+    if !roomy.is_empty() {
+        let ports: Vec<String> = r.ports.iter().map(|(proto, port)| format!("{proto}/{port}")).collect();
+        return format!(
+            "every ready host with room already publishes one of host ports {} ({} such hosts): add hosts or change `publish`",
+            ports.join(", "),
+            roomy.len()
+        );
     }
     let best = ready.iter().max_by_key(|h| (h.free_cpu.min(r.cpu.0), h.free_memory.min(r.memory.0)));
     let best = best.map(|h| format!("; most free: {} with {} CPU, {}", h.id, Cpu(h.free_cpu), Memory(h.free_memory).approx()));
@@ -78,11 +96,11 @@ mod tests {
     use super::*;
 
     fn host(id: &str, cpu: u64, mem_mi: u64) -> HostView {
-        HostView { id: id.into(), ready: true, free_cpu: cpu, free_memory: mem_mi << 20, per_pool: HashMap::new() }
+        HostView { id: id.into(), ready: true, free_cpu: cpu, free_memory: mem_mi << 20, per_pool: HashMap::new(), ports: BTreeSet::new() }
     }
 
     fn req(pool: &str, cpu: u64, mem_mi: u64) -> Request {
-        Request { pool: pool.into(), cpu: Cpu(cpu), memory: Memory(mem_mi << 20) }
+        Request { pool: pool.into(), cpu: Cpu(cpu), memory: Memory(mem_mi << 20), ports: vec![] }
     }
 
     #[test]
@@ -117,6 +135,12 @@ mod tests {
                 hosts: vec![HostView { ready: false, ..host("a", 9000, 9000) }, host("b", 9000, 9000)],
                 requests: vec![req("p", 1, 1); 2],
                 want: vec![Some("b"), Some("b")],
+            },
+            Case {
+                name: "one host port per host",
+                hosts: vec![host("a", 9000, 9000), host("b", 9000, 9000)],
+                requests: vec![Request { ports: vec![(Protocol::Tcp, 9870)], ..req("p", 1, 1) }; 3],
+                want: vec![Some("a"), Some("b"), None],
             },
             Case { name: "no hosts", hosts: vec![], requests: vec![req("p", 1, 1)], want: vec![None] },
         ];

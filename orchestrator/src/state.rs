@@ -11,15 +11,17 @@ use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::spec::Replicas;
 use herd_api::validate::validate;
+use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
     ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Page,
     Quota, RegisterReply,
 };
 use herd_api::{ClusterSpec, Role};
 use rusqlite::Connection;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::network;
 use crate::reconciler::{self, Instance};
 use crate::scheduler::{self, HostView, Request};
 use crate::quota;
@@ -32,6 +34,8 @@ pub struct State {
     pub store: Store,
     /// How often agents heartbeat; a host that misses three is `lost`.
     pub heartbeat_interval: Duration,
+    /// The cluster CIDR and host subnet size.
+    pub network: network::Settings,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -90,8 +94,12 @@ impl State {
         if let Err(m) = check_host_id(&info.id) {
             return Err(Error::invalid("host.id", m));
         }
+        let settings = self.network;
+        if let Some(address) = info.address {
+            settings.check_address(address).map_err(|m| Error::invalid("host.address", m))?;
+        }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let new = self
+        let (new, network) = self
             .store
             .write(move |tx| {
                 let new = store::upsert_host(tx, &info, now)?;
@@ -100,17 +108,21 @@ impl State {
                     let change = Change { actor: &actor, action: "host.register", resource: &resource, before: None, after: None };
                     audit::record(tx, now, &change)?;
                 }
+                let network = match info.address {
+                    Some(_) => Some(lease_subnet(tx, &settings, &info.id)?),
+                    None => None,
+                };
                 schedule_pending(tx, now, lost_after)?;
-                Ok(new)
+                Ok((new, network))
             })
             .await?;
-        info!(new, "host registered");
-        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms() })
+        info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
+        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network })
     }
 
     /// Records what a host observed and answers with its full desired set.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
-        let (now, lost_after, interval) = (now_ms(), 3 * self.interval_ms(), self.interval_ms());
+        let (now, lost_after, interval, settings) = (now_ms(), 3 * self.interval_ms(), self.interval_ms(), self.network);
         self.store
             .write(move |tx| {
                 if !store::touch_host(tx, &hb.host_id, now)? {
@@ -120,7 +132,8 @@ impl State {
                 // A host coming back may make room for what is pending.
                 schedule_pending(tx, now, lost_after)?;
                 let desired = desired_for(tx, &hb.host_id)?;
-                Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval })
+                let network = network_plan(tx, &settings, &hb.host_id)?;
+                Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval, network })
             })
             .await
     }
@@ -313,6 +326,15 @@ fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
+    // Host ports each pool publishes: two instances publishing one port never share a host.
+    let mut ports: HashMap<String, Vec<(Protocol, u16)>> = HashMap::new();
+    for row in store::clusters(tx, None)? {
+        for (role, pool) in &row.spec.pools {
+            let key = format!("{}/{}/{}", row.spec.tenant, row.spec.name, role);
+            ports.insert(key, pool.publish.iter().map(|p| (p.protocol, p.host_port())).collect());
+        }
+    }
+    let ports_of = |i: &Instance| ports.get(&pool_key(i)).cloned().unwrap_or_default();
     let mut views: Vec<HostView> = store::hosts(tx)?
         .into_iter()
         .map(|h| {
@@ -326,12 +348,13 @@ fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
                 free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
                 free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
                 per_pool,
+                ports: mine.iter().flat_map(|i| ports_of(i)).collect(),
                 id: h.info.id,
             }
         })
         .collect();
     let requests: Vec<Request> =
-        pending.iter().map(|i| Request { pool: pool_key(i), cpu: i.cpu, memory: i.memory }).collect();
+        pending.iter().map(|i| Request { pool: pool_key(i), cpu: i.cpu, memory: i.memory, ports: ports_of(i) }).collect();
     let placed = scheduler::place(&mut views, &requests);
     let mut changed = false;
     for (inst, result) in pending.into_iter().zip(placed) {
@@ -372,7 +395,8 @@ fn desired_for(c: &Connection, host: &str) -> Result<Vec<DesiredContainer>> {
         let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
         env.extend(herd_env(&i.instance, i.role));
         let command = pool.and_then(|p| p.command.clone());
-        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env });
+        let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
+        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env, publish });
     }
     Ok(out)
 }
@@ -403,4 +427,41 @@ fn cluster_status(c: &Connection, tenant: &str, name: &str) -> Result<ClusterSta
         })
         .collect();
     Ok(ClusterStatus { tenant: tenant.into(), name: name.into(), generation: row.generation, spec: row.spec, instances })
+}
+
+/// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
+fn lease_subnet(tx: &Connection, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
+    let leases = store::subnets(tx)?;
+    let subnet = match leases.get(host) {
+        Some(s) if settings.fits(*s) => *s,
+        stale => {
+            let taken = leases.iter().filter(|(h, s)| h.as_str() != host && settings.fits(**s)).map(|(_, s)| *s).collect();
+            let subnet = settings.lease(&taken).map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
+            if let Some(old) = stale {
+                warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
+            }
+            store::put_subnet(tx, host, subnet)?;
+            subnet
+        }
+    };
+    Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
+}
+
+/// Routes and address owners for `host`, if it has a subnet lease.
+fn network_plan(tx: &Connection, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
+    let subnets = store::subnets(tx)?;
+    if !subnets.contains_key(host) {
+        return Ok(None);
+    }
+    let leases: Vec<network::HostLease> = store::hosts(tx)?
+        .into_iter()
+        .filter_map(|h| {
+            let subnet = *subnets.get(&h.info.id)?;
+            Some(network::HostLease { host: h.info.id, subnet, address: h.info.address })
+        })
+        .collect();
+    let placed = store::instances(tx, None)?.into_iter().filter_map(|i| Some((i.instance, i.host?))).collect();
+    let observed: Vec<_> =
+        store::observed(tx)?.into_iter().filter_map(|((instance, reporter), o)| Some((instance, reporter, o.ip?))).collect();
+    Ok(network::plan(settings, host, &leases, &placed, &observed))
 }

@@ -1,13 +1,13 @@
-//! The embedded SQLite store: hosts, tenants (with quotas), clusters (spec and generation),
-//! instances with their placements, the state agents last observed, API tokens (hashed),
-//! the audit trail and stored answers to idempotent requests ([`tokens`], [`audit`],
-//! [`idempotency`]). Every change runs in one
+//! The embedded SQLite store: hosts (and their subnet leases), tenants (with quotas),
+//! clusters (spec and generation), instances with their placements, the state agents last
+//! observed, API tokens (hashed), the audit trail and stored answers to idempotent requests
+//! ([`tokens`], [`audit`], [`idempotency`]). Every change runs in one
 //! transaction with `synchronous=FULL`, so a crash or restart loses nothing acknowledged.
 //!
 //! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
 //! held across an await, so a std mutex and not a tokio one).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,7 @@ use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory, Resources};
 use herd_api::wire::{HostInfo, Observed, Quota, Tenant};
 use herd_api::{ClusterSpec, Role};
+use ipnet::Ipv4Net;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{Error, Result};
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS tenants (
     name TEXT PRIMARY KEY,
     created_s INTEGER NOT NULL,
     quota TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS subnets (
+    host_id TEXT PRIMARY KEY REFERENCES hosts(id),
+    subnet TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS clusters (
     tenant TEXT NOT NULL REFERENCES tenants(name),
@@ -464,6 +469,31 @@ pub fn observed(c: &Connection) -> Result<HashMap<(InstanceRef, String), Observe
         out.insert((instance, host), from_json("observed state", &state)?);
     }
     Ok(out)
+}
+
+/// Every host's container subnet lease.
+pub fn subnets(c: &Connection) -> Result<BTreeMap<String, Ipv4Net>> {
+    let mut stmt = c.prepare_cached("SELECT host_id, subnet FROM subnets")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (host, subnet) = row?;
+        let subnet = subnet.parse().map_err(|e: ipnet::AddrParseError| Error::Corrupt {
+            what: "host subnet",
+            source: serde::de::Error::custom(e),
+        })?;
+        out.insert(host, subnet);
+    }
+    Ok(out)
+}
+
+/// Leases `subnet` to `host`, replacing its earlier lease.
+pub fn put_subnet(c: &Connection, host: &str, subnet: Ipv4Net) -> Result<()> {
+    c.execute(
+        "INSERT INTO subnets (host_id, subnet) VALUES (?1, ?2) ON CONFLICT(host_id) DO UPDATE SET subnet = excluded.subnet",
+        params![host, subnet.to_string()],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -159,13 +159,16 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts an agent with `token` (an agent token) in its environment, as `HERD_TOKEN`.
+    /// Starts an agent without herd networking (`--network none`): several of these share one
+    /// network namespace, which herd networking (one bridge per host) does not allow. `token`
+    /// (an agent token) goes in its environment, as `HERD_TOKEN`.
     pub fn start(orchestrator: &str, token: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("agent-{}.log", unique("")));
         let child = Command::new(bins().join("herd-agent"))
             .args(["--orchestrator", orchestrator, "--host-id", host_id])
             .args(["--data-dir", &data_dir.display().to_string(), "--cpus", cpus, "--memory", memory])
+            .args(["--network", "none"])
             .env("RUST_LOG", "info,herd_agent=debug")
             .env("HERD_TOKEN", token)
             .stdout(Stdio::null())

@@ -243,6 +243,30 @@ pub async fn link_names() -> Result<Vec<String>> {
     Ok(links.iter().filter_map(link_name).collect())
 }
 
+/// Every IPv4 network configured on a link of the calling thread's namespace, with the link's
+/// name: what a cluster CIDR must not overlap.
+pub async fn ipv4_networks() -> Result<Vec<(String, Ipv4Net)>> {
+    let nl = Netlink::connect()?;
+    let links: Vec<LinkMessage> = nl
+        .handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| netlink("listing", "links", e))?;
+    let mut out = Vec::new();
+    for link in &links {
+        let name = link_name(link).unwrap_or_default();
+        for (ip, prefix, _) in nl.ipv4_addresses(link.header.index).await? {
+            if let Ok(net) = Ipv4Net::new(ip, prefix) {
+                out.push((name.clone(), net));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Inside the container's namespace: `lo` up, address on `eth0`, `eth0` up, default route.
 ///
 /// NB: the route is added without replace, so a namespace that already has a default route
@@ -283,8 +307,8 @@ fn in_runtime<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 /// A netlink connection in the namespace of the thread that opened it.
-struct Netlink {
-    handle: Handle,
+pub(super) struct Netlink {
+    pub(super) handle: Handle,
     /// The connection's driver task, stopped when this is dropped.
     task: tokio::task::JoinHandle<()>,
 }
@@ -297,7 +321,7 @@ impl Drop for Netlink {
 
 impl Netlink {
     /// Opens a socket in the calling thread's network namespace. Needs a tokio runtime.
-    fn connect() -> Result<Self> {
+    pub(super) fn connect() -> Result<Self> {
         let (conn, handle, _unsolicited) = rtnetlink::new_connection().map_err(Error::Socket)?;
         Ok(Self {
             handle,
@@ -359,7 +383,7 @@ impl Netlink {
     }
 
     /// The IPv4 addresses on link `index`: (address, prefix length, message for deletion).
-    async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>> {
+    pub(super) async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>> {
         let all: Vec<AddressMessage> = self
             .handle
             .address()
@@ -423,7 +447,7 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-fn netlink(op: &'static str, name: &str, source: rtnetlink::Error) -> Error {
+pub(super) fn netlink(op: &'static str, name: &str, source: rtnetlink::Error) -> Error {
     Error::Netlink {
         op,
         name: name.into(),

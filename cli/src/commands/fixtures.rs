@@ -29,6 +29,7 @@ pub fn instance(n: u32, host: Option<&str>, state: Option<ContainerState>) -> In
             started_at: Some("2026-01-01T00:00:00.123456789Z".into()),
             exit_code: None,
             error: None,
+            ip: Some(std::net::Ipv4Addr::new(10, 88, 0, n as u8 + 2)),
         }),
     }
 }

@@ -68,6 +68,7 @@ mod tests {
                 rack: rack.map(Into::into),
                 data_disks: vec![],
                 agent_version: "0.1.0".into(),
+                address: None,
             },
             state,
             last_heartbeat_ms_ago: ago,

@@ -45,6 +45,7 @@ fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
                 i.instance.name.clone(),
                 i.pool.to_string(),
                 i.host.clone().unwrap_or_else(|| "-".into()),
+                i.observed.as_ref().and_then(|o| o.ip).map_or_else(|| "-".into(), |ip| ip.to_string()),
                 i.cpu.to_string(),
                 output::memory(i.memory),
                 "running".into(),
@@ -55,7 +56,7 @@ fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
     });
     output::table(
         &[
-            "CLUSTER", "INSTANCE", "POOL", "HOST", "CPU", "MEMORY", "DESIRED", "OBSERVED", "DETAIL",
+            "CLUSTER", "INSTANCE", "POOL", "HOST", "IP", "CPU", "MEMORY", "DESIRED", "OBSERVED", "DETAIL",
         ],
         rows,
     )
@@ -167,10 +168,10 @@ mod tests {
             pending,
         ]);
         let want = "\
-CLUSTER    INSTANCE    POOL      HOST  CPU   MEMORY  DESIRED  OBSERVED  DETAIL
-acme/prod  datanode-0  datanode  h1    500m  512Mi   running  running   up 5m
-acme/prod  datanode-1  datanode  h2    500m  512Mi   running  -         waiting for the host's agent to report it
-acme/prod  datanode-2  datanode  -     500m  512Mi   running  pending   no ready host
+CLUSTER    INSTANCE    POOL      HOST  IP         CPU   MEMORY  DESIRED  OBSERVED  DETAIL
+acme/prod  datanode-0  datanode  h1    10.88.0.2  500m  512Mi   running  running   up 5m
+acme/prod  datanode-1  datanode  h2    -          500m  512Mi   running  -         waiting for the host's agent to report it
+acme/prod  datanode-2  datanode  -     -          500m  512Mi   running  pending   no ready host
 ";
         assert_eq!(instance_table(&[c], at("2026-01-01T00:05:10Z")), want);
     }

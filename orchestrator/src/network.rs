@@ -1,0 +1,172 @@
+//! Container networking, the orchestrator's half: it owns the cluster CIDR, leases each host a
+//! subnet of it (stored, stable for the host's life), and hands every agent the table of routes
+//! to the other hosts' subnets and of who holds each container address. Pure: the store calls
+//! live in [`crate::state`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use herd_api::names::InstanceRef;
+use herd_api::network::{HostNetwork, Member, NetworkPlan, Route};
+use ipnet::Ipv4Net;
+
+/// The cluster's address plan, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Every container address is inside it; it must not overlap any host's own networks.
+    pub cluster_cidr: Ipv4Net,
+    /// Prefix length of each host's subnet, e.g. 24 for 254 containers per host.
+    pub host_prefix: u8,
+}
+
+impl Settings {
+    /// The defaults: `10.88.0.0/16`, a `/24` per host (256 hosts of 253 containers).
+    pub fn default_plan() -> Self {
+        // NB: a literal network with a valid prefix; `new` cannot fail on it.
+        let cluster_cidr = Ipv4Net::new(Ipv4Addr::new(10, 88, 0, 0), 16).unwrap_or_default();
+        Self { cluster_cidr, host_prefix: 24 }
+    }
+
+    /// Checks that host subnets fit the cluster CIDR and hold a gateway and containers.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cluster_cidr != self.cluster_cidr.trunc() {
+            return Err(format!("cluster CIDR {} has host bits set; write {}", self.cluster_cidr, self.cluster_cidr.trunc()));
+        }
+        if self.host_prefix < self.cluster_cidr.prefix_len() || self.host_prefix > 29 {
+            return Err(format!(
+                "host subnet prefix /{} must be between the cluster CIDR's /{} and /29",
+                self.host_prefix,
+                self.cluster_cidr.prefix_len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `subnet` is a host subnet of this plan.
+    pub fn fits(&self, subnet: Ipv4Net) -> bool {
+        subnet.prefix_len() == self.host_prefix && self.cluster_cidr.contains(&subnet)
+    }
+
+    /// The first host subnet not in `taken`, or why there is none.
+    pub fn lease(&self, taken: &BTreeSet<Ipv4Net>) -> Result<Ipv4Net, String> {
+        let mut subnets = self.cluster_cidr.subnets(self.host_prefix).map_err(|e| e.to_string())?;
+        subnets.find(|s| !taken.contains(s)).ok_or_else(|| {
+            format!(
+                "cluster CIDR {} has no free /{} left ({} hosts hold one): widen --cluster-cidr or lengthen --host-subnet-prefix",
+                self.cluster_cidr,
+                self.host_prefix,
+                taken.len()
+            )
+        })
+    }
+
+    /// Why a host with underlay `address` cannot join, if it cannot: its own address inside the
+    /// cluster CIDR would make container routes shadow the underlay.
+    pub fn check_address(&self, address: Ipv4Addr) -> Result<(), String> {
+        if self.cluster_cidr.contains(&address) {
+            return Err(format!(
+                "{address} is inside the cluster CIDR {}: choose a --cluster-cidr that overlaps none of the hosts' networks",
+                self.cluster_cidr
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A host as the network plan needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLease {
+    pub host: String,
+    pub subnet: Ipv4Net,
+    pub address: Option<Ipv4Addr>,
+}
+
+/// The plan for `host`: routes to every other host's subnet, and the owner of every address
+/// that agents report (`observed`: instance, the host that reported it, its address), kept
+/// only where the reporting host is the one the instance is placed on.
+pub fn plan(
+    settings: &Settings,
+    host: &str,
+    leases: &[HostLease],
+    placed: &BTreeMap<InstanceRef, String>,
+    observed: &[(InstanceRef, String, Ipv4Addr)],
+) -> Option<NetworkPlan> {
+    let mine = leases.iter().find(|l| l.host == host)?;
+    let mut routes: Vec<Route> = leases
+        .iter()
+        .filter(|l| l.host != host && settings.fits(l.subnet))
+        .filter_map(|l| Some(Route { subnet: l.subnet, via: l.address?, host: l.host.clone() }))
+        .collect();
+    routes.sort();
+    let mut seen = BTreeSet::new();
+    let mut members: Vec<Member> = observed
+        .iter()
+        .filter(|(i, reporter, ip)| placed.get(i) == Some(reporter) && settings.cluster_cidr.contains(ip))
+        .filter(|(_, _, ip)| seen.insert(*ip))
+        .map(|(i, _, ip)| Member { ip: *ip, instance: i.clone() })
+        .collect();
+    members.sort();
+    Some(NetworkPlan { lease: HostNetwork { cluster_cidr: settings.cluster_cidr, subnet: mine.subnet }, routes, members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::Role;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn leases_first_free_and_reports_exhaustion() {
+        let s = Settings { cluster_cidr: net("10.9.0.0/23"), host_prefix: 24 };
+        assert_eq!(s.lease(&BTreeSet::new()), Ok(net("10.9.0.0/24")));
+        assert_eq!(s.lease(&BTreeSet::from([net("10.9.0.0/24")])), Ok(net("10.9.1.0/24")));
+        let full = BTreeSet::from([net("10.9.0.0/24"), net("10.9.1.0/24")]);
+        assert!(s.lease(&full).unwrap_err().contains("no free /24 left"));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let cases = [
+            ("10.88.0.0/16", 24, true),
+            ("10.88.0.1/16", 24, false),
+            ("10.88.0.0/16", 8, false),
+            ("10.88.0.0/16", 30, false),
+        ];
+        for (cidr, prefix, ok) in cases {
+            let s = Settings { cluster_cidr: net(cidr), host_prefix: prefix };
+            assert_eq!(s.check().is_ok(), ok, "{cidr} /{prefix}");
+        }
+        let s = Settings::default_plan();
+        assert!(s.check_address(Ipv4Addr::new(10, 88, 1, 1)).is_err());
+        assert!(s.check_address(Ipv4Addr::new(192, 0, 2, 1)).is_ok());
+    }
+
+    #[test]
+    fn plan_routes_to_others_and_keeps_only_current_owners() {
+        let s = Settings::default_plan();
+        let lease = |h: &str, sub: &str, a: Option<[u8; 4]>| HostLease { host: h.into(), subnet: net(sub), address: a.map(Ipv4Addr::from) };
+        let leases = [
+            lease("a", "10.88.0.0/24", Some([192, 0, 2, 1])),
+            lease("b", "10.88.1.0/24", Some([192, 0, 2, 2])),
+            lease("c", "10.88.2.0/24", None),
+        ];
+        let dn0 = InstanceRef::new("t", "c", Role::Datanode, 0);
+        let dn1 = InstanceRef::new("t", "c", Role::Datanode, 1);
+        let placed = BTreeMap::from([(dn0.clone(), "a".to_string()), (dn1.clone(), "b".to_string())]);
+        let observed = vec![
+            (dn0.clone(), "a".to_string(), Ipv4Addr::new(10, 88, 0, 2)),
+            // A stale report from a host the instance left.
+            (dn1.clone(), "a".to_string(), Ipv4Addr::new(10, 88, 0, 3)),
+            (dn1.clone(), "b".to_string(), Ipv4Addr::new(10, 88, 1, 2)),
+        ];
+        let p = plan(&s, "a", &leases, &placed, &observed).unwrap_or_else(|| panic!("host a has a lease"));
+        assert_eq!(p.lease.subnet, net("10.88.0.0/24"));
+        assert_eq!(p.routes, [Route { subnet: net("10.88.1.0/24"), via: Ipv4Addr::new(192, 0, 2, 2), host: "b".into() }]);
+        let ips: Vec<Ipv4Addr> = p.members.iter().map(|m| m.ip).collect();
+        assert_eq!(ips, [Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 1, 2)]);
+        assert!(plan(&s, "unknown", &leases, &placed, &observed).is_none());
+    }
+}

@@ -486,6 +486,12 @@ async fn cli_uses_tokens_and_manages_tenants_tokens_and_audit() -> Result<()> {
     let out = herd(&["tenants", "quota", &t, "--disk", "1Ti", "--cpu", "unlimited"], Some(&admin_file))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("0/-") && stdout.contains("0/8Gi") && stdout.contains("0/1Ti"), "{stdout}");
+    let out = herd(&["tenants", "quota", &t, "--cpu", "4", "--guaranteed", "8,1Gi"], Some(&admin_file))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && stderr.contains("quota.guaranteed.cpu: 8 is more than the maximum 4"), "{stderr}");
+    let out = herd(&["tenants", "quota", &t, "--guaranteed", "2,4Gi", "-o", "json"], Some(&admin_file))?;
+    let tenant: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(tenant["quota"], json!({"memory": "8Gi", "disk": "1Ti", "guaranteed": {"cpu": "2", "memory": "4Gi", "disk": "0"}}));
 
     let out = herd(&["tokens", "create", "--tenant", &t, "--description", "cli test"], Some(&admin_file))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -90,6 +90,17 @@ async fn every_route_works_for_its_callers_and_is_audited() -> Result<()> {
     assert!(!reply["desired"].as_array().map(Vec::is_empty).unwrap_or(true), "placed instances reach the host");
     let (_, hosts) = admin.get("/v1/hosts").await?;
     assert_eq!(items(&hosts)[0]["info"]["id"], json!(host));
+    // An agent token bound to one host cannot speak for another.
+    let (status, bound) = admin.post("/v1/tokens", json!({"scope": "agent", "host": host})).await?;
+    assert_eq!(status, 201, "{bound}");
+    let bound = Api::new(&orch.url).with_token(bound["secret"].as_str().unwrap_or_default());
+    assert_eq!(bound.post("/v1/agent/heartbeat", json!({"host_id": host, "observed": []})).await?.0, 200);
+    let other_host = unique("h");
+    let (status, body) = bound.post("/v1/agent/register", json!({"host": {"id": other_host, "cpu": "8", "memory": "16Gi"}})).await?;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(bound.post("/v1/agent/heartbeat", json!({"host_id": other_host, "observed": []})).await?.0, 403);
+    let (status, _) = admin.post("/v1/tokens", json!({"scope": "tenant", "tenant": other, "host": host})).await?;
+    assert_eq!(status, 422, "only agent tokens name a host");
 
     // Delete: a tenant with clusters stays; without, it goes and its tokens stop working.
     let (status, body) = admin.delete(&format!("/v1/tenants/{t}")).await?;

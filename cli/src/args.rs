@@ -209,6 +209,7 @@ pub enum TokenCommand {
     #[command(after_help = "Examples:
   herd tokens create --tenant acme > acme.token
   herd tokens create --admin --description 'ops on-call'
+  herd tokens create --agent --host rack1-h07 > agent.token
   herd tokens create --agent -o json")]
     #[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
     Create {
@@ -221,6 +222,9 @@ pub enum TokenCommand {
         /// A token for this tenant only.
         #[arg(long, group = "scope", value_name = "TENANT", value_parser = parse_tenant_name)]
         tenant: Option<String>,
+        /// With --agent: the one host the token may speak for (else any host).
+        #[arg(long, requires = "agent", value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: Option<String>,
         /// Who or what holds it, for the audit trail.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
@@ -489,6 +493,10 @@ impl FromStr for PoolReplicas {
             })?;
         Ok(Self { pool, replicas })
     }
+}
+
+fn parse_host_id(s: &str) -> Result<String, String> {
+    herd_api::names::check_host_id(s).map(|()| s.to_string()).map_err(|m| format!("host id {m}"))
 }
 
 fn parse_tenant_name(s: &str) -> Result<String, String> {

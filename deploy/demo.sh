@@ -52,7 +52,7 @@ export HERD_TOKEN_FILE=$DEMO_DIR/orchestrator/admin.token
 unset HERD_TOKEN
 
 if [[ ! -s $DEMO_DIR/agent.token ]]; then
-    (umask 077; "$BIN/herd" tokens create --agent --description demo-host >"$DEMO_DIR/agent.token")
+    (umask 077; "$BIN/herd" tokens create --agent --host demo-host --description demo-host >"$DEMO_DIR/agent.token")
 fi
 echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
 # NB: the testbed doubles idle, so the demo host offers 4 CPUs even on a 2-core laptop.

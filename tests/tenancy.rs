@@ -90,6 +90,17 @@ async fn every_route_works_for_its_callers_and_is_audited() -> Result<()> {
     assert!(!reply["desired"].as_array().map(Vec::is_empty).unwrap_or(true), "placed instances reach the host");
     let (_, hosts) = admin.get("/v1/hosts").await?;
     assert_eq!(items(&hosts)[0]["info"]["id"], json!(host));
+    // An agent token bound to one host cannot speak for another.
+    let (status, bound) = admin.post("/v1/tokens", json!({"scope": "agent", "host": host})).await?;
+    assert_eq!(status, 201, "{bound}");
+    let bound = Api::new(&orch.url).with_token(bound["secret"].as_str().unwrap_or_default());
+    assert_eq!(bound.post("/v1/agent/heartbeat", json!({"host_id": host, "observed": []})).await?.0, 200);
+    let other_host = unique("h");
+    let (status, body) = bound.post("/v1/agent/register", json!({"host": {"id": other_host, "cpu": "8", "memory": "16Gi"}})).await?;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(bound.post("/v1/agent/heartbeat", json!({"host_id": other_host, "observed": []})).await?.0, 403);
+    let (status, _) = admin.post("/v1/tokens", json!({"scope": "tenant", "tenant": other, "host": host})).await?;
+    assert_eq!(status, 422, "only agent tokens name a host");
 
     // Delete: a tenant with clusters stays; without, it goes and its tokens stop working.
     let (status, body) = admin.delete(&format!("/v1/tenants/{t}")).await?;
@@ -486,6 +497,12 @@ async fn cli_uses_tokens_and_manages_tenants_tokens_and_audit() -> Result<()> {
     let out = herd(&["tenants", "quota", &t, "--disk", "1Ti", "--cpu", "unlimited"], Some(&admin_file))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("0/-") && stdout.contains("0/8Gi") && stdout.contains("0/1Ti"), "{stdout}");
+    let out = herd(&["tenants", "quota", &t, "--cpu", "4", "--guaranteed", "8,1Gi"], Some(&admin_file))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && stderr.contains("quota.guaranteed.cpu: 8 is more than the maximum 4"), "{stderr}");
+    let out = herd(&["tenants", "quota", &t, "--guaranteed", "2,4Gi", "-o", "json"], Some(&admin_file))?;
+    let tenant: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(tenant["quota"], json!({"memory": "8Gi", "disk": "1Ti", "guaranteed": {"cpu": "2", "memory": "4Gi", "disk": "0"}}));
 
     let out = herd(&["tokens", "create", "--tenant", &t, "--description", "cli test"], Some(&admin_file))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

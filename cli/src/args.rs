@@ -209,6 +209,7 @@ pub enum TokenCommand {
     #[command(after_help = "Examples:
   herd tokens create --tenant acme > acme.token
   herd tokens create --admin --description 'ops on-call'
+  herd tokens create --agent --host rack1-h07 > agent.token
   herd tokens create --agent -o json")]
     #[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
     Create {
@@ -221,6 +222,9 @@ pub enum TokenCommand {
         /// A token for this tenant only.
         #[arg(long, group = "scope", value_name = "TENANT", value_parser = parse_tenant_name)]
         tenant: Option<String>,
+        /// With --agent: the one host the token may speak for (else any host).
+        #[arg(long, requires = "agent", value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: Option<String>,
         /// Who or what holds it, for the audit trail.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
@@ -252,12 +256,40 @@ pub struct QuotaArgs {
     /// The most data-disk space, e.g. 2Ti.
     #[arg(long, value_name = "DISK|unlimited")]
     pub disk: Option<Limit<herd_api::quantity::Memory>>,
+    /// The share the scheduler guarantees the tenant, within the maximums: CPU,MEMORY[,DISK]
+    /// (e.g. 4,16Gi,500Gi), or `none`.
+    #[arg(long, value_name = "CPU,MEMORY[,DISK]|none")]
+    pub guaranteed: Option<Guarantee>,
+}
+
+/// A guaranteed share, or `None` for `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guarantee(pub Option<herd_api::quantity::Resources>);
+
+impl FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Guarantee(None));
+        }
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let (cpu, memory, disk) = match parts.as_slice() {
+            [cpu, memory] => (cpu, memory, None),
+            [cpu, memory, disk] => (cpu, memory, Some(disk)),
+            _ => return Err(format!("`{s}` is not CPU,MEMORY[,DISK]; write e.g. 4,16Gi or 4,16Gi,500Gi, or none")),
+        };
+        Ok(Guarantee(Some(herd_api::quantity::Resources {
+            cpu: herd_api::quantity::Cpu::parse(cpu)?,
+            memory: herd_api::quantity::Memory::parse(memory)?,
+            disk: disk.map(|d| herd_api::quantity::Memory::parse(d)).transpose()?.unwrap_or_default(),
+        })))
+    }
 }
 
 impl QuotaArgs {
     /// Whether any flag was given.
     pub fn any(&self) -> bool {
-        self.cpu.is_some() || self.memory.is_some() || self.disk.is_some()
+        self.cpu.is_some() || self.memory.is_some() || self.disk.is_some() || self.guaranteed.is_some()
     }
 
     /// `quota` with the given flags applied.
@@ -270,6 +302,9 @@ impl QuotaArgs {
         }
         if let Some(l) = &self.disk {
             quota.disk = l.0;
+        }
+        if let Some(g) = &self.guaranteed {
+            quota.guaranteed = g.0;
         }
         quota
     }
@@ -334,6 +369,7 @@ pub enum TenantCommand {
     #[command(after_help = "Examples:
   herd tenants quota acme
   herd tenants quota acme --cpu 32 --memory 128Gi
+  herd tenants quota acme --guaranteed 8,32Gi
   herd tenants quota acme --disk unlimited")]
     Quota {
         /// The tenant.
@@ -459,6 +495,10 @@ impl FromStr for PoolReplicas {
     }
 }
 
+fn parse_host_id(s: &str) -> Result<String, String> {
+    herd_api::names::check_host_id(s).map(|()| s.to_string()).map_err(|m| format!("host id {m}"))
+}
+
 fn parse_tenant_name(s: &str) -> Result<String, String> {
     check_dns_label(s)
         .map(|()| s.to_string())
@@ -528,6 +568,23 @@ mod tests {
                 Err(e) => assert!(e.contains(says), "{bad}: {e}"),
                 Ok(p) => panic!("{bad} was accepted as {p:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn guarantees() {
+        use herd_api::quantity::{Cpu, Memory, Resources};
+        assert_eq!("none".parse(), Ok(Guarantee(None)));
+        assert_eq!(
+            "4,16Gi".parse(),
+            Ok(Guarantee(Some(Resources { cpu: Cpu(4000), memory: Memory(16 << 30), disk: Memory(0) })))
+        );
+        assert_eq!(
+            "500m, 1Gi, 1Ti".parse(),
+            Ok(Guarantee(Some(Resources { cpu: Cpu(500), memory: Memory(1 << 30), disk: Memory(1 << 40) })))
+        );
+        for bad in ["4", "4,16Gi,1Ti,9", "x,1Gi", "4,lots"] {
+            assert!(bad.parse::<Guarantee>().is_err(), "{bad}");
         }
     }
 

@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     tenant TEXT,
     description TEXT,
     created_s INTEGER NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
+    revoked INTEGER NOT NULL DEFAULT 0,
+    host TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,7 +103,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 /// Columns added after a table was first created: `(table, column, definition)`. A store
 /// written by an older herd gains them on open; nothing stored is rewritten.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT")];
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]

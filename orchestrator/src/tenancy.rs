@@ -169,6 +169,11 @@ impl State {
             (_, Some(_)) => return Err(Error::invalid("tenant", "only `scope: tenant` tokens name a tenant")),
             (_, None) => {}
         }
+        match (req.scope, &req.host) {
+            (Scope::Agent, Some(h)) => herd_api::names::check_host_id(h).map_err(|m| Error::invalid("host", m))?,
+            (_, Some(_)) => return Err(Error::invalid("host", "only `scope: agent` tokens name a host")),
+            (_, None) => {}
+        }
         if let Some(d) = &req.description
             && (d.chars().count() > 200 || d.chars().any(char::is_control))
         {
@@ -183,7 +188,8 @@ impl State {
                     {
                         return Err(Error::invalid("tenant", format!("tenant `{t}` does not exist; create it first with `herd tenants create {t}`")));
                     }
-                    let (created, secret) = new_token(tx, req.scope, req.tenant.clone(), req.description.clone(), now)?;
+                    let binding = Binding { tenant: req.tenant.clone(), host: req.host.clone() };
+                    let (created, secret) = new_token(tx, req.scope, binding, req.description.clone(), now)?;
                     let resource = format!("tokens/{}", created.id);
                     audit::record(tx, now, &Change { actor: &actor, action: "token.create", resource: &resource, before: None, after: None })?;
                     Ok(answer(201, &TokenCreated { token: created, secret }))
@@ -227,7 +233,7 @@ impl State {
         let token = token.ok_or_else(|| {
             Error::Unauthorized("the bearer token is not valid (unknown or revoked); ask an admin for a token (`herd tokens create`)".into())
         })?;
-        Ok(Principal { token_id: token.id, scope: token.scope, tenant: token.tenant })
+        Ok(Principal { token_id: token.id, scope: token.scope, tenant: token.tenant, host: token.host })
     }
 
     /// On first start (no live admin token), creates an admin token and writes its secret to
@@ -240,7 +246,7 @@ impl State {
                 if tokens::has_live_admin(tx)? {
                     return Ok(None);
                 }
-                let (token, secret) = new_token(tx, Scope::Admin, None, Some("bootstrap admin token".into()), now)?;
+                let (token, secret) = new_token(tx, Scope::Admin, Binding::default(), Some("bootstrap admin token".into()), now)?;
                 let resource = format!("tokens/{}", token.id);
                 let change = Change { actor: "herd-orchestrator", action: "token.create", resource: &resource, before: None, after: None };
                 audit::record(tx, now, &change)?;
@@ -263,9 +269,17 @@ pub enum BootstrapError {
     Write { path: std::path::PathBuf, #[source] source: std::io::Error },
 }
 
-fn new_token(tx: &Transaction<'_>, scope: Scope, tenant: Option<String>, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
+/// What a token is bound to: a tenant (tenant tokens), a host (agent tokens, optional).
+#[derive(Debug, Default)]
+struct Binding {
+    tenant: Option<String>,
+    host: Option<String>,
+}
+
+fn new_token(tx: &Transaction<'_>, scope: Scope, binding: Binding, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
     let (id, secret) = auth::new_secret();
-    let token = TokenInfo { id, scope, tenant, description, created_at: now / 1000, revoked: false };
+    let token =
+        TokenInfo { id, scope, tenant: binding.tenant, host: binding.host, description, created_at: now / 1000, revoked: false };
     tokens::insert(tx, &token, &auth::hash(&secret))?;
     Ok((token, secret))
 }

@@ -57,14 +57,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             tenants::quota(&client, out, &name, &quota).await
         }
         Command::Tenants(TenantCommand::Delete { name }) => tenants::delete(&client, out, &name).await,
-        Command::Tokens(TokenCommand::Create { admin: _, agent, tenant, description }) => {
+        Command::Tokens(TokenCommand::Create { admin: _, agent, tenant, host, description }) => {
             // NB: clap requires exactly one of --admin, --agent, --tenant.
             let scope = match (&tenant, agent) {
                 (Some(_), _) => Scope::Tenant,
                 (None, true) => Scope::Agent,
                 (None, false) => Scope::Admin,
             };
-            tokens::create(&client, out, scope, tenant, description).await
+            tokens::create(&client, out, scope, tenant, host, description).await
         }
         Command::Tokens(TokenCommand::List) => tokens::list(&client, out).await,
         Command::Tokens(TokenCommand::Revoke { id }) => tokens::revoke(&client, out, &id).await,

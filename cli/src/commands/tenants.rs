@@ -71,9 +71,10 @@ fn tenant_table(tenants: &[Tenant]) -> String {
             share(t.usage.cpu.to_string(), t.quota.cpu.map(|c: Cpu| c.to_string())),
             share(mem(t.usage.memory), t.quota.memory.map(mem)),
             share(mem(t.usage.disk), t.quota.disk.map(mem)),
+            t.quota.guaranteed.map(|g| format!("{},{},{}", g.cpu, mem(g.memory), mem(g.disk))).unwrap_or_else(|| "-".into()),
         ]
     });
-    output::table(&["NAME", "CREATED", "CPU", "MEMORY", "DISK"], rows)
+    output::table(&["NAME", "CREATED", "CPU", "MEMORY", "DISK", "GUARANTEED"], rows)
 }
 
 #[cfg(test)]
@@ -90,13 +91,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("fixture tenant: {e}"))
         };
         let got = tenant_table(&[
-            tenant("acme", 1_767_225_600, serde_json::json!({"cpu": "4", "memory": "8Gi"})),
+            tenant("acme", 1_767_225_600, serde_json::json!({"cpu": "4", "memory": "8Gi", "guaranteed": {"cpu": "2", "memory": "4Gi"}})),
             tenant("old", 0, serde_json::json!({})),
         ]);
         let want = "\
-NAME  CREATED               CPU      MEMORY   DISK
-acme  2026-01-01T00:00:00Z  1500m/4  3Gi/8Gi  0/-
-old   -                     1500m/-  3Gi/-    0/-
+NAME  CREATED               CPU      MEMORY   DISK  GUARANTEED
+acme  2026-01-01T00:00:00Z  1500m/4  3Gi/8Gi  0/-   2,4Gi,0
+old   -                     1500m/-  3Gi/-    0/-   -
 ";
         assert_eq!(got, want);
     }

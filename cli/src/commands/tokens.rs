@@ -10,13 +10,23 @@ use crate::output::{self, Format};
 
 /// Issues a token. In table mode the secret alone goes to stdout (so `> file` keeps it) and
 /// what it is to stderr.
-pub async fn create(client: &Client, out: Format, scope: Scope, tenant: Option<String>, description: Option<String>) -> Result<()> {
-    let request = CreateToken { scope, tenant, description };
+pub async fn create(
+    client: &Client,
+    out: Format,
+    scope: Scope,
+    tenant: Option<String>,
+    host: Option<String>,
+    description: Option<String>,
+) -> Result<()> {
+    let request = CreateToken { scope, tenant, host, description };
     let created = client.create_token(&request).await.context("creating a token")?;
     let t = &created.token;
     let what = match (&t.scope, &t.tenant) {
         (Scope::Tenant, Some(tenant)) => format!("for tenant {tenant}"),
-        (Scope::Agent, _) => "for agents".into(),
+        (Scope::Agent, _) => match &t.host {
+            Some(h) => format!("for the agent of host {h}"),
+            None => "for agents".into(),
+        },
         _ => "with admin rights".into(),
     };
     eprintln!("token {} created {what}; its secret is printed only now: keep it safe", t.id);
@@ -47,12 +57,13 @@ fn token_table(tokens: &[TokenInfo]) -> String {
             t.id.clone(),
             scope.to_string(),
             t.tenant.clone().unwrap_or_else(|| "-".into()),
+            t.host.clone().unwrap_or_else(|| "-".into()),
             if t.revoked { "revoked".into() } else { "active".into() },
             humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(t.created_at)).to_string(),
             t.description.clone().unwrap_or_default(),
         ]
     });
-    output::table(&["ID", "SCOPE", "TENANT", "STATE", "CREATED", "DESCRIPTION"], rows)
+    output::table(&["ID", "SCOPE", "TENANT", "HOST", "STATE", "CREATED", "DESCRIPTION"], rows)
 }
 
 #[cfg(test)]
@@ -65,15 +76,16 @@ mod tests {
             id: id.into(),
             scope,
             tenant: tenant.map(Into::into),
+            host: None,
             description: Some("ci".into()),
             created_at: 1_767_225_600,
             revoked,
         };
         let got = token_table(&[t("aa01", Scope::Admin, None, false), t("bb02", Scope::Tenant, Some("acme"), true)]);
         let want = "\
-ID    SCOPE   TENANT  STATE    CREATED               DESCRIPTION
-aa01  admin   -       active   2026-01-01T00:00:00Z  ci
-bb02  tenant  acme    revoked  2026-01-01T00:00:00Z  ci
+ID    SCOPE   TENANT  HOST  STATE    CREATED               DESCRIPTION
+aa01  admin   -       -     active   2026-01-01T00:00:00Z  ci
+bb02  tenant  acme    -     revoked  2026-01-01T00:00:00Z  ci
 ";
         assert_eq!(got, want);
     }

@@ -22,6 +22,7 @@ pub async fn register(
 ) -> Result<Json<RegisterReply>> {
     caller.principal.require_agent()?;
     let req: RegisterRequest = parse(&body?)?;
+    caller.principal.require_host(&req.host.id)?;
     Ok(Json(s.register(caller.principal.actor(), req.host).await?))
 }
 
@@ -36,6 +37,7 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatReply>> {
     caller.principal.require_agent()?;
     let hb: Heartbeat = parse(&body?)?;
+    caller.principal.require_host(&hb.host_id)?;
     Ok(Json(s.heartbeat(hb).await?))
 }
 

@@ -22,23 +22,23 @@ fn parse_scope(s: &str) -> Result<Scope> {
     }
 }
 
-const COLUMNS: &str = "id, scope, tenant, description, created_s, revoked";
+const COLUMNS: &str = "id, scope, tenant, description, created_s, revoked, host";
 
-type Row = (String, String, Option<String>, Option<String>, i64, bool);
+type Row = (String, String, Option<String>, Option<String>, i64, bool, Option<String>);
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
-fn info((id, scope, tenant, description, created_s, revoked): Row) -> Result<TokenInfo> {
-    Ok(TokenInfo { id, scope: parse_scope(&scope)?, tenant, description, created_at: created_s as u64, revoked })
+fn info((id, scope, tenant, description, created_s, revoked, host): Row) -> Result<TokenInfo> {
+    Ok(TokenInfo { id, scope: parse_scope(&scope)?, tenant, host, description, created_at: created_s as u64, revoked })
 }
 
 /// Stores a new token by the hash of its secret.
 pub fn insert(c: &Connection, token: &TokenInfo, hash: &str) -> Result<()> {
     c.execute(
-        "INSERT INTO tokens (id, hash, scope, tenant, description, created_s, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-        params![token.id, hash, scope_str(token.scope), token.tenant, token.description, token.created_at as i64],
+        "INSERT INTO tokens (id, hash, scope, tenant, description, created_s, revoked, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+        params![token.id, hash, scope_str(token.scope), token.tenant, token.description, token.created_at as i64, token.host],
     )?;
     Ok(())
 }

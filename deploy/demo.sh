@@ -47,23 +47,32 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 curl -fsS "$HERD_SERVER/healthz" >/dev/null || { echo "orchestrator did not start:" >&2; tail "$DEMO_DIR/orchestrator.log" >&2; exit 1; }
+# The orchestrator wrote its first admin token there on first start (mode 0600).
+export HERD_TOKEN_FILE=$DEMO_DIR/orchestrator/admin.token
+unset HERD_TOKEN
 
+if [[ ! -s $DEMO_DIR/agent.token ]]; then
+    (umask 077; "$BIN/herd" tokens create --agent --host demo-host --description demo-host >"$DEMO_DIR/agent.token")
+fi
 echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
 # NB: the testbed doubles idle, so the demo host offers 4 CPUs even on a 2-core laptop.
 "$BIN/herd-agent" --orchestrator "$HERD_SERVER" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo --cpus 4 \
-    >/dev/null 2>"$DEMO_DIR/agent.log" &
+    --token-file "$DEMO_DIR/agent.token" >/dev/null 2>"$DEMO_DIR/agent.log" &
 echo $! >"$DEMO_DIR/agent.pid"
 
 echo "==> applying manifests/examples/quickstart.yaml"
 "$BIN/herd" tenants create acme
+"$BIN/herd" tenants quota acme --cpu 4 --memory 8Gi >/dev/null
 "$BIN/herd" apply -f manifests/examples/quickstart.yaml --wait --timeout 2m
 echo
 "$BIN/herd" hosts
 cat <<MSG
 
 The demo is running. Try:
-  export HERD_SERVER=$HERD_SERVER
+  export HERD_SERVER=$HERD_SERVER HERD_TOKEN_FILE=$HERD_TOKEN_FILE
   $BIN/herd scale acme/quickstart datanode=1 --wait
+  $BIN/herd tenants quota acme
+  $BIN/herd audit
   $BIN/herd status -o yaml
   docker ps --filter label=herd.tenant=acme
 Stop it with: deploy/demo.sh down

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-use herd_tests::{Api, Orchestrator, bins, free_port, unique};
+use herd_tests::{Orchestrator, bins, free_port, unique};
 use serde_json::{Value, json};
 
 const GOOD: &str = "tenant: TENANT
@@ -31,7 +31,7 @@ fn fields(problem: &Value) -> Vec<String> {
 async fn bad_specs_are_refused_whole_and_change_nothing() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let orch = Orchestrator::start(tmp.path(), 0)?;
-    let api = Api::new(&orch.url);
+    let api = orch.api();
     let tenant = unique("api");
     let path = format!("/v1/tenants/{tenant}/clusters/prod");
 
@@ -89,13 +89,13 @@ async fn double_registration_updates_and_restart_keeps_everything() -> Result<()
     let tmp = tempfile::tempdir()?;
     let port = free_port();
     let mut orch = Orchestrator::start(tmp.path(), port)?;
-    let api = Api::new(&orch.url);
+    let api = orch.api();
     let host = unique("h");
     let register = |cpu: &str| json!({"host": {"id": host, "cpu": cpu, "memory": "4Gi", "rack": "r1", "data_disks": ["/d0"]}});
     assert_eq!(api.post("/v1/agent/register", register("2")).await?.0, 200);
     assert_eq!(api.post("/v1/agent/register", register("8")).await?.0, 200);
     let (_, hosts) = api.get("/v1/hosts").await?;
-    let hosts = hosts.as_array().cloned().unwrap_or_default();
+    let hosts = hosts["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(hosts.len(), 1, "registered twice, listed once: {hosts:?}");
     assert_eq!(hosts[0]["info"]["cpu"], "8", "capacity updated");
     let bad = json!({"host": {"id": "Not A Label", "cpu": "1", "memory": "1Gi"}});
@@ -111,12 +111,12 @@ async fn double_registration_updates_and_restart_keeps_everything() -> Result<()
 
     orch.proc.kill();
     let orch = Orchestrator::start(tmp.path(), port)?;
-    let api = Api::new(&orch.url);
+    let api = orch.api();
     assert_eq!(api.get(&path).await?.1, before, "cluster survives a SIGKILL of the orchestrator");
     let (_, tenants) = api.get("/v1/tenants").await?;
-    assert!(tenants.as_array().into_iter().flatten().any(|t| t["name"] == json!(tenant)));
+    assert!(tenants["items"].as_array().into_iter().flatten().any(|t| t["name"] == json!(tenant)));
     let (_, hosts) = api.get("/v1/hosts").await?;
-    assert_eq!(hosts[0]["info"]["cpu"], "8");
+    assert_eq!(hosts["items"][0]["info"]["cpu"], "8");
     Ok(())
 }
 
@@ -132,9 +132,12 @@ async fn cli_reports_bad_specs_with_field_and_line_before_sending() -> Result<()
     assert!(stderr.contains("pools.datanode.replicas (line 7): must be 0 or more, got -2"), "{stderr}");
 
     // Reads in every format.
-    Api::new(&orch.url).post("/v1/tenants", json!({"name": "acme"})).await?;
+    orch.api().post("/v1/tenants", json!({"name": "acme"})).await?;
     for (format, check) in [("json", "\"name\": \"acme\""), ("yaml", "- name: acme"), ("table", "NAME  CREATED")] {
-        let out = Command::new(bins().join("herd")).args(["--server", &orch.url, "tenants", "list", "-o", format]).output()?;
+        let out = Command::new(bins().join("herd"))
+            .args(["--server", &orch.url, "tenants", "list", "-o", format])
+            .env("HERD_TOKEN", &orch.admin)
+            .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success() && stdout.contains(check), "-o {format}: {stdout}");
     }

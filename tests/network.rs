@@ -117,6 +117,8 @@ struct Testbed {
     hosts: Vec<Host>,
     procs: Vec<(String, Proc)>,
     _dir: tempfile::TempDir,
+    /// The agents' token, issued once the orchestrator runs.
+    agent_token: String,
 }
 
 impl Testbed {
@@ -124,7 +126,7 @@ impl Testbed {
         let tag = format!("n{}", std::process::id() % 100_000);
         let dir = tempfile::tempdir().unwrap();
         let underlay_ns = format!("{tag}ul");
-        let mut bed = Testbed { tag: tag.clone(), underlay_ns: underlay_ns.clone(), hosts: vec![], procs: vec![], _dir: dir };
+        let mut bed = Testbed { tag: tag.clone(), underlay_ns: underlay_ns.clone(), hosts: vec![], procs: vec![], _dir: dir, agent_token: String::new() };
         must("ip", &["netns", "add", &underlay_ns]);
         must("ip", &["-n", &underlay_ns, "link", "add", "ulbr", "type", "bridge"]);
         must("ip", &["-n", &underlay_ns, "addr", "add", &format!("{UNDERLAY}.1/24"), "dev", "ulbr"]);
@@ -196,6 +198,7 @@ impl Testbed {
             .args(["--orchestrator", &self.orchestrator_url(), "--host-id", &h.id, "--bridge", &h.bridge])
             .args(["--data-dir", &h.data_dir.display().to_string(), "--cpus", "8", "--memory", "64Gi"])
             .env("RUST_LOG", "info,herd_agent=debug")
+            .env("HERD_TOKEN", &self.agent_token)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -328,8 +331,13 @@ async fn containers_reach_their_tenant_across_hosts_and_nothing_else() -> Result
     require_root_docker_nft();
     let mut bed = Testbed::new();
     bed.start_orchestrator()?;
-    let api = Api::new(&bed.orchestrator_url());
-    wait_for("the orchestrator", Duration::from_secs(20), || async { Ok(api.get("/v1/hosts").await.ok().filter(|(s, _)| *s == 200).map(|_| ())) }).await?;
+    let anonymous = Api::new(&bed.orchestrator_url());
+    wait_for("the orchestrator", Duration::from_secs(20), || async { Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ())) }).await?;
+    let admin = std::fs::read_to_string(bed._dir.path().join("orchestrator/admin.token"))?;
+    let api = anonymous.with_token(admin.trim());
+    let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent"})).await?;
+    ensure!(status == 201, "agent token: {status} {created}");
+    bed.agent_token = created["secret"].as_str().unwrap_or_default().to_string();
     for n in 0..3 {
         bed.start_agent(n)?;
     }
@@ -344,14 +352,14 @@ async fn containers_reach_their_tenant_across_hosts_and_nothing_else() -> Result
 async fn scenario(bed: &mut Testbed, api: &Api, ids: &BTreeSet<String>) -> Result<()> {
     wait_for("three hosts with subnets, ready", Duration::from_secs(30), || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        let ready = hosts.as_array().map_or(0, |h| h.iter().filter(|h| h["state"] == "ready" && ids.contains(h["info"]["id"].as_str().unwrap_or(""))).count());
+        let ready = hosts["items"].as_array().map_or(0, |h| h.iter().filter(|h| h["state"] == "ready" && ids.contains(h["info"]["id"].as_str().unwrap_or(""))).count());
         Ok((ready == 3).then_some(()))
     })
     .await?;
     // Each agent found its underlay address itself, from its route to the orchestrator.
     let (_, hosts) = api.get("/v1/hosts").await?;
     for h in &bed.hosts {
-        let info = hosts.as_array().and_then(|all| all.iter().find(|x| x["info"]["id"] == h.id.as_str())).context("host listed")?;
+        let info = hosts["items"].as_array().and_then(|all| all.iter().find(|x| x["info"]["id"] == h.id.as_str())).context("host listed")?;
         ensure!(info["info"]["address"] == h.address.to_string(), "{}: address {} reported, {} expected", h.id, info["info"]["address"], h.address);
     }
     // What each host's firewall and links are before any container: removal must return to it.
@@ -416,7 +424,7 @@ async fn scenario(bed: &mut Testbed, api: &Api, ids: &BTreeSet<String>) -> Resul
     }
     wait_for("the restarted agents to heartbeat", Duration::from_secs(30), || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        let fresh = hosts.as_array().map_or(0, |h| {
+        let fresh = hosts["items"].as_array().map_or(0, |h| {
             h.iter().filter(|h| ids.contains(h["info"]["id"].as_str().unwrap_or("")) && h["last_heartbeat_ms_ago"].as_u64().unwrap_or(u64::MAX) < 400).count()
         });
         Ok((fresh == 3).then_some(()))

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
-use herd_tests::{Agent, Api, Orchestrator, TenantContainers, docker, free_port, unique, wait_for};
+use herd_tests::{Agent, Orchestrator, TenantContainers, docker, free_port, unique, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -79,15 +79,16 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let port = free_port();
     let mut orch = Orchestrator::start(&tmp.path().join("orch"), port)?;
-    let api = Api::new(&orch.url);
+    let api = orch.api();
+    let agent_token = orch.token("agent", None).await?;
     let hosts = [format!("{tenant}-h1"), format!("{tenant}-h2")];
     // Each host: 2 CPUs and 1Gi; the cluster needs 3.5 CPUs and 1.75Gi, so it must spread.
-    let start_agent = |h: &str| Agent::start(&orch.url, h, &tmp.path().join(h), "2", "1Gi");
+    let start_agent = |h: &str| Agent::start(&orch.url, &agent_token, h, &tmp.path().join(h), "2", "1Gi");
     let mut agents = vec![start_agent(&hosts[0])?, start_agent(&hosts[1])?];
 
     wait_for("both hosts to register", WAIT, || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        let ready = hosts.as_array().into_iter().flatten().filter(|h| h["state"] == "ready").count();
+        let ready = hosts["items"].as_array().into_iter().flatten().filter(|h| h["state"] == "ready").count();
         Ok((ready == 2).then_some(()))
     })
     .await?;
@@ -162,7 +163,8 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     // SIGKILL the orchestrator and start it on the same store: all it stored is still there.
     orch.proc.kill();
     let orch2 = Orchestrator::start(&orch.data_dir, port)?;
-    let (status, again) = Api::new(&orch2.url).get(&path).await?;
+    assert_eq!(orch2.admin, orch.admin, "the admin token is made once, not on every start");
+    let (status, again) = orch2.api().get(&path).await?;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["generation"].as_u64(), Some(2), "apply then one scale");
     let placed = |c: &serde_json::Value| -> Vec<(String, String)> {
@@ -180,7 +182,7 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     }
 
     // Deleting the cluster removes its containers.
-    let (status, _) = Api::new(&orch2.url).delete(&path).await?;
+    let (status, _) = orch2.api().delete(&path).await?;
     assert_eq!(status, 204);
     wait_for("all containers removed", WAIT, || async { Ok(containers(&d, &tenant).await?.is_empty().then_some(())) }).await?;
     Ok(())

@@ -20,12 +20,14 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// The bearer token; never logged.
+    token: String,
 }
 
 impl Client {
-    pub fn new(base: Url) -> Result<Self, reqwest::Error> {
+    pub fn new(base: Url, token: String) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
-        Ok(Self { http, base })
+        Ok(Self { http, base, token })
     }
 
     async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
@@ -36,7 +38,7 @@ impl Client {
     ) -> Result<Resp, ClientError> {
         let url = self.base.join(path).map_err(|e| ClientError::Refused { what, status: StatusCode::BAD_REQUEST, detail: e.to_string() })?;
         let unreachable = |source| ClientError::Unreachable { url: url.to_string(), source };
-        let resp = self.http.post(url.clone()).json(body).send().await.map_err(unreachable)?;
+        let resp = self.http.post(url.clone()).bearer_auth(&self.token).json(body).send().await.map_err(unreachable)?;
         let status = resp.status();
         if status.is_success() {
             return resp.json().await.map_err(unreachable);

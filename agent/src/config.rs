@@ -40,6 +40,12 @@ pub struct Args {
     /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
     #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
     pub data_disks: Vec<PathBuf>,
+    /// The agent's bearer token (an `agent` token: `herd tokens create --agent`); wins over --token-file.
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the agent's bearer token (safer than --token, which `ps` shows).
+    #[arg(long, env = "HERD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Container networking: `herd` (the agent plumbs every container: bridge, veth, routes,
     /// firewall; needs root and the `nft` tool) or `none` (containers get loopback only)
     /// [default: herd].
@@ -83,6 +89,7 @@ struct File {
     memory: Option<Memory>,
     #[serde(default)]
     data_disks: Vec<PathBuf>,
+    token_file: Option<PathBuf>,
     network: Option<NetworkMode>,
     bridge: Option<String>,
     address: Option<Ipv4Addr>,
@@ -90,7 +97,7 @@ struct File {
 }
 
 /// The settings the agent runs with, all checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub orchestrator: Url,
     pub host_id: String,
@@ -99,12 +106,33 @@ pub struct Config {
     pub cpu: Cpu,
     pub memory: Memory,
     pub data_disks: Vec<PathBuf>,
+    /// The bearer token sent to the orchestrator.
+    pub token: String,
     pub network: NetworkMode,
     /// The bridge herd owns (with `network: herd`).
     pub bridge: String,
     /// The underlay address; detected at start when `None`.
     pub address: Option<Ipv4Addr>,
     pub mtu: Option<u32>,
+}
+
+// NB: by hand, so the token never reaches a log through `{:?}`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("orchestrator", &self.orchestrator)
+            .field("host_id", &self.host_id)
+            .field("data_dir", &self.data_dir)
+            .field("rack", &self.rack)
+            .field("cpu", &self.cpu)
+            .field("memory", &self.memory)
+            .field("data_disks", &self.data_disks)
+            .field("network", &self.network)
+            .field("bridge", &self.bridge)
+            .field("address", &self.address)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every problem with the configuration, reported together.
@@ -168,6 +196,21 @@ impl Config {
         if memory.0 == 0 {
             problems.push("--memory must be more than 0 (and could not be read from /proc/meminfo)".into());
         }
+        let token = match (args.token, args.token_file.or(file.token_file)) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(t) => Some(t.trim().to_string()),
+                Err(e) => {
+                    problems.push(format!("--token-file: cannot read {}: {e}", path.display()));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let token = token.filter(|t| !t.is_empty());
+        if token.is_none() && !problems.iter().any(|p| p.starts_with("--token-file")) {
+            problems.push("--token or --token-file is required (an agent token from an admin: `herd tokens create --agent`)".into());
+        }
         let bridge = args.bridge.or(file.bridge).unwrap_or_else(|| crate::net::host::DEFAULT_BRIDGE.into());
         if bridge.is_empty() || bridge.len() > 15 || !bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             problems.push(format!("--bridge: `{bridge}` is not a Linux interface name (1 to 15 letters, digits, `-`, `_`)"));
@@ -176,8 +219,8 @@ impl Config {
         if mtu.is_some_and(|m| !(576..=65535).contains(&m)) {
             problems.push("--mtu must be from 576 to 65535".into());
         }
-        match (orchestrator, host_id, problems.is_empty()) {
-            (Some(orchestrator), Some(host_id), true) => Ok(Config {
+        match (orchestrator, host_id, token, problems.is_empty()) {
+            (Some(orchestrator), Some(host_id), Some(token), true) => Ok(Config {
                 orchestrator,
                 host_id,
                 data_dir,
@@ -185,6 +228,7 @@ impl Config {
                 cpu,
                 memory,
                 data_disks,
+                token,
                 network: args.network.or(file.network).unwrap_or_default(),
                 bridge,
                 address: args.address.or(file.address),
@@ -223,7 +267,8 @@ mod tests {
     fn all_problems_reported_at_once() {
         let args = Args::parse_from(["herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel"]);
         let Err(ConfigError(problems)) = Config::resolve(args) else { panic!("bad config accepted") };
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("--token")), "{problems:?}");
     }
 
     #[test]

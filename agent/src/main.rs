@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let runtime = DockerRuntime::connect()
         .await
         .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?;
-    let client = Client::new(config.orchestrator.clone()).context("cannot build HTTP client")?;
+    let client = Client::new(config.orchestrator.clone(), config.token.clone()).context("cannot build HTTP client")?;
     info!(host = %config.host_id, orchestrator = %config.orchestrator, "starting");
 
     let shutdown = CancellationToken::new();

@@ -161,7 +161,8 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub fn add(self, o: Resources) -> Resources {
+    /// The sum, saturating.
+    pub fn plus(self, o: Resources) -> Resources {
         Resources {
             cpu: Cpu(self.cpu.0.saturating_add(o.cpu.0)),
             memory: Memory(self.memory.0.saturating_add(o.memory.0)),
@@ -169,6 +170,7 @@ impl Resources {
         }
     }
 
+    /// `n` of these, saturating.
     pub fn times(self, n: u32) -> Resources {
         let n = u64::from(n);
         Resources {

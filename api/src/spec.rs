@@ -124,7 +124,7 @@ impl ClusterSpec {
     pub fn requests(&self) -> Resources {
         self.pools.values().fold(Resources::default(), |acc, p| {
             let one = Resources { cpu: p.cpu, memory: p.memory, disk: p.disk.unwrap_or_default() };
-            acc.add(one.times(p.replicas.0))
+            acc.plus(one.times(p.replicas.0))
         })
     }
 

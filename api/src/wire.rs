@@ -291,6 +291,9 @@ pub struct CreateToken {
     /// The tenant, for `scope: tenant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// For `scope: agent`: the one host the token may speak for; any host when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Who or what holds the token, for people reading the audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -303,6 +306,9 @@ pub struct TokenInfo {
     pub scope: Scope,
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The one host an agent token may speak for; any host when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
     /// Unix seconds.

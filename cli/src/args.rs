@@ -32,7 +32,11 @@ use crate::output::Format;
   herd status acme/quickstart
   herd scale acme/quickstart datanode=5 nodemanager=3 --wait
   herd hosts -o yaml
-  HERD_SERVER=http://10.0.0.5:7480 herd status"
+  HERD_SERVER=http://10.0.0.5:7480 HERD_TOKEN_FILE=~/.herd-token herd status
+
+Every command but --help needs a token: --token, HERD_TOKEN, or a file named by --token-file
+or HERD_TOKEN_FILE. An admin issues tokens with `herd tokens create`; the first admin token
+is in the orchestrator's data directory, file admin.token."
 )]
 pub struct Cli {
     /// The orchestrator's URL.
@@ -44,6 +48,12 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub server: String,
+    /// The API token's secret; wins over --token-file (prefer HERD_TOKEN or a file: `ps` shows arguments).
+    #[arg(long, global = true, env = "HERD_TOKEN", hide_env_values = true, value_name = "SECRET")]
+    pub token: Option<String>,
+    /// A file holding the API token's secret, e.g. the orchestrator's admin.token.
+    #[arg(long, global = true, env = "HERD_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Output format of reads and of the results of changes.
     ///
     /// `json` and `yaml` print the API's objects as they are, for scripts; one-line results
@@ -147,17 +157,181 @@ pub enum Command {
         timeout: Duration,
     },
 
-    /// List or create tenants.
+    /// Create, list and delete tenants; show and set their quotas (admin).
     ///
-    /// A tenant owns clusters; it must exist before a spec naming it is applied.
+    /// A tenant owns clusters; it must exist before a spec naming it is applied. Its quota caps
+    /// the CPU, memory and disk all its clusters may ask for together.
     #[command(
         subcommand,
         arg_required_else_help = true,
         after_help = "Examples:
   herd tenants list
-  herd tenants create acme"
+  herd tenants create acme --cpu 16 --memory 64Gi --disk 2Ti
+  herd tenants quota acme --cpu 32
+  herd tenants delete acme"
     )]
     Tenants(TenantCommand),
+
+    /// Issue, list and revoke API tokens (admin).
+    ///
+    /// A token is `admin` (everything), `agent` (the agent protocol only, for herd-agent) or
+    /// scoped to one tenant (its clusters and its own record; other tenants' resources look
+    /// as if they did not exist). The secret is printed once, when the token is created.
+    #[command(
+        subcommand,
+        arg_required_else_help = true,
+        after_help = "Examples:
+  herd tokens create --tenant acme --description 'acme CI' > acme.token
+  herd tokens create --agent --description rack1 > agent.token
+  herd tokens list
+  herd tokens revoke 3f2a9c1b7d4e"
+    )]
+    Tokens(TokenCommand),
+
+    /// Show the audit trail: who changed what, when (admin).
+    ///
+    /// One row per change, oldest first: when, the token that made it, the action, the
+    /// resource and its generation before and after.
+    #[command(after_help = "Examples:
+  herd audit
+  herd audit --limit 20 -o json")]
+    Audit {
+        /// Show only the last N changes.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+}
+
+/// `herd tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print its secret (on stdout, alone, so it can be redirected to a file).
+    #[command(after_help = "Examples:
+  herd tokens create --tenant acme > acme.token
+  herd tokens create --admin --description 'ops on-call'
+  herd tokens create --agent --host rack1-h07 > agent.token
+  herd tokens create --agent -o json")]
+    #[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
+    Create {
+        /// An admin token.
+        #[arg(long, group = "scope")]
+        admin: bool,
+        /// An agent token, for herd-agent's --token-file.
+        #[arg(long, group = "scope")]
+        agent: bool,
+        /// A token for this tenant only.
+        #[arg(long, group = "scope", value_name = "TENANT", value_parser = parse_tenant_name)]
+        tenant: Option<String>,
+        /// With --agent: the one host the token may speak for (else any host).
+        #[arg(long, requires = "agent", value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: Option<String>,
+        /// Who or what holds it, for the audit trail.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    #[command(after_help = "Examples:
+  herd tokens list
+  herd tokens list -o yaml")]
+    List,
+    /// Revoke a token; it stops working at once.
+    #[command(after_help = "Examples:
+  herd tokens revoke 3f2a9c1b7d4e")]
+    Revoke {
+        /// The token's id, as `herd tokens list` shows it.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+/// Quota flags: each a quantity, or `unlimited`.
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// The most CPU all the tenant's containers may ask for, e.g. 16 or 500m.
+    #[arg(long, value_name = "CPU|unlimited")]
+    pub cpu: Option<Limit<herd_api::quantity::Cpu>>,
+    /// The most memory, e.g. 64Gi.
+    #[arg(long, value_name = "MEMORY|unlimited")]
+    pub memory: Option<Limit<herd_api::quantity::Memory>>,
+    /// The most data-disk space, e.g. 2Ti.
+    #[arg(long, value_name = "DISK|unlimited")]
+    pub disk: Option<Limit<herd_api::quantity::Memory>>,
+    /// The share the scheduler guarantees the tenant, within the maximums: CPU,MEMORY[,DISK]
+    /// (e.g. 4,16Gi,500Gi), or `none`.
+    #[arg(long, value_name = "CPU,MEMORY[,DISK]|none")]
+    pub guaranteed: Option<Guarantee>,
+}
+
+/// A guaranteed share, or `None` for `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guarantee(pub Option<herd_api::quantity::Resources>);
+
+impl FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Guarantee(None));
+        }
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let (cpu, memory, disk) = match parts.as_slice() {
+            [cpu, memory] => (cpu, memory, None),
+            [cpu, memory, disk] => (cpu, memory, Some(disk)),
+            _ => return Err(format!("`{s}` is not CPU,MEMORY[,DISK]; write e.g. 4,16Gi or 4,16Gi,500Gi, or none")),
+        };
+        Ok(Guarantee(Some(herd_api::quantity::Resources {
+            cpu: herd_api::quantity::Cpu::parse(cpu)?,
+            memory: herd_api::quantity::Memory::parse(memory)?,
+            disk: disk.map(|d| herd_api::quantity::Memory::parse(d)).transpose()?.unwrap_or_default(),
+        })))
+    }
+}
+
+impl QuotaArgs {
+    /// Whether any flag was given.
+    pub fn any(&self) -> bool {
+        self.cpu.is_some() || self.memory.is_some() || self.disk.is_some() || self.guaranteed.is_some()
+    }
+
+    /// `quota` with the given flags applied.
+    pub fn apply_to(&self, mut quota: herd_api::wire::Quota) -> herd_api::wire::Quota {
+        if let Some(l) = &self.cpu {
+            quota.cpu = l.0;
+        }
+        if let Some(l) = &self.memory {
+            quota.memory = l.0;
+        }
+        if let Some(l) = &self.disk {
+            quota.disk = l.0;
+        }
+        if let Some(g) = &self.guaranteed {
+            quota.guaranteed = g.0;
+        }
+        quota
+    }
+}
+
+/// A limit: a quantity, or `None` for `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit<T>(pub Option<T>);
+
+impl FromStr for Limit<herd_api::quantity::Cpu> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "unlimited" {
+            return Ok(Limit(None));
+        }
+        herd_api::quantity::Cpu::parse(s).map(|c| Limit(Some(c)))
+    }
+}
+
+impl FromStr for Limit<herd_api::quantity::Memory> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "unlimited" {
+            return Ok(Limit(None));
+        }
+        herd_api::quantity::Memory::parse(s).map(|m| Limit(Some(m)))
+    }
 }
 
 /// `herd tenants ...`.
@@ -165,20 +339,51 @@ pub enum Command {
 pub enum TenantCommand {
     /// List tenants.
     ///
-    /// One row per tenant with when it was created (UTC).
+    /// One row per tenant: when it was created (UTC), and for CPU, memory and disk what its
+    /// clusters ask for out of its quota (`-` for no limit).
     #[command(after_help = "Examples:
   herd tenants list
   herd tenants list -o json")]
     List,
 
-    /// Create a tenant.
+    /// Create a tenant, optionally with a quota.
     ///
     /// The name is a DNS label: 1-63 lower-case letters, digits and `-`, starting and ending
     /// with a letter or digit. Creating a tenant that exists changes nothing.
     #[command(after_help = "Examples:
-  herd tenants create acme")]
+  herd tenants create acme
+  herd tenants create acme --cpu 16 --memory 64Gi --disk 2Ti")]
     Create {
         /// The tenant's name, e.g. acme.
+        #[arg(value_name = "NAME", value_parser = parse_tenant_name)]
+        name: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+
+    /// Show a tenant's quota and usage, or change it.
+    ///
+    /// Without flags, shows the quota and what the tenant's clusters ask for now. Each flag
+    /// changes one limit and keeps the others; `unlimited` removes a limit. A lower limit
+    /// stops growth; clusters already above it keep running and may scale down.
+    #[command(after_help = "Examples:
+  herd tenants quota acme
+  herd tenants quota acme --cpu 32 --memory 128Gi
+  herd tenants quota acme --guaranteed 8,32Gi
+  herd tenants quota acme --disk unlimited")]
+    Quota {
+        /// The tenant.
+        #[arg(value_name = "NAME", value_parser = parse_tenant_name)]
+        name: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+
+    /// Delete a tenant that has no clusters; its tokens are revoked.
+    #[command(after_help = "Examples:
+  herd tenants delete acme")]
+    Delete {
+        /// The tenant.
         #[arg(value_name = "NAME", value_parser = parse_tenant_name)]
         name: String,
     },
@@ -290,6 +495,10 @@ impl FromStr for PoolReplicas {
     }
 }
 
+fn parse_host_id(s: &str) -> Result<String, String> {
+    herd_api::names::check_host_id(s).map(|()| s.to_string()).map_err(|m| format!("host id {m}"))
+}
+
 fn parse_tenant_name(s: &str) -> Result<String, String> {
     check_dns_label(s)
         .map(|()| s.to_string())
@@ -359,6 +568,23 @@ mod tests {
                 Err(e) => assert!(e.contains(says), "{bad}: {e}"),
                 Ok(p) => panic!("{bad} was accepted as {p:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn guarantees() {
+        use herd_api::quantity::{Cpu, Memory, Resources};
+        assert_eq!("none".parse(), Ok(Guarantee(None)));
+        assert_eq!(
+            "4,16Gi".parse(),
+            Ok(Guarantee(Some(Resources { cpu: Cpu(4000), memory: Memory(16 << 30), disk: Memory(0) })))
+        );
+        assert_eq!(
+            "500m, 1Gi, 1Ti".parse(),
+            Ok(Guarantee(Some(Resources { cpu: Cpu(500), memory: Memory(1 << 30), disk: Memory(1 << 40) })))
+        );
+        for bad in ["4", "4,16Gi,1Ti,9", "x,1Gi", "4,lots"] {
+            assert!(bad.parse::<Guarantee>().is_err(), "{bad}");
         }
     }
 

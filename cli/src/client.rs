@@ -1,15 +1,19 @@
 //! The orchestrator's HTTP API: one method per route `herd` uses, typed with `herd_api`'s wire
 //! types. An answer that is not a success becomes an error carrying the problem+json detail
 //! and each offending field on its own line; a server that cannot be reached becomes
-//! [`Unreachable`], which `--wait` retries.
+//! [`Unreachable`], which `--wait` retries; a refused token becomes [`NoToken`], which says
+//! how to get one. Lists are followed page by page; `POST`s carry an `Idempotency-Key`.
 
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use herd_api::Role;
 use herd_api::spec::Replicas;
-use herd_api::wire::{ClusterStatus, HostStatus, Problem, ScaleRequest, Tenant};
+use herd_api::wire::{
+    AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant,
+    TokenCreated, TokenInfo, UpdateQuota,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -18,12 +22,45 @@ use crate::args::ClusterRef;
 /// How long one request may take; the API's answers are small and quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Items asked for per page when following a list.
+const PAGE: u32 = 500;
+
+/// How often a `POST` with an `Idempotency-Key` is sent again when the orchestrator could
+/// not be reached (the key makes the retry safe).
+const POST_ATTEMPTS: u32 = 3;
+
 /// A client of one orchestrator.
 pub struct Client {
     http: reqwest::Client,
     /// The `--server` URL without a trailing `/`.
     server: String,
+    /// The bearer token (`--token`, `HERD_TOKEN`, `HERD_TOKEN_FILE`); never printed.
+    token: Option<String>,
 }
+
+/// The orchestrator refused the token (401): says how to get one.
+#[derive(Debug)]
+pub struct NoToken {
+    detail: String,
+    given: bool,
+}
+
+impl fmt::Display for NoToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.given {
+            writeln!(f, "the orchestrator refused the token: {}", self.detail)?;
+        } else {
+            writeln!(f, "no token given; the orchestrator needs one")?;
+        }
+        write!(
+            f,
+            "  set HERD_TOKEN (or --token, or HERD_TOKEN_FILE=PATH) to a token from your admin (`herd tokens create`);\n  \
+             on the orchestrator's host the first admin token is in its data directory: HERD_TOKEN_FILE=/var/lib/herd/orchestrator/admin.token"
+        )
+    }
+}
+
+impl std::error::Error for NoToken {}
 
 /// The orchestrator could not be reached at all, as opposed to answering with an error.
 #[derive(Debug)]
@@ -52,7 +89,7 @@ struct Body {
 
 impl Client {
     /// A client for the orchestrator at `server`, e.g. `http://127.0.0.1:7480`.
-    pub fn new(server: &str) -> Result<Self> {
+    pub fn new(server: &str, token: Option<String>) -> Result<Self> {
         let url = Url::parse(server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
@@ -69,32 +106,116 @@ impl Client {
         Ok(Self {
             http,
             server: url.as_str().trim_end_matches('/').to_string(),
+            token,
         })
     }
 
-    /// `GET /v1/hosts`.
+    /// `GET /v1/hosts`, every page.
     pub async fn hosts(&self) -> Result<Vec<HostStatus>> {
-        self.read("/v1/hosts").await
+        self.list("/v1/hosts").await
     }
 
-    /// `GET /v1/tenants`.
+    /// `GET /v1/tenants`, every page.
     pub async fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.read("/v1/tenants").await
+        self.list("/v1/tenants").await
+    }
+
+    /// `GET /v1/tenants/{t}`.
+    pub async fn tenant(&self, name: &str) -> Result<Tenant> {
+        self.read(&format!("/v1/tenants/{name}")).await
     }
 
     /// `POST /v1/tenants`: the tenant, and whether it was created (rather than already there).
-    pub async fn create_tenant(&self, name: &str) -> Result<(Tenant, bool)> {
-        let body = Body {
-            content_type: "application/json",
-            text: serde_json::json!({ "name": name }).to_string(),
-        };
-        let (status, tenant) = self.call(Method::POST, "/v1/tenants", Some(body)).await?;
+    pub async fn create_tenant(&self, name: &str, quota: Quota) -> Result<(Tenant, bool)> {
+        let request = CreateTenant { name: name.to_string(), quota };
+        let (status, tenant) = self.post_once("/v1/tenants", &request).await?;
         Ok((tenant, status == StatusCode::CREATED))
     }
 
-    /// `GET /v1/clusters`: every tenant's clusters.
+    /// `PUT /v1/tenants/{t}/quota`.
+    pub async fn set_quota(&self, name: &str, quota: Quota) -> Result<Tenant> {
+        let body = json_body(&UpdateQuota { quota })?;
+        Ok(self.call(Method::PUT, &format!("/v1/tenants/{name}/quota"), Some(body)).await?.1)
+    }
+
+    /// `DELETE /v1/tenants/{t}`.
+    pub async fn delete_tenant(&self, name: &str) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}")).await
+    }
+
+    /// `POST /v1/tokens`: the token and its secret.
+    pub async fn create_token(&self, request: &CreateToken) -> Result<TokenCreated> {
+        Ok(self.post_once("/v1/tokens", request).await?.1)
+    }
+
+    /// `GET /v1/tokens`, every page.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.list("/v1/tokens").await
+    }
+
+    /// `DELETE /v1/tokens/{id}`.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("/v1/tokens/{id}")).await
+    }
+
+    /// `GET /v1/audit`: up to `limit` entries after `after`, and the cursor of the next ones.
+    pub async fn audit(&self, after: Option<&str>, limit: u32) -> Result<Page<AuditEntry>> {
+        let mut path = format!("/v1/audit?limit={limit}");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        self.read(&path).await
+    }
+
+    /// `GET /v1/clusters`: every cluster the token sees, every page.
     pub async fn clusters(&self) -> Result<Vec<ClusterStatus>> {
-        self.read("/v1/clusters").await
+        self.list("/v1/clusters").await
+    }
+
+    /// Follows a paginated list to its end.
+    async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{path}?limit={PAGE}");
+            if let Some(a) = &after {
+                // NB: cursors are names, `TENANT/CLUSTER` or numbers; `/` is fine in a query.
+                url.push_str(&format!("&after={a}"));
+            }
+            let page: Page<T> = self.read(&url).await?;
+            items.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// A `POST` with an `Idempotency-Key`, sent again with the same key when the
+    /// orchestrator could not be reached, so a lost answer never makes two of a thing.
+    async fn post_once<Req: serde::Serialize, T: DeserializeOwned>(&self, path: &str, request: &Req) -> Result<(StatusCode, T)> {
+        let key = idempotency_key();
+        let mut attempt = 1;
+        loop {
+            let body = json_body(request)?;
+            let sent = self.send_with(Method::POST, path, Some(body), Some(&key)).await;
+            match sent {
+                Err(e) if e.is::<Unreachable>() && attempt < POST_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+                Ok((status, bytes)) => return Ok((status, decode(&Method::POST, path, status, &bytes, self.token.is_some())?)),
+            }
+        }
+    }
+
+    async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
+        let (status, body) = self.send(method, path, None).await?;
+        if !status.is_success() {
+            return Err(refused(status, &body, self.token.is_some()));
+        }
+        Ok(())
     }
 
     /// `GET /v1/tenants/{t}/clusters/{c}`; `None` when there is no such cluster.
@@ -104,7 +225,7 @@ impl Client {
         if status == StatusCode::NOT_FOUND && is_problem(&body) {
             return Ok(None);
         }
-        Ok(Some(decode(&Method::GET, &path, status, &body)?))
+        Ok(Some(decode(&Method::GET, &path, status, &body, self.token.is_some())?))
     }
 
     /// `PUT /v1/tenants/{t}/clusters/{c}` with the spec as written: the cluster, and whether
@@ -130,22 +251,14 @@ impl Client {
         let request = ScaleRequest {
             replicas: Replicas(replicas),
         };
-        let body = Body {
-            content_type: "application/json",
-            text: serde_json::to_string(&request).context("cannot encode the scale request")?,
-        };
+        let body = json_body(&request)?;
         let path = format!("{}/pools/{pool}", cluster_path(cluster));
         Ok(self.call(Method::PATCH, &path, Some(body)).await?.1)
     }
 
     /// `DELETE /v1/tenants/{t}/clusters/{c}`.
     pub async fn delete(&self, cluster: &ClusterRef) -> Result<()> {
-        let path = cluster_path(cluster);
-        let (status, body) = self.send(Method::DELETE, &path, None).await?;
-        if !status.is_success() {
-            bail!(refusal(status, &body));
-        }
-        Ok(())
+        self.call_empty(Method::DELETE, &cluster_path(cluster)).await
     }
 
     async fn read<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -160,20 +273,31 @@ impl Client {
         body: Option<Body>,
     ) -> Result<(StatusCode, T)> {
         let (status, bytes) = self.send(method.clone(), path, body).await?;
-        Ok((status, decode(&method, path, status, &bytes)?))
+        Ok((status, decode(&method, path, status, &bytes, self.token.is_some())?))
     }
 
     /// Sends a request and reads the whole answer.
-    async fn send(
+    async fn send(&self, method: Method, path: &str, body: Option<Body>) -> Result<(StatusCode, Vec<u8>)> {
+        self.send_with(method, path, body, None).await
+    }
+
+    async fn send_with(
         &self,
         method: Method,
         path: &str,
         body: Option<Body>,
+        idempotency_key: Option<&str>,
     ) -> Result<(StatusCode, Vec<u8>)> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.server))
             .header("accept", "application/json");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", body.content_type)
@@ -195,15 +319,41 @@ fn cluster_path(cluster: &ClusterRef) -> String {
     format!("/v1/tenants/{}/clusters/{}", cluster.tenant, cluster.name)
 }
 
+fn json_body<T: serde::Serialize>(value: &T) -> Result<Body> {
+    Ok(Body {
+        content_type: "application/json",
+        text: serde_json::to_string(value).context("cannot encode the request")?,
+    })
+}
+
+/// A fresh `Idempotency-Key`: unique per invocation, the same across its retries.
+fn idempotency_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("herd-cli-{}-{nanos}", std::process::id())
+}
+
+/// The error for an answer that is not a success; a 401 says how to get a token.
+fn refused(status: StatusCode, body: &[u8], token_given: bool) -> anyhow::Error {
+    if status == StatusCode::UNAUTHORIZED {
+        let detail = serde_json::from_slice::<Problem>(body).map(|p| p.detail).unwrap_or_default();
+        return NoToken { detail, given: token_given }.into();
+    }
+    anyhow!(refusal(status, body))
+}
+
 /// Decodes a successful answer, or turns any other into an error.
 fn decode<T: DeserializeOwned>(
     method: &Method,
     path: &str,
     status: StatusCode,
     body: &[u8],
+    token_given: bool,
 ) -> Result<T> {
     if !status.is_success() {
-        bail!(refusal(status, body));
+        return Err(refused(status, body, token_given));
     }
     serde_json::from_slice(body).with_context(|| {
         format!("unexpected answer to {method} {path} (is --server an orchestrator of this herd version?)")
@@ -332,9 +482,9 @@ mod tests {
     #[test]
     fn server_must_be_an_http_url() {
         for bad in ["127.0.0.1:7480", "localhost", "ftp://host", ""] {
-            assert!(Client::new(bad).is_err(), "{bad}");
+            assert!(Client::new(bad, None).is_err(), "{bad}");
         }
-        let c = Client::new("http://127.0.0.1:7480/");
+        let c = Client::new("http://127.0.0.1:7480/", None);
         assert_eq!(
             c.map(|c| c.server).ok().as_deref(),
             Some("http://127.0.0.1:7480")

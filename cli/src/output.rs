@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use herd_api::quantity::Memory;
 use serde::Serialize;
 
-use crate::client::Unreachable;
+use crate::client::{NoToken, Unreachable};
 
 /// How reads and the results of changes are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,9 +65,12 @@ fn stdout(text: &str) -> Result<()> {
 /// of a refused request, what to do next) are printed as they are.
 pub fn error(e: &anyhow::Error) {
     // The cause matters more than what we were doing when the orchestrator could not be reached.
-    let text = match e.downcast_ref::<Unreachable>() {
-        Some(u) => u.to_string(),
-        None => format!("{e:#}"),
+    let text = if let Some(u) = e.downcast_ref::<Unreachable>() {
+        u.to_string()
+    } else if let Some(t) = e.downcast_ref::<NoToken>() {
+        t.to_string()
+    } else {
+        format!("{e:#}")
     };
     for line in text.lines() {
         if line.starts_with(' ') {

@@ -19,6 +19,8 @@ pub struct Principal {
     pub scope: Scope,
     /// The tenant of a `tenant` token.
     pub tenant: Option<String>,
+    /// The one host an `agent` token may speak for; any when `None`.
+    pub host: Option<String>,
 }
 
 impl Principal {
@@ -42,6 +44,14 @@ impl Principal {
         match self.scope {
             Scope::Admin | Scope::Agent => Ok(()),
             Scope::Tenant => Err(Error::Forbidden("the agent protocol needs an agent or admin token".into())),
+        }
+    }
+
+    /// `Ok` if the caller may speak for host `id` in the agent protocol.
+    pub fn require_host(&self, id: &str) -> Result<()> {
+        match &self.host {
+            Some(h) if h != id => Err(Error::Forbidden(format!("this agent token speaks for host `{h}` only, not `{id}`"))),
+            _ => Ok(()),
         }
     }
 
@@ -107,11 +117,13 @@ mod tests {
 
     #[test]
     fn tenant_tokens_see_only_their_tenant() {
-        let p = Principal { token_id: "t".into(), scope: Scope::Tenant, tenant: Some("acme".into()) };
+        let p = Principal { token_id: "t".into(), scope: Scope::Tenant, tenant: Some("acme".into()), host: None };
         assert!(p.sees("acme") && !p.sees("globex"));
         assert!(matches!(p.require_tenant("globex", "cluster", "globex/prod"), Err(Error::NotFound { .. })));
         assert!(p.require_admin().is_err() && p.require_agent().is_err());
-        let agent = Principal { token_id: "a".into(), scope: Scope::Agent, tenant: None };
-        assert!(!agent.sees("acme") && agent.require_agent().is_ok());
+        let agent = Principal { token_id: "a".into(), scope: Scope::Agent, tenant: None, host: None };
+        assert!(!agent.sees("acme") && agent.require_agent().is_ok() && agent.require_host("h1").is_ok());
+        let bound = Principal { host: Some("h1".into()), ..agent };
+        assert!(bound.require_host("h1").is_ok() && matches!(bound.require_host("h2"), Err(Error::Forbidden(_))));
     }
 }

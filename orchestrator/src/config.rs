@@ -13,8 +13,14 @@ use crate::network::Settings;
 /// herd's control plane: stores cluster specs, places instances on hosts and tells each
 /// host's agent what to run.
 #[derive(Debug, Parser)]
-#[command(name = "herd-orchestrator", version, after_help = "Example:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480")]
+#[command(
+    name = "herd-orchestrator",
+    version,
+    after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator openapi > manifests/openapi.json"
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Directory for the embedded store and other state.
     #[arg(long, env = "HERD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -37,6 +43,13 @@ pub struct Args {
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print the HTTP API's OpenAPI 3 document (JSON) and exit.
+    Openapi,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -22,8 +22,11 @@ pub enum Error {
     #[error("{resource} is at generation {current}, the request was based on generation {given}: read it again and retry")]
     Stale { resource: String, current: u64, given: u64 },
     /// The change would take a tenant over its quota; each resource over names its field.
-    #[error("{}", .0.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))]
+    #[error("over the tenant's quota: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Quota(Vec<herd_api::FieldError>),
+    /// An `Idempotency-Key` was used before with a different request.
+    #[error("Idempotency-Key `{key}` was already used with a different request; send the same request again, or use a new key for a new request")]
+    IdempotencyKeyReused { key: String },
     /// No valid bearer token.
     #[error("{0}")]
     Unauthorized(String),

@@ -1,174 +1,220 @@
-//! The HTTP API: routes for agents (`/v1/agent/*`), operators and tenants. Errors leave in
-//! one shape, RFC 9457 problem+json, mapped in [`problem`].
+//! The HTTP API under `/v1`: agents (`/v1/agent/*`), admins and tenants. Every route but
+//! `/healthz` and `/v1/openapi.json` needs a bearer token ([`auth`]); each handler checks
+//! what the token may see. Errors leave in one shape, RFC 9457 problem+json, mapped in
+//! [`problem`]. The OpenAPI document is generated from the handlers' annotations
+//! ([`crate::openapi`]).
+//!
+//! # Layout
+//! - [`auth`]: the bearer-token layer; [`problem`]: errors to problem+json.
+//! - [`clusters`], [`tenants`], [`tokens`], [`agents`] (agent protocol and hosts), [`audit`].
+//! - here: the router and what the handlers share (bodies, names, pages, `If-Match`).
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
-use axum::http::StatusCode;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Json, extract::rejection::JsonRejection};
-use herd_api::wire::{CreateTenant, Heartbeat, RegisterRequest, ScaleRequest};
-use herd_api::{Role, yaml};
+use axum::routing::{delete, get, patch, post, put};
+use herd_api::names::check_dns_label;
+use herd_api::yaml;
+use serde::Deserialize;
 
 use crate::error::Error;
-use crate::state::{Applied, State};
+use crate::state::{Expect, State};
+
+pub mod agents;
+pub mod audit;
+pub mod auth;
+pub mod clusters;
+pub mod problem;
+pub mod tenants;
+pub mod tokens;
 
 /// Largest request body accepted; a cluster spec is a few KiB.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Items per page when `limit` is not given, and the most a page may hold.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
 pub fn router(state: State) -> Router {
+    let protected = Router::new()
+        .route("/v1/agent/register", post(agents::register))
+        .route("/v1/agent/heartbeat", post(agents::heartbeat))
+        .route("/v1/hosts", get(agents::hosts))
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/tenants/{tenant}", get(tenants::get).delete(tenants::delete))
+        .route("/v1/tenants/{tenant}/quota", put(tenants::set_quota))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/clusters", get(clusters::all))
+        .route("/v1/tenants/{tenant}/clusters", get(clusters::of_tenant))
+        .route(
+            "/v1/tenants/{tenant}/clusters/{cluster}",
+            get(clusters::get).put(clusters::apply).delete(clusters::delete),
+        )
+        .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(clusters::scale))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/agent/register", post(register))
-        .route("/v1/agent/heartbeat", post(heartbeat))
-        .route("/v1/hosts", get(hosts))
-        .route("/v1/tenants", get(tenants).post(create_tenant))
-        .route("/v1/clusters", get(all_clusters))
-        .route("/v1/tenants/{tenant}/clusters", get(tenant_clusters))
-        .route("/v1/tenants/{tenant}/clusters/{cluster}", get(cluster).put(apply).delete(delete))
-        .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(scale))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(too_large))
         .with_state(state)
 }
 
 type Result<T> = std::result::Result<T, problem::ApiError>;
 
+async fn openapi() -> Response {
+    axum::Json(crate::openapi::document()).into_response()
+}
+
+// NB: the fallbacks take the body so it is read (see `auth::layer`).
+async fn no_route(method: Method, uri: Uri, _body: Bytes) -> problem::ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    problem::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no route {method} {}; see /v1/openapi.json", path.escape_default()),
+    )
+}
+
+async fn no_method(method: Method, uri: Uri, _body: Bytes) -> problem::ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    problem::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}; see /v1/openapi.json", path.escape_default()),
+    )
+}
+
+/// Refuses a body whose declared length is over [`MAX_BODY`] before reading any of it, so a
+/// client that sent `Expect: 100-continue` never has to send it. Bodies without a length
+/// are cut at the limit while read ([`DefaultBodyLimit`]).
+async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => problem::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is {n} bytes, over the limit of {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
 /// Reads a body as UTF-8 YAML or JSON (JSON is YAML), naming the field of any error.
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T, Error> {
     let text = std::str::from_utf8(body).map_err(|_| Error::invalid("", "request body is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(Error::invalid("", "request body is empty; send a JSON or YAML object"));
+    }
     Ok(yaml::from_str(text)?)
 }
 
-async fn register(AxumState(s): AxumState<State>, body: std::result::Result<Json<RegisterRequest>, JsonRejection>) -> Result<Response> {
-    let Json(req) = body?;
-    Ok(Json(s.register(req.host).await?).into_response())
+/// Checks that a name taken from the path is a DNS label, naming the path parameter.
+fn check_name(field: &str, value: &str) -> std::result::Result<(), Error> {
+    check_dns_label(value).map_err(|m| Error::invalid(field, m))
 }
 
-async fn heartbeat(AxumState(s): AxumState<State>, body: std::result::Result<Json<Heartbeat>, JsonRejection>) -> Result<Response> {
-    let Json(hb) = body?;
-    Ok(Json(s.heartbeat(hb).await?).into_response())
+/// `?limit=N&after=CURSOR` on every list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
 }
 
-async fn hosts(AxumState(s): AxumState<State>) -> Result<Response> {
-    Ok(Json(s.hosts().await?).into_response())
-}
-
-async fn tenants(AxumState(s): AxumState<State>) -> Result<Response> {
-    Ok(Json(s.tenants().await?).into_response())
-}
-
-async fn create_tenant(AxumState(s): AxumState<State>, body: Bytes) -> Result<Response> {
-    let req: CreateTenant = parse(&body)?;
-    let (tenant, created) = s.create_tenant(req.name).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(tenant)).into_response())
-}
-
-async fn all_clusters(AxumState(s): AxumState<State>) -> Result<Response> {
-    Ok(Json(s.clusters(None).await?).into_response())
-}
-
-async fn tenant_clusters(AxumState(s): AxumState<State>, Path(tenant): Path<String>) -> Result<Response> {
-    Ok(Json(s.clusters(Some(tenant)).await?).into_response())
-}
-
-async fn cluster(AxumState(s): AxumState<State>, Path((tenant, cluster)): Path<(String, String)>) -> Result<Response> {
-    Ok(Json(s.cluster(tenant, cluster).await?).into_response())
-}
-
-async fn apply(AxumState(s): AxumState<State>, Path((tenant, cluster)): Path<(String, String)>, body: Bytes) -> Result<Response> {
-    let text = std::str::from_utf8(&body).map_err(|_| Error::invalid("", "request body is not UTF-8"))?;
-    let spec = yaml::parse_cluster_spec(text).map_err(Error::from)?;
-    if spec.tenant != tenant {
-        return Err(Error::invalid("tenant", format!("`{}` does not match the URL's tenant `{tenant}`", spec.tenant)).into());
-    }
-    if spec.name != cluster {
-        return Err(Error::invalid("name", format!("`{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
-    }
-    let (status, applied) = s.apply(spec).await?;
-    let code = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((code, Json(status)).into_response())
-}
-
-async fn delete(AxumState(s): AxumState<State>, Path((tenant, cluster)): Path<(String, String)>) -> Result<Response> {
-    s.delete(tenant, cluster).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn scale(
-    AxumState(s): AxumState<State>,
-    Path((tenant, cluster, pool)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<Response> {
-    let pool: Role = pool.parse().map_err(|m: String| Error::invalid("pool", m))?;
-    let req: ScaleRequest = parse(&body)?;
-    Ok(Json(s.scale(tenant, cluster, pool, req.replicas).await?).into_response())
-}
-
-pub mod problem {
-    //! The one mapping from errors to RFC 9457 problem+json responses.
-
-    use axum::extract::rejection::JsonRejection;
-    use axum::http::{StatusCode, header};
-    use axum::response::{IntoResponse, Response};
-    use herd_api::validate::FieldError;
-    use herd_api::wire::Problem;
-    use tracing::error;
-
-    use crate::error::Error;
-
-    /// An error on its way to becoming a problem+json response.
-    pub struct ApiError(Problem);
-
-    fn problem(status: StatusCode, code: &str, detail: String, errors: Vec<FieldError>) -> ApiError {
-        ApiError(Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("error").into(),
-            status: status.as_u16(),
-            detail,
-            code: code.into(),
-            errors,
-        })
-    }
-
-    impl From<Error> for ApiError {
-        fn from(e: Error) -> Self {
-            match &e {
-                Error::NotFound { .. } => problem(StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![]),
-                Error::Spec(spec) => {
-                    problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", e.to_string(), spec.field_errors())
-                }
-                Error::Invalid { field, message } => problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    e.to_string(),
-                    vec![FieldError::new(field.clone(), message.clone())],
-                ),
-                Error::Conflict(_) => problem(StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
-                Error::Stale { .. } => problem(StatusCode::CONFLICT, "stale_generation", e.to_string(), vec![]),
-                Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
-                Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
-                Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
-                Error::Store(_) | Error::Corrupt { .. } | Error::Worker(_) => {
-                    error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
-                    problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])
-                }
-            }
+impl ListParams {
+    /// The page size and cursor, checked.
+    fn checked(self) -> std::result::Result<(usize, Option<String>), Error> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(Error::invalid("limit", format!("must be from 1 to {MAX_LIMIT}, got {limit}")));
         }
-    }
-
-    impl From<JsonRejection> for ApiError {
-        fn from(e: JsonRejection) -> Self {
-            problem(e.status(), "bad_request", e.body_text(), vec![])
+        if let Some(a) = &self.after
+            && (a.is_empty() || a.len() > 300)
+        {
+            return Err(Error::invalid("after", "must be the `next` cursor of the previous page"));
         }
+        Ok((limit as usize, self.after))
     }
+}
 
-    impl IntoResponse for ApiError {
-        fn into_response(self) -> Response {
-            let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = serde_json::to_vec(&self.0).unwrap_or_default();
-            (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
-        }
+/// The `If-Match` precondition: `"N"` (a generation, as the `ETag` of a read), `N` or `*`.
+fn if_match(headers: &HeaderMap) -> std::result::Result<Option<Expect>, Error> {
+    let Some(value) = headers.get("if-match") else { return Ok(None) };
+    let bad = || Error::invalid("If-Match", "must be a generation as the ETag of a read gives it (e.g. \"3\"), or *");
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(Some(Expect::Exists));
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    text.parse::<u64>().map(|g| Some(Expect::Generation(g))).map_err(|_| bad())
+}
+
+/// An `ETag` header value for a generation.
+fn etag(generation: u64) -> String {
+    format!("\"{generation}\"")
+}
+
+/// The `Idempotency-Key` of a `POST`, with what [`crate::tenancy`] needs to store and replay
+/// its answer.
+fn once(headers: &HeaderMap, caller: &auth::Caller, uri: &Uri, body: &Bytes) -> std::result::Result<Option<crate::tenancy::Once>, Error> {
+    let Some(key) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| Error::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters, e.g. a UUID"))?;
+    Ok(Some(crate::tenancy::Once {
+        token_id: caller.principal.token_id.clone(),
+        key: key.to_string(),
+        fingerprint: crate::store::idempotency::fingerprint("POST", uri.path(), body),
+        secret: caller.secret.clone(),
+    }))
+}
+
+/// A `POST`'s answer as a response; a replay says so in `Idempotent-Replayed: true`.
+fn answered(a: crate::tenancy::Answer) -> Response {
+    let status = axum::http::StatusCode::from_u16(a.status).unwrap_or(axum::http::StatusCode::OK);
+    let mut resp = (status, axum::Json(a.body)).into_response();
+    if a.replayed {
+        resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn if_match_forms() {
+        let parse = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("if-match", HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("x")));
+            if_match(&h).map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("\"3\""), Ok(Some(Expect::Generation(3))));
+        assert_eq!(parse("W/\"3\""), Ok(Some(Expect::Generation(3))));
+        assert_eq!(parse("7"), Ok(Some(Expect::Generation(7))));
+        assert_eq!(parse("*"), Ok(Some(Expect::Exists)));
+        assert!(parse("\"-1\"").is_err() && parse("abc").is_err());
+        assert_eq!(if_match(&HeaderMap::new()).map_err(|e| e.to_string()), Ok(None));
     }
 }

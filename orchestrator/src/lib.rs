@@ -1,21 +1,29 @@
 //! herd's control plane.
 //!
 //! # Layout
-//! - [`store`]: the embedded SQLite store (hosts, tenants, clusters, instances, observed state).
+//! - [`store`]: the embedded SQLite store (hosts, tenants, clusters, instances, observed state,
+//!   tokens, audit trail, idempotent answers).
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`scheduler`]: pure placement over a snapshot of hosts.
 //! - [`network`]: the cluster CIDR, host subnet leases and each agent's route/address table.
 //! - [`state`]: the operations (apply, scale, delete, register, heartbeat), one transaction each.
-//! - [`http`]: the axum routes and the one problem+json error mapping.
+//! - [`tenancy`]: tenants, quotas and tokens; the first admin token.
+//! - [`auth`]: bearer tokens and who may see what; [`quota`]: the pure quota check.
+//! - [`http`]: the axum routes, authentication, and the one problem+json error mapping.
+//! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
 //! - [`config`]: typed configuration from flags, environment and file.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod openapi;
+pub mod quota;
 pub mod network;
 pub mod reconciler;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod tenancy;
 
 pub use error::{Error, Result};

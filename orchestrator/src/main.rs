@@ -1,10 +1,11 @@
-//! `herd-orchestrator`: parse config, open the store, serve, shut down on SIGTERM/SIGINT.
+//! `herd-orchestrator`: parse config, open the store, make the first admin token, serve, shut
+//! down on SIGTERM/SIGINT. `herd-orchestrator openapi` prints the API's OpenAPI document.
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use herd_orchestrator::config::{Args, Config};
+use herd_orchestrator::config::{Args, Command, Config};
 use herd_orchestrator::state::State;
 use herd_orchestrator::store::Store;
 use herd_orchestrator::http;
@@ -18,11 +19,18 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = Config::resolve(Args::parse())?;
+    let args = Args::parse();
+    if let Some(Command::Openapi) = args.command {
+        print!("{}", herd_orchestrator::openapi::pretty());
+        return Ok(());
+    }
+    let config = Config::resolve(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
     let state = State { store, heartbeat_interval: config.heartbeat_interval, network: config.network };
+    let token_file = config.data_dir.join("admin.token");
+    state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,18 +1,20 @@
-//! The orchestrator's operations. Each is one store transaction that validates, plans
-//! (`reconciler::plan`), places (`scheduler::place`) and writes, so a failure halfway
-//! stores nothing.
+//! The orchestrator's cluster and host operations. Each is one store transaction that
+//! validates, checks the generation (`If-Match`) and the tenant's quota, plans
+//! (`reconciler::plan`), places (`scheduler::place`), writes and records the change in the
+//! audit trail, so a failure halfway stores nothing. Tenants and tokens are in
+//! [`crate::tenancy`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use herd_api::names::{InstanceRef, check_dns_label, check_host_id};
+use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::spec::Replicas;
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
-    ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus,
-    RegisterReply, Tenant,
+    ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Page,
+    Quota, RegisterReply,
 };
 use herd_api::{ClusterSpec, Role};
 use rusqlite::Connection;
@@ -22,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::network;
 use crate::reconciler::{self, Instance};
 use crate::scheduler::{self, HostView, Request};
+use crate::quota;
+use crate::store::audit::{self, Change};
 use crate::store::{self, Store};
 
 /// The orchestrator's shared state: the store and the settings its operations need.
@@ -34,7 +38,7 @@ pub struct State {
     pub network: network::Settings,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -46,13 +50,47 @@ pub enum Applied {
     Unchanged,
 }
 
+/// A precondition on a cluster's generation, from `If-Match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `*`: the cluster must exist, at any generation.
+    Exists,
+    /// The cluster must be at exactly this generation.
+    Generation(u64),
+}
+
+/// Fails with [`Error::Stale`] unless `current` (the stored generation, `None` when the
+/// cluster does not exist) meets `expect`.
+fn check_expect(resource: &str, current: Option<u64>, expect: Option<Expect>) -> Result<()> {
+    match (expect, current) {
+        (None, _) | (Some(Expect::Exists), Some(_)) => Ok(()),
+        (Some(Expect::Generation(given)), Some(current)) if given == current => Ok(()),
+        (Some(Expect::Generation(given)), current) => {
+            Err(Error::Stale { resource: resource.into(), current: current.unwrap_or(0), given })
+        }
+        (Some(Expect::Exists), None) => Err(Error::not_found("cluster", resource)),
+    }
+}
+
+/// One page of a list: fetch `limit + 1`, keep `limit`, and the last kept item's cursor
+/// says where the next page starts.
+pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(&cursor)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
 impl State {
     fn interval_ms(&self) -> u64 {
         self.heartbeat_interval.as_millis() as u64
     }
 
     /// Registers a host or updates its capacity; then places pending instances.
-    pub async fn register(&self, info: HostInfo) -> Result<RegisterReply> {
+    pub async fn register(&self, actor: String, info: HostInfo) -> Result<RegisterReply> {
         if let Err(m) = check_host_id(&info.id) {
             return Err(Error::invalid("host.id", m));
         }
@@ -65,6 +103,11 @@ impl State {
             .store
             .write(move |tx| {
                 let new = store::upsert_host(tx, &info, now)?;
+                if new {
+                    let resource = format!("hosts/{}", info.id);
+                    let change = Change { actor: &actor, action: "host.register", resource: &resource, before: None, after: None };
+                    audit::record(tx, now, &change)?;
+                }
                 let network = match info.address {
                     Some(_) => Some(lease_subnet(tx, &settings, &info.id)?),
                     None => None,
@@ -95,49 +138,48 @@ impl State {
             .await
     }
 
-    pub async fn create_tenant(&self, name: String) -> Result<(Tenant, bool)> {
-        if let Err(m) = check_dns_label(&name) {
-            return Err(Error::invalid("name", m));
-        }
-        let now_s = now_ms() / 1000;
-        self.store
-            .write(move |tx| {
-                let created = store::insert_tenant(tx, &name, now_s)?;
-                let tenant = store::tenants(tx)?.into_iter().find(|t| t.name == name);
-                tenant.map(|t| (t, created)).ok_or_else(|| Error::not_found("tenant", name))
-            })
-            .await
-    }
-
-    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.store.read(store::tenants).await
-    }
-
-    /// Creates or replaces a cluster from its spec.
-    pub async fn apply(&self, spec: ClusterSpec) -> Result<(ClusterStatus, Applied)> {
+    /// Creates or replaces a cluster from its spec, within the tenant's quota.
+    pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
         validate(&spec)?;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
-                if !store::tenant_exists(tx, &spec.tenant)? {
+                let Some(tenant) = store::tenant(tx, &spec.tenant)? else {
                     return Err(Error::invalid(
                         "tenant",
                         format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
                     ));
+                };
+                let resource = format!("{}/{}", spec.tenant, spec.name);
+                let current = store::cluster(tx, &spec.tenant, &spec.name)?;
+                check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
+                let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
+                let (applied, before, after) = apply_in(tx, &tenant.quota, spec, now, lost_after)?;
+                if applied != Applied::Unchanged {
+                    let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
+                    audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
                 }
-                let applied = apply_in(tx, spec.clone(), now, lost_after)?;
-                Ok((cluster_status(tx, &spec.tenant, &spec.name)?, applied))
+                Ok((cluster_status(tx, &tenant_name, &name)?, applied))
             })
             .await
     }
 
     /// Sets one pool's replica count, leaving the rest of the spec as it is.
-    pub async fn scale(&self, tenant: String, cluster: String, pool: Role, replicas: Replicas) -> Result<ClusterStatus> {
+    pub async fn scale(
+        &self,
+        actor: String,
+        tenant: String,
+        cluster: String,
+        pool: Role,
+        replicas: Replicas,
+        expect: Option<Expect>,
+    ) -> Result<ClusterStatus> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
-                let row = store::cluster(tx, &tenant, &cluster)?
-                    .ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{cluster}")))?;
+                let resource = format!("{tenant}/{cluster}");
+                let row = store::cluster(tx, &tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
+                check_expect(&resource, Some(row.generation), expect)?;
                 let mut spec = row.spec;
                 let Some(p) = spec.pools.get_mut(&pool) else {
                     let have: Vec<_> = spec.pools.keys().map(|r| r.as_str()).collect();
@@ -148,20 +190,27 @@ impl State {
                 };
                 p.replicas = replicas;
                 validate(&spec)?;
-                apply_in(tx, spec, now, lost_after)?;
+                let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
+                let (applied, before, after) = apply_in(tx, &quota, spec, now, lost_after)?;
+                if applied != Applied::Unchanged {
+                    let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
+                    audit::record(tx, now, &change)?;
+                }
                 cluster_status(tx, &tenant, &cluster)
             })
             .await
     }
 
     /// Deletes a cluster: its instances go from every host's desired set.
-    pub async fn delete(&self, tenant: String, cluster: String) -> Result<()> {
+    pub async fn delete(&self, actor: String, tenant: String, cluster: String, expect: Option<Expect>) -> Result<()> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
-                if store::cluster(tx, &tenant, &cluster)?.is_none() {
-                    return Err(Error::not_found("cluster", format!("{tenant}/{cluster}")));
-                }
+                let resource = format!("{tenant}/{cluster}");
+                let Some(row) = store::cluster(tx, &tenant, &cluster)? else {
+                    return Err(Error::not_found("cluster", resource));
+                };
+                check_expect(&resource, Some(row.generation), expect)?;
                 let existing = store::instances(tx, Some((&tenant, &cluster)))?;
                 let plan = reconciler::plan(&tenant, &cluster, None, &existing);
                 for gone in &plan.remove {
@@ -169,6 +218,9 @@ impl State {
                 }
                 store::delete_cluster(tx, &tenant, &cluster)?;
                 store::bump_revision(tx)?;
+                let change =
+                    Change { actor: &actor, action: "cluster.delete", resource: &resource, before: Some(row.generation), after: None };
+                audit::record(tx, now, &change)?;
                 // Freed capacity may let another cluster's pending instances in.
                 schedule_pending(tx, now, lost_after)?;
                 Ok(())
@@ -180,23 +232,33 @@ impl State {
         self.store.read(move |c| cluster_status(c, &tenant, &cluster)).await
     }
 
-    /// Every cluster, or one tenant's.
-    pub async fn clusters(&self, tenant: Option<String>) -> Result<Vec<ClusterStatus>> {
+    /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
+    pub async fn clusters(&self, tenant: Option<String>, after: Option<String>, limit: usize) -> Result<Page<ClusterStatus>> {
+        let after = match after {
+            None => None,
+            Some(a) => match a.split_once('/') {
+                Some((t, c)) => Some((t.to_string(), c.to_string())),
+                None => return Err(Error::invalid("after", format!("`{}` is not a cluster cursor (TENANT/CLUSTER)", a.escape_default()))),
+            },
+        };
         self.store
             .read(move |c| {
-                let rows = store::clusters(c, tenant.as_deref())?;
-                rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name)).collect()
+                let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
+                let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
+                let items = rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name)).collect::<Result<Vec<_>>>()?;
+                Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
             })
             .await
     }
 
-    pub async fn hosts(&self) -> Result<Vec<HostStatus>> {
+    /// A page of hosts, by id.
+    pub async fn hosts(&self, after: Option<String>, limit: usize) -> Result<Page<HostStatus>> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .read(move |c| {
                 let placed = store::instances(c, None)?;
-                let hosts = store::hosts(c)?;
-                Ok(hosts
+                let hosts = store::hosts_page(c, after.as_deref(), limit + 1)?;
+                let items = hosts
                     .into_iter()
                     .map(|h| {
                         let mine: Vec<&Instance> = placed.iter().filter(|i| i.host.as_deref() == Some(&h.info.id)).collect();
@@ -210,22 +272,32 @@ impl State {
                             info: h.info,
                         }
                     })
-                    .collect())
+                    .collect();
+                Ok(page(items, limit, |h: &HostStatus| h.info.id.clone()))
             })
             .await
     }
 }
 
-/// Stores `spec` and makes the cluster's instances match it, placing new ones.
-fn apply_in(tx: &Connection, spec: ClusterSpec, now: u64, lost_after: u64) -> Result<Applied> {
+/// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
+/// when it would take the tenant over `quota`. Returns how it ended and the generations
+/// before (`None` for a new cluster) and after.
+fn apply_in(tx: &Connection, quota: &Quota, spec: ClusterSpec, now: u64, lost_after: u64) -> Result<(Applied, Option<u64>, u64)> {
     let (tenant, name) = (spec.tenant.clone(), spec.name.clone());
     let current = store::cluster(tx, &tenant, &name)?;
+    let before = current.as_ref().map(|r| r.generation);
     let applied = match &current {
         None => Applied::Created,
-        Some(row) if row.spec == spec => return Ok(Applied::Unchanged),
+        Some(row) if row.spec == spec => return Ok((Applied::Unchanged, before, row.generation)),
         Some(_) => Applied::Updated,
     };
-    let generation = current.map(|r| r.generation + 1).unwrap_or(1);
+    let change = quota::Change {
+        others: store::usage(tx, &tenant, Some(&name))?,
+        before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
+        after: spec.requests(),
+    };
+    quota::check(quota, change).map_err(Error::Quota)?;
+    let generation = before.map(|g| g + 1).unwrap_or(1);
     store::put_cluster(tx, generation, &spec)?;
     let existing = store::instances(tx, Some((&tenant, &name)))?;
     let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing);
@@ -243,7 +315,7 @@ fn apply_in(tx: &Connection, spec: ClusterSpec, now: u64, lost_after: u64) -> Re
     schedule_pending(tx, now, lost_after)?;
     store::bump_revision(tx)?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len(), remove = plan.remove.len(), resize = plan.resize.len(), "cluster applied");
-    Ok(applied)
+    Ok((applied, before, generation))
 }
 
 /// Places every unplaced instance that fits, in a stable order; the rest stay pending

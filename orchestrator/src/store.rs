@@ -1,5 +1,7 @@
-//! The embedded SQLite store: hosts (and their subnet leases), tenants, clusters (spec and generation), instances with
-//! their placements, and the state agents last observed. Every change runs in one
+//! The embedded SQLite store: hosts (and their subnet leases), tenants (with quotas),
+//! clusters (spec and generation), instances with their placements, the state agents last
+//! observed, API tokens (hashed), the audit trail and stored answers to idempotent requests
+//! ([`tokens`], [`audit`], [`idempotency`]). Every change runs in one
 //! transaction with `synchronous=FULL`, so a crash or restart loses nothing acknowledged.
 //!
 //! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
@@ -10,14 +12,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use herd_api::names::InstanceRef;
-use herd_api::quantity::{Cpu, Memory};
-use herd_api::wire::{HostInfo, Observed, Tenant};
+use herd_api::quantity::{Cpu, Memory, Resources};
+use herd_api::wire::{HostInfo, Observed, Quota, Tenant};
 use herd_api::{ClusterSpec, Role};
 use ipnet::Ipv4Net;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{Error, Result};
 use crate::reconciler::Instance;
+
+pub mod audit;
+pub mod idempotency;
+pub mod tokens;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -27,11 +33,15 @@ CREATE TABLE IF NOT EXISTS hosts (
     registered_ms INTEGER NOT NULL,
     last_seen_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    created_s INTEGER NOT NULL,
+    quota TEXT NOT NULL DEFAULT '{}'
+);
 CREATE TABLE IF NOT EXISTS subnets (
     host_id TEXT PRIMARY KEY REFERENCES hosts(id),
     subnet TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, created_s INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS clusters (
     tenant TEXT NOT NULL REFERENCES tenants(name),
     name TEXT NOT NULL,
@@ -61,7 +71,40 @@ CREATE TABLE IF NOT EXISTS observed (
     state TEXT NOT NULL,
     PRIMARY KEY (tenant, cluster, name, host_id)
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    tenant TEXT,
+    description TEXT,
+    created_s INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    host TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    before_generation INTEGER,
+    after_generation INTEGER
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    actor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (actor, key)
+);
 ";
+
+/// Columns added after a table was first created: `(table, column, definition)`. A store
+/// written by an older herd gains them on open; nothing stored is rewritten.
+const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT")];
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -88,6 +131,16 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        for (table, column, definition) in ADDED_COLUMNS {
+            let has: bool = conn.query_row(
+                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+            }
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -125,12 +178,12 @@ impl Store {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     // NB: plain data types with string keys only; serde_json cannot fail on them.
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|source| Error::Corrupt { what, source })
 }
 
@@ -173,9 +226,22 @@ pub fn touch_host(c: &Connection, id: &str, now_ms: u64) -> Result<bool> {
     Ok(c.execute("UPDATE hosts SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms as i64])? == 1)
 }
 
+/// Every host, by id.
 pub fn hosts(c: &Connection) -> Result<Vec<HostRow>> {
-    let mut stmt = c.prepare_cached("SELECT info, last_seen_ms FROM hosts ORDER BY id")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    hosts_page(c, None, usize::MAX)
+}
+
+/// SQLite's `LIMIT` for `limit` items.
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Up to `limit` hosts after `after`, by id.
+pub fn hosts_page(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<HostRow>> {
+    let mut stmt =
+        c.prepare_cached("SELECT info, last_seen_ms FROM hosts WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2")?;
+    let limit = sql_limit(limit);
+    let rows = stmt.query_map(params![after, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (info, last_seen) = row?;
@@ -184,18 +250,67 @@ pub fn hosts(c: &Connection) -> Result<Vec<HostRow>> {
     Ok(out)
 }
 
-pub fn insert_tenant(c: &Connection, name: &str, now_s: u64) -> Result<bool> {
-    Ok(c.execute("INSERT OR IGNORE INTO tenants (name, created_s) VALUES (?1, ?2)", params![name, now_s as i64])? == 1)
+pub fn insert_tenant(c: &Connection, name: &str, quota: &Quota, now_s: u64) -> Result<bool> {
+    Ok(c.execute(
+        "INSERT OR IGNORE INTO tenants (name, created_s, quota) VALUES (?1, ?2, ?3)",
+        params![name, now_s as i64, to_json(quota)],
+    )? == 1)
 }
 
-pub fn tenants(c: &Connection) -> Result<Vec<Tenant>> {
-    let mut stmt = c.prepare_cached("SELECT name, created_s FROM tenants ORDER BY name")?;
-    let rows = stmt.query_map([], |r| Ok(Tenant { name: r.get(0)?, created_at: r.get::<_, i64>(1)? as u64, quota: Default::default(), usage: Default::default() }))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn tenant_from_row(c: &Connection, name: String, created_s: i64, quota: &str) -> Result<Tenant> {
+    let usage = usage(c, &name, None)?;
+    Ok(Tenant { created_at: created_s as u64, quota: from_json("tenant quota", quota)?, usage, name })
+}
+
+/// Up to `limit` tenants after `after`, by name, with their quota and usage.
+pub fn tenants(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<Tenant>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT name, created_s, quota FROM tenants WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, sql_limit(limit)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
+    rows.into_iter().map(|(name, created, quota)| tenant_from_row(c, name, created, &quota)).collect()
+}
+
+pub fn tenant(c: &Connection, name: &str) -> Result<Option<Tenant>> {
+    let row: Option<(String, i64, String)> = c
+        .query_row("SELECT name, created_s, quota FROM tenants WHERE name = ?1", [name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    row.map(|(name, created, quota)| tenant_from_row(c, name, created, &quota)).transpose()
 }
 
 pub fn tenant_exists(c: &Connection, name: &str) -> Result<bool> {
     Ok(c.query_row("SELECT 1 FROM tenants WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
+}
+
+/// Sets a tenant's quota; `false` when there is no such tenant.
+pub fn set_quota(c: &Connection, name: &str, quota: &Quota) -> Result<bool> {
+    Ok(c.execute("UPDATE tenants SET quota = ?2 WHERE name = ?1", params![name, to_json(quota)])? == 1)
+}
+
+/// Deletes a tenant that owns no cluster, and revokes its tokens.
+pub fn delete_tenant(c: &Connection, name: &str) -> Result<()> {
+    c.execute("UPDATE tokens SET revoked = 1 WHERE tenant = ?1", [name])?;
+    c.execute("DELETE FROM tenants WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+/// What a tenant's clusters ask for together, leaving out cluster `except`.
+pub fn usage(c: &Connection, tenant: &str, except: Option<&str>) -> Result<Resources> {
+    let mut stmt = c.prepare_cached("SELECT name, spec FROM clusters WHERE tenant = ?1")?;
+    let rows = stmt.query_map([tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut total = Resources::default();
+    for row in rows {
+        let (name, spec) = row?;
+        if Some(name.as_str()) != except {
+            total = total.plus(from_json::<ClusterSpec>("cluster spec", &spec)?.requests());
+        }
+    }
+    Ok(total)
 }
 
 /// A stored cluster.
@@ -217,10 +332,21 @@ pub fn cluster(c: &Connection, tenant: &str, name: &str) -> Result<Option<Cluste
 
 /// Every cluster, or one tenant's, ordered by tenant and name.
 pub fn clusters(c: &Connection, tenant: Option<&str>) -> Result<Vec<ClusterRow>> {
+    clusters_page(c, tenant, None, usize::MAX)
+}
+
+/// Up to `limit` clusters after the cursor `(tenant, name)`, of every tenant or one,
+/// ordered by tenant and name.
+pub fn clusters_page(c: &Connection, tenant: Option<&str>, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<ClusterRow>> {
+    let (after_tenant, after_name) = after.unzip();
     let mut stmt = c.prepare_cached(
-        "SELECT generation, spec FROM clusters WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, name",
+        "SELECT generation, spec FROM clusters
+         WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR (tenant, name) > (?2, ?3))
+         ORDER BY tenant, name LIMIT ?4",
     )?;
-    let rows = stmt.query_map([tenant], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map(params![tenant, after_tenant, after_name, sql_limit(limit)], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (generation, spec) = row?;
@@ -370,4 +496,34 @@ pub fn put_subnet(c: &Connection, host: &str, subnet: Ipv4Net) -> Result<()> {
         params![host, subnet.to_string()],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_quotas_gains_them_and_keeps_its_tenants() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid("tempdir", e.to_string()))?;
+        let path = dir.path().join("herd.db");
+        {
+            let old = Connection::open(&path)?;
+            old.execute_batch(
+                "CREATE TABLE tenants (name TEXT PRIMARY KEY, created_s INTEGER NOT NULL);
+                 INSERT INTO tenants VALUES ('acme', 1767225600);",
+            )?;
+        }
+        let store = Store::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let t = tenant(&conn, "acme")?.ok_or_else(|| Error::not_found("tenant", "acme"))?;
+        assert_eq!((t.created_at, t.quota), (1_767_225_600, Quota::default()));
+        assert!(set_quota(&conn, "acme", &Quota { cpu: Some(Cpu(2000)), ..Quota::default() })?);
+        drop(conn);
+        drop(store);
+        // Opening again is a no-op for the schema.
+        let store = Store::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(tenant(&conn, "acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
+        Ok(())
+    }
 }

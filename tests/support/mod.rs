@@ -100,6 +100,8 @@ pub struct Orchestrator {
     pub proc: Proc,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The bootstrap admin token's secret, read from `DATA_DIR/admin.token`.
+    pub admin: String,
 }
 
 impl Orchestrator {
@@ -123,7 +125,30 @@ impl Orchestrator {
         if !url.starts_with("http://") {
             bail!("orchestrator did not start: {}", proc.log_text());
         }
-        Ok(Self { proc, url, data_dir: data_dir.into() })
+        let token_file = data_dir.join("admin.token");
+        let admin = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("the orchestrator wrote no {}", token_file.display()))?
+            .trim()
+            .to_string();
+        Ok(Self { proc, url, data_dir: data_dir.into(), admin })
+    }
+
+    /// A client with the admin token.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url).with_token(&self.admin)
+    }
+
+    /// Issues a token through the API: `scope` is `admin`, `agent` or `tenant` (with `tenant`).
+    pub async fn token(&self, scope: &str, tenant: Option<&str>) -> Result<String> {
+        let mut body = serde_json::json!({ "scope": scope });
+        if let Some(t) = tenant {
+            body["tenant"] = serde_json::json!(t);
+        }
+        let (status, created) = self.api().post("/v1/tokens", body).await?;
+        if status != 201 {
+            bail!("creating a {scope} token answered {status}: {created}");
+        }
+        created["secret"].as_str().map(String::from).context("no secret in the answer")
     }
 }
 
@@ -135,8 +160,9 @@ pub struct Agent {
 
 impl Agent {
     /// Starts an agent without herd networking (`--network none`): several of these share one
-    /// network namespace, which herd networking (one bridge per host) does not allow.
-    pub fn start(orchestrator: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
+    /// network namespace, which herd networking (one bridge per host) does not allow. `token`
+    /// (an agent token) goes in its environment, as `HERD_TOKEN`.
+    pub fn start(orchestrator: &str, token: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("agent-{}.log", unique("")));
         let child = Command::new(bins().join("herd-agent"))
@@ -144,6 +170,7 @@ impl Agent {
             .args(["--data-dir", &data_dir.display().to_string(), "--cpus", cpus, "--memory", memory])
             .args(["--network", "none"])
             .env("RUST_LOG", "info,herd_agent=debug")
+            .env("HERD_TOKEN", token)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -172,20 +199,32 @@ where
 }
 
 /// A small HTTP client for the orchestrator's API.
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 /// A response's status and JSON body (`Null` when empty).
 pub type Reply = (u16, Value);
 
 impl Api {
+    /// A client without a token.
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new() }
+        Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new(), token: None }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self { token: Some(token.to_string()), ..self.clone() }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
@@ -205,6 +244,10 @@ impl Api {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(&body)).await
     }
 
+    pub async fn put_json(&self, path: &str, body: Value) -> Result<Reply> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body)).await
+    }
+
     pub async fn put_yaml(&self, path: &str, yaml: &str) -> Result<Reply> {
         let req = self.http.put(format!("{}{path}", self.base)).header("content-type", "application/yaml").body(yaml.to_string());
         self.send(req).await
@@ -212,6 +255,40 @@ impl Api {
 
     pub async fn delete(&self, path: &str) -> Result<Reply> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// Any request: method, path (sent as given), headers and a raw body. The answer's
+    /// status, headers and body bytes.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Ok((status, headers, resp.bytes().await?.to_vec()))
+    }
+
+    /// A JSON request with extra headers (e.g. `If-Match`, `Idempotency-Key`); the answer's
+    /// status, JSON body and `ETag`.
+    pub async fn json_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> Result<(u16, Value, Option<String>)> {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        let (status, headers, bytes) = self.raw(method, path, &all, serde_json::to_vec(body)?).await?;
+        let etag = headers.get("etag").and_then(|v| v.to_str().ok()).map(String::from);
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok((status, body, etag))
     }
 }
 

@@ -2,24 +2,38 @@
 //! [`crate::output`] and reach the orchestrator through [`crate::client`] only.
 
 mod apply;
+mod audit;
 mod delete;
 mod hosts;
 mod scale;
 mod status;
 mod tenants;
+mod tokens;
 mod wait;
 
 #[cfg(test)]
 mod fixtures;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use herd_api::wire::Scope;
 
-use crate::args::{Cli, Command, TenantCommand};
+use crate::args::{Cli, Command, TenantCommand, TokenCommand};
 use crate::client::Client;
+
+/// The token: `--token`/`HERD_TOKEN`, else the file `--token-file`/`HERD_TOKEN_FILE` names.
+fn token(cli: &Cli) -> Result<Option<String>> {
+    if let Some(t) = &cli.token {
+        return Ok(Some(t.trim().to_string()));
+    }
+    let Some(path) = &cli.token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {} (--token-file or HERD_TOKEN_FILE)", path.display()))?;
+    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+}
 
 /// Runs the command the command line names.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.server)?;
+    let client = Client::new(&cli.server, token(&cli)?)?;
     let out = cli.output;
     match cli.command {
         Command::Apply { file, wait } => apply::run(&client, out, &file, wait.limit()).await,
@@ -36,8 +50,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeout,
         } => delete::run(&client, out, &cluster, wait.then_some(timeout)).await,
         Command::Tenants(TenantCommand::List) => tenants::list(&client, out).await,
-        Command::Tenants(TenantCommand::Create { name }) => {
-            tenants::create(&client, out, &name).await
+        Command::Tenants(TenantCommand::Create { name, quota }) => {
+            tenants::create(&client, out, &name, &quota).await
         }
+        Command::Tenants(TenantCommand::Quota { name, quota }) => {
+            tenants::quota(&client, out, &name, &quota).await
+        }
+        Command::Tenants(TenantCommand::Delete { name }) => tenants::delete(&client, out, &name).await,
+        Command::Tokens(TokenCommand::Create { admin: _, agent, tenant, host, description }) => {
+            // NB: clap requires exactly one of --admin, --agent, --tenant.
+            let scope = match (&tenant, agent) {
+                (Some(_), _) => Scope::Tenant,
+                (None, true) => Scope::Agent,
+                (None, false) => Scope::Admin,
+            };
+            tokens::create(&client, out, scope, tenant, host, description).await
+        }
+        Command::Tokens(TokenCommand::List) => tokens::list(&client, out).await,
+        Command::Tokens(TokenCommand::Revoke { id }) => tokens::revoke(&client, out, &id).await,
+        Command::Audit { limit } => audit::run(&client, out, limit).await,
     }
 }

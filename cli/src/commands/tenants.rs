@@ -1,10 +1,12 @@
-//! `herd tenants`: list and create tenants.
+//! `herd tenants`: create, list and delete tenants; show and set their quotas.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use herd_api::wire::Tenant;
+use herd_api::quantity::{Cpu, Memory};
+use herd_api::wire::{Quota, Tenant};
 
+use crate::args::QuotaArgs;
 use crate::client::Client;
 use crate::output::{self, Format};
 
@@ -17,9 +19,9 @@ pub async fn list(client: &Client, out: Format) -> Result<()> {
     output::emit(out, &tenants, || tenant_table(&tenants))
 }
 
-pub async fn create(client: &Client, out: Format, name: &str) -> Result<()> {
+pub async fn create(client: &Client, out: Format, name: &str, quota: &QuotaArgs) -> Result<()> {
     let (tenant, created) = client
-        .create_tenant(name)
+        .create_tenant(name, quota.apply_to(Quota::default()))
         .await
         .with_context(|| format!("creating tenant {name}"))?;
     let verb = if created { "created" } else { "already exists" };
@@ -30,18 +32,49 @@ pub async fn create(client: &Client, out: Format, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Shows the quota, or changes the limits given and keeps the others.
+pub async fn quota(client: &Client, out: Format, name: &str, flags: &QuotaArgs) -> Result<()> {
+    let tenant = client.tenant(name).await.with_context(|| format!("reading tenant {name}"))?;
+    let tenant = if flags.any() {
+        let t = client
+            .set_quota(name, flags.apply_to(tenant.quota))
+            .await
+            .with_context(|| format!("setting the quota of tenant {name}"))?;
+        output::note(out, &format!("quota of tenant {name} set"))?;
+        t
+    } else {
+        tenant
+    };
+    output::emit(out, &tenant, || tenant_table(std::slice::from_ref(&tenant)))
+}
+
+pub async fn delete(client: &Client, out: Format, name: &str) -> Result<()> {
+    client.delete_tenant(name).await.with_context(|| format!("deleting tenant {name}"))?;
+    output::note(out, &format!("tenant {name} deleted; its tokens are revoked"))
+}
+
+/// `used/limit`, `used/-` without a limit.
+fn share(used: String, limit: Option<String>) -> String {
+    format!("{used}/{}", limit.unwrap_or_else(|| "-".into()))
+}
+
 fn tenant_table(tenants: &[Tenant]) -> String {
     let rows = tenants.iter().map(|t| {
         let created = match t.created_at {
             0 => "-".to_string(),
-            secs => humantime::format_rfc3339_seconds(
-                SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-            )
-            .to_string(),
+            secs => humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string(),
         };
-        vec![t.name.clone(), created]
+        let mem = |m: Memory| output::memory(m);
+        vec![
+            t.name.clone(),
+            created,
+            share(t.usage.cpu.to_string(), t.quota.cpu.map(|c: Cpu| c.to_string())),
+            share(mem(t.usage.memory), t.quota.memory.map(mem)),
+            share(mem(t.usage.disk), t.quota.disk.map(mem)),
+            t.quota.guaranteed.map(|g| format!("{},{},{}", g.cpu, mem(g.memory), mem(g.disk))).unwrap_or_else(|| "-".into()),
+        ]
     });
-    output::table(&["NAME", "CREATED"], rows)
+    output::table(&["NAME", "CREATED", "CPU", "MEMORY", "DISK", "GUARANTEED"], rows)
 }
 
 #[cfg(test)]
@@ -50,11 +83,22 @@ mod tests {
 
     #[test]
     fn tenant_rows() {
-        let tenant = |name: &str, created_at| -> Tenant {
-            serde_json::from_value(serde_json::json!({ "name": name, "created_at": created_at }))
-                .unwrap_or_else(|e| panic!("fixture tenant: {e}"))
+        let tenant = |name: &str, created_at, quota: serde_json::Value| -> Tenant {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "created_at": created_at, "quota": quota,
+                "usage": {"cpu": "1500m", "memory": "3Gi", "disk": "0"}
+            }))
+            .unwrap_or_else(|e| panic!("fixture tenant: {e}"))
         };
-        let got = tenant_table(&[tenant("acme", 1_767_225_600), tenant("old", 0)]);
-        assert_eq!(got, "NAME  CREATED\nacme  2026-01-01T00:00:00Z\nold   -\n");
+        let got = tenant_table(&[
+            tenant("acme", 1_767_225_600, serde_json::json!({"cpu": "4", "memory": "8Gi", "guaranteed": {"cpu": "2", "memory": "4Gi"}})),
+            tenant("old", 0, serde_json::json!({})),
+        ]);
+        let want = "\
+NAME  CREATED               CPU      MEMORY   DISK  GUARANTEED
+acme  2026-01-01T00:00:00Z  1500m/4  3Gi/8Gi  0/-   2,4Gi,0
+old   -                     1500m/-  3Gi/-    0/-   -
+";
+        assert_eq!(got, want);
     }
 }

@@ -1,0 +1,56 @@
+//! The agent protocol (agent or admin tokens) and the host list (admin only).
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State as AxumState};
+use axum::Json;
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, RegisterReply, RegisterRequest};
+
+use super::auth::Caller;
+use super::{ListParams, Result, parse};
+use crate::state::State;
+
+/// An agent registers its host (again after a restart: capacity is updated).
+#[utoipa::path(post, path = "/v1/agent/register", tag = "agents", request_body = RegisterRequest,
+    responses((status = 200, body = RegisterReply), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn register(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<RegisterReply>> {
+    caller.principal.require_agent()?;
+    let req: RegisterRequest = parse(&body?)?;
+    caller.principal.require_host(&req.host.id)?;
+    Ok(Json(s.register(caller.principal.actor(), req.host).await?))
+}
+
+/// An agent reports what runs on its host; the answer is the host's full desired set.
+#[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agents", request_body = Heartbeat,
+    responses((status = 200, body = HeartbeatReply), (status = 404, body = Problem, description = "unknown host: register again")),
+    security(("bearer" = [])))]
+pub async fn heartbeat(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatReply>> {
+    caller.principal.require_agent()?;
+    let hb: Heartbeat = parse(&body?)?;
+    caller.principal.require_host(&hb.host_id)?;
+    Ok(Json(s.heartbeat(hb).await?))
+}
+
+/// Hosts: capacity, allocation and liveness (admin only).
+#[utoipa::path(get, path = "/v1/hosts", tag = "hosts", params(ListParams),
+    responses((status = 200, body = Page<HostStatus>), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn hosts(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    q: std::result::Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<HostStatus>>> {
+    caller.principal.require_admin()?;
+    let (limit, after) = q?.0.checked()?;
+    Ok(Json(s.hosts(after, limit).await?))
+}

@@ -1,0 +1,157 @@
+//! Clusters: list, get (with `ETag`), create or replace (`PUT`, the spec as JSON or YAML),
+//! delete, and pool scaling (`PATCH`). A tenant token sees its own tenant's clusters only;
+//! any other answers 404 as if it did not exist.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herd_api::wire::{ClusterStatus, Page, Problem, ScaleRequest, Scope};
+use herd_api::{Role, yaml};
+
+use super::auth::Caller;
+use super::{ListParams, Result, check_name, etag, if_match, parse};
+use crate::error::Error;
+use crate::state::{Applied, State};
+
+fn with_etag(status: StatusCode, cluster: ClusterStatus) -> Response {
+    let tag = etag(cluster.generation);
+    (status, [(header::ETAG, tag)], Json(cluster)).into_response()
+}
+
+/// Checks the path's names and that the caller sees the tenant.
+fn visible(caller: &Caller, tenant: &str, cluster: &str) -> std::result::Result<(), Error> {
+    check_name("tenant", tenant)?;
+    check_name("cluster", cluster)?;
+    caller.principal.require_tenant(tenant, "cluster", format!("{tenant}/{cluster}"))
+}
+
+/// Every cluster the caller sees: all of them for an admin, its own tenant's for a tenant.
+#[utoipa::path(get, path = "/v1/clusters", tag = "clusters", params(ListParams),
+    responses((status = 200, body = Page<ClusterStatus>), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn all(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    q: std::result::Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<ClusterStatus>>> {
+    let (limit, after) = q?.0.checked()?;
+    let tenant = match caller.principal.scope {
+        Scope::Admin => None,
+        _ => Some(caller.principal.tenant.clone().unwrap_or_default()),
+    };
+    Ok(Json(s.clusters(tenant, after, limit).await?))
+}
+
+/// One tenant's clusters.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/clusters", tag = "clusters", params(("tenant" = String, Path), ListParams),
+    responses((status = 200, body = Page<ClusterStatus>), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn of_tenant(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    path: std::result::Result<Path<String>, PathRejection>,
+    q: std::result::Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<ClusterStatus>>> {
+    let Path(tenant) = path?;
+    check_name("tenant", &tenant)?;
+    caller.principal.require_tenant(&tenant, "tenant", &tenant)?;
+    let (limit, after) = q?.0.checked()?;
+    s.tenant(tenant.clone()).await?;
+    Ok(Json(s.clusters(Some(tenant), after, limit).await?))
+}
+
+/// A cluster: spec, generation (also as `ETag`) and instances, desired next to observed.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
+    params(("tenant" = String, Path), ("cluster" = String, Path)),
+    responses((status = 200, body = ClusterStatus, headers(("ETag" = String, description = "the generation, for If-Match"))),
+        (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response> {
+    let Path((tenant, cluster)) = path?;
+    visible(&caller, &tenant, &cluster)?;
+    Ok(with_etag(StatusCode::OK, s.cluster(tenant, cluster).await?))
+}
+
+/// Creates (201) or replaces (200) a cluster from its spec, JSON or YAML, as `herd apply`
+/// sends it. Idempotent: the same spec again changes nothing. With `If-Match`, refused
+/// with 409 unless the cluster is at that generation.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
+    params(("tenant" = String, Path), ("cluster" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "the generation the change is based on, e.g. \"3\"")),
+    request_body(content((herd_api::ClusterSpec = "application/json"), (herd_api::ClusterSpec = "application/yaml"))),
+    responses((status = 200, body = ClusterStatus), (status = 201, body = ClusterStatus),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "stale generation"),
+        (status = 413, body = Problem), (status = 422, body = Problem, description = "invalid spec or over quota")),
+    security(("bearer" = [])))]
+pub async fn apply(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let Path((tenant, cluster)) = path?;
+    visible(&caller, &tenant, &cluster)?;
+    let expect = if_match(&headers)?;
+    let body = body?;
+    let text = std::str::from_utf8(&body).map_err(|_| Error::invalid("", "request body is not UTF-8"))?;
+    let spec = yaml::parse_cluster_spec(text).map_err(Error::from)?;
+    if spec.tenant != tenant {
+        return Err(Error::invalid("tenant", format!("`{}` does not match the URL's tenant `{tenant}`", spec.tenant)).into());
+    }
+    if spec.name != cluster {
+        return Err(Error::invalid("name", format!("`{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
+    }
+    let (status, applied) = s.apply(caller.principal.actor(), spec, expect).await?;
+    let code = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(with_etag(code, status))
+}
+
+/// Deletes a cluster; its containers stop at their hosts' next heartbeat.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
+    params(("tenant" = String, Path), ("cluster" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Path((tenant, cluster)) = path?;
+    visible(&caller, &tenant, &cluster)?;
+    s.delete(caller.principal.actor(), tenant, cluster, if_match(&headers)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Sets one pool's replicas; the rest of the spec stays. Refused over the tenant's quota
+/// (422) or, with `If-Match`, when the cluster moved on (409).
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", tag = "clusters",
+    params(("tenant" = String, Path), ("cluster" = String, Path), ("pool" = Role, Path), ("If-Match" = Option<String>, Header)),
+    request_body = ScaleRequest,
+    responses((status = 200, body = ClusterStatus), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn scale(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    path: std::result::Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let Path((tenant, cluster, pool)) = path?;
+    visible(&caller, &tenant, &cluster)?;
+    let pool: Role = pool.parse().map_err(|m: String| Error::invalid("pool", m))?;
+    let expect = if_match(&headers)?;
+    let req: ScaleRequest = parse(&body?)?;
+    let status = s.scale(caller.principal.actor(), tenant, cluster, pool, req.replicas, expect).await?;
+    Ok(with_etag(StatusCode::OK, status))
+}

@@ -1,0 +1,96 @@
+//! The one mapping from errors to RFC 9457 problem+json responses.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herd_api::validate::FieldError;
+use herd_api::wire::Problem;
+use tracing::error;
+
+use crate::error::Error;
+
+/// An error on its way to becoming a problem+json response.
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+fn problem(status: StatusCode, code: &str, detail: String, errors: Vec<FieldError>) -> ApiError {
+    ApiError(Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("error").into(),
+        status: status.as_u16(),
+        detail,
+        code: code.into(),
+        errors,
+    })
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, detail: String) -> Self {
+        problem(status, code, detail, vec![])
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::NotFound { .. } => problem(StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![]),
+            Error::Spec(spec) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", e.to_string(), spec.field_errors()),
+            Error::Invalid { field, message } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                e.to_string(),
+                vec![FieldError::new(field.clone(), message.clone())],
+            ),
+            Error::Conflict(_) => problem(StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
+            Error::Stale { .. } => problem(
+                StatusCode::CONFLICT,
+                "stale_generation",
+                e.to_string(),
+                vec![FieldError::new("If-Match", "older than the stored generation")],
+            ),
+            Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
+            Error::IdempotencyKeyReused { .. } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+                vec![FieldError::new("Idempotency-Key", "used before with a different request")],
+            ),
+            Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
+            Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
+            Error::Store(_) | Error::Corrupt { .. } | Error::Worker(_) => {
+                error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
+                problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])
+            }
+        }
+    }
+}
+
+macro_rules! from_rejection {
+    ($($ty:ty => $what:literal),* $(,)?) => {$(
+        impl From<$ty> for ApiError {
+            fn from(e: $ty) -> Self {
+                let status = e.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_request" };
+                problem(status, code, format!("{}: {}", $what, e.body_text()), vec![])
+            }
+        }
+    )*};
+}
+
+from_rejection!(
+    BytesRejection => "request body",
+    PathRejection => "request path",
+    QueryRejection => "query string",
+);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

@@ -4,7 +4,7 @@
 # manifests/examples/quickstart.yaml, waits until its instances run and prints the status.
 #
 #   deploy/demo.sh        start (or restart) the demo; leaves it running
-#   deploy/demo.sh down   stop the demo's processes and remove its containers
+#   deploy/demo.sh down   stop the demo's processes, remove its containers and its host networking
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +26,18 @@ if [[ ${1:-} == down ]]; then
     stop
     ids=$(docker ps -aq --filter label=herd.host=demo-host)
     [[ -z $ids ]] || docker rm -f $ids >/dev/null
+    # The demo agent's host networking: its bridge, firewall tables, routes, DOCKER-USER accepts.
+    ip link delete herd0 2>/dev/null || true
+    for family in inet bridge; do nft delete table $family herd 2>/dev/null || true; done
+    ip route flush proto 104 2>/dev/null || true
+    for dir in -i -o; do
+        while iptables -C DOCKER-USER $dir herd0 -j ACCEPT 2>/dev/null; do iptables -D DOCKER-USER $dir herd0 -j ACCEPT; done
+    done
     echo "demo stopped; its state is in $DEMO_DIR (delete it to start afresh)"
     exit 0
 fi
+source deploy/lib/network-tools.sh
+ensure_network_tools
 
 docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers; start dockerd first" >&2; exit 1; }
 echo "==> building herd"

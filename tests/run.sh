@@ -8,6 +8,8 @@ if ! docker info >/dev/null 2>&1; then
     echo "error: no Docker engine answers; herd's tests drive the real engine. Start dockerd and retry." >&2
     exit 1
 fi
+source deploy/lib/network-tools.sh
+ensure_network_tools
 ./images/testbed/build.sh
 cargo build --workspace --locked
 if cargo nextest --version >/dev/null 2>&1; then

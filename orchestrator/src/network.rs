@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(s.lease(&BTreeSet::new()), Ok(net("10.9.0.0/24")));
         assert_eq!(s.lease(&BTreeSet::from([net("10.9.0.0/24")])), Ok(net("10.9.1.0/24")));
         let full = BTreeSet::from([net("10.9.0.0/24"), net("10.9.1.0/24")]);
-        assert!(s.lease(&full).unwrap_err().contains("no free /24 left"));
+        assert!(s.lease(&full).err().unwrap_or_default().contains("no free /24 left"));
     }
 
     #[test]

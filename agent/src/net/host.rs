@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use herd_api::names::InstanceRef;
@@ -274,11 +274,9 @@ impl HostNet {
         }
         drop(applied);
 
-        let mine: BTreeMap<InstanceRef, Ipv4Addr> =
-            local.iter().filter_map(|l| Some((l.instance.clone(), ip_of(&l.instance)?))).collect();
         let all: Vec<(Ipv4Addr, InstanceRef)> = members.into_iter().collect();
-        for (instance, _) in &mine {
-            self.write_hosts_file(instance, &all)?;
+        for l in local.iter().filter(|l| ip_of(&l.instance).is_some()) {
+            self.write_hosts_file(&l.instance, &all)?;
         }
         Ok(())
     }
@@ -328,9 +326,4 @@ impl HostNet {
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(())
     }
-}
-
-/// Checks that `dir` can hold the networking state.
-pub fn check_state_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { op: "creating", path: dir.to_path_buf(), source })
 }

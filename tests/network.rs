@@ -123,7 +123,9 @@ struct Testbed {
 
 impl Testbed {
     fn new() -> Self {
-        let tag = format!("n{}", std::process::id() % 100_000);
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("n{}{run}", std::process::id() % 100_000);
         let dir = tempfile::tempdir().unwrap();
         let underlay_ns = format!("{tag}ul");
         let mut bed = Testbed { tag: tag.clone(), underlay_ns: underlay_ns.clone(), hosts: vec![], procs: vec![], _dir: dir, agent_token: String::new() };
@@ -165,7 +167,7 @@ impl Testbed {
         format!("http://{UNDERLAY}.1:7480")
     }
 
-    fn start_orchestrator(&mut self) -> Result<()> {
+    fn start_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
         let dir = self._dir.path().join("orchestrator");
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("orchestrator.log");
@@ -174,6 +176,7 @@ impl Testbed {
             .arg(bins().join("herd-orchestrator"))
             .args(["--data-dir", &dir.display().to_string(), "--listen", &format!("{UNDERLAY}.1:7480")])
             .args(["--heartbeat-interval", "500ms", "--cluster-cidr", CLUSTER_CIDR])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -236,6 +239,7 @@ impl Drop for Testbed {
             } else {
                 // The root namespace: herd's bridge, tables, routes and DOCKER-USER accepts.
                 let _ = sh("ip", &["link", "delete", &h.bridge]);
+                let _ = sh("ip", &["link", "delete", &format!("{}a0", self.tag)]);
                 let _ = sh("ip", &["link", "delete", &format!("{}r0", self.tag)]);
                 for family in ["inet", "bridge"] {
                     let _ = sh("nft", &["delete", "table", family, "herd"]);
@@ -326,18 +330,99 @@ fn hostname_of(tenant: &str, instance: &str) -> String {
     format!("{instance}.net.{tenant}")
 }
 
+/// The tests here share addresses and the root namespace's herd table: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Testbed {
+    /// Starts the orchestrator, waits for it, and issues the agents' token; returns an admin client.
+    async fn start_orchestrator_with_token(&mut self, extra: &[&str]) -> Result<Api> {
+        self.start_orchestrator(extra)?;
+        let anonymous = Api::new(&self.orchestrator_url());
+        wait_for("the orchestrator", Duration::from_secs(20), || async {
+            Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ()))
+        })
+        .await?;
+        let admin = std::fs::read_to_string(self._dir.path().join("orchestrator/admin.token"))?;
+        let api = anonymous.with_token(admin.trim());
+        let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent"})).await?;
+        ensure!(status == 201, "agent token: {status} {created}");
+        self.agent_token = created["secret"].as_str().unwrap_or_default().to_string();
+        Ok(api)
+    }
+}
+
+/// Bad networks: a host whose own networks overlap the cluster CIDR reports it on every instance
+/// placed there and plumbs nothing; a host that finds the cluster CIDR exhausted is refused at
+/// registration with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_reach_their_tenant_across_hosts_and_nothing_else() -> Result<()> {
+async fn overlapping_and_exhausted_networks_are_refused_clearly() -> Result<()> {
+    let _serial = serial();
     require_root_docker_nft();
     let mut bed = Testbed::new();
-    bed.start_orchestrator()?;
-    let anonymous = Api::new(&bed.orchestrator_url());
-    wait_for("the orchestrator", Duration::from_secs(20), || async { Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ())) }).await?;
-    let admin = std::fs::read_to_string(bed._dir.path().join("orchestrator/admin.token"))?;
-    let api = anonymous.with_token(admin.trim());
-    let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent"})).await?;
-    ensure!(status == 201, "agent token: {status} {created}");
-    bed.agent_token = created["secret"].as_str().unwrap_or_default().to_string();
+    // One /16 host subnet: the whole cluster CIDR goes to the first host that registers.
+    let api = bed.start_orchestrator_with_token(&["--host-subnet-prefix", "16"]).await?;
+    // Host a also holds 10.214.99.1/24, inside the cluster CIDR.
+    let (ok, out) = bed.hosts[0].cmd("ip", &["addr", "add", "10.214.99.1/24", "dev", &format!("{}a0", bed.tag)]);
+    ensure!(ok, "{out}");
+    bed.start_agent(0)?;
+    let result = async {
+        let a = bed.hosts[0].id.clone();
+        wait_for("host a registered", Duration::from_secs(20), || async {
+            let (_, hosts) = api.get("/v1/hosts").await?;
+            Ok(hosts["items"].as_array().is_some_and(|h| h.iter().any(|h| h["info"]["id"] == a.as_str())).then_some(()))
+        })
+        .await?;
+        bed.start_agent(1)?;
+        let tenant = unique("ovl");
+        let _cleanup = TenantContainers(tenant.clone());
+        let (status, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
+        ensure!(status == 201, "{status}: {body}");
+        let (status, body) = api.put_yaml(&format!("/v1/tenants/{tenant}/clusters/net"), &spec(&tenant, 1, 0)).await?;
+        ensure!(status == 201, "{status}: {body}");
+        let error = wait_for("the overlap reported on the instance", Duration::from_secs(30), || async {
+            let (_, c) = api.get(&format!("/v1/tenants/{tenant}/clusters/net")).await?;
+            Ok(c["instances"][0]["observed"]["error"].as_str().map(String::from))
+        })
+        .await?;
+        ensure!(
+            error.contains("cluster CIDR 10.214.0.0/16 overlaps 10.214.99.1/24") && error.contains("--cluster-cidr"),
+            "unclear error: {error}"
+        );
+        let (_, ids) = sh("docker", &["ps", "-aq", "--filter", &format!("label=herd.tenant={tenant}")]);
+        ensure!(ids.trim().is_empty(), "a container was created on a host whose network is broken: {ids}");
+        let (_, links) = bed.hosts[0].cmd("ip", &["-br", "link"]);
+        ensure!(!links.contains("herd0") && !links.contains("hv"), "something was plumbed:\n{links}");
+        let (_, tables) = bed.hosts[0].cmd("nft", &["list", "tables"]);
+        ensure!(!tables.contains("herd"), "a firewall was applied:\n{tables}");
+        // Host b: the only host subnet is taken.
+        let b = bed.hosts[1].id.clone();
+        let log = wait_for("host b refused", Duration::from_secs(20), || async {
+            let log = bed.procs.iter().find(|(n, _)| *n == b).map(|(_, p)| p.log_text()).unwrap_or_default();
+            Ok(log.contains("no free /16 left").then_some(log))
+        })
+        .await?;
+        ensure!(log.contains("widen --cluster-cidr"), "no advice in: {log}");
+        let (_, hosts) = api.get("/v1/hosts").await?;
+        let b_state = hosts["items"].as_array().and_then(|h| h.iter().find(|h| h["info"]["id"] == b.as_str()).cloned());
+        ensure!(b_state.is_none(), "host b was registered without a subnet: {b_state:?}");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", bed.logs());
+    }
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_reach_their_tenant_across_hosts_and_nothing_else() -> Result<()> {
+    let _serial = serial();
+    require_root_docker_nft();
+    let mut bed = Testbed::new();
+    let api = bed.start_orchestrator_with_token(&[]).await?;
     for n in 0..3 {
         bed.start_agent(n)?;
     }

@@ -14,6 +14,9 @@
 //!
 //!     cargo run --release -p herd-tests --bin netbench -- [N] [PARALLEL]
 //!
+//! `NETBENCH_PHASES=1` also prints each container's phases (started, leased, plumbed, reachable)
+//! and the failed probes before success.
+//!
 //! Needs root, Docker and the testbed images (`images/testbed/build.sh`). Connections go only to the
 //! containers the benchmark made.
 

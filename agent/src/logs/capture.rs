@@ -1,0 +1,366 @@
+//! Capturing one instance's container output into its files.
+//!
+//! ```text
+//! recover cursor from the files ─► follow Docker from `since` ─► reassemble partial lines
+//!        ▲                                                          │ skip the first `skip`
+//!        └──── on a write error (disk full): report, wait, retry ◄──┴─► append (rotate) ─► syslog
+//! ```
+//!
+//! The files are the only state: nothing is remembered across attempts but what was written,
+//! so a crash, a full disk and a normal restart all resume the same way.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use herd_api::names::InstanceRef;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::cursor::{self, Cursor};
+use super::record::{self, Stream};
+use super::rotate::{Rotation, Writer};
+use super::status::Status;
+use super::syslog::{Forwarder, Message};
+
+/// One message as the Docker API gives it with timestamps on: `TIMESTAMP SP BYTES`, where
+/// `BYTES` ends in `\n` unless Docker split a long line (every 16 KiB) or the line was the
+/// last output and had no newline.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub bytes: Bytes,
+}
+
+/// Why following a container's output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The container no longer exists.
+    #[error("container {0} is gone")]
+    Gone(String),
+    #[error("reading the output of container {container} failed: {message}")]
+    Read { container: String, message: String },
+}
+
+/// Where container output comes from: Docker's logs API in production ([`super::docker`]).
+pub trait Source: Send + Sync + 'static {
+    /// Every message of `container` stored at or after Unix second `since` (0: all), then
+    /// new ones as they are written, until the container stops.
+    fn follow(&self, container: &str, since: i64) -> BoxStream<'static, Result<Chunk, SourceError>>;
+}
+
+/// Reassembles Docker's partial messages into whole lines, one buffer per stream (the two
+/// streams' messages interleave). A line's parts share its first part's timestamp.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    pending: [Option<(Bytes, Vec<u8>)>; 2],
+}
+
+/// A whole line: timestamp, stream, bytes without the newline.
+pub type Line<'a> = (&'a [u8], Stream, &'a [u8]);
+
+impl Assembler {
+    /// Feeds one message; calls `emit` when it completes a line. Malformed messages (no
+    /// timestamp) are kept whole with an empty timestamp rather than dropped.
+    pub fn push<E>(&mut self, chunk: &Chunk, mut emit: impl FnMut(Line<'_>) -> Result<(), E>) -> Result<(), E> {
+        let b = &chunk.bytes;
+        let (ts, body) = match b.iter().position(|&c| c == b' ') {
+            Some(sp) => (b.slice(..sp), &b[sp + 1..]),
+            None => (Bytes::new(), &b[..]),
+        };
+        let slot = &mut self.pending[usize::from(chunk.stream == Stream::Stderr)];
+        match body.strip_suffix(b"\n") {
+            Some(line) => match slot.take() {
+                None => emit((&ts, chunk.stream, line)),
+                Some((first_ts, mut buf)) => {
+                    buf.extend_from_slice(line);
+                    emit((&first_ts, chunk.stream, &buf))
+                }
+            },
+            None => {
+                slot.get_or_insert_with(|| (ts, Vec::new())).1.extend_from_slice(body);
+                Ok(())
+            }
+        }
+    }
+
+    /// Emits lines left without a newline when the container's output ended.
+    pub fn finish<E>(&mut self, mut emit: impl FnMut(Line<'_>) -> Result<(), E>) -> Result<(), E> {
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            if let Some((ts, buf)) = self.pending[i].take() {
+                emit((&ts, stream, &buf))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one capture needs besides its target.
+#[derive(Clone)]
+pub struct Context {
+    pub source: Arc<dyn Source>,
+    pub rotation: Rotation,
+    pub status: Arc<Status>,
+    pub forward: Option<Forwarder>,
+    /// How long to wait before retrying after a write error.
+    pub retry: Duration,
+}
+
+/// The container to capture and where to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub instance: InstanceRef,
+    pub pool: String,
+    pub container: String,
+    /// The instance's `stdio/` folder.
+    pub dir: PathBuf,
+}
+
+/// Why one capture attempt stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot write logs in {dir}")]
+    Write {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Make records durable at least this often while output flows.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Captures `target` until its container stops, it is gone, or `shutdown`.
+pub async fn run(target: Target, ctx: Context, shutdown: CancellationToken) {
+    loop {
+        match once(&target, &ctx, &shutdown).await {
+            Ok(()) => {
+                debug!(instance = %target.instance, container = %target.container, "capture ended");
+                return;
+            }
+            Err(CaptureError::Source(SourceError::Gone(_))) => {
+                ctx.status.clear(&target.instance);
+                return;
+            }
+            Err(CaptureError::Write { dir, source }) => {
+                let full = matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded);
+                warn!(instance = %target.instance, dir = %dir.display(), error = %source, full, "cannot write logs; will retry");
+                ctx.status.set(&target.instance, &dir, &source);
+            }
+            Err(e) => warn!(instance = %target.instance, error = %e, "log capture failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.retry) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result<(), CaptureError> {
+    let write_err = |source| CaptureError::Write { dir: t.dir.clone(), source };
+    let (dir, max_files) = (t.dir.clone(), ctx.rotation.max_files);
+    let found = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        cursor::recover(&dir, max_files)
+    })
+    .await
+    .map_err(|e| write_err(io::Error::other(e)))?
+    .map_err(write_err)?;
+    let mut w = Writer::open(&t.dir, ctx.rotation).map_err(write_err)?;
+    let cursor = if found.container.as_deref() == Some(t.container.as_str()) {
+        w.continue_container(&t.container);
+        found
+    } else {
+        w.start_container(&t.container);
+        Cursor::default()
+    };
+    info!(instance = %t.instance, container = %t.container, since = cursor.since, skip = cursor.skip, "capturing");
+    let mut skip = cursor.skip;
+    let mut stream = ctx.source.follow(&t.container, cursor.since);
+    let mut asm = Assembler::default();
+    let mut rec = Vec::with_capacity(4096);
+    let mut synced = Instant::now();
+    let mut write = |(ts, stream, payload): Line<'_>, w: &mut Writer| -> io::Result<()> {
+        if skip > 0 {
+            skip -= 1;
+            return Ok(());
+        }
+        rec.clear();
+        record::encode(&mut rec, ts, stream, payload);
+        w.append(&rec)?;
+        if let Some(f) = &ctx.forward {
+            f.send(Message { instance: &t.instance, pool: &t.pool, ts, stream, payload });
+        }
+        Ok(())
+    };
+    loop {
+        // NB: flush only when Docker has nothing more ready, so a busy stream is written in
+        // large blocks and an idle one is readable at once.
+        let item = match stream.next().now_or_never() {
+            Some(item) => item,
+            None => {
+                w.flush().map_err(write_err)?;
+                if synced.elapsed() >= SYNC_EVERY {
+                    w.sync().map_err(write_err)?;
+                    synced = Instant::now();
+                }
+                ctx.status.clear(&t.instance);
+                tokio::select! {
+                    item = stream.next() => item,
+                    _ = shutdown.cancelled() => {
+                        w.sync().map_err(write_err)?;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        match item {
+            None => {
+                asm.finish(|line| write(line, &mut w)).map_err(write_err)?;
+                w.sync().map_err(write_err)?;
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                w.sync().map_err(write_err)?;
+                return Err(e.into());
+            }
+            Some(Ok(chunk)) => asm.push(&chunk, |line| write(line, &mut w)).map_err(write_err)?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn chunk(stream: Stream, s: &[u8]) -> Chunk {
+        Chunk { stream, bytes: Bytes::copy_from_slice(s) }
+    }
+
+    #[test]
+    fn partial_messages_become_one_line_per_stream() {
+        let mut a = Assembler::default();
+        let mut got: Vec<(String, Stream, Vec<u8>)> = Vec::new();
+        let chunks = [
+            chunk(Stream::Stdout, b"T1 aaaa"),
+            chunk(Stream::Stderr, b"T2 err\n"),
+            chunk(Stream::Stdout, b"T1 bbbb"),
+            chunk(Stream::Stdout, b"T1 cc\n"),
+            chunk(Stream::Stdout, b"T3 \xff\x00bin\n"),
+            chunk(Stream::Stderr, b"T4 tail-without-newline"),
+        ];
+        for c in &chunks {
+            a.push::<()>(c, |(ts, s, p)| {
+                got.push((String::from_utf8_lossy(ts).into(), s, p.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        }
+        a.finish::<()>(|(ts, s, p)| {
+            got.push((String::from_utf8_lossy(ts).into(), s, p.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("T2".into(), Stream::Stderr, b"err".to_vec()),
+                ("T1".into(), Stream::Stdout, b"aaaabbbbcc".to_vec()),
+                ("T3".into(), Stream::Stdout, b"\xff\x00bin".to_vec()),
+                ("T4".into(), Stream::Stderr, b"tail-without-newline".to_vec()),
+            ]
+        );
+    }
+
+    /// Replays a fixed log from `since`, as Docker does, then ends.
+    struct Fake {
+        log: Vec<(String, Stream, Vec<u8>)>,
+        calls: Mutex<Vec<i64>>,
+    }
+
+    impl Source for Fake {
+        fn follow(&self, _container: &str, since: i64) -> BoxStream<'static, Result<Chunk, SourceError>> {
+            self.calls.lock().unwrap().push(since);
+            let since_t = std::time::UNIX_EPOCH + Duration::from_secs(since as u64);
+            let items: Vec<_> = self
+                .log
+                .iter()
+                .filter(|(ts, _, _)| cursor::parse_ts(ts.as_bytes()).unwrap() >= since_t)
+                .map(|(ts, s, b)| {
+                    let mut bytes = format!("{ts} ").into_bytes();
+                    bytes.extend_from_slice(b);
+                    Ok(Chunk { stream: *s, bytes: bytes.into() })
+                })
+                .collect();
+            futures::stream::iter(items).boxed()
+        }
+    }
+
+    fn ts(s: u64, ns: u32) -> String {
+        humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::new(s, ns)).to_string()
+    }
+
+    async fn capture(fake: Arc<Fake>, dir: &std::path::Path, rotation: Rotation) {
+        let ctx = Context { source: fake, rotation, status: Arc::new(Status::default()), forward: None, retry: Duration::from_millis(10) };
+        let target = Target { instance: InstanceRef::new("t", "c", herd_api::Role::Datanode, 0), pool: "datanode".into(), container: "c1".into(), dir: dir.into() };
+        run(target, ctx, CancellationToken::new()).await;
+    }
+
+    fn payloads(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for f in super::super::rotate::files_oldest_first(dir, 10) {
+            for line in std::fs::read(f).unwrap().split_inclusive(|&b| b == b'\n') {
+                let r = record::parse(line).unwrap();
+                if r.stream != Stream::Herd {
+                    out.push(record::unescape(r.payload));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn resuming_after_a_crash_neither_loses_nor_doubles() {
+        let mut log = Vec::new();
+        for i in 0..300u32 {
+            // Ten lines per second, a long split line every 50, binary bytes in some.
+            let t = ts(1000 + u64::from(i / 10), (i % 10) * 1000);
+            if i % 50 == 7 {
+                log.push((t.clone(), Stream::Stdout, format!("{i:05} ").into_bytes().into_iter().chain(vec![b'L'; 16384 - 6]).collect()));
+                log.push((t.clone(), Stream::Stdout, vec![b'L'; 16384]));
+                log.push((t, Stream::Stdout, b"end\n".to_vec()));
+            } else {
+                log.push((t, Stream::Stderr, [format!("{i:05} ").as_bytes(), b"\xff\n"].concat()));
+            }
+        }
+        let expected: Vec<Vec<u8>> = {
+            let dir = tempfile::tempdir().unwrap();
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+            capture(fake, dir.path(), Rotation::default()).await;
+            payloads(dir.path())
+        };
+        assert_eq!(expected.len(), 300);
+        assert!(expected[7].len() > 32768 && expected[7].ends_with(b"end"));
+        // A crash at every point: the files hold a prefix of the output, possibly torn, then the
+        // agent starts again and must end with exactly the whole output.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+        capture(fake, dir.path(), Rotation::default()).await;
+        let full = std::fs::read(dir.path().join("current.log")).unwrap();
+        for cut in (0..full.len()).step_by(997).chain([full.len()]) {
+            let d2 = tempfile::tempdir().unwrap();
+            std::fs::write(d2.path().join("current.log"), &full[..cut]).unwrap();
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+            capture(fake.clone(), d2.path(), Rotation { max_bytes: 50_000, max_files: 50 }).await;
+            assert_eq!(payloads(d2.path()), expected, "after a crash at byte {cut}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Per-instance logs (DESIGN.md, Logs).
+//!
+//! ```text
+//! <log root>/<tenant>/<cluster>/<instance>/
+//!     hadoop/   bind-mounted at /hadoop/logs: HADOOP_LOG_DIR, YARN's container logs (userlogs/)
+//!     stdio/    the container's stdout and stderr as captured by the agent, not mounted, so
+//!               the container cannot touch it: current.log, current.log.1, ...
+//! ```
+//!
+//! # Layout
+//! - [`record`]: the one-line record format and its reversible escaping.
+//! - [`rotate`]: the size-rotated writer; [`cursor`]: where to resume, from the files alone.
+//! - [`capture`]: following one container through a [`capture::Source`] ([`docker`]: Docker's
+//!   logs API) into its files; [`status`]: write failures (a full disk) for the heartbeat.
+//! - [`read`]: reading files back (tail, since, follow across rotation); [`serve`]: the
+//!   agent's HTTP endpoint the orchestrator proxies `herd logs` to.
+//! - [`syslog`]: optional RFC 5424 forwarding.
+//! - [`Logs`] (here): one capture task per instance, kept in step with the containers found.
+
+pub mod capture;
+pub mod cursor;
+pub mod docker;
+pub mod read;
+pub mod record;
+pub mod rotate;
+pub mod serve;
+pub mod status;
+pub mod syslog;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herd_api::names::InstanceRef;
+use herd_api::wire::{ContainerState, DesiredContainer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info_span};
+
+use crate::runtime::Container;
+use capture::{Context, Source, Target};
+use rotate::Rotation;
+use status::Status;
+
+/// An instance's folder under the log root.
+pub fn instance_dir(root: &Path, i: &InstanceRef) -> PathBuf {
+    root.join(&i.tenant).join(&i.cluster).join(&i.name)
+}
+
+/// Where the agent writes an instance's captured stdout and stderr.
+pub fn stdio_dir(root: &Path, i: &InstanceRef) -> PathBuf {
+    instance_dir(root, i).join("stdio")
+}
+
+/// The host folder bind-mounted as the daemon's own log directory.
+pub fn hadoop_dir(root: &Path, i: &InstanceRef) -> PathBuf {
+    instance_dir(root, i).join("hadoop")
+}
+
+/// How the agent captures logs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `<data dir>/logs`.
+    pub root: PathBuf,
+    pub rotation: Rotation,
+    pub syslog: Option<syslog::Target>,
+    pub host_id: String,
+}
+
+struct Task {
+    container: String,
+    started_at: Option<String>,
+    handle: JoinHandle<()>,
+}
+
+/// The capture tasks of one host; cheap to clone.
+#[derive(Clone)]
+pub struct Logs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    ctx: Context,
+    /// A std mutex: held only to look at and start tasks, never across an await.
+    tasks: Mutex<HashMap<InstanceRef, Task>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Logs {
+    /// Captures through `source`; every task stops at `shutdown`, having made its records durable.
+    pub fn new(opts: Options, source: Arc<dyn Source>, shutdown: CancellationToken) -> Self {
+        let forward = opts.syslog.map(|t| syslog::Forwarder::start(t, opts.host_id.clone(), shutdown.clone()));
+        let ctx = Context { source, rotation: opts.rotation, status: Arc::new(Status::default()), forward, retry: Duration::from_secs(2) };
+        let inner = Inner { root: opts.root, ctx, tasks: Mutex::new(HashMap::new()), shutdown, tracker: TaskTracker::new() };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Starts capturing every container found that is not captured yet: new containers, a
+    /// container that started again, the new container of a recreated instance (once the
+    /// old one's capture has drained).
+    pub fn sync(&self, found: &[Container], desired: &[DesiredContainer]) {
+        let pools: HashMap<&InstanceRef, &str> = desired.iter().map(|d| (&d.instance, d.role.as_str())).collect();
+        let mut best: HashMap<&InstanceRef, &Container> = HashMap::new();
+        for c in found {
+            let slot = best.entry(&c.instance).or_insert(c);
+            if c.state == ContainerState::Running && slot.state != ContainerState::Running {
+                *slot = c;
+            }
+        }
+        let inner = &self.inner;
+        let mut tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|i, t| !t.handle.is_finished() || best.contains_key(i));
+        for (instance, c) in best {
+            let start = match tasks.get(instance) {
+                None => true,
+                Some(t) if !t.handle.is_finished() => false,
+                Some(t) => t.container != c.id || c.state == ContainerState::Running || t.started_at != c.started_at,
+            };
+            if !start || inner.shutdown.is_cancelled() {
+                continue;
+            }
+            let target = Target {
+                instance: instance.clone(),
+                pool: pools.get(instance).copied().unwrap_or("-").to_string(),
+                container: c.id.clone(),
+                dir: stdio_dir(&inner.root, instance),
+            };
+            let span = info_span!("capture", instance = %instance, container = %c.id);
+            let handle = inner.tracker.spawn(capture::run(target, inner.ctx.clone(), inner.shutdown.clone()).instrument(span));
+            tasks.insert(instance.clone(), Task { container: c.id.clone(), started_at: c.started_at.clone(), handle });
+        }
+    }
+
+    /// Conditions to report on the host's status (e.g. a full log disk).
+    pub fn conditions(&self) -> Vec<String> {
+        self.inner.ctx.status.conditions()
+    }
+
+    /// The log root.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Files kept per instance.
+    pub fn rotation(&self) -> Rotation {
+        self.inner.ctx.rotation
+    }
+
+    /// Waits for every capture to stop after shutdown.
+    pub async fn drain(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herd_api::names::InstanceRef;
-use herd_api::wire::{Heartbeat, HostInfo};
+use herd_api::wire::{Heartbeat, HostInfo, LogEndpoint};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::converge::{self, Layout};
+use crate::logs::Logs;
 use crate::runtime::Runtime;
 
 /// Right after acting, heartbeat again this soon so the orchestrator sees the result.
@@ -24,6 +25,10 @@ pub struct Agent<R> {
     pub config: Config,
     pub runtime: R,
     pub client: Client,
+    /// The per-instance log captures, kept in step with the containers found.
+    pub logs: Logs,
+    /// Sent at registration so the orchestrator can proxy `herd logs` here.
+    pub log_endpoint: Option<LogEndpoint>,
 }
 
 impl<R: Runtime> Agent<R> {
@@ -56,7 +61,7 @@ impl<R: Runtime> Agent<R> {
         let layout = self.layout();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            match self.client.register(self.host_info()).await {
+            match self.client.register(self.host_info(), self.log_endpoint.clone()).await {
                 Ok(reply) => {
                     info!(cpu = %self.config.cpu, memory = %self.config.memory, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
                     failures = 0;
@@ -87,7 +92,11 @@ impl<R: Runtime> Agent<R> {
                     continue;
                 }
             };
-            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed: converge::observed(&found, &errors) };
+            let hb = Heartbeat {
+                host_id: self.config.host_id.clone(),
+                observed: converge::observed(&found, &errors),
+                conditions: self.logs.conditions(),
+            };
             let reply = match self.client.heartbeat(&hb).await {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
@@ -102,6 +111,7 @@ impl<R: Runtime> Agent<R> {
                 }
             };
             failures = 0;
+            self.logs.sync(&found, &reply.desired);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
             let desired: Vec<_> = reply.desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
             let actions = converge::plan(&desired, &found);

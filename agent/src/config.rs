@@ -9,13 +9,17 @@ use herd_api::quantity::{Cpu, Memory};
 use serde::Deserialize;
 use url::Url;
 
+use crate::logs::rotate::Rotation;
+use crate::logs::syslog;
+use std::net::SocketAddr;
+
 /// herd's per-host agent: registers this host with the orchestrator, heartbeats what runs
 /// here, and makes Docker run exactly the containers the orchestrator places here.
 #[derive(Debug, Parser)]
 #[command(
     name = "herd-agent",
     version,
-    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2"
+    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514"
 )]
 pub struct Args {
     /// URL of the orchestrator's API.
@@ -39,6 +43,19 @@ pub struct Args {
     /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
     #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
     pub data_disks: Vec<PathBuf>,
+    /// Address the log endpoint listens on (the orchestrator proxies `herd logs` to it).
+    #[arg(long, env = "HERD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Rotate an instance's captured stdout/stderr file at this size (e.g. 16Mi) [default: 16Mi].
+    #[arg(long, env = "HERD_LOG_MAX_SIZE", value_parser = Memory::parse)]
+    pub log_max_size: Option<Memory>,
+    /// Captured files kept per instance, the current one included (at least 2) [default: 5].
+    #[arg(long, env = "HERD_LOG_MAX_FILES")]
+    pub log_max_files: Option<u32>,
+    /// Also forward every captured line to this syslog collector (RFC 5424):
+    /// udp://HOST:PORT or tcp://HOST:PORT.
+    #[arg(long, env = "HERD_SYSLOG", value_name = "URL")]
+    pub syslog: Option<String>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -55,6 +72,10 @@ struct File {
     memory: Option<Memory>,
     #[serde(default)]
     data_disks: Vec<PathBuf>,
+    listen: Option<String>,
+    log_max_size: Option<Memory>,
+    log_max_files: Option<u32>,
+    syslog: Option<String>,
 }
 
 /// The settings the agent runs with, all checked.
@@ -67,6 +88,12 @@ pub struct Config {
     pub cpu: Cpu,
     pub memory: Memory,
     pub data_disks: Vec<PathBuf>,
+    /// Where the log endpoint listens.
+    pub listen: SocketAddr,
+    /// Rotation of the captured stdout/stderr files.
+    pub log_rotation: Rotation,
+    /// Syslog collector to forward captured lines to.
+    pub syslog: Option<syslog::Target>,
 }
 
 /// Every problem with the configuration, reported together.
@@ -130,8 +157,32 @@ impl Config {
         if memory.0 == 0 {
             problems.push("--memory must be more than 0 (and could not be read from /proc/meminfo)".into());
         }
-        match (orchestrator, host_id, problems.is_empty()) {
-            (Some(orchestrator), Some(host_id), true) => Ok(Config {
+        let listen_s = args.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:7481".into());
+        let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+            problems.push(format!("--listen: `{listen_s}` is not an address and port, e.g. 0.0.0.0:7481"));
+        });
+        let mut log_rotation = Rotation::default();
+        if let Some(size) = args.log_max_size.or(file.log_max_size) {
+            if size.0 < 4096 {
+                problems.push(format!("--log-max-size: {size} is too small; use at least 4Ki (e.g. 16Mi)"));
+            }
+            log_rotation.max_bytes = size.0;
+        }
+        if let Some(n) = args.log_max_files.or(file.log_max_files) {
+            if !(2..=1000).contains(&n) {
+                problems.push(format!("--log-max-files: {n} is out of range; keep 2 to 1000 files"));
+            }
+            log_rotation.max_files = n;
+        }
+        let syslog = match args.syslog.or(file.syslog).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => s.parse::<syslog::Target>().map_err(|m| problems.push(format!("--syslog: {m}"))).ok(),
+        };
+        match (orchestrator, host_id, listen, problems.is_empty()) {
+            (Some(orchestrator), Some(host_id), Ok(listen), true) => Ok(Config {
+                listen,
+                log_rotation,
+                syslog,
                 orchestrator,
                 host_id,
                 data_dir,
@@ -171,9 +222,23 @@ mod tests {
 
     #[test]
     fn all_problems_reported_at_once() {
-        let args = Args::parse_from(["herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel"]);
+        let args = Args::parse_from([
+            "herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel", "--listen", "nowhere",
+            "--log-max-size", "1Ki", "--log-max-files", "1", "--syslog", "http://collector",
+        ]);
         let Err(ConfigError(problems)) = Config::resolve(args) else { panic!("bad config accepted") };
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
+        for flag in ["--listen", "--log-max-size", "--log-max-files", "--syslog"] {
+            assert!(problems.iter().any(|p| p.starts_with(flag)), "{flag} not named: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn log_settings_default_to_safe_values() {
+        let c = Config::resolve(Args::parse_from(["herd-agent", "--orchestrator", "http://o:7480", "--host-id", "h1"])).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7481".parse().unwrap());
+        assert_eq!(c.log_rotation, Rotation { max_bytes: 16 << 20, max_files: 5 });
+        assert!(c.syslog.is_none());
     }
 
     #[test]

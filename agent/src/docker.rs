@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
@@ -28,7 +28,20 @@ pub struct DockerRuntime {
     details: Mutex<HashMap<(String, ContainerState), Details>>,
 }
 
+/// Docker's own copy of a container's output: the `local` driver, small and bounded, so it
+/// cannot fill a disk yet still holds what was written while the agent was down (the agent
+/// replays it from there; see `logs::cursor`).
+fn docker_log_config() -> HostConfigLogConfig {
+    let config = HashMap::from([("max-size".to_string(), "8m".to_string()), ("max-file".to_string(), "3".to_string())]);
+    HostConfigLogConfig { typ: Some("local".into()), config: Some(config) }
+}
+
 impl DockerRuntime {
+    /// The engine connection, for the log capture.
+    pub fn docker(&self) -> Docker {
+        self.docker.clone()
+    }
+
     /// Connects to the local engine (or `DOCKER_HOST`) and agrees on an API version.
     pub async fn connect() -> Result<Self, BollardError> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
@@ -116,6 +129,7 @@ impl Runtime for DockerRuntime {
                     maximum_retry_count: None,
                 }),
                 init: Some(true),
+                log_config: Some(docker_log_config()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -7,10 +7,14 @@
 //! - [`validate`]: semantic checks that need the whole spec; every error names its field.
 //! - [`yaml`]: the one place YAML is parsed, so errors carry the field path and line.
 //! - [`wire`]: agent protocol (register, heartbeat) and the status views of the HTTP API.
+//! - [`logs`]: the checked parameters of a log read (follow, since, tail, stream).
+//! - [`record`]: the one-line format of captured log records and its reversible escaping.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
+pub mod logs;
 pub mod names;
 pub mod quantity;
+pub mod record;
 pub mod spec;
 pub mod validate;
 pub mod wire;

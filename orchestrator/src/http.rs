@@ -28,6 +28,7 @@ pub fn router(state: State) -> Router {
         .route("/v1/tenants/{tenant}/clusters", get(tenant_clusters))
         .route("/v1/tenants/{tenant}/clusters/{cluster}", get(cluster).put(apply).delete(delete))
         .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(scale))
+        .route("/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", get(crate::logs::logs))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -42,7 +43,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T,
 
 async fn register(AxumState(s): AxumState<State>, body: std::result::Result<Json<RegisterRequest>, JsonRejection>) -> Result<Response> {
     let Json(req) = body?;
-    Ok(Json(s.register(req.host).await?).into_response())
+    let host = req.host.id.clone();
+    let reply = s.register(req.host).await?;
+    if let Some(ep) = req.logs {
+        s.set_log_endpoint(host, ep).await?;
+    }
+    Ok(Json(reply).into_response())
 }
 
 async fn heartbeat(AxumState(s): AxumState<State>, body: std::result::Result<Json<Heartbeat>, JsonRejection>) -> Result<Response> {
@@ -150,6 +156,7 @@ pub mod problem {
                 Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
                 Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
                 Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
+                Error::Unavailable(_) => problem(StatusCode::BAD_GATEWAY, "unavailable", e.to_string(), vec![]),
                 Error::Store(_) | Error::Corrupt { .. } | Error::Worker(_) => {
                     error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
                     problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`record`]: the one-line record format and its reversible escaping.
+//! - [`record`] (in `herd_api`, as the CLI reads it too): the one-line record format.
 //! - [`rotate`]: the size-rotated writer; [`cursor`]: where to resume, from the files alone.
 //! - [`capture`]: following one container through a [`capture::Source`] ([`docker`]: Docker's
 //!   logs API) into its files; [`status`]: write failures (a full disk) for the heartbeat.
@@ -21,7 +21,6 @@ pub mod capture;
 pub mod cursor;
 pub mod docker;
 pub mod read;
-pub mod record;
 pub mod rotate;
 pub mod serve;
 pub mod status;
@@ -31,6 +30,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use herd_api::record;
 
 use herd_api::names::InstanceRef;
 use herd_api::wire::{ContainerState, DesiredContainer};

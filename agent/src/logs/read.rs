@@ -12,6 +12,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use herd_api::FieldError;
+use herd_api::logs::{LogQuery, LogStream};
+
 use super::record::{self, Stream};
 use super::rotate::file_path;
 
@@ -28,58 +31,25 @@ pub struct Query {
     pub stream: Option<Stream>,
 }
 
-/// A query parameter that is wrong: the field and what to write instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct BadQuery {
-    pub field: &'static str,
-    pub message: String,
-}
-
-/// The most records `tail` may ask for (they are held in memory).
-pub const MAX_TAIL: usize = 1_000_000;
-
 impl Query {
-    /// Checks and converts the HTTP query parameters; `now` resolves `since=DURATION`.
+    /// Checks the HTTP query parameters; `now` resolves `since=DURATION`.
     pub fn parse(
         follow: Option<&str>,
         since: Option<&str>,
         tail: Option<&str>,
         stream: Option<&str>,
         now: SystemTime,
-    ) -> Result<Self, BadQuery> {
-        let bad = |field, message: String| BadQuery { field, message };
-        let follow = match follow {
-            None | Some("") | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(v) => return Err(bad("follow", format!("`{v}` is not true or false"))),
-        };
-        let since = match since.filter(|s| !s.is_empty()) {
-            None => None,
-            Some(s) => {
-                let t = match humantime::parse_duration(s) {
-                    Ok(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
-                    Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
-                        bad("since", format!("`{s}` is neither a duration (e.g. 10m, 1h30m) nor an RFC 3339 time (e.g. 2026-11-23T09:00:00Z)"))
-                    })?,
-                };
-                Some(humantime::format_rfc3339_nanos(t).to_string())
-            }
-        };
-        let tail = match tail.filter(|s| !s.is_empty()) {
-            None | Some("all") => None,
-            Some(t) => match t.parse::<usize>() {
-                Ok(n) if n <= MAX_TAIL => Some(n),
-                _ => return Err(bad("tail", format!("`{t}` is not a number of lines from 0 to {MAX_TAIL}"))),
-            },
-        };
-        let stream = match stream.filter(|s| !s.is_empty()) {
-            None => None,
-            Some("stdout") => Some(Stream::Stdout),
-            Some("stderr") => Some(Stream::Stderr),
-            Some(s) => return Err(bad("stream", format!("`{s}` is not stdout or stderr"))),
-        };
-        Ok(Query { follow, since, tail, stream })
+    ) -> Result<Self, FieldError> {
+        let q = LogQuery::parse(follow, since, tail, stream)?;
+        Ok(Query {
+            follow: q.follow,
+            since: q.since.map(|s| humantime::format_rfc3339_nanos(s.resolve(now)).to_string()),
+            tail: q.tail,
+            stream: q.stream.map(|s| match s {
+                LogStream::Stdout => Stream::Stdout,
+                LogStream::Stderr => Stream::Stderr,
+            }),
+        })
     }
 
     fn matches(&self, line: &[u8]) -> bool {
@@ -358,14 +328,11 @@ mod tests {
     }
 
     #[test]
-    fn bad_parameters_name_their_field() {
+    fn since_a_duration_is_resolved_on_this_host() {
         let now = SystemTime::now();
-        assert_eq!(Query::parse(None, None, Some("x"), None, now).unwrap_err().field, "tail");
-        assert_eq!(Query::parse(None, Some("yesterday"), None, None, now).unwrap_err().field, "since");
-        assert_eq!(Query::parse(None, None, None, Some("stdin"), now).unwrap_err().field, "stream");
-        assert_eq!(Query::parse(Some("maybe"), None, None, None, now).unwrap_err().field, "follow");
         let q = Query::parse(Some("true"), Some("10m"), Some("5"), Some("stderr"), now).unwrap();
         assert!(q.follow && q.tail == Some(5) && q.stream == Some(Stream::Stderr));
         assert_eq!(q.since, Some(humantime::format_rfc3339_nanos(now - Duration::from_secs(600)).to_string()));
+        assert_eq!(Query::parse(None, None, Some("x"), None, now).unwrap_err().field, "tail");
     }
 }

@@ -122,7 +122,7 @@ async fn logs(
     let p = |k: &str| params.get(k).map(String::as_str);
     let q = match Query::parse(p("follow"), p("since"), p("tail"), p("stream"), SystemTime::now()) {
         Ok(q) => q,
-        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string(), Some(e.field)),
+        Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{}: {}", e.field, e.message), Some(&e.field)),
     };
     let i = InstanceRef { tenant, cluster, name: instance };
     let dir = stdio_dir(&s.root, &i);

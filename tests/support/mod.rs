@@ -135,11 +135,18 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(orchestrator: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
+        Self::start_with(orchestrator, host_id, data_dir, cpus, memory, &[])
+    }
+
+    /// Starts an agent with more flags; its log endpoint listens on a free loopback port.
+    pub fn start_with(orchestrator: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("agent-{}.log", unique("")));
         let child = Command::new(bins().join("herd-agent"))
             .args(["--orchestrator", orchestrator, "--host-id", host_id])
             .args(["--data-dir", &data_dir.display().to_string(), "--cpus", cpus, "--memory", memory])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info,herd_agent=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

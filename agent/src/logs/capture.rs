@@ -29,8 +29,8 @@ use super::status::Status;
 use super::syslog::{Forwarder, Message};
 
 /// One message as the Docker API gives it with timestamps on: `TIMESTAMP SP BYTES`, where
-/// `BYTES` ends in `\n` unless Docker split a long line (every 16 KiB) or the line was the
-/// last output and had no newline.
+/// `BYTES` ends in `\n` unless Docker split a long line (every [`PART`] bytes) or the line
+/// was the last output and had no newline.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub stream: Stream,
@@ -54,8 +54,16 @@ pub trait Source: Send + Sync + 'static {
     fn follow(&self, container: &str, since: i64) -> BoxStream<'static, Result<Chunk, SourceError>>;
 }
 
+/// Docker's log copier splits lines longer than its 16 KiB buffer into parts of exactly this
+/// size; the last part is shorter (or empty).
+pub const PART: usize = 16 << 10;
+
 /// Reassembles Docker's partial messages into whole lines, one buffer per stream (the two
 /// streams' messages interleave). A line's parts share its first part's timestamp.
+///
+/// NB: Docker 20.10's `local` driver gives the last part of a split line back *without* its
+/// newline, so a message without one ends the line unless it is exactly [`PART`] bytes
+/// long. (A line that ends with no newline at all when the container exits is a whole line too.)
 #[derive(Debug, Default)]
 pub struct Assembler {
     pending: [Option<(Bytes, Vec<u8>)>; 2],
@@ -74,7 +82,12 @@ impl Assembler {
             None => (Bytes::new(), &b[..]),
         };
         let slot = &mut self.pending[usize::from(chunk.stream == Stream::Stderr)];
-        match body.strip_suffix(b"\n") {
+        let whole = match body.strip_suffix(b"\n") {
+            Some(line) => Some(line),
+            None if body.len() != PART => Some(body),
+            None => None,
+        };
+        match whole {
             Some(line) => match slot.take() {
                 None => emit((&ts, chunk.stream, line)),
                 Some((first_ts, mut buf)) => {
@@ -250,12 +263,18 @@ mod tests {
         let mut a = Assembler::default();
         let mut got: Vec<(String, Stream, Vec<u8>)> = Vec::new();
         let chunks = [
-            chunk(Stream::Stdout, b"T1 aaaa"),
+            chunk(Stream::Stdout, &[&b"T1 "[..], &[b'a'; PART]].concat()),
             chunk(Stream::Stderr, b"T2 err\n"),
-            chunk(Stream::Stdout, b"T1 bbbb"),
-            chunk(Stream::Stdout, b"T1 cc\n"),
+            chunk(Stream::Stdout, &[&b"T1 "[..], &[b'b'; PART]].concat()),
+            // The last part, as the local driver gives it back: without its newline.
+            chunk(Stream::Stdout, b"T1 cc"),
             chunk(Stream::Stdout, b"T3 \xff\x00bin\n"),
-            chunk(Stream::Stderr, b"T4 tail-without-newline"),
+            chunk(Stream::Stderr, &[&b"T4 "[..], &[b'd'; PART]].concat()),
+            // A line of exactly two parts: its newline comes as an empty last part.
+            chunk(Stream::Stderr, &[&b"T4 "[..], &[b'd'; PART]].concat()),
+            chunk(Stream::Stderr, b"T4 "),
+            chunk(Stream::Stderr, b"T5 tail-without-newline"),
+            chunk(Stream::Stdout, &[&b"T6 "[..], &[b'e'; PART]].concat()),
         ];
         for c in &chunks {
             a.push::<()>(c, |(ts, s, p)| {
@@ -273,9 +292,12 @@ mod tests {
             got,
             vec![
                 ("T2".into(), Stream::Stderr, b"err".to_vec()),
-                ("T1".into(), Stream::Stdout, b"aaaabbbbcc".to_vec()),
+                ("T1".into(), Stream::Stdout, [vec![b'a'; PART], vec![b'b'; PART], b"cc".to_vec()].concat()),
                 ("T3".into(), Stream::Stdout, b"\xff\x00bin".to_vec()),
-                ("T4".into(), Stream::Stderr, b"tail-without-newline".to_vec()),
+                ("T4".into(), Stream::Stderr, vec![b'd'; 2 * PART]),
+                ("T5".into(), Stream::Stderr, b"tail-without-newline".to_vec()),
+                // Output that ended in the middle of a long line.
+                ("T6".into(), Stream::Stdout, vec![b'e'; PART]),
             ]
         );
     }
@@ -334,9 +356,9 @@ mod tests {
             // Ten lines per second, a long split line every 50, binary bytes in some.
             let t = ts(1000 + u64::from(i / 10), (i % 10) * 1000);
             if i % 50 == 7 {
-                log.push((t.clone(), Stream::Stdout, format!("{i:05} ").into_bytes().into_iter().chain(vec![b'L'; 16384 - 6]).collect()));
-                log.push((t.clone(), Stream::Stdout, vec![b'L'; 16384]));
-                log.push((t, Stream::Stdout, b"end\n".to_vec()));
+                log.push((t.clone(), Stream::Stdout, format!("{i:05} ").into_bytes().into_iter().chain(vec![b'L'; PART - 6]).collect()));
+                log.push((t.clone(), Stream::Stdout, vec![b'L'; PART]));
+                log.push((t, Stream::Stdout, b"end".to_vec()));
             } else {
                 log.push((t, Stream::Stderr, [format!("{i:05} ").as_bytes(), b"\xff\n"].concat()));
             }

@@ -50,8 +50,9 @@ curl -fsS "$HERD_SERVER/healthz" >/dev/null || { echo "orchestrator did not star
 
 echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
 # NB: the testbed doubles idle, so the demo host offers 4 CPUs even on a 2-core laptop.
+# Its log endpoint (proxied by `herd logs`) listens on a free loopback port.
 "$BIN/herd-agent" --orchestrator "$HERD_SERVER" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo --cpus 4 \
-    >/dev/null 2>"$DEMO_DIR/agent.log" &
+    --listen 127.0.0.1:0 >/dev/null 2>"$DEMO_DIR/agent.log" &
 echo $! >"$DEMO_DIR/agent.pid"
 
 echo "==> applying manifests/examples/quickstart.yaml"
@@ -65,6 +66,8 @@ The demo is running. Try:
   export HERD_SERVER=$HERD_SERVER
   $BIN/herd scale acme/quickstart datanode=1 --wait
   $BIN/herd status -o yaml
+  $BIN/herd logs acme/quickstart/datanode-0 -f --tail 5
+  ls $DEMO_DIR/agent/logs/acme/quickstart/datanode-0/   # hadoop/ (HADOOP_LOG_DIR) and stdio/
   docker ps --filter label=herd.tenant=acme
 Stop it with: deploy/demo.sh down
 MSG

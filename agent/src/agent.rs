@@ -69,6 +69,9 @@ impl<R: Runtime> Agent<R> {
                 Err(e) => {
                     failures += 1;
                     warn!(error = %e, source = ?std::error::Error::source(&e), "registration failed, retrying");
+                    if let Ok(found) = self.runtime.list(&self.config.host_id).await {
+                        self.logs.sync(&found);
+                    }
                     sleep_or_cancel(backoff(failures), &shutdown).await;
                     continue;
                 }
@@ -106,12 +109,15 @@ impl<R: Runtime> Agent<R> {
                 Err(e) => {
                     failures += 1;
                     warn!(error = %e, "heartbeat failed");
+                    // Capture does not wait for the orchestrator.
+                    self.logs.sync(&found);
                     sleep_or_cancel(backoff(failures), shutdown).await;
                     continue;
                 }
             };
             failures = 0;
-            self.logs.sync(&found, &reply.desired);
+            self.logs.remember_pools(&reply.desired);
+            self.logs.sync(&found);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
             let desired: Vec<_> = reply.desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
             let actions = converge::plan(&desired, &found);

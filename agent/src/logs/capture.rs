@@ -113,6 +113,80 @@ impl Assembler {
     }
 }
 
+/// Drops records Docker sends twice. Docker 20.10's follow re-sends the messages of its
+/// current file after its own rotation (seen here: the whole new file again, after its last
+/// line), so a record is a replay when its timestamp goes back in its stream, or when it
+/// repeats the first record of the stream's latest timestamp (same time to the nanosecond,
+/// same bytes). Each stream's timestamps come from one writer and never go back otherwise
+/// (unless the host's clock is stepped back; see DESIGN.md, Logs).
+#[derive(Debug, Default)]
+pub struct Dedupe {
+    streams: [Seen; 2],
+    /// Records dropped as replays, for the log.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    last: Vec<u8>,
+    /// Hash of the first record with timestamp `last`.
+    first: u64,
+    /// Records with timestamp `last` taken so far.
+    at_last: u64,
+    /// While Docker replays: records with timestamp `last` matched again.
+    replaying: Option<u64>,
+}
+
+fn hash(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
+}
+
+impl Dedupe {
+    /// Whether a record is new (and to be written), or a replay of one already taken.
+    pub fn admit(&mut self, ts: &[u8], stream: Stream, payload: &[u8]) -> bool {
+        if ts.is_empty() {
+            return true;
+        }
+        let s = &mut self.streams[usize::from(stream == Stream::Stderr)];
+        let new = match ts.cmp(&s.last[..]) {
+            std::cmp::Ordering::Greater => {
+                s.last.clear();
+                s.last.extend_from_slice(ts);
+                s.first = hash(payload);
+                s.at_last = 1;
+                s.replaying = None;
+                true
+            }
+            std::cmp::Ordering::Equal => match &mut s.replaying {
+                Some(k) if *k < s.at_last => {
+                    *k += 1;
+                    false
+                }
+                None if hash(payload) == s.first => {
+                    s.replaying = Some(1);
+                    false
+                }
+                _ => {
+                    s.replaying = None;
+                    s.at_last += 1;
+                    true
+                }
+            },
+            std::cmp::Ordering::Less => {
+                s.replaying = Some(0);
+                false
+            }
+        };
+        if !new {
+            self.dropped += 1;
+        }
+        new
+    }
+}
+
 /// What one capture needs besides its target.
 #[derive(Clone)]
 pub struct Context {
@@ -198,9 +272,16 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
     let mut skip = cursor.skip;
     let mut stream = ctx.source.follow(&t.container, cursor.since);
     let mut asm = Assembler::default();
+    let mut dedupe = Dedupe::default();
     let mut rec = Vec::with_capacity(4096);
     let mut synced = Instant::now();
     let mut write = |(ts, stream, payload): Line<'_>, w: &mut Writer| -> io::Result<()> {
+        if !dedupe.admit(ts, stream, payload) {
+            if dedupe.dropped.is_power_of_two() {
+                info!(instance = %t.instance, dropped = dedupe.dropped, "Docker sent records again; dropped the copies");
+            }
+            return Ok(());
+        }
         if skip > 0 {
             skip -= 1;
             return Ok(());
@@ -302,10 +383,38 @@ mod tests {
         );
     }
 
-    /// Replays a fixed log from `since`, as Docker does, then ends.
+    #[test]
+    fn replays_are_dropped_and_equal_timestamps_kept() {
+        let mut d = Dedupe::default();
+        let seq: &[(&[u8], Stream, &[u8], bool)] = &[
+            (b"T1", Stream::Stdout, b"a", true),
+            (b"T2", Stream::Stdout, b"b", true),
+            (b"T2", Stream::Stdout, b"c", true),
+            (b"T1", Stream::Stderr, b"a", true),
+            // Docker sends stdout again from T1.
+            (b"T1", Stream::Stdout, b"a", false),
+            (b"T2", Stream::Stdout, b"b", false),
+            (b"T2", Stream::Stdout, b"c", false),
+            // Then a new record with the same timestamp, then newer ones.
+            (b"T2", Stream::Stdout, b"d", true),
+            (b"T3", Stream::Stdout, b"e", true),
+            (b"T2", Stream::Stderr, b"f", true),
+            // Docker sends again from exactly the latest timestamp: same time, same bytes.
+            (b"T3", Stream::Stdout, b"e", false),
+            (b"T3", Stream::Stdout, b"g", true),
+        ];
+        for (i, (ts, s, p, want)) in seq.iter().enumerate() {
+            assert_eq!(d.admit(ts, *s, p), *want, "record {i}");
+        }
+        assert_eq!(d.dropped, 4);
+    }
+
+    /// Replays a fixed log from `since`, as Docker does, then (with `replay`) sends its last
+    /// `replay` messages again, as Docker 20.10 does after rotating its own file, then ends.
     struct Fake {
         log: Vec<(String, Stream, Vec<u8>)>,
         calls: Mutex<Vec<i64>>,
+        replay: usize,
     }
 
     impl Source for Fake {
@@ -319,10 +428,16 @@ mod tests {
                 .map(|(ts, s, b)| {
                     let mut bytes = format!("{ts} ").into_bytes();
                     bytes.extend_from_slice(b);
-                    Ok(Chunk { stream: *s, bytes: bytes.into() })
+                    Chunk { stream: *s, bytes: bytes.into() }
                 })
-                .collect();
-            futures::stream::iter(items).boxed()
+                .collect::<Vec<_>>();
+            // Docker's files hold whole messages, and its replays start at a file's start.
+            let mut k = items.len().saturating_sub(self.replay);
+            while k > 0 && k < items.len() && !items[k - 1].bytes.ends_with(b"\n") && items[k - 1].bytes.len() > PART {
+                k -= 1;
+            }
+            let again: Vec<_> = items[k..].to_vec();
+            futures::stream::iter(items.into_iter().chain(again).map(Ok)).boxed()
         }
     }
 
@@ -365,7 +480,7 @@ mod tests {
         }
         let expected: Vec<Vec<u8>> = {
             let dir = tempfile::tempdir().unwrap();
-            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0 });
             capture(fake, dir.path(), Rotation::default()).await;
             payloads(dir.path())
         };
@@ -374,15 +489,19 @@ mod tests {
         // A crash at every point: the files hold a prefix of the output, possibly torn, then the
         // agent starts again and must end with exactly the whole output.
         let dir = tempfile::tempdir().unwrap();
-        let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+        let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0 });
         capture(fake, dir.path(), Rotation::default()).await;
         let full = std::fs::read(dir.path().join("current.log")).unwrap();
         for cut in (0..full.len()).step_by(997).chain([full.len()]) {
             let d2 = tempfile::tempdir().unwrap();
             std::fs::write(d2.path().join("current.log"), &full[..cut]).unwrap();
-            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]) });
+            // ... and Docker sends its last messages twice.
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: cut % 300 });
             capture(fake.clone(), d2.path(), Rotation { max_bytes: 50_000, max_files: 50 }).await;
-            assert_eq!(payloads(d2.path()), expected, "after a crash at byte {cut}");
+            let got = payloads(d2.path());
+            // NB: not assert_eq! on the lines: a failure would print megabytes.
+            let first_diff = got.iter().zip(&expected).position(|(a, b)| a != b);
+            assert!(got.len() == expected.len() && first_diff.is_none(), "after a crash at byte {cut}: {} lines, first difference at {first_diff:?}", got.len());
         }
     }
 }

@@ -87,6 +87,8 @@ struct Inner {
     ctx: Context,
     /// A std mutex: held only to look at and start tasks, never across an await.
     tasks: Mutex<HashMap<InstanceRef, Task>>,
+    /// Each instance's pool, from the last desired set (for syslog's structured data).
+    pools: Mutex<HashMap<InstanceRef, String>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -96,15 +98,23 @@ impl Logs {
     pub fn new(opts: Options, source: Arc<dyn Source>, shutdown: CancellationToken) -> Self {
         let forward = opts.syslog.map(|t| syslog::Forwarder::start(t, opts.host_id.clone(), shutdown.clone()));
         let ctx = Context { source, rotation: opts.rotation, status: Arc::new(Status::default()), forward, retry: Duration::from_secs(2) };
-        let inner = Inner { root: opts.root, ctx, tasks: Mutex::new(HashMap::new()), shutdown, tracker: TaskTracker::new() };
+        let inner = Inner { root: opts.root, ctx, tasks: Mutex::new(HashMap::new()), pools: Mutex::new(HashMap::new()), shutdown, tracker: TaskTracker::new() };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Notes each desired instance's pool.
+    pub fn remember_pools(&self, desired: &[DesiredContainer]) {
+        let mut pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.clear();
+        pools.extend(desired.iter().map(|d| (d.instance.clone(), d.role.as_str().to_string())));
     }
 
     /// Starts capturing every container found that is not captured yet: new containers, a
     /// container that started again, the new container of a recreated instance (once the
-    /// old one's capture has drained).
-    pub fn sync(&self, found: &[Container], desired: &[DesiredContainer]) {
-        let pools: HashMap<&InstanceRef, &str> = desired.iter().map(|d| (&d.instance, d.role.as_str())).collect();
+    /// old one's capture has drained). Needs no orchestrator: a restarted agent resumes
+    /// capture even while the orchestrator is unreachable.
+    pub fn sync(&self, found: &[Container]) {
+        let pools = self.inner.pools.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut best: HashMap<&InstanceRef, &Container> = HashMap::new();
         for c in found {
             let slot = best.entry(&c.instance).or_insert(c);
@@ -126,7 +136,7 @@ impl Logs {
             }
             let target = Target {
                 instance: instance.clone(),
-                pool: pools.get(instance).copied().unwrap_or("-").to_string(),
+                pool: pools.get(instance).cloned().unwrap_or_else(|| "-".into()),
                 container: c.id.clone(),
                 dir: stdio_dir(&inner.root, instance),
             };
@@ -155,5 +165,80 @@ impl Logs {
     pub async fn drain(&self) {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::capture::{Chunk, SourceError};
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    use herd_api::Role;
+
+    /// Records which containers are followed; their output ends at once, or never.
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        endless: bool,
+    }
+
+    impl Source for Fake {
+        fn follow(&self, container: &str, _since: i64) -> BoxStream<'static, Result<Chunk, SourceError>> {
+            self.calls.lock().unwrap().push(container.to_string());
+            if self.endless { futures::stream::pending().boxed() } else { futures::stream::empty().boxed() }
+        }
+    }
+
+    fn container(id: &str, state: ContainerState, started: &str) -> Container {
+        Container {
+            id: id.into(),
+            instance: InstanceRef::new("t", "c", Role::Datanode, 0),
+            spec_hash: String::new(),
+            state,
+            started_at: Some(started.into()),
+            exit_code: None,
+        }
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    fn logs(dir: &Path, endless: bool) -> (Logs, Arc<Fake>) {
+        let fake = Arc::new(Fake { calls: Mutex::new(vec![]), endless });
+        let opts = Options { root: dir.into(), rotation: Rotation::default(), syslog: None, host_id: "h".into() };
+        (Logs::new(opts, fake.clone(), CancellationToken::new()), fake)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_container_is_captured_once_and_again_when_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, fake) = logs(dir.path(), false);
+        let calls = || fake.calls.lock().unwrap().clone();
+        logs.sync(&[container("c1", ContainerState::Exited, "s1")]);
+        settle().await;
+        logs.sync(&[container("c1", ContainerState::Exited, "s1")]);
+        settle().await;
+        assert_eq!(calls(), ["c1"], "an exited container's output is read once");
+        logs.sync(&[container("c1", ContainerState::Running, "s2")]);
+        settle().await;
+        assert_eq!(calls(), ["c1", "c1"], "started again: followed again");
+        logs.sync(&[container("c2", ContainerState::Running, "s3")]);
+        settle().await;
+        assert_eq!(calls(), ["c1", "c1", "c2"], "recreated: the new container is followed");
+        assert!(dir.path().join("t/c/datanode-0/stdio/current.log").exists());
+    }
+
+    #[tokio::test]
+    async fn a_running_capture_is_not_doubled_and_a_new_container_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, fake) = logs(dir.path(), true);
+        for _ in 0..3 {
+            logs.sync(&[container("c1", ContainerState::Running, "s1")]);
+            settle().await;
+        }
+        logs.sync(&[container("c2", ContainerState::Running, "s2")]);
+        settle().await;
+        assert_eq!(*fake.calls.lock().unwrap(), ["c1"], "one writer per instance folder");
     }
 }

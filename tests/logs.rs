@@ -135,6 +135,28 @@ fn same_lines(what: &str, got: &[Vec<u8>], want: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
+/// What the agents logged about capture, and what each instance's files hold, for a failure.
+fn diagnose(data: &Path, instances: &[&Path]) -> String {
+    let mut out = String::new();
+    for d in instances {
+        let recs = records(&d.join("stdio")).unwrap_or_default();
+        let (o, e) = split(&recs);
+        let last = |v: &[Vec<u8>]| v.last().map(|l| String::from_utf8_lossy(&l[..l.len().min(40)]).into_owned());
+        out.push_str(&format!("{}: {} stdout (last {:?}), {} stderr (last {:?})\n", d.display(), o.len(), last(&o), e.len(), last(&e)));
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(data).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    logs.sort();
+    for p in logs.iter().filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"))) {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        out.push_str(&format!("--- {}\n", p.display()));
+        for l in text.lines().filter(|l| l.contains("capture") || l.contains("WARN") || l.contains("Docker sent")) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn count_of(stdio: &Path) -> usize {
     records(stdio).map(|r| r.len()).unwrap_or(0)
 }
@@ -150,7 +172,9 @@ async fn each_instance_gets_exactly_its_lines_across_rotation_and_agent_kills() 
     let host = format!("{tenant}-h1");
     let data = tmp.path().join(&host);
     // Small files, so both instances rotate many times; enough of them to keep every line.
-    let flags = ["--log-max-size", "256Ki", "--log-max-files", "1000"];
+    // Docker's own copy rotates too (4 MiB files, which still hold what is written while the
+    // agent is away), which its follow answers with replays.
+    let flags = ["--log-max-size", "256Ki", "--log-max-files", "1000", "--docker-log-max-size", "4Mi"];
     let start = || Agent::start_with(&orch.url, &host, &data, "4", "2Gi", &flags);
     let mut agent = start()?;
     wait_for("the host to register", WAIT, || async {
@@ -184,7 +208,18 @@ async fn each_instance_gets_exactly_its_lines_across_rotation_and_agent_kills() 
     agent = start()?;
 
     let done = |d: &Path| records(&d.join("stdio")).map(|r| r.iter().any(|(s, p)| *s == Stream::Stdout && p == b"end"));
-    wait_for("both writers' last line to be captured", WAIT, || async { Ok((done(&a)? && done(&b)?).then_some(())) }).await?;
+    wait_for("both writers' last line to be captured", WAIT, || async { Ok((done(&a)? && done(&b)?).then_some(())) })
+        .await
+        .with_context(|| diagnose(&data, &[&a, &b]))?;
+    // For people reading the output: how often Docker re-sent records the agent then dropped.
+    let mut replays = 0;
+    for e in std::fs::read_dir(&data)? {
+        let p = e?.path();
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-")) {
+            replays += std::fs::read_to_string(&p)?.matches("Docker sent records again").count();
+        }
+    }
+    eprintln!("agent log lines about records Docker sent twice: {replays}");
     let stdio_files = std::fs::read_dir(a.join("stdio"))?.count();
     ensure!(stdio_files > 3, "expected several rotated files, found {stdio_files}");
 

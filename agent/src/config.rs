@@ -52,6 +52,10 @@ pub struct Args {
     /// Captured files kept per instance, the current one included (at least 2) [default: 5].
     #[arg(long, env = "HERD_LOG_MAX_FILES")]
     pub log_max_files: Option<u32>,
+    /// Size of each of the 3 files of Docker's own bounded copy of a container's output (the
+    /// `local` driver), which holds what is written while the agent is down [default: 8Mi].
+    #[arg(long, env = "HERD_DOCKER_LOG_MAX_SIZE", value_parser = Memory::parse)]
+    pub docker_log_max_size: Option<Memory>,
     /// Also forward every captured line to this syslog collector (RFC 5424):
     /// udp://HOST:PORT or tcp://HOST:PORT.
     #[arg(long, env = "HERD_SYSLOG", value_name = "URL")]
@@ -75,6 +79,7 @@ struct File {
     listen: Option<String>,
     log_max_size: Option<Memory>,
     log_max_files: Option<u32>,
+    docker_log_max_size: Option<Memory>,
     syslog: Option<String>,
 }
 
@@ -92,6 +97,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Rotation of the captured stdout/stderr files.
     pub log_rotation: Rotation,
+    /// Size of each of the 3 files of Docker's own copy of container output.
+    pub docker_log_max_size: u64,
     /// Syslog collector to forward captured lines to.
     pub syslog: Option<syslog::Target>,
 }
@@ -174,6 +181,10 @@ impl Config {
             }
             log_rotation.max_files = n;
         }
+        let docker_log_max_size = args.docker_log_max_size.or(file.docker_log_max_size).map(|m| m.0).unwrap_or(8 << 20);
+        if docker_log_max_size < (64 << 10) {
+            problems.push(format!("--docker-log-max-size: {docker_log_max_size} bytes is too small; use at least 64Ki (e.g. 8Mi)"));
+        }
         let syslog = match args.syslog.or(file.syslog).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => s.parse::<syslog::Target>().map_err(|m| problems.push(format!("--syslog: {m}"))).ok(),
@@ -182,6 +193,7 @@ impl Config {
             (Some(orchestrator), Some(host_id), Ok(listen), true) => Ok(Config {
                 listen,
                 log_rotation,
+                docker_log_max_size,
                 syslog,
                 orchestrator,
                 host_id,

@@ -35,7 +35,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let runtime = DockerRuntime::connect()
         .await
-        .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?;
+        .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?
+        .with_log_max_size(config.docker_log_max_size);
     let client = Client::new(config.orchestrator.clone()).context("cannot build HTTP client")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -219,7 +219,15 @@ pub enum CaptureError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// Docker sent nothing for [`IDLE_RESYNC`]: follow again from the files' cursor.
+    #[error("no output for a while; following again")]
+    Idle,
 }
+
+/// Follow again after this long without output: a safety net against a follow that stalls
+/// (Docker's follow can misbehave around its own rotation). Cheap: the cursor skips what is
+/// captured, and a quiet container replays little.
+const IDLE_RESYNC: Duration = Duration::from_secs(15);
 
 /// Make records durable at least this often while output flows.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -232,6 +240,7 @@ pub async fn run(target: Target, ctx: Context, shutdown: CancellationToken) {
                 debug!(instance = %target.instance, container = %target.container, "capture ended");
                 return;
             }
+            Err(CaptureError::Idle) => continue,
             Err(CaptureError::Source(SourceError::Gone(_))) => {
                 ctx.status.clear(&target.instance);
                 return;
@@ -268,8 +277,9 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
         w.start_container(&t.container);
         Cursor::default()
     };
-    info!(instance = %t.instance, container = %t.container, since = cursor.since, skip = cursor.skip, "capturing");
-    let mut skip = cursor.skip;
+    debug!(instance = %t.instance, container = %t.container, since = cursor.since, have = cursor.expect.len(), "capturing");
+    let mut expect: std::collections::VecDeque<_> = cursor.expect.into();
+    let mut missing = 0u64;
     let mut stream = ctx.source.follow(&t.container, cursor.since);
     let mut asm = Assembler::default();
     let mut dedupe = Dedupe::default();
@@ -282,8 +292,16 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
             }
             return Ok(());
         }
-        if skip > 0 {
-            skip -= 1;
+        // Records of ours that Docker no longer has come before this one: skip past them.
+        while expect.front().is_some_and(|(e, _)| e.as_slice() < ts) {
+            expect.pop_front();
+            missing += 1;
+            if missing == 1 {
+                warn!(instance = %t.instance, "Docker's copy no longer reaches back to the last captured line: lines written while the agent was away may be lost (raise --docker-log-max-size)");
+            }
+        }
+        if expect.front().is_some_and(|(e, s)| e.as_slice() == ts && *s == stream) {
+            expect.pop_front();
             return Ok(());
         }
         rec.clear();
@@ -308,6 +326,10 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
                 ctx.status.clear(&t.instance);
                 tokio::select! {
                     item = stream.next() => item,
+                    _ = tokio::time::sleep(IDLE_RESYNC) => {
+                        w.sync().map_err(write_err)?;
+                        return Err(CaptureError::Idle);
+                    }
                     _ = shutdown.cancelled() => {
                         w.sync().map_err(write_err)?;
                         return Ok(());
@@ -415,6 +437,8 @@ mod tests {
         log: Vec<(String, Stream, Vec<u8>)>,
         calls: Mutex<Vec<i64>>,
         replay: usize,
+        /// Messages before this index were rotated away by Docker.
+        from: usize,
     }
 
     impl Source for Fake {
@@ -424,6 +448,7 @@ mod tests {
             let items: Vec<_> = self
                 .log
                 .iter()
+                .skip(self.from)
                 .filter(|(ts, _, _)| cursor::parse_ts(ts.as_bytes()).unwrap() >= since_t)
                 .map(|(ts, s, b)| {
                     let mut bytes = format!("{ts} ").into_bytes();
@@ -480,7 +505,7 @@ mod tests {
         }
         let expected: Vec<Vec<u8>> = {
             let dir = tempfile::tempdir().unwrap();
-            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0 });
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0, from: 0 });
             capture(fake, dir.path(), Rotation::default()).await;
             payloads(dir.path())
         };
@@ -489,19 +514,39 @@ mod tests {
         // A crash at every point: the files hold a prefix of the output, possibly torn, then the
         // agent starts again and must end with exactly the whole output.
         let dir = tempfile::tempdir().unwrap();
-        let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0 });
+        let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0, from: 0 });
         capture(fake, dir.path(), Rotation::default()).await;
         let full = std::fs::read(dir.path().join("current.log")).unwrap();
         for cut in (0..full.len()).step_by(997).chain([full.len()]) {
             let d2 = tempfile::tempdir().unwrap();
             std::fs::write(d2.path().join("current.log"), &full[..cut]).unwrap();
             // ... and Docker sends its last messages twice.
-            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: cut % 300 });
+            let fake = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: cut % 300, from: 0 });
             capture(fake.clone(), d2.path(), Rotation { max_bytes: 50_000, max_files: 50 }).await;
             let got = payloads(d2.path());
             // NB: not assert_eq! on the lines: a failure would print megabytes.
             let first_diff = got.iter().zip(&expected).position(|(a, b)| a != b);
             assert!(got.len() == expected.len() && first_diff.is_none(), "after a crash at byte {cut}: {} lines, first difference at {first_diff:?}", got.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn when_docker_no_longer_holds_the_last_lines_new_ones_are_not_skipped() {
+        let log: Vec<_> = (0..300u32).map(|i| (ts(1000 + u64::from(i / 10), i % 10), Stream::Stdout, format!("{i}\n").into_bytes())).collect();
+        let line = |i: u32| format!("{i}").into_bytes();
+        for (docker_from, want) in [
+            // Docker still holds part of what the files end with: nothing lost, nothing doubled.
+            (195, (0..300).map(line).collect::<Vec<_>>()),
+            // Docker rotated away lines never captured: those are lost, but no later one is.
+            (250, (0..200).chain(250..300).map(line).collect()),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let first = Arc::new(Fake { log: log[..200].to_vec(), calls: Mutex::new(vec![]), replay: 0, from: 0 });
+            capture(first, dir.path(), Rotation::default()).await;
+            let later = Arc::new(Fake { log: log.clone(), calls: Mutex::new(vec![]), replay: 0, from: docker_from });
+            capture(later, dir.path(), Rotation::default()).await;
+            let got = payloads(dir.path());
+            assert!(got == want, "Docker from {docker_from}: {} lines, first difference at {:?}", got.len(), got.iter().zip(&want).position(|(a, b)| a != b));
         }
     }
 }

@@ -3,10 +3,13 @@
 //!
 //! Docker's `since` keeps every stored message whose timestamp is at or after it, in stored
 //! order, and the files hold a prefix of that same order. So with `since` = the last
-//! record's second, the records already captured are exactly the first `skip` records Docker
-//! replays, where `skip` counts the file's records of this container at or after `since`.
+//! record's second, the records already captured are the first records Docker replays: the
+//! cursor lists them (`expect`: timestamp and stream of each of the file's records of this
+//! container at or after `since`, in file order) and capture skips the replayed records that
+//! match them. If Docker's bounded copy no longer holds some of them (the agent was down too
+//! long), the replay starts later: capture notices the mismatch instead of skipping new lines.
 //! stdout and stderr are stamped separately and may be stored a little out of timestamp
-//! order, so the backward count goes on until a record more than [`DISORDER`] older.
+//! order, so the backward scan goes on until a record more than [`DISORDER`] older.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -26,8 +29,9 @@ pub struct Cursor {
     pub container: Option<String>,
     /// Docker `since` (Unix seconds; 0 for everything).
     pub since: i64,
-    /// Records Docker will replay from `since` that are already in the files.
-    pub skip: u64,
+    /// The records at or after `since` already in the files, in file order: Docker replays
+    /// them first.
+    pub expect: Vec<(Vec<u8>, Stream)>,
 }
 
 impl Cursor {
@@ -37,7 +41,7 @@ impl Cursor {
         if self.container.as_deref() == Some(container) {
             self
         } else {
-            Cursor { container: Some(container.into()), since: 0, skip: 0 }
+            Cursor { container: Some(container.into()), since: 0, expect: Vec::new() }
         }
     }
 }
@@ -54,6 +58,12 @@ pub fn recover(dir: &Path, max_files: u32) -> io::Result<Cursor> {
     let mut cursor = Cursor::default();
     let mut since_t: Option<SystemTime> = None;
     let mut counting = true;
+    let mut expect = Vec::new();
+    let done = |mut cursor: Cursor, mut expect: Vec<(Vec<u8>, Stream)>| {
+        expect.reverse();
+        cursor.expect = expect;
+        Ok(cursor)
+    };
     for path in files {
         let mut lines = RevLines::open(&path)?;
         while let Some(line) = lines.next_line()? {
@@ -62,12 +72,12 @@ pub fn recover(dir: &Path, max_files: u32) -> io::Result<Cursor> {
                 let Some((id, rotated)) = parse_marker(rec.payload) else { continue };
                 match &cursor.container {
                     None => cursor.container = Some(id),
-                    Some(c) if *c != id => return Ok(cursor),
+                    Some(c) if *c != id => return done(cursor, expect),
                     Some(_) => {}
                 }
                 // Before a start marker, the records are another container's.
                 if !rotated {
-                    return Ok(cursor);
+                    return done(cursor, expect);
                 }
                 continue;
             }
@@ -79,17 +89,17 @@ pub fn recover(dir: &Path, max_files: u32) -> io::Result<Cursor> {
             });
             if counting {
                 if ts >= since {
-                    cursor.skip += 1;
+                    expect.push((rec.ts.to_vec(), rec.stream));
                 } else if ts + DISORDER < since {
                     counting = false;
                 }
             }
             if !counting && cursor.container.is_some() {
-                return Ok(cursor);
+                return done(cursor, expect);
             }
         }
     }
-    Ok(cursor)
+    done(cursor, expect)
 }
 
 /// Cuts a file back to its last complete record (after its last `\n`).
@@ -209,7 +219,9 @@ mod tests {
         std::io::Write::write_all(&mut f, b"2026-01-01T00:00:00.000000000Z stdout torn wi").unwrap();
         let c = recover(dir.path(), 5).unwrap();
         // Every record at or after second 101, the one stored out of order included.
-        assert_eq!(c, Cursor { container: Some("c1".into()), since: 101, skip: 7 });
+        assert_eq!((c.container.as_deref(), c.since, c.expect.len()), (Some("c1"), 101, 7));
+        assert_eq!(c.expect[0], (ts(101, 0), Stream::Stdout));
+        assert_eq!(c.expect[6], (ts(101, 999_999_999), Stream::Stderr));
         let text = std::fs::read_to_string(file_path(dir.path(), 0)).unwrap();
         assert!(text.ends_with("late\n"), "torn record cut: {text:?}");
     }
@@ -229,8 +241,8 @@ mod tests {
         // Rotation happened: the current file starts with the marker and holds 1 record.
         assert!(file_path(dir.path(), 1).exists());
         let c = recover(dir.path(), 5).unwrap();
-        assert_eq!(c, Cursor { container: Some("new".into()), since: 50, skip: 3 });
-        assert_eq!(c.clone().for_container("other"), Cursor { container: Some("other".into()), since: 0, skip: 0 });
+        assert_eq!((c.container.as_deref(), c.since, c.expect.len()), (Some("new"), 50, 3));
+        assert_eq!(c.clone().for_container("other"), Cursor { container: Some("other".into()), since: 0, expect: vec![] });
         assert_eq!(c.clone().for_container("new"), c);
     }
 

@@ -98,7 +98,7 @@ fn records(stdio: &Path) -> Result<Vec<(Stream, Vec<u8>)>> {
         };
         files.push((n, p));
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut out = Vec::new();
     for (_, f) in files {
         let bytes = std::fs::read(&f)?;

@@ -65,8 +65,9 @@ if [[ ! -s $DEMO_DIR/agent.token ]]; then
 fi
 echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
 # NB: the testbed doubles idle, so the demo host offers 4 CPUs even on a 2-core laptop.
+# Its log endpoint (proxied by `herd logs`) listens on a free loopback port.
 "$BIN/herd-agent" --orchestrator "$HERD_SERVER" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo --cpus 4 \
-    --token-file "$DEMO_DIR/agent.token" >/dev/null 2>"$DEMO_DIR/agent.log" &
+    --token-file "$DEMO_DIR/agent.token" --listen 127.0.0.1:0 >/dev/null 2>"$DEMO_DIR/agent.log" &
 echo $! >"$DEMO_DIR/agent.pid"
 
 echo "==> applying manifests/examples/quickstart.yaml"
@@ -83,6 +84,8 @@ The demo is running. Try:
   $BIN/herd tenants quota acme
   $BIN/herd audit
   $BIN/herd status -o yaml
+  $BIN/herd logs acme/quickstart/datanode-0 -f --tail 5
+  ls $DEMO_DIR/agent/logs/acme/quickstart/datanode-0/   # hadoop/ (HADOOP_LOG_DIR) and stdio/
   docker ps --filter label=herd.tenant=acme
 Stop it with: deploy/demo.sh down
 MSG

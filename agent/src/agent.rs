@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use herd_api::names::InstanceRef;
 use herd_api::network::NetworkPlan;
-use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo};
+use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo, LogEndpoint};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, NetworkMode};
 use crate::converge::{self, Layout};
+use crate::logs::Logs;
 use crate::net::host::{self, HostNet, Local};
 use crate::runtime::{Container, Runtime, RuntimeError};
 
@@ -38,6 +39,10 @@ pub struct Agent<R> {
     pub config: Config,
     pub runtime: R,
     pub client: Client,
+    /// The per-instance log captures, kept in step with the containers found.
+    pub logs: Logs,
+    /// Sent at registration so the orchestrator can proxy `herd logs` here.
+    pub log_endpoint: Option<LogEndpoint>,
 }
 
 /// The host's networking as the loop sees it.
@@ -118,7 +123,7 @@ impl<R: Runtime> Agent<R> {
                     continue;
                 }
             };
-            let reply = match self.client.register(self.host_info(address)).await {
+            let reply = match self.client.register(self.host_info(address), self.log_endpoint.clone()).await {
                 Ok(reply) => {
                     info!(cpu = %self.config.cpu, memory = %self.config.memory, address = ?address, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
                     failures = 0;
@@ -127,6 +132,10 @@ impl<R: Runtime> Agent<R> {
                 Err(e) => {
                     failures += 1;
                     warn!(error = %e, source = ?std::error::Error::source(&e), "registration failed, retrying");
+                    // Capture does not wait for the orchestrator.
+                    if let Ok(found) = self.runtime.list(&self.config.host_id).await {
+                        self.logs.sync(&found);
+                    }
                     sleep_or_cancel(backoff(failures), &shutdown).await;
                     continue;
                 }
@@ -167,7 +176,11 @@ impl<R: Runtime> Agent<R> {
                 Net::Ready(n) => n.leases().await.map(|l| by_instance(&found, &l)).unwrap_or_default(),
                 _ => HashMap::new(),
             };
-            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed: converge::observed(&found, &errors, &ips) };
+            let hb = Heartbeat {
+                host_id: self.config.host_id.clone(),
+                observed: converge::observed(&found, &errors, &ips),
+                conditions: self.logs.conditions(),
+            };
             let reply = match self.client.heartbeat(&hb).await {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
@@ -177,11 +190,15 @@ impl<R: Runtime> Agent<R> {
                 Err(e) => {
                     failures += 1;
                     warn!(error = %e, "heartbeat failed");
+                    // Capture does not wait for the orchestrator.
+                    self.logs.sync(&found);
                     sleep_or_cancel(backoff(failures), shutdown).await;
                     continue;
                 }
             };
             failures = 0;
+            self.logs.remember_pools(&reply.desired);
+            self.logs.sync(&found);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
             if let (Net::Failed(_), Some(address), Some(plan)) = (&net, address, &reply.network) {
                 // Try again: the operator may have fixed what failed.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, Problem, RegisterReply, RegisterRequest};
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, LogEndpoint, Problem, RegisterReply, RegisterRequest};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -53,8 +53,8 @@ impl Client {
         Err(ClientError::Refused { what, status, detail })
     }
 
-    pub async fn register(&self, host: HostInfo) -> Result<RegisterReply, ClientError> {
-        self.post("registration", "/v1/agent/register", &RegisterRequest { host }).await
+    pub async fn register(&self, host: HostInfo, logs: Option<LogEndpoint>) -> Result<RegisterReply, ClientError> {
+        self.post("registration", "/v1/agent/register", &RegisterRequest { host, logs }).await
     }
 
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatReply, ClientError> {

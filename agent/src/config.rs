@@ -10,13 +10,17 @@ use herd_api::quantity::{Cpu, Memory};
 use serde::Deserialize;
 use url::Url;
 
+use crate::logs::rotate::Rotation;
+use crate::logs::syslog;
+use std::net::SocketAddr;
+
 /// herd's per-host agent: registers this host with the orchestrator, heartbeats what runs
 /// here, and makes Docker run exactly the containers the orchestrator places here.
 #[derive(Debug, Parser)]
 #[command(
     name = "herd-agent",
     version,
-    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2"
+    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514"
 )]
 pub struct Args {
     /// URL of the orchestrator's API.
@@ -61,6 +65,23 @@ pub struct Args {
     /// MTU of container links, e.g. the underlay's when it is below 1500 [default: 1500].
     #[arg(long, env = "HERD_MTU")]
     pub mtu: Option<u32>,
+    /// Address the log endpoint listens on (the orchestrator proxies `herd logs` to it).
+    #[arg(long, env = "HERD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Rotate an instance's captured stdout/stderr file at this size (e.g. 16Mi) [default: 16Mi].
+    #[arg(long, env = "HERD_LOG_MAX_SIZE", value_parser = Memory::parse)]
+    pub log_max_size: Option<Memory>,
+    /// Captured files kept per instance, the current one included (at least 2) [default: 5].
+    #[arg(long, env = "HERD_LOG_MAX_FILES")]
+    pub log_max_files: Option<u32>,
+    /// Size of each of the 3 files of Docker's own bounded copy of a container's output (the
+    /// `local` driver), which holds what is written while the agent is down [default: 8Mi].
+    #[arg(long, env = "HERD_DOCKER_LOG_MAX_SIZE", value_parser = Memory::parse)]
+    pub docker_log_max_size: Option<Memory>,
+    /// Also forward every captured line to this syslog collector (RFC 5424):
+    /// udp://HOST:PORT or tcp://HOST:PORT.
+    #[arg(long, env = "HERD_SYSLOG", value_name = "URL")]
+    pub syslog: Option<String>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -94,6 +115,11 @@ struct File {
     bridge: Option<String>,
     address: Option<Ipv4Addr>,
     mtu: Option<u32>,
+    listen: Option<String>,
+    log_max_size: Option<Memory>,
+    log_max_files: Option<u32>,
+    docker_log_max_size: Option<Memory>,
+    syslog: Option<String>,
 }
 
 /// The settings the agent runs with, all checked.
@@ -114,6 +140,14 @@ pub struct Config {
     /// The underlay address; detected at start when `None`.
     pub address: Option<Ipv4Addr>,
     pub mtu: Option<u32>,
+    /// Where the log endpoint listens.
+    pub listen: SocketAddr,
+    /// Rotation of the captured stdout/stderr files.
+    pub log_rotation: Rotation,
+    /// Size of each of the 3 files of Docker's own copy of container output.
+    pub docker_log_max_size: u64,
+    /// Syslog collector to forward captured lines to.
+    pub syslog: Option<syslog::Target>,
 }
 
 // NB: by hand, so the token never reaches a log through `{:?}`.
@@ -131,6 +165,10 @@ impl std::fmt::Debug for Config {
             .field("bridge", &self.bridge)
             .field("address", &self.address)
             .field("mtu", &self.mtu)
+            .field("listen", &self.listen)
+            .field("log_rotation", &self.log_rotation)
+            .field("docker_log_max_size", &self.docker_log_max_size)
+            .field("syslog", &self.syslog)
             .finish_non_exhaustive()
     }
 }
@@ -219,8 +257,37 @@ impl Config {
         if mtu.is_some_and(|m| !(576..=65535).contains(&m)) {
             problems.push("--mtu must be from 576 to 65535".into());
         }
-        match (orchestrator, host_id, token, problems.is_empty()) {
-            (Some(orchestrator), Some(host_id), Some(token), true) => Ok(Config {
+        let listen_s = args.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:7481".into());
+        let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+            problems.push(format!("--listen: `{listen_s}` is not an address and port, e.g. 0.0.0.0:7481"));
+        });
+        let mut log_rotation = Rotation::default();
+        if let Some(size) = args.log_max_size.or(file.log_max_size) {
+            if size.0 < 4096 {
+                problems.push(format!("--log-max-size: {size} is too small; use at least 4Ki (e.g. 16Mi)"));
+            }
+            log_rotation.max_bytes = size.0;
+        }
+        if let Some(n) = args.log_max_files.or(file.log_max_files) {
+            if !(2..=1000).contains(&n) {
+                problems.push(format!("--log-max-files: {n} is out of range; keep 2 to 1000 files"));
+            }
+            log_rotation.max_files = n;
+        }
+        let docker_log_max_size = args.docker_log_max_size.or(file.docker_log_max_size).map(|m| m.0).unwrap_or(8 << 20);
+        if docker_log_max_size < (64 << 10) {
+            problems.push(format!("--docker-log-max-size: {docker_log_max_size} bytes is too small; use at least 64Ki (e.g. 8Mi)"));
+        }
+        let syslog = match args.syslog.or(file.syslog).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => s.parse::<syslog::Target>().map_err(|m| problems.push(format!("--syslog: {m}"))).ok(),
+        };
+        match (orchestrator, host_id, token, listen, problems.is_empty()) {
+            (Some(orchestrator), Some(host_id), Some(token), Ok(listen), true) => Ok(Config {
+                listen,
+                log_rotation,
+                docker_log_max_size,
+                syslog,
                 orchestrator,
                 host_id,
                 data_dir,
@@ -265,10 +332,24 @@ mod tests {
 
     #[test]
     fn all_problems_reported_at_once() {
-        let args = Args::parse_from(["herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel"]);
+        let args = Args::parse_from([
+            "herd-agent", "--orchestrator", "ftp://x", "--host-id", "Bad_Id", "--data-disk", "rel", "--listen", "nowhere",
+            "--log-max-size", "1Ki", "--log-max-files", "1", "--syslog", "http://collector",
+        ]);
         let Err(ConfigError(problems)) = Config::resolve(args) else { panic!("bad config accepted") };
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 8, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("--token")), "{problems:?}");
+        for flag in ["--listen", "--log-max-size", "--log-max-files", "--syslog"] {
+            assert!(problems.iter().any(|p| p.starts_with(flag)), "{flag} not named: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn log_settings_default_to_safe_values() {
+        let c = Config::resolve(Args::parse_from(["herd-agent", "--orchestrator", "http://o:7480", "--host-id", "h1", "--token", "t"])).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7481".parse().unwrap());
+        assert_eq!(c.log_rotation, Rotation { max_bytes: 16 << 20, max_files: 5 });
+        assert!(c.syslog.is_none());
     }
 
     #[test]

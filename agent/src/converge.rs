@@ -22,7 +22,7 @@ use crate::runtime::{Container, ContainerConfig, Runtime, RuntimeError, labels};
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub host_id: String,
-    /// Root of per-instance log folders: `<logs>/<tenant>/<cluster>/<instance>/`.
+    /// Root of per-instance log folders: `<logs>/<tenant>/<cluster>/<instance>/` (see [`crate::logs`]).
     pub logs: PathBuf,
     /// Data disks; a DataNode gets one directory on each.
     pub data_disks: Vec<PathBuf>,
@@ -42,7 +42,8 @@ impl Layout {
 
     /// Host directories to create and bind-mount for `d`: (host path, container path).
     pub fn mounts(&self, d: &DesiredContainer) -> Vec<(PathBuf, String)> {
-        let mut out = vec![(Self::instance_dir(&self.logs, &d.instance), LOG_DIR.to_string())];
+        // Only the `hadoop/` subfolder: the captured stdio next to it stays out of the container's reach.
+        let mut out = vec![(crate::logs::hadoop_dir(&self.logs, &d.instance), LOG_DIR.to_string())];
         if d.role.has_data() {
             for (n, disk) in self.data_disks.iter().enumerate() {
                 out.push((Self::instance_dir(&disk.join("herd"), &d.instance), format!("{DATA_DIR_PREFIX}{n}")));
@@ -56,6 +57,8 @@ impl Layout {
         let mounts = self.mounts(d);
         let mut env = d.env.clone();
         env.insert("HADOOP_LOG_DIR".into(), LOG_DIR.into());
+        // YARN's own logs and a NodeManager's container logs (`${yarn.log.dir}/userlogs`).
+        env.insert("YARN_LOG_DIR".into(), LOG_DIR.into());
         if d.role.has_data() {
             let dirs: Vec<&str> = mounts.iter().skip(1).map(|(_, c)| c.as_str()).collect();
             env.insert("HERD_DATA_DIRS".into(), dirs.join(","));
@@ -316,11 +319,12 @@ mod tests {
     fn datanode_gets_a_dir_on_every_disk_and_a_log_dir() {
         let d = desired(Role::Datanode, 3, 1 << 30);
         let c = layout().container_config(&d);
-        assert_eq!(c.binds, ["/l/t/c/datanode-3:/hadoop/logs", "/d0/herd/t/c/datanode-3:/hadoop/dfs/data0", "/d1/herd/t/c/datanode-3:/hadoop/dfs/data1"]);
+        assert_eq!(c.binds, ["/l/t/c/datanode-3/hadoop:/hadoop/logs", "/d0/herd/t/c/datanode-3:/hadoop/dfs/data0", "/d1/herd/t/c/datanode-3:/hadoop/dfs/data1"]);
         assert_eq!(c.env["HERD_DATA_DIRS"], "/hadoop/dfs/data0,/hadoop/dfs/data1");
         assert_eq!(c.nano_cpus, 500_000_000);
         let nm = layout().container_config(&desired(Role::Nodemanager, 0, 1 << 30));
-        assert_eq!(nm.binds, ["/l/t/c/nodemanager-0:/hadoop/logs"]);
+        assert_eq!(nm.binds, ["/l/t/c/nodemanager-0/hadoop:/hadoop/logs"]);
+        assert_eq!(nm.env["YARN_LOG_DIR"], "/hadoop/logs");
         assert!(!nm.env.contains_key("HERD_DATA_DIRS"));
     }
 

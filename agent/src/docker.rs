@@ -7,7 +7,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
@@ -25,17 +25,41 @@ type Details = (Option<String>, Option<i64>);
 
 pub struct DockerRuntime {
     docker: Docker,
+    /// Size of each of the 3 files of Docker's own copy of a container's output.
+    log_max_size: u64,
     /// `StartedAt` and exit code by (container id, state): they change only when the state
     /// does, so each container is inspected once per state rather than once per heartbeat.
     details: Mutex<HashMap<(String, ContainerState), Details>>,
 }
 
+/// Default size of each of the 3 files of Docker's own copy of a container's output.
+pub const DEFAULT_DOCKER_LOG_SIZE: u64 = 8 << 20;
+
+/// Docker's own copy of a container's output: the `local` driver, small and bounded, so it
+/// cannot fill a disk yet still holds what was written while the agent was down (the agent
+/// replays it from there; see `logs::cursor`).
+fn docker_log_config(max_size: u64) -> HostConfigLogConfig {
+    let config = HashMap::from([("max-size".to_string(), max_size.to_string()), ("max-file".to_string(), "3".to_string())]);
+    HostConfigLogConfig { typ: Some("local".into()), config: Some(config) }
+}
+
 impl DockerRuntime {
+    /// Sets the size of each of the 3 files of Docker's own copy of container output.
+    pub fn with_log_max_size(mut self, bytes: u64) -> Self {
+        self.log_max_size = bytes;
+        self
+    }
+
+    /// The engine connection, for the log capture.
+    pub fn docker(&self) -> Docker {
+        self.docker.clone()
+    }
+
     /// Connects to the local engine (or `DOCKER_HOST`) and agrees on an API version.
     pub async fn connect() -> Result<Self, BollardError> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         docker.ping().await?;
-        Ok(Self { docker, details: Mutex::new(HashMap::new()) })
+        Ok(Self { docker, log_max_size: DEFAULT_DOCKER_LOG_SIZE, details: Mutex::new(HashMap::new()) })
     }
 
     async fn details(&self, id: &str, state: ContainerState) -> Details {
@@ -118,6 +142,7 @@ impl Runtime for DockerRuntime {
                     maximum_retry_count: None,
                 }),
                 init: Some(true),
+                log_config: Some(docker_log_config(self.log_max_size)),
                 ..Default::default()
             }),
             ..Default::default()

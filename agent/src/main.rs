@@ -11,6 +11,10 @@ use herd_agent::agent::Agent;
 use herd_agent::client::Client;
 use herd_agent::config::{Args, Config};
 use herd_agent::docker::DockerRuntime;
+use herd_agent::logs::{self, Logs, docker::DockerSource, serve};
+use herd_api::wire::LogEndpoint;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -31,13 +35,35 @@ async fn main() -> anyhow::Result<()> {
     }
     let runtime = DockerRuntime::connect()
         .await
-        .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?;
+        .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?
+        .with_log_max_size(config.docker_log_max_size);
     let client = Client::new(config.orchestrator.clone(), config.token.clone()).context("cannot build HTTP client")?;
-    info!(host = %config.host_id, orchestrator = %config.orchestrator, "starting");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the log endpoint (set --listen)", config.listen))?;
+    let bound = listener.local_addr().context("cannot read the log endpoint's address")?;
+    info!(host = %config.host_id, orchestrator = %config.orchestrator, logs = %bound, "starting");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    Agent { config, runtime, client }.run(shutdown).await;
+    let log_root = config.data_dir.join("logs");
+    let opts = logs::Options {
+        root: log_root.clone(),
+        rotation: config.log_rotation,
+        syslog: config.syslog.clone(),
+        host_id: config.host_id.clone(),
+    };
+    let logs = Logs::new(opts, Arc::new(DockerSource(runtime.docker())), shutdown.clone());
+    let secret = serve::new_secret();
+    let endpoint = LogEndpoint { url: serve::advertised_url(bound, &config.orchestrator), secret: secret.clone() };
+    let server = serve::Server::new(log_root, config.log_rotation.max_files, secret);
+    let served = tokio::spawn(server.serve(listener, shutdown.clone()));
+    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint) }.run(shutdown).await;
+    // Captures make what they wrote durable on shutdown; bounded, as a stuck disk must not hang us.
+    if tokio::time::timeout(Duration::from_secs(10), logs.drain()).await.is_err() {
+        tracing::warn!("log captures did not stop within 10s");
+    }
+    served.abort();
     drop(lock);
     Ok(())
 }

@@ -8,11 +8,15 @@
 //! - [`yaml`]: the one place YAML is parsed, so errors carry the field path and line.
 //! - [`wire`]: agent protocol (register, heartbeat) and the status views of the HTTP API.
 //! - [`network`]: subnet leases, routes, cluster addresses and published ports.
+//! - [`logs`]: the checked parameters of a log read (follow, since, tail, stream).
+//! - [`record`]: the one-line format of captured log records and its reversible escaping.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
+pub mod logs;
 pub mod names;
 pub mod network;
 pub mod quantity;
+pub mod record;
 pub mod spec;
 pub mod validate;
 pub mod wire;

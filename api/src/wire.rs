@@ -42,6 +42,18 @@ pub struct HostInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
     pub host: HostInfo,
+    /// Where the agent serves its instances' logs; absent for agents that serve none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogEndpoint>,
+}
+
+/// An agent's log endpoint, for the orchestrator only (never shown by the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogEndpoint {
+    /// Base URL, e.g. `http://10.0.0.7:7481`.
+    pub url: String,
+    /// Bearer secret the agent requires; random per agent start.
+    pub secret: String,
 }
 
 /// Answer to a registration.
@@ -60,6 +72,9 @@ pub struct Heartbeat {
     pub host_id: String,
     /// Every herd container on the host, desired or not.
     pub observed: Vec<Observed>,
+    /// Problems on the host that need an operator, one line each (e.g. a full log disk).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
 }
 
 /// Observed state of one instance's container.
@@ -190,6 +205,9 @@ pub struct HostStatus {
     pub allocated_cpu: Cpu,
     pub allocated_memory: Memory,
     pub instances: u32,
+    /// Problems the agent last reported (e.g. a full log disk); empty when all is well.
+    #[serde(default)]
+    pub conditions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

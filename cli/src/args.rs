@@ -132,11 +132,49 @@ pub enum Command {
     ///
     /// One row per host whose agent has registered: its id, `ready` while heartbeats arrive or
     /// `lost` after three missed ones, its rack, CPU and memory placed on it out of what it
-    /// offers, how many instances it holds and when its agent was last heard from.
+    /// offers, how many instances it holds, when its agent was last heard from, and the
+    /// conditions its agent reports (e.g. `log-disk-full`), each explained below the table.
     #[command(after_help = "Examples:
   herd hosts
   herd hosts -o yaml")]
     Hosts,
+
+    /// Print an instance's stdout and stderr, as its host captured them.
+    ///
+    /// The orchestrator streams them from the agent of the host that holds the instance, so
+    /// this works from anywhere the API is reachable. Lines are printed as the daemon wrote
+    /// them (any bytes, lines longer than 64 KiB whole). With -f, new lines follow as they
+    /// are written, across file rotation, until interrupted. The daemon's own log files
+    /// (HADOOP_LOG_DIR) are in the instance's folder on its host, next to these.
+    ///
+    /// -o json prints one JSON object per line ({"time","stream","line"}; a line that is not
+    /// UTF-8 comes escaped, with "escaped": true), -o yaml one YAML document per line.
+    #[command(after_help = "Examples:
+  herd logs acme/prod/datanode-0
+  herd logs acme/prod/datanode-0 -f --tail 100
+  herd logs acme/prod/nodemanager-1 --since 10m --stream stderr
+  herd logs acme/prod/datanode-0 --since 2026-11-23T09:00:00Z --timestamps
+  herd logs acme/prod/datanode-0 --tail 5 -o json")]
+    Logs {
+        /// The instance, as `herd status` lists it.
+        #[arg(value_name = "TENANT/CLUSTER/INSTANCE")]
+        instance: InstanceArg,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines since this long ago (10m, 1h30m) or this time (RFC 3339).
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Option<String>,
+        /// Only the last N lines (then follow, with -f).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        tail: Option<u32>,
+        /// Only one stream.
+        #[arg(long, value_parser = ["stdout", "stderr"])]
+        stream: Option<String>,
+        /// Prefix each line with its timestamp (RFC 3339, UTC, as Docker recorded it).
+        #[arg(short, long)]
+        timestamps: bool,
+    },
 
     /// Delete a cluster.
     ///
@@ -497,6 +535,40 @@ impl FromStr for PoolReplicas {
 
 fn parse_host_id(s: &str) -> Result<String, String> {
     herd_api::names::check_host_id(s).map(|()| s.to_string()).map_err(|m| format!("host id {m}"))
+}
+
+/// An instance named on the command line as `TENANT/CLUSTER/INSTANCE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceArg {
+    pub tenant: String,
+    pub cluster: String,
+    pub name: String,
+}
+
+impl FromStr for InstanceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let example = "write TENANT/CLUSTER/INSTANCE, e.g. acme/prod/datanode-0 (see `herd status`)";
+        let parts: Vec<&str> = s.split('/').collect();
+        let [tenant, cluster, name] = parts[..] else {
+            return Err(format!("`{s}` does not name an instance; {example}"));
+        };
+        for (what, v) in [("tenant", tenant), ("cluster", cluster), ("instance", name)] {
+            check_dns_label(v).map_err(|m| format!("{what} {m}; {example}"))?;
+        }
+        Ok(Self { tenant: tenant.into(), cluster: cluster.into(), name: name.into() })
+    }
+}
+
+impl fmt::Display for InstanceArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.cluster, self.name)
+    }
+}
+
+fn parse_since(s: &str) -> Result<String, String> {
+    herd_api::logs::parse_since(s).map(|_| s.to_string())
 }
 
 fn parse_tenant_name(s: &str) -> Result<String, String> {

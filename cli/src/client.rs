@@ -261,6 +261,34 @@ impl Client {
         self.call_empty(Method::DELETE, &cluster_path(cluster)).await
     }
 
+    /// `GET {path}` as a stream (a log read): the response once it is a success. No overall
+    /// timeout, as a followed log streams for as long as the reader wants.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTP client")?;
+        let unreachable = |e: reqwest::Error| Unreachable {
+            server: self.server.clone(),
+            cause: cause(&e),
+        };
+        let mut request = http.get(format!("{}{path}", self.server));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.map_err(unreachable)?;
+            return Err(refused(status, &body, self.token.is_some()));
+        }
+        Ok(response)
+    }
+
     async fn read<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(self.call(Method::GET, path, None).await?.1)
     }

@@ -33,6 +33,9 @@ pub enum Error {
     /// The token is valid but its scope does not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// Something the request needs elsewhere (an agent) cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The embedded store failed.
     #[error("store operation failed")]
     Store(#[from] rusqlite::Error),

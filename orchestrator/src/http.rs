@@ -55,6 +55,7 @@ pub fn router(state: State) -> Router {
             get(clusters::get).put(clusters::apply).delete(clusters::delete),
         )
         .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(clusters::scale))
+        .route("/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", get(crate::logs::logs))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -11,12 +11,14 @@
 //! - [`auth`]: bearer tokens and who may see what; [`quota`]: the pure quota check.
 //! - [`http`]: the axum routes, authentication, and the one problem+json error mapping.
 //! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
+//! - [`logs`]: proxying an instance's logs from the agent that holds it.
 //! - [`config`]: typed configuration from flags, environment and file.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod logs;
 pub mod openapi;
 pub mod quota;
 pub mod network;

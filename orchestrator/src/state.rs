@@ -129,6 +129,7 @@ impl State {
                     return Err(Error::not_found("host", hb.host_id));
                 }
                 store::replace_observed(tx, &hb.host_id, &hb.observed)?;
+                store::set_conditions(tx, &hb.host_id, &hb.conditions)?;
                 // A host coming back may make room for what is pending.
                 schedule_pending(tx, now, lost_after)?;
                 let desired = desired_for(tx, &hb.host_id)?;
@@ -258,6 +259,7 @@ impl State {
             .read(move |c| {
                 let placed = store::instances(c, None)?;
                 let hosts = store::hosts_page(c, after.as_deref(), limit + 1)?;
+                let mut conditions = store::conditions(c)?;
                 let items = hosts
                     .into_iter()
                     .map(|h| {
@@ -269,6 +271,7 @@ impl State {
                             allocated_cpu: Cpu(mine.iter().map(|i| i.cpu.0).sum()),
                             allocated_memory: Memory(mine.iter().map(|i| i.memory.0).sum()),
                             instances: mine.len() as u32,
+                            conditions: conditions.remove(&h.info.id).unwrap_or_default(),
                             info: h.info,
                         }
                     })

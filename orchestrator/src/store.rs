@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory, Resources};
-use herd_api::wire::{HostInfo, Observed, Quota, Tenant};
+use herd_api::wire::{HostInfo, LogEndpoint, Observed, Quota, Tenant};
 use herd_api::{ClusterSpec, Role};
 use ipnet::Ipv4Net;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS instances (
     FOREIGN KEY (tenant, cluster) REFERENCES clusters(tenant, name)
 );
 CREATE INDEX IF NOT EXISTS instances_by_host ON instances(host_id);
+CREATE TABLE IF NOT EXISTS host_logs (host_id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS host_conditions (host_id TEXT PRIMARY KEY, conditions TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS observed (
     tenant TEXT NOT NULL,
     cluster TEXT NOT NULL,
@@ -224,6 +226,48 @@ pub fn upsert_host(c: &Connection, info: &HostInfo, now_ms: u64) -> Result<bool>
 /// Records a heartbeat; `false` when the host is unknown (it must register first).
 pub fn touch_host(c: &Connection, id: &str, now_ms: u64) -> Result<bool> {
     Ok(c.execute("UPDATE hosts SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms as i64])? == 1)
+}
+
+/// Records where a host's agent serves logs (replacing what it sent before).
+pub fn put_log_endpoint(c: &Connection, host: &str, ep: &LogEndpoint) -> Result<()> {
+    c.execute(
+        "INSERT INTO host_logs (host_id, url, secret) VALUES (?1, ?2, ?3)
+         ON CONFLICT(host_id) DO UPDATE SET url = excluded.url, secret = excluded.secret",
+        params![host, ep.url, ep.secret],
+    )?;
+    Ok(())
+}
+
+/// Where a host's agent serves logs, if it said.
+pub fn log_endpoint(c: &Connection, host: &str) -> Result<Option<LogEndpoint>> {
+    let mut stmt = c.prepare_cached("SELECT url, secret FROM host_logs WHERE host_id = ?1")?;
+    Ok(stmt.query_row([host], |r| Ok(LogEndpoint { url: r.get(0)?, secret: r.get(1)? })).optional()?)
+}
+
+/// Replaces the conditions a host's agent reports.
+pub fn set_conditions(c: &Connection, host: &str, conditions: &[String]) -> Result<()> {
+    if conditions.is_empty() {
+        c.execute("DELETE FROM host_conditions WHERE host_id = ?1", [host])?;
+    } else {
+        c.execute(
+            "INSERT INTO host_conditions (host_id, conditions) VALUES (?1, ?2)
+             ON CONFLICT(host_id) DO UPDATE SET conditions = excluded.conditions",
+            params![host, to_json(&conditions)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Every host's reported conditions, by host id.
+pub fn conditions(c: &Connection) -> Result<HashMap<String, Vec<String>>> {
+    let mut stmt = c.prepare_cached("SELECT host_id, conditions FROM host_conditions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (host, text) = row?;
+        out.insert(host, from_json("host conditions", &text)?);
+    }
+    Ok(out)
 }
 
 /// Every host, by id.

@@ -25,7 +25,17 @@ fn target_dir() -> PathBuf {
 /// Builds herd's binaries once per test process and returns the directory holding them.
 pub fn bins() -> &'static Path {
     static BINS: OnceLock<PathBuf> = OnceLock::new();
-    BINS.get_or_init(|| {
+    BINS.get_or_init(|| build_bins(false))
+}
+
+/// Like [`bins`], optimized (for benchmarks).
+pub fn release_bins() -> &'static Path {
+    static BINS: OnceLock<PathBuf> = OnceLock::new();
+    BINS.get_or_init(|| build_bins(true))
+}
+
+fn build_bins(release: bool) -> PathBuf {
+    {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         // NB: `cargo test` sets variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) that some
@@ -37,10 +47,14 @@ pub fn bins() -> &'static Path {
                 build.env_remove(key);
             }
         }
-        let status = build.args(["build", "--workspace", "--bins"]).current_dir(root()).status();
+        build.args(["build", "--workspace", "--bins"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.current_dir(root()).status();
         assert!(matches!(status, Ok(s) if s.success()), "building herd's binaries failed: {status:?}");
-        target_dir().join("debug")
-    })
+        target_dir().join(if release { "release" } else { "debug" })
+    }
 }
 
 /// Fails the test unless a Docker engine answers, and builds the testbed images once.
@@ -107,9 +121,14 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// Starts an orchestrator on `port` (0: any) with its store under `data_dir`.
     pub fn start(data_dir: &Path, port: u16) -> Result<Self> {
+        Self::start_from(bins(), data_dir, port)
+    }
+
+    /// Starts the orchestrator binary in `bin_dir` (e.g. [`release_bins`]).
+    pub fn start_from(bin_dir: &Path, data_dir: &Path, port: u16) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("orchestrator-{}.log", unique("")));
-        let mut child = Command::new(bins().join("herd-orchestrator"))
+        let mut child = Command::new(bin_dir.join("herd-orchestrator"))
             .args(["--data-dir", &data_dir.display().to_string()])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-interval", "500ms"])
             .stdout(Stdio::piped())
@@ -163,12 +182,24 @@ impl Agent {
     /// network namespace, which herd networking (one bridge per host) does not allow. `token`
     /// (an agent token) goes in its environment, as `HERD_TOKEN`.
     pub fn start(orchestrator: &str, token: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str) -> Result<Self> {
+        Self::start_with(orchestrator, token, host_id, data_dir, cpus, memory, &[])
+    }
+
+    /// Starts an agent with more flags; its log endpoint listens on a free loopback port.
+    pub fn start_with(orchestrator: &str, token: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_from(bins(), orchestrator, token, host_id, data_dir, cpus, memory, extra)
+    }
+
+    /// Starts the agent binary in `bin_dir` (e.g. [`release_bins`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_from(bin_dir: &Path, orchestrator: &str, token: &str, host_id: &str, data_dir: &Path, cpus: &str, memory: &str, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("agent-{}.log", unique("")));
-        let child = Command::new(bins().join("herd-agent"))
+        let child = Command::new(bin_dir.join("herd-agent"))
             .args(["--orchestrator", orchestrator, "--host-id", host_id])
             .args(["--data-dir", &data_dir.display().to_string(), "--cpus", cpus, "--memory", memory])
-            .args(["--network", "none"])
+            .args(["--network", "none", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RUST_LOG", "info,herd_agent=debug")
             .env("HERD_TOKEN", token)
             .stdout(Stdio::null())

@@ -18,6 +18,11 @@ pub async fn run(client: &Client, out: Format) -> Result<()> {
 }
 
 fn host_table(hosts: &[HostStatus]) -> String {
+    // The table shows each condition's name; its full text follows the table.
+    let details: String = hosts
+        .iter()
+        .flat_map(|h| h.conditions.iter().map(move |c| format!("{}: {c}\n", h.info.id)))
+        .collect();
     let rows = hosts.iter().map(|h| {
         vec![
             h.info.id.clone(),
@@ -36,6 +41,12 @@ fn host_table(hosts: &[HostStatus]) -> String {
             h.last_heartbeat_ms_ago
                 .map(|ms| format!("{} ago", short_duration(Duration::from_millis(ms))))
                 .unwrap_or_else(|| "-".into()),
+            if h.conditions.is_empty() {
+                "-".into()
+            } else {
+                let names: Vec<&str> = h.conditions.iter().map(|c| c.split(':').next().unwrap_or(c)).collect();
+                names.join(",")
+            },
         ]
     });
     output::table(
@@ -47,9 +58,10 @@ fn host_table(hosts: &[HostStatus]) -> String {
             "MEMORY",
             "INSTANCES",
             "LAST SEEN",
+            "CONDITIONS",
         ],
         rows,
-    )
+    ) + &details
 }
 
 #[cfg(test)]
@@ -75,15 +87,17 @@ mod tests {
             allocated_cpu: Cpu(1500),
             allocated_memory: Memory(1 << 30),
             instances: 3,
+            conditions: if id == "host-b" { vec!["log-disk-full: no space for logs of 1 instance(s)".into()] } else { vec![] },
         };
         let got = host_table(&[
             host("host-a", Some("r1"), HostState::Ready, Some(1200)),
             host("host-b", None, HostState::Lost, None),
         ]);
         let want = "\
-ID      STATE  RACK  CPU      MEMORY   INSTANCES  LAST SEEN
-host-a  ready  r1    1500m/4  1Gi/8Gi  3          1s ago
-host-b  lost   -     1500m/4  1Gi/8Gi  3          -
+ID      STATE  RACK  CPU      MEMORY   INSTANCES  LAST SEEN  CONDITIONS
+host-a  ready  r1    1500m/4  1Gi/8Gi  3          1s ago     -
+host-b  lost   -     1500m/4  1Gi/8Gi  3          -          log-disk-full
+host-b: log-disk-full: no space for logs of 1 instance(s)
 ";
         assert_eq!(got, want);
     }

@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod delete;
 mod hosts;
+mod logs;
 mod scale;
 mod status;
 mod tenants;
@@ -44,6 +45,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             wait,
         } => scale::run(&client, out, &cluster, &pools, wait.limit()).await,
         Command::Hosts => hosts::run(&client, out).await,
+        Command::Logs { instance, follow, since, tail, stream, timestamps } => {
+            let query = logs::Query { follow, since, tail, stream, timestamps };
+            logs::run(&client, out, &instance, &query).await
+        }
         Command::Delete {
             cluster,
             wait,

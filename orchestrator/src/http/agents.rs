@@ -23,7 +23,12 @@ pub async fn register(
     caller.principal.require_agent()?;
     let req: RegisterRequest = parse(&body?)?;
     caller.principal.require_host(&req.host.id)?;
-    Ok(Json(s.register(caller.principal.actor(), req.host).await?))
+    let host = req.host.id.clone();
+    let reply = s.register(caller.principal.actor(), req.host).await?;
+    if let Some(ep) = req.logs {
+        s.set_log_endpoint(host, ep).await?;
+    }
+    Ok(Json(reply))
 }
 
 /// An agent reports what runs on its host; the answer is the host's full desired set.

@@ -1,0 +1,102 @@
+//! `GET /v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs?follow=&since=&tail=&stream=`:
+//! an instance's captured stdout and stderr, proxied as a stream from the agent of the host
+//! that holds it (never buffered whole here), one record per line:
+//! `TIMESTAMP STREAM PAYLOAD`, the payload escaped reversibly (`\\`, `\n`, `\r`, `\xHH`).
+//!
+//! Agents tell where they serve logs, and the secret they require, when they register.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herd_api::logs::LogQuery;
+use herd_api::names::InstanceRef;
+use herd_api::wire::LogEndpoint;
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::http::auth::Caller;
+use crate::http::problem::ApiError;
+use crate::state::State;
+use crate::store;
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    // NB: no overall timeout: a followed log streams for as long as the reader wants.
+    CLIENT.get_or_init(|| reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default())
+}
+
+impl State {
+    /// Records where `host`'s agent serves logs.
+    pub async fn set_log_endpoint(&self, host: String, ep: LogEndpoint) -> Result<()> {
+        match url::Url::parse(&ep.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err(Error::invalid("logs.url", format!("`{}` is not an http(s) URL", ep.url))),
+        }
+        self.store.write(move |tx| store::put_log_endpoint(tx, &host, &ep)).await
+    }
+
+    /// The instance and the log endpoint of the host holding it.
+    pub async fn log_source(&self, tenant: String, cluster: String, name: String) -> Result<(InstanceRef, String, LogEndpoint)> {
+        self.store
+            .read(move |c| {
+                let wanted = InstanceRef { tenant: tenant.clone(), cluster: cluster.clone(), name: name.clone() };
+                let inst = store::instances(c, Some((&tenant, &cluster)))?
+                    .into_iter()
+                    .find(|i| i.instance == wanted)
+                    .ok_or_else(|| Error::not_found("instance", wanted.to_string()))?;
+                let Some(host) = inst.host else {
+                    let why = inst.pending.unwrap_or_else(|| "pending".into());
+                    return Err(Error::Conflict(format!("instance {wanted} is not placed on a host yet ({why}), so it has no logs")));
+                };
+                let ep = store::log_endpoint(c, &host)?.ok_or_else(|| {
+                    Error::Unavailable(format!("the agent of host {host} has not registered a log endpoint; upgrade or restart it"))
+                })?;
+                Ok((wanted, host, ep))
+            })
+            .await
+    }
+}
+
+/// The route's handler.
+pub async fn logs(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    Path((tenant, cluster, instance)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> std::result::Result<Response, ApiError> {
+    // Another tenant's instance answers exactly as a missing one does.
+    caller.principal.require_tenant(&tenant, "instance", format!("{tenant}/{cluster}/{instance}"))?;
+    let p = |k: &str| params.get(k).map(String::as_str);
+    LogQuery::parse(p("follow"), p("since"), p("tail"), p("stream")).map_err(|e| Error::invalid(e.field, e.message))?;
+    let (inst, host, ep) = s.log_source(tenant, cluster, instance).await?;
+    let url = format!(
+        "{}/v1/logs/{}/{}/{}?{}",
+        ep.url.trim_end_matches('/'),
+        inst.tenant,
+        inst.cluster,
+        inst.name,
+        raw.unwrap_or_default()
+    );
+    let resp = client().get(&url).bearer_auth(&ep.secret).send().await.map_err(|e| {
+        warn!(host = %host, instance = %inst, error = %e, "cannot reach agent for logs");
+        Error::Unavailable(format!("cannot reach the agent of host {host} at {} for the logs of {inst}: is it running?", ep.url))
+    })?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status == StatusCode::NOT_FOUND {
+        return Err(Error::not_found("logs of instance", format!("{inst} (on host {host}, which has none yet)")).into());
+    }
+    if !status.is_success() {
+        let detail = resp.text().await.unwrap_or_default();
+        warn!(host = %host, instance = %inst, status = %status, detail = %detail, "agent refused a log read");
+        return Err(Error::Unavailable(format!("the agent of host {host} answered {status} for the logs of {inst}")).into());
+    }
+    let body = Body::from_stream(resp.bytes_stream());
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}

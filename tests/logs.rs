@@ -356,7 +356,7 @@ async fn full_log_disk_is_reported_and_capture_resumes_without_loss_and_syslog_g
     // The disk fills: the agent says so on the host's status and keeps running.
     let full = wait_for("the host to report a full log disk", WAIT, || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        let conds = hosts[0]["conditions"].as_array().cloned().unwrap_or_default();
+        let conds = hosts["items"][0]["conditions"].as_array().cloned().unwrap_or_default();
         Ok(conds.iter().any(|c| c.as_str().is_some_and(|s| s.starts_with("log-disk-full"))).then_some(conds))
     })
     .await?;
@@ -373,7 +373,7 @@ async fn full_log_disk_is_reported_and_capture_resumes_without_loss_and_syslog_g
     ensure!(err.is_empty());
     wait_for("the condition to clear", WAIT, || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
-        Ok(hosts[0]["conditions"].as_array().is_some_and(|c| c.is_empty()).then_some(()))
+        Ok(hosts["items"][0]["conditions"].as_array().is_some_and(|c| c.is_empty()).then_some(()))
     })
     .await?;
     Ok(())

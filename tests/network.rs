@@ -222,7 +222,16 @@ impl Testbed {
     }
 
     fn logs(&self) -> String {
-        self.procs.iter().map(|(name, p)| format!("--- {name}\n{}", tail(&p.log_text(), 40))).collect()
+        for h in &self.hosts {
+            let (_, l) = h.cmd("ip", &["-br", "link"]);
+            eprintln!("=== links on {}:\n{l}", h.id);
+            if let Ok(rd) = std::fs::read_dir(&h.data_dir) {
+                for e in rd.flatten() {
+                    eprintln!("file {}", e.path().display());
+                }
+            }
+        }
+        self.procs.iter().map(|(name, p)| format!("--- {name}\n{}", tail(&p.log_text().lines().filter(|l| !l.contains(" DEBUG ")).collect::<Vec<_>>().join("\n"), 40))).collect()
     }
 }
 
@@ -524,6 +533,18 @@ async fn scenario(bed: &mut Testbed, api: &Api, ids: &BTreeSet<String>) -> Resul
         ensure!(h.ruleset() == rules_before[n], "{}: firewall changed across the agent restart", h.id);
     }
     let far = blues.iter().find(|p| p.host != nm.host).context("a blue container on another host")?;
+    reaches(&nm.container, &hostname_of(&blue, &far.name), &hostname_of(&blue, &far.name)).await?;
+
+    // Docker restarts a container (new network namespace): its agent sees the start event and
+    // plumbs it again, with the same address.
+    eprintln!("restarting {} on {}", far.container, far.host);
+    must("docker", &["restart", "-t", "1", &far.container]);
+    wait_for("the restarted container plumbed again", Duration::from_secs(30), || async {
+        let (_, out) = sh("docker", &["exec", &far.container, "ip", "-4", "-o", "addr", "show", "eth0"]);
+        Ok(out.contains(&format!("{}/", far.ip)).then_some(()))
+    })
+    .await?;
+    listen(&far.container);
     reaches(&nm.container, &hostname_of(&blue, &far.name), &hostname_of(&blue, &far.name)).await?;
 
     // Many containers at once: blue grows to 45 DataNodes (15 per host, started four at a

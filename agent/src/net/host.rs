@@ -95,6 +95,10 @@ pub struct HostNet {
     /// The rule set last applied. A tokio mutex: it is held across the `nft` run, so two
     /// passes never apply out of order.
     applied: Mutex<Option<Ruleset>>,
+    /// The container process each instance's veth was plumbed for (or found with, after a
+    /// restart). A new PID means a new network namespace: the veth left, if any, is stale.
+    /// A std mutex: never held across an await.
+    plumbed: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// The owner key of an instance's IP lease.
@@ -131,7 +135,7 @@ impl HostNet {
         let ipam = Arc::new(blocking(move || Ok(Ipam::open(dir, subnet)?)).await?);
         link::ensure_bridge(&opts.bridge, ipam.gateway_cidr()).await?;
         let outcome = docker_user::ensure_accept(&opts.bridge).await?;
-        let net = Self { opts, lease, ipam, applied: Mutex::new(None) };
+        let net = Self { opts, lease, ipam, applied: Mutex::new(None), plumbed: Default::default() };
         if let Some(saved) = net.load_ruleset()? {
             // Replay what was applied before a restart, so isolation holds from the first moment.
             if saved.host_subnet == subnet && saved.bridge == net.opts.bridge {
@@ -180,11 +184,23 @@ impl HostNet {
     /// Returns whether it plumbed.
     pub async fn attach(&self, instance: &InstanceRef, pid: u32, links: &HashSet<String>) -> Result<bool> {
         let host_veth = link::host_veth_name(&owner(instance));
+        let key = owner(instance);
         if links.contains(&host_veth) {
-            return Ok(false);
+            let known = self.plumbed.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+            match known {
+                Some(p) if p != pid => {
+                    // Docker restarted the container; its old namespace (and veth) outlived it.
+                    info!(instance = %instance, old_pid = p, pid, "container restarted; plumbing it again");
+                    link::unplumb(&host_veth).await?;
+                }
+                Some(_) => return Ok(false),
+                None => {
+                    self.plumbed.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pid);
+                    return Ok(false);
+                }
+            }
         }
         let ipam = self.ipam.clone();
-        let key = owner(instance);
         let ip = blocking(move || Ok(ipam.allocate(&key)?)).await?;
         let netns = Netns::of_pid(pid).map_err(|source| Error::Netns { pid, source })?;
         let plumbing = Plumbing {
@@ -195,6 +211,7 @@ impl HostNet {
             mtu: self.opts.mtu,
         };
         link::plumb(&netns, &plumbing).await?;
+        self.plumbed.lock().unwrap_or_else(|p| p.into_inner()).insert(owner(instance), pid);
         info!(instance = %instance, ip = %ip, veth = %plumbing.host_veth, "plumbed");
         Ok(true)
     }
@@ -211,6 +228,7 @@ impl HostNet {
         let ipam = self.ipam.clone();
         let gone = blocking(move || Ok(ipam.retain(|o| keep.contains(o))?)).await?;
         for (owner, ip) in gone {
+            self.plumbed.lock().unwrap_or_else(|p| p.into_inner()).remove(&owner);
             link::unplumb(&link::host_veth_name(&owner)).await?;
             let file = self.opts.state_dir.join("hosts").join(&owner);
             if let Err(e) = std::fs::remove_file(&file) && e.kind() != io::ErrorKind::NotFound {

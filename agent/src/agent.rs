@@ -50,7 +50,7 @@ enum Net {
     /// `--network none`.
     Off,
     /// Set up and working.
-    Ready(HostNet),
+    Ready(Box<HostNet>),
     /// Wanted but not set up (yet); the reason goes on every instance's status.
     Failed(String),
 }
@@ -143,7 +143,7 @@ impl<R: Runtime> Agent<R> {
             let net = match (address, reply.network) {
                 (None, _) => Net::Off,
                 (Some(address), Some(lease)) => match HostNet::setup(self.net_options(address), lease).await {
-                    Ok(net) => Net::Ready(net),
+                    Ok(net) => Net::Ready(Box::new(net)),
                     Err(e) => {
                         let e = error_chain(&e);
                         warn!(error = %e, "host network setup failed; instances here report it until it is fixed");
@@ -204,7 +204,7 @@ impl<R: Runtime> Agent<R> {
                 // Try again: the operator may have fixed what failed.
                 if let Ok(ready) = HostNet::setup(self.net_options(address), plan.lease).await {
                     info!("host network recovered");
-                    net = Net::Ready(ready);
+                    net = Net::Ready(Box::new(ready));
                 }
             }
             let acted;

@@ -225,11 +225,6 @@ impl Testbed {
         for h in &self.hosts {
             let (_, l) = h.cmd("ip", &["-br", "link"]);
             eprintln!("=== links on {}:\n{l}", h.id);
-            if let Ok(rd) = std::fs::read_dir(&h.data_dir) {
-                for e in rd.flatten() {
-                    eprintln!("file {}", e.path().display());
-                }
-            }
         }
         self.procs.iter().map(|(name, p)| format!("--- {name}\n{}", tail(&p.log_text().lines().filter(|l| !l.contains(" DEBUG ")).collect::<Vec<_>>().join("\n"), 40))).collect()
     }

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,6 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, NetworkMode};
 use crate::converge::{self, Layout};
+use crate::error_chain;
 use crate::logs::Logs;
 use crate::net::host::{self, HostNet, Local};
 use crate::runtime::{Container, Runtime, RuntimeError};
@@ -61,14 +63,19 @@ impl<R: Runtime> Agent<R> {
             host_id: self.config.host_id.clone(),
             logs: self.config.data_dir.join("logs"),
             data_disks: self.config.data_disks.clone(),
-            hosts_files: (self.config.network == NetworkMode::Herd).then(|| self.net_options(Ipv4Addr::UNSPECIFIED).state_dir.join("hosts")),
+            hosts_files: (self.config.network == NetworkMode::Herd).then(|| host::hosts_root(&self.net_dir())),
         }
+    }
+
+    /// The networking state directory: leases, the applied firewall, /etc/hosts files.
+    fn net_dir(&self) -> PathBuf {
+        self.config.data_dir.join("net")
     }
 
     fn net_options(&self, address: Ipv4Addr) -> host::Options {
         host::Options {
             bridge: self.config.bridge.clone(),
-            state_dir: self.config.data_dir.join("net"),
+            state_dir: self.net_dir(),
             address,
             mtu: self.config.mtu,
         }
@@ -340,18 +347,6 @@ async fn next_start(starts: &mut Option<BoxStream<'static, Result<String, Runtim
         Some(s) => s.next().await,
         None => std::future::pending().await,
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// Exponential backoff with full jitter, capped.

@@ -17,3 +17,15 @@ pub mod docker;
 pub mod logs;
 pub mod net;
 pub mod runtime;
+
+/// An error and its causes on one line, for instance statuses and log fields.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
 
+use herd_agent::error_chain;
 use herd_agent::net::firewall::{self, Member, Protocol, Published, Ruleset};
 use herd_agent::net::link::{self, Plumbing};
 use herd_agent::net::netns::Netns;
@@ -43,17 +44,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The error and its sources, joined.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
 
 /// Deletes a named namespace when dropped.
 struct DeleteNs(String);
@@ -432,7 +422,7 @@ async fn a_failure_inside_the_container_leaves_nothing_behind() {
 
     let p = host.plumbing("acme/prod/datanode-0", 2);
     let err = host.plumb(&c, &p).await.unwrap_err();
-    let text = chain(&err);
+    let text = error_chain(&err);
     assert!(matches!(err, link::Error::Inside { .. }), "{text}");
     assert!(
         text.contains("default route") && text.contains("File exists"),
@@ -462,9 +452,9 @@ async fn an_existing_eth0_in_the_container_is_refused_before_anything_is_created
     let p = host.plumbing("acme/prod/datanode-0", 2);
     let err = host.plumb(&c, &p).await.unwrap_err();
     assert!(
-        chain(&err).contains("creating veth pair"),
+        error_chain(&err).contains("creating veth pair"),
         "{}",
-        chain(&err)
+        error_chain(&err)
     );
     assert!(!host.ns.links().await.contains(&p.host_veth));
     assert_eq!(sorted(c.links().await), ["eth0", "eth0p", "lo"]);

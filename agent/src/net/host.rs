@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use herd_api::names::InstanceRef;
@@ -101,6 +101,11 @@ pub struct HostNet {
     plumbed: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
+/// Where the instances' /etc/hosts files live, under the networking state directory.
+pub fn hosts_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("hosts")
+}
+
 /// The owner key of an instance's IP lease.
 pub fn owner(i: &InstanceRef) -> String {
     format!("{}/{}/{}", i.tenant, i.cluster, i.name)
@@ -153,8 +158,8 @@ impl HostNet {
     }
 
     /// Where `instance`'s /etc/hosts lives on the host.
-    pub fn hosts_file(&self, instance: &InstanceRef) -> PathBuf {
-        hosts::path(&self.opts.state_dir.join("hosts"), instance)
+    fn hosts_file(&self, instance: &InstanceRef) -> PathBuf {
+        hosts::path(&hosts_root(&self.opts.state_dir), instance)
     }
 
     /// Leases an address for each instance (keeping existing leases) and writes each one's
@@ -230,7 +235,7 @@ impl HostNet {
         for (owner, ip) in gone {
             self.plumbed.lock().unwrap_or_else(|p| p.into_inner()).remove(&owner);
             link::unplumb(&link::host_veth_name(&owner)).await?;
-            let file = self.opts.state_dir.join("hosts").join(&owner);
+            let file = hosts_root(&self.opts.state_dir).join(&owner);
             if let Err(e) = std::fs::remove_file(&file) && e.kind() != io::ErrorKind::NotFound {
                 warn!(file = %file.display(), error = %e, "removing a stale hosts file failed");
             }

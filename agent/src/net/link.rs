@@ -259,14 +259,7 @@ pub async fn unplumb(host_veth: &str) -> Result<()> {
 /// Names of all links in the calling thread's namespace.
 pub async fn link_names() -> Result<Vec<String>> {
     let nl = Netlink::connect()?;
-    let links: Vec<LinkMessage> = nl
-        .handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| netlink("listing", "links", e))?;
+    let links = nl.links().await?;
     Ok(links.iter().filter_map(link_name).collect())
 }
 
@@ -274,14 +267,7 @@ pub async fn link_names() -> Result<Vec<String>> {
 /// name: what a cluster CIDR must not overlap.
 pub async fn ipv4_networks() -> Result<Vec<(String, Ipv4Net)>> {
     let nl = Netlink::connect()?;
-    let links: Vec<LinkMessage> = nl
-        .handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| netlink("listing", "links", e))?;
+    let links = nl.links().await?;
     let mut out = Vec::new();
     for link in &links {
         let name = link_name(link).unwrap_or_default();
@@ -354,6 +340,17 @@ impl Netlink {
             handle,
             task: tokio::spawn(conn),
         })
+    }
+
+    /// Every link in the namespace.
+    async fn links(&self) -> Result<Vec<LinkMessage>> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| netlink("listing", "links", e))
     }
 
     /// The link called `name`, if any.

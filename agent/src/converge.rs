@@ -222,6 +222,9 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>, ips:
             exit_code: c.exit_code,
             error: errors.get(&c.instance).cloned(),
             ip: ips.get(&c.instance).copied().filter(|_| c.state == ContainerState::Running),
+            config_hash: None,
+            live_hash: None,
+            hadoop: None,
         })
         .collect();
     for (instance, error) in errors {
@@ -234,6 +237,9 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>, ips:
                 exit_code: None,
                 error: Some(error.clone()),
                 ip: None,
+                config_hash: None,
+                live_hash: None,
+                hadoop: None,
             });
         }
     }
@@ -260,6 +266,7 @@ mod tests {
             command: None,
             env: BTreeMap::new(),
             publish: vec![],
+            hadoop: None,
         }
     }
 

@@ -10,8 +10,11 @@
 //! - [`network`]: subnet leases, routes, cluster addresses and published ports.
 //! - [`logs`]: the checked parameters of a log read (follow, since, tail, stream).
 //! - [`record`]: the one-line format of captured log records and its reversible escaping.
+//! - [`hadoop`]: Hadoop-level types: config files and overrides, rendered config on the wire,
+//!   HDFS and YARN health as read from the masters.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
+pub mod hadoop;
 pub mod logs;
 pub mod names;
 pub mod network;

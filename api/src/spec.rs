@@ -7,6 +7,7 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::hadoop::ConfigOverrides;
 use crate::network::PortSpec;
 use crate::quantity::{Cpu, Memory, Resources};
 
@@ -88,6 +89,77 @@ pub struct ClusterSpec {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, PoolSpec>)]
     pub pools: BTreeMap<Role, PoolSpec>,
+    /// The Hadoop version the images run, e.g. `3.4.1`; informational unless an image is not
+    /// given, in which case a role runs `herd/<role>:<version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// HDFS settings.
+    #[serde(default, skip_serializing_if = "HdfsSpec::is_default")]
+    pub hdfs: HdfsSpec,
+    /// Masters the tenant runs itself, outside herd: workers join them instead of a
+    /// `namenode` or `resourcemanager` pool.
+    #[serde(default, skip_serializing_if = "ExternalMasters::is_empty")]
+    pub external: ExternalMasters,
+    /// Hadoop configuration overrides for every role, per file; a pool's own win over these.
+    /// Keys herd must own (e.g. `fs.defaultFS`) are refused.
+    #[serde(default, rename = "configOverrides", skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, String>>)]
+    pub config_overrides: ConfigOverrides,
+}
+
+/// HDFS settings of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HdfsSpec {
+    /// `dfs.replication`: copies of each block, 1 to 512 (default 3).
+    #[serde(default = "default_replication")]
+    pub replication: u16,
+}
+
+fn default_replication() -> u16 {
+    3
+}
+
+impl Default for HdfsSpec {
+    fn default() -> Self {
+        HdfsSpec { replication: default_replication() }
+    }
+}
+
+impl HdfsSpec {
+    pub fn is_default(&self) -> bool {
+        *self == HdfsSpec::default()
+    }
+}
+
+/// Masters outside herd that workers join.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalMasters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namenode: Option<ExternalMaster>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resourcemanager: Option<ExternalMaster>,
+}
+
+impl ExternalMasters {
+    pub fn is_empty(&self) -> bool {
+        self.namenode.is_none() && self.resourcemanager.is_none()
+    }
+}
+
+/// One external master: its DNS name (or address) and, where not Hadoop's defaults, ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExternalMaster {
+    /// DNS name or IPv4 address every worker can reach.
+    pub host: String,
+    /// NameNode RPC port (default 8020) or ResourceManager client port (default 8032).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_port: Option<u16>,
+    /// Web port: NameNode 9870, ResourceManager 8088 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
 }
 
 /// A pool of identical containers of one role.
@@ -117,6 +189,10 @@ pub struct PoolSpec {
     /// Container ports reachable on the host's address (e.g. the NameNode web UI).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PortSpec>,
+    /// Hadoop configuration overrides for this role, per file; they win over the cluster's.
+    #[serde(default, rename = "configOverrides", skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, String>>)]
+    pub config_overrides: ConfigOverrides,
 }
 
 impl ClusterSpec {

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hadoop::{HadoopConfig, MasterHealth};
 use crate::names::InstanceRef;
 use crate::network::{HostNetwork, NetworkPlan, PortSpec};
 use crate::quantity::{Cpu, Memory, Resources};
@@ -97,6 +98,15 @@ pub struct Observed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ip: Option<Ipv4Addr>,
+    /// [`HadoopConfig::files_hash`] of the config the container runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// [`HadoopConfig::live_hash`] of the live files last written and refreshed without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_hash: Option<String>,
+    /// For a master: what it last said about HDFS or YARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hadoop: Option<MasterHealth>,
 }
 
 /// A container's state as Docker reports it, plus `failed` when the agent could not create it.
@@ -154,6 +164,9 @@ pub struct DesiredContainer {
     /// Ports published on the host's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PortSpec>,
+    /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hadoop: Option<HadoopConfig>,
 }
 
 /// An instance with its placement, desired next to observed.
@@ -171,6 +184,75 @@ pub struct InstanceStatus {
     /// What the host's agent last reported.
     #[serde(default)]
     pub observed: Option<Observed>,
+    /// How HDFS or YARN sees this instance, from its master's last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hadoop: Option<InstanceHadoop>,
+}
+
+/// An instance as its master sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceHadoop {
+    /// DataNode: its HDFS admin state (`In Service`, `Decommission In Progress`,
+    /// `Decommissioned`, ...), `not registered` when the NameNode does not list it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdfs_state: Option<String>,
+    /// DataNode: listed live (true) or dead (false) by the NameNode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
+    /// DataNode: seconds since its last heartbeat to the NameNode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_s: Option<i64>,
+    /// DataNode: block replicas it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<u64>,
+    /// NodeManager: its YARN state (RUNNING, LOST, DECOMMISSIONING, ...), `not registered`
+    /// when the ResourceManager does not list it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yarn_state: Option<String>,
+    /// Master: `up`, or why its health could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// Config rollout: `waiting` (new config not yet released to it), `restarting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
+}
+
+/// HDFS as a whole, from the NameNode's last report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HdfsSummary {
+    pub live_datanodes: u64,
+    pub dead_datanodes: u64,
+    pub decommissioning_datanodes: u64,
+    pub capacity_used: u64,
+    pub capacity_total: u64,
+    pub blocks_total: u64,
+    pub under_replicated_blocks: u64,
+    pub missing_blocks: u64,
+    pub safe_mode: bool,
+}
+
+/// YARN as a whole, from the ResourceManager's last report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct YarnSummary {
+    pub active_nodemanagers: u64,
+    pub lost_nodemanagers: u64,
+    pub unhealthy_nodemanagers: u64,
+    pub decommissioning_nodemanagers: u64,
+    pub total_mb: u64,
+    pub total_vcores: u64,
+    pub apps_running: u64,
+}
+
+/// Something about a cluster an operator or tenant should know, e.g. `HdfsDegraded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Condition {
+    /// A stable CamelCase name: `HdfsDegraded`, `SafeMode`, `UnderReplicated`,
+    /// `MissingBlocks`, `NameNodeUnreadable`, `ResourceManagerUnreadable`, `YarnDegraded`,
+    /// `ReplicationAboveDataNodes`, `ConfigRollout`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What is wrong and what to do.
+    pub message: String,
 }
 
 /// A cluster: its spec, its generation and its instances.
@@ -182,6 +264,15 @@ pub struct ClusterStatus {
     pub generation: u64,
     pub spec: ClusterSpec,
     pub instances: Vec<InstanceStatus>,
+    /// HDFS, when the cluster has a NameNode herd runs and it has reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdfs: Option<HdfsSummary>,
+    /// YARN, when the cluster has a ResourceManager herd runs and it has reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yarn: Option<YarnSummary>,
+    /// What needs attention; empty when all is well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 impl ClusterStatus {

@@ -399,7 +399,7 @@ fn desired_for(c: &Connection, host: &str) -> Result<Vec<DesiredContainer>> {
         env.extend(herd_env(&i.instance, i.role));
         let command = pool.and_then(|p| p.command.clone());
         let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
-        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env, publish });
+        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env, publish, hadoop: None });
     }
     Ok(out)
 }
@@ -427,9 +427,10 @@ fn cluster_status(c: &Connection, tenant: &str, name: &str) -> Result<ClusterSta
             cpu: i.cpu,
             memory: i.memory,
             pending: i.pending,
+            hadoop: None,
         })
         .collect();
-    Ok(ClusterStatus { tenant: tenant.into(), name: name.into(), generation: row.generation, spec: row.spec, instances })
+    Ok(ClusterStatus { tenant: tenant.into(), name: name.into(), generation: row.generation, spec: row.spec, instances, hdfs: None, yarn: None, conditions: vec![] })
 }
 
 /// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.

@@ -30,7 +30,11 @@ pub fn instance(n: u32, host: Option<&str>, state: Option<ContainerState>) -> In
             exit_code: None,
             error: None,
             ip: Some(std::net::Ipv4Addr::new(10, 88, 0, n as u8 + 2)),
+            config_hash: None,
+            live_hash: None,
+            hadoop: None,
         }),
+        hadoop: None,
     }
 }
 
@@ -46,5 +50,8 @@ pub fn cluster(instances: Vec<InstanceStatus>) -> ClusterStatus {
         generation: 1,
         spec,
         instances,
+        hdfs: None,
+        yarn: None,
+        conditions: vec![],
     }
 }

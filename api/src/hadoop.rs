@@ -1,0 +1,241 @@
+//! The Hadoop level of herd's vocabulary: what a spec says about HDFS and YARN, the rendered
+//! configuration an agent writes for an instance, and the health herd reads from HDFS and
+//! YARN themselves. Pure types; rendering and parsing live in the `herd-hadoop` crate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// In-container ports, fixed so that the rendered config, the images and the health probes
+/// agree. The NodeManager's RPC port is pinned (Hadoop's default is ephemeral, which would
+/// change a NodeManager's YARN id on every restart).
+pub mod ports {
+    pub const NAMENODE_RPC: u16 = 8020;
+    pub const NAMENODE_HTTP: u16 = 9870;
+    pub const DATANODE_XFER: u16 = 9866;
+    pub const DATANODE_HTTP: u16 = 9864;
+    pub const DATANODE_IPC: u16 = 9867;
+    pub const RM_SCHEDULER: u16 = 8030;
+    pub const RM_TRACKER: u16 = 8031;
+    pub const RM_CLIENT: u16 = 8032;
+    pub const RM_ADMIN: u16 = 8033;
+    pub const RM_HTTP: u16 = 8088;
+    pub const NODEMANAGER_LOCALIZER: u16 = 8040;
+    pub const NODEMANAGER_RPC: u16 = 8041;
+    pub const NODEMANAGER_HTTP: u16 = 8042;
+}
+
+/// Where the agent mounts an instance's rendered configuration (read-only).
+pub const CONF_DIR: &str = "/etc/hadoop/conf";
+
+/// A Hadoop configuration file herd renders and lets a spec override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+pub enum ConfigFile {
+    #[serde(rename = "core-site.xml")]
+    CoreSite,
+    #[serde(rename = "hdfs-site.xml")]
+    HdfsSite,
+    #[serde(rename = "yarn-site.xml")]
+    YarnSite,
+    #[serde(rename = "mapred-site.xml")]
+    MapredSite,
+}
+
+impl ConfigFile {
+    pub const ALL: [ConfigFile; 4] = [ConfigFile::CoreSite, ConfigFile::HdfsSite, ConfigFile::YarnSite, ConfigFile::MapredSite];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigFile::CoreSite => "core-site.xml",
+            ConfigFile::HdfsSite => "hdfs-site.xml",
+            ConfigFile::YarnSite => "yarn-site.xml",
+            ConfigFile::MapredSite => "mapred-site.xml",
+        }
+    }
+}
+
+impl fmt::Display for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConfigFile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ConfigFile::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| {
+            format!("unknown config file `{s}` (herd renders core-site.xml, hdfs-site.xml, yarn-site.xml, mapred-site.xml)")
+        })
+    }
+}
+
+// NB: through a string, like `Role`, so that errors name the map key.
+impl<'de> Deserialize<'de> for ConfigFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Per-file `key: value` overrides, applied last over what herd renders.
+pub type ConfigOverrides = BTreeMap<ConfigFile, BTreeMap<String, String>>;
+
+/// What an agent writes for one instance and mounts at [`CONF_DIR`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HadoopConfig {
+    /// Files the daemon reads at start (`core-site.xml`, ...): a change restarts the instance,
+    /// and the orchestrator rolls such changes through a cluster one instance at a time.
+    pub files: BTreeMap<String, String>,
+    /// Files the daemon re-reads when told to (include/exclude lists, the topology table):
+    /// rewritten in place, then every `refresh` command runs in the container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live_files: BTreeMap<String, String>,
+    /// Commands run inside the container (e.g. `hdfs dfsadmin -refreshNodes`) after
+    /// `live_files` changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh: Vec<Vec<String>>,
+}
+
+impl HadoopConfig {
+    /// A stable hash of `files` (FNV-1a): what the agent reports as applied.
+    pub fn files_hash(&self) -> String {
+        fnv(&self.files)
+    }
+
+    /// A stable hash of `live_files` and `refresh`.
+    pub fn live_hash(&self) -> String {
+        fnv(&(&self.live_files, &self.refresh))
+    }
+}
+
+fn fnv<T: Serialize>(v: &T) -> String {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// What a NameNode reports about HDFS (its `/jmx`), as an agent read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NameNodeHealth {
+    /// Set instead of the fields below when the NameNode did not answer, or answered
+    /// something that could not be read: the reason, for a condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the NameNode is in safe mode (`Safemode` non-empty, or `FSState` `safeMode`).
+    #[serde(default)]
+    pub safe_mode: bool,
+    /// `Safemode`'s text, when in safe mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_mode_reason: Option<String>,
+    pub live_datanodes: u64,
+    pub dead_datanodes: u64,
+    pub decommissioning_datanodes: u64,
+    pub capacity_total: u64,
+    pub capacity_used: u64,
+    pub capacity_remaining: u64,
+    pub blocks_total: u64,
+    pub under_replicated_blocks: u64,
+    pub missing_blocks: u64,
+    pub pending_replication_blocks: u64,
+    /// Every DataNode the NameNode knows, live, dead and decommissioning.
+    #[serde(default)]
+    pub datanodes: Vec<DataNodeReport>,
+    /// The NameNode's software version, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One DataNode as the NameNode sees it (an entry of `LiveNodes`/`DeadNodes`/`DecomNodes`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataNodeReport {
+    /// The key the NameNode uses, `host:xferPort` (bare host in Hadoop 1): the exact name
+    /// exclude files must use.
+    pub name: String,
+    /// The host part of `name`.
+    pub hostname: String,
+    /// `xferaddr`, `IP:port`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfer_addr: Option<String>,
+    /// `In Service`, `Decommission In Progress`, `Decommissioned`, `Entering Maintenance`,
+    /// `In Maintenance`; `None` when the NameNode did not say (dead nodes in older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_state: Option<String>,
+    /// Listed in `LiveNodes` (false: `DeadNodes`).
+    pub live: bool,
+    /// Seconds since its last heartbeat (`lastContact`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_blocks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// From `DecomNodes`: blocks still to replicate before it may leave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decommission_under_replicated: Option<u64>,
+}
+
+/// What a ResourceManager reports about YARN (`/ws/v1/cluster/{info,metrics,nodes}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResourceManagerHealth {
+    /// Set when the ResourceManager did not answer or answered something unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `clusterInfo.state`, e.g. `STARTED`.
+    #[serde(default)]
+    pub state: String,
+    /// `clusterInfo.haState`, e.g. `ACTIVE`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_state: Option<String>,
+    pub active_nodes: u64,
+    pub lost_nodes: u64,
+    pub unhealthy_nodes: u64,
+    /// Optional in the API (absent in Hadoop 2.4): 0 when not given.
+    pub decommissioning_nodes: u64,
+    pub decommissioned_nodes: u64,
+    pub shutdown_nodes: u64,
+    pub total_mb: u64,
+    pub allocated_mb: u64,
+    pub total_vcores: u64,
+    pub allocated_vcores: u64,
+    pub apps_running: u64,
+    /// Every NodeManager in every state.
+    #[serde(default)]
+    pub nodes: Vec<NodeManagerReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One NodeManager as the ResourceManager sees it (an entry of `/ws/v1/cluster/nodes`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeManagerReport {
+    /// YARN's node id, `host:port`.
+    pub id: String,
+    /// `nodeHostName`.
+    pub hostname: String,
+    /// NEW, RUNNING, UNHEALTHY, DECOMMISSIONING, DECOMMISSIONED, LOST, REBOOTED, SHUTDOWN.
+    pub state: String,
+    /// Unix milliseconds of its last health report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_health_update_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_containers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avail_memory_mb: Option<u64>,
+}
+
+/// What an agent read from a master it runs, sent with that instance's observed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum MasterHealth {
+    Namenode(NameNodeHealth),
+    Resourcemanager(ResourceManagerHealth),
+}

@@ -1,0 +1,2 @@
+//! Health from Hadoop itself: parsers for the masters' answers, and their join with a
+//! cluster's instances.

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use herd_api::names::InstanceRef;
 use herd_api::network::NetworkPlan;
+use herd_api::Role;
 use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo, LogEndpoint};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::client::{Client, ClientError};
 use crate::config::{Config, NetworkMode};
 use crate::converge::{self, Layout};
+use crate::hadoop;
 use crate::error_chain;
 use crate::logs::Logs;
 use crate::net::host::{self, HostNet, Local};
@@ -64,6 +66,7 @@ impl<R: Runtime> Agent<R> {
             logs: self.config.data_dir.join("logs"),
             data_disks: self.config.data_disks.clone(),
             hosts_files: (self.config.network == NetworkMode::Herd).then(|| host::hosts_root(&self.net_dir())),
+            conf: self.config.data_dir.join("conf"),
         }
     }
 
@@ -169,6 +172,12 @@ impl<R: Runtime> Agent<R> {
         let mut errors: HashMap<InstanceRef, String> = HashMap::new();
         let mut failures = 0u32;
         let mut starts: Option<BoxStream<'static, Result<String, RuntimeError>>> = None;
+        let live = hadoop::Live::new(layout.conf.clone());
+        let probe = hadoop::Probe::new();
+        let probing = shutdown.child_token();
+        let _stop_probing = probing.clone().drop_guard();
+        tokio::spawn(probe.clone().run(probing).instrument(info_span!("probe")));
+        let mut roles: HashMap<InstanceRef, Role> = HashMap::new();
         while !shutdown.is_cancelled() {
             let found = match self.runtime.list(&self.config.host_id).await {
                 Ok(found) => found,
@@ -183,11 +192,13 @@ impl<R: Runtime> Agent<R> {
                 Net::Ready(n) => n.leases().await.map(|l| by_instance(&found, &l)).unwrap_or_default(),
                 _ => HashMap::new(),
             };
-            let hb = Heartbeat {
-                host_id: self.config.host_id.clone(),
-                observed: converge::observed(&found, &errors, &ips),
-                conditions: self.logs.conditions(),
-            };
+            probe.set_targets(&found, &ips, &roles);
+            let mut observed = converge::observed(&found, &errors, &ips);
+            for o in &mut observed {
+                o.live_hash = live.applied(&o.instance);
+                o.hadoop = probe.health(&o.instance);
+            }
+            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed, conditions: self.logs.conditions() };
             let reply = match self.client.heartbeat(&hb).await {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
@@ -204,6 +215,8 @@ impl<R: Runtime> Agent<R> {
                 }
             };
             failures = 0;
+            roles = reply.desired.iter().map(|d| (d.instance.clone(), d.role)).collect();
+            live.sync(&self.runtime, &reply.desired, &found).await;
             self.logs.remember_pools(&reply.desired);
             self.logs.sync(&found);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
@@ -243,7 +256,7 @@ impl<R: Runtime> Agent<R> {
 
     /// Converges containers only; returns the errors and whether it acted.
     async fn converge(&self, layout: &Layout, desired: &[DesiredContainer], found: &[Container], generation: u64) -> (HashMap<InstanceRef, String>, bool) {
-        let configs: Vec<_> = desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
+        let configs = converge::configs(layout, desired, found);
         let actions = converge::plan(&configs, found);
         debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
         let acted = !actions.is_empty();
@@ -267,7 +280,7 @@ impl<R: Runtime> Agent<R> {
             warn!(error = %why, "preparing addresses failed");
             return (instances.into_iter().map(|i| (i, why.clone())).collect(), false);
         }
-        let configs: Vec<_> = desired.iter().map(|d| (d.instance.clone(), layout.container_config(d))).collect();
+        let configs = converge::configs(layout, desired, &found);
         let actions = converge::plan(&configs, &found);
         debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
         let acted = !actions.is_empty();

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use futures::stream::{self, StreamExt};
 use herd_api::names::InstanceRef;
+use herd_api::hadoop::HadoopConfig;
 use herd_api::wire::{ContainerState, DesiredContainer, Observed};
 use tracing::{info, warn};
 
@@ -29,6 +30,9 @@ pub struct Layout {
     /// Root of per-instance `/etc/hosts` files (`<root>/<tenant>/<cluster>/<instance>`), when
     /// the agent networks its containers; each is bind-mounted read-only.
     pub hosts_files: Option<PathBuf>,
+    /// Root of per-instance Hadoop config folders (see [`crate::hadoop`]), each mounted
+    /// read-only at `/etc/hadoop/conf`.
+    pub conf: PathBuf,
 }
 
 /// In-container paths, fixed so images and rendered Hadoop config agree on them.
@@ -54,6 +58,12 @@ impl Layout {
 
     /// The full container config for a desired instance.
     pub fn container_config(&self, d: &DesiredContainer) -> ContainerConfig {
+        self.container_config_with(d, d.hadoop.as_ref().map(|h| h.files_hash()))
+    }
+
+    /// The container config for `d` as if its Hadoop config files had hash `config_hash`
+    /// (what a container holding its config during a rollout runs with).
+    pub fn container_config_with(&self, d: &DesiredContainer, config_hash: Option<String>) -> ContainerConfig {
         let mounts = self.mounts(d);
         let mut env = d.env.clone();
         env.insert("HADOOP_LOG_DIR".into(), LOG_DIR.into());
@@ -86,6 +96,15 @@ impl Layout {
             let file = crate::net::hosts::path(root, &d.instance);
             config.binds.push(format!("{}:/etc/hosts:ro", file.display()));
         }
+        if d.hadoop.is_some() {
+            let dir = crate::hadoop::conf_dir(&self.conf, &d.instance);
+            config.binds.push(format!("{}:{}:ro", dir.display(), herd_api::hadoop::CONF_DIR));
+        }
+        if let Some(hash) = config_hash {
+            // In the hashed config too: a new config recreates the container.
+            config.labels.insert(labels::CONFIG_HASH.to_string(), hash.clone());
+            labels.insert(labels::CONFIG_HASH.to_string(), hash);
+        }
         labels.insert(labels::SPEC_HASH.to_string(), spec_hash(&config));
         config.labels = labels;
         config
@@ -102,6 +121,22 @@ pub fn spec_hash(c: &ContainerConfig) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// The container configs for `desired`: a container told to hold its config during a
+/// rollout keeps the config hash it runs with, so it is left alone.
+pub fn configs(layout: &Layout, desired: &[DesiredContainer], found: &[Container]) -> Vec<(InstanceRef, ContainerConfig)> {
+    desired
+        .iter()
+        .map(|d| {
+            let held = d.hold_config.then(|| found.iter().find(|c| c.instance == d.instance && c.config_hash.is_some())).flatten();
+            let config = match held {
+                Some(c) => layout.container_config_with(d, c.config_hash.clone()),
+                None => layout.container_config(d),
+            };
+            (d.instance.clone(), config)
+        })
+        .collect()
 }
 
 /// One step towards the desired set.
@@ -155,13 +190,28 @@ const PARALLEL: usize = 4;
 pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[DesiredContainer], actions: Vec<Action>) -> HashMap<InstanceRef, String> {
     let mounts: HashMap<&InstanceRef, Vec<(PathBuf, String)>> =
         desired.iter().map(|d| (&d.instance, layout.mounts(d))).collect();
+    let hadoop: HashMap<&InstanceRef, &HadoopConfig> = desired.iter().filter_map(|d| Some((&d.instance, d.hadoop.as_ref()?))).collect();
     let results: Vec<(InstanceRef, Result<(), RuntimeError>)> = stream::iter(actions)
         .map(|action| {
-            let mounts = &mounts;
+            let (mounts, hadoop) = (&mounts, &hadoop);
             async move {
+                let prepare = |instance: &InstanceRef| -> Result<(), RuntimeError> {
+                    let Some(h) = hadoop.get(instance) else { return Ok(()) };
+                    let dir = crate::hadoop::conf_dir(&layout.conf, instance);
+                    let mut files = h.files.clone();
+                    files.extend(h.live_files.clone());
+                    crate::hadoop::write_files(&dir, &files).map_err(|e| RuntimeError::Call {
+                        op: "write Hadoop config for",
+                        target: instance.to_string(),
+                        message: crate::error_chain(&e),
+                    })
+                };
                 match action {
                     Action::Create(config, instance) => {
-                        let r = create(runtime, &config, mounts.get(&instance)).await;
+                        let r = match prepare(&instance) {
+                            Ok(()) => create(runtime, &config, mounts.get(&instance)).await,
+                            Err(e) => Err(e),
+                        };
                         (instance, r)
                     }
                     Action::Start(id, instance) => {
@@ -170,7 +220,7 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
                     }
                     Action::Recreate(id, config, instance) => {
                         info!(instance = %instance, container = %id, "config changed, recreating");
-                        let r = match runtime.remove(&id).await {
+                        let r = match runtime.remove(&id).await.and_then(|()| prepare(&instance)) {
                             Ok(()) => create(runtime, &config, mounts.get(&instance)).await,
                             Err(e) => Err(e),
                         };
@@ -222,7 +272,7 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>, ips:
             exit_code: c.exit_code,
             error: errors.get(&c.instance).cloned(),
             ip: ips.get(&c.instance).copied().filter(|_| c.state == ContainerState::Running),
-            config_hash: None,
+            config_hash: c.config_hash.clone(),
             live_hash: None,
             hadoop: None,
         })
@@ -253,7 +303,7 @@ mod tests {
     use herd_api::quantity::{Cpu, Memory};
 
     fn layout() -> Layout {
-        Layout { host_id: "h1".into(), logs: "/l".into(), data_disks: vec!["/d0".into(), "/d1".into()], hosts_files: None }
+        Layout { host_id: "h1".into(), logs: "/l".into(), data_disks: vec!["/d0".into(), "/d1".into()], hosts_files: None, conf: "/c".into() }
     }
 
     fn desired(role: Role, n: u32, memory: u64) -> DesiredContainer {
@@ -267,6 +317,7 @@ mod tests {
             env: BTreeMap::new(),
             publish: vec![],
             hadoop: None,
+            hold_config: false,
         }
     }
 
@@ -276,10 +327,30 @@ mod tests {
             id: id.into(),
             instance: d.instance.clone(),
             spec_hash: hash.map(String::from).unwrap_or_else(|| config.labels[labels::SPEC_HASH].clone()),
+            config_hash: config.labels.get(labels::CONFIG_HASH).cloned(),
             state,
             started_at: None,
             exit_code: None,
         }
+    }
+
+    #[test]
+    fn a_held_config_keeps_its_container_and_a_released_one_recreates_it() {
+        let mut d = desired(Role::Datanode, 0, 1 << 30);
+        let config = |v: &str| herd_api::hadoop::HadoopConfig {
+            files: [("hdfs-site.xml".to_string(), v.to_string())].into(),
+            ..Default::default()
+        };
+        d.hadoop = Some(config("old"));
+        let running = found(&d, "c1", ContainerState::Running, None);
+        d.hadoop = Some(config("new"));
+        let released = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
+        assert_eq!(kinds(&plan(&released, std::slice::from_ref(&running))), ["recreate c1"]);
+        let bind = format!("/c/t/c/datanode-0:{}:ro", herd_api::hadoop::CONF_DIR);
+        assert!(released[0].1.binds.contains(&bind), "binds: {:?}", released[0].1.binds);
+        d.hold_config = true;
+        let held = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
+        assert!(plan(&held, std::slice::from_ref(&running)).is_empty(), "held config recreated the container");
     }
 
     fn kinds(actions: &[Action]) -> Vec<String> {

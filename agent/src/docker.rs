@@ -7,6 +7,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
@@ -15,10 +16,12 @@ use bollard::query_parameters::{
 use herd_api::names::InstanceRef;
 use herd_api::wire::ContainerState;
 
-use crate::runtime::{Container, ContainerConfig, Runtime, RuntimeError, labels};
+use crate::runtime::{Container, ContainerConfig, ExecOutput, Runtime, RuntimeError, labels};
 
 /// Seconds a daemon gets to shut down after SIGTERM before it is killed.
 const STOP_GRACE_S: i32 = 30;
+/// The most output of a command run in a container that is kept (its tail).
+const EXEC_OUTPUT_MAX: usize = 4096;
 
 /// A container's `StartedAt` and exit code.
 type Details = (Option<String>, Option<i64>);
@@ -117,7 +120,8 @@ impl Runtime for DockerRuntime {
             let instance = InstanceRef { tenant: label(labels::TENANT), cluster: label(labels::CLUSTER), name: label(labels::INSTANCE) };
             let state = state_of(s.state.map(|s| s.to_string()).as_deref());
             let (started_at, exit_code) = self.details(&id, state).await;
-            out.push(Container { spec_hash: label(labels::SPEC_HASH), id, instance, state, started_at, exit_code });
+            let config_hash = l.get(labels::CONFIG_HASH).cloned();
+            out.push(Container { spec_hash: label(labels::SPEC_HASH), config_hash, id, instance, state, started_at, exit_code });
         }
         Ok(out)
     }
@@ -190,6 +194,35 @@ impl Runtime for DockerRuntime {
                 Err(e) => Err(call_error("watch events of", &host, e)),
             })
             .boxed()
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutput, RuntimeError> {
+        let target = format!("{id} ({})", cmd.join(" "));
+        let config = CreateExecOptions {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(id, config).await.map_err(|e| call_error("exec in", &target, e))?;
+        let mut output = Vec::new();
+        if let StartExecResults::Attached { output: mut stream, .. } =
+            self.docker.start_exec(&created.id, None::<StartExecOptions>).await.map_err(|e| call_error("exec in", &target, e))?
+        {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| call_error("exec in", &target, e))?;
+                output.extend_from_slice(&chunk.into_bytes());
+                // Keep the tail only: a chatty command must not grow the agent.
+                if output.len() > 2 * EXEC_OUTPUT_MAX {
+                    output.drain(..output.len() - EXEC_OUTPUT_MAX);
+                }
+            }
+        }
+        if output.len() > EXEC_OUTPUT_MAX {
+            output.drain(..output.len() - EXEC_OUTPUT_MAX);
+        }
+        let inspect = self.docker.inspect_exec(&created.id).await.map_err(|e| call_error("exec in", &target, e))?;
+        Ok(ExecOutput { exit_code: inspect.exit_code.unwrap_or(-1), output: String::from_utf8_lossy(&output).into_owned() })
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

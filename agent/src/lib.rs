@@ -5,6 +5,7 @@
 //! - [`client`]: the agent protocol towards the orchestrator.
 //! - [`runtime`]: the container runtime trait; [`docker`]: its bollard backend.
 //! - [`converge`]: pure `plan(desired, found)` and the executor that applies it.
+//! - [`hadoop`]: rendered Hadoop config files, live-file refreshes, the masters' health.
 //! - [`agent`]: the register / heartbeat / converge loop.
 //! - [`logs`]: per-instance log capture, rotation, reading, serving and syslog forwarding.
 //! - [`net`]: container networking: IPAM, bridge and veths over netlink, nftables firewall.
@@ -14,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod converge;
 pub mod docker;
+pub mod hadoop;
 pub mod logs;
 pub mod net;
 pub mod runtime;

@@ -19,6 +19,9 @@ pub mod labels {
     pub const INSTANCE: &str = "herd.instance";
     /// Hash of the full container config; a different hash means recreate.
     pub const SPEC_HASH: &str = "herd.spec-hash";
+    /// Hash of the Hadoop config files the container was created with
+    /// (`HadoopConfig::files_hash`), reported so the orchestrator can roll config out.
+    pub const CONFIG_HASH: &str = "herd.config-hash";
 }
 
 /// A herd container as found on the host.
@@ -27,6 +30,8 @@ pub struct Container {
     pub id: String,
     pub instance: InstanceRef,
     pub spec_hash: String,
+    /// The `herd.config-hash` label, for containers that run a rendered Hadoop config.
+    pub config_hash: Option<String>,
     pub state: ContainerState,
     pub started_at: Option<String>,
     pub exit_code: Option<i64>,
@@ -73,4 +78,15 @@ pub trait Runtime: Send + Sync + 'static {
     fn pid(&self, id: &str) -> impl Future<Output = Result<Option<u32>, RuntimeError>> + Send;
     /// Ids of `host`'s herd containers as they start (or restart), until the stream ends.
     fn starts(&self, host: &str) -> BoxStream<'static, Result<String, RuntimeError>>;
+    /// Runs `cmd` inside a running container and waits for it (e.g. `hdfs dfsadmin
+    /// -refreshNodes` in a NameNode's container).
+    fn exec(&self, id: &str, cmd: &[String]) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+}
+
+/// How a command run in a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// Its stdout and stderr, interleaved, at most a few KiB (the tail).
+    pub output: String,
 }

@@ -167,6 +167,10 @@ pub struct DesiredContainer {
     /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hadoop: Option<HadoopConfig>,
+    /// A newer `hadoop.files` exists but it is not this instance's turn in the rollout yet:
+    /// keep the container and the files it runs with (live files still apply).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_config: bool,
 }
 
 /// An instance with its placement, desired next to observed.

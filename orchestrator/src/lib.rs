@@ -5,6 +5,8 @@
 //!   tokens, audit trail, idempotent answers).
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`scheduler`]: pure placement over a snapshot of hosts.
+//! - [`hadoop`]: each instance's rendered Hadoop config, rolled out one restart at a time,
+//!   and each cluster's HDFS/YARN health as its masters report it.
 //! - [`network`]: the cluster CIDR, host subnet leases and each agent's route/address table.
 //! - [`state`]: the operations (apply, scale, delete, register, heartbeat), one transaction each.
 //! - [`tenancy`]: tenants, quotas and tokens; the first admin token.
@@ -17,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hadoop;
 pub mod http;
 pub mod logs;
 pub mod openapi;

@@ -4,7 +4,7 @@
 //! audit trail, so a failure halfway stores nothing. Tenants and tokens are in
 //! [`crate::tenancy`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_api::names::{InstanceRef, check_host_id};
@@ -13,14 +13,15 @@ use herd_api::spec::Replicas;
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
-    ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Page,
-    Quota, RegisterReply,
+    ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
+    Page, Quota, RegisterReply,
 };
 use herd_api::{ClusterSpec, Role};
 use rusqlite::Connection;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::hadoop;
 use crate::network;
 use crate::reconciler::{self, Instance};
 use crate::scheduler::{self, HostView, Request};
@@ -132,7 +133,7 @@ impl State {
                 store::set_conditions(tx, &hb.host_id, &hb.conditions)?;
                 // A host coming back may make room for what is pending.
                 schedule_pending(tx, now, lost_after)?;
-                let desired = desired_for(tx, &hb.host_id)?;
+                let desired = desired_for(tx, &hb.host_id, now, lost_after)?;
                 let network = network_plan(tx, &settings, &hb.host_id)?;
                 Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval, network })
             })
@@ -160,7 +161,7 @@ impl State {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
                     audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
                 }
-                Ok((cluster_status(tx, &tenant_name, &name)?, applied))
+                Ok((cluster_status(tx, &tenant_name, &name, now, lost_after)?, applied))
             })
             .await
     }
@@ -197,7 +198,7 @@ impl State {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
                     audit::record(tx, now, &change)?;
                 }
-                cluster_status(tx, &tenant, &cluster)
+                cluster_status(tx, &tenant, &cluster, now, lost_after)
             })
             .await
     }
@@ -230,7 +231,8 @@ impl State {
     }
 
     pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
-        self.store.read(move |c| cluster_status(c, &tenant, &cluster)).await
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        self.store.read(move |c| cluster_status(c, &tenant, &cluster, now, lost_after)).await
     }
 
     /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
@@ -242,11 +244,12 @@ impl State {
                 None => return Err(Error::invalid("after", format!("`{}` is not a cluster cursor (TENANT/CLUSTER)", a.escape_default()))),
             },
         };
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
                 let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
-                let items = rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name)).collect::<Result<Vec<_>>>()?;
+                let items = rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name, now, lost_after)).collect::<Result<Vec<_>>>()?;
                 Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
             })
             .await
@@ -325,7 +328,9 @@ fn apply_in(tx: &Connection, quota: &Quota, spec: ClusterSpec, now: u64, lost_af
 /// with the reason.
 fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
     let all = store::instances(tx, None)?;
-    let pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
+    let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
+    // Masters first: workers are useless without them, so they must never take their room.
+    pending.sort_by_key(|i| i.role);
     if pending.is_empty() {
         return Ok(());
     }
@@ -382,26 +387,82 @@ fn pool_key(i: &Instance) -> String {
     format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
 }
 
-/// The containers `host` should run, with the environment herd gives every daemon.
-fn desired_for(c: &Connection, host: &str) -> Result<Vec<DesiredContainer>> {
-    let mut specs: BTreeMap<(String, String), ClusterSpec> = BTreeMap::new();
+/// The containers `host` should run, with the environment herd gives every daemon and each
+/// instance's Hadoop config.
+fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
+    let mine = store::instances_on_host(c, host)?;
+    let clusters: BTreeSet<(String, String)> =
+        mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
+    let ctx = HadoopContext::load(c, now, lost_after)?;
     let mut out = Vec::new();
-    for i in store::instances_on_host(c, host)? {
-        let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
-        if !specs.contains_key(&key)
-            && let Some(row) = store::cluster(c, &key.0, &key.1)? {
-                specs.insert(key.clone(), row.spec);
-            }
-        let Some(spec) = specs.get(&key) else { continue };
-        let Some(image) = spec.image_for(i.role) else { continue };
-        let pool = spec.pools.get(&i.role);
-        let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
-        env.extend(herd_env(&i.instance, i.role));
-        let command = pool.and_then(|p| p.command.clone());
-        let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
-        out.push(DesiredContainer { image: image.to_string(), instance: i.instance, role: i.role, cpu: i.cpu, memory: i.memory, command, env, publish, hadoop: None });
+    for (tenant, name) in clusters {
+        let Some(row) = store::cluster(c, &tenant, &name)? else { continue };
+        let members = store::instances(c, Some((&tenant, &name)))?;
+        let outcome = ctx.evaluate(&row.spec, &members);
+        for i in mine.iter().filter(|i| i.instance.tenant == tenant && i.instance.cluster == name) {
+            let spec = &row.spec;
+            let Some(image) = spec.image_for(i.role) else { continue };
+            let pool = spec.pools.get(&i.role);
+            let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
+            env.extend(herd_env(&i.instance, i.role));
+            let command = pool.and_then(|p| p.command.clone());
+            let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
+            let release = outcome.releases.get(&i.instance);
+            out.push(DesiredContainer {
+                image: image.to_string(),
+                instance: i.instance.clone(),
+                role: i.role,
+                cpu: i.cpu,
+                memory: i.memory,
+                command,
+                env,
+                publish,
+                hadoop: release.map(|r| r.config.clone()),
+                hold_config: release.is_some_and(|r| r.hold),
+            });
+        }
     }
     Ok(out)
+}
+
+/// Hosts and observed state, loaded once for evaluating any number of clusters.
+struct HadoopContext {
+    hosts: Vec<(String, HostInfo, bool)>,
+    observed: HashMap<(InstanceRef, String), Observed>,
+}
+
+impl HadoopContext {
+    fn load(c: &Connection, now: u64, lost_after: u64) -> Result<Self> {
+        let hosts = store::hosts(c)?
+            .into_iter()
+            .map(|h| {
+                let ready = now.saturating_sub(h.last_seen_ms) <= lost_after;
+                (h.info.id.clone(), h.info, ready)
+            })
+            .collect();
+        Ok(HadoopContext { hosts, observed: store::observed(c)? })
+    }
+
+    fn evaluate(&self, spec: &ClusterSpec, members: &[Instance]) -> hadoop::Outcome {
+        let hosts: HashMap<String, hadoop::HostRef<'_>> =
+            self.hosts.iter().map(|(id, info, ready)| (id.clone(), hadoop::HostRef { info, ready: *ready })).collect();
+        let observed = members
+            .iter()
+            .filter_map(|i| {
+                let host = i.host.as_ref()?;
+                let o = self.observed.get(&(i.instance.clone(), host.clone()))?;
+                Some((&i.instance, o))
+            })
+            .collect();
+        let data = hadoop::ClusterData {
+            spec,
+            instances: members.iter().collect(),
+            hosts: &hosts,
+            observed,
+            leaving: BTreeSet::new(),
+        };
+        hadoop::evaluate(&data)
+    }
 }
 
 fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
@@ -414,23 +475,35 @@ fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
     ]
 }
 
-fn cluster_status(c: &Connection, tenant: &str, name: &str) -> Result<ClusterStatus> {
+fn cluster_status(c: &Connection, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
     let row = store::cluster(c, tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
-    let mut observed = store::observed(c)?;
-    let instances = store::instances(c, Some((tenant, name)))?
+    let members = store::instances(c, Some((tenant, name)))?;
+    let ctx = HadoopContext::load(c, now, lost_after)?;
+    let mut outcome = ctx.evaluate(&row.spec, &members);
+    let mut observed = ctx.observed;
+    let instances = members
         .into_iter()
         .map(|i| InstanceStatus {
             observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))),
+            hadoop: outcome.instances.remove(&i.instance),
             instance: i.instance,
             pool: i.role,
             host: i.host,
             cpu: i.cpu,
             memory: i.memory,
             pending: i.pending,
-            hadoop: None,
         })
         .collect();
-    Ok(ClusterStatus { tenant: tenant.into(), name: name.into(), generation: row.generation, spec: row.spec, instances, hdfs: None, yarn: None, conditions: vec![] })
+    Ok(ClusterStatus {
+        tenant: tenant.into(),
+        name: name.into(),
+        generation: row.generation,
+        spec: row.spec,
+        instances,
+        hdfs: outcome.hdfs,
+        yarn: outcome.yarn,
+        conditions: outcome.conditions,
+    })
 }
 
 /// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.

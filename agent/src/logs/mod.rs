@@ -194,6 +194,7 @@ mod tests {
             id: id.into(),
             instance: InstanceRef::new("t", "c", Role::Datanode, 0),
             spec_hash: String::new(),
+            config_hash: None,
             state,
             started_at: Some(started.into()),
             exit_code: None,

@@ -1,0 +1,313 @@
+//! Hadoop at the orchestrator: what makes a cluster's containers one HDFS and one YARN.
+//!
+//! - Each instance's configuration is rendered by [`herd_hadoop::render`] from the cluster's
+//!   spec, its placements and its hosts, and travels to the agent in the heartbeat reply.
+//! - A config change that needs restarts rolls through the cluster one instance at a time:
+//!   the next instance gets its new files only once every instance already on the new config
+//!   reports healthy to its master (a DataNode live and `In Service`, a NodeManager
+//!   `RUNNING`, a master answering). The others are told to hold what they run.
+//! - Health comes from the masters themselves (the agent that runs a NameNode or
+//!   ResourceManager reads it and sends it with its heartbeat) and is joined with the
+//!   cluster's instances by [`herd_hadoop::health`].
+//!
+//! ```text
+//!  spec + placements + hosts ──► render ──► new config per instance ─┐
+//!  observed config hash + health (from the masters) ─────────────────┼─► release / hold
+//!                                                                    └─► herd status
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+
+use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManagerHealth};
+use herd_api::names::InstanceRef;
+use herd_api::wire::{Condition, ContainerState, HdfsSummary, HostInfo, InstanceHadoop, Observed, YarnSummary};
+use herd_api::{ClusterSpec, Role};
+use herd_hadoop::render::{self, ClusterView, Member};
+use tracing::warn;
+
+use crate::reconciler::Instance;
+
+/// One cluster with everything the Hadoop side needs about it.
+pub struct ClusterData<'a> {
+    pub spec: &'a ClusterSpec,
+    pub instances: Vec<&'a Instance>,
+    pub hosts: &'a HashMap<String, HostRef<'a>>,
+    /// What each instance's own host last reported about it.
+    pub observed: HashMap<&'a InstanceRef, &'a Observed>,
+    /// Instances leaving the cluster (decommissioning DataNodes, draining NodeManagers).
+    pub leaving: BTreeSet<InstanceRef>,
+}
+
+/// A host as the Hadoop side sees it: its description and whether it is heartbeating.
+pub struct HostRef<'a> {
+    pub info: &'a HostInfo,
+    pub ready: bool,
+}
+
+/// What an instance is given: its rendered config, and whether to hold the config it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub config: HadoopConfig,
+    /// A newer config exists but it is not this instance's turn yet: keep running as it is.
+    pub hold: bool,
+}
+
+impl<'a> ClusterData<'a> {
+    fn members(&self) -> Vec<Member> {
+        self.instances
+            .iter()
+            .map(|i| {
+                let host = i.host.as_ref().and_then(|h| self.hosts.get(h));
+                Member {
+                    instance: i.instance.clone(),
+                    role: i.role,
+                    host: i.host.clone(),
+                    rack: host.and_then(|h| h.info.rack.clone()),
+                    ip: self.observed.get(&i.instance).and_then(|o| o.ip),
+                    data_dirs: if i.role.has_data() { host.map(|h| h.info.data_disks.len()).unwrap_or(0) } else { 0 },
+                    cpu: i.cpu,
+                    memory: i.memory,
+                }
+            })
+            .collect()
+    }
+
+    /// The newest config of every placed instance, rendered; instances whose config cannot
+    /// be rendered are left out (and logged): the agent then keeps what it has.
+    pub fn render_all(&self) -> HashMap<InstanceRef, HadoopConfig> {
+        let members = self.members();
+        let view = ClusterView { spec: self.spec, members: &members, leaving: self.leaving.clone() };
+        let mut out = HashMap::new();
+        for i in &self.instances {
+            match render::render(&view, &i.instance) {
+                Ok(config) => {
+                    out.insert(i.instance.clone(), config);
+                }
+                Err(e) => warn!(instance = %i.instance, error = %e, "cannot render Hadoop config"),
+            }
+        }
+        out
+    }
+
+    /// The master's last report, with whether it is fresh (its host is heartbeating).
+    pub fn master_health(&self) -> (Option<(&'a NameNodeHealth, bool)>, Option<(&'a ResourceManagerHealth, bool)>) {
+        let mut nn = None;
+        let mut rm = None;
+        for i in &self.instances {
+            let fresh = i.host.as_ref().and_then(|h| self.hosts.get(h)).is_some_and(|h| h.ready);
+            let Some(o) = self.observed.get(&i.instance) else { continue };
+            match &o.hadoop {
+                Some(MasterHealth::Namenode(h)) if i.role == Role::Namenode => nn = Some((h, fresh)),
+                Some(MasterHealth::Resourcemanager(h)) if i.role == Role::Resourcemanager => rm = Some((h, fresh)),
+                _ => {}
+            }
+        }
+        (nn, rm)
+    }
+}
+
+/// Everything the Hadoop side says about one cluster.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// What each placed instance is given (config, hold).
+    pub releases: HashMap<InstanceRef, Release>,
+    /// How HDFS/YARN see each instance, with its rollout phase.
+    pub instances: HashMap<InstanceRef, InstanceHadoop>,
+    pub hdfs: Option<HdfsSummary>,
+    pub yarn: Option<YarnSummary>,
+    pub conditions: Vec<Condition>,
+}
+
+/// Renders, assesses and decides the rollout of one cluster.
+pub fn evaluate(data: &ClusterData<'_>) -> Outcome {
+    let assessed = assess(data);
+    let newest = data.render_all();
+    let (releases, phases) = releases(data, newest, &assessed.instances);
+    let mut instances = assessed.instances;
+    for (instance, phase) in &phases {
+        instances.entry(instance.clone()).or_default().rollout = Some((*phase).to_string());
+    }
+    let mut conditions = assessed.conditions;
+    let waiting = phases.values().filter(|p| **p == "waiting").count();
+    if !phases.is_empty() {
+        let restarting: Vec<String> =
+            phases.iter().filter(|(_, p)| **p == "restarting").map(|(i, _)| i.name.clone()).collect();
+        conditions.push(Condition {
+            kind: "ConfigRollout".into(),
+            message: format!(
+                "rolling a new Hadoop config through the cluster one instance at a time: {} restarting, {waiting} waiting; each waits until the one before reports healthy",
+                if restarting.is_empty() { "none (waiting for an instance to become healthy)".to_string() } else { restarting.join(", ") }
+            ),
+        });
+    }
+    Outcome { releases, instances, hdfs: assessed.hdfs, yarn: assessed.yarn, conditions }
+}
+
+/// The health part of an [`Outcome`].
+#[derive(Debug, Default)]
+struct Assessed {
+    instances: HashMap<InstanceRef, InstanceHadoop>,
+    hdfs: Option<HdfsSummary>,
+    yarn: Option<YarnSummary>,
+    conditions: Vec<Condition>,
+}
+
+fn assess(_data: &ClusterData<'_>) -> Assessed {
+    Assessed::default()
+}
+
+/// Whether an instance counts as healthy for a rollout: its master says so, or, for roles
+/// no master reports on, its container runs.
+pub fn healthy(role: Role, observed: Option<&Observed>, hadoop: Option<&InstanceHadoop>) -> bool {
+    let running = observed.is_some_and(|o| o.state == ContainerState::Running);
+    if !running {
+        return false;
+    }
+    match (role, hadoop) {
+        (Role::Datanode, Some(h)) if h.hdfs_state.is_some() => h.live == Some(true) && h.hdfs_state.as_deref() == Some("In Service"),
+        (Role::Nodemanager, Some(h)) if h.yarn_state.is_some() => h.yarn_state.as_deref() == Some("RUNNING"),
+        (Role::Namenode | Role::Resourcemanager, Some(h)) if h.master.is_some() => h.master.as_deref() == Some("up"),
+        _ => true,
+    }
+}
+
+/// Decides which instances get their newest config now and which hold the one they run:
+/// one restart at a time per cluster, masters first, and none while an instance already on
+/// the new config is not yet healthy. Returns the releases and, per instance, its rollout
+/// phase for `herd status` (`waiting` or `restarting`).
+pub fn releases(
+    data: &ClusterData<'_>,
+    newest: HashMap<InstanceRef, HadoopConfig>,
+    hadoop: &HashMap<InstanceRef, InstanceHadoop>,
+) -> (HashMap<InstanceRef, Release>, HashMap<InstanceRef, &'static str>) {
+    let mut order: Vec<&&Instance> = data.instances.iter().filter(|i| newest.contains_key(&i.instance)).collect();
+    order.sort_by_key(|i| (i.role, i.ordinal));
+    let mut busy = false;
+    let mut candidates = Vec::new();
+    let mut phases = HashMap::new();
+    for i in &order {
+        let observed = data.observed.get(&i.instance).copied();
+        let want = newest[&i.instance].files_hash();
+        match observed.and_then(|o| o.config_hash.as_deref()) {
+            // Nothing runs yet, or it runs what it should.
+            None => {}
+            Some(have) if have == want => {
+                let running = observed.is_some_and(|o| o.state == ContainerState::Running);
+                if running && !healthy(i.role, observed, hadoop.get(&i.instance)) {
+                    busy = true;
+                }
+            }
+            // Stopped or failed containers restart anyway: nothing to protect.
+            Some(_) if observed.is_some_and(|o| o.state != ContainerState::Running) => {}
+            Some(_) => candidates.push(i.instance.clone()),
+        }
+    }
+    let released = if busy { None } else { candidates.first().cloned() };
+    let mut out = HashMap::new();
+    for (instance, config) in newest {
+        let hold = candidates.contains(&instance) && Some(&instance) != released.as_ref();
+        if hold {
+            phases.insert(instance.clone(), "waiting");
+        } else if Some(&instance) == released.as_ref() {
+            phases.insert(instance.clone(), "restarting");
+        }
+        out.insert(instance, Release { config, hold });
+    }
+    (out, phases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::quantity::{Cpu, Memory};
+
+    fn inst(role: Role, n: u32) -> Instance {
+        Instance {
+            instance: InstanceRef::new("t", "c", role, n),
+            role,
+            ordinal: n,
+            host: Some("h1".into()),
+            pending: None,
+            cpu: Cpu(1000),
+            memory: Memory(1 << 30),
+        }
+    }
+
+    fn obs(i: &Instance, hash: Option<&str>, state: ContainerState) -> Observed {
+        Observed {
+            instance: i.instance.clone(),
+            container_id: "x".into(),
+            state,
+            started_at: None,
+            exit_code: None,
+            error: None,
+            ip: None,
+            config_hash: hash.map(Into::into),
+            live_hash: None,
+            hadoop: None,
+        }
+    }
+
+    fn config(v: &str) -> HadoopConfig {
+        HadoopConfig { files: [("core-site.xml".to_string(), v.to_string())].into(), ..Default::default() }
+    }
+
+    fn in_service() -> InstanceHadoop {
+        InstanceHadoop { hdfs_state: Some("In Service".into()), live: Some(true), ..Default::default() }
+    }
+
+    #[test]
+    fn one_restart_at_a_time_and_none_while_one_is_unhealthy() {
+        let spec: ClusterSpec = match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let dns: Vec<Instance> = (0..3).map(|n| inst(Role::Datanode, n)).collect();
+        let (old, new) = (config("old"), config("new"));
+        let hosts = HashMap::new();
+        let run = |observed: Vec<Observed>, hadoop: HashMap<InstanceRef, InstanceHadoop>| {
+            let data = ClusterData {
+                spec: &spec,
+                instances: dns.iter().collect(),
+                hosts: &hosts,
+                observed: observed.iter().map(|o| (&o.instance, o)).collect(),
+                leaving: BTreeSet::new(),
+            };
+            let newest = dns.iter().map(|i| (i.instance.clone(), new.clone())).collect();
+            let (r, phases) = releases(&data, newest, &hadoop);
+            let held: Vec<u32> = dns.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();
+            let restarting: Vec<u32> = dns.iter().filter(|i| phases.get(&i.instance) == Some(&"restarting")).map(|i| i.ordinal).collect();
+            (held, restarting)
+        };
+        let healthy_all: HashMap<_, _> = dns.iter().map(|i| (i.instance.clone(), in_service())).collect();
+        let (o, n) = (old.files_hash(), new.files_hash());
+
+        // All on the old config: the first one is released, the others hold.
+        let all_old = dns.iter().map(|i| obs(i, Some(&o), ContainerState::Running)).collect();
+        assert_eq!(run(all_old, healthy_all.clone()), (vec![1, 2], vec![0]));
+
+        // datanode-0 restarted on the new config but is not yet live: everyone else waits.
+        let first_done = vec![
+            obs(&dns[0], Some(&n), ContainerState::Running),
+            obs(&dns[1], Some(&o), ContainerState::Running),
+            obs(&dns[2], Some(&o), ContainerState::Running),
+        ];
+        let mut not_yet = healthy_all.clone();
+        not_yet.insert(dns[0].instance.clone(), InstanceHadoop { hdfs_state: Some("not registered".into()), ..Default::default() });
+        assert_eq!(run(first_done.clone(), not_yet), (vec![1, 2], vec![]));
+
+        // Once it is live and in service, the next one goes.
+        assert_eq!(run(first_done, healthy_all.clone()), (vec![2], vec![1]));
+
+        // A new cluster (nothing running yet) holds nothing.
+        assert_eq!(run(vec![], HashMap::new()), (vec![], vec![]));
+
+        // An exited container restarts with the new config at once.
+        let exited = vec![
+            obs(&dns[0], Some(&o), ContainerState::Exited),
+            obs(&dns[1], Some(&o), ContainerState::Running),
+            obs(&dns[2], Some(&o), ContainerState::Running),
+        ];
+        assert_eq!(run(exited, healthy_all), (vec![2], vec![1]));
+    }
+}

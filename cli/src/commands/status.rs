@@ -30,11 +30,81 @@ pub async fn run(client: &Client, out: Format, cluster: Option<&ClusterRef>) -> 
     }
 }
 
-/// Prints one cluster: its instances as a table, or the whole status as JSON or YAML.
+/// Prints one cluster: its instances as a table followed by its HDFS and YARN summary and
+/// conditions, or the whole status as JSON or YAML.
 pub fn print(out: Format, cluster: &ClusterStatus) -> Result<()> {
     output::emit(out, cluster, || {
-        instance_table(std::slice::from_ref(cluster), SystemTime::now())
+        let mut text = instance_table(std::slice::from_ref(cluster), SystemTime::now());
+        text.push_str(&summary(cluster));
+        text
     })
+}
+
+/// The cluster's HDFS and YARN summary lines and its conditions, as its masters report them.
+pub fn summary(c: &ClusterStatus) -> String {
+    let mut out = String::new();
+    if let Some(h) = &c.hdfs {
+        out.push_str(&format!(
+            "\nHDFS: {} live, {} dead, {} decommissioning DataNodes; {} of {} used; {} blocks, {} under-replicated, {} missing{}\n",
+            h.live_datanodes,
+            h.dead_datanodes,
+            h.decommissioning_datanodes,
+            bytes(h.capacity_used),
+            bytes(h.capacity_total),
+            h.blocks_total,
+            h.under_replicated_blocks,
+            h.missing_blocks,
+            if h.safe_mode { "; SAFE MODE" } else { "" },
+        ));
+    }
+    if let Some(y) = &c.yarn {
+        out.push_str(&format!(
+            "{}YARN: {} active NodeManagers ({} lost, {} unhealthy, {} decommissioning); {} MB, {} vcores; {} apps running\n",
+            if c.hdfs.is_some() { "" } else { "\n" },
+            y.active_nodemanagers,
+            y.lost_nodemanagers,
+            y.unhealthy_nodemanagers,
+            y.decommissioning_nodemanagers,
+            y.total_mb,
+            y.total_vcores,
+            y.apps_running,
+        ));
+    }
+    if !c.conditions.is_empty() {
+        out.push_str("\nCONDITIONS\n");
+        for cond in &c.conditions {
+            out.push_str(&format!("  {}: {}\n", cond.kind, cond.message));
+        }
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    output::memory(herd_api::quantity::Memory(n))
+}
+
+/// How the instance's master sees it: a DataNode's HDFS admin state (or `dead`), a
+/// NodeManager's YARN state, a master's `up` or why it cannot be read; then its config
+/// rollout phase.
+pub fn hadoop(i: &InstanceStatus) -> String {
+    let Some(h) = &i.hadoop else { return "-".into() };
+    let mut parts = Vec::new();
+    if let Some(state) = &h.hdfs_state {
+        match (h.live, h.last_contact_s) {
+            (Some(false), _) => parts.push(format!("{state} (dead)")),
+            _ => parts.push(state.clone()),
+        }
+    }
+    if let Some(state) = &h.yarn_state {
+        parts.push(state.clone());
+    }
+    if let Some(m) = &h.master {
+        parts.push(if m == "up" { m.clone() } else { "unreadable".into() });
+    }
+    if let Some(r) = &h.rollout {
+        parts.push(format!("config {r}"));
+    }
+    if parts.is_empty() { "-".into() } else { parts.join(", ") }
 }
 
 fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
@@ -50,13 +120,14 @@ fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
                 output::memory(i.memory),
                 "running".into(),
                 observed(i).into(),
+                hadoop(i),
                 detail(i, now),
             ]
         })
     });
     output::table(
         &[
-            "CLUSTER", "INSTANCE", "POOL", "HOST", "IP", "CPU", "MEMORY", "DESIRED", "OBSERVED", "DETAIL",
+            "CLUSTER", "INSTANCE", "POOL", "HOST", "IP", "CPU", "MEMORY", "DESIRED", "OBSERVED", "HADOOP", "DETAIL",
         ],
         rows,
     )
@@ -168,11 +239,38 @@ mod tests {
             pending,
         ]);
         let want = "\
-CLUSTER    INSTANCE    POOL      HOST  IP         CPU   MEMORY  DESIRED  OBSERVED  DETAIL
-acme/prod  datanode-0  datanode  h1    10.88.0.2  500m  512Mi   running  running   up 5m
-acme/prod  datanode-1  datanode  h2    -          500m  512Mi   running  -         waiting for the host's agent to report it
-acme/prod  datanode-2  datanode  -     -          500m  512Mi   running  pending   no ready host
+CLUSTER    INSTANCE    POOL      HOST  IP         CPU   MEMORY  DESIRED  OBSERVED  HADOOP      DETAIL
+acme/prod  datanode-0  datanode  h1    10.88.0.2  500m  512Mi   running  running   In Service  up 5m
+acme/prod  datanode-1  datanode  h2    -          500m  512Mi   running  -         -           waiting for the host's agent to report it
+acme/prod  datanode-2  datanode  -     -          500m  512Mi   running  pending   -           no ready host
 ";
+        let mut c = c;
+        c.instances[0].hadoop = Some(herd_api::wire::InstanceHadoop { hdfs_state: Some("In Service".into()), live: Some(true), ..Default::default() });
         assert_eq!(instance_table(&[c], at("2026-01-01T00:05:10Z")), want);
+    }
+
+    #[test]
+    fn summary_shows_hdfs_yarn_and_conditions() {
+        let mut c = cluster(vec![]);
+        assert_eq!(summary(&c), "");
+        c.hdfs = Some(herd_api::wire::HdfsSummary {
+            live_datanodes: 3,
+            dead_datanodes: 1,
+            capacity_used: 1 << 30,
+            capacity_total: 10 << 30,
+            blocks_total: 100,
+            under_replicated_blocks: 7,
+            ..Default::default()
+        });
+        c.yarn = Some(herd_api::wire::YarnSummary { active_nodemanagers: 2, total_mb: 1536, total_vcores: 2, ..Default::default() });
+        c.conditions.push(herd_api::wire::Condition { kind: "HdfsDegraded".into(), message: "1 DataNode is dead".into() });
+        let want = "
+HDFS: 3 live, 1 dead, 0 decommissioning DataNodes; 1Gi of 10Gi used; 100 blocks, 7 under-replicated, 0 missing
+YARN: 2 active NodeManagers (0 lost, 0 unhealthy, 0 decommissioning); 1536 MB, 2 vcores; 0 apps running
+
+CONDITIONS
+  HdfsDegraded: 1 DataNode is dead
+";
+        assert_eq!(summary(&c), want);
     }
 }

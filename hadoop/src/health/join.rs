@@ -226,7 +226,7 @@ pub fn assess(input: &Assess) -> Assessment {
             total_vcores: h.total_vcores,
             apps_running: h.apps_running,
         });
-        if let Some(c) = yarn_degraded(h, &nodemanagers, &out.instances, cluster) {
+        if let Some(c) = yarn_degraded(h, &nodemanagers, &out.instances) {
             out.conditions.push(c);
         }
     }
@@ -422,7 +422,6 @@ fn yarn_degraded(
     h: &ResourceManagerHealth,
     nodemanagers: &[&Member],
     seen: &BTreeMap<InstanceRef, InstanceHadoop>,
-    cluster: &str,
 ) -> Option<Condition> {
     let not_running: Vec<&Member> = nodemanagers
         .iter()

@@ -84,10 +84,10 @@ impl<'a> Beans<'a> {
         // The first bean that has the counter gives it.
         let counter = |sources: &[(Option<Obj<'_>>, &str)]| -> Result<Option<u64>> {
             for (bean, field) in sources {
-                if let Some(bean) = bean {
-                    if let Some(v) = bean.u64(field)? {
-                        return Ok(Some(v));
-                    }
+                if let Some(bean) = bean
+                    && let Some(v) = bean.u64(field)?
+                {
+                    return Ok(Some(v));
                 }
             }
             Ok(None)
@@ -109,10 +109,10 @@ impl<'a> Beans<'a> {
                 None => info.str("Version")?.map(|v| v.split(',').next().unwrap_or(v).trim().to_string()),
             };
         }
-        if let Some(state) = state {
-            if state.str("FSState")? == Some(FS_STATE_SAFE_MODE) {
-                h.safe_mode = true;
-            }
+        if let Some(state) = state
+            && state.str("FSState")? == Some(FS_STATE_SAFE_MODE)
+        {
+            h.safe_mode = true;
         }
 
         let count = |pred: &dyn Fn(&DataNodeReport) -> bool| nodes.iter().filter(|d| pred(d)).count() as u64;
@@ -232,10 +232,10 @@ fn datanodes(info: &Obj<'_>) -> Result<Vec<DataNodeReport>> {
 
 /// The host part of a DataNode's name: `host:port`, `[v6]:port` or a bare host (Hadoop 1).
 pub fn host_of(name: &str) -> &str {
-    if let Some(rest) = name.strip_prefix('[') {
-        if let Some((host, _)) = rest.split_once(']') {
-            return host;
-        }
+    if let Some(rest) = name.strip_prefix('[')
+        && let Some((host, _)) = rest.split_once(']')
+    {
+        return host;
     }
     match name.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,

@@ -68,15 +68,16 @@ fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                if path.is_empty() && k == "beans" {
-                    if let Value::Array(beans) = child {
-                        record(out, "beans", "array");
-                        for bean in beans {
-                            let name = bean.get("name").and_then(Value::as_str).unwrap_or("");
-                            walk_bean(bean, format!("beans[{name}]"), out);
-                        }
-                        continue;
+                if path.is_empty()
+                    && k == "beans"
+                    && let Value::Array(beans) = child
+                {
+                    record(out, "beans", "array");
+                    for bean in beans {
+                        let name = bean.get("name").and_then(Value::as_str).unwrap_or("");
+                        walk_bean(bean, format!("beans[{name}]"), out);
                     }
+                    continue;
                 }
                 walk(child, join(&path, k), out);
             }

@@ -230,6 +230,9 @@ pub struct NodeManagerReport {
     pub used_memory_mb: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avail_memory_mb: Option<u64>,
+    /// `healthReport`, when not empty: why an UNHEALTHY node is so (e.g. a full local dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_report: Option<String>,
 }
 
 /// What an agent read from a master it runs, sent with that instance's observed state.

@@ -22,6 +22,7 @@ use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManag
 use herd_api::names::InstanceRef;
 use herd_api::wire::{Condition, ContainerState, HdfsSummary, HostInfo, InstanceHadoop, Observed, YarnSummary};
 use herd_api::{ClusterSpec, Role};
+use herd_hadoop::health::join::{self, Aged, Assess, MasterSource, Member as JoinMember};
 use herd_hadoop::render::{self, ClusterView, Member};
 use tracing::warn;
 
@@ -36,12 +37,15 @@ pub struct ClusterData<'a> {
     pub observed: HashMap<&'a InstanceRef, &'a Observed>,
     /// Instances leaving the cluster (decommissioning DataNodes, draining NodeManagers).
     pub leaving: BTreeSet<InstanceRef>,
+    /// How often agents heartbeat (and so how often a master's health is refreshed).
+    pub poll_interval_ms: u64,
 }
 
-/// A host as the Hadoop side sees it: its description and whether it is heartbeating.
+/// A host as the Hadoop side sees it: its description and how fresh its last report is.
 pub struct HostRef<'a> {
     pub info: &'a HostInfo,
-    pub ready: bool,
+    /// Milliseconds since its last heartbeat.
+    pub age_ms: u64,
 }
 
 /// What an instance is given: its rendered config, and whether to hold the config it runs.
@@ -89,16 +93,17 @@ impl<'a> ClusterData<'a> {
         out
     }
 
-    /// The master's last report, with whether it is fresh (its host is heartbeating).
-    pub fn master_health(&self) -> (Option<(&'a NameNodeHealth, bool)>, Option<(&'a ResourceManagerHealth, bool)>) {
-        let mut nn = None;
-        let mut rm = None;
+    /// The masters' last reports, with their age (that of their host's last heartbeat).
+    fn reports(&self) -> (Option<Aged<NameNodeHealth>>, Option<Aged<ResourceManagerHealth>>) {
+        let (mut nn, mut rm) = (None, None);
         for i in &self.instances {
-            let fresh = i.host.as_ref().and_then(|h| self.hosts.get(h)).is_some_and(|h| h.ready);
             let Some(o) = self.observed.get(&i.instance) else { continue };
+            let age_ms = i.host.as_ref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
             match &o.hadoop {
-                Some(MasterHealth::Namenode(h)) if i.role == Role::Namenode => nn = Some((h, fresh)),
-                Some(MasterHealth::Resourcemanager(h)) if i.role == Role::Resourcemanager => rm = Some((h, fresh)),
+                Some(MasterHealth::Namenode(h)) if i.role == Role::Namenode => nn = Some(Aged { report: h.clone(), age_ms }),
+                Some(MasterHealth::Resourcemanager(h)) if i.role == Role::Resourcemanager => {
+                    rm = Some(Aged { report: h.clone(), age_ms })
+                }
                 _ => {}
             }
         }
@@ -152,8 +157,36 @@ struct Assessed {
     conditions: Vec<Condition>,
 }
 
-fn assess(_data: &ClusterData<'_>) -> Assessed {
-    Assessed::default()
+fn assess(data: &ClusterData<'_>) -> Assessed {
+    let source = |role: Role, external: bool| {
+        if data.spec.pools.get(&role).is_some_and(|p| p.replicas.0 > 0) {
+            MasterSource::Herd
+        } else if external {
+            MasterSource::External
+        } else {
+            MasterSource::Missing
+        }
+    };
+    let (namenode_report, resourcemanager_report) = data.reports();
+    let input = Assess {
+        instances: data
+            .instances
+            .iter()
+            .map(|i| JoinMember {
+                instance: i.instance.clone(),
+                role: i.role,
+                running: data.observed.get(&i.instance).is_some_and(|o| o.state == ContainerState::Running),
+            })
+            .collect(),
+        replication: data.spec.hdfs.replication,
+        namenode: source(Role::Namenode, data.spec.external.namenode.is_some()),
+        resourcemanager: source(Role::Resourcemanager, data.spec.external.resourcemanager.is_some()),
+        namenode_report,
+        resourcemanager_report,
+        poll_interval_ms: data.poll_interval_ms,
+    };
+    let a = join::assess(&input);
+    Assessed { instances: a.instances.into_iter().collect(), hdfs: a.hdfs, yarn: a.yarn, conditions: a.conditions }
 }
 
 /// Whether an instance counts as healthy for a rollout: its master says so, or, for roles
@@ -272,6 +305,7 @@ mod tests {
                 hosts: &hosts,
                 observed: observed.iter().map(|o| (&o.instance, o)).collect(),
                 leaving: BTreeSet::new(),
+                poll_interval_ms: 1000,
             };
             let newest = dns.iter().map(|i| (i.instance.clone(), new.clone())).collect();
             let (r, phases) = releases(&data, newest, &hadoop);

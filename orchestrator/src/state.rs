@@ -427,7 +427,8 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
 
 /// Hosts and observed state, loaded once for evaluating any number of clusters.
 struct HadoopContext {
-    hosts: Vec<(String, HostInfo, bool)>,
+    hosts: Vec<(String, HostInfo, u64)>,
+    poll_interval_ms: u64,
     observed: HashMap<(InstanceRef, String), Observed>,
 }
 
@@ -436,16 +437,15 @@ impl HadoopContext {
         let hosts = store::hosts(c)?
             .into_iter()
             .map(|h| {
-                let ready = now.saturating_sub(h.last_seen_ms) <= lost_after;
-                (h.info.id.clone(), h.info, ready)
+                (h.info.id.clone(), h.info, now.saturating_sub(h.last_seen_ms))
             })
             .collect();
-        Ok(HadoopContext { hosts, observed: store::observed(c)? })
+        Ok(HadoopContext { hosts, observed: store::observed(c)?, poll_interval_ms: lost_after / 3 })
     }
 
     fn evaluate(&self, spec: &ClusterSpec, members: &[Instance]) -> hadoop::Outcome {
         let hosts: HashMap<String, hadoop::HostRef<'_>> =
-            self.hosts.iter().map(|(id, info, ready)| (id.clone(), hadoop::HostRef { info, ready: *ready })).collect();
+            self.hosts.iter().map(|(id, info, age_ms)| (id.clone(), hadoop::HostRef { info, age_ms: *age_ms })).collect();
         let observed = members
             .iter()
             .filter_map(|i| {
@@ -460,6 +460,7 @@ impl HadoopContext {
             hosts: &hosts,
             observed,
             leaving: BTreeSet::new(),
+            poll_interval_ms: self.poll_interval_ms,
         };
         hadoop::evaluate(&data)
     }

@@ -14,254 +14,27 @@
 // when run by `cargo test` (threads of one process); nextest runs them one at a time already.
 #![allow(clippy::await_holding_lock)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use herd_tests::{Api, Proc, TenantContainers, bins, docker, unique, wait_for};
-use serde_json::{Value, json};
+use herd_tests::netbed::{HostPlan, Host, Plan, Testbed, must, require_root_docker_nft, sh};
+use herd_tests::{Api, TenantContainers, unique, wait_for};
+use serde_json::json;
 
-/// The underlay: 10.213.0.0/24; the orchestrator at .1, hosts from .10.
-const UNDERLAY: &str = "10.213.0";
-/// Container addresses: a /24 per host out of this.
-const CLUSTER_CIDR: &str = "10.214.0.0/16";
+/// Three hosts on the underlay 10.213.0.0/24 (orchestrator at .1, hosts from .10): two
+/// namespaces and the machine's own; container addresses are /24s out of 10.214.0.0/16.
+fn plan() -> Plan {
+    Plan {
+        underlay: "10.213.0",
+        cluster_cidr: "10.214.0.0/16",
+        hosts: vec![HostPlan::ns("a"), HostPlan::ns("b"), HostPlan { root: true, ..HostPlan::ns("r") }],
+    }
+}
 /// The port every test listener uses inside its container.
 const PORT: u16 = 7000;
-
-/// Runs a command (test plumbing and checks only); returns (success, stdout + stderr).
-fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
-    match Command::new(cmd).args(args).stdin(Stdio::null()).output() {
-        Ok(o) => (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
-        Err(e) => (false, format!("cannot run {cmd}: {e}")),
-    }
-}
-
-/// Runs a command that must succeed; returns its output.
-fn must(cmd: &str, args: &[&str]) -> String {
-    let (ok, out) = sh(cmd, args);
-    assert!(ok, "{cmd} {}: {out}", args.join(" "));
-    out
-}
-
-fn require_root_docker_nft() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
-    assert_eq!(euid, Some("0"), "the multi-host network test needs root (netns, netlink, nft); it never skips");
-    docker();
-    let (ok, out) = sh("nft", &["--version"]);
-    assert!(ok, "the `nft` tool (Debian package nftables) is missing: {out}");
-    // NB: herd's table is one per network namespace; a demo agent in this namespace would fight
-    // the test's root-namespace agent over it.
-    let (_, tables) = sh("nft", &["list", "tables"]);
-    assert!(
-        !tables.lines().any(|l| l.trim() == "table inet herd"),
-        "the root namespace already has herd's firewall (is the demo running? run `deploy/demo.sh down`)"
-    );
-    let (_, routes) = sh("ip", &["-4", "-o", "addr"]);
-    assert!(!routes.contains(&format!(" {UNDERLAY}.")) && !routes.contains(" 10.214."), "10.213.0.0/24 or {CLUSTER_CIDR} is already in use here:\n{routes}");
-}
-
-/// One simulated host.
-struct Host {
-    id: String,
-    /// Its network namespace; `None` for the machine's own.
-    ns: Option<String>,
-    address: Ipv4Addr,
-    bridge: String,
-    data_dir: PathBuf,
-}
-
-impl Host {
-    /// `ip` (or any command) run inside the host's namespace.
-    fn cmd(&self, cmd: &str, args: &[&str]) -> (bool, String) {
-        match &self.ns {
-            Some(ns) => {
-                let mut all = vec!["netns", "exec", ns.as_str(), cmd];
-                all.extend_from_slice(args);
-                sh("ip", &all)
-            }
-            None => sh(cmd, args),
-        }
-    }
-
-    /// Host ends of container veths: name → ifindex.
-    fn veths(&self) -> BTreeMap<String, u64> {
-        let (ok, out) = self.cmd("ip", &["-j", "link", "show"]);
-        assert!(ok, "{out}");
-        let links: Vec<Value> = serde_json::from_str(&out).unwrap();
-        links
-            .iter()
-            .filter_map(|l| Some((l["ifname"].as_str()?.to_string(), l["ifindex"].as_u64()?)))
-            .filter(|(name, _)| name.starts_with("hv"))
-            .collect()
-    }
-
-    /// herd's `inet` table, as nft prints it.
-    fn ruleset(&self) -> String {
-        let (ok, out) = self.cmd("nft", &["list", "table", "inet", "herd"]);
-        assert!(ok, "{}: {out}", self.id);
-        out
-    }
-
-    /// The IPAM lease file's leases.
-    fn leases(&self) -> Value {
-        let text = std::fs::read_to_string(self.data_dir.join("net/ipam/ipam.json")).unwrap_or_else(|_| "{}".into());
-        serde_json::from_str::<Value>(&text).unwrap()["leases"].clone()
-    }
-}
-
-/// The simulated network; everything it made is removed when it is dropped, even on failure.
-struct Testbed {
-    tag: String,
-    underlay_ns: String,
-    hosts: Vec<Host>,
-    procs: Vec<(String, Proc)>,
-    _dir: tempfile::TempDir,
-    /// The agents' token, issued once the orchestrator runs.
-    agent_token: String,
-}
-
-impl Testbed {
-    fn new() -> Self {
-        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tag = format!("n{}{run}", std::process::id() % 100_000);
-        let dir = tempfile::tempdir().unwrap();
-        let underlay_ns = format!("{tag}ul");
-        let mut bed = Testbed { tag: tag.clone(), underlay_ns: underlay_ns.clone(), hosts: vec![], procs: vec![], _dir: dir, agent_token: String::new() };
-        must("ip", &["netns", "add", &underlay_ns]);
-        must("ip", &["-n", &underlay_ns, "link", "add", "ulbr", "type", "bridge"]);
-        must("ip", &["-n", &underlay_ns, "addr", "add", &format!("{UNDERLAY}.1/24"), "dev", "ulbr"]);
-        must("ip", &["-n", &underlay_ns, "link", "set", "ulbr", "up"]);
-        must("ip", &["-n", &underlay_ns, "link", "set", "lo", "up"]);
-        for (n, name) in ["a", "b", "r"].iter().enumerate() {
-            let id = unique(&format!("{name}h"));
-            let ns = (*name != "r").then(|| format!("{tag}{name}"));
-            let (outer, inner) = (format!("{tag}{name}0"), format!("{tag}{name}1"));
-            let address = Ipv4Addr::new(10, 213, 0, 10 + n as u8);
-            must("ip", &["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-            must("ip", &["link", "set", &inner, "netns", &underlay_ns]);
-            must("ip", &["-n", &underlay_ns, "link", "set", &inner, "master", "ulbr", "up"]);
-            if let Some(ns) = &ns {
-                must("ip", &["netns", "add", ns]);
-                must("ip", &["link", "set", &outer, "netns", ns]);
-                must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-            }
-            let host = Host {
-                id,
-                ns: ns.clone(),
-                address,
-                // NB: the root namespace host's bridge gets a name of its own, beside any demo's herd0.
-                bridge: if ns.is_some() { "herd0".into() } else { format!("{tag}br") },
-                data_dir: bed._dir.path().join(name),
-            };
-            host.cmd("ip", &["addr", "add", &format!("{address}/24"), "dev", &outer]);
-            let (ok, out) = host.cmd("ip", &["link", "set", &outer, "up"]);
-            assert!(ok, "{out}");
-            bed.hosts.push(host);
-        }
-        bed
-    }
-
-    fn orchestrator_url(&self) -> String {
-        format!("http://{UNDERLAY}.1:7480")
-    }
-
-    fn start_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
-        let dir = self._dir.path().join("orchestrator");
-        std::fs::create_dir_all(&dir)?;
-        let log = dir.join("orchestrator.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.underlay_ns])
-            .arg(bins().join("herd-orchestrator"))
-            .args(["--data-dir", &dir.display().to_string(), "--listen", &format!("{UNDERLAY}.1:7480")])
-            .args(["--heartbeat-interval", "500ms", "--cluster-cidr", CLUSTER_CIDR])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("cannot start herd-orchestrator")?;
-        self.procs.push(("orchestrator".into(), Proc { child, log }));
-        Ok(())
-    }
-
-    fn start_agent(&mut self, n: usize) -> Result<()> {
-        let h = &self.hosts[n];
-        std::fs::create_dir_all(&h.data_dir)?;
-        let log = h.data_dir.join(format!("agent-{}.log", unique("")));
-        let mut cmd = match &h.ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bins().join("herd-agent"));
-                c
-            }
-            None => Command::new(bins().join("herd-agent")),
-        };
-        let child = cmd
-            .args(["--orchestrator", &self.orchestrator_url(), "--host-id", &h.id, "--bridge", &h.bridge])
-            .args(["--data-dir", &h.data_dir.display().to_string(), "--cpus", "8", "--memory", "64Gi"])
-            .env("RUST_LOG", "info,herd_agent=debug")
-            .env("HERD_TOKEN", &self.agent_token)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("cannot start herd-agent")?;
-        self.procs.retain(|(name, _)| name != &h.id);
-        self.procs.push((h.id.clone(), Proc { child, log }));
-        Ok(())
-    }
-
-    fn kill_agent(&mut self, n: usize) {
-        let id = self.hosts[n].id.clone();
-        if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| *name == id).map(|i| self.procs.remove(i)) {
-            p.kill();
-        }
-    }
-
-    fn logs(&self) -> String {
-        for h in &self.hosts {
-            let (_, l) = h.cmd("ip", &["-br", "link"]);
-            eprintln!("=== links on {}:\n{l}", h.id);
-        }
-        self.procs.iter().map(|(name, p)| format!("--- {name}\n{}", tail(&p.log_text().lines().filter(|l| !l.contains(" DEBUG ")).collect::<Vec<_>>().join("\n"), 40))).collect()
-    }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n") + "\n"
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        for (_, p) in &mut self.procs {
-            p.kill();
-        }
-        for h in &self.hosts {
-            if let Some(ns) = &h.ns {
-                let _ = sh("ip", &["netns", "delete", ns]);
-            } else {
-                // The root namespace: herd's bridge, tables, routes and DOCKER-USER accepts.
-                let _ = sh("ip", &["link", "delete", &h.bridge]);
-                let _ = sh("ip", &["link", "delete", &format!("{}a0", self.tag)]);
-                let _ = sh("ip", &["link", "delete", &format!("{}r0", self.tag)]);
-                for family in ["inet", "bridge"] {
-                    let _ = sh("nft", &["delete", "table", family, "herd"]);
-                }
-                let _ = sh("ip", &["route", "flush", "proto", "104"]);
-                for dir in ["-i", "-o"] {
-                    while sh("iptables", &["-C", "DOCKER-USER", dir, &h.bridge, "-j", "ACCEPT"]).0 {
-                        let _ = sh("iptables", &["-D", "DOCKER-USER", dir, &h.bridge, "-j", "ACCEPT"]);
-                    }
-                }
-            }
-        }
-        let _ = sh("ip", &["netns", "delete", &self.underlay_ns]);
-    }
-}
 
 fn spec(tenant: &str, datanodes: u32, nodemanagers: u32) -> String {
     format!(
@@ -343,32 +116,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Testbed {
-    /// Starts the orchestrator, waits for it, and issues the agents' token; returns an admin client.
-    async fn start_orchestrator_with_token(&mut self, extra: &[&str]) -> Result<Api> {
-        self.start_orchestrator(extra)?;
-        let anonymous = Api::new(&self.orchestrator_url());
-        wait_for("the orchestrator", Duration::from_secs(20), || async {
-            Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ()))
-        })
-        .await?;
-        let admin = std::fs::read_to_string(self._dir.path().join("orchestrator/admin.token"))?;
-        let api = anonymous.with_token(admin.trim());
-        let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent"})).await?;
-        ensure!(status == 201, "agent token: {status} {created}");
-        self.agent_token = created["secret"].as_str().unwrap_or_default().to_string();
-        Ok(api)
-    }
-}
-
 /// Bad networks: a host whose own networks overlap the cluster CIDR reports it on every instance
 /// placed there and plumbs nothing; a host that finds the cluster CIDR exhausted is refused at
 /// registration with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_and_exhausted_networks_are_refused_clearly() -> Result<()> {
     let _serial = serial();
-    require_root_docker_nft();
-    let mut bed = Testbed::new();
+    require_root_docker_nft(&plan());
+    let mut bed = Testbed::new(&plan());
     // One /16 host subnet: the whole cluster CIDR goes to the first host that registers.
     let api = bed.start_orchestrator_with_token(&["--host-subnet-prefix", "16"]).await?;
     // Host a also holds 10.214.99.1/24, inside the cluster CIDR.
@@ -427,8 +182,8 @@ async fn overlapping_and_exhausted_networks_are_refused_clearly() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_reach_their_tenant_across_hosts_and_nothing_else() -> Result<()> {
     let _serial = serial();
-    require_root_docker_nft();
-    let mut bed = Testbed::new();
+    require_root_docker_nft(&plan());
+    let mut bed = Testbed::new(&plan());
     let api = bed.start_orchestrator_with_token(&[]).await?;
     for n in 0..3 {
         bed.start_agent(n)?;

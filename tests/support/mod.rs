@@ -2,6 +2,8 @@
 //! orchestrators and agents as real processes on loopback, and talks to the real Docker
 //! engine. Docker-dependent tests fail loudly when no engine answers; they never skip.
 
+pub mod netbed;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -341,6 +341,17 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an override value: any text XML 1.0 can carry (the renderer escapes `<`, `&`,
+/// quotes and `]]>`), so not NUL or the other C0 control characters but tab, newline and
+/// carriage return, nor U+FFFE/U+FFFF.
+pub fn check_value(value: &str) -> Result<(), String> {
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    match value.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!("values may not contain {c:?}: an XML configuration file cannot carry it")),
+        None => Ok(()),
+    }
+}
+
 /// The least memory a NodeManager must leave for YARN containers after its own heap.
 pub const MIN_CONTAINER_MEMORY: Memory = Memory(256 << 20);
 

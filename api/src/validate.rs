@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
 use crate::hadoop::{
-    ConfigOverrides, MIN_CONTAINER_MEMORY, check_key, daemon_heap, nodemanager_container_memory, owned_key_reason,
+    ConfigOverrides, MIN_CONTAINER_MEMORY, check_key, check_value, daemon_heap, nodemanager_container_memory, owned_key_reason,
 };
 use crate::names::check_dns_label;
 use crate::spec::{ClusterSpec, Role};
@@ -190,12 +190,14 @@ fn check_hadoop(spec: &ClusterSpec, errors: &mut Vec<FieldError>) {
 /// Override keys: well-formed, and none that herd must own.
 fn check_overrides(at: &str, overrides: &ConfigOverrides, errors: &mut Vec<FieldError>) {
     for (file, keys) in overrides {
-        for key in keys.keys() {
+        for (key, value) in keys {
             let field = format!("{at}.{file}.{key}");
             if let Err(m) = check_key(key) {
                 errors.push(FieldError::new(field, m));
             } else if let Some(reason) = owned_key_reason(*file, key) {
                 errors.push(FieldError::new(field, format!("`{key}` cannot be overridden: {reason}")));
+            } else if let Err(m) = check_value(value) {
+                errors.push(FieldError::new(field, m));
             }
         }
     }
@@ -411,6 +413,10 @@ pools:
             ("a key with a control character", |s| set(s, ConfigFile::CoreSite, "a\u{7}b", "1"), &[(
                 "configOverrides.core-site.xml.a\u{7}b",
                 "`a\\u{7}b` is not a configuration key",
+            )]),
+            ("a value XML cannot carry", |s| set(s, ConfigFile::CoreSite, "x.y", "a\u{0}b"), &[(
+                "configOverrides.core-site.xml.x.y",
+                "values may not contain '\\0'",
             )]),
             ("an empty key", |s| set(s, ConfigFile::YarnSite, "", "1"), &[(
                 "configOverrides.yarn-site.xml.",

@@ -7,6 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::quantity::Memory;
+use crate::spec::Role;
+
 /// In-container ports, fixed so that the rendered config, the images and the health probes
 /// agree. The NodeManager's RPC port is pinned (Hadoop's default is ephemeral, which would
 /// change a NodeManager's YARN id on every restart).
@@ -241,4 +244,143 @@ pub struct NodeManagerReport {
 pub enum MasterHealth {
     Namenode(NameNodeHealth),
     Resourcemanager(ResourceManagerHealth),
+}
+
+/// Keys herd renders itself and a spec may not override, with the file each belongs in and
+/// why herd owns it. Every key here exists in Hadoop 3.4.1's `*-default.xml` (tested in
+/// `herd-hadoop` against the committed defaults), except where the reason says otherwise.
+pub const OWNED_KEYS: &[(ConfigFile, &str, &str)] = {
+    use ConfigFile::{CoreSite, HdfsSite, YarnSite};
+    const NN: &str = "herd points every instance at the NameNode by its stable DNS name";
+    const RM: &str = "herd points every instance at the ResourceManager by its stable DNS name";
+    const BIND: &str = "herd binds the daemons to every address of the container";
+    const DIRS: &str = "herd mounts the data disks at fixed paths and renders the folders on them";
+    const PORTS: &str = "herd fixes the in-container ports (the images, health probes and published ports rely on them)";
+    const HOSTS: &str = "herd keeps the include/exclude lists to add and decommission workers";
+    const TOPO: &str = "herd renders the rack and host topology from placement (no two replicas of a block on one machine)";
+    const NAMES: &str = "herd's containers reach each other by the names in herd's /etc/hosts";
+    const SIZE: &str = "herd sizes YARN from the pool's cpu and memory (less the daemon heap)";
+    &[
+        (CoreSite, "fs.defaultFS", NN),
+        (CoreSite, "net.topology.node.switch.mapping.impl", TOPO),
+        (CoreSite, "net.topology.table.file.name", TOPO),
+        (CoreSite, "net.topology.impl", TOPO),
+        (CoreSite, "net.topology.nodegroup.aware", TOPO),
+        (CoreSite, "net.topology.script.file.name", TOPO),
+        (HdfsSite, "dfs.block.replicator.classname", TOPO),
+        (HdfsSite, "dfs.use.dfs.network.topology", TOPO),
+        (HdfsSite, "dfs.net.topology.impl", TOPO),
+        (HdfsSite, "dfs.namenode.rpc-address", NN),
+        (HdfsSite, "dfs.namenode.http-address", NN),
+        (HdfsSite, "dfs.namenode.servicerpc-address", NN),
+        (HdfsSite, "dfs.namenode.rpc-bind-host", BIND),
+        (HdfsSite, "dfs.namenode.http-bind-host", BIND),
+        (HdfsSite, "dfs.namenode.servicerpc-bind-host", BIND),
+        (HdfsSite, "dfs.namenode.name.dir", DIRS),
+        (HdfsSite, "dfs.datanode.data.dir", DIRS),
+        (HdfsSite, "dfs.datanode.address", PORTS),
+        (HdfsSite, "dfs.datanode.http.address", PORTS),
+        (HdfsSite, "dfs.datanode.ipc.address", PORTS),
+        (HdfsSite, "dfs.datanode.hostname", NAMES),
+        (HdfsSite, "dfs.namenode.datanode.registration.ip-hostname-check", NAMES),
+        (HdfsSite, "dfs.client.use.datanode.hostname", NAMES),
+        (HdfsSite, "dfs.datanode.use.datanode.hostname", NAMES),
+        (HdfsSite, "dfs.hosts", HOSTS),
+        (HdfsSite, "dfs.hosts.exclude", HOSTS),
+        (HdfsSite, "dfs.namenode.hosts.provider.classname", HOSTS),
+        (HdfsSite, "dfs.replication", "set it with `hdfs.replication` in the spec, which herd checks against the DataNodes it runs"),
+        (YarnSite, "yarn.resourcemanager.hostname", RM),
+        (YarnSite, "yarn.resourcemanager.address", RM),
+        (YarnSite, "yarn.resourcemanager.scheduler.address", RM),
+        (YarnSite, "yarn.resourcemanager.resource-tracker.address", RM),
+        (YarnSite, "yarn.resourcemanager.admin.address", RM),
+        (YarnSite, "yarn.resourcemanager.webapp.address", RM),
+        (YarnSite, "yarn.resourcemanager.bind-host", BIND),
+        (YarnSite, "yarn.nodemanager.bind-host", BIND),
+        (YarnSite, "yarn.resourcemanager.nodes.include-path", HOSTS),
+        (YarnSite, "yarn.resourcemanager.nodes.exclude-path", HOSTS),
+        (YarnSite, "yarn.nodemanager.hostname", NAMES),
+        (YarnSite, "yarn.nodemanager.address", "herd pins the NodeManager's RPC port so its YARN node id survives restarts"),
+        (YarnSite, "yarn.nodemanager.localizer.address", PORTS),
+        (YarnSite, "yarn.nodemanager.webapp.address", PORTS),
+        (YarnSite, "yarn.nodemanager.resource.memory-mb", SIZE),
+        (YarnSite, "yarn.nodemanager.resource.cpu-vcores", SIZE),
+    ]
+};
+
+/// Why herd owns `key` in `file`, if it does: a spec overriding it is refused with this
+/// reason. A key herd owns in another file is refused too (it would be in the wrong file, and
+/// herd renders it anyway), with a reason naming the right one.
+pub fn owned_key_reason(file: ConfigFile, key: &str) -> Option<&'static str> {
+    OWNED_KEYS.iter().find(|(_, k, _)| *k == key).map(|(owner, _, reason)| {
+        if *owner == file {
+            *reason
+        } else {
+            match owner {
+                ConfigFile::CoreSite => "herd renders this key itself, in core-site.xml",
+                ConfigFile::HdfsSite => "herd renders this key itself, in hdfs-site.xml",
+                ConfigFile::YarnSite => "herd renders this key itself, in yarn-site.xml",
+                ConfigFile::MapredSite => "herd renders this key itself, in mapred-site.xml",
+            }
+        }
+    })
+}
+
+/// The longest configuration key a spec may override (Hadoop's own are under 100 characters).
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Checks the form of an override key: non-empty, at most [`MAX_KEY_LEN`] characters, no
+/// whitespace or control characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("configuration keys must not be empty".into());
+    }
+    if key.chars().count() > MAX_KEY_LEN {
+        return Err(format!("configuration keys must be at most {MAX_KEY_LEN} characters, got {}", key.chars().count()));
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{}` is not a configuration key: no whitespace or control characters", key.escape_default()));
+    }
+    Ok(())
+}
+
+/// Checks an override value: any text XML 1.0 can carry (the renderer escapes `<`, `&`,
+/// quotes and `]]>`), so not NUL or the other C0 control characters but tab, newline and
+/// carriage return, nor U+FFFE/U+FFFF.
+pub fn check_value(value: &str) -> Result<(), String> {
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    match value.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!("values may not contain {c:?}: an XML configuration file cannot carry it")),
+        None => Ok(()),
+    }
+}
+
+/// The least memory a NodeManager must leave for YARN containers after its own heap.
+pub const MIN_CONTAINER_MEMORY: Memory = Memory(256 << 20);
+
+/// The Java heap herd gives a role's daemon in a container of `memory`, rounded down to MiB.
+///
+/// The rule (what `HADOOP_HEAPSIZE_MAX` is set to):
+/// - NameNode, ResourceManager: half the container, at most 16 GiB. The rest is for the JVM's
+///   own (metaspace, threads, direct buffers) and the OS.
+/// - DataNode: half the container, at most 4 GiB. Its heap holds block reports, not data;
+///   the page cache makes better use of the rest.
+/// - NodeManager: an eighth of the container, at least 128 MiB and at most 1 GiB. Everything
+///   else is offered to YARN containers (`yarn.nodemanager.resource.memory-mb`).
+pub fn daemon_heap(role: Role, memory: Memory) -> Memory {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    let m = memory.0;
+    let heap = match role {
+        Role::Namenode | Role::Resourcemanager => (m / 2).min(16 * GIB),
+        Role::Datanode => (m / 2).min(4 * GIB),
+        Role::Nodemanager => (m / 8).clamp(128 * MIB, GIB),
+    };
+    Memory(heap / MIB * MIB)
+}
+
+/// What a NodeManager in a container of `memory` offers YARN: the container less the
+/// daemon's heap ([`daemon_heap`]); zero when the heap takes it all.
+pub fn nodemanager_container_memory(memory: Memory) -> Memory {
+    Memory(memory.0.saturating_sub(daemon_heap(Role::Nodemanager, memory).0))
 }

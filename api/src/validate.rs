@@ -5,6 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use std::net::Ipv4Addr;
+
+use crate::hadoop::{
+    ConfigOverrides, MIN_CONTAINER_MEMORY, check_key, check_value, daemon_heap, nodemanager_container_memory, owned_key_reason,
+};
 use crate::names::check_dns_label;
 use crate::spec::{ClusterSpec, Role};
 
@@ -123,15 +128,106 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 ));
             }
         }
-        if (*role == Role::Namenode || *role == Role::Resourcemanager)
-            && pool.replicas.0 > 1 {
+        if (*role == Role::Namenode || *role == Role::Resourcemanager) && pool.replicas.0 > 1 {
+            errors.push(FieldError::new(
+                at("replicas"),
+                format!(
+                    "herd runs at most one {role} per cluster, got {}: high availability (several {}s) comes in a later herd version",
+                    pool.replicas.0,
+                    if *role == Role::Namenode { "NameNode" } else { "ResourceManager" },
+                ),
+            ));
+        }
+        if *role == Role::Nodemanager {
+            let heap = daemon_heap(*role, pool.memory);
+            let left = nodemanager_container_memory(pool.memory);
+            if left < MIN_CONTAINER_MEMORY {
                 errors.push(FieldError::new(
-                    at("replicas"),
-                    format!("herd runs at most one {role} per cluster for now, got {}", pool.replicas.0),
+                    at("memory"),
+                    format!(
+                        "a nodemanager of {} keeps {heap} for its own heap and leaves {left} for YARN containers; at least {MIN_CONTAINER_MEMORY} must be left",
+                        pool.memory
+                    ),
                 ));
             }
+        }
+        check_overrides(&at("configOverrides"), &pool.config_overrides, &mut errors);
     }
+    check_overrides("configOverrides", &spec.config_overrides, &mut errors);
+    check_hadoop(spec, &mut errors);
     if errors.is_empty() { Ok(()) } else { Err(SpecError::Invalid(errors)) }
+}
+
+/// The Hadoop-level fields: replication, external masters.
+fn check_hadoop(spec: &ClusterSpec, errors: &mut Vec<FieldError>) {
+    if !(1..=MAX_REPLICATION).contains(&spec.hdfs.replication) {
+        errors.push(FieldError::new(
+            "hdfs.replication",
+            format!("must be from 1 to {MAX_REPLICATION} copies of each block, got {}", spec.hdfs.replication),
+        ));
+    }
+    let masters = [(Role::Namenode, &spec.external.namenode), (Role::Resourcemanager, &spec.external.resourcemanager)];
+    for (role, external) in masters {
+        let Some(external) = external else { continue };
+        let at = |field: &str| format!("external.{role}{field}");
+        if spec.pools.contains_key(&role) {
+            errors.push(FieldError::new(
+                at(""),
+                format!("the {role} is given both as pool `pools.{role}` and as `external.{role}`: keep one"),
+            ));
+        }
+        if let Err(m) = check_host(&external.host) {
+            errors.push(FieldError::new(at(".host"), m));
+        }
+        for (field, port) in [(".rpcPort", external.rpc_port), (".httpPort", external.http_port)] {
+            if port == Some(0) {
+                errors.push(FieldError::new(at(field), "ports must be from 1 to 65535"));
+            }
+        }
+    }
+}
+
+/// Override keys: well-formed, and none that herd must own.
+fn check_overrides(at: &str, overrides: &ConfigOverrides, errors: &mut Vec<FieldError>) {
+    for (file, keys) in overrides {
+        for (key, value) in keys {
+            let field = format!("{at}.{file}.{key}");
+            if let Err(m) = check_key(key) {
+                errors.push(FieldError::new(field, m));
+            } else if let Some(reason) = owned_key_reason(*file, key) {
+                errors.push(FieldError::new(field, format!("`{key}` cannot be overridden: {reason}")));
+            } else if let Err(m) = check_value(value) {
+                errors.push(FieldError::new(field, m));
+            }
+        }
+    }
+}
+
+/// The most copies of a block `hdfs.replication` may ask for (Hadoop's own
+/// `dfs.replication.max` default).
+pub const MAX_REPLICATION: u16 = 512;
+
+/// Checks an external master's address: an IPv4 address or a DNS name (RFC 1123 labels).
+fn check_host(host: &str) -> Result<(), String> {
+    let bad = || format!("`{}` is not a DNS name or IPv4 address", host.escape_default());
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad());
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // NB: a name whose last label is all digits would read as a (bad) IPv4 address.
+    let numeric_tld = labels.last().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()));
+    if labels.iter().all(label_ok) && !numeric_tld { Ok(()) } else { Err(bad()) }
 }
 
 fn check_image(image: &str) -> Result<(), String> {
@@ -179,5 +275,220 @@ mod tests {
             fields,
             vec![("tenant", Some(1)), ("pools.datanode.memory", Some(7)), ("images.datanode", None)]
         );
+    }
+
+    /// A full Hadoop cluster: both masters, both worker pools, overrides at both levels.
+    const HADOOP: &str = "\
+tenant: acme
+name: prod
+version: 3.4.1
+images:
+  namenode: r/namenode:3.4.1
+  resourcemanager: r/resourcemanager:3.4.1
+  datanode: r/datanode:3.4.1
+  nodemanager: r/nodemanager:3.4.1
+hdfs:
+  replication: 3
+configOverrides:
+  core-site.xml:
+    io.file.buffer.size: '131072'
+pools:
+  namenode: {replicas: 1, cpu: 1, memory: 2Gi}
+  resourcemanager: {replicas: 1, cpu: 1, memory: 2Gi}
+  datanode:
+    replicas: 3
+    cpu: 500m
+    memory: 1Gi
+    configOverrides:
+      hdfs-site.xml:
+        dfs.datanode.du.reserved: '1073741824'
+  nodemanager: {replicas: 2, cpu: 2, memory: 4Gi}
+";
+
+    fn hadoop() -> ClusterSpec {
+        crate::yaml::from_str(HADOOP).unwrap()
+    }
+
+    fn external(host: &str) -> Option<crate::spec::ExternalMaster> {
+        Some(crate::spec::ExternalMaster { host: host.into(), rpc_port: None, http_port: None })
+    }
+
+    fn set(spec: &mut ClusterSpec, file: ConfigFile, key: &str, value: &str) {
+        spec.config_overrides.entry(file).or_default().insert(key.into(), value.into());
+    }
+
+    fn set_pool(spec: &mut ClusterSpec, role: Role, file: ConfigFile, key: &str, value: &str) {
+        let pool = spec.pools.get_mut(&role).unwrap();
+        pool.config_overrides.entry(file).or_default().insert(key.into(), value.into());
+    }
+
+    use crate::hadoop::ConfigFile;
+    use crate::quantity::Memory;
+
+    type Change = fn(&mut ClusterSpec);
+    type Refused = (&'static str, Change, &'static [(&'static str, &'static str)]);
+
+    #[test]
+    fn hadoop_fields_table() {
+        let accepted: &[(&str, Change)] = &[
+            ("the full cluster", |_| {}),
+            ("workers without masters", |s| {
+                s.pools.remove(&Role::Namenode);
+                s.pools.remove(&Role::Resourcemanager);
+            }),
+            ("replication above the DataNode count", |s| s.hdfs.replication = 10),
+            ("replication at the bounds", |s| s.hdfs.replication = 512),
+            ("external masters by name and address", |s| {
+                s.pools.remove(&Role::Namenode);
+                s.pools.remove(&Role::Resourcemanager);
+                s.external.namenode = external("nn.corp.example.com");
+                s.external.resourcemanager = external("10.1.2.3");
+            }),
+            ("values are any string", |s| set(s, ConfigFile::CoreSite, "x.y", "<a & \"b\" ]]> \n")),
+            ("a key herd owns elsewhere, in mapred-site, is not an owned key", |s| {
+                set(s, ConfigFile::MapredSite, "mapreduce.map.memory.mb", "512")
+            }),
+            ("the smallest nodemanager", |s| s.pools.get_mut(&Role::Nodemanager).unwrap().memory = Memory(512 << 20)),
+        ];
+        for (name, change) in accepted {
+            let mut spec = hadoop();
+            change(&mut spec);
+            assert_eq!(validate(&spec), Ok(()), "{name}");
+        }
+
+        let refused: &[Refused] = &[
+            ("two namenodes", |s| s.pools.get_mut(&Role::Namenode).unwrap().replicas.0 = 2, &[(
+                "pools.namenode.replicas",
+                "several NameNodes) comes in a later herd version",
+            )]),
+            ("three resourcemanagers", |s| s.pools.get_mut(&Role::Resourcemanager).unwrap().replicas.0 = 3, &[(
+                "pools.resourcemanager.replicas",
+                "high availability (several ResourceManagers)",
+            )]),
+            ("a master both as pool and external", |s| s.external.namenode = external("nn.example.com"), &[(
+                "external.namenode",
+                "both as pool `pools.namenode` and as `external.namenode`",
+            )]),
+            ("a bad external host", |s| {
+                s.pools.remove(&Role::Resourcemanager);
+                s.external.resourcemanager = external("rm host");
+            }, &[("external.resourcemanager.host", "`rm host` is not a DNS name or IPv4 address")]),
+            ("a numeric external host that is no address", |s| {
+                s.pools.remove(&Role::Namenode);
+                s.external.namenode = external("10.1.2.300");
+            }, &[("external.namenode.host", "not a DNS name or IPv4 address")]),
+            ("a label starting with a hyphen", |s| {
+                s.pools.remove(&Role::Namenode);
+                s.external.namenode = external("-nn.example.com");
+            }, &[("external.namenode.host", "not a DNS name")]),
+            ("external port 0", |s| {
+                s.pools.remove(&Role::Namenode);
+                s.external.namenode = external("nn");
+                if let Some(nn) = s.external.namenode.as_mut() {
+                    nn.http_port = Some(0);
+                }
+            }, &[("external.namenode.httpPort", "from 1 to 65535")]),
+            ("replication 0", |s| s.hdfs.replication = 0, &[("hdfs.replication", "from 1 to 512")]),
+            ("replication 513", |s| s.hdfs.replication = 513, &[("hdfs.replication", "from 1 to 512 copies of each block, got 513")]),
+            ("fs.defaultFS overridden", |s| set(s, ConfigFile::CoreSite, "fs.defaultFS", "hdfs://x:8020"), &[(
+                "configOverrides.core-site.xml.fs.defaultFS",
+                "`fs.defaultFS` cannot be overridden: herd points every instance at the NameNode",
+            )]),
+            ("dfs.replication in a pool", |s| set_pool(s, Role::Datanode, ConfigFile::HdfsSite, "dfs.replication", "2"), &[(
+                "pools.datanode.configOverrides.hdfs-site.xml.dfs.replication",
+                "set it with `hdfs.replication`",
+            )]),
+            ("an owned key in the wrong file", |s| set(s, ConfigFile::HdfsSite, "fs.defaultFS", "hdfs://x"), &[(
+                "configOverrides.hdfs-site.xml.fs.defaultFS",
+                "herd renders this key itself, in core-site.xml",
+            )]),
+            ("nodemanager sizing", |s| set_pool(s, Role::Nodemanager, ConfigFile::YarnSite, "yarn.nodemanager.resource.memory-mb", "1"), &[(
+                "pools.nodemanager.configOverrides.yarn-site.xml.yarn.nodemanager.resource.memory-mb",
+                "herd sizes YARN from the pool's cpu and memory",
+            )]),
+            ("a key with a space", |s| set(s, ConfigFile::CoreSite, "io.file buffer", "1"), &[(
+                "configOverrides.core-site.xml.io.file buffer",
+                "no whitespace or control characters",
+            )]),
+            ("a key with a control character", |s| set(s, ConfigFile::CoreSite, "a\u{7}b", "1"), &[(
+                "configOverrides.core-site.xml.a\u{7}b",
+                "`a\\u{7}b` is not a configuration key",
+            )]),
+            ("a value XML cannot carry", |s| set(s, ConfigFile::CoreSite, "x.y", "a\u{0}b"), &[(
+                "configOverrides.core-site.xml.x.y",
+                "values may not contain '\\0'",
+            )]),
+            ("an empty key", |s| set(s, ConfigFile::YarnSite, "", "1"), &[(
+                "configOverrides.yarn-site.xml.",
+                "must not be empty",
+            )]),
+            ("a key too long", |s| set(s, ConfigFile::MapredSite, &"k".repeat(257), "1"), &[(
+                "configOverrides.mapred-site.xml.kkkk",
+                "at most 256 characters, got 257",
+            )]),
+            ("a nodemanager too small for containers", |s| s.pools.get_mut(&Role::Nodemanager).unwrap().memory = Memory(300 << 20), &[
+                ("pools.nodemanager.memory", "needs at least 512Mi"),
+                ("pools.nodemanager.memory", "keeps 128Mi for its own heap and leaves 172Mi for YARN containers; at least 256Mi"),
+            ]),
+        ];
+        for (name, change, expected) in refused {
+            let mut spec = hadoop();
+            change(&mut spec);
+            let errors = match validate(&spec) {
+                Err(SpecError::Invalid(errors)) => errors,
+                other => panic!("{name}: expected refusal, got {other:?}"),
+            };
+            assert_eq!(errors.len(), expected.len(), "{name}: {errors:?}");
+            for (error, (field, fragment)) in errors.iter().zip(expected.iter()) {
+                assert!(error.field.starts_with(field), "{name}: field {} is not {field}", error.field);
+                assert!(error.message.contains(fragment), "{name}: `{}` lacks `{fragment}`", error.message);
+            }
+        }
+    }
+
+    #[test]
+    fn every_hadoop_error_at_once_with_lines() {
+        let text = HADOOP
+            .replace("replication: 3", "replication: 0")
+            .replace("io.file.buffer.size", "fs.defaultFS")
+            .replace("namenode: {replicas: 1", "namenode: {replicas: 2");
+        let Err(SpecError::Invalid(errors)) = parse_cluster_spec(&text) else {
+            panic!("three problems accepted");
+        };
+        let got: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("pools.namenode.replicas", Some(15)),
+                ("configOverrides.core-site.xml.fs.defaultFS", Some(13)),
+                ("hdfs.replication", Some(10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_config_file_names_path_and_line() {
+        let text = HADOOP.replace("hdfs-site.xml:", "hdfs-sites.xml:");
+        let Err(SpecError::Parse(e)) = parse_cluster_spec(&text) else {
+            panic!("unknown config file accepted");
+        };
+        assert_eq!(e.field, "pools.datanode.configOverrides.hdfs-sites.xml");
+        assert_eq!(e.line, Some(22));
+        assert!(e.message.contains("unknown config file `hdfs-sites.xml`"), "{}", e.message);
+    }
+
+    #[test]
+    fn daemon_heap_rule() {
+        use crate::hadoop::{daemon_heap, nodemanager_container_memory};
+        let gi = |n: u64| Memory(n << 30);
+        assert_eq!(daemon_heap(Role::Namenode, gi(4)), gi(2));
+        assert_eq!(daemon_heap(Role::Namenode, gi(64)), gi(16));
+        assert_eq!(daemon_heap(Role::Datanode, gi(16)), gi(4));
+        assert_eq!(daemon_heap(Role::Nodemanager, Memory(512 << 20)), Memory(128 << 20));
+        assert_eq!(daemon_heap(Role::Nodemanager, gi(4)), Memory(512 << 20));
+        assert_eq!(daemon_heap(Role::Nodemanager, gi(64)), gi(1));
+        assert_eq!(nodemanager_container_memory(gi(4)), Memory(3584 << 20));
+        // Rounded down to whole MiB.
+        assert_eq!(daemon_heap(Role::Datanode, Memory((300 << 20) + 1)), Memory(150 << 20));
     }
 }

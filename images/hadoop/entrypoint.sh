@@ -1,13 +1,19 @@
 #!/bin/sh
 # Starts one Hadoop daemon (HERD_ROLE, fixed at build time) in the foreground with herd's layout:
-#   $HADOOP_CONF_DIR (/etc/hadoop/conf)  config rendered by herd, mounted read-only; linked over
-#                                        the base image's defaults into /hadoop/conf
+#   $HADOOP_CONF_DIR (/etc/hadoop/conf)  config rendered by herd (herd-hadoop's render), mounted
+#                                        read-only; linked over the base image's defaults into
+#                                        /hadoop/conf (herd's files win)
 #   $HADOOP_LOG_DIR (/hadoop/logs)       the instance's log folder on the host
 #   $HERD_DATA_DIRS                      data disk folders, comma-separated (/hadoop/dfs/data0,...)
-# Storage: DataNode blocks in every data dir (default /hadoop/dfs/data); NameNode metadata in
-# HERD_NAME_DIR, else <first data dir>/name, else /hadoop/dfs/name, formatted when empty.
+# Storage folders are the rendered config's: DataNode blocks in dfs.datanode.data.dir
+# (herd renders file:///hadoop/dfs/data0,... one per data disk, else file:///hadoop/dfs/data),
+# NameNode metadata in dfs.namenode.name.dir (file:///hadoop/dfs/data0/name on the first data
+# disk, else file:///hadoop/dfs/name), formatted when empty. Without a rendered config they
+# are derived from HERD_DATA_DIRS the same way (HERD_NAME_DIR overrides the name folder) and
+# passed to the daemon with -D.
 # Starts as root only to create and chown those folders, then runs the daemon as
-# HERD_HADOOP_USER. Extra arguments are passed to the daemon.
+# HERD_HADOOP_USER. The heap comes from HADOOP_HEAPSIZE_MAX, which herd sets per role
+# (herd-hadoop's daemon_env). Extra arguments are passed to the daemon.
 set -eu
 
 role=${HERD_ROLE:?HERD_ROLE is not set: build the image with --build-arg ROLE=...}
@@ -33,16 +39,37 @@ fi
 HADOOP_CONF_DIR=$conf
 export HADOOP_CONF_DIR
 
-data_dirs=${HERD_DATA_DIRS:-/hadoop/dfs/data}
+# conf_dirs KEY: the local folders a rendered comma-separated URI list names (file:// cut),
+# space-separated; empty when the config does not set KEY.
+conf_dirs() {
+    [ -e "$herd_conf/hdfs-site.xml" ] || return 0
+    hdfs getconf -confKey "$1" 2>/dev/null | tr ',' ' ' | sed 's#\[[A-Za-z_]*\]##g; s#file://##g'
+}
+# Defaults when herd rendered nothing: the same layout herd renders.
+data_dirs=$(echo "${HERD_DATA_DIRS:-/hadoop/dfs/data}" | tr ',' ' ')
 name_dir=${HERD_NAME_DIR:-}
 if [ -z "$name_dir" ]; then
     if [ -n "${HERD_DATA_DIRS:-}" ]; then name_dir=${HERD_DATA_DIRS%%,*}/name; else name_dir=/hadoop/dfs/name; fi
+fi
+# set_by_conf: 1 when the rendered config names the folders (then no -D is passed).
+set_by_conf=0
+case $role in
+    datanode) rendered=$(conf_dirs dfs.datanode.data.dir) ;;
+    namenode) rendered=$(conf_dirs dfs.namenode.name.dir) ;;
+    *) rendered= ;;
+esac
+if [ -n "$rendered" ]; then
+    set_by_conf=1
+    case $role in
+        datanode) data_dirs=$rendered ;;
+        namenode) name_dir=${rendered%% *} ;;
+    esac
 fi
 
 # Folders the daemon writes to must exist and belong to it (herd's agent creates them as root).
 dirs=$HADOOP_LOG_DIR
 case $role in
-    datanode) dirs="$dirs $(echo "$data_dirs" | tr ',' ' ')" ;;
+    datanode) dirs="$dirs $data_dirs" ;;
     namenode) dirs="$dirs $name_dir" ;;
 esac
 # shellcheck disable=SC2086 # $dirs is a space-separated list of paths without spaces
@@ -62,18 +89,26 @@ if [ "$(id -u)" = 0 ] && id -u "$user" >/dev/null 2>&1; then
     export HOME USER="$user"
 fi
 
+# -D only when herd rendered no config (the rendered one already says it).
+name_opt=
+if [ "$set_by_conf" = 0 ]; then name_opt="-D dfs.namenode.name.dir=file://$name_dir"; fi
 case $role in
     namenode)
         if [ -z "$(ls -A "$name_dir" 2>/dev/null)" ]; then
             say "formatting the empty NameNode metadata folder $name_dir"
-            # shellcheck disable=SC2086
-            $drop hdfs namenode -D dfs.namenode.name.dir="file://$name_dir" \
+            # shellcheck disable=SC2086 # $drop and $name_opt are word lists or empty
+            $drop hdfs namenode $name_opt \
                 -format -nonInteractive -clusterid "${HERD_TENANT:-herd}-${HERD_CLUSTER:-cluster}"
         fi
-        set -- hdfs namenode -D dfs.namenode.name.dir="file://$name_dir" "$@"
+        # shellcheck disable=SC2086
+        set -- hdfs namenode $name_opt "$@"
         ;;
     datanode)
-        set -- hdfs datanode -D dfs.datanode.data.dir="$(echo "$data_dirs" | sed 's#\([^,][^,]*\)#file://\1#g')" "$@"
+        if [ "$set_by_conf" = 0 ]; then
+            set -- hdfs datanode -D dfs.datanode.data.dir="$(echo "$data_dirs" | sed 's#\([^ ][^ ]*\)#file://\1#g; s# #,#g')" "$@"
+        else
+            set -- hdfs datanode "$@"
+        fi
         ;;
     resourcemanager) set -- yarn resourcemanager "$@" ;;
     # Container logs default to ${yarn.log.dir}/userlogs, i.e. under HADOOP_LOG_DIR.

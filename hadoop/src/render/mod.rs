@@ -1,12 +1,59 @@
-//! The one Hadoop config renderer. See [`render`].
+//! The one Hadoop config renderer: a cluster's spec, members and placements in; one
+//! instance's files out. Pure (no I/O), deterministic (sorted keys and lines), so a changed
+//! hash means a changed config. See [`render`].
+//!
+//! # Layout
+//! - [`site`]: the keys herd sets in each `*-site.xml`, by role.
+//! - [`xml`]: Hadoop's XML format and its escaping.
+//! - [`topology`]: the topology table and the include/exclude host lists.
+//! - [`paths`]: where files and data folders are inside the container.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use herd_api::hadoop::HadoopConfig;
+use herd_api::hadoop::{ConfigFile, HadoopConfig, daemon_heap};
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::{ClusterSpec, Role};
+
+pub mod site;
+pub mod topology;
+pub mod xml;
+
+#[cfg(test)]
+mod defaults_test;
+#[cfg(test)]
+mod tests;
+
+/// Paths inside the container; the image (`images/hadoop/entrypoint.sh`) agrees on them.
+pub mod paths {
+    /// The topology table, a live file.
+    pub const TOPOLOGY_TABLE: &str = "/etc/hadoop/conf/topology.table";
+    /// HDFS include list (empty: every DataNode may join).
+    pub const DFS_HOSTS: &str = "/etc/hadoop/conf/dfs.hosts";
+    /// HDFS exclude list: DataNodes being decommissioned.
+    pub const DFS_EXCLUDE: &str = "/etc/hadoop/conf/dfs.exclude";
+    /// YARN include list (empty: every NodeManager may join).
+    pub const YARN_INCLUDE: &str = "/etc/hadoop/conf/yarn.include";
+    /// YARN exclude list: NodeManagers being drained.
+    pub const YARN_EXCLUDE: &str = "/etc/hadoop/conf/yarn.exclude";
+    /// Where the agent mounts the `n`th data disk's folder.
+    pub const DATA_DIR_PREFIX: &str = "/hadoop/dfs/data";
+
+    /// `dfs.datanode.data.dir`: every data disk (`file:///hadoop/dfs/data0,...`), or
+    /// `file:///hadoop/dfs/data` in the container's own storage when there are none.
+    pub fn data_dirs(count: usize) -> String {
+        if count == 0 {
+            return format!("file://{DATA_DIR_PREFIX}");
+        }
+        (0..count).map(|n| format!("file://{DATA_DIR_PREFIX}{n}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// `dfs.namenode.name.dir`: `name` on the first data disk, else in the container.
+    pub fn name_dir(data_dirs: usize) -> String {
+        if data_dirs == 0 { "file:///hadoop/dfs/name".into() } else { format!("file://{DATA_DIR_PREFIX}0/name") }
+    }
+}
 
 /// One instance of the cluster, where it is placed and what its host gives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,9 +88,83 @@ pub struct ClusterView<'a> {
 pub enum RenderError {
     #[error("instance {0} is not a member of the cluster")]
     NotAMember(InstanceRef),
+    /// The instance is listed twice, so which member it is is ambiguous.
+    #[error("instance {0} is listed more than once among the cluster's members")]
+    DuplicateMember(InstanceRef),
+    /// A member of a role the spec has no pool for (overrides and sizing come from the pool).
+    #[error("instance {instance} is a {role}, but the cluster has no {role} pool")]
+    NoPool { instance: InstanceRef, role: Role },
 }
 
-/// Renders the configuration of `instance`.
-pub fn render(_cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<HadoopConfig, RenderError> {
-    Err(RenderError::NotAMember(instance.clone()))
+/// Live file names (relative to the config folder), as in [`paths`].
+pub const TOPOLOGY_FILE: &str = "topology.table";
+pub const DFS_HOSTS_FILE: &str = "dfs.hosts";
+pub const DFS_EXCLUDE_FILE: &str = "dfs.exclude";
+pub const YARN_INCLUDE_FILE: &str = "yarn.include";
+pub const YARN_EXCLUDE_FILE: &str = "yarn.exclude";
+
+/// Renders the configuration of `instance`:
+/// - `files`: the four `*-site.xml`, herd's keys then the cluster's `configOverrides`, then the
+///   instance's pool's (the pool wins). Overrides are assumed valid (validation refuses keys
+///   herd owns); their values are escaped, never spliced.
+/// - `live_files`: the topology table and the include/exclude lists (every instance gets
+///   them; only the masters act on them).
+/// - `refresh`: what makes a master re-read them (`hdfs dfsadmin -refreshNodes` on the
+///   NameNode, `yarn rmadmin -refreshNodes` on the ResourceManager); nothing elsewhere.
+pub fn render(cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<HadoopConfig, RenderError> {
+    let member = member(cluster, instance)?;
+    let pool = cluster
+        .spec
+        .pools
+        .get(&member.role)
+        .ok_or_else(|| RenderError::NoPool { instance: instance.clone(), role: member.role })?;
+    let masters = site::Masters::of(cluster);
+
+    let mut properties = site::properties(cluster, &masters, member);
+    for overrides in [&cluster.spec.config_overrides, &pool.config_overrides] {
+        for (file, keys) in overrides {
+            let props = properties.entry(*file).or_default();
+            props.extend(keys.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let files = ConfigFile::ALL
+        .into_iter()
+        .map(|file| {
+            let empty = BTreeMap::new();
+            let props = properties.get(&file).unwrap_or(&empty);
+            (file.as_str().to_string(), xml::configuration(&instance.to_string(), props))
+        })
+        .collect();
+
+    let live_files = BTreeMap::from([
+        (TOPOLOGY_FILE.to_string(), topology::table(cluster)),
+        (DFS_HOSTS_FILE.to_string(), String::new()),
+        (DFS_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Datanode)),
+        (YARN_INCLUDE_FILE.to_string(), String::new()),
+        (YARN_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Nodemanager)),
+    ]);
+    let command = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let refresh = match member.role {
+        Role::Namenode => vec![command(&["hdfs", "dfsadmin", "-refreshNodes"])],
+        Role::Resourcemanager => vec![command(&["yarn", "rmadmin", "-refreshNodes"])],
+        Role::Datanode | Role::Nodemanager => Vec::new(),
+    };
+    Ok(HadoopConfig { files, live_files, refresh })
+}
+
+/// The environment that sizes a member's daemon: `HADOOP_HEAPSIZE_MAX` (MiB, as Hadoop 3's
+/// `hadoop-functions.sh` reads it into `-Xmx`), from [`daemon_heap`]'s rule. The agent sets
+/// it on the container; a pool's own `env` may override it.
+pub fn daemon_env(member: &Member) -> BTreeMap<String, String> {
+    let heap = daemon_heap(member.role, member.memory);
+    BTreeMap::from([("HADOOP_HEAPSIZE_MAX".to_string(), format!("{}m", heap.0 >> 20))])
+}
+
+fn member<'m>(cluster: &ClusterView<'m>, instance: &InstanceRef) -> Result<&'m Member, RenderError> {
+    let mut found = cluster.members.iter().filter(|m| &m.instance == instance);
+    let first = found.next().ok_or_else(|| RenderError::NotAMember(instance.clone()))?;
+    if found.next().is_some() {
+        return Err(RenderError::DuplicateMember(instance.clone()));
+    }
+    Ok(first)
 }

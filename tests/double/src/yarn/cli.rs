@@ -5,7 +5,7 @@
 
 use super::cluster::NodeState;
 use super::config::{RmAddrs, split_host_port};
-use super::log::{now_ms, timestamp};
+use super::log::{log_time, now_millis};
 use super::wire::{DecommissionType, DecommissioningNodes, NodeReport, RefreshNodesRequest, SleepAppRequest, SleepAppResponse};
 use crate::conf::{self, Conf};
 use std::process::ExitCode;
@@ -83,7 +83,7 @@ impl Client {
     }
 
     fn log(&self, class: &str, msg: &str) {
-        eprintln!("{} INFO {class}: {msg}", timestamp(now_ms()));
+        eprintln!("{} INFO {class}: {msg}", log_time(now_millis()));
     }
 
     /// `http://IP:PORT` for `host:port`, and the `host/ip:port` Hadoop prints.

@@ -349,7 +349,8 @@ impl Cluster {
             (NodeState::Unhealthy, true) => self.transition(&req.node_id, NodeState::Running),
             _ => {}
         }
-        if state == NodeState::Decommissioning && self.ready_to_decommission(&req.node_id) {
+        // As DecommissioningNodesWatcher.checkReadyToBeDecommissioned: READY or TIMEOUT.
+        if state == NodeState::Decommissioning && (self.ready_to_decommission(&req.node_id) || self.timed_out(&req.node_id, now)) {
             let message = format!("DECOMMISSIONING {} is ready to be decommissioned", req.node_id);
             self.info(TRACKER, message.clone());
             self.transition(&req.node_id, NodeState::Decommissioned);
@@ -369,6 +370,10 @@ impl Cluster {
     fn ready_to_decommission(&self, id: &str) -> bool {
         let Some(node) = self.nodes.get(id) else { return false };
         node.containers.is_empty() && node.apps.iter().all(|a| self.apps.get(a).is_none_or(|app| app.state != "RUNNING"))
+    }
+
+    fn timed_out(&self, id: &str, now: u64) -> bool {
+        self.nodes.get(id).and_then(|n| n.decommission_timeout.map(|t| n.decommission_started.saturating_add(t))).is_some_and(|d| now >= d)
     }
 
     fn complete_container(&mut self, node_id: &str, cid: &str) {

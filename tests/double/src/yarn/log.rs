@@ -1,88 +1,90 @@
-//! Log lines like Hadoop's log4j (`2024-05-01 10:00:00,123 INFO resourcemanager.ResourceManager: ...`),
-//! written to stdout and `$HADOOP_LOG_DIR/<role>.log`; the STARTUP_MSG and SHUTDOWN_MSG
-//! banners; the shutdown signal. Kept local to `yarn/` (the HDFS doubles may grow a shared one).
+//! Hadoop-style logging for the YARN doubles, with the names and signatures of the HDFS
+//! engineer's `src/common.rs` (not yet merged): a merge replaces `super::log` with
+//! `crate::common` and deletes this file. Lines as log4j's Hadoop layout
+//! (`2024-05-01 10:00:00,123 INFO resourcemanager.ResourceManager: ...`) on stdout and in
+//! `$HADOOP_LOG_DIR/<role>.log`; the STARTUP_MSG and SHUTDOWN_MSG banners; the shutdown signal.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A daemon's logger. Cheap to clone.
-#[derive(Clone)]
-pub struct Logger {
-    /// A std mutex: writes are short and never held across an await.
-    file: Arc<Mutex<Option<std::fs::File>>>,
+/// The role's log file, opened once by [`init_log`]; `None` when not writable.
+static LOG_FILE: OnceLock<Mutex<Option<std::fs::File>>> = OnceLock::new();
+
+/// Opens `$HADOOP_LOG_DIR/<role>.log` for appending if it can be written (else stdout only).
+pub fn init_log(role: &str) {
+    let dir = std::env::var("HADOOP_LOG_DIR").unwrap_or_else(|_| "/hadoop/logs".into());
+    let file = std::fs::create_dir_all(&dir)
+        .ok()
+        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&dir).join(format!("{role}.log"))).ok());
+    let _ = LOG_FILE.set(Mutex::new(file));
 }
 
-impl Logger {
-    /// Opens `$HADOOP_LOG_DIR/<role>.log` for appending (stdout only when unset or unwritable).
-    pub fn open(role: &str) -> Logger {
-        let file = std::env::var_os("HADOOP_LOG_DIR").and_then(|dir| {
-            let dir = std::path::PathBuf::from(dir);
-            std::fs::create_dir_all(&dir).ok()?;
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{role}.log"))).ok()
-        });
-        Logger { file: Arc::new(Mutex::new(file)) }
+/// Logs one line: `DATE TIME,ms LEVEL class: message`, on stdout and in the role's log file.
+pub fn log(level: &str, class: &str, msg: &str) {
+    let line = format!("{} {level} {class}: {msg}\n", log_time(now_millis()));
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+    if let Some(lock) = LOG_FILE.get()
+        && let Ok(mut file) = lock.lock()
+        && let Some(f) = file.as_mut()
+    {
+        let _ = f.write_all(line.as_bytes());
     }
+}
 
-    pub fn log(&self, level: &str, class: &str, message: &str) {
-        let line = format!("{} {level} {class}: {message}\n", timestamp(now_ms()));
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
-        if let Ok(mut guard) = self.file.lock()
-            && let Some(f) = guard.as_mut()
-        {
-            let _ = f.write_all(line.as_bytes());
+/// The banner a Hadoop daemon prints when it starts (`StringUtils.startupShutdownMessage`).
+pub fn startup_banner(class: &str, daemon: &str, host: &str, ip: &str) {
+    let msg = format!(
+        "STARTUP_MSG: \n/************************************************************\n\
+         STARTUP_MSG: Starting {daemon}\n\
+         STARTUP_MSG:   host = {host}/{ip}\n\
+         STARTUP_MSG:   args = []\n\
+         STARTUP_MSG:   version = {} (herd TEST DOUBLE, NOT Hadoop)\n\
+         ************************************************************/",
+        super::rest::VERSION
+    );
+    log("INFO", class, &msg);
+}
+
+/// The banner a Hadoop daemon prints when it stops.
+pub fn shutdown_banner(class: &str, daemon: &str, host: &str, ip: &str) {
+    let msg = format!(
+        "SHUTDOWN_MSG: \n/************************************************************\n\
+         SHUTDOWN_MSG: Shutting down {daemon} at {host}/{ip}\n\
+         ************************************************************/"
+    );
+    log("INFO", class, &msg);
+}
+
+/// Resolves when SIGTERM or SIGINT arrives (the one shutdown root of a daemon).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => log("ERROR", "org.apache.hadoop.util.SignalLogger", "RECEIVED SIGNAL 15: SIGTERM"),
+                _ = int.recv() => log("ERROR", "org.apache.hadoop.util.SignalLogger", "RECEIVED SIGNAL 2: SIGINT"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-
-    pub fn info(&self, class: &str, message: &str) {
-        self.log("INFO", class, message);
-    }
-
-    pub fn warn(&self, class: &str, message: &str) {
-        self.log("WARN", class, message);
-    }
-
-    pub fn error(&self, class: &str, message: &str) {
-        self.log("ERROR", class, message);
-    }
-
-    /// The STARTUP_MSG banner `StringUtils.startupShutdownMessage` prints.
-    pub fn startup(&self, class: &str, daemon: &str, host: &str, ip: &str) {
-        let msg = format!(
-            "STARTUP_MSG: \n/************************************************************\n\
-             STARTUP_MSG: Starting {daemon}\n\
-             STARTUP_MSG:   host = {host}/{ip}\n\
-             STARTUP_MSG:   args = []\n\
-             STARTUP_MSG:   version = {}\n\
-             STARTUP_MSG:   build = herd-hadoop-double: a TEST DOUBLE of Hadoop, not Hadoop\n\
-             ************************************************************/",
-            super::rest::VERSION
-        );
-        self.info(class, &msg);
-    }
-
-    pub fn shutdown_banner(&self, class: &str, daemon: &str, host: &str, ip: &str) {
-        let msg = format!(
-            "SHUTDOWN_MSG: \n/************************************************************\n\
-             SHUTDOWN_MSG: Shutting down {daemon} at {host}/{ip}\n\
-             ************************************************************/"
-        );
-        self.info(class, &msg);
-    }
 }
 
-pub fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
-/// `yyyy-MM-dd HH:mm:ss,SSS` in UTC (log4j's ISO8601 layout; containers run in UTC).
-pub fn timestamp(ms: u64) -> String {
-    let secs = ms / 1000;
+/// log4j's `yyyy-MM-dd HH:mm:ss,SSS` in UTC (Howard Hinnant's civil_from_days).
+pub fn log_time(millis: u64) -> String {
+    let secs = millis / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -92,31 +94,15 @@ pub fn timestamp(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02},{:03}", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02},{:03}", rem / 3600, rem % 3600 / 60, rem % 60, millis % 1000)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn timestamps_are_log4j_iso8601() {
-        assert_eq!(super::timestamp(0), "1970-01-01 00:00:00,000");
-        assert_eq!(super::timestamp(1_714_557_600_123), "2024-05-01 10:00:00,123");
-        assert_eq!(super::timestamp(951_782_400_000), "2000-02-29 00:00:00,000");
+        assert_eq!(super::log_time(0), "1970-01-01 00:00:00,000");
+        assert_eq!(super::log_time(1_714_557_600_123), "2024-05-01 10:00:00,123");
+        assert_eq!(super::log_time(951_782_400_000), "2000-02-29 00:00:00,000");
     }
 }

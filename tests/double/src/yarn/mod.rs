@@ -25,25 +25,25 @@ use std::process::ExitCode;
 /// Runs the ResourceManager or NodeManager double until SIGTERM/SIGINT (exit 0), or for an
 /// NM until the RM tells it to shut down.
 pub fn daemon(role: &str) -> ExitCode {
-    let logger = log::Logger::open(role);
+    log::init_log(role);
     let conf = match crate::conf::Conf::load() {
         Ok(c) => c,
         Err(e) => {
-            logger.error("conf.Configuration", &format!("error parsing conf: {e}"));
+            log::log("ERROR", "conf.Configuration", &format!("error parsing conf: {e}"));
             return ExitCode::from(1);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            logger.error("hadoop-double", &format!("cannot start the runtime: {e}"));
+            log::log("ERROR", "hadoop-double", &format!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     let result = rt.block_on(async {
         match role {
-            "resourcemanager" => resourcemanager::run(&conf, logger.clone(), log::shutdown_signal()).await.map(|()| ExitCode::SUCCESS),
-            _ => nodemanager::run(&conf, logger.clone(), log::shutdown_signal()).await.map(|exit| match exit {
+            "resourcemanager" => resourcemanager::run(&conf, log::shutdown_signal()).await.map(|()| ExitCode::SUCCESS),
+            _ => nodemanager::run(&conf, log::shutdown_signal()).await.map(|exit| match exit {
                 nodemanager::Exit::Stopped => ExitCode::SUCCESS,
                 nodemanager::Exit::RegistrationRefused => ExitCode::from(255),
             }),
@@ -54,7 +54,7 @@ pub fn daemon(role: &str) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let class = if role == "resourcemanager" { "resourcemanager.ResourceManager" } else { "nodemanager.NodeManager" };
-            logger.error(class, &format!("Error starting {role}: {e}"));
+            log::log("ERROR", class, &format!("Error starting {role}: {e}"));
             ExitCode::from(255)
         }
     }

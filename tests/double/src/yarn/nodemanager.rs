@@ -13,7 +13,7 @@
 //! ```
 
 use super::config::NmConf;
-use super::log::Logger;
+use super::log::{log, shutdown_banner, startup_banner};
 use super::wire::{
     ContainerLaunch, ContainerStatus, HeartbeatRequest, HeartbeatResponse, NodeAction, NodeHealth, RegisterRequest, RegisterResponse,
 };
@@ -55,7 +55,6 @@ struct Containers {
 struct Nm {
     conf: NmConf,
     node_id: String,
-    log: Logger,
     http: reqwest::Client,
     containers: Arc<Mutex<Containers>>,
     health: NodeHealth,
@@ -63,11 +62,11 @@ struct Nm {
 }
 
 /// Runs the NodeManager until SHUTDOWN from the RM or `shutdown` resolves.
-pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<Exit> {
+pub async fn run(conf: &Conf, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<Exit> {
     let hostname = conf::hostname();
     let nm_conf = NmConf::from_conf(conf, &hostname);
     let ip = conf::resolve(&hostname).map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".into());
-    log.startup(NM, "NodeManager", &hostname, &ip);
+    startup_banner(NM, "NodeManager", &hostname, &ip);
 
     // The ContainerManager's port: pinned, or an ephemeral one (what makes unpinned NodeIds
     // like `yarn-nm-2:11138`).
@@ -81,14 +80,14 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
         .map_err(|e| anyhow::anyhow!("java.net.BindException: {bind_ip}:{}: {e}", nm_conf.port))?;
     let port = cm_listener.local_addr()?.port();
     let node_id = format!("{}:{port}", nm_conf.host);
-    log.info("containermanager.ContainerManagerImpl", &format!("ContainerManager started at {node_id}"));
+    log("INFO", "containermanager.ContainerManagerImpl", &format!("ContainerManager started at {node_id}"));
 
     let containers = Arc::new(Mutex::new(Containers::default()));
     let web_port = super::config::split_host_port(&nm_conf.http_address).1;
     let web_listener = tokio::net::TcpListener::bind(SocketAddr::new(bind_ip.into(), web_port))
         .await
         .map_err(|e| anyhow::anyhow!("java.net.BindException: {bind_ip}:{web_port}: {e}"))?;
-    log.info("webapp.WebApps", &format!("Web app node started at {web_port}"));
+    log("INFO", "webapp.WebApps", &format!("Web app node started at {web_port}"));
     let info = serde_json::json!({"nodeInfo": {
         "id": node_id,
         "nodeHostName": nm_conf.host,
@@ -117,7 +116,6 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
     let mut nm = Nm {
         conf: nm_conf,
         node_id,
-        log: log.clone(),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
         containers,
         health: NodeHealth { healthy: true, report: String::new() },
@@ -129,7 +127,7 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
     };
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
-    log.shutdown_banner(NM, "NodeManager", &hostname, &ip);
+    shutdown_banner(NM, "NodeManager", &hostname, &ip);
     Ok(exit)
 }
 
@@ -154,7 +152,7 @@ impl Nm {
     /// Registers, retrying until the RM answers.
     async fn register(&mut self) -> RegisterResponse {
         let shown = self.tracker().map(|t| t.1).unwrap_or_else(|e| e);
-        self.log.info("client.RMProxy", &format!("Connecting to ResourceManager at {shown}"));
+        log("INFO", "client.RMProxy", &format!("Connecting to ResourceManager at {shown}"));
         let mut tries: u64 = 0;
         loop {
             let running: Vec<ContainerStatus> = self.statuses(false);
@@ -168,7 +166,7 @@ impl Nm {
             match self.call::<_, RegisterResponse>("/registerNodeManager", &req).await {
                 Ok(resp) => return resp,
                 Err(e) => {
-                    self.log.info(
+                    log("INFO", 
                         "ipc.Client",
                         &format!(
                             "Retrying connect to server: {e}. Already tried {} time(s); retry policy is RetryUpToMaximumCountWithFixedSleep(maxRetries=10, sleepTime=1000 MILLISECONDS)",
@@ -193,14 +191,14 @@ impl Nm {
                 );
                 if registered {
                     // A resync refused: the node was removed meanwhile.
-                    self.log.warn(UPDATER, &msg);
+                    log("WARN", UPDATER, &msg);
                     return Exit::Stopped;
                 }
-                self.log.error(NM, &format!("Error starting NodeManager\norg.apache.hadoop.yarn.exceptions.YarnRuntimeException: {msg}"));
+                log("ERROR", NM, &format!("Error starting NodeManager\norg.apache.hadoop.yarn.exceptions.YarnRuntimeException: {msg}"));
                 return Exit::RegistrationRefused;
             }
             registered = true;
-            self.log.info(
+            log("INFO", 
                 UPDATER,
                 &format!("Registered with ResourceManager as {} with total resource of <memory:{}, vCores:{}>", self.node_id, self.conf.memory_mb, self.conf.vcores),
             );
@@ -213,7 +211,7 @@ impl Nm {
                 let resp = match self.call::<_, HeartbeatResponse>("/nodeHeartbeat", &req).await {
                     Ok(r) => r,
                     Err(e) => {
-                        self.log.warn(UPDATER, &format!("Unexpected error heartbeating to the ResourceManager: java.net.ConnectException: {e}"));
+                        log("WARN", UPDATER, &format!("Unexpected error heartbeating to the ResourceManager: java.net.ConnectException: {e}"));
                         self.requeue_completed(&req.containers);
                         continue;
                     }
@@ -221,13 +219,13 @@ impl Nm {
                 interval = Duration::from_millis(resp.heartbeat_interval_ms.max(10));
                 match resp.action {
                     NodeAction::Shutdown => {
-                        self.log.warn(UPDATER, "Received SHUTDOWN signal from Resourcemanager as part of heartbeat, hence shutting down.");
-                        self.log.warn(UPDATER, &format!("Message from ResourceManager: {}", resp.diagnostics));
+                        log("WARN", UPDATER, "Received SHUTDOWN signal from Resourcemanager as part of heartbeat, hence shutting down.");
+                        log("WARN", UPDATER, &format!("Message from ResourceManager: {}", resp.diagnostics));
                         return Exit::Stopped;
                     }
                     NodeAction::Resync => {
-                        self.log.warn(UPDATER, "Node is out of sync with ResourceManager, hence resyncing.");
-                        self.log.warn(UPDATER, &format!("Message from ResourceManager: {}", resp.diagnostics));
+                        log("WARN", UPDATER, "Node is out of sync with ResourceManager, hence resyncing.");
+                        log("WARN", UPDATER, &format!("Message from ResourceManager: {}", resp.diagnostics));
                         break;
                     }
                     NodeAction::Normal => self.apply(resp),
@@ -268,14 +266,14 @@ impl Nm {
             done
         };
         for id in done {
-            self.log.info(CONTAINER, &format!("Container {id} transitioned from RUNNING to EXITED_WITH_SUCCESS"));
+            log("INFO", CONTAINER, &format!("Container {id} transitioned from RUNNING to EXITED_WITH_SUCCESS"));
         }
     }
 
     fn apply(&self, resp: HeartbeatResponse) {
         let now = Instant::now();
         for l in resp.launch {
-            self.log.info(
+            log("INFO", 
                 CONTAINER,
                 &format!("Container {} transitioned from SCHEDULED to RUNNING ({} of {}, {} MB, simulated for {} ms)", l.id, l.app_id, self.node_id, l.memory_mb, l.duration_ms),
             );
@@ -285,7 +283,7 @@ impl Nm {
         for id in resp.kill {
             let killed = self.lock().running.remove(&id);
             if let Some(r) = killed {
-                self.log.info(CONTAINER, &format!("Container {} transitioned from RUNNING to KILLING ({})", id, r.launch.app_id));
+                log("INFO", CONTAINER, &format!("Container {} transitioned from RUNNING to KILLING ({})", id, r.launch.app_id));
                 self.lock().completed.push(id);
             }
         }

@@ -5,7 +5,7 @@
 
 use super::cluster::{Cluster, HostLists, Settings};
 use super::config::RmConf;
-use super::log::{Logger, now_ms};
+use super::log::{log, now_millis as now_ms, shutdown_banner, startup_banner};
 use super::rest;
 use super::wire::{
     DecommissionType, DecommissioningNodes, HeartbeatRequest, NodeReport, RefreshNodesRequest, RegisterRequest, SleepAppRequest,
@@ -32,7 +32,6 @@ struct Rm {
     /// A std mutex: every operation on the model is short and synchronous.
     cluster: Arc<Mutex<Cluster>>,
     conf: Arc<RmConf>,
-    log: Logger,
 }
 
 impl Rm {
@@ -50,7 +49,7 @@ impl Rm {
             }
         };
         for l in lines {
-            self.log.log(l.level, l.class, &l.message);
+            log(l.level, l.class, &l.message);
         }
         out
     }
@@ -83,11 +82,11 @@ fn bind_addr(addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Runs the ResourceManager until `shutdown` resolves.
-pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(conf: &Conf, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let rm_conf = RmConf::from_conf(conf);
     let host = conf::hostname();
     let ip = conf::resolve(&host).map(|ip| ip.to_string()).unwrap_or_else(|| "127.0.0.1".into());
-    log.startup(CLASS, "ResourceManager", &host, &ip);
+    startup_banner(CLASS, "ResourceManager", &host, &ip);
     let lists = read_lists(&rm_conf).map_err(|e| anyhow::anyhow!(e))?;
     let settings = Settings {
         min_allocation_mb: rm_conf.min_allocation_mb,
@@ -96,7 +95,7 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
         nm_expiry_ms: u64::try_from(rm_conf.nm_expiry.as_millis()).unwrap_or(600_000),
         graceful_timeout_secs: rm_conf.graceful_timeout_secs,
     };
-    let rm = Rm { cluster: Arc::new(Mutex::new(Cluster::new(settings, lists, now_ms()))), conf: Arc::new(rm_conf.clone()), log: log.clone() };
+    let rm = Rm { cluster: Arc::new(Mutex::new(Cluster::new(settings, lists, now_ms()))), conf: Arc::new(rm_conf.clone()) };
 
     let tracker = Router::new()
         .route("/registerNodeManager", post(register))
@@ -130,10 +129,10 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
         let bind = bind_addr(addr)?;
         let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("java.net.BindException: {bind} ({name}): {e}"))?;
         if name == "webapp" {
-            log.info(class, &format!("Web app cluster started at {}", bind.port()));
+            log("INFO", class, &format!("Web app cluster started at {}", bind.port()));
         } else {
-            log.info("ipc.Server", &format!("IPC Server listener on {}: starting", bind.port()));
-            log.info(class, &format!("{name} service listening on {bind} ({addr})"));
+            log("INFO", "ipc.Server", &format!("IPC Server listener on {}: starting", bind.port()));
+            log("INFO", class, &format!("{name} service listening on {bind} ({addr})"));
         }
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
@@ -145,7 +144,7 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
                 .await
         });
     }
-    log.info(CLASS, "Transitioned to active state");
+    log("INFO", CLASS, "Transitioned to active state");
 
     let liveness = rm.clone();
     let check_every = (rm_conf.nm_expiry / 3).max(Duration::from_millis(50));
@@ -176,14 +175,14 @@ pub async fn run(conf: &Conf, log: Logger, shutdown: impl std::future::Future<Ou
         _ = shutdown => {}
         Some(res) = servers.join_next() => {
             if let Ok(Err(e)) = res {
-                log.error(CLASS, &format!("a server stopped: {e}"));
+                log("ERROR", CLASS, &format!("a server stopped: {e}"));
             }
         }
     }
     let _ = stop_tx.send(true);
     let drain = async { while servers.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-    log.shutdown_banner(CLASS, "ResourceManager", &host, &ip);
+    shutdown_banner(CLASS, "ResourceManager", &host, &ip);
     Ok(())
 }
 
@@ -228,11 +227,11 @@ async fn refresh_nodes(State(rm): State<Rm>, Json(req): Json<RefreshNodesRequest
     match lists {
         Ok(lists) => {
             rm.with(|c| c.refresh_nodes(lists, req.kind, req.timeout_secs, now_ms()));
-            rm.log.info("resourcemanager.RMAuditLogger", "USER=root\tIP=127.0.0.1\tOPERATION=refreshNodes\tTARGET=AdminService\tRESULT=SUCCESS");
+            log("INFO", "resourcemanager.RMAuditLogger", "USER=root\tIP=127.0.0.1\tOPERATION=refreshNodes\tTARGET=AdminService\tRESULT=SUCCESS");
             Json(serde_json::json!({})).into_response()
         }
         Err(e) => {
-            rm.log.warn("resourcemanager.AdminService", &format!("Exception refreshing nodes: {e}"));
+            log("WARN", "resourcemanager.AdminService", &format!("Exception refreshing nodes: {e}"));
             (StatusCode::INTERNAL_SERVER_ERROR, e).into_response()
         }
     }

@@ -3,6 +3,8 @@
 //! name (`HERD_DOUBLE_HOSTNAME`), and binds to the address its name resolves to. Every wait
 //! polls with a deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -165,6 +165,10 @@ impl Drop for Testbed {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Kept for a look when the test failed.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -299,8 +303,18 @@ fn a_silent_nodemanager_is_lost_and_comes_back() {
     tb.start("resourcemanager", "rm.prod.acme", &[]);
     tb.start_nm(1, &[]);
     tb.start_nm(2, &[]);
+    // NM3's health script reports an error: UNHEALTHY, with the script's line as the report.
+    let script = tb.dir.join("health.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'ERROR local-dirs are bad: /hadoop/yarn/local'\n").unwrap();
+    assert!(Command::new("chmod").arg("755").arg(&script).status().unwrap().success());
+    let script = script.display().to_string();
+    tb.start_nm(3, &[("yarn.nodemanager.health-checker.script.path", &script), ("yarn.nodemanager.health-checker.interval-ms", "500")]);
     tb.wait_state(NM1, "RUNNING", UP);
     tb.wait_state(NM2, "RUNNING", UP);
+    tb.wait_state("nodemanager-3.prod.acme:8041", "UNHEALTHY", UP);
+    let n3 = &tb.nodes()["nodemanager-3.prod.acme:8041"];
+    assert_eq!(n3["healthReport"], "ERROR local-dirs are bad: /hadoop/yarn/local");
+    assert_eq!(tb.rest("/ws/v1/cluster/metrics").unwrap().1["clusterMetrics"]["unhealthyNodes"].as_u64(), Some(1));
     tb.kill("nodemanager-2.prod.acme");
     let killed = Instant::now();
     tb.wait_state(NM2, "LOST", Duration::from_secs(10));
@@ -309,6 +323,7 @@ fn a_silent_nodemanager_is_lost_and_comes_back() {
     assert_eq!(n2["nodeHTTPAddress"], "", "inactive nodes show no HTTP address");
     let m = tb.rest("/ws/v1/cluster/metrics").unwrap().1;
     assert_eq!((m["clusterMetrics"]["lostNodes"].as_u64(), m["clusterMetrics"]["activeNodes"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(m["clusterMetrics"]["totalNodes"].as_u64(), Some(3));
     assert_eq!(tb.node_state(NM1).as_deref(), Some("RUNNING"), "the heartbeating one stays");
     assert!(tb.log("rm.prod.acme").contains(&format!("Deactivating Node {NM2} as it is now LOST")));
     let (_, out, _) = tb.yarn(&["node", "-list", "-states", "LOST"]);
@@ -416,4 +431,27 @@ fn zero_timeout_recommission_and_client_tracking() {
     let (code, _, err) = tb.yarn(&["frobnicate"]);
     assert_eq!(code, 1);
     assert!(err.contains("Usage: yarn"), "{err}");
+}
+
+#[test]
+fn a_restarted_rm_forgets_the_drain_and_decommissions_at_once() {
+    let mut tb = Testbed::new("restart", 5);
+    tb.start("resourcemanager", "rm.prod.acme", &[]);
+    tb.start_nm(1, &[]);
+    tb.wait_state(NM1, "RUNNING", UP);
+    assert_eq!(tb.yarn(&["herd-double-sleep", "-containers", "1", "-duration", "600"]).0, 0);
+    wait(UP, "a container on NM1", || (tb.nodes()[NM1]["numContainers"].as_u64() == Some(1)).then_some(()));
+    tb.exclude(&["nodemanager-1.prod.acme"]);
+    assert_eq!(tb.yarn(&["rmadmin", "-refreshNodes", "-g", "3600", "-server"]).0, 0);
+    assert_eq!(tb.node_state(NM1).as_deref(), Some("DECOMMISSIONING"));
+    // YARN-5464: the timeout is not persisted; the new RM refuses the NM at its next heartbeat
+    // (the host check comes before the unknown-node RESYNC, as in ResourceTrackerService).
+    assert_eq!(tb.sigterm("rm.prod.acme").code(), Some(0));
+    tb.start("resourcemanager", "rm.prod.acme", &[]);
+    assert_eq!(tb.wait_exit("nodemanager-1.prod.acme", UP).code(), Some(0));
+    let log1 = tb.log("nodemanager-1.prod.acme");
+    assert!(log1.contains(&format!("Message from ResourceManager: Disallowed NodeManager nodeId: {NM1}")), "{log1}");
+    // Excluded hosts are listed as `host:-1`, DECOMMISSIONED, from the RM's start.
+    assert_eq!(tb.node_state("nodemanager-1.prod.acme:-1").as_deref(), Some("DECOMMISSIONED"));
+    assert_eq!(tb.rest("/ws/v1/cluster/metrics").unwrap().1["clusterMetrics"]["decommissionedNodes"].as_u64(), Some(1));
 }

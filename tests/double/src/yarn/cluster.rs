@@ -196,12 +196,41 @@ const NODES_LIST: &str = "resourcemanager.NodesListManager";
 const RMAPP: &str = "rmapp.RMAppImpl";
 
 impl Cluster {
+    /// A freshly started RM. Like NodesListManager.setDecomissionedNMs, every excluded host is
+    /// listed at once as an inactive DECOMMISSIONED node `host:-1`; nothing of a graceful
+    /// decommission survives a restart (YARN-5464), so a draining NM is refused when it
+    /// registers again.
     pub fn new(settings: Settings, lists: HostLists, now: u64) -> Cluster {
+        let nodes = lists
+            .exclude
+            .iter()
+            .map(|host| {
+                let id = format!("{host}:-1");
+                let node = Node {
+                    id: id.clone(),
+                    host: host.clone(),
+                    http_address: String::new(),
+                    memory_mb: 0,
+                    vcores: 0,
+                    state: NodeState::Decommissioned,
+                    health_report: String::new(),
+                    last_health_update: now,
+                    last_heartbeat: now,
+                    containers: BTreeMap::new(),
+                    to_launch: Vec::new(),
+                    to_kill: Vec::new(),
+                    apps: BTreeSet::new(),
+                    decommission_started: 0,
+                    decommission_timeout: None,
+                };
+                (id, node)
+            })
+            .collect();
         Cluster {
             settings,
             started_on: now,
             lists,
-            nodes: BTreeMap::new(),
+            nodes,
             apps: BTreeMap::new(),
             app_order: VecDeque::new(),
             next_app: 1,
@@ -707,6 +736,14 @@ mod tests {
         assert_eq!(state(&c, "nm-2:8041"), NodeState::Decommissioning);
         c.refresh_nodes(c.lists.clone(), DecommissionType::Forceful, None, 14_000);
         assert_eq!(state(&c, "nm-2:8041"), NodeState::Decommissioned);
+    }
+
+    #[test]
+    fn a_restarted_rm_lists_excluded_hosts_as_decommissioned_and_refuses_them() {
+        let mut c = Cluster::new(settings(), lists(&[], &["nm-1"]), 0);
+        assert_eq!(state(&c, "nm-1:-1"), NodeState::Decommissioned);
+        assert_eq!(c.heartbeat(&hb("nm-1:8041", vec![]), None, 1).action, NodeAction::Shutdown);
+        assert_eq!(c.register(&reg("nm-1:8041", 8192), None, 1).action, NodeAction::Shutdown);
     }
 
     #[test]

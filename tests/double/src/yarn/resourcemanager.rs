@@ -219,7 +219,7 @@ async fn submit_sleep(State(rm): State<Rm>, Json(req): Json<SleepAppRequest>) ->
     }
 }
 
-async fn refresh_nodes(State(rm): State<Rm>, Json(req): Json<RefreshNodesRequest>) -> Response {
+async fn refresh_nodes(State(rm): State<Rm>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Json(req): Json<RefreshNodesRequest>) -> Response {
     let lists = match req.kind {
         DecommissionType::Forceful => Ok(rm.with(|c| c.lists.clone())),
         _ => read_lists(&rm.conf),
@@ -227,7 +227,8 @@ async fn refresh_nodes(State(rm): State<Rm>, Json(req): Json<RefreshNodesRequest
     match lists {
         Ok(lists) => {
             rm.with(|c| c.refresh_nodes(lists, req.kind, req.timeout_secs, now_ms()));
-            log("INFO", "resourcemanager.RMAuditLogger", "USER=root\tIP=127.0.0.1\tOPERATION=refreshNodes\tTARGET=AdminService\tRESULT=SUCCESS");
+            let ip = peer_ip(&peer);
+            log("INFO", "resourcemanager.RMAuditLogger", &format!("USER=root\tIP={ip}\tOPERATION=refreshNodes\tTARGET=AdminService\tRESULT=SUCCESS"));
             Json(serde_json::json!({})).into_response()
         }
         Err(e) => {

@@ -61,18 +61,36 @@ impl Conf {
     }
 }
 
-/// The container's hostname (herd sets it to the instance's DNS name).
+/// The container's hostname (herd sets it to the instance's DNS name); `$HERD_DOUBLE_HOSTNAME`
+/// overrides it so tests can run several doubles as local processes.
 pub fn hostname() -> String {
+    if let Ok(name) = std::env::var("HERD_DOUBLE_HOSTNAME")
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_string();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-/// Resolves `host` through `/etc/hosts` (or an IPv4 literal); `None` when it does not resolve,
+/// The hosts file names resolve through: `$HERD_DOUBLE_HOSTS_FILE` (tests) or `/etc/hosts`.
+pub fn hosts_file() -> PathBuf {
+    std::env::var_os("HERD_DOUBLE_HOSTS_FILE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/etc/hosts"))
+}
+
+/// True when running outside a container with a test hosts file: each daemon then binds to the
+/// address its hostname resolves to (several share loopback); in a container it binds 0.0.0.0,
+/// like Hadoop with `*.bind-host=0.0.0.0`.
+pub fn bind_to_own_address() -> bool {
+    std::env::var_os("HERD_DOUBLE_HOSTS_FILE").is_some()
+}
+
+/// Resolves `host` through `/etc/hosts` (or [`hosts_file`]; or an IPv4 literal); `None` when it does not resolve,
 /// which a real daemon sees as `UnknownHostException`.
 pub fn resolve(host: &str) -> Option<Ipv4Addr> {
     if let Ok(ip) = host.parse() {
         return Some(ip);
     }
-    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    let hosts = std::fs::read_to_string(hosts_file()).ok()?;
     hosts.lines().find_map(|line| {
         let line = line.split('#').next().unwrap_or("");
         let mut fields = line.split_whitespace();

@@ -1,0 +1,1 @@
+//! Builders for the lifecycle's table tests.

@@ -173,3 +173,158 @@ fn with_force(p: Phase) -> Option<Phase> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+
+    fn decommissioning(forced: bool) -> Option<Phase> {
+        Some(Phase::Decommissioning { since_ms: 5, refreshed_ms: Some(6), forced })
+    }
+
+    fn request<'a>(
+        role: Role,
+        members: &'a [Member],
+        replicas: u32,
+        namenode: Option<&'a NameNodeHealth>,
+        lifecycle: &'a PoolLifecycle,
+        force: bool,
+    ) -> ScaleRequest<'a> {
+        ScaleRequest { role, members, replicas, replication: 3, namenode, lifecycle, force, now_ms: NOW }
+    }
+
+    fn leaving(sel: &Selection) -> Vec<String> {
+        sel.phases.keys().map(|i| i.name.clone()).collect()
+    }
+
+    #[test]
+    fn datanodes_leave_by_fewest_blocks_then_highest_ordinal() {
+        let six = members(Role::Datanode, &[(0, None), (1, None), (2, None), (3, None), (4, None), (5, None)]);
+        let blocks = |b: [u64; 6]| namenode((0..6).map(|i| dn_report(i, IN_SERVICE, b[i as usize])).collect(), 0);
+        let lc = PoolLifecycle::default();
+        let cases: Vec<(&str, Option<NameNodeHealth>, u32, Vec<&str>)> = vec![
+            ("fewest blocks", Some(blocks([50, 10, 40, 20, 90, 30])), 3, vec!["datanode-1", "datanode-3", "datanode-5"]),
+            ("ties by highest ordinal", Some(blocks([10, 10, 10, 10, 10, 10])), 4, vec!["datanode-4", "datanode-5"]),
+            ("tie between two", Some(blocks([5, 9, 5, 9, 9, 9])), 5, vec!["datanode-2"]),
+            ("no report: highest ordinals", None, 4, vec!["datanode-4", "datanode-5"]),
+            ("errored report: highest ordinals", Some(errored_namenode()), 4, vec!["datanode-4", "datanode-5"]),
+            (
+                "dead and unregistered hold nothing",
+                Some(namenode(
+                    vec![
+                        dn_report(0, IN_SERVICE, 9),
+                        dead(dn_report(1, IN_SERVICE, 500)),
+                        dn_report(2, IN_SERVICE, 9),
+                        dn_report(3, IN_SERVICE, 9),
+                        dn_report(4, IN_SERVICE, 9),
+                    ],
+                    0,
+                )),
+                4,
+                vec!["datanode-1", "datanode-5"],
+            ),
+        ];
+        for (name, nn, replicas, want) in cases {
+            let sel = select_leaving(&request(Role::Datanode, &six, replicas, nn.as_ref(), &lc, false))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(leaving(&sel), want, "{name}");
+            assert!(sel.recommission.is_empty() && sel.create == 0 && sel.forced_below_minimum.is_none(), "{name}");
+            for p in sel.phases.values() {
+                assert_eq!(*p, Phase::Decommissioning { since_ms: NOW, refreshed_ms: None, forced: false }, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_below_replication_unless_forced() {
+        let lc = PoolLifecycle::default();
+        let three = members(Role::Datanode, &[(0, None), (1, None), (2, None)]);
+        let err = select_leaving(&request(Role::Datanode, &three, 2, None, &lc, false)).unwrap_err();
+        assert_eq!(err, SelectError::BelowReplication { replicas: 2, remaining: 2, replication: 3 });
+        let msg = err.to_string();
+        for part in ["hdfs.replication) is 3", "at least 3 must remain", "--force", "under-replicated", "lost"] {
+            assert!(msg.contains(part), "{msg} lacks {part}");
+        }
+
+        // Five DataNodes but one dead: scaling to 3 would leave 2 live in service.
+        let five = members(Role::Datanode, &[(0, None), (1, None), (2, None), (3, None), (4, None)]);
+        let nn = namenode(
+            vec![
+                dead(dn_report(0, IN_SERVICE, 1)),
+                dn_report(1, IN_SERVICE, 100),
+                dn_report(2, IN_SERVICE, 100),
+                dn_report(3, IN_SERVICE, 100),
+                dn_report(4, IN_SERVICE, 100),
+            ],
+            0,
+        );
+        let sel = select_leaving(&request(Role::Datanode, &five, 4, Some(&nn), &lc, false)).unwrap();
+        assert_eq!(leaving(&sel), ["datanode-0"], "the dead one goes first, 4 live remain");
+        let err = select_leaving(&request(Role::Datanode, &five, 2, Some(&nn), &lc, false)).unwrap_err();
+        assert_eq!(err, SelectError::BelowReplication { replicas: 2, remaining: 2, replication: 3 });
+
+        let sel = select_leaving(&request(Role::Datanode, &three, 2, None, &lc, true)).unwrap();
+        assert_eq!(leaving(&sel), ["datanode-2"]);
+        assert_eq!(sel.phases[&dn(2)], Phase::Decommissioning { since_ms: NOW, refreshed_ms: None, forced: true });
+        assert_eq!(sel.forced_below_minimum, Some(SelectError::BelowReplication { replicas: 2, remaining: 2, replication: 3 }));
+    }
+
+    #[test]
+    fn force_marks_datanodes_already_leaving() {
+        let lc = PoolLifecycle::default();
+        let pool = members(
+            Role::Datanode,
+            &[(0, None), (1, None), (2, None), (3, decommissioning(false)), (4, Some(Phase::Removing))],
+        );
+        let sel = select_leaving(&request(Role::Datanode, &pool, 3, None, &lc, true)).unwrap();
+        assert_eq!(leaving(&sel), ["datanode-3"]);
+        assert_eq!(sel.phases[&dn(3)], Phase::Decommissioning { since_ms: 5, refreshed_ms: Some(6), forced: true });
+        assert_eq!(sel.forced_below_minimum, None);
+        let sel = select_leaving(&request(Role::Datanode, &pool, 3, None, &lc, false)).unwrap();
+        assert_eq!(sel, Selection::default(), "nothing to do without force");
+    }
+
+    #[test]
+    fn scale_up_recommissions_leaving_ones_first_lowest_ordinal_first() {
+        let lc = PoolLifecycle::default();
+        let pool = members(
+            Role::Datanode,
+            &[
+                (0, None),
+                (1, None),
+                (2, None),
+                (3, Some(Phase::Removing)),
+                (4, Some(Phase::Decommissioned { since_ms: 1, at_ms: 2, forced: false })),
+                (5, decommissioning(false)),
+            ],
+        );
+        let cases: [(u32, &[u32], u32); 4] = [(3, &[], 0), (4, &[4], 0), (5, &[4, 5], 0), (7, &[4, 5], 2)];
+        for (replicas, back, create) in cases {
+            let sel = select_leaving(&request(Role::Datanode, &pool, replicas, None, &lc, false)).unwrap();
+            assert_eq!(sel.recommission, back.iter().map(|&o| dn(o)).collect(), "to {replicas}");
+            assert_eq!(sel.create, create, "to {replicas}");
+            assert!(sel.phases.is_empty(), "to {replicas}");
+        }
+    }
+
+    #[test]
+    fn nodemanagers_leave_by_highest_ordinal_and_drain_with_the_pool_timeout() {
+        let lc = PoolLifecycle { drain_timeout_s: 600, ..PoolLifecycle::default() };
+        let pool = members(Role::Nodemanager, &[(0, None), (1, None), (2, None), (3, None)]);
+        let sel = select_leaving(&request(Role::Nodemanager, &pool, 1, None, &lc, false)).unwrap();
+        assert_eq!(leaving(&sel), ["nodemanager-1", "nodemanager-2", "nodemanager-3"], "no replication minimum for YARN");
+        assert_eq!(sel.phases[&nm(3)], Phase::Draining { since_ms: NOW, timeout_s: 600, refreshed_ms: None });
+        let sel = select_leaving(&request(Role::Nodemanager, &pool, 0, None, &lc, false)).unwrap();
+        assert_eq!(sel.phases.len(), 4);
+    }
+
+    #[test]
+    fn masters_have_no_lifecycle() {
+        let lc = PoolLifecycle::default();
+        let err = select_leaving(&request(Role::Namenode, &[], 0, None, &lc, false)).unwrap_err();
+        assert_eq!(err, SelectError::NoLifecycle(Role::Namenode));
+    }
+}

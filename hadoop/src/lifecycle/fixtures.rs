@@ -8,9 +8,7 @@ use herd_api::names::InstanceRef;
 
 use super::Member;
 
-pub const IN_SERVICE: &str = "In Service";
-pub const IN_PROGRESS: &str = "Decommission In Progress";
-pub const DECOMMISSIONED: &str = "Decommissioned";
+pub use super::admin_state::{DECOMMISSION_IN_PROGRESS as IN_PROGRESS, IN_SERVICE};
 
 pub fn dn(ordinal: u32) -> InstanceRef {
     InstanceRef::new("acme", "prod", Role::Datanode, ordinal)

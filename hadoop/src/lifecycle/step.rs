@@ -399,3 +399,383 @@ fn duration(s: u64) -> String {
     }
     if out.is_empty() { "0s".to_string() } else { out }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    const MAX_AGE: u64 = 60_000;
+    const H: u64 = 3_600_000;
+
+    fn leaving(instance: InstanceRef, phase: Phase) -> Leaving {
+        let role = if instance.name.starts_with("datanode") { Role::Datanode } else { Role::Nodemanager };
+        Leaving { instance, role, phase, container_gone: false }
+    }
+
+    fn decommissioning(since_ms: u64, refreshed_ms: Option<u64>) -> Phase {
+        Phase::Decommissioning { since_ms, refreshed_ms, forced: false }
+    }
+
+    /// A fresh NameNode report, acknowledged or not.
+    fn fresh(nn: &NameNodeHealth, refreshed: bool) -> MasterReport<'_, NameNodeHealth> {
+        MasterReport { health: Some(nn), age_ms: 1_000, refreshed }
+    }
+
+    fn step_dn(now_ms: u64, list: &[Leaving], nn: MasterReport<'_, NameNodeHealth>, lc: &PoolLifecycle) -> Step {
+        let input = StepInput {
+            now_ms,
+            leaving: list,
+            namenode: nn,
+            resourcemanager: MasterReport::none(),
+            max_health_age_ms: MAX_AGE,
+            datanode: lc,
+        };
+        let out = step(&input);
+        assert_eq!(step(&input), out, "the same input gives the same output");
+        out
+    }
+
+    fn step_nm(now_ms: u64, list: &[Leaving], rm: MasterReport<'_, ResourceManagerHealth>) -> Step {
+        let lc = PoolLifecycle::default();
+        let input = StepInput {
+            now_ms,
+            leaving: list,
+            namenode: MasterReport::none(),
+            resourcemanager: rm,
+            max_health_age_ms: MAX_AGE,
+            datanode: &lc,
+        };
+        let out = step(&input);
+        assert_eq!(step(&input), out, "the same input gives the same output");
+        out
+    }
+
+    /// The stored list after `out`, as the caller would reload it.
+    fn carry(out: &Step, gone: &[InstanceRef]) -> Vec<Leaving> {
+        out.phases
+            .iter()
+            .map(|(i, p)| Leaving { container_gone: gone.contains(i), ..leaving(i.clone(), *p) })
+            .collect()
+    }
+
+    fn kinds(out: &Step) -> Vec<Kind> {
+        out.conditions.iter().map(|c| c.kind).collect()
+    }
+
+    #[test]
+    fn datanode_full_path() {
+        let lc = PoolLifecycle::default();
+        let others = || vec![dn_report(0, IN_SERVICE, 100), dn_report(1, IN_SERVICE, 100), dn_report(2, IN_SERVICE, 100)];
+        let with = |extra: Vec<DataNodeReport>, missing| namenode(others().into_iter().chain(extra).collect(), missing);
+        // (what, NameNode report, exclude acknowledged, expected phase, waiting for, removable)
+        let d = |p| Some(p);
+        let table: Vec<(&str, NameNodeHealth, bool, Option<Phase>, &str)> = vec![
+            ("refresh pending", with(vec![dn_report(4, IN_SERVICE, 80)], 0), false, d(decommissioning(0, None)), "apply the exclude"),
+            ("refreshed, not started yet", with(vec![dn_report(4, IN_SERVICE, 80)], 0), true, d(decommissioning(0, Some(10))), "copy its blocks"),
+            ("in progress", with(vec![dn_report(4, IN_PROGRESS, 80)], 0), true, d(decommissioning(0, Some(10))), "copy its blocks"),
+            (
+                "decommissioned, blocks missing",
+                with(vec![dn_report(4, DECOMMISSIONED, 80)], 2),
+                true,
+                d(Phase::Decommissioned { since_ms: 0, at_ms: 30, forced: false }),
+                "safe to remove",
+            ),
+            (
+                "still missing: wait",
+                with(vec![dn_report(4, DECOMMISSIONED, 80)], 2),
+                true,
+                d(Phase::Decommissioned { since_ms: 0, at_ms: 30, forced: false }),
+                "no missing blocks (2 now)",
+            ),
+            (
+                "another still decommissioning: wait",
+                with(vec![dn_report(3, IN_PROGRESS, 50), dn_report(4, DECOMMISSIONED, 80)], 0),
+                true,
+                d(Phase::Decommissioned { since_ms: 0, at_ms: 30, forced: false }),
+                "1 DataNodes still decommissioning",
+            ),
+            ("safe: removable", with(vec![dn_report(4, DECOMMISSIONED, 80)], 0), true, d(Phase::Removing), "container to be removed"),
+            ("removal ordered again until gone", with(vec![dead(dn_report(4, DECOMMISSIONED, 80))], 0), true, d(Phase::Removing), "container"),
+            ("gone: forgotten", with(vec![dead(dn_report(4, DECOMMISSIONED, 80))], 0), true, None, ""),
+        ];
+        let mut list = vec![leaving(dn(4), decommissioning(0, None))];
+        for (n, (what, nn, refreshed, want, wait)) in table.into_iter().enumerate() {
+            let now = 10 * (n as u64);
+            if what.starts_with("gone") {
+                list[0].container_gone = true;
+            }
+            let out = step_dn(now, &list, fresh(&nn, refreshed), &lc);
+            assert_eq!(out.phases.get(&dn(4)).copied(), want, "{what}");
+            assert_eq!(out.remove.contains(&dn(4)), want == Some(Phase::Removing), "{what}");
+            assert_eq!(out.exclude.contains(&dn(4)), want.is_some(), "{what}: excluded until gone");
+            assert_eq!(out.done.contains(&dn(4)), want.is_none(), "{what}");
+            if let Some(status) = out.status.get(&dn(4)) {
+                let w = status.waiting_for.as_deref().unwrap_or_default();
+                assert!(w.contains(wait), "{what}: waiting for {w:?}");
+            }
+            assert!(out.conditions.is_empty(), "{what}: {:?}", out.conditions);
+            list = carry(&out, &[]);
+        }
+        assert!(list.is_empty());
+    }
+
+    #[test]
+    fn status_shows_blocks_still_to_move() {
+        let lc = PoolLifecycle::default();
+        let nn = namenode(vec![dn_report(4, IN_PROGRESS, 80)], 0);
+        let out = step_dn(5, &[leaving(dn(4), decommissioning(0, Some(1)))], fresh(&nn, true), &lc);
+        assert_eq!(out.status[&dn(4)].blocks_to_move, Some(40));
+        assert_eq!(out.status[&dn(4)].phase.as_str(), "decommissioning");
+    }
+
+    #[test]
+    fn stale_errored_or_missing_namenode_health_moves_nothing() {
+        let lc = PoolLifecycle::default();
+        let safe = namenode(vec![dn_report(4, DECOMMISSIONED, 0)], 0);
+        let errored = errored_namenode();
+        let reports: [(&str, MasterReport<'_, NameNodeHealth>); 3] = [
+            ("stale", MasterReport { health: Some(&safe), age_ms: MAX_AGE + 1, refreshed: true }),
+            ("errored", MasterReport { health: Some(&errored), age_ms: 0, refreshed: true }),
+            ("none", MasterReport { health: None, age_ms: 0, refreshed: true }),
+        ];
+        for phase in [decommissioning(0, Some(1)), Phase::Decommissioned { since_ms: 0, at_ms: 2, forced: false }] {
+            for (what, report) in reports {
+                let list = [leaving(dn(4), phase)];
+                let out = step_dn(100, &list, report, &lc);
+                assert_eq!(out.phases[&dn(4)], phase, "{what}");
+                assert!(out.remove.is_empty() && !out.changed, "{what}");
+                assert!(out.status[&dn(4)].waiting_for.as_deref().unwrap_or_default().contains("fresh NameNode report"));
+            }
+        }
+    }
+
+    #[test]
+    fn datanode_dead_during_decommission_raises_a_condition() {
+        let lc = PoolLifecycle::default();
+        let nn = namenode(vec![dn_report(3, IN_PROGRESS, 10), dead(dn_report(4, IN_PROGRESS, 80))], 0);
+        let list = [leaving(dn(3), decommissioning(0, Some(1))), leaving(dn(4), decommissioning(0, Some(1)))];
+        let out = step_dn(100, &list, fresh(&nn, true), &lc);
+        assert_eq!(kinds(&out), [Kind::DecommissionBlocked]);
+        let c = &out.conditions[0];
+        assert_eq!(c.instance, dn(4));
+        for part in ["datanode-4 died during its decommission", "restart it", "herd scale acme/prod datanode=<replicas> --force"] {
+            assert!(c.message.contains(part), "{} lacks {part}", c.message);
+        }
+        assert!(out.remove.is_empty() && !out.changed);
+
+        // Not listed at all once the exclude file is applied: blocked too; before: just waiting.
+        let nn = namenode(vec![dn_report(0, IN_SERVICE, 10)], 0);
+        let out = step_dn(100, &[leaving(dn(4), decommissioning(0, Some(1)))], fresh(&nn, true), &lc);
+        assert_eq!(kinds(&out), [Kind::DecommissionBlocked]);
+        assert!(out.conditions[0].message.contains("does not list datanode-4"));
+        let out = step_dn(100, &[leaving(dn(4), decommissioning(0, None))], fresh(&nn, false), &lc);
+        assert!(out.conditions.is_empty());
+    }
+
+    #[test]
+    fn decommission_past_its_deadline_raises_a_condition() {
+        let nn = namenode(vec![dn_report(4, IN_PROGRESS, 800)], 0);
+        let list = [leaving(dn(4), decommissioning(0, Some(1)))];
+        let cases = [(6 * 3600, 6 * H - 1, false), (6 * 3600, 6 * H, true), (3600, 7 * H, true), (0, 100 * H, false)];
+        for (deadline_s, now, stalled) in cases {
+            let lc = PoolLifecycle { decommission_deadline_s: deadline_s, ..PoolLifecycle::default() };
+            let out = step_dn(now, &list, fresh(&nn, true), &lc);
+            assert_eq!(kinds(&out) == [Kind::DecommissionStalled], stalled, "deadline {deadline_s}s at {now}ms");
+            if stalled {
+                let msg = &out.conditions[0].message;
+                assert!(msg.contains("400 blocks still to move") && msg.contains("nothing is removed early"), "{msg}");
+            }
+            assert_eq!(out.phases[&dn(4)], list[0].phase, "a deadline never removes");
+        }
+        let lc = PoolLifecycle { decommission_deadline_s: 3600, ..PoolLifecycle::default() };
+        let out = step_dn(7 * H, &list, fresh(&nn, true), &lc);
+        assert!(out.conditions[0].message.contains("for 7h (deadline 1h)"), "{}", out.conditions[0].message);
+    }
+
+    #[test]
+    fn forced_datanodes_leave_one_at_a_time() {
+        let lc = PoolLifecycle::default();
+        let forced = Phase::Decommissioning { since_ms: 0, refreshed_ms: Some(1), forced: true };
+        let nn = namenode(
+            vec![dn_report(0, IN_SERVICE, 9), dead(dn_report(3, IN_PROGRESS, 9)), dn_report(4, IN_PROGRESS, 9)],
+            0,
+        );
+        let mut list = vec![leaving(dn(3), forced), leaving(dn(4), forced)];
+        let out = step_dn(10, &list, fresh(&nn, true), &lc);
+        assert_eq!(out.remove, [dn(3)].into(), "one at a time");
+        assert_eq!(kinds(&out), [Kind::DecommissionForced]);
+        list = carry(&out, &[]);
+        let out = step_dn(20, &list, fresh(&nn, true), &lc);
+        assert_eq!(out.remove, [dn(3)].into(), "waits for the first to be gone");
+        list = carry(&out, &[dn(3)]);
+        let out = step_dn(30, &list, fresh(&nn, true), &lc);
+        assert_eq!((out.remove, out.done), ([dn(4)].into(), [dn(3)].into()));
+
+        // Never with missing blocks, replication in flight, or before the exclude applied.
+        let mut busy = nn.clone();
+        busy.datanodes.remove(1);
+        busy.pending_replication_blocks = 5;
+        let missing = namenode(nn.datanodes.clone(), 1);
+        let unapplied = Phase::Decommissioning { since_ms: 0, refreshed_ms: None, forced: true };
+        let unapplied_nn = namenode(vec![dead(dn_report(4, IN_SERVICE, 9))], 0);
+        for (what, report, phase) in
+            [("pending", &busy, forced), ("missing", &missing, forced), ("unapplied", &unapplied_nn, unapplied)]
+        {
+            let out = step_dn(10, &[leaving(dn(4), phase)], fresh(report, false), &lc);
+            assert!(out.remove.is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn restart_resumes_from_stored_phases() {
+        let lc = PoolLifecycle::default();
+        let nn_progress = namenode(vec![dn_report(4, IN_PROGRESS, 80), dn_report(5, IN_PROGRESS, 80)], 0);
+        let nn_done = namenode(vec![dn_report(4, DECOMMISSIONED, 80), dn_report(5, DECOMMISSIONED, 80)], 0);
+        let start = vec![leaving(dn(4), decommissioning(0, None)), leaving(dn(5), decommissioning(0, None))];
+
+        let run = |restart_after: Option<usize>| {
+            let mut list = start.clone();
+            let mut removed_at = Vec::new();
+            let reports = [(&nn_progress, false), (&nn_progress, true), (&nn_done, true), (&nn_done, true), (&nn_done, true)];
+            for (n, (nn, refreshed)) in reports.into_iter().enumerate() {
+                let out = step_dn(100 * n as u64, &list, fresh(nn, refreshed), &lc);
+                removed_at.push(out.remove.clone());
+                list = carry(&out, &[]);
+                if restart_after == Some(n) {
+                    // What the orchestrator stores and reloads: the phases, as JSON.
+                    let stored = serde_json::to_string(&out.phases.iter().collect::<Vec<_>>()).unwrap();
+                    let reloaded: Vec<(InstanceRef, Phase)> = serde_json::from_str(&stored).unwrap();
+                    list = reloaded.into_iter().map(|(i, p)| leaving(i, p)).collect();
+                }
+            }
+            (list, removed_at)
+        };
+        let straight = run(None);
+        assert_eq!(straight.1[3], [dn(4), dn(5)].into());
+        for n in 0..5 {
+            assert_eq!(run(Some(n)), straight, "restart after step {n}");
+        }
+
+        // A restart that comes back to an unreadable NameNode removes nothing.
+        let list = [leaving(dn(4), Phase::Decommissioned { since_ms: 0, at_ms: 200, forced: false })];
+        let err = errored_namenode();
+        let out = step_dn(1_000, &list, MasterReport { health: Some(&err), age_ms: 0, refreshed: true }, &lc);
+        assert!(out.remove.is_empty());
+    }
+
+    #[test]
+    fn nodemanager_drain() {
+        let draining = |timeout_s, refreshed_ms| Phase::Draining { since_ms: 0, timeout_s, refreshed_ms };
+        let rm = |state: &str, containers| resourcemanager(vec![nm_report(0, "RUNNING", 1), nm_report(3, state, containers)]);
+        fn fresh_rm(r: &ResourceManagerHealth, refreshed: bool) -> MasterReport<'_, ResourceManagerHealth> {
+            MasterReport { health: Some(r), age_ms: 0, refreshed }
+        }
+        // (what, phase, RM report, fresh, refreshed, now, expected phase, condition)
+        let table: Vec<(&str, Phase, ResourceManagerHealth, bool, bool, u64, Phase, Option<Kind>)> = vec![
+            ("refresh pending", draining(3600, None), rm("RUNNING", 2), true, false, 10, draining(3600, None), None),
+            ("refreshed: containers running", draining(3600, None), rm("DECOMMISSIONING", 2), true, true, 10, draining(3600, Some(10)), None),
+            ("still running", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), true, false, H, draining(3600, Some(10)), None),
+            ("decommissioned by the RM", draining(3600, Some(10)), rm("DECOMMISSIONED", 0), true, true, 20, Phase::Drained, None),
+            ("lost", draining(3600, Some(10)), rm("LOST", 0), true, true, 20, Phase::Drained, None),
+            ("timeout passed", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), true, true, H + 10, Phase::Drained, Some(Kind::DrainTimedOut)),
+            ("timeout passed, RM stale", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), false, false, H + 10, Phase::Drained, Some(Kind::DrainTimedOut)),
+            ("RM stale before timeout", draining(3600, Some(10)), rm("DECOMMISSIONED", 0), false, true, 20, draining(3600, Some(10)), None),
+            ("timeout 0, not refreshed", draining(0, None), rm("RUNNING", 2), true, false, 10, draining(0, None), None),
+            ("timeout 0, refreshed", draining(0, None), rm("RUNNING", 2), true, true, 10, Phase::Drained, None),
+            ("drained: removal", Phase::Drained, rm("DECOMMISSIONED", 0), true, true, 10, Phase::Removing, None),
+        ];
+        for (what, phase, report, is_fresh, refreshed, now, want, condition) in table {
+            let mut input = fresh_rm(&report, refreshed);
+            if !is_fresh {
+                input.age_ms = MAX_AGE + 1;
+            }
+            let out = step_nm(now, &[leaving(nm(3), phase)], input);
+            assert_eq!(out.phases[&nm(3)], want, "{what}");
+            assert_eq!(out.remove.contains(&nm(3)), want == Phase::Removing, "{what}");
+            assert_eq!(out.conditions.first().map(|c| c.kind), condition, "{what}");
+            if let Some(c) = out.conditions.first() {
+                assert!(c.message.contains("drain timeout (1h)"), "{}", c.message);
+            }
+            if matches!(want, Phase::Draining { .. }) && is_fresh {
+                assert_eq!(out.status[&nm(3)].running_containers, Some(2), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_phase_is_left_alone_with_a_condition() {
+        let list = [Leaving { instance: dn(2), role: Role::Datanode, phase: Phase::Drained, container_gone: false }];
+        let out = step_nm(10, &list, MasterReport::none());
+        assert_eq!(out.phases[&dn(2)], Phase::Drained);
+        assert_eq!(kinds(&out), [Kind::PhaseMismatch]);
+        assert!(out.remove.is_empty() && out.exclude.contains(&dn(2)));
+    }
+
+    #[test]
+    fn durations_read_short() {
+        for (s, want) in [(0, "0s"), (59, "59s"), (90, "1m30s"), (3600, "1h"), (7322, "2h2m2s")] {
+            assert_eq!(duration(s), want);
+        }
+    }
+
+    /// Over random sequences of health reports, a DataNode that is not forced enters
+    /// `Removing` only in a step whose fresh, error-free report lists it `Decommissioned`
+    /// with no missing blocks and no DataNode decommissioning.
+    #[test]
+    fn property_datanode_removed_only_after_decommissioned() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                // xorshift64
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn pick(&mut self, n: u64) -> u64 {
+                self.next() % n
+            }
+        }
+        let lc = PoolLifecycle { decommission_deadline_s: 60, ..PoolLifecycle::default() };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut removals = 0;
+        for _sequence in 0..500 {
+            let mut list: Vec<Leaving> = (3..6).map(|o| leaving(dn(o), decommissioning(0, None))).collect();
+            for n in 0..40u64 {
+                let reports: Vec<DataNodeReport> = (0..6)
+                    .filter_map(|o| {
+                        let state = [IN_SERVICE, IN_PROGRESS, DECOMMISSIONED, DECOMMISSIONED, "absent"][rng.pick(5) as usize];
+                        let d = dn_report(o, state, rng.pick(100));
+                        match (state, rng.pick(6)) {
+                            ("absent", _) => None,
+                            (_, 0) => Some(dead(d)),
+                            _ => Some(d),
+                        }
+                    })
+                    .collect();
+                let mut nn = namenode(reports, [0, 0, 1][rng.pick(3) as usize]);
+                if rng.pick(8) == 0 {
+                    nn.error = Some("timeout".into());
+                }
+                let age_ms = [0, 1_000, MAX_AGE + 1][rng.pick(3) as usize];
+                let report = MasterReport { health: Some(&nn), age_ms, refreshed: rng.pick(2) == 0 };
+                for l in &mut list {
+                    l.container_gone = l.phase == Phase::Removing && rng.pick(2) == 0;
+                }
+                let out = step_dn(n * 30_000, &list, report, &lc);
+                for l in list.iter().filter(|l| l.phase != Phase::Removing) {
+                    if out.remove.contains(&l.instance) {
+                        removals += 1;
+                        let d = datanode_report(&nn, &l.instance);
+                        assert!(nn.error.is_none() && age_ms <= MAX_AGE, "removed on unusable health");
+                        assert_eq!(d.and_then(|d| d.admin_state.as_deref()), Some(DECOMMISSIONED), "{} removed", l.instance);
+                        assert_eq!((nn.missing_blocks, nn.decommissioning_datanodes), (0, 0), "{} removed", l.instance);
+                    }
+                }
+                list = carry(&out, &[]);
+            }
+        }
+        assert!(removals > 100, "the sequences reach removal often enough to mean something: {removals}");
+    }
+}

@@ -102,7 +102,10 @@ fn default_drain_timeout_s() -> u64 {
 
 impl Default for PoolLifecycle {
     fn default() -> Self {
-        PoolLifecycle { decommission_deadline_s: default_decommission_deadline_s(), drain_timeout_s: default_drain_timeout_s() }
+        PoolLifecycle {
+            decommission_deadline_s: default_decommission_deadline_s(),
+            drain_timeout_s: default_drain_timeout_s(),
+        }
     }
 }
 
@@ -187,7 +190,10 @@ mod tests {
                 Phase::Decommissioning { since_ms: 5, refreshed_ms: Some(7), forced: true },
                 r#"{"phase":"decommissioning","since_ms":5,"refreshed_ms":7,"forced":true}"#,
             ),
-            (Phase::Decommissioned { since_ms: 5, at_ms: 9, forced: false }, r#"{"phase":"decommissioned","since_ms":5,"at_ms":9}"#),
+            (
+                Phase::Decommissioned { since_ms: 5, at_ms: 9, forced: false },
+                r#"{"phase":"decommissioned","since_ms":5,"at_ms":9}"#,
+            ),
             (
                 Phase::Draining { since_ms: 1, timeout_s: 3600, refreshed_ms: None },
                 r#"{"phase":"draining","since_ms":1,"timeout_s":3600}"#,

@@ -3,28 +3,23 @@
 //! graceful drain through the ResourceManager.
 //!
 //! ```text
-//!  DataNode                                     NodeManager
-//!
-//!  in service ──select_leaving──┐               in service ──select_leaving──┐
-//!      ▲                        ▼                   ▲                        ▼
-//!      │              ┌─ Decommissioning ─┐         │               ┌── Draining ──┐
-//!      ├─recommission─┤  exclude, refresh │         ├─recommission──┤ exclude,     │
-//!      │              │  NN: In Progress  │         │               │ refresh -g T │
-//!      │              └────────┬──────────┘         │               └──────┬───────┘
-//!      │       NN lists it     │   (dead → DecommissionBlocked;            │ RM: DECOMMISSIONED
-//!      │       Decommissioned  │    past deadline → DecommissionStalled)   │ (or LOST/SHUTDOWN/
-//!      │                       ▼                    │                      ▼  absent), or T passed
-//!      │              ┌─ Decommissioned ──┐         │               ┌── Drained ───┐
-//!      └─recommission─┤ wait: NN still    │         └─recommission──┤              │
-//!                     │ says Decommissioned,        │               └──────┬───────┘
-//!                     │ MissingBlocks == 0,         │                      │
-//!                     │ none Decommission In Progress                      │
-//!                     └────────┬──────────┘                                │
-//!                              ▼                                           ▼
-//!                         Removing ── caller stops and removes the container ──
-//!                              │      (in the exclude file until it is gone)
-//!                              ▼
-//!                         done: forgotten, dropped from the exclude file
+//!  DataNode
+//!    in service --select_leaving--> Decommissioning --NN: Decommissioned--> Decommissioned --+
+//!        ^                          excluded, refreshed;                     waits for HDFS   |
+//!        |                          dead: DecommissionBlocked                      |          | NN still says
+//!        |                          slow: DecommissionStalled                      |          | Decommissioned,
+//!        |                                 |                                       |          | MissingBlocks 0,
+//!        +---------- recommission ---------+---------------------------------------+          | none In Progress
+//!                    (scale up)                                                               |
+//!  NodeManager                                                                                v
+//!    in service --select_leaving--> Draining --RM: DECOMMISSIONED, or T passed--> Drained --> Removing
+//!        ^                          excluded, refresh -g T                           |        stop and remove
+//!        |                                 |                                         |        the container;
+//!        +---------- recommission ---------+-----------------------------------------+        still excluded
+//!                                                                                             |
+//!                                                                                             | container gone
+//!                                                                                             v
+//!                                                                           done: forgotten, out of the exclude
 //! ```
 //!
 //! One [`step`] moves each instance at most one phase, from the health it is given; the

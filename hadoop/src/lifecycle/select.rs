@@ -26,6 +26,7 @@ pub struct ScaleRequest<'a> {
     pub role: Role,
     /// Every current instance of the pool, leaving or not.
     pub members: &'a [Member],
+    /// The pool's new size.
     pub replicas: u32,
     /// The cluster's `hdfs.replication`.
     pub replication: u16,
@@ -33,9 +34,11 @@ pub struct ScaleRequest<'a> {
     /// when there is none: DataNodes then leave by highest ordinal, and the minimum is
     /// checked against the pool's size alone.
     pub namenode: Option<&'a NameNodeHealth>,
+    /// The pool's settings (a new NodeManager drain takes its timeout from here).
     pub lifecycle: &'a PoolLifecycle,
     /// `herd scale --force`: see [`Selection::forced_below_minimum`] and the module docs.
     pub force: bool,
+    /// Now (Unix ms): the `since_ms` of new phases.
     pub now_ms: u64,
 }
 
@@ -169,7 +172,9 @@ fn with_force(p: Phase) -> Option<Phase> {
         Phase::Decommissioning { since_ms, refreshed_ms, forced: false } => {
             Some(Phase::Decommissioning { since_ms, refreshed_ms, forced: true })
         }
-        Phase::Decommissioned { since_ms, at_ms, forced: false } => Some(Phase::Decommissioned { since_ms, at_ms, forced: true }),
+        Phase::Decommissioned { since_ms, at_ms, forced: false } => {
+            Some(Phase::Decommissioned { since_ms, at_ms, forced: true })
+        }
         _ => None,
     }
 }
@@ -206,7 +211,12 @@ mod tests {
         let blocks = |b: [u64; 6]| namenode((0..6).map(|i| dn_report(i, IN_SERVICE, b[i as usize])).collect(), 0);
         let lc = PoolLifecycle::default();
         let cases: Vec<(&str, Option<NameNodeHealth>, u32, Vec<&str>)> = vec![
-            ("fewest blocks", Some(blocks([50, 10, 40, 20, 90, 30])), 3, vec!["datanode-1", "datanode-3", "datanode-5"]),
+            (
+                "fewest blocks",
+                Some(blocks([50, 10, 40, 20, 90, 30])),
+                3,
+                vec!["datanode-1", "datanode-3", "datanode-5"],
+            ),
             ("ties by highest ordinal", Some(blocks([10, 10, 10, 10, 10, 10])), 4, vec!["datanode-4", "datanode-5"]),
             ("tie between two", Some(blocks([5, 9, 5, 9, 9, 9])), 5, vec!["datanode-2"]),
             ("no report: highest ordinals", None, 4, vec!["datanode-4", "datanode-5"]),
@@ -269,7 +279,10 @@ mod tests {
         let sel = select_leaving(&request(Role::Datanode, &three, 2, None, &lc, true)).unwrap();
         assert_eq!(leaving(&sel), ["datanode-2"]);
         assert_eq!(sel.phases[&dn(2)], Phase::Decommissioning { since_ms: NOW, refreshed_ms: None, forced: true });
-        assert_eq!(sel.forced_below_minimum, Some(SelectError::BelowReplication { replicas: 2, remaining: 2, replication: 3 }));
+        assert_eq!(
+            sel.forced_below_minimum,
+            Some(SelectError::BelowReplication { replicas: 2, remaining: 2, replication: 3 })
+        );
     }
 
     #[test]
@@ -315,7 +328,11 @@ mod tests {
         let lc = PoolLifecycle { drain_timeout_s: 600, ..PoolLifecycle::default() };
         let pool = members(Role::Nodemanager, &[(0, None), (1, None), (2, None), (3, None)]);
         let sel = select_leaving(&request(Role::Nodemanager, &pool, 1, None, &lc, false)).unwrap();
-        assert_eq!(leaving(&sel), ["nodemanager-1", "nodemanager-2", "nodemanager-3"], "no replication minimum for YARN");
+        assert_eq!(
+            leaving(&sel),
+            ["nodemanager-1", "nodemanager-2", "nodemanager-3"],
+            "no replication minimum for YARN"
+        );
         assert_eq!(sel.phases[&nm(3)], Phase::Draining { since_ms: NOW, timeout_s: 600, refreshed_ms: None });
         let sel = select_leaving(&request(Role::Nodemanager, &pool, 0, None, &lc, false)).unwrap();
         assert_eq!(sel.phases.len(), 4);

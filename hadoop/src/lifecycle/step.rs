@@ -112,7 +112,8 @@ pub fn step(input: &StepInput<'_>) -> Step {
     let mut order: Vec<&Leaving> = input.leaving.iter().collect();
     order.sort_by(|a, b| a.instance.cmp(&b.instance));
     // Forced DataNodes leave one at a time: count the removals already under way.
-    let mut dn_removing = order.iter().filter(|l| l.role == Role::Datanode && l.phase == Phase::Removing && !l.container_gone).count();
+    let mut dn_removing =
+        order.iter().filter(|l| l.role == Role::Datanode && l.phase == Phase::Removing && !l.container_gone).count();
 
     for l in order {
         let (next, status) = match (l.role, l.phase) {
@@ -166,7 +167,8 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(input: &StepInput<'a>) -> Self {
-        let fresh_nn = input.namenode.health.filter(|h| h.error.is_none() && input.namenode.age_ms <= input.max_health_age_ms);
+        let fresh_nn =
+            input.namenode.health.filter(|h| h.error.is_none() && input.namenode.age_ms <= input.max_health_age_ms);
         let fresh_rm = input
             .resourcemanager
             .health
@@ -181,7 +183,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn datanode(&self, l: &Leaving, dn_removing: usize, conditions: &mut Vec<LifecycleCondition>) -> (Phase, LeavingStatus) {
+    fn datanode(
+        &self,
+        l: &Leaving,
+        dn_removing: usize,
+        conditions: &mut Vec<LifecycleCondition>,
+    ) -> (Phase, LeavingStatus) {
         let report = self.nn.and_then(|nn| datanode_report(nn, &l.instance));
         let state = report.and_then(|d| d.admin_state.as_deref());
         let started = matches!(state, Some(DECOMMISSION_IN_PROGRESS | DECOMMISSIONED));
@@ -223,9 +230,10 @@ impl<'a> Ctx<'a> {
                 ),
             },
             _ => match state {
-                Some(DECOMMISSIONED) => {
-                    (Phase::Decommissioned { since_ms, at_ms: self.now_ms, forced }, "HDFS to be safe to remove it".to_string())
-                }
+                Some(DECOMMISSIONED) => (
+                    Phase::Decommissioned { since_ms, at_ms: self.now_ms, forced },
+                    "HDFS to be safe to remove it".to_string(),
+                ),
                 _ => {
                     let wait = match (self.nn, refreshed_ms, report) {
                         (None, _, _) => "a fresh NameNode report".to_string(),
@@ -274,7 +282,11 @@ impl<'a> Ctx<'a> {
                 Some(_) => None,
             };
             if let Some(message) = blocked {
-                conditions.push(LifecycleCondition { kind: Kind::DecommissionBlocked, instance: l.instance.clone(), message });
+                conditions.push(LifecycleCondition {
+                    kind: Kind::DecommissionBlocked,
+                    instance: l.instance.clone(),
+                    message,
+                });
             }
         }
         let elapsed = self.now_ms.saturating_sub(since_ms);
@@ -342,10 +354,13 @@ impl<'a> Ctx<'a> {
             Phase::Drained => (Phase::Removing, Some("its container to be removed")),
             other => (other, None),
         };
-        let mut status = waiting(next, wait.or(match next {
-            Phase::Drained => Some("its removal to be ordered"),
-            _ => None,
-        }));
+        let mut status = waiting(
+            next,
+            wait.or(match next {
+                Phase::Drained => Some("its removal to be ordered"),
+                _ => None,
+            }),
+        );
         status.running_containers = containers;
         (next, status)
     }
@@ -353,11 +368,8 @@ impl<'a> Ctx<'a> {
 
 /// Why HDFS is not yet safe to lose a decommissioned DataNode; `None` when it is.
 fn gate(nn: &NameNodeHealth) -> Option<String> {
-    let in_progress = nn
-        .datanodes
-        .iter()
-        .filter(|d| d.admin_state.as_deref() == Some(DECOMMISSION_IN_PROGRESS))
-        .count() as u64;
+    let in_progress =
+        nn.datanodes.iter().filter(|d| d.admin_state.as_deref() == Some(DECOMMISSION_IN_PROGRESS)).count() as u64;
     let decommissioning = nn.decommissioning_datanodes.max(in_progress);
     match (nn.missing_blocks, decommissioning) {
         (0, 0) => None,
@@ -453,10 +465,7 @@ mod tests {
 
     /// The stored list after `out`, as the caller would reload it.
     fn carry(out: &Step, gone: &[InstanceRef]) -> Vec<Leaving> {
-        out.phases
-            .iter()
-            .map(|(i, p)| Leaving { container_gone: gone.contains(i), ..leaving(i.clone(), *p) })
-            .collect()
+        out.phases.iter().map(|(i, p)| Leaving { container_gone: gone.contains(i), ..leaving(i.clone(), *p) }).collect()
     }
 
     fn kinds(out: &Step) -> Vec<Kind> {
@@ -466,14 +475,33 @@ mod tests {
     #[test]
     fn datanode_full_path() {
         let lc = PoolLifecycle::default();
-        let others = || vec![dn_report(0, IN_SERVICE, 100), dn_report(1, IN_SERVICE, 100), dn_report(2, IN_SERVICE, 100)];
+        let others =
+            || vec![dn_report(0, IN_SERVICE, 100), dn_report(1, IN_SERVICE, 100), dn_report(2, IN_SERVICE, 100)];
         let with = |extra: Vec<DataNodeReport>, missing| namenode(others().into_iter().chain(extra).collect(), missing);
         // (what, NameNode report, exclude acknowledged, expected phase, waiting for, removable)
         let d = |p| Some(p);
         let table: Vec<(&str, NameNodeHealth, bool, Option<Phase>, &str)> = vec![
-            ("refresh pending", with(vec![dn_report(4, IN_SERVICE, 80)], 0), false, d(decommissioning(0, None)), "apply the exclude"),
-            ("refreshed, not started yet", with(vec![dn_report(4, IN_SERVICE, 80)], 0), true, d(decommissioning(0, Some(10))), "copy its blocks"),
-            ("in progress", with(vec![dn_report(4, IN_PROGRESS, 80)], 0), true, d(decommissioning(0, Some(10))), "copy its blocks"),
+            (
+                "refresh pending",
+                with(vec![dn_report(4, IN_SERVICE, 80)], 0),
+                false,
+                d(decommissioning(0, None)),
+                "apply the exclude",
+            ),
+            (
+                "refreshed, not started yet",
+                with(vec![dn_report(4, IN_SERVICE, 80)], 0),
+                true,
+                d(decommissioning(0, Some(10))),
+                "copy its blocks",
+            ),
+            (
+                "in progress",
+                with(vec![dn_report(4, IN_PROGRESS, 80)], 0),
+                true,
+                d(decommissioning(0, Some(10))),
+                "copy its blocks",
+            ),
             (
                 "decommissioned, blocks missing",
                 with(vec![dn_report(4, DECOMMISSIONED, 80)], 2),
@@ -495,8 +523,20 @@ mod tests {
                 d(Phase::Decommissioned { since_ms: 0, at_ms: 30, forced: false }),
                 "1 DataNodes still decommissioning",
             ),
-            ("safe: removable", with(vec![dn_report(4, DECOMMISSIONED, 80)], 0), true, d(Phase::Removing), "container to be removed"),
-            ("removal ordered again until gone", with(vec![dead(dn_report(4, DECOMMISSIONED, 80))], 0), true, d(Phase::Removing), "container"),
+            (
+                "safe: removable",
+                with(vec![dn_report(4, DECOMMISSIONED, 80)], 0),
+                true,
+                d(Phase::Removing),
+                "container to be removed",
+            ),
+            (
+                "removal ordered again until gone",
+                with(vec![dead(dn_report(4, DECOMMISSIONED, 80))], 0),
+                true,
+                d(Phase::Removing),
+                "container",
+            ),
             ("gone: forgotten", with(vec![dead(dn_report(4, DECOMMISSIONED, 80))], 0), true, None, ""),
         ];
         let mut list = vec![leaving(dn(4), decommissioning(0, None))];
@@ -545,7 +585,9 @@ mod tests {
                 let out = step_dn(100, &list, report, &lc);
                 assert_eq!(out.phases[&dn(4)], phase, "{what}");
                 assert!(out.remove.is_empty() && !out.changed, "{what}");
-                assert!(out.status[&dn(4)].waiting_for.as_deref().unwrap_or_default().contains("fresh NameNode report"));
+                assert!(
+                    out.status[&dn(4)].waiting_for.as_deref().unwrap_or_default().contains("fresh NameNode report")
+                );
             }
         }
     }
@@ -559,7 +601,11 @@ mod tests {
         assert_eq!(kinds(&out), [Kind::DecommissionBlocked]);
         let c = &out.conditions[0];
         assert_eq!(c.instance, dn(4));
-        for part in ["datanode-4 died during its decommission", "restart it", "herd scale acme/prod datanode=<replicas> --force"] {
+        for part in [
+            "datanode-4 died during its decommission",
+            "restart it",
+            "herd scale acme/prod datanode=<replicas> --force",
+        ] {
             assert!(c.message.contains(part), "{} lacks {part}", c.message);
         }
         assert!(out.remove.is_empty() && !out.changed);
@@ -637,7 +683,8 @@ mod tests {
         let run = |restart_after: Option<usize>| {
             let mut list = start.clone();
             let mut removed_at = Vec::new();
-            let reports = [(&nn_progress, false), (&nn_progress, true), (&nn_done, true), (&nn_done, true), (&nn_done, true)];
+            let reports =
+                [(&nn_progress, false), (&nn_progress, true), (&nn_done, true), (&nn_done, true), (&nn_done, true)];
             for (n, (nn, refreshed)) in reports.into_iter().enumerate() {
                 let out = step_dn(100 * n as u64, &list, fresh(nn, refreshed), &lc);
                 removed_at.push(out.remove.clone());
@@ -667,20 +714,77 @@ mod tests {
     #[test]
     fn nodemanager_drain() {
         let draining = |timeout_s, refreshed_ms| Phase::Draining { since_ms: 0, timeout_s, refreshed_ms };
-        let rm = |state: &str, containers| resourcemanager(vec![nm_report(0, "RUNNING", 1), nm_report(3, state, containers)]);
+        let rm = |state: &str, containers| {
+            resourcemanager(vec![nm_report(0, "RUNNING", 1), nm_report(3, state, containers)])
+        };
         fn fresh_rm(r: &ResourceManagerHealth, refreshed: bool) -> MasterReport<'_, ResourceManagerHealth> {
             MasterReport { health: Some(r), age_ms: 0, refreshed }
         }
-        // (what, phase, RM report, fresh, refreshed, now, expected phase, condition)
-        let table: Vec<(&str, Phase, ResourceManagerHealth, bool, bool, u64, Phase, Option<Kind>)> = vec![
+        /// (what, phase, RM report, fresh, refreshed, now, expected phase, condition)
+        type Row = (&'static str, Phase, ResourceManagerHealth, bool, bool, u64, Phase, Option<Kind>);
+        let table: Vec<Row> = vec![
             ("refresh pending", draining(3600, None), rm("RUNNING", 2), true, false, 10, draining(3600, None), None),
-            ("refreshed: containers running", draining(3600, None), rm("DECOMMISSIONING", 2), true, true, 10, draining(3600, Some(10)), None),
-            ("still running", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), true, false, H, draining(3600, Some(10)), None),
-            ("decommissioned by the RM", draining(3600, Some(10)), rm("DECOMMISSIONED", 0), true, true, 20, Phase::Drained, None),
+            (
+                "refreshed: containers running",
+                draining(3600, None),
+                rm("DECOMMISSIONING", 2),
+                true,
+                true,
+                10,
+                draining(3600, Some(10)),
+                None,
+            ),
+            (
+                "still running",
+                draining(3600, Some(10)),
+                rm("DECOMMISSIONING", 2),
+                true,
+                false,
+                H,
+                draining(3600, Some(10)),
+                None,
+            ),
+            (
+                "decommissioned by the RM",
+                draining(3600, Some(10)),
+                rm("DECOMMISSIONED", 0),
+                true,
+                true,
+                20,
+                Phase::Drained,
+                None,
+            ),
             ("lost", draining(3600, Some(10)), rm("LOST", 0), true, true, 20, Phase::Drained, None),
-            ("timeout passed", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), true, true, H + 10, Phase::Drained, Some(Kind::DrainTimedOut)),
-            ("timeout passed, RM stale", draining(3600, Some(10)), rm("DECOMMISSIONING", 2), false, false, H + 10, Phase::Drained, Some(Kind::DrainTimedOut)),
-            ("RM stale before timeout", draining(3600, Some(10)), rm("DECOMMISSIONED", 0), false, true, 20, draining(3600, Some(10)), None),
+            (
+                "timeout passed",
+                draining(3600, Some(10)),
+                rm("DECOMMISSIONING", 2),
+                true,
+                true,
+                H + 10,
+                Phase::Drained,
+                Some(Kind::DrainTimedOut),
+            ),
+            (
+                "timeout passed, RM stale",
+                draining(3600, Some(10)),
+                rm("DECOMMISSIONING", 2),
+                false,
+                false,
+                H + 10,
+                Phase::Drained,
+                Some(Kind::DrainTimedOut),
+            ),
+            (
+                "RM stale before timeout",
+                draining(3600, Some(10)),
+                rm("DECOMMISSIONED", 0),
+                false,
+                true,
+                20,
+                draining(3600, Some(10)),
+                None,
+            ),
             ("timeout 0, not refreshed", draining(0, None), rm("RUNNING", 2), true, false, 10, draining(0, None), None),
             ("timeout 0, refreshed", draining(0, None), rm("RUNNING", 2), true, true, 10, Phase::Drained, None),
             ("drained: removal", Phase::Drained, rm("DECOMMISSIONED", 0), true, true, 10, Phase::Removing, None),
@@ -745,7 +849,8 @@ mod tests {
             for n in 0..40u64 {
                 let reports: Vec<DataNodeReport> = (0..6)
                     .filter_map(|o| {
-                        let state = [IN_SERVICE, IN_PROGRESS, DECOMMISSIONED, DECOMMISSIONED, "absent"][rng.pick(5) as usize];
+                        let state =
+                            [IN_SERVICE, IN_PROGRESS, DECOMMISSIONED, DECOMMISSIONED, "absent"][rng.pick(5) as usize];
                         let d = dn_report(o, state, rng.pick(100));
                         match (state, rng.pick(6)) {
                             ("absent", _) => None,
@@ -769,7 +874,12 @@ mod tests {
                         removals += 1;
                         let d = datanode_report(&nn, &l.instance);
                         assert!(nn.error.is_none() && age_ms <= MAX_AGE, "removed on unusable health");
-                        assert_eq!(d.and_then(|d| d.admin_state.as_deref()), Some(DECOMMISSIONED), "{} removed", l.instance);
+                        assert_eq!(
+                            d.and_then(|d| d.admin_state.as_deref()),
+                            Some(DECOMMISSIONED),
+                            "{} removed",
+                            l.instance
+                        );
                         assert_eq!((nn.missing_blocks, nn.decommissioning_datanodes), (0, 0), "{} removed", l.instance);
                     }
                 }

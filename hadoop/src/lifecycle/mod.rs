@@ -29,14 +29,14 @@
 //! the operator mode drive the same code.
 //!
 //! Invariants, each tested:
-//! - A DataNode enters [`Phase::Removing`] (not forced) only in a step whose NameNode report
+//! - A DataNode enters [`Phase::Removing`](herd_api::lifecycle::Phase::Removing) (not forced) only in a step whose NameNode report
 //!   is fresh, error-free and lists it `Decommissioned`, with `MissingBlocks == 0` and no
 //!   DataNode `Decommission In Progress`.
 //! - Stale or errored health moves nothing towards removal.
 //! - `step` is a pure function of its input: the same input gives the same output, and a
 //!   restart that reloads the stored phases resumes where it was.
 //!
-//! `--force` (a forced [`Phase::Decommissioning`]) lets DataNodes go before their
+//! `--force` (a forced [`Phase::Decommissioning`](herd_api::lifecycle::Phase::Decommissioning)) lets DataNodes go before their
 //! decommission completes, which HDFS cannot finish with fewer DataNodes than
 //! `dfs.replication` or with a dead DataNode: still one at a time, each only once the
 //! NameNode has applied the exclude file, reports no missing blocks and no replication in

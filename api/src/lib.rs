@@ -12,9 +12,12 @@
 //! - [`record`]: the one-line format of captured log records and its reversible escaping.
 //! - [`hadoop`]: Hadoop-level types: config files and overrides, rendered config on the wire,
 //!   HDFS and YARN health as read from the masters.
+//! - [`lifecycle`]: phases of DataNodes and NodeManagers leaving a pool (decommission,
+//!   drain), their per-pool settings, status and conditions.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
 pub mod hadoop;
+pub mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod network;

@@ -16,7 +16,7 @@
 //!                                                                    └─► herd status
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManagerHealth};
 use herd_api::names::InstanceRef;
@@ -121,6 +121,8 @@ pub struct Outcome {
     pub hdfs: Option<HdfsSummary>,
     pub yarn: Option<YarnSummary>,
     pub conditions: Vec<Condition>,
+    /// Environment each instance's daemon needs (its heap, from its container's memory).
+    pub env: HashMap<InstanceRef, BTreeMap<String, String>>,
 }
 
 /// Renders, assesses and decides the rollout of one cluster.
@@ -145,7 +147,8 @@ pub fn evaluate(data: &ClusterData<'_>) -> Outcome {
             ),
         });
     }
-    Outcome { releases, instances, hdfs: assessed.hdfs, yarn: assessed.yarn, conditions }
+    let env = data.members().iter().map(|m| (m.instance.clone(), render::daemon_env(m))).collect();
+    Outcome { releases, instances, hdfs: assessed.hdfs, yarn: assessed.yarn, conditions, env }
 }
 
 /// The health part of an [`Outcome`].

@@ -405,6 +405,9 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
             let pool = spec.pools.get(&i.role);
             let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
             env.extend(herd_env(&i.instance, i.role));
+            if let Some(daemon) = outcome.env.get(&i.instance) {
+                env.extend(daemon.clone());
+            }
             let command = pool.and_then(|p| p.command.clone());
             let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
             let release = outcome.releases.get(&i.instance);

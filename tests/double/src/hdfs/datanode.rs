@@ -185,7 +185,8 @@ fn load_uuid(dirs: &[PathBuf]) -> anyhow::Result<String> {
 
 /// Runs the DataNode until `shutdown` resolves.
 pub async fn run(hc: HdfsConf, hostname: String, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let name = hc.dn_hostname.clone().unwrap_or(hostname);
+    // Registered under `dfs.datanode.hostname` when set; listening as the container.
+    let name = hc.dn_hostname.clone().unwrap_or_else(|| hostname.clone());
     let uuid = load_uuid(&hc.data_dirs)?;
     let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(60)).build()?;
     let node: St = Arc::new(Node {
@@ -200,8 +201,8 @@ pub async fn run(hc: HdfsConf, hostname: String, shutdown: impl std::future::Fut
         xmits: AtomicU32::new(0),
         http,
     });
-    let xfer_addr = bind_addr(&name, hc.dn_xfer_port)?;
-    let http_addr = bind_addr(&name, hc.dn_http_port)?;
+    let xfer_addr = bind_addr(&hostname, hc.dn_xfer_port)?;
+    let http_addr = bind_addr(&hostname, hc.dn_http_port)?;
     let xfer = tokio::net::TcpListener::bind(xfer_addr).await.map_err(|e| anyhow::anyhow!("java.net.BindException: Problem binding to [{xfer_addr}] {e}"))?;
     let info = tokio::net::TcpListener::bind(http_addr).await.map_err(|e| anyhow::anyhow!("java.net.BindException: Port in use: {http_addr}: {e}"))?;
     log("INFO", CLASS, &format!("Opened streaming server at {xfer_addr}"));

@@ -27,13 +27,11 @@ pub fn log(level: &str, class: &str, msg: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
-    if let Some(lock) = LOG_FILE.get() {
-        if let Ok(mut file) = lock.lock() {
-            if let Some(f) = file.as_mut() {
+    if let Some(lock) = LOG_FILE.get()
+        && let Ok(mut file) = lock.lock()
+            && let Some(f) = file.as_mut() {
                 let _ = f.write_all(line.as_bytes());
             }
-        }
-    }
 }
 
 /// The banner a Hadoop daemon prints when it starts (`StringUtils.startupShutdownMessage`).
@@ -159,8 +157,8 @@ pub fn disk_space(path: &Path) -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let st = unsafe { st.assume_init() };
-    let frsize = st.f_frsize as u64;
-    Some((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+    let frsize = st.f_frsize;
+    Some((st.f_blocks * frsize, st.f_bavail * frsize))
 }
 
 /// Java's `Float.toString` for the percentages Hadoop prints (`100.0`, `33.333332`).

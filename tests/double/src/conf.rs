@@ -90,11 +90,10 @@ impl Conf {
 /// The container's hostname (herd sets it to the instance's DNS name); `$HERD_DOUBLE_HOSTNAME`
 /// overrides it so tests can run several doubles as local processes.
 pub fn hostname() -> String {
-    if let Ok(name) = std::env::var("HERD_DOUBLE_HOSTNAME") {
-        if !name.trim().is_empty() {
+    if let Ok(name) = std::env::var("HERD_DOUBLE_HOSTNAME")
+        && !name.trim().is_empty() {
             return name.trim().to_string();
         }
-    }
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 

@@ -2,6 +2,9 @@
 //! its own 127.a.b.c address named in a test hosts file (`HERD_DOUBLE_HOSTS_FILE`), driven with
 //! the `hdfs` command and observed through `/jmx`, fsck and the replica files on disk.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

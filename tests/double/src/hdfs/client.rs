@@ -344,14 +344,12 @@ async fn cat(nn: &Nn, path: &str) -> Result<(), String> {
     for lb in blocks {
         let mut got = None;
         for t in &lb.targets {
-            if let Ok(r) = nn.http.get(format!("http://{}/block/{}", t.xfer_addr, lb.block.id)).send().await {
-                if r.status().is_success() {
-                    if let Ok(b) = r.bytes().await {
+            if let Ok(r) = nn.http.get(format!("http://{}/block/{}", t.xfer_addr, lb.block.id)).send().await
+                && r.status().is_success()
+                    && let Ok(b) = r.bytes().await {
                         got = Some(b);
                         break;
                     }
-                }
-            }
         }
         let data = got.ok_or_else(|| format!("Could not obtain block: {}:{} file={path}", lb.pool_id, lb.block.name()))?;
         out.write_all(&data).map_err(|e| e.to_string())?;

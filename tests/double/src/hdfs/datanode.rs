@@ -173,11 +173,10 @@ fn load_uuid(dirs: &[PathBuf]) -> anyhow::Result<String> {
     }
     let first = usable.first().ok_or_else(|| anyhow::anyhow!("org.apache.hadoop.util.DiskChecker$DiskErrorException: Too many failed volumes - current valid volumes: 0, volumes configured: {}, volumes failed: {}, volume failures tolerated: 0", dirs.len(), dirs.len()))?;
     let version = first.join("current").join("VERSION");
-    if let Ok(text) = std::fs::read_to_string(&version) {
-        if let Some(u) = text.lines().find_map(|l| l.strip_prefix("datanodeUuid=")) {
+    if let Ok(text) = std::fs::read_to_string(&version)
+        && let Some(u) = text.lines().find_map(|l| l.strip_prefix("datanodeUuid=")) {
             return Ok(u.trim().to_string());
         }
-    }
     let uuid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rand::random::<u32>(), rand::random::<u16>(), rand::random::<u16>() & 0xfff, rand::random::<u16>() & 0xfff, rand::random::<u64>() & 0xffff_ffff_ffff);
     std::fs::write(&version, format!("#herd test double\ndatanodeUuid={uuid}\nstorageType=DATA_NODE\nlayoutVersion=-57\n"))?;
     Ok(uuid)

@@ -163,6 +163,7 @@ pub fn beans(ns: &Namesystem, cx: &Context) -> Vec<Value> {
         o.insert("BlockDeletionStartTime".into(), json!(cx.started_ms));
         o.insert("TotalSyncCount".into(), json!(0));
         o.insert("TotalSyncTimes".into(), json!(""));
+        o.insert("TopUserOpCounts".into(), json!(json!({"timestamp": "", "windows": []}).to_string()));
     }
     let mut fsn = counters("Hadoop:service=NameNode,name=FSNamesystem", "FSNamesystem");
     if let Some(o) = fsn.as_object_mut() {
@@ -184,6 +185,22 @@ pub fn beans(ns: &Namesystem, cx: &Context) -> Vec<Value> {
         o.insert("NumFilesUnderConstruction".into(), json!(ns.ns.files.values().filter(|f| !f.complete).count()));
         o.insert("LowRedundancyBlocks".into(), json!(s.under_replicated));
         o.insert("BlockCapacity".into(), json!(2_097_152));
+        for zero in [
+            "LastWrittenTransactionId",
+            "LockQueueLength",
+            "MillisSinceLastLoadedEdits",
+            "NumActiveClients",
+            "PendingDataNodeMessageCount",
+            "PostponedMisreplicatedBlocks",
+            "Snapshots",
+            "SnapshottableDirectories",
+            "TotalSyncCount",
+            "TransactionsSinceLastCheckpoint",
+            "TransactionsSinceLastLogRoll",
+        ] {
+            o.insert(zero.into(), json!(0));
+        }
+        o.insert("LastCheckpointTime".into(), json!(cx.started_ms));
     }
     let status = json!({
         "name": "Hadoop:service=NameNode,name=NameNodeStatus",

@@ -502,7 +502,7 @@ pub fn fsck_text(f: &Fsck, path: &str, user: &str, started_ms: u64) -> String {
     let _ = writeln!(o, " Total files:\t{}", f.total_files);
     let tb = f.total_blocks;
     let with_pct = |n: u64| if tb > 0 { format!("{n} ({} %)", pct_of(n, tb)) } else { n.to_string() };
-    let avg = if tb > 0 { format!(" (avg. block size {} B)", f.total_size / tb) } else { String::new() };
+    let avg = f.total_size.checked_div(tb).map(|a| format!(" (avg. block size {a} B)")).unwrap_or_default();
     let _ = writeln!(o, " Total blocks (validated):\t{tb}{avg}");
     if f.missing_blocks > 0 {
         let _ = writeln!(o, "  ********************************\n  UNDER MIN REPL'D BLOCKS:\t{} ({} %)\n  MINIMUM REPLICATED BLOCKS:\t1\n  CORRUPT BLOCKS: \t{}\n  MISSING SIZE:\t\t{} B\n  ********************************", f.missing_blocks, pct_of(f.missing_blocks, tb), f.missing_blocks, f.missing_size);

@@ -505,10 +505,7 @@ impl Namesystem {
 
     /// Replication queues exist only once safe mode's block threshold was met.
     fn repl_queues(&self) -> bool {
-        match self.safemode {
-            SafeMode::On { reached: None } => false,
-            _ => true,
-        }
+        !matches!(self.safemode, SafeMode::On { reached: None })
     }
 
     /// Picks up to `n` targets for a block whose replicas are on `existing`, honouring the
@@ -915,7 +912,7 @@ impl Namesystem {
         let prefix = format!("{path}/");
         let files: Vec<String> = self.ns.files.keys().filter(|f| f.starts_with(&prefix)).cloned().collect();
         let dirs: Vec<String> = self.ns.dirs.iter().filter(|d| d.starts_with(&prefix)).cloned().collect();
-        if !recursive && !(files.is_empty() && dirs.is_empty()) {
+        if !(recursive || files.is_empty() && dirs.is_empty()) {
             return Err(RemoteError::new(exc::NOT_EMPTY, format!("`{path} is non empty': Directory is not empty")));
         }
         for f in files {

@@ -135,6 +135,7 @@ pub fn evaluate(data: &ClusterData<'_>) -> Outcome {
         instances.entry(instance.clone()).or_default().rollout = Some((*phase).to_string());
     }
     let mut conditions = assessed.conditions;
+    conditions.extend(machines_condition(data));
     let waiting = phases.values().filter(|p| **p == "waiting").count();
     if !phases.is_empty() {
         let restarting: Vec<String> =
@@ -149,6 +150,23 @@ pub fn evaluate(data: &ClusterData<'_>) -> Outcome {
     }
     let env = data.members().iter().map(|m| (m.instance.clone(), render::daemon_env(m))).collect();
     Outcome { releases, instances, hdfs: assessed.hdfs, yarn: assessed.yarn, conditions, env }
+}
+
+/// HDFS never puts two replicas of a block on one machine (herd renders a node-group layer per
+/// host), so DataNodes packed on fewer machines than `hdfs.replication` leave every block
+/// under-replicated however many DataNodes there are.
+fn machines_condition(data: &ClusterData<'_>) -> Option<Condition> {
+    let datanodes: Vec<&&Instance> = data.instances.iter().filter(|i| i.role == Role::Datanode).collect();
+    let machines: BTreeSet<&str> = datanodes.iter().filter_map(|i| i.host.as_deref()).collect();
+    let replication = usize::from(data.spec.hdfs.replication);
+    (datanodes.len() >= replication && !machines.is_empty() && machines.len() < replication).then(|| Condition {
+        kind: "ReplicationAboveMachines".into(),
+        message: format!(
+            "hdfs.replication is {replication} but the {} DataNodes run on {} machine(s), and HDFS never keeps two replicas of a block on one machine: every block stays under-replicated; add hosts or lower hdfs.replication",
+            datanodes.len(),
+            machines.len()
+        ),
+    })
 }
 
 /// The health part of an [`Outcome`].

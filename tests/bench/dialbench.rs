@@ -62,8 +62,7 @@ async fn main() -> Result<()> {
     require_root_docker_nft(&plan());
     let mut bed = Testbed::new(&plan());
     let api = bed.start_orchestrator_with_token(&[]).await?;
-    bed.start_agent(0)?;
-    bed.start_agent(1)?;
+    bed.start_agents(&api).await?;
     println!("dialbench: 1 NameNode + 1 ResourceManager + {datanodes} DataNodes + {nodemanagers} NodeManagers on 2 hosts");
     println!("{:>4}  {:>22}  {:>34}  {:>6}", "run", "containers running (s)", "HDFS live + YARN RUNNING (s)", "ratio");
     for run in 1..=runs {

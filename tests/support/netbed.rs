@@ -270,6 +270,23 @@ impl Testbed {
         Ok(())
     }
 
+    /// Starts every host's agent and waits until the orchestrator lists them all ready, so
+    /// that what is applied next is spread over all of them.
+    pub async fn start_agents(&mut self, api: &Api) -> Result<()> {
+        for n in 0..self.hosts.len() {
+            self.start_agent(n)?;
+        }
+        let ids: Vec<String> = self.hosts.iter().map(|h| h.id.clone()).collect();
+        wait_for("every host ready", Duration::from_secs(30), || async {
+            let (_, hosts) = api.get("/v1/hosts").await?;
+            let ready = hosts["items"]
+                .as_array()
+                .map_or(0, |h| h.iter().filter(|h| h["state"] == "ready" && ids.iter().any(|id| h["info"]["id"] == id.as_str())).count());
+            Ok((ready == ids.len()).then_some(()))
+        })
+        .await
+    }
+
     pub fn kill_agent(&mut self, n: usize) {
         let id = self.hosts[n].id.clone();
         if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| *name == id).map(|i| self.procs.remove(i)) {

@@ -11,7 +11,8 @@
 //!   (herd says so with a `ReplicationAboveMachines` condition);
 //! - a paused DataNode (a hung daemon) turns dead within the recheck interval plus a poll,
 //!   and live again when unpaused;
-//! - a hung NameNode daemon makes a condition with the reason, and status still answers.
+//! - a hung NameNode daemon makes a condition with the reason, and status still answers;
+//! - a config change rolls through the cluster one restart at a time.
 //!
 //! Needs root, Docker and `nft`; fails, never skips, without them.
 
@@ -45,6 +46,10 @@ const RECHECK_MS: u64 = 2000;
 const HEARTBEAT_S: u64 = 1;
 
 fn spec(tenant: &str) -> String {
+    spec_with(tenant, 10000)
+}
+
+fn spec_with(tenant: &str, block_report_ms: u64) -> String {
     format!(
         "tenant: {tenant}
 name: hd
@@ -60,7 +65,7 @@ configOverrides:
     dfs.heartbeat.interval: '{HEARTBEAT_S}'
     dfs.namenode.heartbeat.recheck-interval: '{RECHECK_MS}'
     dfs.namenode.fs-limits.min-block-size: '4096'
-    dfs.blockreport.intervalMsec: '10000'
+    dfs.blockreport.intervalMsec: '{block_report_ms}'
     dfs.namenode.redundancy.interval.seconds: '1'
   yarn-site.xml:
     yarn.nm.liveness-monitor.expiry-interval-ms: '20000'
@@ -214,6 +219,50 @@ async fn hadoop_dialtone_across_racks() -> Result<()> {
         ensure!(s.1["message"].as_str().is_some_and(|m| m.contains("9870")), "no reason in {}", s.1);
         ensure!(s.0["instances"].as_array().is_some_and(|i| i.len() == 8), "status lost instances: {}", s.0);
         exec(&nn_container, "kill -CONT $(pidof hadoop-double)");
+        dialtone(&api, &tenant, Duration::from_secs(60)).await?;
+
+        // A config change rolls through one restart at a time: never two workers of a role
+        // out of HDFS/YARN at once, and every instance ends on the new config.
+        let (code, body) = api.put_yaml(&format!("/v1/tenants/{tenant}/clusters/hd"), &spec_with(&tenant, 11000)).await?;
+        ensure!(code == 200, "re-apply: {code} {body}");
+        // Restarting a master takes every worker out of its view until they register again
+        // (as with real Hadoop): count workers out only once the masters have been up a while.
+        let worst = std::sync::Mutex::new((0usize, 0usize, false));
+        let masters = std::sync::Mutex::new((String::new(), Instant::now()));
+        wait_for("the new config on every instance, one restart at a time", Duration::from_secs(240), || async {
+            let s = status(&api, &tenant).await?;
+            let ids: String = ["namenode", "resourcemanager"]
+                .iter()
+                .flat_map(|p| instances(&s, p))
+                .map(|i| i["observed"]["container_id"].as_str().unwrap_or("-").to_string())
+                .collect();
+            let settled = {
+                let mut m = masters.lock().unwrap();
+                if m.0 != ids {
+                    *m = (ids, Instant::now());
+                }
+                m.1.elapsed() > Duration::from_secs(10)
+            };
+            let out_dn = instances(&s, "datanode").iter().filter(|i| hdfs_state(i) != ("In Service".into(), Some(true))).count();
+            let out_nm = instances(&s, "nodemanager").iter().filter(|i| i["hadoop"]["yarn_state"] != "RUNNING").count();
+            let rolling = s["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "ConfigRollout"));
+            {
+                let mut w = worst.lock().unwrap();
+                let (dn, nm) = if settled { (out_dn, out_nm) } else { (0, 0) };
+                *w = (w.0.max(dn), w.1.max(nm), w.2 || rolling);
+            }
+            let all = s["instances"].as_array().cloned().unwrap_or_default();
+            let done = all.iter().all(|i| {
+                let name = i["instance"]["name"].as_str().unwrap_or_default();
+                let (code, out) = exec(&container(&tenant, name), "grep -A1 dfs.blockreport.intervalMsec /etc/hadoop/conf/hdfs-site.xml");
+                code == 0 && out.contains("11000") && i["hadoop"]["rollout"].is_null()
+            });
+            Ok((done && out_dn == 0 && out_nm == 0).then_some(()))
+        })
+        .await?;
+        let (dn, nm, saw_rollout) = *worst.lock().unwrap();
+        ensure!(saw_rollout, "no ConfigRollout condition was ever shown");
+        ensure!(dn <= 1 && nm <= 1, "more than one worker out at once during the rollout: {dn} DataNodes, {nm} NodeManagers");
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use herd_tests::netbed::{HostPlan, Host, Plan, Testbed, must, require_root_docker_nft, sh};
-use herd_tests::{Api, TenantContainers, unique, wait_for};
+use herd_tests::{IDLE, Api, TenantContainers, unique, wait_for};
 use serde_json::json;
 
 /// Three hosts on the underlay 10.213.0.0/24 (orchestrator at .1, hosts from .10): two
@@ -36,10 +36,11 @@ fn plan() -> Plan {
 /// The port every test listener uses inside its container.
 const PORT: u16 = 7000;
 
+
 fn spec(tenant: &str, datanodes: u32, nodemanagers: u32) -> String {
     format!(
-        "tenant: {tenant}\nname: net\nimages:\n  datanode: herd/datanode:testbed\n  nodemanager: herd/nodemanager:testbed\n\
-         pools:\n  datanode: {{replicas: {datanodes}, cpu: 50m, memory: 256Mi}}\n  nodemanager: {{replicas: {nodemanagers}, cpu: 50m, memory: 512Mi}}\n"
+        "tenant: {tenant}\nname: net\nimages:\n  datanode: herd/testbed-base:latest\n  nodemanager: herd/testbed-base:latest\n\
+         pools:\n  datanode: {{replicas: {datanodes}, cpu: 50m, memory: 256Mi, command: {IDLE}}}\n  nodemanager: {{replicas: {nodemanagers}, cpu: 50m, memory: 512Mi, command: {IDLE}}}\n"
     )
 }
 

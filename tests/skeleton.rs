@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
-use herd_tests::{Agent, Orchestrator, TenantContainers, docker, free_port, unique, wait_for};
+use herd_tests::{IDLE, Agent, Orchestrator, TenantContainers, docker, free_port, unique, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,25 +50,31 @@ async fn wait_running(d: &Docker, tenant: &str, n: usize) -> Result<BTreeMap<Str
     .await
 }
 
+/// Worker pools without masters (this test is about containers, not Hadoop: the Hadoop
+/// doubles would exit without a NameNode to join, as Hadoop does), running an idle process
+/// that exits on SIGTERM.
 fn spec(tenant: &str, datanodes: u32, nodemanagers: u32) -> String {
     format!(
         "tenant: {tenant}
 name: prod
 images:
-  datanode: herd/datanode:testbed
-  nodemanager: herd/nodemanager:testbed
+  datanode: herd/testbed-base:latest
+  nodemanager: herd/testbed-base:latest
 pools:
   datanode:
     replicas: {datanodes}
     cpu: 500m
     memory: 256Mi
+    command: {IDLE}
   nodemanager:
     replicas: {nodemanagers}
     cpu: '1'
     memory: 512Mi
+    command: {IDLE}
 "
     )
 }
+
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {

@@ -226,9 +226,11 @@ pub fn healthy(role: Role, observed: Option<&Observed>, hadoop: Option<&Instance
 }
 
 /// Decides which instances get their newest config now and which hold the one they run:
-/// one restart at a time per cluster, masters first, and none while an instance already on
-/// the new config is not yet healthy. Returns the releases and, per instance, its rollout
-/// phase for `herd status` (`waiting` or `restarting`).
+/// one restart at a time per cluster, masters first, and none while any running instance of
+/// the cluster is unhealthy (as a careful operator would: never take a second DataNode out
+/// while one is out) — except that an unhealthy instance still on the old config goes first,
+/// since restarting it takes out nothing that is in. Returns the releases and, per instance,
+/// its rollout phase for `herd status` (`waiting` or `restarting`).
 pub fn releases(
     data: &ClusterData<'_>,
     newest: HashMap<InstanceRef, HadoopConfig>,
@@ -238,25 +240,33 @@ pub fn releases(
     order.sort_by_key(|i| (i.role, i.ordinal));
     let mut busy = false;
     let mut candidates = Vec::new();
+    let mut unhealthy_candidate = None;
     let mut phases = HashMap::new();
     for i in &order {
         let observed = data.observed.get(&i.instance).copied();
         let want = newest[&i.instance].files_hash();
+        let running = observed.is_some_and(|o| o.state == ContainerState::Running);
+        let unhealthy = running && !healthy(i.role, observed, hadoop.get(&i.instance));
         match observed.and_then(|o| o.config_hash.as_deref()) {
             // Nothing runs yet, or it runs what it should.
             None => {}
-            Some(have) if have == want => {
-                let running = observed.is_some_and(|o| o.state == ContainerState::Running);
-                if running && !healthy(i.role, observed, hadoop.get(&i.instance)) {
-                    busy = true;
-                }
-            }
+            Some(have) if have == want => busy |= unhealthy,
             // Stopped or failed containers restart anyway: nothing to protect.
-            Some(_) if observed.is_some_and(|o| o.state != ContainerState::Running) => {}
-            Some(_) => candidates.push(i.instance.clone()),
+            Some(_) if !running => {}
+            Some(_) => {
+                if unhealthy && unhealthy_candidate.is_none() {
+                    unhealthy_candidate = Some(i.instance.clone());
+                }
+                busy |= unhealthy;
+                candidates.push(i.instance.clone());
+            }
         }
     }
-    let released = if busy { None } else { candidates.first().cloned() };
+    let released = match (unhealthy_candidate, busy) {
+        (Some(out), _) => Some(out),
+        (None, true) => None,
+        (None, false) => candidates.first().cloned(),
+    };
     let mut out = HashMap::new();
     for (instance, config) in newest {
         let hold = candidates.contains(&instance) && Some(&instance) != released.as_ref();
@@ -356,6 +366,17 @@ mod tests {
 
         // A new cluster (nothing running yet) holds nothing.
         assert_eq!(run(vec![], HashMap::new()), (vec![], vec![]));
+
+        // A worker out of HDFS on the old config goes first; nobody else meanwhile.
+        let mut one_out = healthy_all.clone();
+        one_out.insert(dns[2].instance.clone(), InstanceHadoop { hdfs_state: Some("dead".into()), live: Some(false), ..Default::default() });
+        let all_old: Vec<Observed> = dns.iter().map(|i| obs(i, Some(&o), ContainerState::Running)).collect();
+        assert_eq!(run(all_old.clone(), one_out.clone()), (vec![0, 1], vec![2]));
+
+        // One out on the new config (say, a dead DataNode): the rollout waits, whatever the others.
+        let mut on_new = all_old;
+        on_new[2] = obs(&dns[2], Some(&n), ContainerState::Running);
+        assert_eq!(run(on_new, one_out), (vec![0, 1], vec![]));
 
         // An exited container restarts with the new config at once.
         let exited = vec![

@@ -4,6 +4,11 @@
 
 pub mod netbed;
 
+/// The `command` of a container that idles until SIGTERM (and then exits at once), for tests
+/// about containers rather than Hadoop: the Hadoop doubles exit without masters to join, as
+/// Hadoop does.
+pub const IDLE: &str = r#"["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]"#;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

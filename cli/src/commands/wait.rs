@@ -33,7 +33,8 @@ pub async fn until_running(
     let mut unreachable: Option<anyhow::Error> = None;
     loop {
         let total = status.instances.len();
-        if status.running() == total {
+        let leaving = status.instances.iter().filter(|i| i.leaving.is_some()).count();
+        if status.running() == total && leaving == 0 {
             let took = humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()));
             eprintln!("{cluster}: {total}/{total} running after {took}");
             return Ok(status);
@@ -139,6 +140,15 @@ fn progress_line(cluster: &ClusterRef, c: &ClusterStatus) -> String {
         c.running(),
         c.instances.len()
     );
+    let leaving: Vec<&InstanceStatus> = c.instances.iter().filter(|i| i.leaving.is_some()).collect();
+    if let Some(first) = leaving.first() {
+        line.push_str(&format!(
+            ", {} leaving ({}: {})",
+            leaving.len(),
+            first.instance.name,
+            first.leaving.as_ref().map(super::status::leaving).unwrap_or_default()
+        ));
+    }
     let starting = in_phase(Phase::Starting).count();
     if starting > 0 {
         line.push_str(&format!(", {starting} starting"));

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local demo, end to end: builds herd and the testbed images, starts an orchestrator
 # (with its embedded store) and one agent on the local Docker engine, applies
-# manifests/examples/quickstart.yaml, waits until its instances run and prints the status.
+# manifests/examples/quickstart.yaml (a NameNode, a ResourceManager, DataNodes and
+# NodeManagers: the Hadoop test doubles), waits until every DataNode is live in HDFS and every
+# NodeManager RUNNING in YARN, and prints the cluster's status.
 #
 #   deploy/demo.sh        start (or restart) the demo; leaves it running
 #   deploy/demo.sh down   stop the demo's processes, remove its containers and its host networking
@@ -76,11 +78,17 @@ echo "==> applying manifests/examples/quickstart.yaml"
 "$BIN/herd" apply -f manifests/examples/quickstart.yaml --wait --timeout 2m
 echo
 "$BIN/herd" hosts
+echo
+"$BIN/herd" status acme/quickstart
 cat <<MSG
 
 The demo is running. Try:
   export HERD_SERVER=$HERD_SERVER HERD_TOKEN_FILE=$HERD_TOKEN_FILE
-  $BIN/herd scale acme/quickstart datanode=1 --wait
+  $BIN/herd scale acme/quickstart datanode=4 --wait
+  docker exec herd.acme.quickstart.namenode-0 hdfs dfsadmin -report
+  docker exec herd.acme.quickstart.namenode-0 sh -c 'head -c 1000000 /dev/urandom >/tmp/f; hdfs dfs -put /tmp/f /f; hdfs fsck /'
+  docker exec herd.acme.quickstart.resourcemanager-0 yarn node -list -all
+  cat $DEMO_DIR/agent/conf/acme/quickstart/datanode-0/hdfs-site.xml   # the config herd rendered
   $BIN/herd tenants quota acme
   $BIN/herd audit
   $BIN/herd status -o yaml

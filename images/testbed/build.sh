@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Builds herd's testbed images locally, without any registry:
 #   herd/testbed-base:latest   a rootfs of Debian's busybox-static, made with `docker import`
-#   herd/<role>:testbed        a test double of each Hadoop role (roles/), FROM that base
+#   herd/<role>:testbed        a test double of each Hadoop role (roles/), FROM that base: the
+#                              hadoop-double binary (tests/double, `cargo build -p
+#                              herd-hadoop-double --locked`, honouring CARGO_TARGET_DIR) with the
+#                              glibc libraries ldd lists, /etc/nsswitch.conf (hosts: files) and
+#                              /bin/hdfs, /bin/yarn symlinks; command `hadoop-double daemon`
 # Idempotent: each image carries a herd.testbed.hash label over its inputs (the busybox .deb,
-# this script, roles/Dockerfile, roles/run.sh) and is rebuilt only when they change.
+# this script, roles/Dockerfile, the binary and its libraries) and is rebuilt only when they change.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+target=${CARGO_TARGET_DIR:-$repo/target}
 cache=$here/.cache
 base=herd/testbed-base:latest
 roles=(datanode nodemanager namenode resourcemanager)
@@ -62,8 +68,24 @@ else
     trap - EXIT
 fi
 
+# The doubles' binary, staged with the libraries it links (kept at their paths) so it runs on
+# the busybox base. Staged under the lock: a concurrent cargo build cannot change it under us.
+say "building hadoop-double (cargo build -p herd-hadoop-double --locked)"
+(cd "$repo" && CARGO_TARGET_DIR=$target cargo build -q -p herd-hadoop-double --locked) || die "cargo build -p herd-hadoop-double failed"
+ctx=$(mktemp -d "$cache/roles.XXXXXX")
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc"
+cp "$target/debug/hadoop-double" "$ctx/rootfs/bin/hadoop-double"
+ln -s hadoop-double "$ctx/rootfs/bin/hdfs"
+ln -s hadoop-double "$ctx/rootfs/bin/yarn"
+ldd "$ctx/rootfs/bin/hadoop-double" | grep -o '/[^ ]*' | while read -r lib; do
+    cp -L --parents "$lib" "$ctx/rootfs"
+done
+echo "hosts: files" >"$ctx/rootfs/etc/nsswitch.conf"
+cp "$here/roles/Dockerfile" "$ctx/Dockerfile"
+
 # A role image's hash covers the base's, so a new base rebuilds every role.
-role_hash=$( { echo "$base_hash"; cat "$here/roles/Dockerfile" "$here/roles/run.sh"; } | hash)
+role_hash=$( { echo "$base_hash"; cat "$here/roles/Dockerfile"; (cd "$ctx/rootfs" && find . -type f | sort | xargs sha256sum); } | hash)
 built=0
 for role in "${roles[@]}"; do
     tag=herd/$role:testbed
@@ -73,12 +95,15 @@ for role in "${roles[@]}"; do
     fi
     say "building $tag"
     # The builder chatters on stderr (a deprecation notice); show its output only on failure.
-    if ! out=$(docker build -q --force-rm --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$here/roles" 2>&1); then
+    if ! out=$(docker build -q --force-rm --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$ctx" 2>&1); then
         echo "$out" >&2
         die "docker build of $tag failed"
     fi
     built=1
 done
+
+rm -rf "$ctx"
+trap - EXIT
 
 # Drop the untagged images that earlier builds of these tags left behind (unused ones only).
 if [[ $built == 1 ]]; then

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use herd_api::Role;
 use herd_api::wire::{ClusterStatus, ContainerState, InstanceStatus};
 use tokio::time::{Instant, sleep};
 
@@ -33,14 +34,19 @@ pub async fn until_running(
     let mut unreachable: Option<anyhow::Error> = None;
     loop {
         let total = status.instances.len();
+        let hadoop = hadoop_waiting(&status);
         let leaving = status.instances.iter().filter(|i| i.leaving.is_some()).count();
-        if status.running() == total && leaving == 0 {
+        if status.running() == total && hadoop.is_none() && leaving == 0 {
             let took = humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()));
-            eprintln!("{cluster}: {total}/{total} running after {took}");
+            let joined = if has_masters(&status) { ", every worker joined HDFS/YARN" } else { "" };
+            eprintln!("{cluster}: {total}/{total} running{joined} after {took}");
             return Ok(status);
         }
         if unreachable.is_none() {
-            progress.say(progress_line(cluster, &status));
+            match hadoop {
+                Some(line) if status.running() == total && leaving == 0 => progress.say(format!("waiting for {cluster}: {line}")),
+                _ => progress.say(progress_line(cluster, &status)),
+            }
         }
         let now = Instant::now();
         if now >= deadline {
@@ -61,6 +67,40 @@ pub async fn until_running(
             Err(e) => return Err(e).with_context(|| format!("waiting for {cluster}")),
         }
     }
+}
+
+/// Whether the cluster has a NameNode or ResourceManager herd runs (then `--wait` also waits
+/// for the workers to join them).
+fn has_masters(c: &ClusterStatus) -> bool {
+    c.instances.iter().any(|i| matches!(i.pool, Role::Namenode | Role::Resourcemanager))
+}
+
+/// Why the cluster is not yet Hadoop dialtone, as HDFS and YARN report it: DataNodes not yet
+/// live and `In Service`, NodeManagers not yet `RUNNING`; `None` once every worker joined
+/// (or when the cluster has no herd-run masters to join).
+fn hadoop_waiting(c: &ClusterStatus) -> Option<String> {
+    let count = |role: Role, ready: &dyn Fn(&InstanceStatus) -> bool| {
+        // NB: leaving instances are on their way out, not joining.
+        let of_role: Vec<&InstanceStatus> = c.instances.iter().filter(|i| i.pool == role && i.leaving.is_none()).collect();
+        (of_role.iter().filter(|i| ready(i)).count(), of_role.len())
+    };
+    let with_pool = |role: Role| c.instances.iter().any(|i| i.pool == role);
+    let mut parts = Vec::new();
+    if with_pool(Role::Namenode) {
+        let (ok, n) = count(Role::Datanode, &|i| {
+            i.hadoop.as_ref().is_some_and(|h| h.live == Some(true) && h.hdfs_state.as_deref() == Some("In Service"))
+        });
+        if ok < n {
+            parts.push(format!("{ok}/{n} DataNodes live in HDFS"));
+        }
+    }
+    if with_pool(Role::Resourcemanager) {
+        let (ok, n) = count(Role::Nodemanager, &|i| i.hadoop.as_ref().is_some_and(|h| h.yarn_state.as_deref() == Some("RUNNING")));
+        if ok < n {
+            parts.push(format!("{ok}/{n} NodeManagers RUNNING in YARN"));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Waits until the orchestrator no longer lists `cluster`.
@@ -229,6 +269,32 @@ mod tests {
             tenant: "acme".into(),
             name: "prod".into(),
         }
+    }
+
+    #[test]
+    fn hadoop_waits_for_workers_to_join_their_masters() {
+        let mut c = cluster(vec![instance(0, Some("h1"), Some(ContainerState::Running)), instance(1, Some("h1"), Some(ContainerState::Running))]);
+        // No herd-run masters: nothing to join.
+        assert_eq!(hadoop_waiting(&c), None);
+        let mut nn = instance(0, Some("h1"), Some(ContainerState::Running));
+        nn.pool = Role::Namenode;
+        c.instances.push(nn);
+        assert_eq!(hadoop_waiting(&c).as_deref(), Some("0/2 DataNodes live in HDFS"));
+        c.instances[0].hadoop = Some(herd_api::wire::InstanceHadoop {
+            hdfs_state: Some("In Service".into()),
+            live: Some(true),
+            ..Default::default()
+        });
+        c.instances[1].hadoop = Some(herd_api::wire::InstanceHadoop {
+            hdfs_state: Some("In Service".into()),
+            live: Some(false),
+            ..Default::default()
+        });
+        assert_eq!(hadoop_waiting(&c).as_deref(), Some("1/2 DataNodes live in HDFS"));
+        if let Some(h) = &mut c.instances[1].hadoop {
+            h.live = Some(true);
+        }
+        assert_eq!(hadoop_waiting(&c), None);
     }
 
     fn failing(n: u32) -> InstanceStatus {

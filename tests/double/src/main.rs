@@ -6,6 +6,7 @@
 //! subset herd and its tests run, with Hadoop 3's output and exit codes.
 //!
 //! # Layout
+//! - [`common`]: logging, banners, the shutdown signal, time formatting (shared by all roles).
 //! - [`conf`]: reading `$HADOOP_CONF_DIR/*-site.xml`, the container's hostname, name resolution.
 //! - [`hdfs`]: NameNode and DataNode daemons, the `hdfs` command.
 //! - [`yarn`]: ResourceManager and NodeManager daemons, the `yarn` command.
@@ -13,6 +14,7 @@
 //! Wire between the doubles: JSON over HTTP on Hadoop's real ports (real Hadoop speaks its
 //! own RPC there); what herd reads (`/jmx`, `/ws/v1/cluster/*`) is byte-shape compatible.
 
+mod common;
 mod conf;
 mod hdfs;
 mod yarn;

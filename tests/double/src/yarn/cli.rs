@@ -5,7 +5,7 @@
 
 use super::cluster::NodeState;
 use super::config::{RmAddrs, split_host_port};
-use super::log::{log_time, now_millis};
+use crate::common::{log_time, now_millis};
 use super::wire::{DecommissionType, DecommissioningNodes, NodeReport, RefreshNodesRequest, SleepAppRequest, SleepAppResponse};
 use crate::conf::{self, Conf};
 use std::process::ExitCode;

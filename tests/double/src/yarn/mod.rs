@@ -14,7 +14,6 @@
 mod cli;
 mod cluster;
 mod config;
-mod log;
 mod nodemanager;
 mod resourcemanager;
 mod rest;
@@ -22,28 +21,30 @@ mod wire;
 
 use std::process::ExitCode;
 
+use crate::common;
+
 /// Runs the ResourceManager or NodeManager double until SIGTERM/SIGINT (exit 0), or for an
 /// NM until the RM tells it to shut down.
 pub fn daemon(role: &str) -> ExitCode {
-    log::init_log(role);
+    common::init_log(role);
     let conf = match crate::conf::Conf::load() {
         Ok(c) => c,
         Err(e) => {
-            log::log("ERROR", "conf.Configuration", &format!("error parsing conf: {e}"));
+            common::log("ERROR", "conf.Configuration", &format!("error parsing conf: {e}"));
             return ExitCode::from(1);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            log::log("ERROR", "hadoop-double", &format!("cannot start the runtime: {e}"));
+            common::log("ERROR", "hadoop-double", &format!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     let result = rt.block_on(async {
         match role {
-            "resourcemanager" => resourcemanager::run(&conf, log::shutdown_signal()).await.map(|()| ExitCode::SUCCESS),
-            _ => nodemanager::run(&conf, log::shutdown_signal()).await.map(|exit| match exit {
+            "resourcemanager" => resourcemanager::run(&conf, common::shutdown_signal()).await.map(|()| ExitCode::SUCCESS),
+            _ => nodemanager::run(&conf, common::shutdown_signal()).await.map(|exit| match exit {
                 nodemanager::Exit::Stopped => ExitCode::SUCCESS,
                 nodemanager::Exit::RegistrationRefused => ExitCode::from(255),
             }),
@@ -54,7 +55,7 @@ pub fn daemon(role: &str) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let class = if role == "resourcemanager" { "resourcemanager.ResourceManager" } else { "nodemanager.NodeManager" };
-            log::log("ERROR", class, &format!("Error starting {role}: {e}"));
+            common::log("ERROR", class, &format!("Error starting {role}: {e}"));
             ExitCode::from(255)
         }
     }

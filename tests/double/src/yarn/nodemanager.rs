@@ -13,7 +13,7 @@
 //! ```
 
 use super::config::NmConf;
-use super::log::{log, shutdown_banner, startup_banner};
+use crate::common::{log, shutdown_banner, startup_banner};
 use super::wire::{
     ContainerLaunch, ContainerStatus, HeartbeatRequest, HeartbeatResponse, NodeAction, NodeHealth, RegisterRequest, RegisterResponse,
 };

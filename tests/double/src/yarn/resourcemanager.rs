@@ -5,7 +5,7 @@
 
 use super::cluster::{Cluster, HostLists, Settings};
 use super::config::RmConf;
-use super::log::{log, now_millis as now_ms, shutdown_banner, startup_banner};
+use crate::common::{log, now_millis as now_ms, shutdown_banner, startup_banner};
 use super::rest;
 use super::wire::{
     DecommissionType, DecommissioningNodes, HeartbeatRequest, NodeReport, RefreshNodesRequest, RegisterRequest, SleepAppRequest,

@@ -384,18 +384,6 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(500));
-        assert!(backoff(3) >= Duration::from_millis(1000));
-        assert!(backoff(40) <= MAX_BACKOFF);
-    }
-}
-
 /// Removes the data folders (`<disk>/herd/TENANT/CLUSTER/INSTANCE` on every data disk) of
 /// each instance of `purge` whose container is gone (`found` is what this pass listed; a
 /// container still there is removed by this pass's converge, and purged on the next).
@@ -420,4 +408,16 @@ async fn purge(layout: &Layout, purge: &[InstanceRef], found: &[Container]) -> V
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(500));
+        assert!(backoff(3) >= Duration::from_millis(1000));
+        assert!(backoff(40) <= MAX_BACKOFF);
+    }
 }

@@ -10,12 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use herd_api::lifecycle::{LifecycleConditionKind, Phase};
 use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
-use herd_api::spec::Replicas;
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
     ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
-    Page, Quota, RegisterReply,
+    Page, Quota, RegisterReply, ScaleRequest,
 };
 use herd_api::{ClusterSpec, Role};
 use rusqlite::Connection;
@@ -182,10 +181,10 @@ impl State {
         tenant: String,
         cluster: String,
         pool: Role,
-        replicas: Replicas,
-        force: bool,
+        req: ScaleRequest,
         expect: Option<Expect>,
     ) -> Result<ClusterStatus> {
+        let ScaleRequest { replicas, force } = req;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
@@ -799,6 +798,7 @@ mod tests {
 
     use super::*;
     use herd_api::hadoop::{DataNodeReport, MasterHealth, NameNodeHealth};
+    use herd_api::spec::Replicas;
     use herd_api::wire::{ContainerState, Observed};
     use herd_api::yaml::parse_cluster_spec;
 
@@ -878,13 +878,13 @@ mod tests {
         assert_eq!(desired_names(&reply).len(), 6);
 
         // 6 -> 2 is below replication 3: refused, nothing changed.
-        let refused = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(2), false, None).await;
+        let refused = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: false }, None).await;
         let text = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("hdfs.replication") && text.contains("pools.datanode.replicas"), "{text}");
         assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
 
         // 6 -> 3: the three holding the fewest blocks (0, 1, 2) start decommissioning and keep running.
-        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(3), false, None).await?;
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
         let leaving: Vec<&str> =
             status.instances.iter().filter(|i| i.leaving.is_some()).map(|i| i.instance.name.as_str()).collect();
         assert_eq!(leaving, ["datanode-0", "datanode-1", "datanode-2"]);
@@ -929,8 +929,8 @@ mod tests {
         let all: Vec<InstanceRef> = (0..6).map(dn).collect();
         let in_service: Vec<(u32, &str)> = (0..6).map(|n| (n, "In Service")).collect();
         beat(&state, &all, &in_service, None).await?;
-        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(3), false, None).await?;
-        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(6), false, None).await?;
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(6), force: false }, None).await?;
         assert!(status.instances.iter().all(|i| i.leaving.is_none()));
         let dns: Vec<String> =
             status.instances.iter().filter(|i| i.pool == Role::Datanode).map(|i| i.instance.name.clone()).collect();
@@ -938,7 +938,7 @@ mod tests {
         assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
 
         // --force below replication: done, and audited with what it risks.
-        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(2), true, None).await?;
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: true }, None).await?;
         assert_eq!(state.store.read(|c| store::leaving(c, None)).await?.len(), 4);
         let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
         let forced = audit.iter().find(|e| e.action == "cluster.scale.force");
@@ -953,7 +953,7 @@ mod tests {
         let spec = parse_cluster_spec(&SPEC.replace("namenode: {replicas: 1", "namenode: {replicas: 0"))
             .map_err(|e| Error::invalid("spec", e.to_string()))?;
         state.apply("admin".into(), spec, None).await?;
-        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, Replicas(1), false, None).await?;
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(1), force: false }, None).await?;
         assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 1);
         Ok(())
     }

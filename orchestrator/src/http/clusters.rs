@@ -167,6 +167,6 @@ pub async fn scale(
     let pool: Role = pool.parse().map_err(|m: String| Error::invalid("pool", m))?;
     let expect = if_match(&headers)?;
     let req: ScaleRequest = parse(&body?)?;
-    let status = s.scale(caller.principal.actor(), tenant, cluster, pool, req.replicas, req.force, expect).await?;
+    let status = s.scale(caller.principal.actor(), tenant, cluster, pool, req, expect).await?;
     Ok(with_etag(StatusCode::OK, status))
 }

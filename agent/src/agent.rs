@@ -178,6 +178,8 @@ impl<R: Runtime> Agent<R> {
         let _stop_probing = probing.clone().drop_guard();
         tokio::spawn(probe.clone().run(probing).instrument(info_span!("probe")));
         let mut roles: HashMap<InstanceRef, Role> = HashMap::new();
+        // Data folders removed since the last heartbeat, reported with the next one.
+        let mut purged: Vec<InstanceRef> = Vec::new();
         while !shutdown.is_cancelled() {
             let found = match self.runtime.list(&self.config.host_id).await {
                 Ok(found) => found,
@@ -198,7 +200,12 @@ impl<R: Runtime> Agent<R> {
                 o.live_hash = live.applied(&o.instance);
                 o.hadoop = probe.health(&o.instance);
             }
-            let hb = Heartbeat { host_id: self.config.host_id.clone(), observed, conditions: self.logs.conditions() };
+            let hb = Heartbeat {
+                host_id: self.config.host_id.clone(),
+                observed,
+                conditions: self.logs.conditions(),
+                purged: purged.clone(),
+            };
             let reply = match self.client.heartbeat(&hb).await {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
@@ -215,6 +222,7 @@ impl<R: Runtime> Agent<R> {
                 }
             };
             failures = 0;
+            purged = purge(layout, &reply.purge, &found).await;
             roles = reply.desired.iter().map(|d| (d.instance.clone(), d.role)).collect();
             live.sync(&self.runtime, &reply.desired, &found).await;
             self.logs.remember_pools(&reply.desired);
@@ -374,6 +382,32 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
         _ = tokio::time::sleep(d) => {}
         _ = shutdown.cancelled() => {}
     }
+}
+
+/// Removes the data folders (`<disk>/herd/TENANT/CLUSTER/INSTANCE` on every data disk) of
+/// each instance of `purge` whose container is gone (`found` is what this pass listed; a
+/// container still there is removed by this pass's converge, and purged on the next).
+/// Returns the ones done; a folder already gone counts as done.
+async fn purge(layout: &Layout, purge: &[InstanceRef], found: &[Container]) -> Vec<InstanceRef> {
+    let mut done = Vec::new();
+    for i in purge.iter().filter(|i| !found.iter().any(|c| &c.instance == *i)) {
+        let mut ok = true;
+        for disk in &layout.data_disks {
+            let dir = disk.join("herd").join(&i.tenant).join(&i.cluster).join(&i.name);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => info!(instance = %i, dir = %dir.display(), "data folder purged"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(instance = %i, dir = %dir.display(), error = %e, "cannot purge data folder");
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            done.push(i.clone());
+        }
+    }
+    done
 }
 
 #[cfg(test)]

@@ -100,6 +100,13 @@ fn default_drain_timeout_s() -> u64 {
     3600
 }
 
+impl PoolLifecycle {
+    /// Whether every setting is at its default (then a spec leaves it out).
+    pub fn is_default(&self) -> bool {
+        *self == PoolLifecycle::default()
+    }
+}
+
 impl Default for PoolLifecycle {
     fn default() -> Self {
         PoolLifecycle {

@@ -8,6 +8,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::hadoop::ConfigOverrides;
+use crate::lifecycle::PoolLifecycle;
 use crate::network::PortSpec;
 use crate::quantity::{Cpu, Memory, Resources};
 
@@ -193,6 +194,10 @@ pub struct PoolSpec {
     #[serde(default, rename = "configOverrides", skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(value_type = BTreeMap<String, BTreeMap<String, String>>)]
     pub config_overrides: ConfigOverrides,
+    /// How instances leave on a scale-down (DataNode decommission deadline, NodeManager
+    /// drain timeout); only `datanode` and `nodemanager` pools read it.
+    #[serde(default, skip_serializing_if = "PoolLifecycle::is_default")]
+    pub lifecycle: PoolLifecycle,
 }
 
 impl ClusterSpec {

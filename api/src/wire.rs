@@ -76,6 +76,9 @@ pub struct Heartbeat {
     /// Problems on the host that need an operator, one line each (e.g. a full log disk).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<String>,
+    /// Instances whose data folders the agent has removed, as a reply's `purge` asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<InstanceRef>,
 }
 
 /// Observed state of one instance's container.
@@ -146,6 +149,10 @@ pub struct HeartbeatReply {
     /// Routes and cluster addresses, when the host networks its containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkPlan>,
+    /// Instances of deleted clusters (`herd delete --purge-data`) whose data folders
+    /// (`<disk>/herd/TENANT/CLUSTER/INSTANCE`) the agent removes once their container is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purge: Vec<InstanceRef>,
 }
 
 /// One container the host should run.
@@ -191,6 +198,10 @@ pub struct InstanceStatus {
     /// How HDFS or YARN sees this instance, from its master's last report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hadoop: Option<InstanceHadoop>,
+    /// Set while it leaves the cluster (a DataNode decommissioning, a NodeManager draining):
+    /// its phase, blocks still to move and what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaving: Option<crate::lifecycle::LeavingStatus>,
 }
 
 /// An instance as its master sees it.
@@ -341,6 +352,10 @@ pub struct CreateTenant {
 pub struct ScaleRequest {
     #[schema(value_type = u32, maximum = 10000)]
     pub replicas: Replicas,
+    /// Remove DataNodes even below `hdfs.replication` live ones, or before their
+    /// decommission completes (`herd scale --force`): audited as `cluster.scale.force`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// RFC 9457 problem details, the one error body of the HTTP API.
@@ -463,4 +478,7 @@ pub struct AuditEntry {
     pub before_generation: Option<u64>,
     #[serde(default)]
     pub after_generation: Option<u64>,
+    /// What the change risks or why, when it says (e.g. a forced scale-down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

@@ -113,10 +113,19 @@ pub enum Command {
     /// Each POOL=N sets one pool's replicas and keeps the rest of the spec, so DataNodes and
     /// NodeManagers scale independently. Every argument is checked before the first change.
     /// The pool must already be in the cluster's spec; add new pools with `herd apply`.
-    /// With --wait, waits like `herd apply --wait`.
+    ///
+    /// Shrinking never loses data: in a cluster with a NameNode, leaving DataNodes (the ones
+    /// holding the fewest blocks) are decommissioned first and removed only once HDFS has
+    /// copied their blocks; with a ResourceManager, leaving NodeManagers are drained (their
+    /// containers finish, up to the pool's lifecycle.drainTimeoutSeconds). `herd status`
+    /// shows each leaving instance's phase. Growing while some are still leaving takes them
+    /// back first. A DataNode scale-down that would leave fewer live DataNodes than
+    /// hdfs.replication is refused unless --force.
+    /// With --wait, waits until every instance runs and the leaving ones are gone.
     #[command(after_help = "Examples:
   herd scale acme/prod datanode=5
-  herd scale acme/prod nodemanager=0 datanode=3 --wait")]
+  herd scale acme/prod nodemanager=0 datanode=3 --wait
+  herd scale acme/prod datanode=2 --force   # below hdfs.replication: audited, risks data")]
     Scale {
         /// The cluster to scale.
         #[arg(value_name = "TENANT/CLUSTER")]
@@ -124,6 +133,11 @@ pub enum Command {
         /// Pools and their new replica counts, e.g. datanode=5.
         #[arg(value_name = "POOL=N", required = true)]
         pools: Vec<PoolReplicas>,
+        /// Remove DataNodes even below hdfs.replication live ones, or before their
+        /// decommission completes (one at a time, once HDFS reports no missing blocks).
+        /// Under-replicated blocks are lost if a remaining DataNode fails. Audited.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -179,14 +193,24 @@ pub enum Command {
     /// Delete a cluster.
     ///
     /// The cluster and its instances leave the desired state at once; each host's agent then
-    /// stops and removes their containers at its next heartbeat.
+    /// stops and removes their containers at its next heartbeat. Asks for confirmation
+    /// first (--yes to skip; without a terminal --yes is required). HDFS data folders stay
+    /// on their hosts, listed after the deletion, unless --purge-data.
     #[command(after_help = "Examples:
   herd delete acme/prod
-  herd delete acme/prod --wait")]
+  herd delete acme/prod --yes --wait
+  herd delete acme/prod --yes --purge-data")]
     Delete {
         /// The cluster to delete.
         #[arg(value_name = "TENANT/CLUSTER")]
         cluster: ClusterRef,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+        /// Also remove the instances' data folders on their hosts (HDFS blocks, NameNode
+        /// metadata): the data is gone for good.
+        #[arg(long)]
+        purge_data: bool,
         /// Wait until the orchestrator no longer lists the cluster.
         #[arg(long)]
         wait: bool,

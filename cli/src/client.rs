@@ -247,18 +247,24 @@ impl Client {
         cluster: &ClusterRef,
         pool: Role,
         replicas: u32,
+        force: bool,
     ) -> Result<ClusterStatus> {
         let request = ScaleRequest {
             replicas: Replicas(replicas),
+            force,
         };
         let body = json_body(&request)?;
         let path = format!("{}/pools/{pool}", cluster_path(cluster));
         Ok(self.call(Method::PATCH, &path, Some(body)).await?.1)
     }
 
-    /// `DELETE /v1/tenants/{t}/clusters/{c}`.
-    pub async fn delete(&self, cluster: &ClusterRef) -> Result<()> {
-        self.call_empty(Method::DELETE, &cluster_path(cluster)).await
+    /// `DELETE /v1/tenants/{t}/clusters/{c}`, with `?purgeData=true` when `purge_data`.
+    pub async fn delete(&self, cluster: &ClusterRef, purge_data: bool) -> Result<()> {
+        let mut path = cluster_path(cluster);
+        if purge_data {
+            path.push_str("?purgeData=true");
+        }
+        self.call_empty(Method::DELETE, &path).await
     }
 
     /// `GET {path}` as a stream (a log read): the response once it is a success. No overall

@@ -19,10 +19,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManagerHealth};
+use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
 use herd_api::wire::{Condition, ContainerState, HdfsSummary, HostInfo, InstanceHadoop, Observed, YarnSummary};
 use herd_api::{ClusterSpec, Role};
 use herd_hadoop::health::join::{self, Aged, Assess, MasterSource, Member as JoinMember};
+use herd_hadoop::lifecycle::{self, Leaving, MasterReport, StepInput};
 use herd_hadoop::render::{self, ClusterView, Member};
 use tracing::warn;
 
@@ -108,6 +110,83 @@ impl<'a> ClusterData<'a> {
             }
         }
         (nn, rm)
+    }
+}
+
+impl ClusterData<'_> {
+    /// The observed report of this cluster's first master of `role` (health and live hash),
+    /// with the age of its host's last heartbeat.
+    fn master(&self, role: Role) -> Option<(&Instance, &Observed, u64)> {
+        let mut masters: Vec<&&Instance> = self.instances.iter().filter(|i| i.role == role).collect();
+        masters.sort_by_key(|i| i.ordinal);
+        masters.into_iter().find_map(|i| {
+            let o = self.observed.get(&i.instance)?;
+            let age = i.host.as_ref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
+            Some((*i, *o, age))
+        })
+    }
+
+    /// The NameNode's last report when it is fresh (its host heartbeated within three
+    /// intervals) and carries no error: what `select_leaving` chooses by.
+    pub fn fresh_namenode(&self) -> Option<NameNodeHealth> {
+        let (_, o, age) = self.master(Role::Namenode)?;
+        match &o.hadoop {
+            Some(MasterHealth::Namenode(h)) if h.error.is_none() && age <= 3 * self.poll_interval_ms => Some(h.clone()),
+            _ => None,
+        }
+    }
+
+    /// One step of the decommission/drain state machine for this cluster's stored `leaving`
+    /// phases (see `herd_hadoop::lifecycle`). `self.leaving` must be the exclude set of the
+    /// same list: a master counts as refreshed only when it reports the live files rendered
+    /// with it. A `Removing` instance's container is gone once its host reports no container
+    /// for it.
+    pub fn lifecycle_step(&self, leaving: &BTreeMap<InstanceRef, Phase>, now_ms: u64) -> lifecycle::Step {
+        let roles: HashMap<&InstanceRef, Role> = self.instances.iter().map(|i| (&i.instance, i.role)).collect();
+        let list: Vec<Leaving> = leaving
+            .iter()
+            .filter_map(|(instance, phase)| {
+                let role = *roles.get(instance)?;
+                let container_gone = self.observed.get(instance).is_none_or(|o| o.container_id.is_empty());
+                Some(Leaving { instance: instance.clone(), role, phase: *phase, container_gone })
+            })
+            .collect();
+        let exclude = lifecycle::exclude_set(&list);
+        let configs = if exclude == self.leaving { self.render_all() } else { HashMap::new() };
+        let report = |role: Role| {
+            let (inst, o, age_ms) = self.master(role)?;
+            let refreshed = match (configs.get(&inst.instance), &o.live_hash) {
+                (Some(c), Some(have)) => c.live_hash() == *have,
+                _ => false,
+            };
+            Some((o, age_ms, refreshed))
+        };
+        let nn = report(Role::Namenode);
+        let rm = report(Role::Resourcemanager);
+        let namenode = match nn {
+            Some((o, age_ms, refreshed)) => match &o.hadoop {
+                Some(MasterHealth::Namenode(h)) => MasterReport { health: Some(h), age_ms, refreshed },
+                _ => MasterReport { health: None, age_ms, refreshed },
+            },
+            None => MasterReport::none(),
+        };
+        let resourcemanager = match rm {
+            Some((o, age_ms, refreshed)) => match &o.hadoop {
+                Some(MasterHealth::Resourcemanager(h)) => MasterReport { health: Some(h), age_ms, refreshed },
+                _ => MasterReport { health: None, age_ms, refreshed },
+            },
+            None => MasterReport::none(),
+        };
+        let datanode = self.spec.pools.get(&Role::Datanode).map(|p| p.lifecycle).unwrap_or_default();
+        let input = StepInput {
+            now_ms,
+            leaving: &list,
+            namenode,
+            resourcemanager,
+            max_health_age_ms: 3 * self.poll_interval_ms,
+            datanode: &datanode,
+        };
+        lifecycle::step(&input)
     }
 }
 
@@ -243,6 +322,11 @@ pub fn releases(
     let mut unhealthy_candidate = None;
     let mut phases = HashMap::new();
     for i in &order {
+        // NB: a leaving instance is never restarted (a DataNode mid-decommission would start
+        // over) and does not hold up the rollout of the others.
+        if data.leaving.contains(&i.instance) {
+            continue;
+        }
         let observed = data.observed.get(&i.instance).copied();
         let want = newest[&i.instance].files_hash();
         let running = observed.is_some_and(|o| o.state == ContainerState::Running);
@@ -269,7 +353,8 @@ pub fn releases(
     };
     let mut out = HashMap::new();
     for (instance, config) in newest {
-        let hold = candidates.contains(&instance) && Some(&instance) != released.as_ref();
+        let hold = (candidates.contains(&instance) && Some(&instance) != released.as_ref())
+            || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
         if hold {
             phases.insert(instance.clone(), "waiting");
         } else if Some(&instance) == released.as_ref() {

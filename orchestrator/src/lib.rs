@@ -4,6 +4,8 @@
 //! - [`store`]: the embedded SQLite store (hosts, tenants, clusters, instances, observed state,
 //!   tokens, audit trail, idempotent answers).
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
+//! - [`lifecycle`]: which pools shrink through DataNode decommission / NodeManager drain, and
+//!   what a new replica count of one changes (pure); phases are stepped on every heartbeat.
 //! - [`scheduler`]: pure placement over a snapshot of hosts.
 //! - [`hadoop`]: each instance's rendered Hadoop config, rolled out one restart at a time,
 //!   and each cluster's HDFS/YARN health as its masters report it.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod hadoop;
 pub mod http;
+pub mod lifecycle;
 pub mod logs;
 pub mod openapi;
 pub mod quota;

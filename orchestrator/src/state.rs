@@ -4,17 +4,17 @@
 //! audit trail, so a failure halfway stores nothing. Tenants and tokens are in
 //! [`crate::tenancy`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use herd_api::lifecycle::{LifecycleConditionKind, Phase};
 use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
-use herd_api::spec::Replicas;
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
     ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
-    Page, Quota, RegisterReply,
+    Page, Quota, RegisterReply, ScaleRequest,
 };
 use herd_api::{ClusterSpec, Role};
 use rusqlite::Connection;
@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::hadoop;
+use crate::lifecycle;
 use crate::network;
 use crate::reconciler::{self, Instance};
 use crate::scheduler::{self, HostView, Request};
@@ -131,11 +132,17 @@ impl State {
                 }
                 store::replace_observed(tx, &hb.host_id, &hb.observed)?;
                 store::set_conditions(tx, &hb.host_id, &hb.conditions)?;
+                for done in &hb.purged {
+                    store::delete_purge(tx, &hb.host_id, done)?;
+                }
+                // Masters' health and removed containers arrive here: move leaving instances on.
+                drive_lifecycle(tx, now, lost_after)?;
                 // A host coming back may make room for what is pending.
                 schedule_pending(tx, now, lost_after)?;
                 let desired = desired_for(tx, &hb.host_id, now, lost_after)?;
                 let network = network_plan(tx, &settings, &hb.host_id)?;
-                Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval, network })
+                let purge = store::purges(tx, &hb.host_id)?;
+                Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval, network, purge })
             })
             .await
     }
@@ -156,7 +163,8 @@ impl State {
                 let current = store::cluster(tx, &spec.tenant, &spec.name)?;
                 check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
                 let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (applied, before, after) = apply_in(tx, &tenant.quota, spec, now, lost_after)?;
+                let (outcome, before, after) = apply_in(tx, &tenant.quota, spec, now, lost_after, false)?;
+                let applied = outcome.applied;
                 if applied != Applied::Unchanged {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
                     audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
@@ -173,9 +181,10 @@ impl State {
         tenant: String,
         cluster: String,
         pool: Role,
-        replicas: Replicas,
+        req: ScaleRequest,
         expect: Option<Expect>,
     ) -> Result<ClusterStatus> {
+        let ScaleRequest { replicas, force } = req;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
@@ -193,18 +202,33 @@ impl State {
                 p.replicas = replicas;
                 validate(&spec)?;
                 let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
-                let (applied, before, after) = apply_in(tx, &quota, spec, now, lost_after)?;
-                if applied != Applied::Unchanged {
+                let (outcome, before, after) = apply_in(tx, &quota, spec, now, lost_after, force)?;
+                if outcome.applied != Applied::Unchanged {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
                     audit::record(tx, now, &change)?;
+                }
+                if let Some(risk) = outcome.forced.as_deref() {
+                    let change =
+                        Change { actor: &actor, action: "cluster.scale.force", resource: &resource, before, after: Some(after) };
+                    audit::record_detail(tx, now, &change, Some(risk))?;
+                    warn!(cluster = %resource, %pool, risk, "forced scale-down");
                 }
                 cluster_status(tx, &tenant, &cluster, now, lost_after)
             })
             .await
     }
 
-    /// Deletes a cluster: its instances go from every host's desired set.
-    pub async fn delete(&self, actor: String, tenant: String, cluster: String, expect: Option<Expect>) -> Result<()> {
+    /// Deletes a cluster: its instances go from every host's desired set. Their data folders
+    /// stay on their hosts unless `purge_data`, which asks each host's agent to remove them
+    /// once the container is gone.
+    pub async fn delete(
+        &self,
+        actor: String,
+        tenant: String,
+        cluster: String,
+        purge_data: bool,
+        expect: Option<Expect>,
+    ) -> Result<()> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         self.store
             .write(move |tx| {
@@ -214,15 +238,23 @@ impl State {
                 };
                 check_expect(&resource, Some(row.generation), expect)?;
                 let existing = store::instances(tx, Some((&tenant, &cluster)))?;
-                let plan = reconciler::plan(&tenant, &cluster, None, &existing);
+                let plan = reconciler::plan(&tenant, &cluster, None, &existing, &BTreeSet::new(), &BTreeSet::new());
                 for gone in &plan.remove {
                     store::delete_instance(tx, gone)?;
+                }
+                if purge_data {
+                    for i in existing.iter().filter(|i| i.role.has_data()) {
+                        if let Some(host) = &i.host {
+                            store::put_purge(tx, host, &i.instance)?;
+                        }
+                    }
                 }
                 store::delete_cluster(tx, &tenant, &cluster)?;
                 store::bump_revision(tx)?;
                 let change =
                     Change { actor: &actor, action: "cluster.delete", resource: &resource, before: Some(row.generation), after: None };
-                audit::record(tx, now, &change)?;
+                let detail = purge_data.then_some("data folders purged (--purge-data)");
+                audit::record_detail(tx, now, &change, detail)?;
                 // Freed capacity may let another cluster's pending instances in.
                 schedule_pending(tx, now, lost_after)?;
                 Ok(())
@@ -288,13 +320,25 @@ impl State {
 /// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
 /// when it would take the tenant over `quota`. Returns how it ended and the generations
 /// before (`None` for a new cluster) and after.
-fn apply_in(tx: &Connection, quota: &Quota, spec: ClusterSpec, now: u64, lost_after: u64) -> Result<(Applied, Option<u64>, u64)> {
+///
+/// Graceful pools ([`lifecycle::graceful`]) change through the decommission/drain
+/// lifecycle: shrinking stores the first phase of each leaving instance (they keep running
+/// until the lifecycle removes them), growing recommissions leaving ones before creating
+/// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
+fn apply_in(
+    tx: &Connection,
+    quota: &Quota,
+    spec: ClusterSpec,
+    now: u64,
+    lost_after: u64,
+    force: bool,
+) -> Result<(Outcome, Option<u64>, u64)> {
     let (tenant, name) = (spec.tenant.clone(), spec.name.clone());
     let current = store::cluster(tx, &tenant, &name)?;
     let before = current.as_ref().map(|r| r.generation);
     let applied = match &current {
         None => Applied::Created,
-        Some(row) if row.spec == spec => return Ok((Applied::Unchanged, before, row.generation)),
+        Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
         Some(_) => Applied::Updated,
     };
     let change = quota::Change {
@@ -303,25 +347,198 @@ fn apply_in(tx: &Connection, quota: &Quota, spec: ClusterSpec, now: u64, lost_af
         after: spec.requests(),
     };
     quota::check(quota, change).map_err(Error::Quota)?;
-    let generation = before.map(|g| g + 1).unwrap_or(1);
-    store::put_cluster(tx, generation, &spec)?;
     let existing = store::instances(tx, Some((&tenant, &name)))?;
-    let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing);
+    let leaving = store::leaving(tx, Some((&tenant, &name)))?;
+    let graceful = lifecycle::graceful(&spec);
+
+    // The NameNode's report chooses which DataNodes leave; read it before anything changes.
+    let namenode = match &current {
+        Some(row) if graceful.contains(&Role::Datanode) => {
+            let ctx = HadoopContext::load(tx, now, lost_after)?;
+            ctx.with_data(&row.spec, &existing, &leaving, |d| d.fresh_namenode())
+        }
+        _ => None,
+    };
+    let mut forced = Vec::new();
+    let mut pools = Vec::new();
+    for role in &graceful {
+        let plan = lifecycle::plan_pool(&spec, *role, &existing, &leaving, namenode.as_ref(), force, now)?;
+        if let Some(refusal) = &plan.selection.forced_below_minimum {
+            forced.push(refusal.to_string());
+        }
+        pools.push(plan);
+    }
+    let generation = match (&current, before) {
+        (Some(row), Some(g)) if row.spec == spec => g,
+        _ => before.map(|g| g + 1).unwrap_or(1),
+    };
+    store::put_cluster(tx, generation, &spec)?;
+    let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
     for gone in &plan.remove {
         store::delete_instance(tx, gone)?;
     }
-    for resized in &plan.resize {
-        // Re-placed by the scheduler below, which prefers nothing: a later scheduler keeps
-        // data roles on the host that holds their data.
-        store::put_instance(tx, &Instance { host: None, pending: Some("resized".into()), ..resized.clone() })?;
-    }
+    resize(tx, &plan.resize)?;
     for new in &plan.add {
         store::put_instance(tx, new)?;
     }
+    let (mut leave, mut back, mut add) = (0, 0, 0);
+    for p in &pools {
+        for (instance, phase) in &p.selection.phases {
+            store::put_phase(tx, instance, phase)?;
+            leave += 1;
+        }
+        for instance in &p.selection.recommission {
+            store::delete_phase(tx, instance)?;
+            back += 1;
+        }
+        for new in &p.add {
+            store::put_instance(tx, new)?;
+            add += 1;
+        }
+    }
     schedule_pending(tx, now, lost_after)?;
     store::bump_revision(tx)?;
-    info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len(), remove = plan.remove.len(), resize = plan.resize.len(), "cluster applied");
-    Ok((applied, before, generation))
+    info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
+        resize = plan.resize.len(), leave, recommission = back, "cluster applied");
+    let forced = (!forced.is_empty()).then(|| {
+        format!("forced below the replication minimum ({}); refused otherwise: {}", spec.hdfs.replication, forced.join("; "))
+    });
+    let forced = forced.or_else(|| {
+        (force && leave > 0).then(|| {
+            format!(
+                "{leave} DataNodes may be removed before their decommission completes: blocks they alone hold are \
+                 under-replicated until HDFS copies them, and lost if a remaining DataNode fails meanwhile"
+            )
+        })
+    });
+    Ok((Outcome { applied, forced }, before, generation))
+}
+
+/// How an apply ended, with what a forced scale-down risks (for the audit trail).
+struct Outcome {
+    applied: Applied,
+    forced: Option<String>,
+}
+
+impl Outcome {
+    fn of(applied: Applied) -> Self {
+        Outcome { applied, forced: None }
+    }
+}
+
+/// Stores new sizes. Roles that keep data (DataNodes, NameNodes) restart in place on the
+/// host that holds their data; when that host cannot fit the new size the whole change is
+/// refused. Other roles are placed again by the scheduler.
+fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
+    let mut kept_on: BTreeSet<String> = BTreeSet::new();
+    for i in resized {
+        match (&i.host, i.role.has_data()) {
+            (Some(host), true) => {
+                store::put_instance(tx, i)?;
+                kept_on.insert(host.clone());
+            }
+            _ => store::put_instance(tx, &Instance { host: None, pending: Some("resized".into()), ..i.clone() })?,
+        }
+    }
+    if kept_on.is_empty() {
+        return Ok(());
+    }
+    let all = store::instances(tx, None)?;
+    for h in store::hosts(tx)?.into_iter().filter(|h| kept_on.contains(&h.info.id)) {
+        let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(h.info.id.as_str())).collect();
+        let (cpu, memory): (u64, u64) = (mine.iter().map(|i| i.cpu.0).sum(), mine.iter().map(|i| i.memory.0).sum());
+        if cpu > h.info.cpu.0 || memory > h.info.memory.0 {
+            let names: Vec<&str> = resized
+                .iter()
+                .filter(|i| i.host.as_deref() == Some(h.info.id.as_str()) && i.role.has_data())
+                .map(|i| i.instance.name.as_str())
+                .collect();
+            let role = resized.iter().find(|i| i.role.has_data()).map_or(Role::Datanode, |i| i.role);
+            return Err(Error::invalid(
+                format!("pools.{role}"),
+                format!(
+                    "{} must stay on host {} with its data, which cannot fit the new size ({} CPU and {} memory asked, \
+                     {} and {} there): ask for less, or free room on that host",
+                    names.join(", "),
+                    h.info.id,
+                    Cpu(cpu),
+                    Memory(memory),
+                    h.info.cpu,
+                    h.info.memory
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Moves every cluster's leaving instances on (`herd_hadoop::lifecycle::step`) from the
+/// masters' latest health and the hosts' latest reports: persists the new phases first,
+/// then forgets instances whose container is confirmed gone (which drops them from the
+/// exclude files). An instance reaching `removing` leaves its host's desired set, so its
+/// agent stops and removes the container at its next heartbeat. Steps again at once while
+/// something moves (bounded).
+fn drive_lifecycle(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
+    let all = store::leaving(tx, None)?;
+    if all.is_empty() {
+        return Ok(());
+    }
+    let clusters: BTreeSet<(String, String)> = all.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
+    let ctx = HadoopContext::load(tx, now, lost_after)?;
+    let mut moved = false;
+    for (tenant, name) in clusters {
+        let mut members = store::instances(tx, Some((&tenant, &name)))?;
+        let mut leaving: BTreeMap<InstanceRef, Phase> =
+            all.iter().filter(|(i, _)| i.tenant == tenant && i.cluster == name).map(|(i, p)| (i.clone(), *p)).collect();
+        let Some(row) = store::cluster(tx, &tenant, &name)? else {
+            for i in leaving.keys() {
+                store::delete_phase(tx, i)?;
+            }
+            continue;
+        };
+        // A phase without its instance (removed another way) means nothing any more.
+        for orphan in leaving.keys().filter(|i| !members.iter().any(|m| &m.instance == *i)).cloned().collect::<Vec<_>>() {
+            store::delete_phase(tx, &orphan)?;
+            leaving.remove(&orphan);
+        }
+        for _ in 0..4 {
+            let step = ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now));
+            for (instance, phase) in &step.phases {
+                if leaving.get(instance) != Some(phase) {
+                    info!(instance = %instance, phase = %phase, "lifecycle phase");
+                    store::put_phase(tx, instance, phase)?;
+                    moved = true;
+                }
+            }
+            for instance in &step.done {
+                info!(instance = %instance, "left the cluster");
+                store::delete_instance(tx, instance)?;
+                moved = true;
+            }
+            for c in step.conditions.iter().filter(|c| {
+                matches!(c.kind, LifecycleConditionKind::DecommissionForced | LifecycleConditionKind::DrainTimedOut)
+            }) {
+                let resource = format!("{tenant}/{name}/{}", c.instance.name);
+                let action = match c.kind {
+                    LifecycleConditionKind::DecommissionForced => "instance.decommission.forced",
+                    _ => "instance.drain.timeout",
+                };
+                let change = Change { actor: "herd", action, resource: &resource, before: None, after: None };
+                audit::record_detail(tx, now, &change, Some(&c.message))?;
+                warn!(instance = %c.instance, kind = %c.kind, message = %c.message, "lifecycle");
+            }
+            members.retain(|m| !step.done.contains(&m.instance));
+            let changed = step.changed;
+            leaving = step.phases;
+            if !changed {
+                break;
+            }
+        }
+    }
+    if moved {
+        store::bump_revision(tx)?;
+    }
+    Ok(())
 }
 
 /// Places every unplaced instance that fits, in a stable order; the rest stay pending
@@ -398,8 +615,13 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
     for (tenant, name) in clusters {
         let Some(row) = store::cluster(c, &tenant, &name)? else { continue };
         let members = store::instances(c, Some((&tenant, &name)))?;
-        let outcome = ctx.evaluate(&row.spec, &members);
+        let leaving = store::leaving(c, Some((&tenant, &name)))?;
+        let outcome = ctx.evaluate(&row.spec, &members, &leaving);
         for i in mine.iter().filter(|i| i.instance.tenant == tenant && i.instance.cluster == name) {
+            // Removal ordered by the lifecycle: its agent stops and removes the container.
+            if leaving.get(&i.instance) == Some(&Phase::Removing) {
+                continue;
+            }
             let spec = &row.spec;
             let Some(image) = spec.image_for(i.role) else { continue };
             let pool = spec.pools.get(&i.role);
@@ -446,7 +668,14 @@ impl HadoopContext {
         Ok(HadoopContext { hosts, observed: store::observed(c)?, poll_interval_ms: lost_after / 3 })
     }
 
-    fn evaluate(&self, spec: &ClusterSpec, members: &[Instance]) -> hadoop::Outcome {
+    /// Runs `f` over one cluster's [`hadoop::ClusterData`], rendered with `leaving` excluded.
+    fn with_data<R>(
+        &self,
+        spec: &ClusterSpec,
+        members: &[Instance],
+        leaving: &BTreeMap<InstanceRef, Phase>,
+        f: impl FnOnce(&hadoop::ClusterData<'_>) -> R,
+    ) -> R {
         let hosts: HashMap<String, hadoop::HostRef<'_>> =
             self.hosts.iter().map(|(id, info, age_ms)| (id.clone(), hadoop::HostRef { info, age_ms: *age_ms })).collect();
         let observed = members
@@ -462,10 +691,14 @@ impl HadoopContext {
             instances: members.iter().collect(),
             hosts: &hosts,
             observed,
-            leaving: BTreeSet::new(),
+            leaving: leaving.keys().cloned().collect(),
             poll_interval_ms: self.poll_interval_ms,
         };
-        hadoop::evaluate(&data)
+        f(&data)
+    }
+
+    fn evaluate(&self, spec: &ClusterSpec, members: &[Instance], leaving: &BTreeMap<InstanceRef, Phase>) -> hadoop::Outcome {
+        self.with_data(spec, members, leaving, hadoop::evaluate)
     }
 }
 
@@ -482,14 +715,23 @@ fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
 fn cluster_status(c: &Connection, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
     let row = store::cluster(c, tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
     let members = store::instances(c, Some((tenant, name)))?;
+    let leaving = store::leaving(c, Some((tenant, name)))?;
     let ctx = HadoopContext::load(c, now, lost_after)?;
-    let mut outcome = ctx.evaluate(&row.spec, &members);
+    let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
+    // What the lifecycle would do now, for status only (the heartbeat persists it).
+    let mut step = if leaving.is_empty() {
+        herd_hadoop::lifecycle::Step::default()
+    } else {
+        ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now))
+    };
+    outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
     let mut observed = ctx.observed;
     let instances = members
         .into_iter()
         .map(|i| InstanceStatus {
             observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))),
             hadoop: outcome.instances.remove(&i.instance),
+            leaving: step.status.remove(&i.instance),
             instance: i.instance,
             pool: i.role,
             host: i.host,
@@ -545,4 +787,174 @@ fn network_plan(tx: &Connection, settings: &network::Settings, host: &str) -> Re
     let observed: Vec<_> =
         store::observed(tx)?.into_iter().filter_map(|((instance, reporter), o)| Some((instance, reporter, o.ip?))).collect();
     Ok(network::plan(settings, host, &leases, &placed, &observed))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decommission flow through the real operations and store, with the NameNode's
+    //! reports scripted: scale-down stores phases and keeps the containers, nothing is
+    //! removed before the NameNode says `Decommissioned`, removal then waits for the
+    //! container to be gone, and scaling back up recommissions.
+
+    use super::*;
+    use herd_api::hadoop::{DataNodeReport, MasterHealth, NameNodeHealth};
+    use herd_api::spec::Replicas;
+    use herd_api::wire::{ContainerState, Observed};
+    use herd_api::yaml::parse_cluster_spec;
+
+    const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi}\n";
+
+    async fn setup() -> Result<State> {
+        let state = State {
+            store: Store::in_memory()?,
+            heartbeat_interval: Duration::from_secs(1),
+            network: network::Settings::default_plan(),
+        };
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"}))
+            .map_err(|e| Error::invalid("host", e.to_string()))?;
+        state.register("agent".into(), info).await?;
+        state.store.write(|tx| store::insert_tenant(tx, "t", &Quota::default(), 0).map(|_| ())).await?;
+        let spec = parse_cluster_spec(SPEC).map_err(|e| Error::invalid("spec", e.to_string()))?;
+        state.apply("admin".into(), spec, None).await?;
+        Ok(state)
+    }
+
+    fn dn(n: u32) -> InstanceRef {
+        InstanceRef::new("t", "c", Role::Datanode, n)
+    }
+
+    /// A heartbeat from h1 with a container for every instance in `running`, the NameNode
+    /// reporting `states` (DataNode ordinal → admin state) and the live hash it was given.
+    async fn beat(state: &State, running: &[InstanceRef], states: &[(u32, &str)], live_hash: Option<String>) -> Result<HeartbeatReply> {
+        let nn = InstanceRef::new("t", "c", Role::Namenode, 0);
+        let health = NameNodeHealth {
+            datanodes: states
+                .iter()
+                .map(|(n, s)| DataNodeReport {
+                    name: format!("{}:9866", dn(*n).hostname()),
+                    hostname: dn(*n).hostname(),
+                    admin_state: Some((*s).into()),
+                    live: true,
+                    num_blocks: Some(100 + u64::from(*n)),
+                    ..Default::default()
+                })
+                .collect(),
+            live_datanodes: states.len() as u64,
+            ..Default::default()
+        };
+        let observed = running
+            .iter()
+            .chain(std::iter::once(&nn))
+            .map(|i| Observed {
+                instance: i.clone(),
+                container_id: format!("id-{}", i.name),
+                state: ContainerState::Running,
+                started_at: None,
+                exit_code: None,
+                error: None,
+                ip: None,
+                config_hash: None,
+                live_hash: if *i == nn { live_hash.clone() } else { None },
+                hadoop: if *i == nn { Some(MasterHealth::Namenode(health.clone())) } else { None },
+            })
+            .collect();
+        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged: vec![] }).await
+    }
+
+    fn nn_live_hash(reply: &HeartbeatReply) -> Option<String> {
+        reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.as_ref()).map(|h| h.live_hash())
+    }
+
+    fn desired_names(reply: &HeartbeatReply) -> Vec<String> {
+        reply.desired.iter().filter(|d| d.role == Role::Datanode).map(|d| d.instance.name.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn scale_down_decommissions_before_removing_and_scale_up_recommissions() -> Result<()> {
+        let state = setup().await?;
+        let all: Vec<InstanceRef> = (0..6).map(dn).collect();
+        let in_service: Vec<(u32, &str)> = (0..6).map(|n| (n, "In Service")).collect();
+        let reply = beat(&state, &all, &in_service, None).await?;
+        assert_eq!(desired_names(&reply).len(), 6);
+
+        // 6 -> 2 is below replication 3: refused, nothing changed.
+        let refused = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: false }, None).await;
+        let text = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("hdfs.replication") && text.contains("pools.datanode.replicas"), "{text}");
+        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+
+        // 6 -> 3: the three holding the fewest blocks (0, 1, 2) start decommissioning and keep running.
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
+        let leaving: Vec<&str> =
+            status.instances.iter().filter(|i| i.leaving.is_some()).map(|i| i.instance.name.as_str()).collect();
+        assert_eq!(leaving, ["datanode-0", "datanode-1", "datanode-2"]);
+        let reply = beat(&state, &all, &in_service, None).await?;
+        assert_eq!(desired_names(&reply).len(), 6, "nothing stops before its decommission");
+        let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
+        let exclude = nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default();
+        assert_eq!(exclude, "datanode-0.c.t\ndatanode-1.c.t\ndatanode-2.c.t\n");
+        let hash = nn_live_hash(&reply);
+
+        // The NameNode applied it; two are decommissioned, one still in progress: nothing goes.
+        let mixed = [(0, "Decommissioned"), (1, "Decommissioned"), (2, "Decommission In Progress"), (3, "In Service"), (4, "In Service"), (5, "In Service")];
+        beat(&state, &all, &mixed, hash.clone()).await?;
+        let reply = beat(&state, &all, &mixed, hash.clone()).await?;
+        assert_eq!(desired_names(&reply).len(), 6, "one still in progress holds every removal");
+        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        assert!(matches!(phases[&dn(0)], Phase::Decommissioned { .. }), "{phases:?}");
+
+        // All three decommissioned, no missing blocks: removal ordered, still excluded.
+        let done = [(0, "Decommissioned"), (1, "Decommissioned"), (2, "Decommissioned"), (3, "In Service"), (4, "In Service"), (5, "In Service")];
+        beat(&state, &all, &done, hash.clone()).await?;
+        let reply = beat(&state, &all, &done, hash.clone()).await?;
+        assert_eq!(desired_names(&reply), ["datanode-3", "datanode-4", "datanode-5"]);
+        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        assert!(phases.values().all(|p| *p == Phase::Removing), "{phases:?}");
+
+        // The containers are gone: forgotten, out of the exclude file.
+        let staying: Vec<InstanceRef> = (3..6).map(dn).collect();
+        beat(&state, &staying, &done, hash.clone()).await?;
+        let reply = beat(&state, &staying, &done, hash).await?;
+        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+        let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
+        assert_eq!(nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default(), "");
+        let status = state.cluster("t".into(), "c".into()).await?;
+        assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn scaling_back_up_recommissions_and_force_is_audited() -> Result<()> {
+        let state = setup().await?;
+        let all: Vec<InstanceRef> = (0..6).map(dn).collect();
+        let in_service: Vec<(u32, &str)> = (0..6).map(|n| (n, "In Service")).collect();
+        beat(&state, &all, &in_service, None).await?;
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(6), force: false }, None).await?;
+        assert!(status.instances.iter().all(|i| i.leaving.is_none()));
+        let dns: Vec<String> =
+            status.instances.iter().filter(|i| i.pool == Role::Datanode).map(|i| i.instance.name.clone()).collect();
+        assert_eq!(dns, ["datanode-0", "datanode-1", "datanode-2", "datanode-3", "datanode-4", "datanode-5"]);
+        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+
+        // --force below replication: done, and audited with what it risks.
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: true }, None).await?;
+        assert_eq!(state.store.read(|c| store::leaving(c, None)).await?.len(), 4);
+        let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
+        let forced = audit.iter().find(|e| e.action == "cluster.scale.force");
+        let detail = forced.and_then(|e| e.detail.clone()).unwrap_or_default();
+        assert!(detail.contains("replication"), "{detail}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn without_a_namenode_datanodes_go_at_once() -> Result<()> {
+        let state = setup().await?;
+        let spec = parse_cluster_spec(&SPEC.replace("namenode: {replicas: 1", "namenode: {replicas: 0"))
+            .map_err(|e| Error::invalid("spec", e.to_string()))?;
+        state.apply("admin".into(), spec, None).await?;
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(1), force: false }, None).await?;
+        assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 1);
+        Ok(())
+    }
 }

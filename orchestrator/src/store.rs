@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory, Resources};
 use herd_api::wire::{HostInfo, LogEndpoint, Observed, Quota, Tenant};
@@ -90,7 +91,22 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     resource TEXT NOT NULL,
     before_generation INTEGER,
-    after_generation INTEGER
+    after_generation INTEGER,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS leaving (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    PRIMARY KEY (tenant, cluster, name)
+);
+CREATE TABLE IF NOT EXISTS purge (
+    host_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (host_id, tenant, cluster, name)
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     actor TEXT NOT NULL,
@@ -106,7 +122,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 /// Columns added after a table was first created: `(table, column, definition)`. A store
 /// written by an older herd gains them on open; nothing stored is rewritten.
 const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT")];
+    &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT"), ("audit", "detail", "TEXT")];
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -409,6 +425,7 @@ pub fn put_cluster(c: &Connection, generation: u64, spec: &ClusterSpec) -> Resul
 }
 
 pub fn delete_cluster(c: &Connection, tenant: &str, name: &str) -> Result<()> {
+    c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
     c.execute("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
     c.execute("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
     Ok(())
@@ -486,8 +503,70 @@ pub fn put_instance(c: &Connection, i: &Instance) -> Result<()> {
     Ok(())
 }
 
+/// Deletes an instance and its leaving phase, if any.
 pub fn delete_instance(c: &Connection, i: &InstanceRef) -> Result<()> {
+    delete_phase(c, i)?;
     c.execute("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+    Ok(())
+}
+
+/// The stored [`Phase`] of every leaving instance of one cluster (or of all clusters): a
+/// DataNode decommissioning or a NodeManager draining. Written before any action is taken
+/// on it, so a restart resumes from here.
+pub fn leaving(c: &Connection, cluster: Option<(&str, &str)>) -> Result<BTreeMap<InstanceRef, Phase>> {
+    let (tenant, name) = cluster.unzip();
+    let mut stmt = c.prepare_cached(
+        "SELECT tenant, cluster, name, phase FROM leaving WHERE (?1 IS NULL OR (tenant = ?1 AND cluster = ?2))",
+    )?;
+    let rows = stmt.query_map(params![tenant, name], |r| {
+        Ok((InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? }, r.get::<_, String>(3)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (instance, phase) = row?;
+        out.insert(instance, from_json("leaving phase", &phase)?);
+    }
+    Ok(out)
+}
+
+/// Stores (or replaces) the phase of a leaving instance.
+pub fn put_phase(c: &Connection, i: &InstanceRef, phase: &Phase) -> Result<()> {
+    c.execute(
+        "INSERT INTO leaving (tenant, cluster, name, phase) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(tenant, cluster, name) DO UPDATE SET phase = excluded.phase",
+        params![i.tenant, i.cluster, i.name, to_json(phase)],
+    )?;
+    Ok(())
+}
+
+/// Forgets the phase of an instance: back in service (recommissioned) or gone.
+pub fn delete_phase(c: &Connection, i: &InstanceRef) -> Result<()> {
+    c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+    Ok(())
+}
+
+/// Asks `host`'s agent to remove the data folders of `i` (a deleted cluster's instance).
+pub fn put_purge(c: &Connection, host: &str, i: &InstanceRef) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO purge (host_id, tenant, cluster, name) VALUES (?1, ?2, ?3, ?4)",
+        params![host, i.tenant, i.cluster, i.name],
+    )?;
+    Ok(())
+}
+
+/// The instances whose data folders `host`'s agent is to remove.
+pub fn purges(c: &Connection, host: &str) -> Result<Vec<InstanceRef>> {
+    let mut stmt = c.prepare_cached("SELECT tenant, cluster, name FROM purge WHERE host_id = ?1 ORDER BY tenant, cluster, name")?;
+    let rows = stmt.query_map([host], |r| Ok(InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? }))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `host`'s agent removed the data folders of `i`.
+pub fn delete_purge(c: &Connection, host: &str, i: &InstanceRef) -> Result<()> {
+    c.execute(
+        "DELETE FROM purge WHERE host_id = ?1 AND tenant = ?2 AND cluster = ?3 AND name = ?4",
+        params![host, i.tenant, i.cluster, i.name],
+    )?;
     Ok(())
 }
 

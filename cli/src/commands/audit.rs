@@ -28,7 +28,13 @@ pub async fn run(client: &Client, out: Format, last: Option<u32>) -> Result<()> 
             None => break,
         }
     }
-    output::emit(out, &entries, || audit_table(&entries))
+    output::emit(out, &entries, || {
+        let mut text = audit_table(&entries);
+        for e in entries.iter().filter(|e| e.detail.is_some()) {
+            text.push_str(&format!("\n{} {}: {}\n", e.id, e.action, e.detail.as_deref().unwrap_or_default()));
+        }
+        text
+    })
 }
 
 fn generation(g: Option<u64>) -> String {
@@ -64,6 +70,7 @@ mod tests {
             resource: "acme/prod".into(),
             before_generation: Some(1),
             after_generation: Some(2),
+            detail: None,
         };
         let got = audit_table(&[e]);
         assert_eq!(

@@ -35,6 +35,7 @@ pub fn instance(n: u32, host: Option<&str>, state: Option<ContainerState>) -> In
             hadoop: None,
         }),
         hadoop: None,
+        leaving: None,
     }
 }
 

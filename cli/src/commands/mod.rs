@@ -42,8 +42,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Scale {
             cluster,
             pools,
+            force,
             wait,
-        } => scale::run(&client, out, &cluster, &pools, wait.limit()).await,
+        } => scale::run(&client, out, &cluster, &pools, force, wait.limit()).await,
         Command::Hosts => hosts::run(&client, out).await,
         Command::Logs { instance, follow, since, tail, stream, timestamps } => {
             let query = logs::Query { follow, since, tail, stream, timestamps };
@@ -51,9 +52,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Delete {
             cluster,
+            yes,
+            purge_data,
             wait,
             timeout,
-        } => delete::run(&client, out, &cluster, wait.then_some(timeout)).await,
+        } => delete::run(&client, out, &cluster, delete::Options { yes, purge_data, wait: wait.then_some(timeout) }).await,
         Command::Tenants(TenantCommand::List) => tenants::list(&client, out).await,
         Command::Tenants(TenantCommand::Create { name, quota }) => {
             tenants::create(&client, out, &name, &quota).await

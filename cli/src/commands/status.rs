@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use anyhow::{Result, anyhow};
+use herd_api::lifecycle::LeavingStatus;
 use herd_api::wire::{ClusterStatus, ContainerState, InstanceStatus};
 
 use crate::args::ClusterRef;
@@ -146,6 +147,9 @@ fn observed(i: &InstanceStatus) -> &'static str {
 /// What a row says beyond the state: why it is pending, the agent's error, or how long it
 /// has been up.
 pub fn detail(i: &InstanceStatus, now: SystemTime) -> String {
+    if let Some(l) = &i.leaving {
+        return leaving(l);
+    }
     if let Some(reason) = &i.pending {
         return reason.clone();
     }
@@ -175,10 +179,42 @@ pub fn detail(i: &InstanceStatus, now: SystemTime) -> String {
     }
 }
 
+/// A leaving instance's detail: its phase, blocks still to move or containers still
+/// running, and what it waits for, e.g.
+/// `decommissioning, 120 blocks to move: waiting for the NameNode to copy its blocks elsewhere`.
+pub fn leaving(l: &LeavingStatus) -> String {
+    let mut text = l.phase.to_string();
+    if let Some(b) = l.blocks_to_move {
+        text.push_str(&format!(", {b} blocks to move"));
+    }
+    if let Some(c) = l.running_containers {
+        text.push_str(&format!(", {c} containers running"));
+    }
+    if let Some(w) = &l.waiting_for {
+        text.push_str(&format!(": waiting for {w}"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::commands::fixtures::{at, cluster, instance};
+
+    #[test]
+    fn detail_shows_a_leaving_instance_phase_and_progress() {
+        let mut i = instance(4, Some("h1"), Some(ContainerState::Running));
+        i.leaving = Some(LeavingStatus {
+            phase: herd_api::lifecycle::Phase::Decommissioning { since_ms: 1, refreshed_ms: Some(2), forced: false },
+            blocks_to_move: Some(120),
+            running_containers: None,
+            waiting_for: Some("the NameNode to copy its blocks elsewhere".into()),
+        });
+        assert_eq!(
+            detail(&i, at("2026-01-01T00:05:10Z")),
+            "decommissioning, 120 blocks to move: waiting for the NameNode to copy its blocks elsewhere"
+        );
+    }
 
     #[test]
     fn detail_shows_uptime() {

@@ -35,7 +35,8 @@ pub async fn until_running(
     loop {
         let total = status.instances.len();
         let hadoop = hadoop_waiting(&status);
-        if status.running() == total && hadoop.is_none() {
+        let leaving = status.instances.iter().filter(|i| i.leaving.is_some()).count();
+        if status.running() == total && hadoop.is_none() && leaving == 0 {
             let took = humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()));
             let joined = if has_masters(&status) { ", every worker joined HDFS/YARN" } else { "" };
             eprintln!("{cluster}: {total}/{total} running{joined} after {took}");
@@ -43,7 +44,7 @@ pub async fn until_running(
         }
         if unreachable.is_none() {
             match hadoop {
-                Some(line) if status.running() == total => progress.say(format!("waiting for {cluster}: {line}")),
+                Some(line) if status.running() == total && leaving == 0 => progress.say(format!("waiting for {cluster}: {line}")),
                 _ => progress.say(progress_line(cluster, &status)),
             }
         }
@@ -79,7 +80,8 @@ fn has_masters(c: &ClusterStatus) -> bool {
 /// (or when the cluster has no herd-run masters to join).
 fn hadoop_waiting(c: &ClusterStatus) -> Option<String> {
     let count = |role: Role, ready: &dyn Fn(&InstanceStatus) -> bool| {
-        let of_role: Vec<&InstanceStatus> = c.instances.iter().filter(|i| i.pool == role).collect();
+        // NB: leaving instances are on their way out, not joining.
+        let of_role: Vec<&InstanceStatus> = c.instances.iter().filter(|i| i.pool == role && i.leaving.is_none()).collect();
         (of_role.iter().filter(|i| ready(i)).count(), of_role.len())
     };
     let with_pool = |role: Role| c.instances.iter().any(|i| i.pool == role);
@@ -178,6 +180,15 @@ fn progress_line(cluster: &ClusterRef, c: &ClusterStatus) -> String {
         c.running(),
         c.instances.len()
     );
+    let leaving: Vec<&InstanceStatus> = c.instances.iter().filter(|i| i.leaving.is_some()).collect();
+    if let Some(first) = leaving.first() {
+        line.push_str(&format!(
+            ", {} leaving ({}: {})",
+            leaving.len(),
+            first.instance.name,
+            first.leaving.as_ref().map(super::status::leaving).unwrap_or_default()
+        ));
+    }
     let starting = in_phase(Phase::Starting).count();
     if starting > 0 {
         line.push_str(&format!(", {starting} starting"));

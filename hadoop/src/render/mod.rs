@@ -146,10 +146,24 @@ pub fn render(cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<Hadoo
     let command = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let refresh = match member.role {
         Role::Namenode => vec![command(&["hdfs", "dfsadmin", "-refreshNodes"])],
-        Role::Resourcemanager => vec![command(&["yarn", "rmadmin", "-refreshNodes"])],
+        Role::Resourcemanager => vec![rm_refresh(cluster)],
         Role::Datanode | Role::Nodemanager => Vec::new(),
     };
     Ok(HadoopConfig { files, live_files, refresh })
+}
+
+/// The ResourceManager's refresh: `yarn rmadmin -refreshNodes`, and while a NodeManager is
+/// leaving `-g <drain timeout> -server`, so the ResourceManager drains it gracefully (its
+/// containers finish) for at most the pool's `lifecycle.drainTimeoutSeconds` (0: at once).
+/// NB: the command is part of the live hash, so a changed timeout re-runs it.
+fn rm_refresh(cluster: &ClusterView<'_>) -> Vec<String> {
+    let mut args: Vec<String> = ["yarn", "rmadmin", "-refreshNodes"].iter().map(|s| s.to_string()).collect();
+    let draining = cluster.members.iter().any(|m| m.role == Role::Nodemanager && cluster.leaving.contains(&m.instance));
+    if draining {
+        let timeout = cluster.spec.pools.get(&Role::Nodemanager).map_or(3600, |p| p.lifecycle.drain_timeout_s);
+        args.extend(["-g".to_string(), timeout.to_string(), "-server".to_string()]);
+    }
+    args
 }
 
 /// The environment that sizes a member's daemon: `HADOOP_HEAPSIZE_MAX` (MiB, as Hadoop 3's

@@ -366,6 +366,16 @@ fn leaving_members_are_in_the_exclude_files() {
     let config = render(&cluster, &id(Role::Namenode, 0)).unwrap();
     assert_eq!(config.live_files["dfs.exclude"], "");
     assert_eq!(config.live_files["yarn.exclude"], "");
+    let rm = render(&cluster, &id(Role::Resourcemanager, 0)).unwrap();
+    assert_eq!(rm.refresh, [["yarn", "rmadmin", "-refreshNodes"]]);
+    // A NodeManager draining: the refresh is graceful, with the pool's timeout.
+    cluster.leaving = BTreeSet::from([id(Role::Nodemanager, 1)]);
+    let rm = render(&cluster, &id(Role::Resourcemanager, 0)).unwrap();
+    assert_eq!(rm.refresh, [["yarn", "rmadmin", "-refreshNodes", "-g", "3600", "-server"]]);
+    // Only DataNodes leaving: the NameNode refresh is enough, YARN's stays immediate.
+    cluster.leaving = BTreeSet::from([id(Role::Datanode, 1)]);
+    let rm = render(&cluster, &id(Role::Resourcemanager, 0)).unwrap();
+    assert_eq!(rm.refresh, [["yarn", "rmadmin", "-refreshNodes"]]);
 }
 
 #[test]

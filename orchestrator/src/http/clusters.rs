@@ -115,25 +115,40 @@ pub async fn apply(
     Ok(with_etag(code, status))
 }
 
-/// Deletes a cluster; its containers stop at their hosts' next heartbeat.
+/// `?purgeData=true` on a cluster `DELETE`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteParams {
+    /// Also remove the instances' data folders on their hosts (HDFS blocks, NameNode
+    /// metadata); without it they are kept.
+    #[serde(default)]
+    pub purge_data: bool,
+}
+
+/// Deletes a cluster; its containers stop at their hosts' next heartbeat. Data folders stay
+/// on the hosts unless `purgeData=true`.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
-    params(("tenant" = String, Path), ("cluster" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("tenant" = String, Path), ("cluster" = String, Path), DeleteParams, ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 pub async fn delete(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     path: std::result::Result<Path<(String, String)>, PathRejection>,
+    q: std::result::Result<Query<DeleteParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let Path((tenant, cluster)) = path?;
     visible(&caller, &tenant, &cluster)?;
-    s.delete(caller.principal.actor(), tenant, cluster, if_match(&headers)?).await?;
+    let purge = q?.0.purge_data;
+    s.delete(caller.principal.actor(), tenant, cluster, purge, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Sets one pool's replicas; the rest of the spec stays. Refused over the tenant's quota
-/// (422) or, with `If-Match`, when the cluster moved on (409).
+/// (422) or, with `If-Match`, when the cluster moved on (409). DataNodes of a cluster with a
+/// NameNode leave by decommission, NodeManagers of one with a ResourceManager by a graceful
+/// drain; a DataNode scale-down below `hdfs.replication` is refused (422) unless `force`.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", tag = "clusters",
     params(("tenant" = String, Path), ("cluster" = String, Path), ("pool" = Role, Path), ("If-Match" = Option<String>, Header)),
     request_body = ScaleRequest,
@@ -152,6 +167,6 @@ pub async fn scale(
     let pool: Role = pool.parse().map_err(|m: String| Error::invalid("pool", m))?;
     let expect = if_match(&headers)?;
     let req: ScaleRequest = parse(&body?)?;
-    let status = s.scale(caller.principal.actor(), tenant, cluster, pool, req.replicas, expect).await?;
+    let status = s.scale(caller.principal.actor(), tenant, cluster, pool, req, expect).await?;
     Ok(with_etag(StatusCode::OK, status))
 }

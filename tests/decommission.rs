@@ -1,5 +1,5 @@
-//! Scale-down that never loses HDFS data, end to end: an orchestrator and two agents on two
-//! simulated hosts run a NameNode and six DataNodes (the Hadoop test doubles), 300 blocks at
+//! Scale-down that never loses HDFS data, end to end: an orchestrator and six agents on six
+//! simulated hosts (two racks) run a NameNode and six DataNodes (the Hadoop test doubles), 300 blocks at
 //! replication 3. Checked through herd's API, Docker's events and the NameNode's own `/jmx`
 //! (sampled continuously inside its container):
 //! - 6 → 3: `MissingBlocks` is 0 at every sample; each removed container died only after the
@@ -28,10 +28,13 @@ fn plan() -> Plan {
     Plan {
         underlay: "10.217.0",
         cluster_cidr: "10.218.0.0/16",
-        hosts: vec![
-            HostPlan { rack: Some("rack-a"), data_disks: 1, ..HostPlan::ns("a") },
-            HostPlan { rack: Some("rack-b"), data_disks: 1, ..HostPlan::ns("b") },
-        ],
+        // One DataNode per machine: with herd's node groups HDFS keeps at most one replica of
+        // a block per machine, so the three DataNodes left must be on three machines.
+        hosts: ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(n, name)| HostPlan { rack: Some(if n % 2 == 0 { "rack-a" } else { "rack-b" }), data_disks: 1, ..HostPlan::ns(name) })
+            .collect(),
     }
 }
 
@@ -146,8 +149,7 @@ async fn scale_down_decommissions_without_losing_a_block() -> Result<()> {
     require_root_docker_nft(&plan());
     let mut bed = Testbed::new(&plan());
     let api = bed.start_orchestrator_with_token(&[]).await?;
-    bed.start_agent(0)?;
-    bed.start_agent(1)?;
+    bed.start_agents(&api).await?;
     let tenant = unique("dc");
     let _cleanup = TenantContainers(tenant.clone());
     let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;

@@ -98,11 +98,12 @@ struct Samples {
 fn sample(nn: String, stop: Arc<AtomicBool>, into: Arc<Mutex<Samples>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let (code, out) = exec(&nn, "wget -qO- 'http://127.0.0.1:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystem*'; echo; wget -qO- 'http://127.0.0.1:9870/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo'");
+            let (code, out) = exec(&nn, "wget -qO- 'http://127.0.0.1:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystem' && echo && wget -qO- 'http://127.0.0.1:9870/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo'");
             let at = now_ns();
             if code == 0 {
                 let mut s = into.lock().unwrap();
-                for doc in out.split('\n').filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok()) {
+                // The answers are pretty-printed JSON documents, one after the other.
+                for doc in serde_json::Deserializer::from_str(&out).into_iter::<Value>().map_while(Result::ok) {
                     for bean in doc["beans"].as_array().cloned().unwrap_or_default() {
                         if let Some(m) = bean["MissingBlocks"].as_u64() {
                             s.missing.push(m);
@@ -134,10 +135,10 @@ fn die_events(into: Arc<Mutex<BTreeMap<String, u128>>>) -> std::process::Child {
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some((name, t)) = line.split_once(' ') {
-                if let Ok(t) = t.trim().parse::<u128>() {
-                    into.lock().unwrap().entry(name.to_string()).or_insert(t);
-                }
+            if let Some((name, t)) = line.split_once(' ')
+                && let Ok(t) = t.trim().parse::<u128>()
+            {
+                into.lock().unwrap().entry(name.to_string()).or_insert(t);
             }
         }
     });
@@ -206,13 +207,17 @@ async fn scale_down_decommissions_without_losing_a_block() -> Result<()> {
         let s = s?;
         eprintln!("6 -> 3 DataNodes decommissioned and removed in {took:?}");
 
-        let samples = samples.lock().unwrap();
-        ensure!(samples.missing.len() > 10, "too few samples: {}", samples.missing.len());
-        ensure!(samples.missing.iter().all(|m| *m == 0), "missing blocks seen: {:?}", samples.missing);
-        let deaths = deaths.lock().unwrap();
+        let (missing, decommissioned_at) = {
+            let s = samples.lock().unwrap();
+            (s.missing.clone(), s.decommissioned_at.clone())
+        };
+        ensure!(missing.len() > 10, "too few samples: {}", missing.len());
+        ensure!(missing.iter().all(|m| *m == 0), "missing blocks seen: {missing:?}");
+        eprintln!("MissingBlocks sampled {} times during the decommission, always 0", missing.len());
+        let deaths = deaths.lock().unwrap().clone();
         for name in &leaving {
             let hostname = format!("{name}.dc.{tenant}");
-            let decom = samples.decommissioned_at.get(&hostname).copied();
+            let decom = decommissioned_at.get(&hostname).copied();
             let died = deaths.get(&container(&tenant, name)).copied();
             match (decom, died) {
                 (Some(d), Some(x)) => ensure!(x > d, "{name} died at {x}, before the NameNode showed it Decommissioned at {d}"),

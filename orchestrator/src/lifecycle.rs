@@ -77,7 +77,12 @@ pub fn plan_pool(
     };
     let members: Vec<Member> = mine
         .iter()
-        .map(|i| Member { instance: i.instance.clone(), ordinal: i.ordinal, phase: leaving.get(&i.instance).copied() })
+        .map(|i| Member {
+            instance: i.instance.clone(),
+            ordinal: i.ordinal,
+            phase: leaving.get(&i.instance).copied(),
+            machine: i.host.clone(),
+        })
         .collect();
     let staying = members.iter().filter(|m| m.phase.is_none()).count();
     let forcing = force && role == Role::Datanode && members.iter().any(|m| m.phase.is_some());

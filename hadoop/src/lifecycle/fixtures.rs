@@ -73,6 +73,11 @@ pub fn resourcemanager(nodes: Vec<NodeManagerReport>) -> ResourceManagerHealth {
 /// Pool members `role-N` for each `(N, phase)`.
 pub fn members(role: Role, list: &[(u32, Option<Phase>)]) -> Vec<Member> {
     list.iter()
-        .map(|&(ordinal, phase)| Member { instance: InstanceRef::new("acme", "prod", role, ordinal), ordinal, phase })
+        .map(|&(ordinal, phase)| Member {
+            instance: InstanceRef::new("acme", "prod", role, ordinal),
+            ordinal,
+            phase,
+            machine: Some(format!("host-{ordinal}")),
+        })
         .collect()
 }

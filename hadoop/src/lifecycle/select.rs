@@ -17,6 +17,10 @@ pub struct Member {
     pub ordinal: u32,
     /// Its stored phase when it is leaving; `None` when in service.
     pub phase: Option<Phase>,
+    /// The machine it runs on. herd's topology keeps at most one replica of a block per
+    /// machine, so the DataNodes that stay must span `replication` machines; `None` when not
+    /// placed (counts as a machine of its own).
+    pub machine: Option<String>,
 }
 
 /// A pool asked to run `replicas` instances.
@@ -68,6 +72,13 @@ pub enum SelectError {
          `herd scale --force` removes them anyway: blocks will be under-replicated and, if a remaining DataNode fails, lost"
     )]
     BelowReplication { replicas: u32, remaining: usize, replication: u16 },
+    #[error(
+        "scaling the datanode pool to {replicas} would leave DataNodes on {machines} machine(s); HDFS keeps at most one \
+         replica of a block per machine and the replication factor (hdfs.replication) is {replication}, so DataNodes on at \
+         least {replication} machines must remain. `herd scale --force` removes them anyway: blocks will be \
+         under-replicated and, if a remaining machine fails, lost"
+    )]
+    BelowMachines { replicas: u32, machines: usize, replication: u16 },
     #[error("the {0} pool has no scale-down lifecycle: only datanode and nodemanager pools leave gracefully")]
     NoLifecycle(Role),
 }
@@ -103,9 +114,15 @@ pub fn select_leaving(req: &ScaleRequest<'_>) -> Result<Selection, SelectError> 
         let leaving = choose(req, &staying, staying.len() - target);
         if req.role == Role::Datanode {
             let remaining = remaining_in_service(req, &staying, &leaving);
-            if remaining < usize::from(req.replication) {
-                let refusal =
-                    SelectError::BelowReplication { replicas: req.replicas, remaining, replication: req.replication };
+            let machines = machines(staying.iter().filter(|m| !leaving.contains(&&m.instance)).copied());
+            let refusal = if remaining < usize::from(req.replication) {
+                Some(SelectError::BelowReplication { replicas: req.replicas, remaining, replication: req.replication })
+            } else if machines < usize::from(req.replication) && machines < self::machines(staying.iter().copied()) {
+                Some(SelectError::BelowMachines { replicas: req.replicas, machines, replication: req.replication })
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
                 if !req.force {
                     return Err(refusal);
                 }
@@ -127,10 +144,53 @@ pub fn select_leaving(req: &ScaleRequest<'_>) -> Result<Selection, SelectError> 
     Ok(sel)
 }
 
-/// The `count` in-service members that leave, in order of preference.
+/// How many distinct machines `members` run on (an unplaced one counts as its own).
+fn machines<'m>(members: impl Iterator<Item = &'m Member>) -> usize {
+    let mut placed = BTreeSet::new();
+    let mut unplaced = 0;
+    for m in members {
+        match &m.machine {
+            Some(machine) => {
+                placed.insert(machine.as_str());
+            }
+            None => unplaced += 1,
+        }
+    }
+    placed.len() + unplaced
+}
+
+/// The `count` in-service members that leave, in order of preference, skipping (while
+/// others can go instead) any whose leaving would drop the machines the pool spans below
+/// `replication`.
 fn choose<'m>(req: &ScaleRequest<'_>, staying: &[&'m Member], count: usize) -> Vec<&'m InstanceRef> {
+    let ranked = rank(req, staying);
+    let floor = usize::from(req.replication).min(machines(staying.iter().copied()));
+    let mut chosen: Vec<&'m InstanceRef> = Vec::new();
+    for m in &ranked {
+        if chosen.len() == count {
+            break;
+        }
+        let after = machines(staying.iter().copied().filter(|s| s.instance != m.instance && !chosen.contains(&&s.instance)));
+        if after >= floor {
+            chosen.push(&m.instance);
+        }
+    }
+    // Not enough without losing machines: take the rest in order; the caller refuses.
+    for m in &ranked {
+        if chosen.len() == count {
+            break;
+        }
+        if !chosen.contains(&&m.instance) {
+            chosen.push(&m.instance);
+        }
+    }
+    chosen
+}
+
+/// In-service members, most preferred to leave first.
+fn rank<'m>(req: &ScaleRequest<'_>, staying: &[&'m Member]) -> Vec<&'m Member> {
     let nn = req.namenode.filter(|nn| nn.error.is_none());
-    let mut order: Vec<(u64, std::cmp::Reverse<u32>, &InstanceRef)> = staying
+    let mut order: Vec<(u64, std::cmp::Reverse<u32>, &'m Member)> = staying
         .iter()
         .map(|m| {
             let blocks = match (req.role, nn) {
@@ -140,11 +200,11 @@ fn choose<'m>(req: &ScaleRequest<'_>, staying: &[&'m Member], count: usize) -> V
                 },
                 _ => 0,
             };
-            (blocks, std::cmp::Reverse(m.ordinal), &m.instance)
+            (blocks, std::cmp::Reverse(m.ordinal), *m)
         })
         .collect();
-    order.sort();
-    order.into_iter().take(count).map(|(_, _, i)| i).collect()
+    order.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    order.into_iter().map(|(_, _, m)| m).collect()
 }
 
 /// Live, in-service DataNodes left after `leaving` go: by the NameNode's report when there is
@@ -246,6 +306,37 @@ mod tests {
                 assert_eq!(*p, Phase::Decommissioning { since_ms: NOW, refreshed_ms: None, forced: false }, "{name}");
             }
         }
+    }
+
+    #[test]
+    fn datanodes_that_stay_span_replication_machines() {
+        let lc = PoolLifecycle::default();
+        // Six DataNodes on three machines (0,1 on a; 2,3 on b; 4,5 on c); 4 and 5 hold the
+        // fewest blocks, but both leaving would empty machine c.
+        let mut six = members(Role::Datanode, &[(0, None), (1, None), (2, None), (3, None), (4, None), (5, None)]);
+        for m in &mut six {
+            m.machine = Some(["a", "b", "c"][m.ordinal as usize / 2].to_string());
+        }
+        let nn = namenode((0..6).map(|i| dn_report(i, IN_SERVICE, [90, 80, 70, 60, 10, 20][i as usize])).collect(), 0);
+        let sel = select_leaving(&request(Role::Datanode, &six, 3, Some(&nn), &lc, false)).unwrap();
+        assert_eq!(leaving(&sel), ["datanode-1", "datanode-3", "datanode-4"]);
+
+        // Three DataNodes on two machines cannot become two on one machine.
+        let mut three = members(Role::Datanode, &[(0, None), (1, None), (2, None)]);
+        for m in &mut three {
+            m.machine = Some(if m.ordinal == 2 { "b" } else { "a" }.to_string());
+        }
+        let five_of_them = [three.clone(), members(Role::Datanode, &[(3, None), (4, None)])].concat();
+        let mut pool = five_of_them;
+        pool[3].machine = Some("a".into());
+        pool[4].machine = Some("a".into());
+        // 5 DataNodes, machines a (0,1,3,4) and b (2), replication 3: dropping to 4 leaves b.
+        let err = select_leaving(&ScaleRequest { replication: 2, ..request(Role::Datanode, &pool, 1, None, &lc, false) }).unwrap_err();
+        assert!(matches!(err, SelectError::BelowReplication { .. }), "{err}");
+        let sel = select_leaving(&ScaleRequest { replication: 2, ..request(Role::Datanode, &pool, 3, None, &lc, false) }).unwrap();
+        assert!(!leaving(&sel).contains(&"datanode-2".to_string()), "the only DataNode on machine b left: {:?}", leaving(&sel));
+        let err = select_leaving(&ScaleRequest { replication: 1, ..request(Role::Datanode, &pool[..3], 1, None, &lc, false) });
+        assert!(err.is_ok(), "replication 1 needs one machine");
     }
 
     #[test]

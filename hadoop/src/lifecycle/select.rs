@@ -203,7 +203,7 @@ fn rank<'m>(req: &ScaleRequest<'_>, staying: &[&'m Member]) -> Vec<&'m Member> {
             (blocks, std::cmp::Reverse(m.ordinal), *m)
         })
         .collect();
-    order.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    order.sort_by_key(|o| (o.0, o.1));
     order.into_iter().map(|(_, _, m)| m).collect()
 }
 

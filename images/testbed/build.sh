@@ -25,7 +25,10 @@ timeout 30 docker info >/dev/null 2>&1 || die "the Docker engine does not answer
 
 mkdir -p "$cache"
 # Concurrent runs (parallel test binaries) wait for each other instead of building twice.
-exec 9>"$cache/.lock"
+# NB: the lock is the Docker engine's, not this checkout's: image tags are global to the
+# engine, so builds from two checkouts must not interleave (one's prune would delete the
+# other's intermediate images).
+exec 9>"${TMPDIR:-/tmp}/herd-testbed-images.lock"
 flock 9
 
 debs=("$cache"/busybox-static_*.deb)

@@ -219,7 +219,7 @@ impl Testbed {
     pub fn start_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
         let dir = self._dir.path().join("orchestrator");
         std::fs::create_dir_all(&dir)?;
-        let log = dir.join("orchestrator.log");
+        let log = dir.join(format!("orchestrator-{}.log", unique("")));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.underlay_ns])
             .arg(bins().join("herd-orchestrator"))
@@ -292,6 +292,29 @@ impl Testbed {
         if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| *name == id).map(|i| self.procs.remove(i)) {
             p.kill();
         }
+    }
+
+    /// SIGKILLs the orchestrator, as a crash would; its data dir stays.
+    pub fn kill_orchestrator(&mut self) {
+        if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| name == "orchestrator").map(|i| self.procs.remove(i)) {
+            p.kill();
+        }
+    }
+
+    /// Starts the orchestrator again on its data dir and waits until it answers.
+    pub async fn restart_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
+        self.kill_orchestrator();
+        self.start_orchestrator(extra)?;
+        let anonymous = Api::new(&self.orchestrator_url());
+        wait_for("the restarted orchestrator", Duration::from_secs(20), || async {
+            Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ()))
+        })
+        .await
+    }
+
+    /// The index of the host with this id.
+    pub fn host_index(&self, id: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.id == id)
     }
 
     pub fn logs(&self) -> String {

@@ -392,13 +392,20 @@ fn container_exists(name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datanode_killed_during_its_decommission_raises_decommission_blocked() -> Result<()> {
-    let env = Env::start().await?;
+    let mut env = Env::start().await?;
     let result = async {
         env.hdfs(6, 300, true).await?;
         let body = env.scale("datanode", json!({"replicas": 3})).await?;
         let gone = leaving(&body, "datanode");
         ensure!(gone.len() == 3, "three leaving: {body}");
         env.decommissioning(&gone).await?;
+        // Its host's agent goes first: otherwise the agent restarts the killed container
+        // within a second, HDFS never sees the DataNode dead and the decommission just goes
+        // on (observed: no DecommissionBlocked in 120 s).
+        let s = env.status().await?;
+        let host = instances(&s, "datanode").iter().find(|i| i["instance"]["name"] == gone[0].as_str()).and_then(|i| i["host"].as_str()).unwrap_or_default().to_string();
+        let n = env.bed.host_index(&host).ok_or_else(|| anyhow::anyhow!("{} on unknown host {host}", gone[0]))?;
+        env.bed.kill_agent(n);
         let victim = env.container(&gone[0]);
         let (ok, out) = herd_tests::netbed::sh("docker", &["kill", &victim]);
         ensure!(ok, "docker kill {victim}: {out}");

@@ -204,6 +204,7 @@ async fn scale_down_decommissions_without_losing_a_block() -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         sampler.join().unwrap();
         let _ = events.kill();
+        let _ = events.wait();
         let s = s?;
         eprintln!("6 -> 3 DataNodes decommissioned and removed in {took:?}");
 

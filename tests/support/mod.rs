@@ -2,6 +2,7 @@
 //! orchestrators and agents as real processes on loopback, and talks to the real Docker
 //! engine. Docker-dependent tests fail loudly when no engine answers; they never skip.
 
+pub mod decom;
 pub mod netbed;
 
 /// The `command` of a container that idles until SIGTERM (and then exits at once), for tests

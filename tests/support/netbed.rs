@@ -73,9 +73,10 @@ pub fn require_root_docker_nft(plan: &Plan) {
     assert!(ok, "the `nft` tool (Debian package nftables) is missing: {out}");
     // NB: herd's table is one per network namespace; a demo agent in this namespace would fight
     // the test's root-namespace agent over it.
+    // Hosts in namespaces of their own have tables of their own: only a root-namespace host cares.
     let (_, tables) = sh("nft", &["list", "tables"]);
     assert!(
-        !tables.lines().any(|l| l.trim() == "table inet herd"),
+        !plan.hosts.iter().any(|h| h.root) || !tables.lines().any(|l| l.trim() == "table inet herd"),
         "the root namespace already has herd's firewall (is the demo running? run `deploy/demo.sh down`)"
     );
     let (_, routes) = sh("ip", &["-4", "-o", "addr"]);
@@ -219,7 +220,7 @@ impl Testbed {
     pub fn start_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
         let dir = self._dir.path().join("orchestrator");
         std::fs::create_dir_all(&dir)?;
-        let log = dir.join("orchestrator.log");
+        let log = dir.join(format!("orchestrator-{}.log", unique("")));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.underlay_ns])
             .arg(bins().join("herd-orchestrator"))
@@ -292,6 +293,29 @@ impl Testbed {
         if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| *name == id).map(|i| self.procs.remove(i)) {
             p.kill();
         }
+    }
+
+    /// SIGKILLs the orchestrator, as a crash would; its data dir stays.
+    pub fn kill_orchestrator(&mut self) {
+        if let Some((_, mut p)) = self.procs.iter().position(|(name, _)| name == "orchestrator").map(|i| self.procs.remove(i)) {
+            p.kill();
+        }
+    }
+
+    /// Starts the orchestrator again on its data dir and waits until it answers.
+    pub async fn restart_orchestrator(&mut self, extra: &[&str]) -> Result<()> {
+        self.kill_orchestrator();
+        self.start_orchestrator(extra)?;
+        let anonymous = Api::new(&self.orchestrator_url());
+        wait_for("the restarted orchestrator", Duration::from_secs(20), || async {
+            Ok(anonymous.get("/v1/openapi.json").await.ok().filter(|(s, _)| *s == 200).map(|_| ()))
+        })
+        .await
+    }
+
+    /// The index of the host with this id.
+    pub fn host_index(&self, id: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.id == id)
     }
 
     pub fn logs(&self) -> String {

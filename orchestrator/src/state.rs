@@ -360,6 +360,23 @@ fn apply_in(
         _ => None,
     };
     let mut forced = Vec::new();
+    // DataNodes that joined a NameNode herd does not run: herd cannot decommission them through
+    // it, so removing them could lose the last replicas of blocks. Only `--force`, audited.
+    let datanodes_now = existing.iter().filter(|i| i.role == Role::Datanode).count();
+    let datanodes_next = spec.pools.get(&Role::Datanode).map_or(0, |p| p.replicas.0 as usize);
+    if spec.external.namenode.is_some() && !graceful.contains(&Role::Datanode) && datanodes_next < datanodes_now {
+        let why = format!(
+            "the DataNodes of {tenant}/{name} joined an external NameNode ({}), which herd cannot decommission them through: \
+             removing {} of them could lose the only replicas of blocks. Decommission them on your NameNode first \
+             (exclude file, `hdfs dfsadmin -refreshNodes`, wait for Decommissioned), then scale with --force",
+            spec.external.namenode.as_ref().map(|m| m.host.as_str()).unwrap_or_default(),
+            datanodes_now - datanodes_next
+        );
+        if !force {
+            return Err(Error::invalid("pools.datanode.replicas", why));
+        }
+        forced.push(why);
+    }
     let mut pools = Vec::new();
     for role in &graceful {
         let plan = lifecycle::plan_pool(&spec, *role, &existing, &leaving, namenode.as_ref(), force, now)?;
@@ -955,6 +972,28 @@ mod tests {
         state.apply("admin".into(), spec, None).await?;
         let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(1), force: false }, None).await?;
         assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn datanodes_of_an_external_namenode_need_force_to_shrink() -> Result<()> {
+        let state = setup().await?;
+        let external = SPEC.replace("namenode: {replicas: 1", "namenode: {replicas: 0").replace(
+            "pools:\n",
+            "external: {namenode: {host: nn.corp.example}}\npools:\n",
+        );
+        let spec = parse_cluster_spec(&external.replace("  namenode: {replicas: 0, cpu: 100m, memory: 512Mi}\n", ""))
+            .map_err(|e| Error::invalid("spec", e.to_string()))?;
+        state.apply("admin".into(), spec, None).await?;
+        let refused = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(5), force: false }, None).await;
+        let text = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("external NameNode") && text.contains("--force"), "{text}");
+        let status = state.cluster("t".into(), "c".into()).await?;
+        assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 6, "the refused scale changed something");
+        let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(5), force: true }, None).await?;
+        assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 5);
+        let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
+        assert!(audit.iter().any(|e| e.action == "cluster.scale.force"), "forced scale not audited");
         Ok(())
     }
 }

@@ -35,27 +35,8 @@ fn container(tenant: &str, instance: &str) -> String {
 }
 
 fn spec(tenant: &str, datanodes: u32) -> String {
-    format!(
-        "tenant: {tenant}
-name: dc
-images:
-  namenode: herd/namenode:testbed
-  datanode: herd/datanode:testbed
-hdfs:
-  replication: 3
-configOverrides:
-  hdfs-site.xml:
-    dfs.heartbeat.interval: '1'
-    dfs.namenode.heartbeat.recheck-interval: '2000'
-    dfs.namenode.fs-limits.min-block-size: '4096'
-    dfs.blockreport.intervalMsec: '10000'
-    dfs.namenode.redundancy.interval.seconds: '1'
-    dfs.namenode.decommission.interval: '1'
-pools:
-  namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
-  datanode: {{replicas: {datanodes}, cpu: 100m, memory: 256Mi}}
-"
-    )
+    // Hadoop's defaults for how fast re-replication runs (2 per DataNode an iteration, 2 streams).
+    herd_tests::decom::hdfs_spec(tenant, "dc", datanodes, 2, 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

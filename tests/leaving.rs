@@ -33,29 +33,7 @@ fn plan() -> Plan {
 /// HDFS only. `slow`: the NameNode schedules one re-replication per live DataNode a second,
 /// so that a 6 → 3 decommission of 300 blocks takes a minute or so (time to interrupt it).
 fn hdfs_spec(tenant: &str, datanodes: u32, slow: bool) -> String {
-    let multiplier = if slow { 1 } else { 4 };
-    format!(
-        "tenant: {tenant}
-name: {CLUSTER}
-images:
-  namenode: herd/namenode:testbed
-  datanode: herd/datanode:testbed
-hdfs:
-  replication: 3
-configOverrides:
-  hdfs-site.xml:
-    dfs.heartbeat.interval: '1'
-    dfs.namenode.heartbeat.recheck-interval: '2000'
-    dfs.namenode.fs-limits.min-block-size: '4096'
-    dfs.blockreport.intervalMsec: '10000'
-    dfs.namenode.redundancy.interval.seconds: '1'
-    dfs.namenode.replication.work.multiplier.per.iteration: '{multiplier}'
-    dfs.namenode.decommission.interval: '1'
-pools:
-  namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
-  datanode: {{replicas: {datanodes}, cpu: 100m, memory: 256Mi}}
-"
-    )
+    herd_tests::decom::hdfs_spec(tenant, CLUSTER, datanodes, if slow { 1 } else { 4 }, 2)
 }
 
 struct Env {

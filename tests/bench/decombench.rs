@@ -23,29 +23,7 @@ const CLUSTER: &str = "bench";
 const BLOCKS: u64 = 3000;
 
 fn spec(tenant: &str) -> String {
-    format!(
-        "tenant: {tenant}
-name: {CLUSTER}
-images:
-  namenode: herd/namenode:testbed
-  datanode: herd/datanode:testbed
-hdfs:
-  replication: 3
-configOverrides:
-  hdfs-site.xml:
-    dfs.heartbeat.interval: '1'
-    dfs.namenode.heartbeat.recheck-interval: '2000'
-    dfs.namenode.fs-limits.min-block-size: '4096'
-    dfs.blockreport.intervalMsec: '10000'
-    dfs.namenode.redundancy.interval.seconds: '1'
-    dfs.namenode.replication.work.multiplier.per.iteration: '10'
-    dfs.namenode.replication.max-streams: '10'
-    dfs.namenode.decommission.interval: '1'
-pools:
-  namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
-  datanode: {{replicas: 6, cpu: 100m, memory: 256Mi}}
-"
-    )
+    herd_tests::decom::hdfs_spec(tenant, CLUSTER, 6, 10, 10)
 }
 
 /// Applies a fresh cluster and writes the blocks; returns the tenant and its cleanup.

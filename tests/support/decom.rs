@@ -30,6 +30,38 @@ pub fn six_hosts(underlay: &'static str, cluster_cidr: &'static str) -> Plan {
     }
 }
 
+/// An HDFS-only cluster (a NameNode and `datanodes` DataNodes, replication 3) with Hadoop's
+/// timings shortened for tests: DataNodes dead after 14 s of silence, small blocks allowed,
+/// re-replication and decommission checked every second. `multiplier`: re-replications the
+/// NameNode schedules per live DataNode a second (`dfs.namenode.replication.work.multiplier.
+/// per.iteration`; 1 makes a decommission slow enough to interrupt); `max_streams`: how many
+/// a DataNode may run at once.
+pub fn hdfs_spec(tenant: &str, cluster: &str, datanodes: u32, multiplier: u32, max_streams: u32) -> String {
+    format!(
+        "tenant: {tenant}
+name: {cluster}
+images:
+  namenode: herd/namenode:testbed
+  datanode: herd/datanode:testbed
+hdfs:
+  replication: 3
+configOverrides:
+  hdfs-site.xml:
+    dfs.heartbeat.interval: '1'
+    dfs.namenode.heartbeat.recheck-interval: '2000'
+    dfs.namenode.fs-limits.min-block-size: '4096'
+    dfs.blockreport.intervalMsec: '10000'
+    dfs.namenode.redundancy.interval.seconds: '1'
+    dfs.namenode.replication.work.multiplier.per.iteration: '{multiplier}'
+    dfs.namenode.replication.max-streams: '{max_streams}'
+    dfs.namenode.decommission.interval: '1'
+pools:
+  namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
+  datanode: {{replicas: {datanodes}, cpu: 100m, memory: 256Mi}}
+"
+    )
+}
+
 /// The container name of an instance.
 pub fn container(tenant: &str, cluster: &str, instance: &str) -> String {
     format!("herd.{tenant}.{cluster}.{instance}")

@@ -111,16 +111,10 @@ impl Layout {
     }
 }
 
-/// A stable hash of a container config (FNV-1a over its JSON form). Stable across herd
-/// and Rust versions on purpose: a changed hash recreates the container.
+/// A stable hash of a container config ([`herd_api::hash::stable_hash`]): a changed hash
+/// recreates the container.
 pub fn spec_hash(c: &ContainerConfig) -> String {
-    let bytes = serde_json::to_vec(c).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    herd_api::hash::stable_hash(c)
 }
 
 /// The container configs for `desired`: a container told to hold its config during a

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::stable_hash;
+
 use crate::quantity::Memory;
 use crate::spec::Role;
 
@@ -103,23 +105,13 @@ pub struct HadoopConfig {
 impl HadoopConfig {
     /// A stable hash of `files` (FNV-1a): what the agent reports as applied.
     pub fn files_hash(&self) -> String {
-        fnv(&self.files)
+        stable_hash(&self.files)
     }
 
     /// A stable hash of `live_files` and `refresh`.
     pub fn live_hash(&self) -> String {
-        fnv(&(&self.live_files, &self.refresh))
+        stable_hash(&(&self.live_files, &self.refresh))
     }
-}
-
-fn fnv<T: Serialize>(v: &T) -> String {
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 /// What a NameNode reports about HDFS (its `/jmx`), as an agent read it.

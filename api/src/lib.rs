@@ -14,9 +14,11 @@
 //!   HDFS and YARN health as read from the masters.
 //! - [`lifecycle`]: phases of DataNodes and NodeManagers leaving a pool (decommission,
 //!   drain), their per-pool settings, status and conditions.
+//! - [`hash`]: the one stable hash of herd's values (container specs, rendered config).
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
 pub mod hadoop;
+pub mod hash;
 pub mod lifecycle;
 pub mod logs;
 pub mod names;

@@ -137,6 +137,29 @@ pub struct Node {
     decommission_timeout: Option<u64>,
 }
 
+impl Node {
+    /// A node as the RM first lists it: nothing allocated, nothing to launch or kill.
+    fn new(id: String, host: String, http_address: String, memory_mb: u64, vcores: u64, state: NodeState, now: u64) -> Node {
+        Node {
+            id,
+            host,
+            http_address,
+            memory_mb,
+            vcores,
+            state,
+            health_report: String::new(),
+            last_health_update: now,
+            last_heartbeat: now,
+            containers: BTreeMap::new(),
+            to_launch: Vec::new(),
+            to_kill: Vec::new(),
+            apps: BTreeSet::new(),
+            decommission_started: 0,
+            decommission_timeout: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     pub app_id: String,
@@ -206,23 +229,7 @@ impl Cluster {
             .iter()
             .map(|host| {
                 let id = format!("{host}:-1");
-                let node = Node {
-                    id: id.clone(),
-                    host: host.clone(),
-                    http_address: String::new(),
-                    memory_mb: 0,
-                    vcores: 0,
-                    state: NodeState::Decommissioned,
-                    health_report: String::new(),
-                    last_health_update: now,
-                    last_heartbeat: now,
-                    containers: BTreeMap::new(),
-                    to_launch: Vec::new(),
-                    to_kill: Vec::new(),
-                    apps: BTreeSet::new(),
-                    decommission_started: 0,
-                    decommission_timeout: None,
-                };
+                let node = Node::new(id.clone(), host.clone(), String::new(), 0, 0, NodeState::Decommissioned, now);
                 (id, node)
             })
             .collect();
@@ -304,23 +311,7 @@ impl Cluster {
                 node.last_heartbeat = now;
             }
         } else {
-            let node = Node {
-                id: req.node_id.clone(),
-                host: host.clone(),
-                http_address: req.http_address.clone(),
-                memory_mb: req.memory_mb,
-                vcores: req.vcores,
-                state: NodeState::New,
-                health_report: String::new(),
-                last_health_update: now,
-                last_heartbeat: now,
-                containers: BTreeMap::new(),
-                to_launch: Vec::new(),
-                to_kill: Vec::new(),
-                apps: BTreeSet::new(),
-                decommission_started: 0,
-                decommission_timeout: None,
-            };
+            let node = Node::new(req.node_id.clone(), host.clone(), req.http_address.clone(), req.memory_mb, req.vcores, NodeState::New, now);
             let previous = self.nodes.insert(req.node_id.clone(), node).map(|n| n.state);
             self.info(
                 TRACKER,

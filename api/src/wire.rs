@@ -232,6 +232,18 @@ pub struct InstanceHadoop {
     pub rollout: Option<String>,
 }
 
+impl InstanceHadoop {
+    /// A DataNode the NameNode lists live and `In Service`.
+    pub fn in_hdfs(&self) -> bool {
+        self.live == Some(true) && self.hdfs_state.as_deref() == Some("In Service")
+    }
+
+    /// A NodeManager the ResourceManager lists `RUNNING`.
+    pub fn in_yarn(&self) -> bool {
+        self.yarn_state.as_deref() == Some("RUNNING")
+    }
+}
+
 /// HDFS as a whole, from the NameNode's last report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HdfsSummary {

@@ -297,8 +297,8 @@ pub fn healthy(role: Role, observed: Option<&Observed>, hadoop: Option<&Instance
         return false;
     }
     match (role, hadoop) {
-        (Role::Datanode, Some(h)) if h.hdfs_state.is_some() => h.live == Some(true) && h.hdfs_state.as_deref() == Some("In Service"),
-        (Role::Nodemanager, Some(h)) if h.yarn_state.is_some() => h.yarn_state.as_deref() == Some("RUNNING"),
+        (Role::Datanode, Some(h)) if h.hdfs_state.is_some() => h.in_hdfs(),
+        (Role::Nodemanager, Some(h)) if h.yarn_state.is_some() => h.in_yarn(),
         (Role::Namenode | Role::Resourcemanager, Some(h)) if h.master.is_some() => h.master.as_deref() == Some("up"),
         _ => true,
     }

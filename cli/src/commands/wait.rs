@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use herd_api::Role;
-use herd_api::wire::{ClusterStatus, ContainerState, InstanceStatus};
+use herd_api::wire::{ClusterStatus, ContainerState, InstanceHadoop, InstanceStatus};
 use tokio::time::{Instant, sleep};
 
 use crate::args::ClusterRef;
@@ -88,14 +88,14 @@ fn hadoop_waiting(c: &ClusterStatus) -> Option<String> {
     let mut parts = Vec::new();
     if with_pool(Role::Namenode) {
         let (ok, n) = count(Role::Datanode, &|i| {
-            i.hadoop.as_ref().is_some_and(|h| h.live == Some(true) && h.hdfs_state.as_deref() == Some("In Service"))
+            i.hadoop.as_ref().is_some_and(InstanceHadoop::in_hdfs)
         });
         if ok < n {
             parts.push(format!("{ok}/{n} DataNodes live in HDFS"));
         }
     }
     if with_pool(Role::Resourcemanager) {
-        let (ok, n) = count(Role::Nodemanager, &|i| i.hadoop.as_ref().is_some_and(|h| h.yarn_state.as_deref() == Some("RUNNING")));
+        let (ok, n) = count(Role::Nodemanager, &|i| i.hadoop.as_ref().is_some_and(InstanceHadoop::in_yarn));
         if ok < n {
             parts.push(format!("{ok}/{n} NodeManagers RUNNING in YARN"));
         }

@@ -47,10 +47,7 @@ async fn scale_down_decommissions_without_losing_a_block() -> Result<()> {
     bed.start_agents(&api).await?;
     let tenant = unique("dc");
     let _cleanup = TenantContainers(tenant.clone());
-    let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
-    ensure!(code == 201, "tenant: {code} {body}");
-    let (code, body) = api.put_yaml(&format!("/v1/tenants/{tenant}/clusters/dc"), &spec(&tenant, 6)).await?;
-    ensure!(code == 201, "apply: {code} {body}");
+    api.create_tenant_and_cluster(&tenant, "dc", &spec(&tenant, 6)).await?;
 
     let result = async {
         wait_for("six DataNodes live and In Service", Duration::from_secs(180), || async {

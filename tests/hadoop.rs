@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use herd_tests::netbed::{HostPlan, Plan, Testbed, require_root_docker_nft};
+use herd_tests::decom::{exec, instances};
 use herd_tests::{Api, TenantContainers, unique, wait_for};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Disjoint from the network test's addresses, so the two may run side by side.
 fn plan() -> Plan {
@@ -79,23 +80,11 @@ pools:
 }
 
 fn container(tenant: &str, instance: &str) -> String {
-    format!("herd.{tenant}.hd.{instance}")
-}
-
-/// `docker exec CONTAINER sh -c SCRIPT`: (exit code, stdout + stderr).
-fn exec(container: &str, script: &str) -> (i32, String) {
-    let out = Command::new("docker").args(["exec", container, "sh", "-c", script]).output().expect("docker exec");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    herd_tests::decom::container(tenant, "hd", instance)
 }
 
 async fn status(api: &Api, tenant: &str) -> Result<Value> {
-    let (code, body) = api.get(&format!("/v1/tenants/{tenant}/clusters/hd")).await?;
-    ensure!(code == 200, "status: {code} {body}");
-    Ok(body)
-}
-
-fn instances<'a>(s: &'a Value, pool: &str) -> Vec<&'a Value> {
-    s["instances"].as_array().map(|a| a.iter().filter(|i| i["pool"] == pool).collect()).unwrap_or_default()
+    herd_tests::decom::status(api, tenant, "hd").await
 }
 
 fn hdfs_state(i: &Value) -> (String, Option<bool>) {
@@ -125,10 +114,7 @@ async fn hadoop_dialtone_across_racks() -> Result<()> {
     bed.start_agents(&api).await?;
     let tenant = unique("hd");
     let _cleanup = TenantContainers(tenant.clone());
-    let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
-    ensure!(code == 201, "tenant: {code} {body}");
-    let (code, body) = api.put_yaml(&format!("/v1/tenants/{tenant}/clusters/hd"), &spec(&tenant)).await?;
-    ensure!(code == 201, "apply: {code} {body}");
+    api.create_tenant_and_cluster(&tenant, "hd", &spec(&tenant)).await?;
 
     let result = async {
         let s = dialtone(&api, &tenant, Duration::from_secs(180)).await?;

@@ -249,6 +249,15 @@ pub struct Api {
 pub type Reply = (u16, Value);
 
 impl Api {
+    /// Creates `tenant` and applies `spec` as its cluster `cluster`, both new.
+    pub async fn create_tenant_and_cluster(&self, tenant: &str, cluster: &str, spec: &str) -> Result<()> {
+        let (code, body) = self.post("/v1/tenants", serde_json::json!({ "name": tenant })).await?;
+        anyhow::ensure!(code == 201, "tenant: {code} {body}");
+        let (code, body) = self.put_yaml(&format!("/v1/tenants/{tenant}/clusters/{cluster}"), spec).await?;
+        anyhow::ensure!(code == 201, "apply: {code} {body}");
+        Ok(())
+    }
+
     /// A client without a token.
     pub fn new(base: &str) -> Self {
         Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new(), token: None }

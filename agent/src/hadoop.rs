@@ -36,6 +36,8 @@ const LIVE_MARK: &str = ".herd-live-hash";
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long one health request may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a refresh command in a master's container may take.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why config files could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +140,16 @@ impl Live {
             }
             let mut ok = true;
             for cmd in &config.refresh {
-                match runtime.exec(&c.id, cmd).await {
+                // The container runs tenant code: a refresh that never returns must not stall
+                // the agent's loop.
+                let ran = tokio::time::timeout(REFRESH_TIMEOUT, runtime.exec(&c.id, cmd)).await.unwrap_or_else(|_| {
+                    Err(crate::runtime::RuntimeError::Call {
+                        op: "exec in",
+                        target: d.instance.to_string(),
+                        message: format!("no answer within {REFRESH_TIMEOUT:?}"),
+                    })
+                });
+                match ran {
                     Ok(out) if out.exit_code == 0 => info!(instance = %d.instance, command = %cmd.join(" "), "refreshed"),
                     Ok(out) => {
                         ok = false;
@@ -274,17 +285,26 @@ async fn read(client: &reqwest::Client, t: &Target) -> MasterHealth {
     }
 }
 
-/// A body read in full (at most 8 MiB), or why not, in words for a condition.
+/// A body read in full (at most 8 MiB), or why not, in words for a condition. The master runs
+/// tenant code: an answer that would grow past the bound is dropped as it arrives, never
+/// buffered whole.
 async fn get(client: &reqwest::Client, url: String) -> Result<String, String> {
     const MAX: usize = 8 << 20;
-    let resp = client.get(&url).send().await.map_err(|e| format!("GET {url}: {}", crate::error_chain(&e)))?;
+    let too_large = || format!("GET {url}: answer larger than {MAX} bytes");
+    let mut resp = client.get(&url).send().await.map_err(|e| format!("GET {url}: {}", crate::error_chain(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("GET {url}: HTTP {status}"));
     }
-    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {}", crate::error_chain(&e)))?;
-    if body.len() > MAX {
-        return Err(format!("GET {url}: answer larger than {MAX} bytes"));
+    if resp.content_length().is_some_and(|n| n > MAX as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {}", crate::error_chain(&e)))? {
+        if body.len() + chunk.len() > MAX {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

@@ -109,6 +109,15 @@ async fn scale_down_decommissions_without_losing_a_block() -> Result<()> {
             Ok((h["under_replicated_blocks"] == 0 && h["missing_blocks"] == 0 && blocks == 900).then_some(()))
         })
         .await?;
+        // Decommissioned DataNodes leave no data folder behind; the others keep theirs.
+        let folder = |name: &str| bed.hosts.iter().map(|h| h.data_dir.join("disk0/herd").join(&tenant).join("dc").join(name)).find(|d| d.exists());
+        for name in &leaving {
+            ensure!(folder(name).is_none(), "{name}'s data folder is still there: {:?}", folder(name));
+        }
+        for i in instances(&s, "datanode") {
+            let name = i["instance"]["name"].as_str().unwrap_or_default();
+            ensure!(folder(name).is_some(), "{name} (kept) has no data folder");
+        }
 
         // 3 -> 2 at replication 3: refused, nothing changed.
         let before = status(&api, &tenant).await?;

@@ -5,19 +5,22 @@
 //! - the orchestrator and the NameNode's agent SIGKILLed mid-decommission (6 → 3): it
 //!   completes after their restart, no DataNode died before it was `Decommissioned`, no
 //!   block ever missing;
-//!
-//! (Recommission on scale-up, the NodeManager drain with running containers and a DataNode
-//! killed mid-decommission are covered by the orchestrator's and the state machine's tests;
-//! their end-to-end versions are still to come.)
+//! - 6 → 3 → 6 before the decommission finishes: the leaving DataNodes are recommissioned
+//!   (same containers, none died, no new instances); then 6 → 3 again and a leaving
+//!   DataNode's host dies (its agent and container killed): `DecommissionBlocked` names it,
+//!   and once the host is back the decommission completes;
+//! - NodeManager drain: removed only once its containers finished; at once with
+//!   `drainTimeoutSeconds: 0`.
 //!
 //! Needs root, Docker and `nft`; fails, never skips, without them. The tests share addresses:
 //! nextest runs them one at a time (test group `netns`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 use herd_tests::decom::{DieEvents, Sampler, container, died_after_decommissioned, exec, has_condition, instances, leaving, six_hosts, status};
 use herd_tests::netbed::{Plan, Testbed, require_root_docker_nft};
 use herd_tests::{Api, TenantContainers, unique, wait_for};
@@ -201,6 +204,299 @@ async fn decommission_survives_orchestrator_and_namenode_agent_crash() -> Result
         ensure!(!deaths.contains_key(&nn), "the NameNode's container died: {deaths:?}");
         died_after_decommissioned(&env.tenant, CLUSTER, &gone, &samples, &deaths)?;
         ensure!(s["hdfs"]["blocks_total"] == 300 && s["hdfs"]["missing_blocks"] == 0, "after: {}", s["hdfs"]);
+        Ok(())
+    }
+    .await;
+    env.report(result).await
+}
+
+fn yarn_spec(tenant: &str, nodemanagers: u32, drain_timeout_s: u64) -> String {
+    format!(
+        "tenant: {tenant}
+name: {CLUSTER}
+images:
+  resourcemanager: herd/resourcemanager:testbed
+  nodemanager: herd/nodemanager:testbed
+configOverrides:
+  yarn-site.xml:
+    yarn.nm.liveness-monitor.expiry-interval-ms: '20000'
+pools:
+  resourcemanager: {{replicas: 1, cpu: 250m, memory: 512Mi}}
+  nodemanager: {{replicas: {nodemanagers}, cpu: '1', memory: 1Gi, lifecycle: {{drainTimeoutSeconds: {drain_timeout_s}}}}}
+"
+    )
+}
+
+impl Env {
+    /// Applies the YARN cluster and waits for every NodeManager RUNNING.
+    async fn yarn(&self, nodemanagers: u32, drain_timeout_s: u64) -> Result<()> {
+        let (code, body) = self.api.put_yaml(&self.path(), &yarn_spec(&self.tenant, nodemanagers, drain_timeout_s)).await?;
+        ensure!(code == 201 || code == 200, "apply: {code} {body}");
+        wait_for("the NodeManagers RUNNING", Duration::from_secs(120), || async {
+            let s = self.status().await?;
+            let nms = instances(&s, "nodemanager");
+            Ok((nms.len() == nodemanagers as usize && nms.iter().all(|i| i["hadoop"]["yarn_state"] == "RUNNING" && i["leaving"].is_null())).then_some(()))
+        })
+        .await
+    }
+
+    /// Runs simulated containers on `nodemanager-1` through the ResourceManager.
+    fn sleep_app(&self, containers: u32, seconds: u32) -> Result<()> {
+        let node = format!("nodemanager-1.{CLUSTER}.{}:8041", self.tenant);
+        let (code, out) = exec(
+            &self.container("resourcemanager-0"),
+            &format!("yarn herd-double-sleep -nodes {node} -containers {containers} -duration {seconds}"),
+        );
+        ensure!(code == 0, "herd-double-sleep: {code} {out}");
+        Ok(())
+    }
+
+    /// Waits until status shows YARN containers running on `nodemanager-1`.
+    async fn containers_on_nodemanager_1(&self, timeout: Duration) -> Result<()> {
+        wait_for("YARN containers running on nodemanager-1", timeout, || async {
+            let s = self.status().await?;
+            let n = instances(&s, "nodemanager").iter().find(|i| i["instance"]["name"] == "nodemanager-1").and_then(|i| i["hadoop"]["containers"].as_u64());
+            Ok(n.filter(|n| *n > 0).map(|_| ()))
+        })
+        .await
+    }
+
+    /// Waits until `nodemanager-1` is gone from status; returns the status then.
+    async fn nodemanager_1_gone(&self, timeout: Duration, seen: &mut BTreeSet<String>) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let s = self.status().await?;
+            match instances(&s, "nodemanager").iter().find(|i| i["instance"]["name"] == "nodemanager-1") {
+                None => return Ok(()),
+                Some(i) => {
+                    seen.insert(i["hadoop"]["yarn_state"].as_str().unwrap_or("-").to_string());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("nodemanager-1 still there after {timeout:?}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodemanager_drains_its_containers_before_removal() -> Result<()> {
+    let env = Env::start().await?;
+    let result = async {
+        env.yarn(2, 120).await?;
+        let nm1 = env.container("nodemanager-1");
+        let events = DieEvents::start();
+        env.sleep_app(2, 20)?;
+        let submitted = Instant::now();
+        // The ResourceManager places them on the NodeManager's next heartbeats: scale only once
+        // they run there (a node that is already DECOMMISSIONING gets nothing new).
+        env.containers_on_nodemanager_1(Duration::from_secs(15)).await?;
+        let body = env.scale("nodemanager", json!({"replicas": 1})).await?;
+        ensure!(leaving(&body, "nodemanager") == ["nodemanager-1"], "nodemanager-1 leaving: {body}");
+        let mut seen = BTreeSet::new();
+        let mut decommissioning_at = None;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(90) {
+            let s = env.status().await?;
+            let Some(i) = instances(&s, "nodemanager").into_iter().find(|i| i["instance"]["name"] == "nodemanager-1") else { break };
+            let state = i["hadoop"]["yarn_state"].as_str().unwrap_or("-").to_string();
+            if state == "DECOMMISSIONING" && decommissioning_at.is_none() {
+                decommissioning_at = Some(submitted.elapsed());
+            }
+            seen.insert(state);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let gone_at = submitted.elapsed();
+        ensure!(instances(&env.status().await?, "nodemanager").len() == 1, "nodemanager-1 not removed in 90 s (states seen {seen:?})");
+        let died = wait_for("nodemanager-1's container to die", Duration::from_secs(30), || async {
+            Ok(events.snapshot().get(&nm1).copied().or_else(|| (!container_exists(&nm1)).then_some(0)))
+        })
+        .await?;
+        let Some(decommissioning_at) = decommissioning_at else { bail!("never DECOMMISSIONING; states seen {seen:?}") };
+        eprintln!("drain: DECOMMISSIONING {decommissioning_at:?} after the 20 s containers started, removed {gone_at:?} after (died at {died}); states seen {seen:?}");
+        ensure!(decommissioning_at < Duration::from_secs(18), "DECOMMISSIONING only at {decommissioning_at:?}");
+        ensure!(gone_at >= Duration::from_secs(19), "removed at {gone_at:?}, before its containers' 20 s were up");
+        ensure!(!container_exists(&nm1), "nodemanager-1's container still exists");
+
+        // drainTimeoutSeconds: 0 — removed at once even with containers running.
+        env.yarn(2, 0).await?;
+        env.sleep_app(2, 120)?;
+        env.containers_on_nodemanager_1(Duration::from_secs(15)).await?;
+        let started = Instant::now();
+        env.scale("nodemanager", json!({"replicas": 1})).await?;
+        let mut seen = BTreeSet::new();
+        env.nodemanager_1_gone(Duration::from_secs(30), &mut seen).await?;
+        let took = started.elapsed();
+        eprintln!("drainTimeoutSeconds 0: nodemanager-1 removed {took:?} after the scale with 120 s containers running; states seen {seen:?}");
+        ensure!(took < Duration::from_secs(15), "not immediate: {took:?}");
+        Ok(())
+    }
+    .await;
+    env.report(result).await
+}
+
+fn container_exists(name: &str) -> bool {
+    std::process::Command::new("docker").args(["inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// (instance name, container id) of every DataNode.
+fn datanode_ids(s: &Value) -> BTreeSet<(String, String)> {
+    instances(s, "datanode")
+        .iter()
+        .map(|i| {
+            (
+                i["instance"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                i["observed"]["container_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// One HDFS cluster for two scenarios (its 300 blocks take a minute to write and replicate):
+/// 6 → 3 → 6 recommissions the leaving DataNodes, then 6 → 3 again with one leaving
+/// DataNode's host dying mid-decommission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_recommissions_and_a_dead_leaving_datanode_blocks_with_advice() -> Result<()> {
+    let mut env = Env::start().await?;
+    let result = async {
+        env.hdfs(6, 300, true).await?;
+        let before = env.status().await?;
+        let before_ids = datanode_ids(&before);
+        ensure!(
+            before_ids.iter().all(|(_, id)| !id.is_empty()),
+            "no container ids: {before_ids:?}"
+        );
+        let events = DieEvents::start();
+
+        // 6 -> 3 -> 6 while the decommission runs.
+        let body = env.scale("datanode", json!({"replicas": 3})).await?;
+        let gone = leaving(&body, "datanode");
+        ensure!(gone.len() == 3, "three leaving: {body}");
+        env.decommissioning(&gone).await?;
+        let body = env.scale("datanode", json!({"replicas": 6})).await?;
+        ensure!(
+            instances(&body, "datanode").len() == 6,
+            "six after scaling back: {body}"
+        );
+        let s = wait_for(
+            "six DataNodes In Service, none leaving",
+            Duration::from_secs(120),
+            || async {
+                let s = env.status().await?;
+                let dns = instances(&s, "datanode");
+                let ok = dns.len() == 6
+                    && dns.iter().all(|i| {
+                        i["leaving"].is_null()
+                            && i["hadoop"]["hdfs_state"] == "In Service"
+                            && i["hadoop"]["live"] == true
+                    });
+                Ok(ok.then_some(s))
+            },
+        )
+        .await?;
+        let after_ids = datanode_ids(&s);
+        ensure!(
+            before_ids == after_ids,
+            "instances or containers changed:\nbefore {before_ids:?}\nafter  {after_ids:?}"
+        );
+        let prefix = format!("herd.{}.", env.tenant);
+        let died: Vec<String> = events
+            .snapshot()
+            .keys()
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect();
+        ensure!(
+            died.is_empty(),
+            "containers died during the recommission: {died:?}"
+        );
+        eprintln!(
+            "6 -> 3 -> 6: {gone:?} recommissioned In Service, the same {} containers",
+            after_ids.len()
+        );
+
+        // 6 -> 3 again; one leaving DataNode's host dies (agent and container), so nothing
+        // restarts it and HDFS cannot finish its decommission.
+        let body = env.scale("datanode", json!({"replicas": 3})).await?;
+        let gone = leaving(&body, "datanode");
+        ensure!(gone.len() == 3, "three leaving: {body}");
+        env.decommissioning(&gone).await?;
+        let s = env.status().await?;
+        let nn_host = instances(&s, "namenode")[0]["host"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let host_of = |name: &str| {
+            instances(&s, "datanode")
+                .iter()
+                .find(|i| i["instance"]["name"] == name)
+                .and_then(|i| i["host"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let Some(victim) = gone.iter().find(|g| host_of(g) != nn_host).cloned() else {
+            bail!("every leaving DataNode shares the NameNode's host {nn_host}: {s}")
+        };
+        let host = host_of(&victim);
+        let n = env
+            .bed
+            .host_index(&host)
+            .ok_or_else(|| anyhow::anyhow!("{victim} on unknown host {host}"))?;
+        env.bed.kill_agent(n);
+        let (ok, out) = herd_tests::netbed::sh("docker", &["kill", &env.container(&victim)]);
+        ensure!(ok, "docker kill {victim}: {out}");
+        let killed = Instant::now();
+        let s = wait_for("DecommissionBlocked", Duration::from_secs(90), || async {
+            let s = env.status().await?;
+            Ok(has_condition(&s, "DecommissionBlocked").then_some(s))
+        })
+        .await?;
+        let blocked: Vec<&Value> = s["conditions"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c["type"] == "DecommissionBlocked")
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "DecommissionBlocked {:?} after {victim}'s host died: {}",
+            killed.elapsed(),
+            json!(blocked)
+        );
+        ensure!(
+            blocked.iter().any(|c| c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(victim.as_str()) && m.contains("--force"))),
+            "the condition does not name {victim} with advice: {blocked:?}"
+        );
+        ensure!(
+            instances(&s, "datanode").len() == 6,
+            "a DataNode was removed while one is blocked: {s}"
+        );
+
+        // The host comes back: its agent restarts the DataNode, which finishes its decommission.
+        env.bed.start_agent(n)?;
+        let s = env.settled("datanode", 3, Duration::from_secs(240)).await?;
+        ensure!(
+            !has_condition(&s, "DecommissionBlocked"),
+            "still blocked: {}",
+            s["conditions"]
+        );
+        ensure!(
+            s["hdfs"]["blocks_total"] == 300 && s["hdfs"]["missing_blocks"] == 0,
+            "after: {}",
+            s["hdfs"]
+        );
+        eprintln!(
+            "host back: 6 -> 3 done {:?} after the kill",
+            killed.elapsed()
+        );
         Ok(())
     }
     .await;

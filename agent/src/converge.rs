@@ -58,7 +58,7 @@ impl Layout {
 
     /// The full container config for a desired instance.
     pub fn container_config(&self, d: &DesiredContainer) -> ContainerConfig {
-        self.container_config_with(d, d.hadoop.as_ref().map(|h| h.files_hash()))
+        self.container_config_with(d, d.rollout_hash.clone().or_else(|| d.hadoop.as_ref().map(|h| h.files_hash())))
     }
 
     /// The container config for `d` as if its Hadoop config files had hash `config_hash`
@@ -117,15 +117,20 @@ pub fn spec_hash(c: &ContainerConfig) -> String {
     herd_api::hash::stable_hash(c)
 }
 
-/// The container configs for `desired`: a container told to hold its config during a
-/// rollout keeps the config hash it runs with, so it is left alone.
+/// The container configs for `desired`. A container told to hold during a rollout is left
+/// exactly as it runs (its config, image and size): its desired config carries the hashes
+/// of the container found, so [`plan`] leaves it alone.
 pub fn configs(layout: &Layout, desired: &[DesiredContainer], found: &[Container]) -> Vec<(InstanceRef, ContainerConfig)> {
     desired
         .iter()
         .map(|d| {
             let held = d.hold_config.then(|| found.iter().find(|c| c.instance == d.instance && c.config_hash.is_some())).flatten();
             let config = match held {
-                Some(c) => layout.container_config_with(d, c.config_hash.clone()),
+                Some(c) => {
+                    let mut config = layout.container_config_with(d, c.config_hash.clone());
+                    config.labels.insert(labels::SPEC_HASH.to_string(), c.spec_hash.clone());
+                    config
+                }
                 None => layout.container_config(d),
             };
             (d.instance.clone(), config)
@@ -311,6 +316,7 @@ mod tests {
             env: BTreeMap::new(),
             publish: vec![],
             hadoop: None,
+            rollout_hash: None,
             hold_config: false,
         }
     }
@@ -345,6 +351,18 @@ mod tests {
         d.hold_config = true;
         let held = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
         assert!(plan(&held, std::slice::from_ref(&running)).is_empty(), "held config recreated the container");
+
+        // A resize is held too: the container keeps its size until its turn.
+        d.rollout_hash = Some("resized".into());
+        d.memory = Memory(2 << 30);
+        d.image = "img:2".into();
+        let held = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
+        assert!(plan(&held, std::slice::from_ref(&running)).is_empty(), "held resize recreated the container");
+        d.hold_config = false;
+        let released = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
+        assert_eq!(kinds(&plan(&released, std::slice::from_ref(&running))), ["recreate c1"]);
+        assert_eq!(released[0].1.labels.get(labels::CONFIG_HASH).map(String::as_str), Some("resized"), "labelled with the rollout hash");
+        assert_eq!(released[0].1.memory_bytes, 2 << 30);
     }
 
     fn kinds(actions: &[Action]) -> Vec<String> {

@@ -174,8 +174,14 @@ pub struct DesiredContainer {
     /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hadoop: Option<HadoopConfig>,
-    /// A newer `hadoop.files` exists but it is not this instance's turn in the rollout yet:
-    /// keep the container and the files it runs with (live files still apply).
+    /// What the container is labelled with and reported back as [`Observed::config_hash`]:
+    /// a hash of everything whose change restarts it (Hadoop files, image, resources,
+    /// command, environment, ports), so that a rollout sees who runs the newest. Set by the
+    /// orchestrator; `None` means the hash of `hadoop.files`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_hash: Option<String>,
+    /// A newer container (config, image or size) exists but it is not this instance's turn
+    /// in the rollout yet: keep the container exactly as it runs (live files still apply).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold_config: bool,
 }
@@ -224,6 +230,9 @@ pub struct InstanceHadoop {
     /// when the ResourceManager does not list it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yarn_state: Option<String>,
+    /// NodeManager: YARN containers running on it, as the ResourceManager counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<u64>,
     /// Master: `up`, or why its health could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use herd_api::hash::stable_hash;
 use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManagerHealth};
 use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
@@ -289,6 +290,17 @@ fn assess(data: &ClusterData<'_>) -> Assessed {
     Assessed { instances: a.instances.into_iter().collect(), hdfs: a.hdfs, yarn: a.yarn, conditions: a.conditions }
 }
 
+/// A hash of everything whose change restarts an instance's container: its Hadoop config
+/// files, image, size, and its pool's command, environment and ports. The agent labels the
+/// container with it and reports it back (`Observed::config_hash`), so [`releases`] rolls a
+/// resize or an image change through a cluster one instance at a time, as it does a new
+/// config (a DataNode pool resized at once would otherwise take every replica of some
+/// blocks offline together).
+pub fn rollout_hash(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> String {
+    let pool = spec.pools.get(&i.role);
+    stable_hash(&(config.files_hash(), spec.image_for(i.role), i.cpu, i.memory, pool.map(|p| (&p.command, &p.env, &p.publish))))
+}
+
 /// Whether an instance counts as healthy for a rollout: its master says so, or, for roles
 /// no master reports on, its container runs.
 pub fn healthy(role: Role, observed: Option<&Observed>, hadoop: Option<&InstanceHadoop>) -> bool {
@@ -328,7 +340,7 @@ pub fn releases(
             continue;
         }
         let observed = data.observed.get(&i.instance).copied();
-        let want = newest[&i.instance].files_hash();
+        let want = rollout_hash(data.spec, i, &newest[&i.instance]);
         let running = observed.is_some_and(|o| o.state == ContainerState::Running);
         let unhealthy = running && !healthy(i.role, observed, hadoop.get(&i.instance));
         match observed.and_then(|o| o.config_hash.as_deref()) {
@@ -430,7 +442,7 @@ mod tests {
             (held, restarting)
         };
         let healthy_all: HashMap<_, _> = dns.iter().map(|i| (i.instance.clone(), in_service())).collect();
-        let (o, n) = (old.files_hash(), new.files_hash());
+        let (o, n) = (rollout_hash(&spec, &dns[0], &old), rollout_hash(&spec, &dns[0], &new));
 
         // All on the old config: the first one is released, the others hold.
         let all_old = dns.iter().map(|i| obs(i, Some(&o), ContainerState::Running)).collect();
@@ -470,5 +482,32 @@ mod tests {
             obs(&dns[2], Some(&o), ContainerState::Running),
         ];
         assert_eq!(run(exited, healthy_all), (vec![2], vec![1]));
+    }
+
+    #[test]
+    fn a_resize_rolls_one_datanode_at_a_time() {
+        let spec: ClusterSpec = match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let before: Vec<Instance> = (0..3).map(|n| inst(Role::Datanode, n)).collect();
+        let after: Vec<Instance> = before.iter().map(|i| Instance { memory: Memory(2 << 30), ..i.clone() }).collect();
+        let same = config("same");
+        assert_ne!(rollout_hash(&spec, &before[0], &same), rollout_hash(&spec, &after[0], &same), "the size is in the hash");
+        let observed: Vec<Observed> = before.iter().map(|i| obs(i, Some(&rollout_hash(&spec, i, &same)), ContainerState::Running)).collect();
+        let hosts = HashMap::new();
+        let data = ClusterData {
+            spec: &spec,
+            instances: after.iter().collect(),
+            hosts: &hosts,
+            observed: observed.iter().map(|o| (&o.instance, o)).collect(),
+            leaving: BTreeSet::new(),
+            poll_interval_ms: 1000,
+        };
+        let newest = after.iter().map(|i| (i.instance.clone(), same.clone())).collect();
+        let healthy: HashMap<_, _> = after.iter().map(|i| (i.instance.clone(), in_service())).collect();
+        let (r, _) = releases(&data, newest, &healthy);
+        let held: Vec<u32> = after.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();
+        assert_eq!(held, [1, 2], "one DataNode restarts with its new size, the others keep theirs");
     }
 }

@@ -521,15 +521,32 @@ fn drive_lifecycle(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
         for _ in 0..4 {
             let step = ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now));
             for (instance, phase) in &step.phases {
-                if leaving.get(instance) != Some(phase) {
+                let before = leaving.get(instance);
+                if before != Some(phase) {
+                    // HDFS declared it Decommissioned (not forced) and holds every block
+                    // elsewhere: its data folders go with its container, so that nothing
+                    // stale waits for a later DataNode of the same name.
+                    let decommissioned = matches!(before, Some(Phase::Decommissioned { forced: false, .. }));
+                    let host = members.iter().find(|m| &m.instance == instance).and_then(|m| m.host.as_deref());
+                    if let (Phase::Removing, true, Some(host)) = (phase, decommissioned, host) {
+                        store::put_purge(tx, host, instance)?;
+                    }
                     info!(instance = %instance, phase = %phase, "lifecycle phase");
                     store::put_phase(tx, instance, phase)?;
                     moved = true;
                 }
             }
+            let mut leaving_next = step.phases.clone();
+            let mut done = Vec::new();
             for instance in &step.done {
+                // Its name stays taken until its data folders are gone.
+                if store::purge_pending(tx, instance)? {
+                    leaving_next.insert(instance.clone(), Phase::Removing);
+                    continue;
+                }
                 info!(instance = %instance, "left the cluster");
                 store::delete_instance(tx, instance)?;
+                done.push(instance.clone());
                 moved = true;
             }
             for c in step.conditions.iter().filter(|c| {
@@ -544,9 +561,12 @@ fn drive_lifecycle(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
                 audit::record_detail(tx, now, &change, Some(&c.message))?;
                 warn!(instance = %c.instance, kind = %c.kind, message = %c.message, "lifecycle");
             }
-            members.retain(|m| !step.done.contains(&m.instance));
-            let changed = step.changed;
-            leaving = step.phases;
+            members.retain(|m| !done.contains(&m.instance));
+            // NB: a done instance held back for its purge is no progress: stepping again at
+            // once would only find it done again.
+            let progressed = !done.is_empty() || step.phases.iter().any(|(i, p)| leaving.get(i) != Some(p));
+            let changed = step.changed && progressed;
+            leaving = leaving_next;
             if !changed {
                 break;
             }
@@ -659,6 +679,7 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
                 command,
                 env,
                 publish,
+                rollout_hash: release.map(|r| hadoop::rollout_hash(spec, i, &r.config)),
                 hadoop: release.map(|r| r.config.clone()),
                 hold_config: release.is_some_and(|r| r.hold),
             });
@@ -843,6 +864,17 @@ mod tests {
     /// A heartbeat from h1 with a container for every instance in `running`, the NameNode
     /// reporting `states` (DataNode ordinal → admin state) and the live hash it was given.
     async fn beat(state: &State, running: &[InstanceRef], states: &[(u32, &str)], live_hash: Option<String>) -> Result<HeartbeatReply> {
+        beat_purged(state, running, states, live_hash, vec![]).await
+    }
+
+    /// [`beat`], with the agent reporting the data folders of `purged` removed.
+    async fn beat_purged(
+        state: &State,
+        running: &[InstanceRef],
+        states: &[(u32, &str)],
+        live_hash: Option<String>,
+        purged: Vec<InstanceRef>,
+    ) -> Result<HeartbeatReply> {
         let nn = InstanceRef::new("t", "c", Role::Namenode, 0);
         let health = NameNodeHealth {
             datanodes: states
@@ -875,7 +907,7 @@ mod tests {
                 hadoop: if *i == nn { Some(MasterHealth::Namenode(health.clone())) } else { None },
             })
             .collect();
-        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged: vec![] }).await
+        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged }).await
     }
 
     fn nn_live_hash(reply: &HeartbeatReply) -> Option<String> {
@@ -928,10 +960,21 @@ mod tests {
         let phases = state.store.read(|c| store::leaving(c, None)).await?;
         assert!(phases.values().all(|p| *p == Phase::Removing), "{phases:?}");
 
-        // The containers are gone: forgotten, out of the exclude file.
+        // The containers are gone: their agent is told to purge their data folders (HDFS
+        // holds every block elsewhere); until it has, they stay (removing, excluded).
         let staying: Vec<InstanceRef> = (3..6).map(dn).collect();
+        let gone: Vec<InstanceRef> = (0..3).map(dn).collect();
         beat(&state, &staying, &done, hash.clone()).await?;
+        let reply = beat(&state, &staying, &done, hash.clone()).await?;
+        assert_eq!(reply.purge, gone, "decommissioned DataNodes' folders purged");
+        assert_eq!(state.store.read(|c| store::leaving(c, None)).await?.len(), 3, "forgotten before their purge");
+        let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
+        assert_eq!(nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default(), "datanode-0.c.t\ndatanode-1.c.t\ndatanode-2.c.t\n");
+
+        // Purged: forgotten, out of the exclude file.
+        beat_purged(&state, &staying, &done, hash.clone(), gone).await?;
         let reply = beat(&state, &staying, &done, hash).await?;
+        assert!(reply.purge.is_empty());
         assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
         let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
         assert_eq!(nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default(), "");

@@ -545,7 +545,8 @@ pub fn delete_phase(c: &Connection, i: &InstanceRef) -> Result<()> {
     Ok(())
 }
 
-/// Asks `host`'s agent to remove the data folders of `i` (a deleted cluster's instance).
+/// Asks `host`'s agent to remove the data folders of `i` once its container is gone (a
+/// deleted cluster's instance, or a DataNode HDFS declared `Decommissioned`).
 pub fn put_purge(c: &Connection, host: &str, i: &InstanceRef) -> Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO purge (host_id, tenant, cluster, name) VALUES (?1, ?2, ?3, ?4)",
@@ -559,6 +560,12 @@ pub fn purges(c: &Connection, host: &str) -> Result<Vec<InstanceRef>> {
     let mut stmt = c.prepare_cached("SELECT tenant, cluster, name FROM purge WHERE host_id = ?1 ORDER BY tenant, cluster, name")?;
     let rows = stmt.query_map([host], |r| Ok(InstanceRef { tenant: r.get(0)?, cluster: r.get(1)?, name: r.get(2)? }))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether some agent is still to remove the data folders of `i`.
+pub fn purge_pending(c: &Connection, i: &InstanceRef) -> Result<bool> {
+    let mut stmt = c.prepare_cached("SELECT 1 FROM purge WHERE tenant = ?1 AND cluster = ?2 AND name = ?3 LIMIT 1")?;
+    Ok(stmt.exists(params![i.tenant, i.cluster, i.name])?)
 }
 
 /// `host`'s agent removed the data folders of `i`.

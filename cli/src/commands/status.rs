@@ -97,7 +97,10 @@ pub fn hadoop(i: &InstanceStatus) -> String {
         }
     }
     if let Some(state) = &h.yarn_state {
-        parts.push(state.clone());
+        match h.containers {
+            Some(n) if n > 0 => parts.push(format!("{state} ({n} containers)")),
+            _ => parts.push(state.clone()),
+        }
     }
     if let Some(m) = &h.master {
         parts.push(if m == "up" { m.clone() } else { "unreadable".into() });

@@ -315,6 +315,7 @@ fn nodemanager(m: &Member, rm: &Reading<'_, ResourceManagerHealth>) -> InstanceH
         .max_by_key(|n| (n.state == state::RUNNING, n.last_health_update_ms.unwrap_or(0)));
     InstanceHadoop {
         yarn_state: Some(best.map_or_else(|| NOT_REGISTERED.to_string(), |n| n.state.clone())),
+        containers: best.and_then(|n| n.num_containers),
         ..InstanceHadoop::default()
     }
 }

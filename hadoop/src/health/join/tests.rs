@@ -27,6 +27,7 @@ fn nm_report(ordinal: u32, state: &str, updated: u64) -> NodeManagerReport {
         state: state.to_string(),
         last_health_update_ms: Some(updated),
         health_report: (state == "UNHEALTHY").then(|| "1/1 local-dirs are bad".to_string()),
+        num_containers: Some(u64::from(ordinal) * 2),
         ..NodeManagerReport::default()
     }
 }
@@ -94,6 +95,7 @@ fn healthy_cluster_has_no_conditions() {
     assert_eq!(dn1.hdfs_state.as_deref(), Some("In Service"), "matched case-insensitively");
     assert_eq!((dn1.live, dn1.last_contact_s, dn1.blocks), (Some(true), Some(1), Some(11)));
     assert_eq!(of(&a, Role::Nodemanager, 1).yarn_state.as_deref(), Some("RUNNING"));
+    assert_eq!(of(&a, Role::Nodemanager, 1).containers, Some(2), "YARN containers running on it");
     let hdfs = a.hdfs.unwrap_or_default();
     assert_eq!((hdfs.live_datanodes, hdfs.capacity_total, hdfs.blocks_total, hdfs.safe_mode), (3, 1000, 50, false));
     let yarn = a.yarn.unwrap_or_default();

@@ -7,7 +7,7 @@
 //!   block ever missing;
 //! - 6 → 3 → 6 before the decommission finishes: the leaving DataNodes are recommissioned
 //!   (same containers, none died, no new instances); then 6 → 3 again and a leaving
-//!   DataNode's host dies (its agent and container killed): `DecommissionBlocked` names it,
+//!   DataNode's host dies (its agent killed, its container stopped): `DecommissionBlocked` names it,
 //!   and once the host is back the decommission completes;
 //! - NodeManager drain: removed only once its containers finished; at once with
 //!   `drainTimeoutSeconds: 0`.
@@ -48,6 +48,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Result<Env> {
+        let t = Instant::now();
         require_root_docker_nft(&plan());
         let mut bed = Testbed::new(&plan());
         let api = bed.start_orchestrator_with_token(&[]).await?;
@@ -56,6 +57,7 @@ impl Env {
         let _cleanup = TenantContainers(tenant.clone());
         let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
         ensure!(code == 201, "tenant: {code} {body}");
+        eprintln!("testbed up in {:.1?}", t.elapsed());
         Ok(Env { bed, api, tenant, _cleanup })
     }
 
@@ -222,7 +224,7 @@ configOverrides:
     yarn.nm.liveness-monitor.expiry-interval-ms: '20000'
 pools:
   resourcemanager: {{replicas: 1, cpu: 250m, memory: 512Mi}}
-  nodemanager: {{replicas: {nodemanagers}, cpu: '1', memory: 1Gi, lifecycle: {{drainTimeoutSeconds: {drain_timeout_s}}}}}
+  nodemanager: {{replicas: {nodemanagers}, cpu: '2', memory: 2Gi, lifecycle: {{drainTimeoutSeconds: {drain_timeout_s}}}}}
 "
     )
 }
@@ -245,7 +247,7 @@ impl Env {
         let node = format!("nodemanager-1.{CLUSTER}.{}:8041", self.tenant);
         let (code, out) = exec(
             &self.container("resourcemanager-0"),
-            &format!("yarn herd-double-sleep -nodes {node} -containers {containers} -duration {seconds}"),
+            &format!("yarn herd-double-sleep -nodes {node} -containers {containers} -duration {seconds} -memory 256"),
         );
         ensure!(code == 0, "herd-double-sleep: {code} {out}");
         Ok(())
@@ -448,14 +450,24 @@ async fn scale_up_recommissions_and_a_dead_leaving_datanode_blocks_with_advice()
             .host_index(&host)
             .ok_or_else(|| anyhow::anyhow!("{victim} on unknown host {host}"))?;
         env.bed.kill_agent(n);
-        let (ok, out) = herd_tests::netbed::sh("docker", &["kill", &env.container(&victim)]);
-        ensure!(ok, "docker kill {victim}: {out}");
+        // NB: `docker stop`, not `docker kill`: Docker's own restart policy (unless-stopped)
+        // restarts a container killed by a signal other than its stop signal.
+        let (ok, out) = herd_tests::netbed::sh("docker", &["stop", "-t", "1", &env.container(&victim)]);
+        ensure!(ok, "docker stop {victim}: {out}");
         let killed = Instant::now();
-        let s = wait_for("DecommissionBlocked", Duration::from_secs(90), || async {
+        let s = match wait_for("DecommissionBlocked", Duration::from_secs(90), || async {
             let s = env.status().await?;
             Ok(has_condition(&s, "DecommissionBlocked").then_some(s))
         })
-        .await?;
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let s = env.status().await?;
+                let v = instances(&s, "datanode").into_iter().find(|i| i["instance"]["name"] == victim.as_str()).cloned();
+                bail!("{e}\n{victim}: {}\nconditions: {}\nhdfs: {}", json!(v), s["conditions"], s["hdfs"]);
+            }
+        };
         let blocked: Vec<&Value> = s["conditions"]
             .as_array()
             .map(|c| {

@@ -367,7 +367,9 @@ pub fn releases(
     for (instance, config) in newest {
         let hold = (candidates.contains(&instance) && Some(&instance) != released.as_ref())
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
-        if hold {
+        // NB: a leaving instance is held whatever its config, but it is not waiting for a
+        // rollout (it never restarts): only held candidates show `waiting`.
+        if hold && candidates.contains(&instance) {
             phases.insert(instance.clone(), "waiting");
         } else if Some(&instance) == released.as_ref() {
             phases.insert(instance.clone(), "restarting");
@@ -504,10 +506,17 @@ mod tests {
             leaving: BTreeSet::new(),
             poll_interval_ms: 1000,
         };
-        let newest = after.iter().map(|i| (i.instance.clone(), same.clone())).collect();
+        let newest: HashMap<InstanceRef, HadoopConfig> = after.iter().map(|i| (i.instance.clone(), same.clone())).collect();
         let healthy: HashMap<_, _> = after.iter().map(|i| (i.instance.clone(), in_service())).collect();
-        let (r, _) = releases(&data, newest, &healthy);
+        let (r, _) = releases(&data, newest.clone(), &healthy);
         let held: Vec<u32> = after.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();
         assert_eq!(held, [1, 2], "one DataNode restarts with its new size, the others keep theirs");
+
+        // A leaving DataNode keeps its container and is not shown waiting for a rollout.
+        let data = ClusterData { leaving: BTreeSet::from([after[0].instance.clone()]), ..data };
+        let (r, phases) = releases(&data, newest, &healthy);
+        assert!(r[&after[0].instance].hold);
+        assert_eq!(phases.get(&after[0].instance), None, "leaving, not waiting");
+        assert_eq!(phases.get(&after[1].instance), Some(&"restarting"));
     }
 }

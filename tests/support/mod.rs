@@ -228,7 +228,13 @@ where
     let mut last_err = None;
     while start.elapsed() < timeout {
         match f().await {
-            Ok(Some(v)) => return Ok(v),
+            Ok(Some(v)) => {
+                // Where a slow test spends its time, in its output.
+                if start.elapsed() > Duration::from_secs(3) {
+                    eprintln!("waited {:.1?} for {what}", start.elapsed());
+                }
+                return Ok(v);
+            }
             Ok(None) => {}
             Err(e) => last_err = Some(e),
         }

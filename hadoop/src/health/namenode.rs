@@ -212,14 +212,22 @@ fn datanodes(info: &Obj<'_>) -> Result<Vec<DataNodeReport>> {
             let entry_path = format!("{path}.{name}");
             let e = Obj::new(ANSWER, &entry_path, entry)?;
             let under = e.u64("underReplicatedBlocks")?;
-            match out.iter_mut().find(|d| d.live && &d.name == name) {
+            // NB: a decommissioning DataNode may be live or dead (`DatanodeManager.
+            // getDecommissioningNodes`): its entry keeps the liveness its list gave it, so a
+            // DataNode that died mid-decommission is seen dead, not revived by this list.
+            let entry = match out.iter().position(|d| d.live && &d.name == name) {
+                Some(i) => Some(i),
+                None => out.iter().position(|d| &d.name == name),
+            };
+            match entry.and_then(|i| out.get_mut(i)) {
                 Some(d) => d.decommission_under_replicated = under,
                 None => out.push(DataNodeReport {
                     name: name.clone(),
                     hostname: host_of(name).to_string(),
                     xfer_addr: e.str("xferaddr")?.map(str::to_string),
                     admin_state: Some(DECOMMISSION_IN_PROGRESS.to_string()),
-                    // NB: the NameNode lists only live DataNodes as decommissioning.
+                    // In neither list (not seen in a real NameNode): taken as live, so
+                    // that it is not blamed for a death nobody reported.
                     live: true,
                     decommission_under_replicated: under,
                     ..DataNodeReport::default()

@@ -99,8 +99,9 @@ fn info(fields: &str) -> String {
 #[test]
 fn dead_and_decommissioning_nodes() {
     let live = r#"{\"dn-1.c.t:9866\":{\"adminState\":\"Decommission In Progress\",\"lastContact\":1,\"numBlocks\":9},\"dn-2.c.t:9866\":{\"adminState\":\"In Service\",\"lastContact\":0,\"numBlocks\":7}}"#;
-    let dead = r#"{\"dn-3.c.t:9866\":{\"lastContact\":700,\"decommissioned\":false,\"xferaddr\":\"10.0.0.3:9866\"},\"dn-4.c.t:9866\":{\"lastContact\":900,\"decommissioned\":true}}"#;
-    let decom = r#"{\"dn-1.c.t:9866\":{\"underReplicatedBlocks\":4,\"decommissionOnlyReplicas\":0,\"underReplicateInOpenFiles\":0},\"dn-5.c.t:9866\":{\"underReplicatedBlocks\":2}}"#;
+    let dead = r#"{\"dn-3.c.t:9866\":{\"lastContact\":700,\"decommissioned\":false,\"xferaddr\":\"10.0.0.3:9866\"},\"dn-4.c.t:9866\":{\"lastContact\":900,\"decommissioned\":true},\"dn-6.c.t:9866\":{\"lastContact\":30,\"decommissioned\":false,\"adminState\":\"Decommission In Progress\"}}"#;
+    // A decommissioning DataNode may be live or dead (DatanodeManager.getDecommissioningNodes).
+    let decom = r#"{\"dn-1.c.t:9866\":{\"underReplicatedBlocks\":4,\"decommissionOnlyReplicas\":0,\"underReplicateInOpenFiles\":0},\"dn-5.c.t:9866\":{\"underReplicatedBlocks\":2},\"dn-6.c.t:9866\":{\"underReplicatedBlocks\":11}}"#;
     let h = ok(&[&info(&format!(
         r#""Safemode":"Safe mode is ON. The reported blocks 3 needs additional 2 blocks.","Version":"2.10.2, r123","LiveNodes":"{live}","DeadNodes":"{dead}","DecomNodes":"{decom}""#
     ))]);
@@ -108,16 +109,18 @@ fn dead_and_decommissioning_nodes() {
     assert_eq!(h.safe_mode_reason.as_deref(), Some("Safe mode is ON. The reported blocks 3 needs additional 2 blocks."));
     assert_eq!(h.version.as_deref(), Some("2.10.2"));
     let names: Vec<&str> = h.datanodes.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["dn-1.c.t:9866", "dn-2.c.t:9866", "dn-3.c.t:9866", "dn-4.c.t:9866", "dn-5.c.t:9866"]);
+    assert_eq!(names, ["dn-1.c.t:9866", "dn-2.c.t:9866", "dn-3.c.t:9866", "dn-4.c.t:9866", "dn-6.c.t:9866", "dn-5.c.t:9866"]);
     let d1 = &h.datanodes[0];
     assert_eq!((d1.admin_state.as_deref(), d1.decommission_under_replicated), (Some(DECOMMISSION_IN_PROGRESS), Some(4)));
     let d3 = &h.datanodes[2];
     assert_eq!((d3.live, d3.admin_state.as_deref(), d3.last_contact_s), (false, None, Some(700)));
     assert_eq!(d3.xfer_addr.as_deref(), Some("10.0.0.3:9866"));
     assert_eq!(h.datanodes[3].admin_state.as_deref(), Some(DECOMMISSIONED));
-    let d5 = &h.datanodes[4];
+    let d6 = &h.datanodes[4];
+    assert_eq!((d6.live, d6.admin_state.as_deref(), d6.decommission_under_replicated), (false, Some(DECOMMISSION_IN_PROGRESS), Some(11)), "died mid-decommission: still dead");
+    let d5 = &h.datanodes[5];
     assert_eq!((d5.live, d5.admin_state.as_deref(), d5.decommission_under_replicated), (true, Some(DECOMMISSION_IN_PROGRESS), Some(2)));
-    assert_eq!((h.live_datanodes, h.dead_datanodes, h.decommissioning_datanodes), (3, 2, 2));
+    assert_eq!((h.live_datanodes, h.dead_datanodes, h.decommissioning_datanodes), (3, 3, 3));
 }
 
 #[test]

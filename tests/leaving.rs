@@ -30,7 +30,7 @@ const CLUSTER: &str = "lv";
 
 /// Disjoint from the other multi-host tests' addresses.
 fn plan() -> Plan {
-    six_hosts("10.221.0", "10.222.0.0/16")
+    six_hosts("10.229.0", "10.230.0.0/16")
 }
 
 /// HDFS only. `slow`: the NameNode schedules one re-replication per live DataNode a second,
@@ -494,7 +494,16 @@ async fn scale_up_recommissions_and_a_dead_leaving_datanode_blocks_with_advice()
 
         // The host comes back: its agent restarts the DataNode, which finishes its decommission.
         env.bed.start_agent(n)?;
-        let s = env.settled("datanode", 3, Duration::from_secs(240)).await?;
+        let s = match env.settled("datanode", 3, Duration::from_secs(120)).await {
+            Ok(s) => s,
+            Err(e) => {
+                let s = env.status().await?;
+                let leaving: Vec<Value> = instances(&s, "datanode").into_iter().filter(|i| !i["leaving"].is_null()).map(|i| json!([i["instance"]["name"], i["hadoop"], i["leaving"], i["observed"]["state"]])).collect();
+                let (_, nn_log) = herd_tests::netbed::sh("docker", &["logs", "--tail", "60", &env.container("namenode-0")]);
+                let (_, dn_log) = herd_tests::netbed::sh("docker", &["logs", "--tail", "30", &env.container(&victim)]);
+                bail!("{e}\nleaving: {}\nconditions: {}\nhdfs: {}\n--- namenode log\n{nn_log}\n--- {victim} log\n{dn_log}", json!(leaving), s["conditions"], s["hdfs"]);
+            }
+        };
         ensure!(
             !has_condition(&s, "DecommissionBlocked"),
             "still blocked: {}",

@@ -35,7 +35,8 @@ pub fn six_hosts(underlay: &'static str, cluster_cidr: &'static str) -> Plan {
 /// re-replication and decommission checked every second. `multiplier`: re-replications the
 /// NameNode schedules per live DataNode a second (`dfs.namenode.replication.work.multiplier.
 /// per.iteration`; 1 makes a decommission slow enough to interrupt); `max_streams`: how many
-/// a DataNode may run at once.
+/// a DataNode may run at once. A re-replication whose source or target died is retried after
+/// 10 s instead of Hadoop's 5 minutes (`dfs.namenode.reconstruction.pending.timeout-sec`).
 pub fn hdfs_spec(tenant: &str, cluster: &str, datanodes: u32, multiplier: u32, max_streams: u32) -> String {
     format!(
         "tenant: {tenant}
@@ -55,6 +56,7 @@ configOverrides:
     dfs.namenode.replication.work.multiplier.per.iteration: '{multiplier}'
     dfs.namenode.replication.max-streams: '{max_streams}'
     dfs.namenode.decommission.interval: '1'
+    dfs.namenode.reconstruction.pending.timeout-sec: '10'
 pools:
   namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
   datanode: {{replicas: {datanodes}, cpu: 100m, memory: 256Mi}}

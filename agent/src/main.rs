@@ -22,7 +22,7 @@ use tracing::info;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(|| herd_api::daemon_log::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::resolve(Args::parse())?;

@@ -1,5 +1,6 @@
 //! herd's shared vocabulary: the cluster spec users write, the wire types the orchestrator,
-//! agents and CLI exchange, and their validation. Pure: no I/O, no async.
+//! agents and CLI exchange, and their validation. Pure: no I/O (but [`daemon_log`]'s
+//! stderr writer), no async.
 //!
 //! # Layout
 //! - [`spec`]: `ClusterSpec` and its pools, as written in YAML or JSON.
@@ -15,8 +16,10 @@
 //! - [`lifecycle`]: phases of DataNodes and NodeManagers leaving a pool (decommission,
 //!   drain), their per-pool settings, status and conditions.
 //! - [`hash`]: the one stable hash of herd's values (container specs, rendered config).
+//! - [`daemon_log`]: the daemons' own log writer, which never fails the process.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
 
+pub mod daemon_log;
 pub mod hadoop;
 pub mod hash;
 pub mod lifecycle;

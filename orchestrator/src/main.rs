@@ -1,5 +1,6 @@
 //! `herd-orchestrator`: parse config, open the store, make the first admin token, serve, shut
-//! down on SIGTERM/SIGINT. `herd-orchestrator openapi` prints the API's OpenAPI document.
+//! down on SIGTERM/SIGINT (open requests get 30 s). Its own log lines go to stderr and a
+//! failed write never stops it (`herd_api::daemon_log`). `herd-orchestrator openapi` prints the API's OpenAPI document.
 
 use std::io::IsTerminal;
 
@@ -10,13 +11,16 @@ use herd_orchestrator::state::State;
 use herd_orchestrator::store::Store;
 use herd_orchestrator::http;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
+
+/// How long a SIGTERM waits for open requests before cutting them.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(|| herd_api::daemon_log::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
@@ -37,15 +41,22 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     // NB: the one line on stdout; scripts and tests read the bound address from it.
-    println!("herd-orchestrator listening on http://{addr}");
+    herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on http://{addr}"));
     info!(%addr, store = %config.store.display(), "serving");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("HTTP server failed")?;
+    let serve = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Open requests get SHUTDOWN_DEADLINE to finish; followed logs (`herd logs -f`) never
+    // finish by themselves, so they are cut then.
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(serve) => served.context("HTTP server failed")?,
+        () = deadline => warn!(deadline = ?SHUTDOWN_DEADLINE, "open requests and log streams cut at the shutdown deadline"),
+    }
     info!("stopped");
     Ok(())
 }

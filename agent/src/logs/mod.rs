@@ -148,7 +148,10 @@ impl Logs {
 
     /// Conditions to report on the host's status (e.g. a full log disk).
     pub fn conditions(&self) -> Vec<String> {
-        self.inner.ctx.status.conditions()
+        let mut out = self.inner.ctx.status.conditions();
+        // The agent's own log lines: lost ones are counted, never fatal.
+        out.extend(herd_api::daemon_log::condition());
+        out
     }
 
     /// The log root.

@@ -1,0 +1,102 @@
+//! herd's daemons under faults of their surroundings, with the real binaries:
+//! - stderr on a full disk (`/dev/full`: every write fails with ENOSPC): the orchestrator
+//!   answers every request and still stops on SIGTERM; the agent keeps registering and
+//!   heartbeating, and reports the lost log lines as a host condition.
+//!
+//! Needs the Docker engine (the agent); fails, never skips, without it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use herd_tests::{Api, Proc, bins, docker, unique, wait_for};
+use serde_json::json;
+
+fn dev_full() -> std::fs::File {
+    OpenOptions::new().write(true).open("/dev/full").expect("/dev/full")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_keep_serving_when_stderr_cannot_be_written() -> Result<()> {
+    docker();
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("orchestrator");
+    let mut child = Command::new(bins().join("herd-orchestrator"))
+        .args(["--data-dir", &data.display().to_string(), "--listen", "127.0.0.1:0", "--heartbeat-interval", "500ms"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(dev_full())
+        .spawn()
+        .context("cannot start herd-orchestrator")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let mut orchestrator = Proc { child, log: "/dev/full".into() };
+    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    ensure!(url.starts_with("http://"), "the orchestrator did not start with stderr on a full disk: {line:?}");
+    let admin = std::fs::read_to_string(data.join("admin.token"))?.trim().to_string();
+    let api = Api::new(&url).with_token(&admin);
+
+    // Requests that log (debug level: every one): all answered.
+    for n in 0..20 {
+        let tenant = unique("full");
+        let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
+        ensure!(code == 201, "request {n}: {code} {body}");
+        let (code, body) = api.get(&format!("/v1/tenants/{tenant}")).await?;
+        ensure!(code == 200, "request {n}: {code} {body}");
+    }
+    let (code, _) = api.post("/v1/tenants", json!({ "name": "Not A Name" })).await?;
+    ensure!(code == 422, "a refused request is answered too: {code}");
+
+    // An agent whose stderr is full too keeps heartbeating and says so.
+    let host = unique("full-host");
+    let (code, created) = api.post("/v1/tokens", json!({ "scope": "agent", "host": host })).await?;
+    ensure!(code == 201, "agent token: {code} {created}");
+    let token = created["secret"].as_str().context("no secret")?.to_string();
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let child = Command::new(bins().join("herd-agent"))
+        .args(["--orchestrator", &url, "--host-id", &host, "--data-dir", &agent_dir.display().to_string()])
+        .args(["--cpus", "2", "--memory", "2Gi", "--network", "none", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .env("HERD_TOKEN", &token)
+        .stdout(Stdio::null())
+        .stderr(dev_full())
+        .spawn()
+        .context("cannot start herd-agent")?;
+    let mut agent = Proc { child, log: "/dev/full".into() };
+    let conditions = wait_for("the agent's host ready, reporting LogWriteFailed", Duration::from_secs(30), || async {
+        let (code, hosts) = api.get("/v1/hosts").await?;
+        ensure!(code == 200, "hosts: {code} {hosts}");
+        let h = hosts["items"].as_array().and_then(|a| a.iter().find(|h| h["info"]["id"] == host.as_str())).cloned();
+        let ready = h.as_ref().is_some_and(|h| h["state"] == "ready");
+        let conditions = h.map(|h| h["conditions"].to_string()).unwrap_or_default();
+        Ok((ready && conditions.contains("LogWriteFailed")).then_some(conditions))
+    })
+    .await?;
+    ensure!(agent.child.try_wait()?.is_none(), "the agent exited");
+    eprintln!("agent condition: {conditions}");
+
+    // SIGTERM still stops the orchestrator, at once (nothing is open).
+    let pid = orchestrator.child.id().to_string();
+    ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill -TERM {pid}");
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = orchestrator.child.try_wait()? {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            bail!("the orchestrator ignored SIGTERM for 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    ensure!(status.success(), "the orchestrator stopped with {status}");
+    eprintln!("orchestrator stopped {:?} after SIGTERM", sent.elapsed());
+    agent.kill();
+    Ok(())
+}

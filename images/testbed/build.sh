@@ -7,7 +7,8 @@
 #                              glibc libraries ldd lists, /etc/nsswitch.conf (hosts: files) and
 #                              /bin/hdfs, /bin/yarn symlinks; command `hadoop-double daemon`
 # Idempotent: each image carries a herd.testbed.hash label over its inputs (the busybox .deb,
-# this script, roles/Dockerfile, the binary and its libraries) and is rebuilt only when they change.
+# this script, roles/Dockerfile, the double's sources, lock file, compiler and C library) and
+# is rebuilt only when they change; when every image is current nothing is compiled.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,6 +72,29 @@ else
     trap - EXIT
 fi
 
+# A role image's hash covers the base's and what the doubles' binary is built from (its
+# sources, the workspace manifest and lock file, the compiler, the C library), not the binary
+# itself: a debug binary embeds its checkout's path, and two checkouts of one source sharing
+# this engine would otherwise rebuild each other's images on every test start.
+src_hash=$( {
+    cat "$repo/Cargo.toml" "$repo/Cargo.lock" "$here/roles/Dockerfile"
+    rustc -V
+    ldd --version 2>&1 | head -1
+    (cd "$repo/tests/double" && find Cargo.toml src -type f | LC_ALL=C sort | xargs sha256sum)
+} | hash)
+role_hash=$( { echo "$base_hash"; echo "$src_hash"; } | hash)
+stale=()
+for role in "${roles[@]}"; do
+    if [[ $(label "herd/$role:testbed") == "$role_hash" ]]; then
+        say "herd/$role:testbed up to date"
+    else
+        stale+=("$role")
+    fi
+done
+if [[ ${#stale[@]} == 0 ]]; then
+    exit 0
+fi
+
 # The doubles' binary, staged with the libraries it links (kept at their paths) so it runs on
 # the busybox base. Staged under the lock: a concurrent cargo build cannot change it under us.
 say "building hadoop-double (cargo build -p herd-hadoop-double --locked)"
@@ -87,15 +111,9 @@ done
 echo "hosts: files" >"$ctx/rootfs/etc/nsswitch.conf"
 cp "$here/roles/Dockerfile" "$ctx/Dockerfile"
 
-# A role image's hash covers the base's, so a new base rebuilds every role.
-role_hash=$( { echo "$base_hash"; cat "$here/roles/Dockerfile"; (cd "$ctx/rootfs" && find . -type f | sort | xargs sha256sum); } | hash)
 built=0
-for role in "${roles[@]}"; do
+for role in "${stale[@]}"; do
     tag=herd/$role:testbed
-    if [[ $(label "$tag") == "$role_hash" ]]; then
-        say "$tag up to date"
-        continue
-    fi
     say "building $tag"
     # The builder chatters on stderr (a deprecation notice); show its output only on failure.
     if ! out=$(docker build -q --force-rm --build-arg ROLE="$role" --build-arg HASH="$role_hash" -t "$tag" "$ctx" 2>&1); then

@@ -3,6 +3,10 @@
 //!   answers every request and still stops on SIGTERM; the agent keeps registering and
 //!   heartbeating, and reports the lost log lines as a host condition.
 //!
+//! - the CLI's answer lost on the way back (a proxy that forwards the request and cuts the
+//!   connection before the answer): `herd scale` retries, then reads the cluster and says
+//!   `APPLIED`; with no orchestrator at all it says `UNKNOWN` and how to check.
+//!
 //! Needs the Docker engine (the agent); fails, never skips, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -13,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use herd_tests::{Api, Proc, bins, docker, unique, wait_for};
+use herd_tests::{Api, Orchestrator, Proc, bins, docker, free_port, unique, wait_for};
 use serde_json::json;
 
 fn dev_full() -> std::fs::File {
@@ -98,5 +102,80 @@ async fn daemons_keep_serving_when_stderr_cannot_be_written() -> Result<()> {
     ensure!(status.success(), "the orchestrator stopped with {status}");
     eprintln!("orchestrator stopped {:?} after SIGTERM", sent.elapsed());
     agent.kill();
+    Ok(())
+}
+
+/// A TCP proxy to `upstream` that cuts the first `cut` connections once the answer starts
+/// coming back (the request reached the server; its answer never reaches the client), and
+/// passes the others through. Returns its port and the count of connections it took.
+async fn lossy_proxy(upstream: String, cut: usize) -> Result<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                if n >= cut {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    return;
+                }
+                let (mut from_client, _to_client) = client.split();
+                let (mut from_server, mut to_server) = server.split();
+                let forward = tokio::io::copy(&mut from_client, &mut to_server);
+                let mut answer = [0u8; 64];
+                // The answer's first bytes mean the server has done the work: cut here.
+                tokio::select! {
+                    _ = forward => {}
+                    _ = from_server.read(&mut answer) => {}
+                }
+            });
+        }
+    });
+    Ok((port, seen))
+}
+
+fn herd(server: &str, token: &str, args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new(bins().join("herd")).env("HERD_TOKEN", token).args(["--server", server]).args(args).output()?;
+    Ok((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tells_whether_a_write_whose_answer_was_lost_was_applied() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    let api = orch.api();
+    let tenant = unique("lost");
+    let spec = format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n");
+    api.create_tenant_and_cluster(&tenant, "c", &spec).await?;
+    let upstream = orch.url.trim_start_matches("http://").to_string();
+
+    // Every answer to the scale is lost (the first try and its 3 retries); the read after it
+    // gets through and shows the change applied.
+    let (port, seen) = lossy_proxy(upstream, 4).await?;
+    let proxy = format!("http://127.0.0.1:{port}");
+    let token = orch.admin.clone();
+    let args = ["scale".to_string(), format!("{tenant}/c"), "datanode=3".to_string()];
+    let cli = move || herd(&proxy, &token, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, out) = tokio::task::spawn_blocking(cli).await??;
+    eprintln!("{out}");
+    ensure!(ok, "herd scale failed although the change was applied: {out}");
+    ensure!(out.contains("APPLIED"), "does not say it was applied: {out}");
+    ensure!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 5, "not retried: {} connections", seen.load(std::sync::atomic::Ordering::SeqCst));
+    let (code, c) = api.get(&format!("/v1/tenants/{tenant}/clusters/c")).await?;
+    ensure!(code == 200 && c["spec"]["pools"]["datanode"]["replicas"] == 3, "not scaled: {code} {c}");
+
+    // No orchestrator at all: unknown, with the command to check.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let (ok, out) = herd(&nowhere, &orch.admin, &["scale", &format!("{tenant}/c"), "datanode=2"])?;
+    eprintln!("{out}");
+    ensure!(!ok, "succeeded without an orchestrator: {out}");
+    ensure!(out.contains("UNKNOWN") && out.contains(&format!("herd status {tenant}/c")), "does not say it is unknown and how to check: {out}");
     Ok(())
 }

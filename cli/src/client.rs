@@ -25,9 +25,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Items asked for per page when following a list.
 const PAGE: u32 = 500;
 
-/// How often a `POST` with an `Idempotency-Key` is sent again when the orchestrator could
-/// not be reached (the key makes the retry safe).
-const POST_ATTEMPTS: u32 = 3;
+/// How often a write is sent again, with the same `Idempotency-Key`, when its answer is lost
+/// (the orchestrator could not be reached, or the connection dropped before the answer). Every
+/// write the CLI sends is safe to repeat: `POST`s by their key, `PUT`/`PATCH` because they
+/// set absolute values, `DELETE` because a second one finds nothing to delete.
+const WRITE_RETRIES: usize = 3;
 
 /// A client of one orchestrator.
 pub struct Client {
@@ -80,6 +82,29 @@ impl fmt::Display for Unreachable {
 }
 
 impl std::error::Error for Unreachable {}
+
+/// A write whose every answer was lost: the orchestrator may or may not have applied it.
+/// The command that sent it says which, when it can find out (e.g. by reading the cluster).
+#[derive(Debug)]
+pub struct Unconfirmed {
+    pub attempts: usize,
+    pub cause: Unreachable,
+}
+
+impl fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sent {} times, no answer came back: {}", self.attempts, self.cause)
+    }
+}
+
+impl std::error::Error for Unconfirmed {}
+
+/// A write's answer, and how many times it was sent.
+struct Sent {
+    status: StatusCode,
+    body: Vec<u8>,
+    attempts: usize,
+}
 
 /// A body to send and its content type.
 struct Body {
@@ -134,8 +159,8 @@ impl Client {
 
     /// `PUT /v1/tenants/{t}/quota`.
     pub async fn set_quota(&self, name: &str, quota: Quota) -> Result<Tenant> {
-        let body = json_body(&UpdateQuota { quota })?;
-        Ok(self.call(Method::PUT, &format!("/v1/tenants/{name}/quota"), Some(body)).await?.1)
+        let request = UpdateQuota { quota };
+        Ok(self.write_call(Method::PUT, &format!("/v1/tenants/{name}/quota"), || json_body(&request).map(Some)).await?.1)
     }
 
     /// `DELETE /v1/tenants/{t}`.
@@ -191,29 +216,53 @@ impl Client {
         }
     }
 
-    /// A `POST` with an `Idempotency-Key`, sent again with the same key when the
-    /// orchestrator could not be reached, so a lost answer never makes two of a thing.
+    /// A `POST` with an `Idempotency-Key`, sent again with the same key when its answer is
+    /// lost, so a lost answer never makes two of a thing.
     async fn post_once<Req: serde::Serialize, T: DeserializeOwned>(&self, path: &str, request: &Req) -> Result<(StatusCode, T)> {
+        let sent = self.write(Method::POST, path, || json_body(request).map(Some)).await?;
+        Ok((sent.status, decode(&Method::POST, path, sent.status, &sent.body, self.token.is_some())?))
+    }
+
+    /// Sends a write with an `Idempotency-Key` and retries it, same key and body, with
+    /// exponential backoff and jitter while its answer is lost; [`Unconfirmed`] when every
+    /// answer was.
+    async fn write(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>) -> Result<Sent> {
+        use backon::{ExponentialBuilder, Retryable};
         let key = idempotency_key();
-        let mut attempt = 1;
-        loop {
-            let body = json_body(request)?;
-            let sent = self.send_with(Method::POST, path, Some(body), Some(&key)).await;
-            match sent {
-                Err(e) if e.is::<Unreachable>() && attempt < POST_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
-                Ok((status, bytes)) => return Ok((status, decode(&Method::POST, path, status, &bytes, self.token.is_some())?)),
-            }
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(WRITE_RETRIES)
+            .with_jitter();
+        let send = || async {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.send_with(method.clone(), path, body()?, Some(&key)).await
+        };
+        let answer = send.retry(policy).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
+        let attempts = attempts.into_inner();
+        match answer {
+            Ok((status, body)) => Ok(Sent { status, body, attempts }),
+            Err(e) => match e.downcast::<Unreachable>() {
+                Ok(cause) => Err(Unconfirmed { attempts, cause }.into()),
+                Err(e) => Err(e),
+            },
         }
     }
 
+    /// A write that decodes a successful answer.
+    async fn write_call<T: DeserializeOwned>(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>) -> Result<(StatusCode, T)> {
+        let sent = self.write(method.clone(), path, body).await?;
+        Ok((sent.status, decode(&method, path, sent.status, &sent.body, self.token.is_some())?))
+    }
+
+    /// A `DELETE` (retried as a write): success, or the refusal. A 404 to a retry means an
+    /// earlier attempt deleted it and its answer was lost.
     async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
-        let (status, body) = self.send(method, path, None).await?;
-        if !status.is_success() {
-            return Err(refused(status, &body, self.token.is_some()));
+        let sent = self.write(method, path, || Ok(None)).await?;
+        let gone_earlier = sent.attempts > 1 && sent.status == StatusCode::NOT_FOUND;
+        if !sent.status.is_success() && !gone_earlier {
+            return Err(refused(sent.status, &sent.body, self.token.is_some()));
         }
         Ok(())
     }
@@ -231,13 +280,8 @@ impl Client {
     /// `PUT /v1/tenants/{t}/clusters/{c}` with the spec as written: the cluster, and whether
     /// it was created (rather than updated or unchanged).
     pub async fn apply(&self, cluster: &ClusterRef, spec: String) -> Result<(ClusterStatus, bool)> {
-        let body = Body {
-            content_type: "application/yaml",
-            text: spec,
-        };
-        let (status, applied) = self
-            .call(Method::PUT, &cluster_path(cluster), Some(body))
-            .await?;
+        let body = || Ok(Some(Body { content_type: "application/yaml", text: spec.clone() }));
+        let (status, applied) = self.write_call(Method::PUT, &cluster_path(cluster), body).await?;
         Ok((applied, status == StatusCode::CREATED))
     }
 
@@ -253,9 +297,8 @@ impl Client {
             replicas: Replicas(replicas),
             force,
         };
-        let body = json_body(&request)?;
         let path = format!("{}/pools/{pool}", cluster_path(cluster));
-        Ok(self.call(Method::PATCH, &path, Some(body)).await?.1)
+        Ok(self.write_call(Method::PATCH, &path, || json_body(&request).map(Some)).await?.1)
     }
 
     /// `DELETE /v1/tenants/{t}/clusters/{c}`, with `?purgeData=true` when `purge_data`.

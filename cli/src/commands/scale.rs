@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
+use herd_api::wire::ClusterStatus;
 
 use super::{status, wait};
 use crate::args::{ClusterRef, PoolReplicas};
-use crate::client::Client;
+use crate::client::{Client, Unconfirmed};
 use crate::output::{self, Format};
 
 pub async fn run(
@@ -19,10 +20,11 @@ pub async fn run(
 ) -> Result<()> {
     let mut last = None;
     for p in pools {
-        let after = client
-            .scale(cluster, p.pool, p.replicas, force)
-            .await
-            .with_context(|| format!("scaling {cluster} {} to {}", p.pool, p.replicas))?;
+        let after = match client.scale(cluster, p.pool, p.replicas, force).await {
+            Ok(after) => after,
+            Err(e) if e.is::<Unconfirmed>() => confirm(client, cluster, p, &e).await?,
+            Err(e) => return Err(e.context(format!("scaling {cluster} {} to {}", p.pool, p.replicas))),
+        };
         output::note(
             out,
             &format!("scaled {cluster} {} to {}", p.pool, p.replicas),
@@ -47,5 +49,31 @@ pub async fn run(
         ),
         None if out != Format::Table => status::print(out, &after),
         None => Ok(()),
+    }
+}
+
+/// Every answer to the scale was lost: reads the cluster to tell whether it was applied, and
+/// says so plainly, with what to do next.
+async fn confirm(client: &Client, cluster: &ClusterRef, p: &PoolReplicas, lost: &anyhow::Error) -> Result<ClusterStatus> {
+    let what = format!("scaling {cluster} {} to {}", p.pool, p.replicas);
+    match client.cluster(cluster).await {
+        Ok(Some(c)) => match c.spec.pools.get(&p.pool).map(|pool| pool.replicas.0) {
+            Some(n) if n == p.replicas => {
+                eprintln!("{what}: APPLIED (the answer was lost: {lost}; reading the cluster shows {n} replicas)");
+                Ok(c)
+            }
+            n => bail!(
+                "{what}: NOT APPLIED ({lost}); the cluster has {} {} replicas: run the same command again",
+                n.unwrap_or(0),
+                p.pool
+            ),
+        },
+        Ok(None) => bail!("{what}: NOT APPLIED ({lost}); {cluster} does not exist (`herd apply` it first)"),
+        Err(e) => bail!(
+            "{what}: UNKNOWN whether it was applied ({lost}), and reading the cluster failed too ({e:#}); once the \
+             orchestrator answers, check with `herd status {cluster}` and run the command again if the pool does not have \
+             {} replicas",
+            p.replicas
+        ),
     }
 }

@@ -171,6 +171,9 @@ pub struct DesiredContainer {
     /// Ports published on the host's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PortSpec>,
+    /// Linux capabilities an admin granted the pool beyond herd's reduced default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
     /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hadoop: Option<HadoopConfig>,

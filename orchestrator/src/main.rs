@@ -42,7 +42,10 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    axum::serve(listener, http::router(state))
+    let mut ports = config.publish_ports.clone();
+    ports.reserved.insert(addr.port());
+    let app = http::router(state).layer(axum::Extension(ports));
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("HTTP server failed")?;

@@ -649,6 +649,7 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
             }
             let command = pool.and_then(|p| p.command.clone());
             let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
+            let cap_add = pool.map(|p| p.capabilities.add.clone()).unwrap_or_default();
             let release = outcome.releases.get(&i.instance);
             out.push(DesiredContainer {
                 image: image.to_string(),
@@ -659,6 +660,7 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
                 command,
                 env,
                 publish,
+                cap_add,
                 hadoop: release.map(|r| r.config.clone()),
                 hold_config: release.is_some_and(|r| r.hold),
             });

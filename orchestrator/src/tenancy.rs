@@ -171,6 +171,9 @@ impl State {
         }
         match (req.scope, &req.host) {
             (Scope::Agent, Some(h)) => herd_api::names::check_host_id(h).map_err(|m| Error::invalid("host", m))?,
+            (Scope::Agent, None) => {
+                return Err(Error::invalid("host", "an agent token speaks for one host: name it (`herd tokens create --agent --host H`)"));
+            }
             (_, Some(_)) => return Err(Error::invalid("host", "only `scope: agent` tokens name a host")),
             (_, None) => {}
         }

@@ -81,6 +81,7 @@ impl<R: Runtime> Agent<R> {
             state_dir: self.net_dir(),
             address,
             mtu: self.config.mtu,
+            allow_egress: self.config.allow_egress.clone(),
         }
     }
 
@@ -200,10 +201,14 @@ impl<R: Runtime> Agent<R> {
                 o.live_hash = live.applied(&o.instance);
                 o.hadoop = probe.health(&o.instance);
             }
+            let mut conditions = self.logs.conditions();
+            if let Net::Ready(n) = &net {
+                conditions.extend(n.conditions());
+            }
             let hb = Heartbeat {
                 host_id: self.config.host_id.clone(),
                 observed,
-                conditions: self.logs.conditions(),
+                conditions,
                 purged: purged.clone(),
             };
             let reply = match self.client.heartbeat(&hb).await {

@@ -55,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let logs = Logs::new(opts, Arc::new(DockerSource(runtime.docker())), shutdown.clone());
     let secret = serve::new_secret();
-    let endpoint = LogEndpoint { url: serve::advertised_url(bound, &config.orchestrator), secret: secret.clone() };
+    // NB: on the configured underlay address when listening on all: the orchestrator takes a
+    // log endpoint only on the host's registered address.
+    let advertised = match (bound.ip().is_unspecified(), config.address) {
+        (true, Some(a)) => format!("http://{}", std::net::SocketAddr::new(a.into(), bound.port())),
+        _ => serve::advertised_url(bound, &config.orchestrator),
+    };
+    let endpoint = LogEndpoint { url: advertised, secret: secret.clone() };
     let server = serve::Server::new(log_root, config.log_rotation.max_files, secret);
     let served = tokio::spawn(server.serve(listener, shutdown.clone()));
     Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint) }.run(shutdown).await;

@@ -99,7 +99,8 @@ fn probe_on_host(ns: Option<&str>, args: &[&str]) -> (i32, String) {
 
 /// `probe ARGS` run inside container `c`: (exit code, output).
 fn probe_in(c: &str, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["exec", c, "/tmp/probe", "probe"];
+    // NB: named `probe`, the multi-call binary takes its command from argv[0].
+    let mut all = vec!["exec", c, "/tmp/probe"];
     all.extend_from_slice(args);
     let out = Command::new("docker").args(&all).output().unwrap();
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -151,7 +152,7 @@ async fn running(api: &Api, bed: &Testbed, tenant: &str, n: usize) -> Result<Vec
 fn arm(c: &str) {
     must("docker", &["cp", &probe_bin().display().to_string(), &format!("{c}:/tmp/probe")]);
     for (proto, port, log) in [("tcp", 7000, "tcp"), ("udp", 7001, "udp")] {
-        let cmd = format!("/tmp/probe probe listen {proto} 0.0.0.0:{port} >/tmp/{log}.log 2>&1");
+        let cmd = format!("/tmp/probe listen {proto} 0.0.0.0:{port} >/tmp/{log}.log 2>&1");
         must("docker", &["exec", "-d", c, "sh", "-c", &cmd]);
     }
 }
@@ -167,7 +168,11 @@ async fn reachable(from: &str, to: &str) -> Result<()> {
     let start = Instant::now();
     while !connects(from, to) {
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("control: {from} cannot reach {to}");
+            let (_, out) = probe_in(from, &["connect", to, "1500"]);
+            let (_, ps) = sh("docker", &["exec", from, "ps"]);
+            let (_, addr) = sh("docker", &["exec", from, "ip", "addr"]);
+            let (_, state) = sh("docker", &["inspect", "-f", "{{json .State}}", from]);
+            bail!("control: {from} cannot reach {to}: {out}\nprocesses in {from}:\n{ps}\n{addr}\n{state}");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

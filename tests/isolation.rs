@@ -300,6 +300,13 @@ async fn scenario(bed: &mut Testbed, api: &Api) -> Result<()> {
         ensure!(!got.contains("forged"), "a forged packet reached blue {}: {got}", b.container);
     }
 
+    // Until now nothing touched herd's tables: no host reports a repair (the kernel's listing
+    // is stable, so the per-pass check never re-applies by mistake).
+    let (_, hosts) = api.get("/v1/hosts").await?;
+    for x in hosts["items"].as_array().into_iter().flatten() {
+        ensure!(x["conditions"].as_array().is_none_or(|c| c.is_empty()), "a repair reported with nothing changed: {x}");
+    }
+
     // `nft flush ruleset` on the red DataNode's host: herd's tables are back within one
     // heartbeat (500 ms here; allow a few for a busy machine), the host says so, and
     // isolation holds again.

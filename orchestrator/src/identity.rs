@@ -16,7 +16,8 @@ use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
 use crate::state::{State, now_ms};
-use crate::store;
+use rusqlite::OptionalExtension;
+
 use crate::store::audit::{self, Change};
 
 /// Why `hb` may not be stored, if it may not: it reports an address outside `subnet` (the
@@ -64,9 +65,25 @@ pub fn check_log_endpoint(ep: &LogEndpoint, address: Option<Ipv4Addr>, peer: Opt
 
 impl State {
     /// Refuses (403, audited) a heartbeat that reports an address outside its host's subnet.
+    /// A host the orchestrator does not know passes: the heartbeat answers 404 and the agent
+    /// registers again.
     pub async fn check_heartbeat(&self, actor: &str, hb: &Heartbeat) -> Result<()> {
+        if hb.observed.iter().all(|o| o.ip.is_none()) {
+            return Ok(());
+        }
         let host = hb.host_id.clone();
-        let subnet = self.store.read(move |c| Ok(store::subnets(c)?.get(&host).copied())).await?;
+        // NB: one host's rows, not every host's: this runs on every heartbeat of every host.
+        let known = self
+            .store
+            .read(move |c| {
+                let exists = c.query_row("SELECT 1 FROM hosts WHERE id = ?1", [&host], |_| Ok(())).optional()?.is_some();
+                let subnet: Option<String> =
+                    c.query_row("SELECT subnet FROM subnets WHERE host_id = ?1", [&host], |r| r.get(0)).optional()?;
+                Ok(exists.then_some(subnet))
+            })
+            .await?;
+        let Some(subnet) = known else { return Ok(()) };
+        let subnet = subnet.and_then(|s| s.parse::<Ipv4Net>().ok());
         if let Err(why) = check_addresses(hb, subnet) {
             self.audit_refusal(actor, "agent.heartbeat.refused", &hb.host_id, &why).await?;
             return Err(Error::Forbidden(why));

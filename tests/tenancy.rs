@@ -641,6 +641,16 @@ async fn specs_cannot_take_herds_ports_or_grant_themselves_capabilities() -> Res
             assert!(body["detail"].as_str().unwrap_or("").contains("30000"), "the range is named: {body}");
         }
     }
+    // An agent serving its log endpoint on another port makes that port herd's too.
+    let h = unique("h");
+    let agent = Api::new(&orch.url).with_token(&orch.agent_token(&h).await?);
+    let register = json!({"host": {"id": h, "cpu": "1", "memory": "1Gi", "address": "192.0.2.20"},
+        "logs": {"url": "http://192.0.2.20:31999", "secret": "s"}});
+    assert_eq!(agent.post("/v1/agent/register", register).await?.0, 200);
+    let text = format!("{}    publish:\n      - port: 9864\n        host_port: 31999\n", spec(&t, "prod", 1, "500m"));
+    let (status, body) = tenant.put_yaml(&path, &text).await?;
+    assert_eq!(status, 422, "an agent's port: {body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("herd's own"), "{body}");
     let ok = format!("{}    publish:\n      - port: 9864\n        host_port: 30864\n", spec(&t, "prod", 1, "500m"));
     assert_eq!(tenant.put_yaml(&path, &ok).await?.0, 201);
 

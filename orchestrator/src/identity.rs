@@ -100,6 +100,24 @@ impl State {
         Ok(())
     }
 
+    /// The ports agents serve their log endpoints on (7481 unless `--listen` says otherwise):
+    /// herd's own, so no cluster may publish them.
+    pub async fn agent_ports(&self) -> Result<std::collections::BTreeSet<u16>> {
+        self.store
+            .read(|c| {
+                let mut stmt = c.prepare_cached("SELECT url FROM host_logs")?;
+                let urls = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                let mut ports = std::collections::BTreeSet::new();
+                for url in urls {
+                    if let Some(port) = url::Url::parse(&url?).ok().and_then(|u| u.port_or_known_default()) {
+                        ports.insert(port);
+                    }
+                }
+                Ok(ports)
+            })
+            .await
+    }
+
     async fn audit_refusal(&self, actor: &str, action: &'static str, host: &str, why: &str) -> Result<()> {
         tracing::warn!(actor, host, reason = why, "agent claim refused");
         let (actor, resource, why, now) = (actor.to_string(), format!("hosts/{host}"), why.to_string(), now_ms());

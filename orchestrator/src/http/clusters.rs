@@ -112,8 +112,13 @@ pub async fn apply(
     if spec.name != cluster {
         return Err(Error::invalid("name", format!("`{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
     }
-    // The orchestrator's port range (its flag; the default when the router runs without it).
-    policy.map(|Extension(p)| p).unwrap_or_default().check(&spec).map_err(Error::from)?;
+    // The orchestrator's port range (its flag; the default when the router runs without it),
+    // and never a port an agent serves on.
+    let mut policy = policy.map(|Extension(p)| p).unwrap_or_default();
+    if spec.pools.values().any(|p| !p.publish.is_empty()) {
+        policy.reserved.extend(s.agent_ports().await?);
+    }
+    policy.check(&spec).map_err(Error::from)?;
     if caller.principal.scope != Scope::Admin {
         // Capabilities are the admin's: a tenant may keep what an admin granted, no more.
         let stored = match s.cluster(tenant.clone(), cluster.clone()).await {

@@ -598,16 +598,22 @@ async fn agent_tokens_speak_for_one_host_and_its_own_addresses() -> Result<()> {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "logs.url", "{body}");
     with_logs["logs"]["url"] = json!("http://192.0.2.10:7481");
-    assert_eq!(api_a.post("/v1/agent/register", with_logs).await?.0, 200);
+    let (status, reply) = api_a.post("/v1/agent/register", with_logs).await?;
+    assert_eq!(status, 200, "{reply}");
+    // The orchestrator answers with the credential it will present, and stores only its hash.
+    let credential = reply["log_secret"].as_str().unwrap_or_default().to_string();
+    assert_eq!(credential.len(), 64, "{reply}");
+    let sha = |s: &str| -> String { sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect() };
+    let db = rusqlite::Connection::open(orch.data_dir.join("herd.db"))?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    let stored: String = db.query_row("SELECT secret FROM host_logs WHERE host_id = ?1", [&a], |r| r.get(0))?;
+    assert_eq!(stored, sha(&credential), "the store holds the credential's hash, not the agent's secret");
 
     // An unbound agent token from an older herd, still in the store: refused, with the fix.
     let secret = "herd_00000000aa55_unboundunboundunboundunboundunbound";
-    let db = rusqlite::Connection::open(orch.data_dir.join("herd.db"))?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
-    let hash: String = sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     db.execute(
         "INSERT INTO tokens (id, hash, scope, tenant, description, created_s, revoked, host) VALUES ('00000000aa55', ?1, 'agent', NULL, NULL, 0, 0, NULL)",
-        [hash],
+        [sha(secret)],
     )?;
     let old = Api::new(&orch.url).with_token(secret);
     let (status, body) = old.post("/v1/agent/heartbeat", json!({"host_id": a, "observed": []})).await?;

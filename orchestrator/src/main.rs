@@ -44,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(signal(shutdown.clone()));
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
-    let app = http::router(state).layer(axum::Extension(ports));
+    let key_file = config.data_dir.join("agent-logs.key");
+    let log_key = herd_orchestrator::logs::LogKey::load_or_create(&key_file)
+        .with_context(|| format!("cannot read or create the agents' log key {}", key_file.display()))?;
+    let app = http::router(state).layer(axum::Extension(ports)).layer(axum::Extension(log_key));
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -119,7 +119,7 @@ impl State {
             })
             .await?;
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
-        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network })
+        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
 
     /// Records what a host observed and answers with its full desired set.

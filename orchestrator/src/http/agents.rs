@@ -11,6 +11,7 @@ use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, Regis
 
 use super::auth::Caller;
 use super::{ListParams, Result, parse};
+use crate::logs::LogKey;
 use crate::state::State;
 
 /// An agent registers its host (again after a restart: capacity is updated).
@@ -21,6 +22,7 @@ pub async fn register(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    key: Option<Extension<LogKey>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<RegisterReply>> {
     caller.principal.require_agent()?;
@@ -31,8 +33,14 @@ pub async fn register(
         let peer = peer.map(|Extension(ConnectInfo(a))| a.ip());
         s.check_log_endpoint(&caller.principal.actor(), &host, ep, req.host.address, peer).await?;
     }
-    let reply = s.register(caller.principal.actor(), req.host).await?;
-    if let Some(ep) = req.logs {
+    let mut reply = s.register(caller.principal.actor(), req.host).await?;
+    if let Some(mut ep) = req.logs {
+        if let Some(Extension(key)) = &key {
+            // The agent accepts the host's derived credential from now on; only its hash is kept.
+            let credential = key.credential(&host);
+            ep.secret = crate::auth::hash(&credential);
+            reply.log_secret = Some(credential);
+        }
         s.set_log_endpoint(host, ep).await?;
     }
     Ok(Json(reply))

@@ -169,8 +169,8 @@ async fn each_instance_gets_exactly_its_lines_across_rotation_and_agent_kills() 
     let tmp = tempfile::tempdir()?;
     let orch = Orchestrator::start(&tmp.path().join("orch"), free_port())?;
     let api = orch.api();
-    let agent_token = orch.token("agent", None).await?;
     let host = format!("{tenant}-h1");
+    let agent_token = orch.agent_token(&host).await?;
     let data = tmp.path().join(&host);
     // Small files, so both instances rotate many times; enough of them to keep every line.
     // Docker's own copy rotates too (4 MiB files, which still hold what is written while the
@@ -314,8 +314,8 @@ async fn full_log_disk_is_reported_and_capture_resumes_without_loss_and_syslog_g
     let tmp = tempfile::tempdir()?;
     let orch = Orchestrator::start(&tmp.path().join("orch"), free_port())?;
     let api = orch.api();
-    let agent_token = orch.token("agent", None).await?;
     let host = format!("{tenant}-h1");
+    let agent_token = orch.agent_token(&host).await?;
     let data = tmp.path().join(&host);
     let disk = Tmpfs::mount(&data.join("logs"), "1m")?;
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

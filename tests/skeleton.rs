@@ -86,10 +86,11 @@ async fn apply_scale_and_survive_agent_and_orchestrator_kills() -> Result<()> {
     let port = free_port();
     let mut orch = Orchestrator::start(&tmp.path().join("orch"), port)?;
     let api = orch.api();
-    let agent_token = orch.token("agent", None).await?;
     let hosts = [format!("{tenant}-h1"), format!("{tenant}-h2")];
+    let agent_tokens = [orch.agent_token(&hosts[0]).await?, orch.agent_token(&hosts[1]).await?];
+    let token_of = |h: &str| if h == hosts[0] { agent_tokens[0].clone() } else { agent_tokens[1].clone() };
     // Each host: 2 CPUs and 1Gi; the cluster needs 3.5 CPUs and 1.75Gi, so it must spread.
-    let start_agent = |h: &str| Agent::start(&orch.url, &agent_token, h, &tmp.path().join(h), "2", "1Gi");
+    let start_agent = |h: &str| Agent::start(&orch.url, &token_of(h), h, &tmp.path().join(h), "2", "1Gi");
     let mut agents = vec![start_agent(&hosts[0])?, start_agent(&hosts[1])?];
 
     wait_for("both hosts to register", WAIT, || async {

@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::Result;
 use herd_tests::{Api, Orchestrator, bins, free_port, unique};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 fn spec(tenant: &str, name: &str, datanodes: u32, cpu: &str) -> String {
     format!(
@@ -81,8 +82,8 @@ async fn every_route_works_for_its_callers_and_is_audited() -> Result<()> {
     assert_eq!(items(&all).len(), 2, "an admin sees every cluster");
 
     // Hosts and the agent protocol, with an agent token.
-    let agent = Api::new(&orch.url).with_token(&orch.token("agent", None).await?);
     let host = unique("h");
+    let agent = Api::new(&orch.url).with_token(&orch.agent_token(&host).await?);
     let (status, _) = agent.post("/v1/agent/register", json!({"host": {"id": host, "cpu": "8", "memory": "16Gi"}})).await?;
     assert_eq!(status, 200);
     let (status, reply) = agent.post("/v1/agent/heartbeat", json!({"host_id": host, "observed": []})).await?;
@@ -162,7 +163,8 @@ async fn every_route_refuses_callers_that_may_not_use_it_and_changes_nothing() -
         assert_eq!(admin.post("/v1/tenants", json!({"name": t})).await?.0, 201);
     }
     assert_eq!(admin.put_yaml(&format!("/v1/tenants/{a}/clusters/prod"), &spec(&a, "prod", 1, "500m")).await?.0, 201);
-    let agent_secret = orch.token("agent", None).await?;
+    let agent_host = unique("h");
+    let agent_secret = orch.agent_token(&agent_host).await?;
     let b_secret = orch.token("tenant", Some(&b)).await?;
     let (_, to_revoke) = admin.post("/v1/tokens", json!({"scope": "admin", "description": "revoked"})).await?;
     let revoked = to_revoke["secret"].as_str().unwrap_or_default().to_string();
@@ -196,7 +198,7 @@ async fn every_route_refuses_callers_that_may_not_use_it_and_changes_nothing() -
         ("PUT", cluster.clone(), spec_a.clone(), 404),
         ("DELETE", cluster.clone(), String::new(), 404),
         ("PATCH", format!("{cluster}/pools/datanode"), json!({"replicas": 5}).to_string(), 404),
-        ("POST", "/v1/agent/register".into(), json!({"host": {"id": unique("h"), "cpu": "1", "memory": "1Gi"}}).to_string(), 403),
+        ("POST", "/v1/agent/register".into(), json!({"host": {"id": agent_host, "cpu": "1", "memory": "1Gi"}}).to_string(), 403),
         ("POST", "/v1/agent/heartbeat".into(), json!({"host_id": "nohost", "observed": []}).to_string(), 403),
     ];
     let anonymous = Api::new(&orch.url);
@@ -213,7 +215,8 @@ async fn every_route_refuses_callers_that_may_not_use_it_and_changes_nothing() -
             let want = match kind {
                 None => 401,
                 Some("tenant") => *other_tenant,
-                _ if path.starts_with("/v1/agent/") => if path.ends_with("heartbeat") { 404 } else { 200 },
+                // The agent token speaks for its own host only, not `nohost`.
+                _ if path.starts_with("/v1/agent/") => if path.ends_with("heartbeat") { 403 } else { 200 },
                 _ => 403,
             };
             let text = String::from_utf8_lossy(&bytes);
@@ -536,5 +539,135 @@ async fn cli_uses_tokens_and_manages_tenants_tokens_and_audit() -> Result<()> {
 
     let out = herd(&["tenants", "delete", &t], Some(&admin_file))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Agent identity: an agent token is bound to one host (an unbound one cannot be made, and one
+/// from an older herd is refused with how to re-issue it); host A's token cannot register as
+/// B, heartbeat for B, or report an address of B's subnet (refused and audited), and its log
+/// endpoint must be on its own address.
+#[tokio::test]
+async fn agent_tokens_speak_for_one_host_and_its_own_addresses() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let orch = Orchestrator::start(tmp.path(), 0)?;
+    let admin = orch.api();
+    let (status, body) = admin.post("/v1/tokens", json!({"scope": "agent"})).await?;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "host", "{body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("--host"), "{body}");
+
+    let (a, b) = (unique("ha"), unique("hb"));
+    let api_a = Api::new(&orch.url).with_token(&orch.agent_token(&a).await?);
+    let api_b = Api::new(&orch.url).with_token(&orch.agent_token(&b).await?);
+    let host = |id: &str, address: &str| json!({"host": {"id": id, "cpu": "8", "memory": "16Gi", "address": address}});
+    let (status, reply_a) = api_a.post("/v1/agent/register", host(&a, "192.0.2.10")).await?;
+    assert_eq!(status, 200, "{reply_a}");
+    let (status, reply_b) = api_b.post("/v1/agent/register", host(&b, "192.0.2.11")).await?;
+    assert_eq!(status, 200, "{reply_b}");
+    let subnet = |reply: &Value| reply["network"]["subnet"].as_str().unwrap_or_default().to_string();
+    let (subnet_a, subnet_b) = (subnet(&reply_a), subnet(&reply_b));
+    assert!(!subnet_a.is_empty() && subnet_a != subnet_b, "{reply_a} {reply_b}");
+    let in_subnet = |s: &str| format!("{}.7", s.rsplitn(2, '.').last().unwrap_or_default());
+
+    // A cannot register as B, nor heartbeat for it.
+    let (status, body) = api_a.post("/v1/agent/register", host(&b, "192.0.2.10")).await?;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api_a.post("/v1/agent/heartbeat", json!({"host_id": b, "observed": []})).await?;
+    assert_eq!(status, 403, "{body}");
+    // A may report addresses of its own subnet only.
+    let observed = |ip: &str| {
+        json!({"host_id": a, "observed": [{"instance": {"tenant": "t", "cluster": "c", "name": "datanode-0"}, "state": "running", "ip": ip}]})
+    };
+    let (status, body) = api_a.post("/v1/agent/heartbeat", observed(&in_subnet(&subnet_a))).await?;
+    assert_eq!(status, 200, "{body}");
+    let audit_before = audit_len(&admin).await?;
+    let (status, body) = api_a.post("/v1/agent/heartbeat", observed(&in_subnet(&subnet_b))).await?;
+    assert_eq!(status, 403, "an address of B's subnet: {body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains(&subnet_a), "{body}");
+    let (status, body) = api_a.post("/v1/agent/heartbeat", observed("203.0.113.9")).await?;
+    assert_eq!(status, 403, "an address outside the cluster: {body}");
+    let (_, audit) = admin.get("/v1/audit?limit=1000").await?;
+    let refused: Vec<Value> = items(&audit).into_iter().skip(audit_before).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|e| e["action"] == "agent.heartbeat.refused" && e["resource"] == format!("hosts/{a}")), "{refused:?}");
+
+    // The log endpoint must be on the host's registered address.
+    let mut with_logs = host(&a, "192.0.2.10");
+    with_logs["logs"] = json!({"url": "http://192.0.2.11:7481", "secret": "s"});
+    let (status, body) = api_a.post("/v1/agent/register", with_logs.clone()).await?;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "logs.url", "{body}");
+    with_logs["logs"]["url"] = json!("http://192.0.2.10:7481");
+    let (status, reply) = api_a.post("/v1/agent/register", with_logs).await?;
+    assert_eq!(status, 200, "{reply}");
+    // The orchestrator answers with the credential it will present, and stores only its hash.
+    let credential = reply["log_secret"].as_str().unwrap_or_default().to_string();
+    assert_eq!(credential.len(), 64, "{reply}");
+    let sha = |s: &str| -> String { sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect() };
+    let db = rusqlite::Connection::open(orch.data_dir.join("herd.db"))?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    let stored: String = db.query_row("SELECT secret FROM host_logs WHERE host_id = ?1", [&a], |r| r.get(0))?;
+    assert_eq!(stored, sha(&credential), "the store holds the credential's hash, not the agent's secret");
+
+    // An unbound agent token from an older herd, still in the store: refused, with the fix.
+    let secret = "herd_00000000aa55_unboundunboundunboundunboundunbound";
+    db.execute(
+        "INSERT INTO tokens (id, hash, scope, tenant, description, created_s, revoked, host) VALUES ('00000000aa55', ?1, 'agent', NULL, NULL, 0, 0, NULL)",
+        [sha(secret)],
+    )?;
+    let old = Api::new(&orch.url).with_token(secret);
+    let (status, body) = old.post("/v1/agent/heartbeat", json!({"host_id": a, "observed": []})).await?;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("herd tokens create --agent --host"), "{body}");
+    Ok(())
+}
+
+/// Published host ports stay inside the orchestrator's range and off herd's own ports, and
+/// capabilities beyond herd's reduced set are the admin's to grant.
+#[tokio::test]
+async fn specs_cannot_take_herds_ports_or_grant_themselves_capabilities() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let orch = Orchestrator::start(tmp.path(), 0)?;
+    let admin = orch.api();
+    let t = unique("ports");
+    assert_eq!(admin.post("/v1/tenants", json!({"name": t})).await?.0, 201);
+    let tenant = Api::new(&orch.url).with_token(&orch.token("tenant", Some(&t)).await?);
+    let path = format!("/v1/tenants/{t}/clusters/prod");
+    for (publish, field) in [
+        ("      - port: 7481\n", "pools.datanode.publish[0].port"),
+        ("      - port: 9864\n        host_port: 22\n", "pools.datanode.publish[0].host_port"),
+        ("      - port: 9864\n        host_port: 7480\n", "pools.datanode.publish[0].host_port"),
+        ("      - port: 9864\n", "pools.datanode.publish[0].port"),
+    ] {
+        let text = format!("{}    publish:\n{publish}", spec(&t, "prod", 1, "500m"));
+        for who in [&tenant, &admin] {
+            let (status, body) = who.put_yaml(&path, &text).await?;
+            assert_eq!(status, 422, "{publish}: {body}");
+            assert_eq!(body["errors"][0]["field"], field, "{body}");
+            assert!(body["detail"].as_str().unwrap_or("").contains("30000"), "the range is named: {body}");
+        }
+    }
+    // An agent serving its log endpoint on another port makes that port herd's too.
+    let h = unique("h");
+    let agent = Api::new(&orch.url).with_token(&orch.agent_token(&h).await?);
+    let register = json!({"host": {"id": h, "cpu": "1", "memory": "1Gi", "address": "192.0.2.20"},
+        "logs": {"url": "http://192.0.2.20:31999", "secret": "s"}});
+    assert_eq!(agent.post("/v1/agent/register", register).await?.0, 200);
+    let text = format!("{}    publish:\n      - port: 9864\n        host_port: 31999\n", spec(&t, "prod", 1, "500m"));
+    let (status, body) = tenant.put_yaml(&path, &text).await?;
+    assert_eq!(status, 422, "an agent's port: {body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("herd's own"), "{body}");
+    let ok = format!("{}    publish:\n      - port: 9864\n        host_port: 30864\n", spec(&t, "prod", 1, "500m"));
+    assert_eq!(tenant.put_yaml(&path, &ok).await?.0, 201);
+
+    let with_caps = format!("{ok}    capabilities:\n      add: [NET_RAW]\n");
+    let (status, body) = tenant.put_yaml(&path, &with_caps).await?;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("pools.datanode.capabilities.add"), "{body}");
+    assert_eq!(admin.put_yaml(&path, &with_caps).await?.0, 200, "an admin grants it");
+    assert_eq!(tenant.put_yaml(&path, &with_caps).await?.0, 200, "the tenant keeps what was granted");
+    let more = format!("{ok}    capabilities:\n      add: [NET_RAW, SYS_ADMIN]\n");
+    assert_eq!(tenant.put_yaml(&path, &more).await?.0, 403, "but adds nothing");
+    assert_eq!(tenant.put_yaml(&path, &ok).await?.0, 200, "and may drop it");
     Ok(())
 }

@@ -47,6 +47,8 @@ pub struct Agent<R> {
     pub logs: Logs,
     /// Sent at registration so the orchestrator can proxy `herd logs` here.
     pub log_endpoint: Option<LogEndpoint>,
+    /// What the log endpoint accepts; replaced by the credential a registration answers with.
+    pub log_auth: Option<crate::logs::serve::Auth>,
 }
 
 /// The host's networking as the loop sees it.
@@ -81,6 +83,7 @@ impl<R: Runtime> Agent<R> {
             state_dir: self.net_dir(),
             address,
             mtu: self.config.mtu,
+            allow_egress: self.config.allow_egress.clone(),
         }
     }
 
@@ -135,6 +138,9 @@ impl<R: Runtime> Agent<R> {
             };
             let reply = match self.client.register(self.host_info(address), self.log_endpoint.clone()).await {
                 Ok(reply) => {
+                    if let (Some(auth), Some(secret)) = (&self.log_auth, &reply.log_secret) {
+                        auth.set(secret);
+                    }
                     info!(cpu = %self.config.cpu, memory = %self.config.memory, address = ?address, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
                     failures = 0;
                     reply
@@ -200,10 +206,14 @@ impl<R: Runtime> Agent<R> {
                 o.live_hash = live.applied(&o.instance);
                 o.hadoop = probe.health(&o.instance);
             }
+            let mut conditions = self.logs.conditions();
+            if let Net::Ready(n) = &net {
+                conditions.extend(n.conditions());
+            }
             let hb = Heartbeat {
                 host_id: self.config.host_id.clone(),
                 observed,
-                conditions: self.logs.conditions(),
+                conditions,
                 purged: purged.clone(),
             };
             let reply = match self.client.heartbeat(&hb).await {

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use ipnet::Ipv4Net;
 use clap::Parser;
 use herd_api::names::check_host_id;
 use herd_api::quantity::{Cpu, Memory};
@@ -44,7 +45,7 @@ pub struct Args {
     /// A data disk's mount point for DataNode blocks; repeat for each disk [default: DATA_DIR/disks/0].
     #[arg(long = "data-disk", env = "HERD_DATA_DISKS", value_delimiter = ',')]
     pub data_disks: Vec<PathBuf>,
-    /// The agent's bearer token (an `agent` token: `herd tokens create --agent`); wins over --token-file.
+    /// The agent's bearer token (an `agent` token bound to this host: `herd tokens create --agent --host HOST_ID`); wins over --token-file.
     #[arg(long, env = "HERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the agent's bearer token (safer than --token, which `ps` shows).
@@ -65,6 +66,11 @@ pub struct Args {
     /// MTU of container links, e.g. the underlay's when it is below 1500 [default: 1500].
     #[arg(long, env = "HERD_MTU")]
     pub mtu: Option<u32>,
+    /// Let containers reach this destination although it is one of the host's own networks,
+    /// link-local or a metadata address (all refused by default; the rest of the internet is
+    /// allowed); repeat for each CIDR.
+    #[arg(long = "allow-egress", env = "HERD_ALLOW_EGRESS", value_delimiter = ',', value_name = "CIDR")]
+    pub allow_egress: Vec<Ipv4Net>,
     /// Address the log endpoint listens on (the orchestrator proxies `herd logs` to it).
     #[arg(long, env = "HERD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -115,6 +121,8 @@ struct File {
     bridge: Option<String>,
     address: Option<Ipv4Addr>,
     mtu: Option<u32>,
+    #[serde(default)]
+    allow_egress: Vec<Ipv4Net>,
     listen: Option<String>,
     log_max_size: Option<Memory>,
     log_max_files: Option<u32>,
@@ -140,6 +148,8 @@ pub struct Config {
     /// The underlay address; detected at start when `None`.
     pub address: Option<Ipv4Addr>,
     pub mtu: Option<u32>,
+    /// Destinations containers may reach although the host's egress filter refuses them.
+    pub allow_egress: Vec<Ipv4Net>,
     /// Where the log endpoint listens.
     pub listen: SocketAddr,
     /// Rotation of the captured stdout/stderr files.
@@ -165,6 +175,7 @@ impl std::fmt::Debug for Config {
             .field("bridge", &self.bridge)
             .field("address", &self.address)
             .field("mtu", &self.mtu)
+            .field("allow_egress", &self.allow_egress)
             .field("listen", &self.listen)
             .field("log_rotation", &self.log_rotation)
             .field("docker_log_max_size", &self.docker_log_max_size)
@@ -247,7 +258,7 @@ impl Config {
         };
         let token = token.filter(|t| !t.is_empty());
         if token.is_none() && !problems.iter().any(|p| p.starts_with("--token-file")) {
-            problems.push("--token or --token-file is required (an agent token from an admin: `herd tokens create --agent`)".into());
+            problems.push("--token or --token-file is required (an agent token for this host from an admin: `herd tokens create --agent --host HOST_ID`)".into());
         }
         let bridge = args.bridge.or(file.bridge).unwrap_or_else(|| crate::net::host::DEFAULT_BRIDGE.into());
         if bridge.is_empty() || bridge.len() > 15 || !bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -300,6 +311,7 @@ impl Config {
                 bridge,
                 address: args.address.or(file.address),
                 mtu,
+                allow_egress: if args.allow_egress.is_empty() { file.allow_egress } else { args.allow_egress },
             }),
             _ => Err(ConfigError(problems)),
         }

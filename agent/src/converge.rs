@@ -91,6 +91,7 @@ impl Layout {
             nano_cpus: (d.cpu.0 as i64).saturating_mul(1_000_000),
             memory_bytes: d.memory.0 as i64,
             binds: mounts.iter().map(|(h, c)| format!("{}:{c}", h.display())).collect(),
+            cap_add: d.cap_add.clone(),
         };
         if let Some(root) = &self.hosts_files {
             let file = crate::net::hosts::path(root, &d.instance);
@@ -315,6 +316,7 @@ mod tests {
             command: None,
             env: BTreeMap::new(),
             publish: vec![],
+            cap_add: vec![],
             hadoop: None,
             rollout_hash: None,
             hold_config: false,

@@ -146,6 +146,15 @@ impl Runtime for DockerRuntime {
                     maximum_retry_count: None,
                 }),
                 init: Some(true),
+                cap_drop: Some(
+                    crate::runtime::DROPPED_CAPABILITIES
+                        .iter()
+                        .filter(|d| !c.cap_add.iter().any(|a| a == *d))
+                        .map(|d| d.to_string())
+                        .collect(),
+                ),
+                cap_add: (!c.cap_add.is_empty()).then(|| c.cap_add.clone()),
+                security_opt: Some(vec!["no-new-privileges".into()]),
                 log_config: Some(docker_log_config(self.log_max_size)),
                 ..Default::default()
             }),

@@ -55,10 +55,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let logs = Logs::new(opts, Arc::new(DockerSource(runtime.docker())), shutdown.clone());
     let secret = serve::new_secret();
-    let endpoint = LogEndpoint { url: serve::advertised_url(bound, &config.orchestrator), secret: secret.clone() };
-    let server = serve::Server::new(log_root, config.log_rotation.max_files, secret);
+    // NB: on the configured underlay address when listening on all: the orchestrator takes a
+    // log endpoint only on the host's registered address.
+    let advertised = match (bound.ip().is_unspecified(), config.address) {
+        (true, Some(a)) => format!("http://{}", std::net::SocketAddr::new(a.into(), bound.port())),
+        _ => serve::advertised_url(bound, &config.orchestrator),
+    };
+    let endpoint = LogEndpoint { url: advertised, secret: secret.clone() };
+    let log_auth = serve::Auth::new(&secret);
+    let server = serve::Server::new(log_root, config.log_rotation.max_files, log_auth.clone());
     let served = tokio::spawn(server.serve(listener, shutdown.clone()));
-    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint) }.run(shutdown).await;
+    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_auth: Some(log_auth) }.run(shutdown).await;
     // Captures make what they wrote durable on shutdown; bounded, as a stuck disk must not hang us.
     if tokio::time::timeout(Duration::from_secs(10), logs.drain()).await.is_err() {
         tracing::warn!("log captures did not stop within 10s");

@@ -53,7 +53,16 @@ pub struct ContainerConfig {
     pub memory_bytes: i64,
     /// `host_path:container_path[:ro]`.
     pub binds: Vec<String>,
+    /// Capabilities an admin granted beyond [`DROPPED_CAPABILITIES`]'s reduced set. NB: left
+    /// out of the hash when empty, so containers made before it existed keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
 }
+
+/// Capabilities every container runs without (besides `no-new-privileges`), unless its pool's
+/// `capabilities.add` (admin only) grants one back: raw sockets (forged packets), network and
+/// system administration, kernel modules, tracing other processes, device nodes.
+pub const DROPPED_CAPABILITIES: [&str; 7] = ["NET_RAW", "NET_ADMIN", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "MKNOD", "AUDIT_WRITE"];
 
 /// Why a runtime call failed.
 #[derive(Debug, thiserror::Error)]

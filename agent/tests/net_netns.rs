@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use herd_agent::error_chain;
-use herd_agent::net::firewall::{self, Member, Protocol, Published, Ruleset};
+use herd_agent::net::firewall::{self, Member, Port, Protocol, Published, Ruleset};
 use herd_agent::net::link::{self, Plumbing};
 use herd_agent::net::netns::Netns;
 use ipnet::Ipv4Net;
@@ -492,6 +492,24 @@ fn ruleset(host: &Host, host_address: Ipv4Addr, members: &[(u8, &str)]) -> Rules
             ip: host.addr(2),
             port: 9870,
         }],
+        // The containers the firewall tests plumb, by the last octet of their address.
+        ports: members
+            .iter()
+            .filter_map(|(h, _)| {
+                let owner = match h {
+                    2 => "acme/prod/namenode-0",
+                    3 => "acme/prod/datanode-0",
+                    4 => "globex/dev/datanode-0",
+                    _ => return None,
+                };
+                Some(Port {
+                    ifname: link::host_veth_name(owner),
+                    ip: host.addr(*h),
+                })
+            })
+            .collect(),
+        egress_allow: vec![],
+        egress_block: vec!["169.254.0.0/16".parse().unwrap()],
     }
 }
 
@@ -532,6 +550,7 @@ async fn firewall_applies_reads_back_and_is_removed() {
     let sets = objects(&json, "set");
     let elems: Vec<(&str, &Value)> = sets
         .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("tenant_"))
         .map(|s| (s["name"].as_str().unwrap(), &s["elem"]))
         .collect();
     let want = [
@@ -551,6 +570,7 @@ async fn firewall_applies_reads_back_and_is_removed() {
         [
             "tenant_0",
             "tenant_1",
+            "input",
             "forward",
             "prerouting",
             "output",
@@ -587,7 +607,7 @@ async fn firewall_applies_reads_back_and_is_removed() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["tenant_0"]);
+    assert_eq!(names, ["tenant_0", "egress_allow", "egress_block"]);
 
     host.ns
         .within(|| async {

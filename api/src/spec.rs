@@ -198,6 +198,25 @@ pub struct PoolSpec {
     /// drain timeout); only `datanode` and `nodemanager` pools read it.
     #[serde(default, skip_serializing_if = "PoolLifecycle::is_default")]
     pub lifecycle: PoolLifecycle,
+    /// Linux capabilities beyond herd's reduced default set (which lacks e.g. `NET_RAW`,
+    /// `NET_ADMIN`, `SYS_ADMIN`); only an admin token may set or change them.
+    #[serde(default, skip_serializing_if = "Capabilities::is_empty")]
+    pub capabilities: Capabilities,
+}
+
+/// Extra Linux capabilities of a pool's containers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Capability names as Docker takes them, without `CAP_`, e.g. `NET_RAW`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+}
+
+impl Capabilities {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty()
+    }
 }
 
 impl ClusterSpec {

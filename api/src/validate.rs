@@ -66,6 +66,64 @@ fn join(errors: &[FieldError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
+/// Linux capability names (without `CAP_`) a pool may ask for.
+pub const CAPABILITIES: &[&str] = &[
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG", "SYS_ADMIN", "SYS_BOOT",
+    "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "WAKE_ALARM",
+];
+
+/// Which host ports a cluster may publish: the orchestrator's `--publish-ports` range, never
+/// below 1024 and never one of herd's own ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPolicy {
+    /// The admin's range, e.g. 30000–32767.
+    pub first: u16,
+    pub last: u16,
+    /// herd's own ports (the orchestrator's, the agents' log endpoint, ...), refused even
+    /// inside the range.
+    pub reserved: std::collections::BTreeSet<u16>,
+}
+
+impl Default for PortPolicy {
+    fn default() -> Self {
+        Self { first: 30000, last: 32767, reserved: [7480, 7481].into() }
+    }
+}
+
+impl PortPolicy {
+    /// Every published host port of `spec` that this policy refuses, each naming its field.
+    pub fn check(&self, spec: &ClusterSpec) -> Result<(), SpecError> {
+        let mut errors = Vec::new();
+        for (role, pool) in &spec.pools {
+            for (n, p) in pool.publish.iter().enumerate() {
+                let port = p.host_port();
+                let field = if p.host_port.is_some() {
+                    format!("pools.{role}.publish[{n}].host_port")
+                } else {
+                    format!("pools.{role}.publish[{n}].port")
+                };
+                let (first, last) = (self.first, self.last);
+                if self.reserved.contains(&port) {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("host port {port} is one of herd's own ports; publish on a host port from {first} to {last} (set `host_port`)"),
+                    ));
+                } else if port < 1024 || port < first || port > last {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("host port {port} is outside the published port range {first}-{last} this orchestrator allows; set `host_port` inside it"),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(SpecError::Invalid(errors)) }
+    }
+}
+
 /// Checks a spec; returns every problem found.
 pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
     let mut errors = Vec::new();
@@ -96,6 +154,14 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 errors.push(FieldError::new(
                     field,
                     format!("{} host port {} is already published by {first}", p.protocol, p.host_port()),
+                ));
+            }
+        }
+        for (n, cap) in pool.capabilities.add.iter().enumerate() {
+            if !CAPABILITIES.contains(&cap.as_str()) {
+                errors.push(FieldError::new(
+                    format!("{}[{n}]", at("capabilities.add")),
+                    format!("`{cap}` is not a Linux capability Docker knows; write it without `CAP_`, e.g. NET_RAW"),
                 ));
             }
         }
@@ -251,6 +317,34 @@ mod tests {
     fn good_spec_passes() {
         let spec = parse_cluster_spec(GOOD).map_err(|e| e.to_string());
         assert_eq!(spec.as_ref().map(|s| s.pools.len()), Ok(1));
+    }
+
+    #[test]
+    fn published_host_ports_stay_in_the_admins_range_and_off_herds_ports() {
+        let text = format!(
+            "{GOOD}    publish:\n      - port: 9864\n        host_port: 30001\n      - port: 7481\n      - port: 22\n      - port: 9870\n        host_port: 31000\n      - port: 9871\n        host_port: 7480\n"
+        );
+        let spec = parse_cluster_spec(&text).unwrap_or_else(|e| panic!("{e}"));
+        let policy = PortPolicy { first: 7000, last: 31000, reserved: [7480, 7481].into() };
+        let Err(SpecError::Invalid(errors)) = policy.check(&spec) else { panic!("herd's ports accepted") };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["pools.datanode.publish[1].port", "pools.datanode.publish[2].port", "pools.datanode.publish[4].host_port"]);
+        assert!(errors[0].message.contains("herd's own ports") && errors[0].message.contains("7000 to 31000"), "{}", errors[0].message);
+        assert!(errors[1].message.contains("7000-31000"), "{}", errors[1].message);
+        // The default range is NodePort's; below 1024 is never allowed, even in an admin's range.
+        let Err(SpecError::Invalid(errors)) = PortPolicy::default().check(&spec) else { panic!() };
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().all(|e| e.message.contains("30000")), "{errors:?}");
+        let low = PortPolicy { first: 1, last: 65535, reserved: Default::default() };
+        let Err(SpecError::Invalid(errors)) = low.check(&spec) else { panic!() };
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["pools.datanode.publish[2].port"]);
+    }
+
+    #[test]
+    fn capabilities_must_be_known_names() {
+        let text = format!("{GOOD}    capabilities:\n      add: [NET_RAW, CAP_SYS_ADMIN]\n");
+        let Err(SpecError::Invalid(errors)) = parse_cluster_spec(&text) else { panic!("unknown capability accepted") };
+        assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["pools.datanode.capabilities.add[1]"]);
     }
 
     #[test]

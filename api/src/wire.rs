@@ -53,7 +53,9 @@ pub struct RegisterRequest {
 pub struct LogEndpoint {
     /// Base URL, e.g. `http://10.0.0.7:7481`.
     pub url: String,
-    /// Bearer secret the agent requires; random per agent start.
+    /// Bearer secret the agent accepts, random per agent start, until the orchestrator answers
+    /// with a credential of its own ([`RegisterReply::log_secret`]). An orchestrator that does
+    /// stores only its hash.
     pub secret: String,
 }
 
@@ -65,6 +67,11 @@ pub struct RegisterReply {
     /// The host's container subnet, when it networks its containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<HostNetwork>,
+    /// The bearer the orchestrator presents to this agent's log endpoint from now on, derived
+    /// for this host from a key only the orchestrator holds (nothing of it is stored); the
+    /// agent keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_secret: Option<String>,
 }
 
 /// `POST /v1/agent/heartbeat`: what the agent sees on its host.
@@ -171,6 +178,9 @@ pub struct DesiredContainer {
     /// Ports published on the host's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PortSpec>,
+    /// Linux capabilities an admin granted the pool beyond herd's reduced default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
     /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hadoop: Option<HadoopConfig>,

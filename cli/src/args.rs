@@ -244,7 +244,7 @@ pub enum Command {
         arg_required_else_help = true,
         after_help = "Examples:
   herd tokens create --tenant acme --description 'acme CI' > acme.token
-  herd tokens create --agent --description rack1 > agent.token
+  herd tokens create --agent --host rack1-h07 > agent.token
   herd tokens list
   herd tokens revoke 3f2a9c1b7d4e"
     )]
@@ -272,7 +272,7 @@ pub enum TokenCommand {
   herd tokens create --tenant acme > acme.token
   herd tokens create --admin --description 'ops on-call'
   herd tokens create --agent --host rack1-h07 > agent.token
-  herd tokens create --agent -o json")]
+  herd tokens create --agent --host rack1-h07 -o json")]
     #[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
     Create {
         /// An admin token.
@@ -284,8 +284,8 @@ pub enum TokenCommand {
         /// A token for this tenant only.
         #[arg(long, group = "scope", value_name = "TENANT", value_parser = parse_tenant_name)]
         tenant: Option<String>,
-        /// With --agent: the one host the token may speak for (else any host).
-        #[arg(long, requires = "agent", value_name = "HOST_ID", value_parser = parse_host_id)]
+        /// With --agent (and required by it): the one host the token may speak for.
+        #[arg(long, requires = "agent", required_if_eq("agent", "true"), value_name = "HOST_ID", value_parser = parse_host_id)]
         host: Option<String>,
         /// Who or what holds it, for the audit trail.
         #[arg(long, value_name = "TEXT")]

@@ -40,6 +40,10 @@ pub struct Args {
     /// Prefix length of the subnet each host gets from the cluster CIDR [default: 24].
     #[arg(long, env = "HERD_HOST_SUBNET_PREFIX")]
     pub host_subnet_prefix: Option<u8>,
+    /// Host ports clusters may publish, FIRST-LAST; never below 1024 nor herd's own ports
+    /// (7480, 7481 and --listen's) [default: 30000-32767].
+    #[arg(long, env = "HERD_PUBLISH_PORTS", value_name = "FIRST-LAST", value_parser = parse_range)]
+    pub publish_ports: Option<(u16, u16)>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -62,6 +66,18 @@ struct File {
     heartbeat_interval: Option<Duration>,
     cluster_cidr: Option<Ipv4Net>,
     host_subnet_prefix: Option<u8>,
+    publish_ports: Option<String>,
+}
+
+/// `FIRST-LAST`, both from 1024 to 65535.
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("`{s}` is not FIRST-LAST, e.g. 30000-32767"))?;
+    let port = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("`{p}` is not a port number"));
+    let (first, last) = (port(a)?, port(b)?);
+    if first < 1024 || first > last {
+        return Err(format!("`{s}`: the range must start at 1024 or above and not end before it starts"));
+    }
+    Ok((first, last))
 }
 
 mod humantime_serde_opt {
@@ -83,6 +99,8 @@ pub struct Config {
     pub store: PathBuf,
     pub heartbeat_interval: Duration,
     pub network: Settings,
+    /// Which host ports clusters may publish.
+    pub publish_ports: herd_api::validate::PortPolicy,
 }
 
 /// Why the configuration cannot be used.
@@ -96,6 +114,8 @@ pub enum ConfigError {
     Interval(Duration),
     #[error("cluster_cidr / host_subnet_prefix: {0}")]
     Network(String),
+    #[error("publish_ports: {0}")]
+    PublishPorts(String),
 }
 
 impl Config {
@@ -118,10 +138,19 @@ impl Config {
             host_prefix: args.host_subnet_prefix.or(file.host_subnet_prefix).unwrap_or(default.host_prefix),
         };
         network.check().map_err(ConfigError::Network)?;
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7480)));
+        let (first, last) = match (args.publish_ports, file.publish_ports) {
+            (Some(r), _) => r,
+            (None, Some(s)) => parse_range(&s).map_err(ConfigError::PublishPorts)?,
+            (None, None) => (30000, 32767),
+        };
+        let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
+        publish_ports.reserved.insert(listen.port());
         Ok(Config {
             network,
+            publish_ports,
             store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
-            listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7480))),
+            listen,
             heartbeat_interval,
             data_dir,
         })

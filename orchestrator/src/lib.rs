@@ -13,6 +13,7 @@
 //! - [`state`]: the operations (apply, scale, delete, register, heartbeat), one transaction each.
 //! - [`tenancy`]: tenants, quotas and tokens; the first admin token.
 //! - [`auth`]: bearer tokens and who may see what; [`quota`]: the pure quota check.
+//! - [`identity`]: what an agent may claim for its host (addresses, log endpoint).
 //! - [`http`]: the axum routes, authentication, and the one problem+json error mapping.
 //! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
 //! - [`logs`]: proxying an instance's logs from the agent that holds it.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod hadoop;
 pub mod http;
+pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod openapi;

@@ -3,7 +3,9 @@
 //! that holds it (never buffered whole here), one record per line:
 //! `TIMESTAMP STREAM PAYLOAD`, the payload escaped reversibly (`\\`, `\n`, `\r`, `\xHH`).
 //!
-//! Agents tell where they serve logs, and the secret they require, when they register.
+//! Agents tell where they serve logs when they register; the orchestrator answers with the
+//! credential it will present ([`LogKey::credential`], derived per host from a key kept in a
+//! file of its data directory), and stores only that credential's hash.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -24,6 +26,48 @@ use crate::http::auth::Caller;
 use crate::http::problem::ApiError;
 use crate::state::State;
 use crate::store;
+
+/// The key each agent's log credential is derived from (HMAC-SHA256 over the host id). It
+/// lives in a file of the data directory (mode 0600), never in the store, so the store holds
+/// no secret an agent accepts.
+#[derive(Clone)]
+pub struct LogKey(std::sync::Arc<[u8; 32]>);
+
+impl LogKey {
+    /// Reads the key from `path`, creating it (random) on first start.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<Self> {
+        let parse = |text: &str| -> Option<[u8; 32]> {
+            let text = text.trim();
+            let bytes: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect::<Option<_>>()?;
+            bytes.try_into().ok()
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse(&text)
+                .map(|k| Self(k.into()))
+                .ok_or_else(|| std::io::Error::other(format!("{} is not 32 bytes of hex; remove it to make a new one", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use rand::RngCore;
+                let mut key = [0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                crate::auth::write_secret_file(path, &hex)?;
+                Ok(Self(key.into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bearer the orchestrator presents to `host`'s log endpoint.
+    pub fn credential(&self, host: &str) -> String {
+        use hmac::{Hmac, Mac};
+        // NB: HMAC takes keys of any length, so this never fails; if it did, the empty
+        // credential would match no agent.
+        let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0[..]) else { return String::new() };
+        mac.update(b"herd-agent-logs\0");
+        mac.update(host.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -67,6 +111,7 @@ impl State {
 pub async fn logs(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
+    key: Option<Extension<LogKey>>,
     Path((tenant, cluster, instance)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
@@ -84,7 +129,10 @@ pub async fn logs(
         inst.name,
         raw.unwrap_or_default()
     );
-    let resp = client().get(&url).bearer_auth(&ep.secret).send().await.map_err(|e| {
+    // The host's derived credential; without a key (a router made without one) the stored
+    // secret, as an older orchestrator stored it.
+    let bearer = key.map(|Extension(k)| k.credential(&host)).unwrap_or_else(|| ep.secret.clone());
+    let resp = client().get(&url).bearer_auth(&bearer).send().await.map_err(|e| {
         warn!(host = %host, instance = %inst, error = %e, "cannot reach agent for logs");
         Error::Unavailable(format!("cannot reach the agent of host {host} at {} for the logs of {inst}: is it running?", ep.url))
     })?;

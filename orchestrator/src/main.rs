@@ -46,7 +46,14 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    let serve = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut ports = config.publish_ports.clone();
+    ports.reserved.insert(addr.port());
+    let key_file = config.data_dir.join("agent-logs.key");
+    let log_key = herd_orchestrator::logs::LogKey::load_or_create(&key_file)
+        .with_context(|| format!("cannot read or create the agents' log key {}", key_file.display()))?;
+    let app = http::router(state).layer(axum::Extension(ports)).layer(axum::Extension(log_key));
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     // Open requests get SHUTDOWN_DEADLINE to finish; followed logs (`herd logs -f`) never
     // finish by themselves, so they are cut then.
     let deadline = async {

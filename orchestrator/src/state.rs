@@ -119,7 +119,7 @@ impl State {
             })
             .await?;
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
-        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network })
+        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
 
     /// Records what a host observed and answers with its full desired set.
@@ -669,6 +669,7 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
             }
             let command = pool.and_then(|p| p.command.clone());
             let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
+            let cap_add = pool.map(|p| p.capabilities.add.clone()).unwrap_or_default();
             let release = outcome.releases.get(&i.instance);
             out.push(DesiredContainer {
                 image: image.to_string(),
@@ -680,6 +681,7 @@ fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<
                 env,
                 publish,
                 rollout_hash: release.map(|r| hadoop::rollout_hash(spec, i, &r.config)),
+                cap_add,
                 hadoop: release.map(|r| r.config.clone()),
                 hold_config: release.is_some_and(|r| r.hold),
             });

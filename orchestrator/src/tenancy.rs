@@ -57,7 +57,7 @@ fn once_in(tx: &Transaction<'_>, once: Option<&Once>, now: u64, f: impl FnOnce(&
         if stored.fingerprint != o.fingerprint {
             return Err(Error::IdempotencyKeyReused { key: o.key.clone() });
         }
-        let body = idempotency::open(&o.secret, &stored.body)
+        let body = idempotency::open(&o.secret, &o.token_id, &o.key, &stored.body)
             .and_then(|text| serde_json::from_str(&text).ok())
             .ok_or_else(|| Error::Conflict(format!("the answer stored for Idempotency-Key `{}` cannot be read; use a new key", o.key)))?;
         return Ok(Answer { status: stored.status, body, replayed: true });
@@ -67,7 +67,7 @@ fn once_in(tx: &Transaction<'_>, once: Option<&Once>, now: u64, f: impl FnOnce(&
         let stored = idempotency::Stored {
             fingerprint: o.fingerprint.clone(),
             status: a.status,
-            body: idempotency::seal(&o.secret, &a.body.to_string()),
+            body: idempotency::seal(&o.secret, &o.token_id, &o.key, &a.body.to_string()),
         };
         idempotency::put(tx, &o.token_id, &o.key, &stored, now)?;
     }
@@ -171,6 +171,9 @@ impl State {
         }
         match (req.scope, &req.host) {
             (Scope::Agent, Some(h)) => herd_api::names::check_host_id(h).map_err(|m| Error::invalid("host", m))?,
+            (Scope::Agent, None) => {
+                return Err(Error::invalid("host", "an agent token speaks for one host: name it (`herd tokens create --agent --host H`)"));
+            }
             (_, Some(_)) => return Err(Error::invalid("host", "only `scope: agent` tokens name a host")),
             (_, None) => {}
         }

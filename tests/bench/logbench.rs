@@ -103,8 +103,8 @@ async fn herd_run(containers: usize, lines: usize) -> Result<Run> {
     let tmp = tempfile::tempdir()?;
     let orch = Orchestrator::start_from(bins, &tmp.path().join("orch"), free_port())?;
     let api = orch.api();
-    let agent_token = orch.token("agent", None).await?;
     let host = format!("{tenant}-h1");
+    let agent_token = orch.agent_token(&host).await?;
     let data = tmp.path().join(&host);
     let agent = Agent::start_from(bins, &orch.url, &agent_token, &host, &data, "64", "64Gi", &[])?;
     let (status, _) = api.post("/v1/tenants", json!({"name": tenant})).await?;

@@ -89,6 +89,7 @@ async fn herd_one(rt: &DockerRuntime, ipam: &Ipam, bridge: &str, name: String) -
         nano_cpus: 100_000_000,
         memory_bytes: 64 << 20,
         binds: vec![],
+        cap_add: vec![],
     };
     let id = rt.create_and_start(&config).await?;
     let t_started = start.elapsed();

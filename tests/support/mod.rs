@@ -165,7 +165,16 @@ impl Orchestrator {
         Api::new(&self.url).with_token(&self.admin)
     }
 
-    /// Issues a token through the API: `scope` is `admin`, `agent` or `tenant` (with `tenant`).
+    /// Issues an agent token bound to `host` (the only kind of agent token herd issues).
+    pub async fn agent_token(&self, host: &str) -> Result<String> {
+        let (status, created) = self.api().post("/v1/tokens", serde_json::json!({ "scope": "agent", "host": host })).await?;
+        if status != 201 {
+            bail!("creating an agent token for {host} answered {status}: {created}");
+        }
+        created["secret"].as_str().map(String::from).context("no secret in the answer")
+    }
+
+    /// Issues a token through the API: `scope` is `admin` or `tenant` (with `tenant`).
     pub async fn token(&self, scope: &str, tenant: Option<&str>) -> Result<String> {
         let mut body = serde_json::json!({ "scope": scope });
         if let Some(t) = tenant {

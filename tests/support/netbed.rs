@@ -40,11 +40,13 @@ pub struct HostPlan {
     pub rack: Option<&'static str>,
     /// How many `--data-disk` folders it has.
     pub data_disks: usize,
+    /// More `herd-agent` flags (e.g. `--allow-egress`).
+    pub agent_args: &'static [&'static str],
 }
 
 impl HostPlan {
     pub fn ns(name: &'static str) -> Self {
-        HostPlan { name, root: false, rack: None, data_disks: 0 }
+        HostPlan { name, root: false, rack: None, data_disks: 0, agent_args: &[] }
     }
 }
 
@@ -125,11 +127,25 @@ impl Host {
             .collect()
     }
 
-    /// herd's `inet` table, as nft prints it.
+    /// herd's `inet` table, as nft prints it, without the elements of `egress_block`: those are
+    /// the host's own networks, which on the machine's own namespace change with whatever else
+    /// runs here (other testbeds' links, Docker networks), not with what herd was asked to do.
     pub fn ruleset(&self) -> String {
         let (ok, out) = self.cmd("nft", &["list", "table", "inet", "herd"]);
         assert!(ok, "{}: {out}", self.id);
-        out
+        let mut kept = Vec::new();
+        let mut in_block = false;
+        for line in out.lines() {
+            if line.trim() == "set egress_block {" {
+                in_block = true;
+                kept.push("\tset egress_block { (the host's networks) }");
+            } else if in_block {
+                in_block = line.trim() != "}";
+            } else {
+                kept.push(line);
+            }
+        }
+        kept.join("\n")
     }
 
     /// The IPAM lease file's leases.
@@ -147,8 +163,9 @@ pub struct Testbed {
     pub procs: Vec<(String, Proc)>,
     pub plan: Plan,
     pub _dir: tempfile::TempDir,
-    /// The agents' token, issued once the orchestrator runs.
-    pub agent_token: String,
+    /// Each host's agent token (bound to its host id), by host index, issued once the
+    /// orchestrator runs.
+    pub agent_tokens: Vec<String>,
 }
 
 impl Testbed {
@@ -165,7 +182,7 @@ impl Testbed {
             procs: vec![],
             plan: plan.clone(),
             _dir: dir,
-            agent_token: String::new(),
+            agent_tokens: Vec::new(),
         };
         let underlay = plan.underlay;
         must("ip", &["netns", "add", &underlay_ns]);
@@ -247,6 +264,7 @@ impl Testbed {
             std::fs::create_dir_all(&disk)?;
             extra.extend(["--data-disk".into(), disk.display().to_string()]);
         }
+        extra.extend(h.plan.agent_args.iter().map(|a| a.to_string()));
         let log = h.data_dir.join(format!("agent-{}.log", unique("")));
         let mut cmd = match &h.ns {
             Some(ns) => {
@@ -261,7 +279,7 @@ impl Testbed {
             .args(["--data-dir", &h.data_dir.display().to_string(), "--cpus", "8", "--memory", "64Gi"])
             .args(&extra)
             .env("RUST_LOG", "info,herd_agent=debug")
-            .env("HERD_TOKEN", &self.agent_token)
+            .env("HERD_TOKEN", self.agent_tokens.get(n).context("no agent token: start the orchestrator with start_orchestrator_with_token")?)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -363,7 +381,8 @@ impl Drop for Testbed {
 }
 
 impl Testbed {
-    /// Starts the orchestrator, waits for it, and issues the agents' token; returns an admin client.
+    /// Starts the orchestrator, waits for it, and issues each host's agent token (bound to
+    /// its host id); returns an admin client.
     pub async fn start_orchestrator_with_token(&mut self, extra: &[&str]) -> Result<Api> {
         self.start_orchestrator(extra)?;
         let anonymous = Api::new(&self.orchestrator_url());
@@ -373,9 +392,12 @@ impl Testbed {
         .await?;
         let admin = std::fs::read_to_string(self._dir.path().join("orchestrator/admin.token"))?;
         let api = anonymous.with_token(admin.trim());
-        let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent"})).await?;
-        ensure!(status == 201, "agent token: {status} {created}");
-        self.agent_token = created["secret"].as_str().unwrap_or_default().to_string();
+        self.agent_tokens.clear();
+        for h in &self.hosts {
+            let (status, created) = api.post("/v1/tokens", serde_json::json!({"scope": "agent", "host": h.id})).await?;
+            ensure!(status == 201, "agent token: {status} {created}");
+            self.agent_tokens.push(created["secret"].as_str().unwrap_or_default().to_string());
+        }
         Ok(api)
     }
 }

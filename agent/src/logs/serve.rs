@@ -2,7 +2,8 @@
 //!
 //! `GET /v1/logs/{tenant}/{cluster}/{instance}?follow=&since=&tail=&stream=` with
 //! `Authorization: Bearer SECRET` (the agent's random secret, sent to the orchestrator at
-//! registration) answers the instance's records as `text/plain`, one per line in the
+//! registration, until the orchestrator answers with a credential of its own; only the
+//! accepted secret's hash is kept, see [`Auth`]) answers the instance's records as `text/plain`, one per line in the
 //! [`super::record`] format, streamed as they are read (and written, with `follow`).
 
 use std::cell::RefCell;
@@ -38,14 +39,40 @@ const BATCH: usize = 64 << 10;
 pub struct Server {
     pub root: PathBuf,
     pub max_files: u32,
-    /// The bearer secret the orchestrator must present.
-    pub secret: Arc<str>,
+    /// Which bearer the orchestrator must present.
+    pub auth: Auth,
     readers: Arc<Semaphore>,
 }
 
+/// The bearer the endpoint accepts, kept as its SHA-256 hash; cheap to clone, shared with the
+/// agent's loop, which replaces it with the credential the orchestrator answers a
+/// registration with.
+#[derive(Clone)]
+pub struct Auth(Arc<std::sync::RwLock<Vec<u8>>>);
+
+impl Auth {
+    pub fn new(secret: &str) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(hash(secret))))
+    }
+
+    /// Accepts `secret` instead from now on.
+    pub fn set(&self, secret: &str) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = hash(secret);
+    }
+
+    fn accepts(&self, given: &str) -> bool {
+        same(&hash(given), &self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn hash(secret: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).to_vec()
+}
+
 impl Server {
-    pub fn new(root: PathBuf, max_files: u32, secret: String) -> Self {
-        Self { root, max_files, secret: secret.into(), readers: Arc::new(Semaphore::new(MAX_READERS)) }
+    pub fn new(root: PathBuf, max_files: u32, auth: Auth) -> Self {
+        Self { root, max_files, auth, readers: Arc::new(Semaphore::new(MAX_READERS)) }
     }
 
     /// The routes.
@@ -111,7 +138,7 @@ async fn logs(
     headers: HeaderMap,
 ) -> Response {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| same(g.as_bytes(), s.secret.as_bytes())) {
+    if !given.is_some_and(|g| s.auth.accepts(g)) {
         return problem(StatusCode::UNAUTHORIZED, "unauthorized", "this agent's log endpoint needs the secret it registered with".into(), None);
     }
     for (field, v) in [("tenant", &tenant), ("cluster", &cluster), ("instance", &instance)] {

@@ -4,15 +4,20 @@
 //! Two tables, both deleted and recreated inside the same batch (`table X; delete table X;
 //! table X {..}`), so applying is idempotent and a failing batch leaves the old rules in place:
 //! - `table inet herd`: routed traffic. Tenant isolation inside the cluster CIDR, egress
-//!   masquerade, DNAT of published ports on the host address.
-//! - `table bridge herd`: traffic between two containers on one bridge, which is switched, not
-//!   routed, and so never reaches an `inet` hook unless `br_netfilter` is loaded.
+//!   filtering and masquerade, DNAT of published ports on the host address, and the input path
+//!   (what containers may reach on the host itself: nothing they did not answer).
+//! - `table bridge herd`: anti-spoofing (a frame from a container's port must carry that
+//!   container's MAC and IPv4 address) and traffic between two containers on one bridge, which
+//!   is switched, not routed, and so never reaches an `inet` hook unless `br_netfilter` is loaded.
 //!
 //! Isolation: a container may send to a cluster address only if both are of one tenant; every
 //! tenant has a set of its addresses and a chain, and a verdict map from source address jumps to
 //! the source's tenant chain. Packets between cluster addresses that no map entry admits are
-//! dropped. Traffic leaving the cluster is allowed (and masqueraded); inbound traffic onto the
-//! bridge is allowed only for published ports and established connections.
+//! dropped. Traffic leaving the cluster is allowed (and masqueraded) unless its destination is
+//! in `egress_block` (the host's own networks, link-local, metadata addresses) and not in
+//! `egress_allow` (the admin's `--allow-egress`); inbound traffic onto the bridge is allowed only
+//! for published ports and established connections; traffic from the bridge to the host itself
+//! only when it answers a connection the host opened.
 //!
 //! NB: herd's tables only *add* drops. A packet that Docker's FORWARD chain (policy DROP) drops is
 //! dropped whatever herd's tables say: see [`super::docker_user`].
@@ -83,6 +88,12 @@ pub enum Error {
     /// `nft -j` printed something that is not JSON.
     #[error("reading the JSON that {NFT} printed")]
     Json(#[source] serde_json::Error),
+    /// A container port must be an interface name and lead to an address of this host's subnet.
+    #[error("container port {ifname:?} with address {ip} is not a herd veth of host subnet {host_subnet}")]
+    InvalidPort { ifname: String, ip: Ipv4Addr, host_subnet: Ipv4Net },
+    /// One container port listed twice.
+    #[error("container port {ifname} is listed twice")]
+    DuplicatePort { ifname: String },
     /// `nft` ran and refused.
     #[error("{NFT} failed to {action} ({status}): {stderr}")]
     Nft {
@@ -146,6 +157,26 @@ pub struct Ruleset {
     pub members: Vec<Member>,
     /// Published ports of this host's containers.
     pub published: Vec<Published>,
+    /// This host's containers' bridge ports: a frame from one is accepted only with that
+    /// container's address and MAC ([`super::link::container_mac`]); anything else from a
+    /// herd veth is dropped.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Destinations outside the cluster that containers may reach although `egress_block`
+    /// lists them (the admin's `--allow-egress`).
+    #[serde(default)]
+    pub egress_allow: Vec<Ipv4Net>,
+    /// Destinations outside the cluster containers may not reach: the host's own networks,
+    /// link-local and cloud metadata addresses.
+    #[serde(default)]
+    pub egress_block: Vec<Ipv4Net>,
+}
+
+/// A container's port on the bridge (the host end of its veth) and its address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    pub ifname: String,
+    pub ip: Ipv4Addr,
 }
 
 impl Ruleset {
@@ -216,6 +247,15 @@ impl Ruleset {
                 });
             }
         }
+        let mut ifnames = BTreeSet::new();
+        for p in &self.ports {
+            if !valid_ifname(&p.ifname) || !p.ifname.starts_with(HOST_VETH_PREFIX) || !host_subnet.contains(&p.ip) {
+                return Err(Error::InvalidPort { ifname: p.ifname.clone(), ip: p.ip, host_subnet });
+            }
+            if !ifnames.insert(&p.ifname) {
+                return Err(Error::DuplicatePort { ifname: p.ifname.clone() });
+            }
+        }
         Ok(tenants)
     }
 
@@ -234,11 +274,21 @@ impl Ruleset {
 
         out.replace_table("inet");
         tenant_rules(&mut out, &tenants);
+        cidr_set(&mut out, "egress_allow", &self.egress_allow);
+        cidr_set(&mut out, "egress_block", &self.egress_block);
+        // The host itself: containers reach nothing on it (herd serves them no DNS or other
+        // service); only answers to connections the host opened (health probes) come back.
+        out.line(1, "chain input {");
+        out.line(2, "type filter hook input priority filter; policy accept;");
+        out.line(2, format!("iifname \"{bridge}\" ct state established,related accept"));
+        out.line(2, format!("iifname \"{bridge}\" drop"));
+        out.line(1, "}");
         out.line(1, "chain forward {");
         out.line(
             2,
             "type filter hook forward priority filter; policy accept;",
         );
+        out.line(2, format!("iifname \"{bridge}\" ip saddr != {host_subnet} drop"));
         out.line(2, "ct state established,related accept");
         out.line(2, "ct status dnat accept");
         out.line(
@@ -248,6 +298,8 @@ impl Ruleset {
         out.line(2, format!("ip saddr {cluster} ip daddr {cluster} drop"));
         out.line(2, format!("iifname \"{bridge}\" meta nfproto ipv6 drop"));
         out.line(2, format!("oifname \"{bridge}\" meta nfproto ipv6 drop"));
+        out.line(2, format!("iifname \"{bridge}\" ip daddr @egress_allow accept"));
+        out.line(2, format!("iifname \"{bridge}\" ip daddr @egress_block drop"));
         out.line(2, format!("iifname \"{bridge}\" accept"));
         out.line(2, format!("oifname \"{bridge}\" drop"));
         out.line(1, "}");
@@ -291,6 +343,29 @@ impl Ruleset {
 
         out.replace_table("bridge");
         tenant_rules(&mut out, &tenants);
+        // Anti-spoofing: every frame a container sends must carry its own MAC and address
+        // (ARP included), checked on entry, before any routing or switching decision.
+        let mut ports: Vec<&Port> = self.ports.iter().collect();
+        ports.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+        out.line(1, "set ports {");
+        out.line(2, "type ifname . ether_addr . ipv4_addr");
+        if !ports.is_empty() {
+            let elements = ports.iter().map(|p| format!("\"{}\" . {} . {}", p.ifname, mac(p.ip), p.ip));
+            out.line(2, format!("elements = {{ {} }}", join(elements)));
+        }
+        out.line(1, "}");
+        out.line(1, "chain prerouting {");
+        out.line(2, "type filter hook prerouting priority filter; policy accept;");
+        out.line(2, format!("iifname \"{HOST_VETH_PREFIX}*\" jump from_container"));
+        out.line(1, "}");
+        out.line(1, "chain from_container {");
+        out.line(2, "ether type ip iifname . ether saddr . ip saddr @ports return");
+        out.line(
+            2,
+            "ether type arp iifname . ether saddr . arp saddr ip @ports iifname . arp saddr ether . arp saddr ip @ports return",
+        );
+        out.line(2, "drop");
+        out.line(1, "}");
         out.line(1, "chain forward {");
         out.line(
             2,
@@ -338,6 +413,23 @@ fn tenant_rules(out: &mut Script, tenants: &BTreeMap<&str, BTreeSet<Ipv4Addr>>) 
         out.line(2, "drop");
         out.line(1, "}");
     }
+}
+
+/// A set of IPv4 networks (overlaps merged, as an interval set needs).
+fn cidr_set(out: &mut Script, name: &str, nets: &[Ipv4Net]) {
+    let nets = Ipv4Net::aggregate(&nets.iter().map(|n| n.trunc()).collect::<Vec<_>>());
+    out.line(1, format!("set {name} {{"));
+    out.line(2, "type ipv4_addr");
+    out.line(2, "flags interval");
+    if !nets.is_empty() {
+        out.line(2, format!("elements = {{ {} }}", join(nets.iter())));
+    }
+    out.line(1, "}");
+}
+
+/// A container's MAC as nft writes it.
+fn mac(ip: Ipv4Addr) -> String {
+    super::link::container_mac(ip).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
@@ -416,6 +508,21 @@ pub async fn list_json() -> Result<Option<serde_json::Value>> {
         Err(Error::Nft { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// herd's two tables as `nft` prints them now, or `None` when either is missing. Compared
+/// after every pass with what was printed right after applying, it notices herd's rules
+/// changed or removed from outside (e.g. `nft flush ruleset`).
+pub async fn listing() -> Result<Option<String>> {
+    let mut out = String::new();
+    for family in ["inet", "bridge"] {
+        match nft(&["list", "table", family, TABLE], None, "list herd's table").await {
+            Ok(stdout) => out.push_str(&String::from_utf8_lossy(&stdout)),
+            Err(Error::Nft { stderr, .. }) if stderr.contains("No such file or directory") => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Runs `nft ARGS` with `stdin`, returning its standard output.
@@ -507,6 +614,16 @@ mod tests {
                     port: 9870,
                 },
             ],
+            ports: vec![
+                Port { ifname: "hv00000000b2".into(), ip: ip("10.88.3.3") },
+                Port { ifname: "hv00000000a1".into(), ip: ip("10.88.3.2") },
+            ],
+            egress_allow: vec!["192.0.2.53/32".parse().unwrap()],
+            egress_block: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "169.254.0.0/16".parse().unwrap(),
+                "192.0.2.128/25".parse().unwrap(),
+            ],
         }
     }
 
@@ -536,14 +653,32 @@ table inet herd {
 		ip daddr @tenant_1 accept
 		drop
 	}
+	set egress_allow {
+		type ipv4_addr
+		flags interval
+		elements = { 192.0.2.53/32 }
+	}
+	set egress_block {
+		type ipv4_addr
+		flags interval
+		elements = { 169.254.0.0/16, 192.0.2.0/24 }
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname "herd0" ct state established,related accept
+		iifname "herd0" drop
+	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname "herd0" ip saddr != 10.88.3.0/24 drop
 		ct state established,related accept
 		ct status dnat accept
 		ip saddr 10.88.0.0/16 ip daddr 10.88.0.0/16 ip saddr vmap @tenant_of
 		ip saddr 10.88.0.0/16 ip daddr 10.88.0.0/16 drop
 		iifname "herd0" meta nfproto ipv6 drop
 		oifname "herd0" meta nfproto ipv6 drop
+		iifname "herd0" ip daddr @egress_allow accept
+		iifname "herd0" ip daddr @egress_block drop
 		iifname "herd0" accept
 		oifname "herd0" drop
 	}
@@ -587,6 +722,19 @@ table bridge herd {
 		ip daddr @tenant_1 accept
 		drop
 	}
+	set ports {
+		type ifname . ether_addr . ipv4_addr
+		elements = { "hv00000000a1" . 02:42:0a:58:03:02 . 10.88.3.2, "hv00000000b2" . 02:42:0a:58:03:03 . 10.88.3.3 }
+	}
+	chain prerouting {
+		type filter hook prerouting priority filter; policy accept;
+		iifname "hv*" jump from_container
+	}
+	chain from_container {
+		ether type ip iifname . ether saddr . ip saddr @ports return
+		ether type arp iifname . ether saddr . arp saddr ip @ports iifname . arp saddr ether . arp saddr ip @ports return
+		drop
+	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname "hv*" ip saddr vmap @tenant_of
@@ -605,6 +753,8 @@ table bridge herd {
         let mut shuffled = sample();
         shuffled.members.reverse();
         shuffled.published.reverse();
+        shuffled.ports.reverse();
+        shuffled.egress_block.reverse();
         assert_eq!(shuffled.render().unwrap(), GOLDEN);
     }
 
@@ -613,6 +763,9 @@ table bridge herd {
         let mut rules = sample();
         rules.members.clear();
         rules.published.clear();
+        rules.ports.clear();
+        rules.egress_allow.clear();
+        rules.egress_block.clear();
         let script = rules.render().unwrap();
         assert!(!script.contains("elements"), "{script}");
         assert!(!script.contains("set tenant_"), "{script}");
@@ -669,6 +822,18 @@ table bridge herd {
             (
                 |r| r.published[0].port = 0,
                 |e| matches!(e, Error::PortZero { .. }),
+            ),
+            (
+                |r| r.ports[0].ip = ip("10.88.4.9"),
+                |e| matches!(e, Error::InvalidPort { .. }),
+            ),
+            (
+                |r| r.ports[0].ifname = "eth0".into(),
+                |e| matches!(e, Error::InvalidPort { .. }),
+            ),
+            (
+                |r| r.ports[1].ifname = r.ports[0].ifname.clone(),
+                |e| matches!(e, Error::DuplicatePort { .. }),
             ),
         ];
         for (i, (breakit, want)) in cases.into_iter().enumerate() {

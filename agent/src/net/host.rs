@@ -7,7 +7,8 @@
 //! prepare (before create):  lease an address per desired instance ─► write its /etc/hosts
 //! attach (after start):     veth missing? ─► plumb into the container's netns (by PID)
 //! release:                  leases of instances with neither a container nor a desire go back
-//! sync (every heartbeat):   routes to other hosts ─► firewall (if changed, saved) ─► /etc/hosts
+//! sync (every heartbeat):   routes to other hosts ─► firewall (if changed, or changed in the
+//!                           kernel behind herd's back: re-applied, saved, reported) ─► /etc/hosts
 //! ```
 //!
 //! A container's veth dies with its network namespace, so a stopped or removed container
@@ -26,7 +27,7 @@ use ipnet::Ipv4Net;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use super::firewall::{self, Member, Published, Ruleset};
+use super::firewall::{self, Member, Port, Published, Ruleset};
 use super::ipam::{self, Ipam};
 use super::link::{self, Plumbing};
 use super::netns::{self, Netns};
@@ -78,7 +79,17 @@ pub struct Options {
     pub address: Ipv4Addr,
     /// MTU for container links; `None` keeps 1500.
     pub mtu: Option<u32>,
+    /// Destinations outside the cluster containers may reach although they are the host's own
+    /// networks, link-local or metadata addresses (`--allow-egress`).
+    pub allow_egress: Vec<Ipv4Net>,
 }
+
+/// Destinations always refused to containers unless allowed: link-local (cloud metadata at
+/// 169.254.169.254 among them) and the metadata addresses that are not link-local.
+pub const ALWAYS_BLOCKED: [&str; 3] = ["169.254.0.0/16", "100.100.100.200/32", "168.63.129.16/32"];
+
+/// How long a repaired firewall stays a host condition.
+const REPAIRED_SHOWN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One of this host's instances, as the firewall and name files need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +103,11 @@ pub struct HostNet {
     opts: Options,
     lease: HostNetwork,
     ipam: Arc<Ipam>,
-    /// The rule set last applied. A tokio mutex: it is held across the `nft` run, so two
-    /// passes never apply out of order.
-    applied: Mutex<Option<Ruleset>>,
+    /// The rule set last applied and the kernel's listing of herd's tables right after. A
+    /// tokio mutex: it is held across the `nft` run, so two passes never apply out of order.
+    applied: Mutex<Option<(Ruleset, String)>>,
+    /// When herd's tables were last found changed from outside and re-applied, and how.
+    repaired: std::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// The container process each instance's veth was plumbed for (or found with, after a
     /// restart). A new PID means a new network namespace: the veth left, if any, is stale.
     /// A std mutex: never held across an await.
@@ -140,12 +153,13 @@ impl HostNet {
         let ipam = Arc::new(blocking(move || Ok(Ipam::open(dir, subnet)?)).await?);
         link::ensure_bridge(&opts.bridge, ipam.gateway_cidr()).await?;
         let outcome = docker_user::ensure_accept(&opts.bridge).await?;
-        let net = Self { opts, lease, ipam, applied: Mutex::new(None), plumbed: Default::default() };
+        let net = Self { opts, lease, ipam, applied: Mutex::new(None), repaired: Default::default(), plumbed: Default::default() };
         if let Some(saved) = net.load_ruleset()? {
             // Replay what was applied before a restart, so isolation holds from the first moment.
             if saved.host_subnet == subnet && saved.bridge == net.opts.bridge {
                 firewall::apply(&saved).await?;
-                *net.applied.lock().await = Some(saved);
+                let listing = firewall::listing().await?.unwrap_or_default();
+                *net.applied.lock().await = Some((saved, listing));
             }
         }
         info!(bridge = %net.opts.bridge, subnet = %subnet, gateway = %net.ipam.gateway(), docker_user = ?outcome, "host network ready");
@@ -244,6 +258,27 @@ impl HostNet {
         Ok(())
     }
 
+    /// Problems an operator should see on the host's status: herd's firewall found changed
+    /// from outside (and repaired) within the last ten minutes.
+    pub fn conditions(&self) -> Vec<String> {
+        let repaired = self.repaired.lock().unwrap_or_else(|p| p.into_inner());
+        repaired.iter().filter(|(at, _)| at.elapsed() < REPAIRED_SHOWN).map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Destinations outside the cluster containers may not reach: the host's own networks
+    /// (the underlay, Docker's networks; not herd's bridge) and [`ALWAYS_BLOCKED`].
+    async fn egress_block(&self) -> Result<Vec<Ipv4Net>> {
+        let mut block: Vec<Ipv4Net> = ALWAYS_BLOCKED.iter().filter_map(|n| n.parse().ok()).collect();
+        for (link, network) in link::ipv4_networks().await? {
+            if link != self.opts.bridge && !self.lease.cluster_cidr.contains(&network.network()) {
+                block.push(network.trunc());
+            }
+        }
+        block.sort();
+        block.dedup();
+        Ok(block)
+    }
+
     /// Brings routes, firewall and name files in line with `plan` and this host's instances.
     pub async fn sync(&self, plan: Option<&NetworkPlan>, local: &[Local]) -> Result<()> {
         let want: BTreeSet<route::Via> = plan
@@ -287,13 +322,38 @@ impl HostNet {
                     })
                 })
                 .collect(),
+            ports: local
+                .iter()
+                .filter_map(|l| Some(Port { ifname: link::host_veth_name(&owner(&l.instance)), ip: ip_of(&l.instance)? }))
+                .collect(),
+            egress_allow: self.opts.allow_egress.clone(),
+            egress_block: self.egress_block().await?,
         };
         let mut applied = self.applied.lock().await;
-        if applied.as_ref() != Some(&ruleset) {
+        // NB: compared with the kernel every pass, so rules removed or changed behind herd's
+        // back (`nft flush ruleset`, another tool's reload) are back within one heartbeat.
+        let listing = firewall::listing().await?;
+        let same_rules = applied.as_ref().is_some_and(|(r, _)| *r == ruleset);
+        let intact = same_rules && applied.as_ref().map(|(_, l)| l) == listing.as_ref();
+        if !intact {
+            if same_rules {
+                let found = if listing.is_none() { "missing" } else { "changed" };
+                let message = format!(
+                    "herd's firewall (nftables tables inet/bridge herd) was found {found} at {} and re-applied: \
+                     something on this host rewrites nftables (e.g. `nft flush ruleset`, a firewall service); \
+                     exclude herd's tables from it",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                );
+                warn!(found, "herd's firewall was changed outside herd; re-applying it");
+                *self.repaired.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), message));
+            }
             firewall::apply(&ruleset).await?;
-            self.save_ruleset(&ruleset)?;
-            info!(members = ruleset.members.len(), published = ruleset.published.len(), "firewall applied");
-            *applied = Some(ruleset);
+            let listing = firewall::listing().await?.unwrap_or_default();
+            if !same_rules {
+                self.save_ruleset(&ruleset)?;
+                info!(members = ruleset.members.len(), published = ruleset.published.len(), ports = ruleset.ports.len(), "firewall applied");
+            }
+            *applied = Some((ruleset, listing));
         }
         drop(applied);
 
@@ -350,3 +410,4 @@ impl HostNet {
         Ok(())
     }
 }
+

@@ -3,12 +3,15 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State as AxumState};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State as AxumState};
 use axum::Json;
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, RegisterReply, RegisterRequest};
 
 use super::auth::Caller;
 use super::{ListParams, Result, parse};
+use crate::logs::LogKey;
 use crate::state::State;
 
 /// An agent registers its host (again after a restart: capacity is updated).
@@ -18,22 +21,35 @@ use crate::state::State;
 pub async fn register(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    key: Option<Extension<LogKey>>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<RegisterReply>> {
     caller.principal.require_agent()?;
     let req: RegisterRequest = parse(&body?)?;
     caller.principal.require_host(&req.host.id)?;
     let host = req.host.id.clone();
-    let reply = s.register(caller.principal.actor(), req.host).await?;
-    if let Some(ep) = req.logs {
+    if let Some(ep) = &req.logs {
+        let peer = peer.map(|Extension(ConnectInfo(a))| a.ip());
+        s.check_log_endpoint(&caller.principal.actor(), &host, ep, req.host.address, peer).await?;
+    }
+    let mut reply = s.register(caller.principal.actor(), req.host).await?;
+    if let Some(mut ep) = req.logs {
+        if let Some(Extension(key)) = &key {
+            // The agent accepts the host's derived credential from now on; only its hash is kept.
+            let credential = key.credential(&host);
+            ep.secret = crate::auth::hash(&credential);
+            reply.log_secret = Some(credential);
+        }
         s.set_log_endpoint(host, ep).await?;
     }
     Ok(Json(reply))
 }
 
-/// An agent reports what runs on its host; the answer is the host's full desired set.
+/// An agent reports what runs on its host; the answer is the host's full desired set. An
+/// address outside the host's subnet is refused (403) and audited.
 #[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agents", request_body = Heartbeat,
-    responses((status = 200, body = HeartbeatReply), (status = 404, body = Problem, description = "unknown host: register again")),
+    responses((status = 200, body = HeartbeatReply), (status = 403, body = Problem), (status = 404, body = Problem, description = "unknown host: register again")),
     security(("bearer" = [])))]
 pub async fn heartbeat(
     AxumState(s): AxumState<State>,
@@ -43,6 +59,7 @@ pub async fn heartbeat(
     caller.principal.require_agent()?;
     let hb: Heartbeat = parse(&body?)?;
     caller.principal.require_host(&hb.host_id)?;
+    s.check_heartbeat(&caller.principal.actor(), &hb).await?;
     Ok(Json(s.heartbeat(hb).await?))
 }
 

@@ -53,6 +53,12 @@ pub async fn layer(AxumState(state): AxumState<State>, mut req: Request, next: N
     let caller = async {
         let secret = secret?;
         let principal = state.authenticate(secret.clone()).await?;
+        if principal.scope == Scope::Agent && principal.host.is_none() {
+            return Err(Error::Forbidden(format!(
+                "agent token {} is bound to no host, which herd no longer accepts: issue one per host with `herd tokens create --agent --host H`, give it to that host's agent, and revoke this one (`herd tokens revoke {}`)",
+                principal.token_id, principal.token_id
+            )));
+        }
         if principal.scope == Scope::Agent && !agent_route {
             return Err(Error::Forbidden("an agent token may only use the agent protocol (/v1/agent/*)".into()));
         }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herd_api::wire::{ClusterStatus, Page, Problem, ScaleRequest, Scope};
+use herd_api::validate::PortPolicy;
 use herd_api::{Role, yaml};
 
 use super::auth::Caller;
@@ -94,6 +95,7 @@ pub async fn get(
 pub async fn apply(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
+    policy: Option<Extension<PortPolicy>>,
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -109,6 +111,30 @@ pub async fn apply(
     }
     if spec.name != cluster {
         return Err(Error::invalid("name", format!("`{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
+    }
+    // The orchestrator's port range (its flag; the default when the router runs without it),
+    // and never a port an agent serves on.
+    let mut policy = policy.map(|Extension(p)| p).unwrap_or_default();
+    if spec.pools.values().any(|p| !p.publish.is_empty()) {
+        policy.reserved.extend(s.agent_ports().await?);
+    }
+    policy.check(&spec).map_err(Error::from)?;
+    if caller.principal.scope != Scope::Admin {
+        // Capabilities are the admin's: a tenant may keep what an admin granted, no more.
+        let stored = match s.cluster(tenant.clone(), cluster.clone()).await {
+            Ok(c) => Some(c.spec),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        for (role, pool) in &spec.pools {
+            let granted = stored.as_ref().and_then(|c| c.pools.get(role)).map(|p| &p.capabilities.add);
+            if let Some(extra) = pool.capabilities.add.iter().find(|c| !granted.is_some_and(|g| g.contains(c))) {
+                return Err(Error::Forbidden(format!(
+                    "pools.{role}.capabilities.add: only an admin may grant capabilities (`{extra}` was not granted to this pool); ask your platform team"
+                ))
+                .into());
+            }
+        }
     }
     let (status, applied) = s.apply(caller.principal.actor(), spec, expect).await?;
     let code = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };

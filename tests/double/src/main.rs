@@ -10,6 +10,8 @@
 //! - [`conf`]: reading `$HADOOP_CONF_DIR/*-site.xml`, the container's hostname, name resolution.
 //! - [`hdfs`]: NameNode and DataNode daemons, the `hdfs` command.
 //! - [`yarn`]: ResourceManager and NodeManager daemons, the `yarn` command.
+//! - [`probe`]: not Hadoop: TCP/UDP listeners, a connect check and a forged-source sender for
+//!   herd's isolation tests (`hadoop-double probe ...`).
 //!
 //! Wire between the doubles: JSON over HTTP on Hadoop's real ports (real Hadoop speaks its
 //! own RPC there); what herd reads (`/jmx`, `/ws/v1/cluster/*`) is byte-shape compatible.
@@ -17,6 +19,7 @@
 mod common;
 mod conf;
 mod hdfs;
+mod probe;
 mod yarn;
 
 use std::process::ExitCode;
@@ -50,8 +53,9 @@ fn main() -> ExitCode {
         }
         "hdfs" => hdfs::command(&rest),
         "yarn" => yarn::command(&rest),
+        "probe" => probe::command(&rest),
         other => {
-            eprintln!("hadoop-double: unknown command `{other}` (daemon, hdfs, yarn)");
+            eprintln!("hadoop-double: unknown command `{other}` (daemon, hdfs, yarn, probe)");
             ExitCode::from(255)
         }
     }

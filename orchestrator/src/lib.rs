@@ -20,8 +20,10 @@
 
 pub mod auth;
 pub mod config;
+pub mod desired;
 pub mod error;
 pub mod hadoop;
+pub mod hot;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;

@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
-    let state = State { store, heartbeat_interval: config.heartbeat_interval, network: config.network };
+    let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?;
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
@@ -42,10 +42,18 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
+    let stop_flush = CancellationToken::new();
+    let flusher = tokio::spawn({
+        let (state, stop) = (state.clone(), stop_flush.clone());
+        async move { state.flush_reports_until(stop).await }
+    });
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("HTTP server failed")?;
+    // Agents' last reports, written behind: flush them before going.
+    stop_flush.cancel();
+    let _ = flusher.await;
     info!("stopped");
     Ok(())
 }

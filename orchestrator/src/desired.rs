@@ -1,0 +1,155 @@
+//! Desired state: what each host should run (image, resources, environment, rendered Hadoop
+//! config, whether to hold its config), derived per cluster from its spec, placements and
+//! leaving phases (the store) and its hosts' reports (the hot state).
+//!
+//! Deriving a cluster renders every member's config and decides its rollout: O(cluster).
+//! A heartbeat needs only its host's part, so each cluster's result is cached
+//! ([`DesiredCache`]) and derived again only when
+//! - the store's revision moved (a spec, placement or leaving phase changed): at once;
+//! - a report about one of its instances changed ([`Hot::cluster_version`]): at most every
+//!   [`REDERIVE_MS`], so a fleet of agents converging does not make every heartbeat render
+//!   the whole cluster;
+//! - it is older than one heartbeat interval (masters' reports age with their hosts).
+//!
+//! The cached result is one consistent decision over the whole cluster, so a rollout still
+//! releases at most one instance at a time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use herd_api::lifecycle::Phase;
+use herd_api::names::InstanceRef;
+use herd_api::wire::DesiredContainer;
+use herd_api::Role;
+use rusqlite::Connection;
+
+use crate::error::Result;
+use crate::hot::Hot;
+use crate::state::HadoopContext;
+use crate::store;
+
+/// A cluster is derived again for changed reports at most this often.
+pub const REDERIVE_MS: u64 = 200;
+
+/// One cluster's desired containers, and what they were derived from.
+struct Derived {
+    revision: u64,
+    version: u64,
+    at_ms: u64,
+    desired: HashMap<InstanceRef, DesiredContainer>,
+}
+
+type Slot = Arc<Mutex<Option<Arc<Derived>>>>;
+
+/// Per cluster, its last derived desired containers.
+#[derive(Default)]
+pub struct DesiredCache {
+    clusters: Mutex<HashMap<(String, String), Slot>>,
+}
+
+impl DesiredCache {
+    fn slot(&self, key: &(String, String)) -> Slot {
+        let mut map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    /// The desired containers of cluster `key`, derived again if stale (see the module).
+    /// One caller derives; concurrent callers for the same cluster wait and share it.
+    #[allow(clippy::too_many_arguments)]
+    fn cluster(&self, c: &Connection, hot: &Hot, key: &(String, String), revision: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
+        let slot = self.slot(key);
+        let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let version = hot.cluster_version(&key.0, &key.1);
+        if let Some(d) = guard.as_ref() {
+            let age = now.saturating_sub(d.at_ms);
+            let reports_ok = d.version == version || age < REDERIVE_MS;
+            if d.revision >= revision && reports_ok && age < lost_after / 3 {
+                return Ok(d.clone());
+            }
+        }
+        let derived = Arc::new(derive(c, hot, key, revision, version, now, lost_after)?);
+        *guard = Some(derived.clone());
+        Ok(derived)
+    }
+
+    /// Forgets cluster `key` (deleted).
+    pub fn forget(&self, tenant: &str, name: &str) {
+        let mut map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(&(tenant.to_string(), name.to_string()));
+    }
+}
+
+fn derive(c: &Connection, hot: &Hot, key: &(String, String), revision: u64, version: u64, now: u64, lost_after: u64) -> Result<Derived> {
+    let (tenant, name) = key;
+    let mut desired = HashMap::new();
+    let Some(row) = store::cluster(c, tenant, name)? else {
+        return Ok(Derived { revision, version, at_ms: now, desired });
+    };
+    let members = store::instances(c, Some((tenant, name)))?;
+    let ctx = HadoopContext::load(hot, &members, now, lost_after);
+    let leaving = store::leaving(c, Some((tenant, name)))?;
+    let outcome = ctx.evaluate(&row.spec, &members, &leaving);
+    let spec = &row.spec;
+    for i in members.iter().filter(|i| i.host.is_some()) {
+        // Removal ordered by the lifecycle: its agent stops and removes the container.
+        if leaving.get(&i.instance) == Some(&Phase::Removing) {
+            continue;
+        }
+        let Some(image) = spec.image_for(i.role) else { continue };
+        let pool = spec.pools.get(&i.role);
+        let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
+        env.extend(herd_env(&i.instance, i.role));
+        if let Some(daemon) = outcome.env.get(&i.instance) {
+            env.extend(daemon.clone());
+        }
+        let release = outcome.releases.get(&i.instance);
+        desired.insert(
+            i.instance.clone(),
+            DesiredContainer {
+                image: image.to_string(),
+                instance: i.instance.clone(),
+                role: i.role,
+                cpu: i.cpu,
+                memory: i.memory,
+                command: pool.and_then(|p| p.command.clone()),
+                env,
+                publish: pool.map(|p| p.publish.clone()).unwrap_or_default(),
+                hadoop: release.map(|r| r.config.clone()),
+                hold_config: release.is_some_and(|r| r.hold),
+            },
+        );
+    }
+    Ok(Derived { revision, version, at_ms: now, desired })
+}
+
+/// The containers `host` should run, with the environment herd gives every daemon and each
+/// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot).
+pub fn desired_for(c: &Connection, hot: &Hot, cache: &DesiredCache, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
+    let mine = store::instances_on_host(c, host)?;
+    if mine.is_empty() {
+        return Ok(vec![]);
+    }
+    let revision = store::revision(c)?;
+    let clusters: BTreeSet<(String, String)> =
+        mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
+    let mut out = Vec::new();
+    for key in clusters {
+        let derived = cache.cluster(c, hot, &key, revision, now, lost_after)?;
+        for i in mine.iter().filter(|i| i.instance.tenant == key.0 && i.instance.cluster == key.1) {
+            if let Some(d) = derived.desired.get(&i.instance) {
+                out.push(d.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
+    [
+        ("HERD_TENANT".into(), i.tenant.clone()),
+        ("HERD_CLUSTER".into(), i.cluster.clone()),
+        ("HERD_INSTANCE".into(), i.name.clone()),
+        ("HERD_POOL".into(), role.as_str().into()),
+        ("HERD_HOSTNAME".into(), i.hostname()),
+    ]
+}

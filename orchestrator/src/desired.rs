@@ -39,37 +39,79 @@ struct Derived {
     desired: HashMap<InstanceRef, DesiredContainer>,
 }
 
-type Slot = Arc<Mutex<Option<Arc<Derived>>>>;
+/// One cluster's cache entry: the last derived result, and a lock held while deriving.
+#[derive(Default)]
+struct Slot {
+    current: Mutex<Option<Arc<Derived>>>,
+    deriving: Mutex<()>,
+    /// How long the last derivation took: a cluster is not derived again for changed
+    /// reports more often than every 4× that (bounds the CPU a big cluster takes).
+    cost_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Slot {
+    fn current(&self) -> Option<Arc<Derived>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether `d` may answer for store `revision` and report `version` at `now`.
+    fn fresh(&self, d: &Derived, revision: u64, version: u64, now: u64, interval: u64) -> bool {
+        let floor = 4 * self.cost_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let age = now.saturating_sub(d.at_ms);
+        d.revision >= revision && (d.version == version || age < REDERIVE_MS.max(floor)) && age < interval.max(floor)
+    }
+}
 
 /// Per cluster, its last derived desired containers.
 #[derive(Default)]
 pub struct DesiredCache {
-    clusters: Mutex<HashMap<(String, String), Slot>>,
+    clusters: Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
 
 impl DesiredCache {
-    fn slot(&self, key: &(String, String)) -> Slot {
+    fn slot(&self, key: &(String, String)) -> Arc<Slot> {
         let mut map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(key.clone()).or_default().clone()
     }
 
     /// The desired containers of cluster `key`, derived again if stale (see the module).
-    /// One caller derives; concurrent callers for the same cluster wait and share it.
-    #[allow(clippy::too_many_arguments)]
+    /// One caller derives. Others wait for it only when what they have is older than their
+    /// store revision (a placement or phase they must see); for newer reports alone they
+    /// take the last result. Results only ever move forward, so no host is ever told less
+    /// than it was told before.
     fn cluster(&self, c: &Connection, hot: &Hot, key: &(String, String), revision: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
+        let interval = lost_after / 3;
         let slot = self.slot(key);
-        let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let version = hot.cluster_version(&key.0, &key.1);
-        if let Some(d) = guard.as_ref() {
-            let age = now.saturating_sub(d.at_ms);
-            let reports_ok = d.version == version || age < REDERIVE_MS;
-            if d.revision >= revision && reports_ok && age < lost_after / 3 {
-                return Ok(d.clone());
-            }
+        let current = slot.current();
+        if let Some(d) = &current
+            && slot.fresh(d, revision, version, now, interval)
+        {
+            return Ok(d.clone());
         }
+        let _deriving = match slot.deriving.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                if let Some(d) = current.filter(|d| d.revision >= revision) {
+                    return Ok(d);
+                }
+                slot.deriving.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        // Someone may have derived it while this waited.
+        if let Some(d) = slot.current()
+            && slot.fresh(&d, revision, hot.cluster_version(&key.0, &key.1), now, interval)
+        {
+            return Ok(d);
+        }
+        let started = std::time::Instant::now();
         let derived = Arc::new(derive(c, hot, key, revision, version, now, lost_after)?);
-        *guard = Some(derived.clone());
-        Ok(derived)
+        slot.cost_ms.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_none_or(|d| d.revision <= derived.revision) {
+            *current = Some(derived.clone());
+        }
+        Ok(current.clone().unwrap_or(derived))
     }
 
     /// Forgets cluster `key` (deleted).

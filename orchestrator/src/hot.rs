@@ -48,6 +48,8 @@ pub struct Hot {
     /// Per cluster (tenant, name): bumped whenever a report about one of its instances
     /// changes, so what is derived from reports can be cached until then.
     versions: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Every host's subnet lease, for leasing the next one without a scan.
+    leases: std::sync::Mutex<std::collections::BTreeSet<Ipv4Net>>,
 }
 
 impl Hot {
@@ -82,7 +84,8 @@ impl Hot {
                 (id, live)
             })
             .collect();
-        Hot { hosts: RwLock::new(map), versions: Default::default() }
+        let leases = subnets.values().copied().collect();
+        Hot { hosts: RwLock::new(map), versions: Default::default(), leases: std::sync::Mutex::new(leases) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HostLive>> {
@@ -165,6 +168,30 @@ impl Hot {
     pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
         versions.get(&(tenant.to_string(), name.to_string())).copied().unwrap_or(0)
+    }
+
+    /// `host`'s lease if `keep` accepts it, else a new one from `lease` (given every lease
+    /// held), recorded at once; `Ok((subnet, previous))`.
+    pub fn lease<E>(
+        &self,
+        host: &str,
+        keep: impl Fn(Ipv4Net) -> bool,
+        lease: impl FnOnce(&std::collections::BTreeSet<Ipv4Net>) -> Result<Ipv4Net, E>,
+    ) -> Result<(Ipv4Net, Option<Ipv4Net>), E> {
+        let current = self.read().get(host).and_then(|h| h.subnet);
+        if let Some(s) = current.filter(|s| keep(*s)) {
+            return Ok((s, None));
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let subnet = lease(&leases)?;
+        leases.insert(subnet);
+        if let Some(old) = current {
+            leases.remove(&old);
+        }
+        if let Some(h) = self.write().get_mut(host) {
+            h.subnet = Some(subnet);
+        }
+        Ok((subnet, current))
     }
 
     /// Records the revision at which `host`'s reply was empty (`None`: it was not).

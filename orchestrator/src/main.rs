@@ -12,8 +12,19 @@ use herd_orchestrator::http;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // NB: blocking threads serve store reads (four reader connections) and little else;
+    // tokio's default of 512 only lets a burst of requests park hundreds of threads, each
+    // with its own malloc arena, on four connections.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(32)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

@@ -192,7 +192,7 @@ impl State {
                     audit::record(tx, now, &change)?;
                 }
                 let network = match info.address {
-                    Some(_) => Some(lease_subnet(tx, &settings, &info.id)?),
+                    Some(_) => Some(lease_subnet(tx, &hot, &settings, &info.id)?),
                     None => None,
                 };
                 hot.register(info, network.map(|n| n.subnet), now);
@@ -867,40 +867,52 @@ fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64,
 }
 
 /// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
-fn lease_subnet(tx: &Connection, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
-    let leases = store::subnets(tx)?;
-    let subnet = match leases.get(host) {
-        Some(s) if settings.fits(*s) => *s,
-        stale => {
-            let taken = leases.iter().filter(|(h, s)| h.as_str() != host && settings.fits(**s)).map(|(_, s)| *s).collect();
-            let subnet = settings.lease(&taken).map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
-            if let Some(old) = stale {
-                warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
-            }
-            store::put_subnet(tx, host, subnet)?;
-            subnet
+/// Leases come from the hot state's set of leases (no scan of the store per registration);
+/// a new one is stored in the registration's transaction.
+fn lease_subnet(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
+    let (subnet, stale) = hot
+        .lease(host, |s| settings.fits(s), |taken| settings.lease(taken))
+        .map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
+    if stale.is_some() || store::subnets_of(tx, host)? != Some(subnet) {
+        if let Some(old) = stale {
+            warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
         }
-    };
+        store::put_subnet(tx, host, subnet)?;
+    }
     Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
 }
 
-/// Routes and address owners for `host`, if it has a subnet lease.
+/// Routes and address owners for `host`, if it has a subnet lease: only what its own
+/// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
+/// their instances and the addresses of those instances. (Every other address is dropped by
+/// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
 fn network_plan(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
     if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
         return Ok(None);
     }
+    let tenants: BTreeSet<String> = store::instances_on_host(tx, host)?.into_iter().map(|i| i.instance.tenant).collect();
+    let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
+    for t in &tenants {
+        placed.extend(store::instances_of_tenant(tx, t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
+    }
+    let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
+    relevant.insert(host);
     let (leases, observed): (Vec<network::HostLease>, Vec<_>) = hot.with_hosts(|hosts| {
-        let leases = hosts
-            .values()
+        let mine = relevant.iter().filter_map(|id| hosts.get(*id));
+        let leases = mine
+            .clone()
             .filter_map(|h| Some(network::HostLease { host: h.info.id.clone(), subnet: h.subnet?, address: h.info.address }))
             .collect();
-        let observed = hosts
-            .values()
-            .flat_map(|h| h.observed.iter().filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?))))
+        let observed = mine
+            .flat_map(|h| {
+                h.observed
+                    .iter()
+                    .filter(|o| tenants.contains(&o.instance.tenant))
+                    .filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?)))
+            })
             .collect();
         (leases, observed)
     });
-    let placed = store::instances(tx, None)?.into_iter().filter_map(|i| Some((i.instance, i.host?))).collect();
     Ok(network::plan(settings, host, &leases, &placed, &observed))
 }
 

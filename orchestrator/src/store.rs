@@ -608,6 +608,14 @@ pub fn instances(c: &Connection, cluster: Option<(&str, &str)>) -> Result<Vec<In
     collect_instances(&mut stmt, params![tenant, name])
 }
 
+/// Every instance of one tenant (the primary key's prefix).
+pub fn instances_of_tenant(c: &Connection, tenant: &str) -> Result<Vec<Instance>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ?1 ORDER BY tenant, cluster, role, ordinal"
+    ))?;
+    collect_instances(&mut stmt, [tenant])
+}
+
 pub fn instances_on_host(c: &Connection, host: &str) -> Result<Vec<Instance>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE host_id = ?1 ORDER BY tenant, cluster, role, ordinal"
@@ -746,6 +754,15 @@ pub fn subnets(c: &Connection) -> Result<BTreeMap<String, Ipv4Net>> {
         out.insert(host, subnet);
     }
     Ok(out)
+}
+
+/// `host`'s subnet lease, if it has one.
+pub fn subnets_of(c: &Connection, host: &str) -> Result<Option<Ipv4Net>> {
+    let s: Option<String> = c.query_row("SELECT subnet FROM subnets WHERE host_id = ?1", [host], |r| r.get(0)).optional()?;
+    s.map(|s| {
+        s.parse().map_err(|e: ipnet::AddrParseError| Error::Corrupt { what: "host subnet", source: serde::de::Error::custom(e) })
+    })
+    .transpose()
 }
 
 /// Leases `subnet` to `host`, replacing its earlier lease.

@@ -114,7 +114,32 @@ pub const YARN_EXCLUDE_FILE: &str = "yarn.exclude";
 /// - `refresh`: what makes a master re-read them (`hdfs dfsadmin -refreshNodes` on the
 ///   NameNode, `yarn rmadmin -refreshNodes` on the ResourceManager); nothing elsewhere.
 pub fn render(cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<HadoopConfig, RenderError> {
-    let member = member(cluster, instance)?;
+    render_member(cluster, member(cluster, instance)?)
+}
+
+/// [`render`] for every member, in one pass: O(members) to find them, where calling
+/// [`render`] per member looks each one up among all (O(members²)).
+pub fn render_each(cluster: &ClusterView<'_>) -> Vec<(InstanceRef, Result<HadoopConfig, RenderError>)> {
+    let mut seen = std::collections::HashMap::new();
+    for m in cluster.members {
+        *seen.entry(&m.instance).or_insert(0u32) += 1;
+    }
+    cluster
+        .members
+        .iter()
+        .map(|m| {
+            let out = if seen.get(&m.instance).copied().unwrap_or(0) > 1 {
+                Err(RenderError::DuplicateMember(m.instance.clone()))
+            } else {
+                render_member(cluster, m)
+            };
+            (m.instance.clone(), out)
+        })
+        .collect()
+}
+
+fn render_member(cluster: &ClusterView<'_>, member: &Member) -> Result<HadoopConfig, RenderError> {
+    let instance = &member.instance;
     let pool = cluster
         .spec
         .pools

@@ -175,6 +175,9 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(90))
+        // NB: one shared pool for all agents: connections follow the concurrency, not the
+        // host count; a latency spike must not leave tens of thousands of idle ones behind.
+        .pool_max_idle_per_host(2048)
         .build()?;
     let resp = http.get(format!("{base}/healthz")).send().await.with_context(|| format!("cannot reach {base}"))?;
     if !resp.status().is_success() {

@@ -174,10 +174,10 @@ async fn main() -> Result<()> {
     let base = args.orchestrator.trim_end_matches('/').to_string();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // NB: one shared pool for all agents, unbounded: connections follow the concurrency,
+        // not the host count; capping idle ones made loopback run out of ephemeral ports
+        // (TIME_WAIT) at 30,000 hosts.
         .pool_idle_timeout(Duration::from_secs(90))
-        // NB: one shared pool for all agents: connections follow the concurrency, not the
-        // host count; a latency spike must not leave tens of thousands of idle ones behind.
-        .pool_max_idle_per_host(2048)
         .build()?;
     let resp = http.get(format!("{base}/healthz")).send().await.with_context(|| format!("cannot reach {base}"))?;
     if !resp.status().is_success() {

@@ -52,12 +52,12 @@ pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String,
     for (r, &i) in by_id.iter().enumerate() {
         rank[i] = r;
     }
-    let mut pools: HashMap<(String, Vec<(Protocol, u16)>), PoolOrder> = HashMap::new();
-    let mut unplaceable_memo: HashMap<(String, Vec<(Protocol, u16)>, u64, u64), String> = HashMap::new();
+    let mut pools: HashMap<PoolKey, PoolOrder> = HashMap::new();
+    let mut unplaceable_memo: HashMap<(PoolKey, u64, u64), String> = HashMap::new();
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {
         let key = (r.pool.clone(), r.ports.clone());
-        let memo_key = (r.pool.clone(), r.ports.clone(), r.cpu.0, r.memory.0);
+        let memo_key = (key.clone(), r.cpu.0, r.memory.0);
         if let Some(why) = unplaceable_memo.get(&memo_key) {
             out.push(Err(why.clone()));
             continue;
@@ -74,6 +74,9 @@ pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String,
     }
     out
 }
+
+/// A pool and the host ports its instances publish.
+type PoolKey = (String, Vec<(Protocol, u16)>);
 
 /// One pool's ready hosts in placement order: (instances of the pool, rank by id).
 struct PoolOrder {

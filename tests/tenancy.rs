@@ -567,7 +567,7 @@ async fn agent_tokens_speak_for_one_host_and_its_own_addresses() -> Result<()> {
     let subnet = |reply: &Value| reply["network"]["subnet"].as_str().unwrap_or_default().to_string();
     let (subnet_a, subnet_b) = (subnet(&reply_a), subnet(&reply_b));
     assert!(!subnet_a.is_empty() && subnet_a != subnet_b, "{reply_a} {reply_b}");
-    let in_subnet = |s: &str| format!("{}.7", s.rsplitn(2, '.').last().unwrap_or_default());
+    let in_subnet = |s: &str| s.parse::<ipnet::Ipv4Net>().ok().and_then(|n| n.hosts().nth(6)).map(|ip| ip.to_string()).unwrap_or_default();
 
     // A cannot register as B, nor heartbeat for it.
     let (status, body) = api_a.post("/v1/agent/register", host(&b, "192.0.2.10")).await?;

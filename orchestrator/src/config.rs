@@ -34,10 +34,12 @@ pub struct Args {
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
     /// The CIDR every container address is taken from; must overlap none of the hosts' own
-    /// networks [default: 10.88.0.0/16].
+    /// networks [default: 100.64.0.0/10; with /25 host subnets it holds 32,768 hosts of 125
+    /// containers: hosts = 2^(host prefix - CIDR prefix)].
     #[arg(long, env = "HERD_CLUSTER_CIDR")]
     pub cluster_cidr: Option<Ipv4Net>,
-    /// Prefix length of the subnet each host gets from the cluster CIDR [default: 24].
+    /// Prefix length of the subnet each host gets from the cluster CIDR; containers per host =
+    /// 2^(32 - prefix) - 3 [default: 25].
     #[arg(long, env = "HERD_HOST_SUBNET_PREFIX")]
     pub host_subnet_prefix: Option<u8>,
     /// Host ports clusters may publish, FIRST-LAST; never below 1024 nor herd's own ports

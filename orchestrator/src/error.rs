@@ -49,6 +49,9 @@ pub enum Error {
     /// The store's worker thread went away.
     #[error("store worker failed")]
     Worker(#[source] tokio::task::JoinError),
+    /// The store's writer failed outside the operation (its commit, or the thread is gone).
+    #[error("store writer failed: {0}")]
+    Writer(String),
 }
 
 impl Error {

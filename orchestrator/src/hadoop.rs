@@ -85,12 +85,12 @@ impl<'a> ClusterData<'a> {
         let members = self.members();
         let view = ClusterView { spec: self.spec, members: &members, leaving: self.leaving.clone() };
         let mut out = HashMap::new();
-        for i in &self.instances {
-            match render::render(&view, &i.instance) {
+        for (instance, rendered) in render::render_each(&view) {
+            match rendered {
                 Ok(config) => {
-                    out.insert(i.instance.clone(), config);
+                    out.insert(instance, config);
                 }
-                Err(e) => warn!(instance = %i.instance, error = %e, "cannot render Hadoop config"),
+                Err(e) => warn!(instance = %instance, error = %e, "cannot render Hadoop config"),
             }
         }
         out
@@ -363,9 +363,10 @@ pub fn releases(
         (None, true) => None,
         (None, false) => candidates.first().cloned(),
     };
+    let is_candidate: BTreeSet<&InstanceRef> = candidates.iter().collect();
     let mut out = HashMap::new();
     for (instance, config) in newest {
-        let hold = (candidates.contains(&instance) && Some(&instance) != released.as_ref())
+        let hold = (is_candidate.contains(&instance) && Some(&instance) != released.as_ref())
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
         // NB: a leaving instance is held whatever its config, but it is not waiting for a
         // rollout (it never restarts): only held candidates show `waiting`.

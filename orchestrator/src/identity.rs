@@ -16,7 +16,6 @@ use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
 use crate::state::{State, now_ms};
-use rusqlite::OptionalExtension;
 
 use crate::store::audit::{self, Change};
 
@@ -71,19 +70,9 @@ impl State {
         if hb.observed.iter().all(|o| o.ip.is_none()) {
             return Ok(());
         }
-        let host = hb.host_id.clone();
-        // NB: one host's rows, not every host's: this runs on every heartbeat of every host.
-        let known = self
-            .store
-            .read(move |c| {
-                let exists = c.query_row("SELECT 1 FROM hosts WHERE id = ?1", [&host], |_| Ok(())).optional()?.is_some();
-                let subnet: Option<String> =
-                    c.query_row("SELECT subnet FROM subnets WHERE host_id = ?1", [&host], |r| r.get(0)).optional()?;
-                Ok(exists.then_some(subnet))
-            })
-            .await?;
-        let Some(subnet) = known else { return Ok(()) };
-        let subnet = subnet.and_then(|s| s.parse::<Ipv4Net>().ok());
+        // NB: from the hot state (hosts and leases live there; the store has them only
+        // written behind): this runs on every heartbeat of every host.
+        let Some(subnet) = self.hot.host(&hb.host_id).map(|h| h.subnet) else { return Ok(()) };
         if let Err(why) = check_addresses(hb, subnet) {
             self.audit_refusal(actor, "agent.heartbeat.refused", &hb.host_id, &why).await?;
             return Err(Error::Forbidden(why));

@@ -21,8 +21,10 @@
 
 pub mod auth;
 pub mod config;
+pub mod desired;
 pub mod error;
 pub mod hadoop;
+pub mod hot;
 pub mod http;
 pub mod identity;
 pub mod lifecycle;

@@ -16,8 +16,19 @@ use tracing::{info, warn};
 /// How long a SIGTERM waits for open requests before cutting them.
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // NB: blocking threads serve store reads (four reader connections) and little else;
+    // tokio's default of 512 only lets a burst of requests park hundreds of threads, each
+    // with its own malloc arena, on four connections.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(32)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(|| herd_api::daemon_log::Stderr)
@@ -32,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
-    let state = State { store, heartbeat_interval: config.heartbeat_interval, network: config.network };
+    let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?;
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
@@ -46,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
+    let stop_flush = CancellationToken::new();
+    let flusher = tokio::spawn({
+        let (state, stop) = (state.clone(), stop_flush.clone());
+        async move { state.flush_reports_until(stop).await }
+    });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
     let key_file = config.data_dir.join("agent-logs.key");
@@ -64,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
         served = std::future::IntoFuture::into_future(serve) => served.context("HTTP server failed")?,
         () = deadline => warn!(deadline = ?SHUTDOWN_DEADLINE, "open requests and log streams cut at the shutdown deadline"),
     }
+    // Agents' last reports, written behind: flush them before going.
+    stop_flush.cancel();
+    let _ = flusher.await;
     info!("stopped");
     Ok(())
 }

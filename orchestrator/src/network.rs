@@ -20,11 +20,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The defaults: `10.88.0.0/16`, a `/24` per host (256 hosts of 253 containers).
+    /// The defaults: `100.64.0.0/10` (RFC 6598 shared address space, seldom a host network),
+    /// a `/25` per host: 32,768 hosts of 125 containers. (Before: `10.88.0.0/16` in `/24`s,
+    /// which refused the 257th host.) Sizing: hosts = 2^(host prefix − CIDR prefix),
+    /// containers per host = 2^(32 − host prefix) − 3 (network, gateway, broadcast).
     pub fn default_plan() -> Self {
         // NB: a literal network with a valid prefix; `new` cannot fail on it.
-        let cluster_cidr = Ipv4Net::new(Ipv4Addr::new(10, 88, 0, 0), 16).unwrap_or_default();
-        Self { cluster_cidr, host_prefix: 24 }
+        let cluster_cidr = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).unwrap_or_default();
+        Self { cluster_cidr, host_prefix: 25 }
+    }
+
+    /// How many hosts the plan holds.
+    pub fn hosts(&self) -> u64 {
+        1u64 << (self.host_prefix - self.cluster_cidr.prefix_len())
     }
 
     /// Checks that host subnets fit the cluster CIDR and hold a gateway and containers.
@@ -47,8 +55,18 @@ impl Settings {
         subnet.prefix_len() == self.host_prefix && self.cluster_cidr.contains(&subnet)
     }
 
-    /// The first host subnet not in `taken`, or why there is none.
+    /// A host subnet not in `taken`, or why there is none: the one after the highest taken
+    /// (O(1) while hosts join one after another), else the first free one.
     pub fn lease(&self, taken: &BTreeSet<Ipv4Net>) -> Result<Ipv4Net, String> {
+        if let Some(last) = taken.iter().rev().find(|s| self.fits(**s)) {
+            let next = u32::from(last.broadcast()).checked_add(1).map(Ipv4Addr::from);
+            if let Some(n) = next.and_then(|a| Ipv4Net::new(a, self.host_prefix).ok())
+                && self.fits(n)
+                && !taken.contains(&n)
+            {
+                return Ok(n);
+            }
+        }
         let mut subnets = self.cluster_cidr.subnets(self.host_prefix).map_err(|e| e.to_string())?;
         subnets.find(|s| !taken.contains(s)).ok_or_else(|| {
             format!(
@@ -140,13 +158,16 @@ mod tests {
             assert_eq!(s.check().is_ok(), ok, "{cidr} /{prefix}");
         }
         let s = Settings::default_plan();
-        assert!(s.check_address(Ipv4Addr::new(10, 88, 1, 1)).is_err());
+        assert!(s.check().is_ok());
+        assert!(s.hosts() >= 30_000, "the default plan must hold 30,000 hosts: {}", s.hosts());
+        assert!(s.check_address(Ipv4Addr::new(100, 64, 1, 1)).is_err());
+        assert!(s.check_address(Ipv4Addr::new(10, 88, 1, 1)).is_ok());
         assert!(s.check_address(Ipv4Addr::new(192, 0, 2, 1)).is_ok());
     }
 
     #[test]
     fn plan_routes_to_others_and_keeps_only_current_owners() {
-        let s = Settings::default_plan();
+        let s = Settings { cluster_cidr: net("10.88.0.0/16"), host_prefix: 24 };
         let lease = |h: &str, sub: &str, a: Option<[u8; 4]>| HostLease { host: h.into(), subnet: net(sub), address: a.map(Ipv4Addr::from) };
         let leases = [
             lease("a", "10.88.0.0/24", Some([192, 0, 2, 1])),

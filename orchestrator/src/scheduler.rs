@@ -34,31 +34,100 @@ pub struct Request {
 
 /// Places each request in order, updating `hosts` as it goes; `Err` carries why a request
 /// cannot be placed, in words an operator can act on.
+///
+/// The policy: the first ready host, ordered by how many instances of the request's pool it
+/// holds and then by id (a stable, spreading first-fit), with room for its CPU and memory
+/// and none of its host ports taken. Indexed so a batch costs O((requests + hosts) log
+/// hosts) for pools of equal-sized instances, not a sort of every host per request:
+/// - per pool (and its ports), the ready hosts ordered by (instances of the pool, id), kept
+///   up to date as instances are placed;
+/// - a host that cannot take a request of a pool is dropped from that pool's order for the
+///   rest of the batch (free room only shrinks during a batch), unless a smaller request of
+///   the pool comes along, which puts them all back;
+/// - a request like one already found unplaceable gets the same reason without a scan.
 pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String, String>> {
-    requests.iter().map(|r| place_one(hosts, r)).collect()
+    let mut by_id: Vec<usize> = (0..hosts.len()).collect();
+    by_id.sort_by(|&a, &b| hosts[a].id.cmp(&hosts[b].id));
+    let mut rank = vec![0usize; hosts.len()];
+    for (r, &i) in by_id.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut pools: HashMap<PoolKey, PoolOrder> = HashMap::new();
+    let mut unplaceable_memo: HashMap<(PoolKey, u64, u64), String> = HashMap::new();
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let key = (r.pool.clone(), r.ports.clone());
+        let memo_key = (key.clone(), r.cpu.0, r.memory.0);
+        if let Some(why) = unplaceable_memo.get(&memo_key) {
+            out.push(Err(why.clone()));
+            continue;
+        }
+        let order = pools.entry(key).or_insert_with(|| PoolOrder::new(hosts, &by_id, &rank, &r.pool));
+        match order.place(hosts, &by_id, r) {
+            Some(i) => out.push(Ok(hosts[i].id.clone())),
+            None => {
+                let why = unplaceable(hosts, r);
+                unplaceable_memo.insert(memo_key, why.clone());
+                out.push(Err(why));
+            }
+        }
+    }
+    out
 }
 
-fn place_one(hosts: &mut [HostView], r: &Request) -> Result<String, String> {
-    let mut order: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].ready).collect();
-    // Fewest instances of this pool first, then host id: a stable, spreading first-fit.
-    order.sort_by(|&a, &b| {
-        let count = |i: usize| hosts[i].per_pool.get(&r.pool).copied().unwrap_or(0);
-        count(a).cmp(&count(b)).then_with(|| hosts[a].id.cmp(&hosts[b].id))
-    });
-    let fits = order.iter().copied().find(|&i| {
-        let h = &hosts[i];
-        h.free_cpu >= r.cpu.0 && h.free_memory >= r.memory.0 && r.ports.iter().all(|p| !h.ports.contains(p))
-    });
-    match fits {
-        Some(i) => {
-            let host = &mut hosts[i];
-            host.free_cpu -= r.cpu.0;
-            host.free_memory -= r.memory.0;
-            *host.per_pool.entry(r.pool.clone()).or_default() += 1;
-            host.ports.extend(r.ports.iter().copied());
-            Ok(host.id.clone())
+/// A pool and the host ports its instances publish.
+type PoolKey = (String, Vec<(Protocol, u16)>);
+
+/// One pool's ready hosts in placement order: (instances of the pool, rank by id).
+struct PoolOrder {
+    order: BTreeSet<(u32, usize)>,
+    /// Dropped for not fitting, and the largest request (CPU, memory) one was dropped for.
+    dropped: Vec<(u32, usize)>,
+    dropped_for: (u64, u64),
+}
+
+impl PoolOrder {
+    fn new(hosts: &[HostView], by_id: &[usize], rank: &[usize], pool: &str) -> Self {
+        let order = by_id
+            .iter()
+            .filter(|&&i| hosts[i].ready)
+            .map(|&i| (hosts[i].per_pool.get(pool).copied().unwrap_or(0), rank[i]))
+            .collect();
+        PoolOrder { order, dropped: Vec::new(), dropped_for: (0, 0) }
+    }
+
+    /// Places `r` on the first host that fits; returns its index.
+    fn place(&mut self, hosts: &mut [HostView], by_id: &[usize], r: &Request) -> Option<usize> {
+        if r.cpu.0 < self.dropped_for.0 || r.memory.0 < self.dropped_for.1 {
+            // A smaller request than some host was dropped for: it may fit there.
+            self.order.extend(self.dropped.drain(..));
+            self.dropped_for = (0, 0);
         }
-        None => Err(unplaceable(hosts, r)),
+        let mut found = None;
+        let mut drop = Vec::new();
+        for &(count, rank) in &self.order {
+            let h = &hosts[by_id[rank]];
+            if h.free_cpu >= r.cpu.0 && h.free_memory >= r.memory.0 && r.ports.iter().all(|p| !h.ports.contains(p)) {
+                found = Some((count, rank));
+                break;
+            }
+            drop.push((count, rank));
+        }
+        for d in drop {
+            self.order.remove(&d);
+            self.dropped.push(d);
+            self.dropped_for = (self.dropped_for.0.max(r.cpu.0), self.dropped_for.1.max(r.memory.0));
+        }
+        let (count, rank) = found?;
+        let i = by_id[rank];
+        self.order.remove(&(count, rank));
+        self.order.insert((count + 1, rank));
+        let host = &mut hosts[i];
+        host.free_cpu -= r.cpu.0;
+        host.free_memory -= r.memory.0;
+        *host.per_pool.entry(r.pool.clone()).or_default() += 1;
+        host.ports.extend(r.ports.iter().copied());
+        Some(i)
     }
 }
 
@@ -143,6 +212,24 @@ mod tests {
                 want: vec![Some("a"), Some("b"), None],
             },
             Case { name: "no hosts", hosts: vec![], requests: vec![req("p", 1, 1)], want: vec![None] },
+            Case {
+                name: "a host too small for one request still takes a smaller one of the pool",
+                hosts: vec![host("a", 1000, 4096), host("b", 4000, 4096)],
+                requests: vec![req("p", 3000, 1), req("p", 500, 1)],
+                want: vec![Some("b"), Some("a")],
+            },
+            Case {
+                name: "other pools' placements count against the room",
+                hosts: vec![host("a", 1000, 4096), host("b", 1000, 4096)],
+                requests: vec![req("p", 600, 1), req("q", 600, 1), req("p", 400, 1), req("q", 400, 1), req("q", 1, 1)],
+                want: vec![Some("a"), Some("b"), Some("b"), Some("a"), None],
+            },
+            Case {
+                name: "the same unplaceable request again is unplaceable, the rest still place",
+                hosts: vec![host("a", 1000, 4096)],
+                requests: vec![req("p", 5000, 1), req("p", 5000, 1), req("p", 100, 1)],
+                want: vec![None, None, Some("a")],
+            },
         ];
         for mut case in cases {
             let got = place(&mut case.hosts, &case.requests);

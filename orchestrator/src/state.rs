@@ -5,6 +5,8 @@
 //! [`crate::tenancy`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_api::lifecycle::{LifecycleConditionKind, Phase};
@@ -13,7 +15,7 @@ use herd_api::quantity::{Cpu, Memory};
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
-    ClusterStatus, DesiredContainer, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
+    ClusterStatus, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
     Page, Quota, RegisterReply, ScaleRequest,
 };
 use herd_api::{ClusterSpec, Role};
@@ -21,7 +23,9 @@ use rusqlite::Connection;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::desired::{self, DesiredCache};
 use crate::hadoop;
+use crate::hot::Hot;
 use crate::lifecycle;
 use crate::network;
 use crate::reconciler::{self, Instance};
@@ -30,14 +34,25 @@ use crate::quota;
 use crate::store::audit::{self, Change};
 use crate::store::{self, Store};
 
-/// The orchestrator's shared state: the store and the settings its operations need.
+/// The orchestrator's shared state: the store (intent), the hot state (what agents
+/// report) and the settings its operations need.
 #[derive(Clone)]
 pub struct State {
     pub store: Store,
+    pub hot: Arc<Hot>,
+    /// Each cluster's desired containers, derived from both (see [`crate::desired`]).
+    pub desired: Arc<DesiredCache>,
+    /// Tokens already checked (see [`crate::tenancy::AuthCache`]).
+    pub auth: Arc<crate::tenancy::AuthCache>,
     /// How often agents heartbeat; a host that misses three is `lost`.
     pub heartbeat_interval: Duration,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
+    /// Bumped after every change that may store a leaving phase; `leaving_none_at` is the
+    /// value it had when the store was last seen with no leaving instance. Heartbeats step
+    /// the lifecycle only while the two differ.
+    leaving_epoch: Arc<AtomicU64>,
+    leaving_none_at: Arc<AtomicU64>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -87,8 +102,73 @@ pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> St
 }
 
 impl State {
+    /// The state over `store`, with the hot state rebuilt from it (see [`crate::hot`]).
+    pub fn new(store: Store, heartbeat_interval: Duration, network: network::Settings) -> Result<Self> {
+        let hot = store.read_now(|c| {
+            let hosts = store::hosts(c)?.into_iter().map(|h| h.info).collect();
+            Ok(Hot::load(hosts, store::subnets(c)?, store::observed(c)?, store::conditions(c)?, now_ms()))
+        })?;
+        Ok(State {
+            store,
+            hot: Arc::new(hot),
+            desired: Arc::default(),
+            auth: Arc::default(),
+            heartbeat_interval,
+            network,
+            leaving_epoch: Arc::new(AtomicU64::new(1)),
+            leaving_none_at: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
     fn interval_ms(&self) -> u64 {
         self.heartbeat_interval.as_millis() as u64
+    }
+
+    /// Something may have stored a leaving phase: heartbeats step the lifecycle again.
+    fn leaving_may_exist(&self) {
+        self.leaving_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Writes the reports that changed since the last call to the store, in one
+    /// transaction (write-behind; see [`crate::hot`]).
+    pub async fn flush_reports(&self) -> Result<usize> {
+        let dirty = self.hot.take_dirty();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let hosts: Vec<String> = dirty.iter().map(|d| d.host.clone()).collect();
+        let n = dirty.len();
+        let written = self
+            .store
+            .write(move |tx| {
+                for d in &dirty {
+                    store::replace_observed(tx, &d.host, &d.observed)?;
+                    store::set_conditions(tx, &d.host, &d.conditions)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            self.hot.mark_dirty(hosts);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Flushes reports every second until `stop` is cancelled, then once more.
+    pub async fn flush_reports_until(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let cancelled = tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
+            if let Err(e) = self.flush_reports().await {
+                warn!(error = %e, "cannot write agents' reports to the store; retrying");
+            }
+            if cancelled {
+                return;
+            }
+        }
     }
 
     /// Registers a host or updates its capacity; then places pending instances.
@@ -101,6 +181,7 @@ impl State {
             settings.check_address(address).map_err(|m| Error::invalid("host.address", m))?;
         }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hot = self.hot.clone();
         let (new, network) = self
             .store
             .write(move |tx| {
@@ -111,10 +192,11 @@ impl State {
                     audit::record(tx, now, &change)?;
                 }
                 let network = match info.address {
-                    Some(_) => Some(lease_subnet(tx, &settings, &info.id)?),
+                    Some(_) => Some(lease_subnet(tx, &hot, &settings, &info.id)?),
                     None => None,
                 };
-                schedule_pending(tx, now, lost_after)?;
+                hot.register(info, network.map(|n| n.subnet), now);
+                schedule_pending(tx, &hot, now, lost_after)?;
                 Ok((new, network))
             })
             .await?;
@@ -122,27 +204,74 @@ impl State {
         Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
 
-    /// Records what a host observed and answers with its full desired set.
+    /// Records what a host observed (in memory) and answers with its full desired set. The
+    /// store is written only when something durable moves: a purge acknowledged, a leaving
+    /// instance's phase, or placements when a host comes back from `lost`.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
         let (now, lost_after, interval, settings) = (now_ms(), 3 * self.interval_ms(), self.interval_ms(), self.network);
+        let Heartbeat { host_id: host, observed, conditions, purged } = hb;
+        let Some((was_ready, idle_at)) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
+            return Err(Error::not_found("host", host));
+        };
+        let acked = !purged.is_empty();
+        if acked {
+            let host = host.clone();
+            self.store
+                .write(move |tx| {
+                    for done in &purged {
+                        store::delete_purge(tx, &host, done)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        // Masters' health and removed containers arrive here: move leaving instances on.
+        let epoch = self.leaving_epoch.load(Ordering::SeqCst);
+        if epoch != self.leaving_none_at.load(Ordering::SeqCst) {
+            let h = host.clone();
+            let (any, mine) = self
+                .store
+                .read(move |c| {
+                    let leaving = store::leaving(c, None)?;
+                    let clusters: BTreeSet<(String, String)> =
+                        leaving.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
+                    let mine: BTreeSet<(String, String)> = store::instances_on_host(c, &h)?
+                        .into_iter()
+                        .map(|i| (i.instance.tenant, i.instance.cluster))
+                        .filter(|k| clusters.contains(k))
+                        .collect();
+                    Ok((!leaving.is_empty(), mine))
+                })
+                .await?;
+            if !any {
+                self.leaving_none_at.fetch_max(epoch, Ordering::SeqCst);
+            } else if !mine.is_empty() {
+                let hot = self.hot.clone();
+                self.store.write(move |tx| drive_lifecycle(tx, &hot, now, lost_after, Some(&mine))).await?;
+            }
+        }
+        // A host coming back may make room for what is pending.
+        if !was_ready {
+            let hot = self.hot.clone();
+            self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
+        }
+        // Nothing was committed since this host's reply was last empty: it still is.
+        let revision = self.store.current_revision();
+        if idle_at == Some(revision) && !acked {
+            return Ok(HeartbeatReply { generation: revision, desired: vec![], heartbeat_interval_ms: interval, network: None, purge: vec![] });
+        }
+        let (hot, cache) = (self.hot.clone(), self.desired.clone());
         self.store
-            .write(move |tx| {
-                if !store::touch_host(tx, &hb.host_id, now)? {
-                    return Err(Error::not_found("host", hb.host_id));
-                }
-                store::replace_observed(tx, &hb.host_id, &hb.observed)?;
-                store::set_conditions(tx, &hb.host_id, &hb.conditions)?;
-                for done in &hb.purged {
-                    store::delete_purge(tx, &hb.host_id, done)?;
-                }
-                // Masters' health and removed containers arrive here: move leaving instances on.
-                drive_lifecycle(tx, now, lost_after)?;
-                // A host coming back may make room for what is pending.
-                schedule_pending(tx, now, lost_after)?;
-                let desired = desired_for(tx, &hb.host_id, now, lost_after)?;
-                let network = network_plan(tx, &settings, &hb.host_id)?;
-                let purge = store::purges(tx, &hb.host_id)?;
-                Ok(HeartbeatReply { generation: store::revision(tx)?, desired, heartbeat_interval_ms: interval, network, purge })
+            .read(move |c| {
+                // One snapshot for the whole reply.
+                let snapshot = c.unchecked_transaction()?;
+                let desired = desired::desired_for(&snapshot, &hot, &cache, &host, now, lost_after)?;
+                let network = network_plan(&snapshot, &hot, &settings, &host)?;
+                let purge = store::purges(&snapshot, &host)?;
+                let generation = store::revision(&snapshot)?;
+                let idle = desired.is_empty() && network.is_none() && purge.is_empty();
+                hot.set_idle(&host, idle.then_some(generation));
+                Ok(HeartbeatReply { generation, desired, heartbeat_interval_ms: interval, network, purge })
             })
             .await
     }
@@ -151,7 +280,9 @@ impl State {
     pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
         validate(&spec)?;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        self.store
+        let hot = self.hot.clone();
+        let out = self
+            .store
             .write(move |tx| {
                 let Some(tenant) = store::tenant(tx, &spec.tenant)? else {
                     return Err(Error::invalid(
@@ -163,15 +294,17 @@ impl State {
                 let current = store::cluster(tx, &spec.tenant, &spec.name)?;
                 check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
                 let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (outcome, before, after) = apply_in(tx, &tenant.quota, spec, now, lost_after, false)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &tenant.quota, spec, now, lost_after, false)?;
                 let applied = outcome.applied;
                 if applied != Applied::Unchanged {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
                     audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
                 }
-                Ok((cluster_status(tx, &tenant_name, &name, now, lost_after)?, applied))
+                Ok((cluster_status(tx, &hot, &tenant_name, &name, now, lost_after)?, applied))
             })
-            .await
+            .await;
+        self.leaving_may_exist();
+        out
     }
 
     /// Sets one pool's replica count, leaving the rest of the spec as it is.
@@ -186,7 +319,9 @@ impl State {
     ) -> Result<ClusterStatus> {
         let ScaleRequest { replicas, force } = req;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        self.store
+        let hot = self.hot.clone();
+        let out = self
+            .store
             .write(move |tx| {
                 let resource = format!("{tenant}/{cluster}");
                 let row = store::cluster(tx, &tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
@@ -202,7 +337,7 @@ impl State {
                 p.replicas = replicas;
                 validate(&spec)?;
                 let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
-                let (outcome, before, after) = apply_in(tx, &quota, spec, now, lost_after, force)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
                     audit::record(tx, now, &change)?;
@@ -213,9 +348,11 @@ impl State {
                     audit::record_detail(tx, now, &change, Some(risk))?;
                     warn!(cluster = %resource, %pool, risk, "forced scale-down");
                 }
-                cluster_status(tx, &tenant, &cluster, now, lost_after)
+                cluster_status(tx, &hot, &tenant, &cluster, now, lost_after)
             })
-            .await
+            .await;
+        self.leaving_may_exist();
+        out
     }
 
     /// Deletes a cluster: its instances go from every host's desired set. Their data folders
@@ -230,6 +367,7 @@ impl State {
         expect: Option<Expect>,
     ) -> Result<()> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hot = self.hot.clone();
         self.store
             .write(move |tx| {
                 let resource = format!("{tenant}/{cluster}");
@@ -256,15 +394,17 @@ impl State {
                 let detail = purge_data.then_some("data folders purged (--purge-data)");
                 audit::record_detail(tx, now, &change, detail)?;
                 // Freed capacity may let another cluster's pending instances in.
-                schedule_pending(tx, now, lost_after)?;
-                Ok(())
+                schedule_pending(tx, &hot, now, lost_after)?;
+                Ok((tenant, cluster))
             })
             .await
+            .map(|(tenant, cluster)| self.desired.forget(&tenant, &cluster))
     }
 
     pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        self.store.read(move |c| cluster_status(c, &tenant, &cluster, now, lost_after)).await
+        let hot = self.hot.clone();
+        self.store.read(move |c| cluster_status(c, &hot, &tenant, &cluster, now, lost_after)).await
     }
 
     /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
@@ -277,11 +417,12 @@ impl State {
             },
         };
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hot = self.hot.clone();
         self.store
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
                 let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
-                let items = rows.iter().map(|r| cluster_status(c, &r.spec.tenant, &r.spec.name, now, lost_after)).collect::<Result<Vec<_>>>()?;
+                let items = rows.iter().map(|r| cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)).collect::<Result<Vec<_>>>()?;
                 Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
             })
             .await
@@ -290,27 +431,27 @@ impl State {
     /// A page of hosts, by id.
     pub async fn hosts(&self, after: Option<String>, limit: usize) -> Result<Page<HostStatus>> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hosts: Vec<crate::hot::HostLive> = self.hot.with_hosts(|all| {
+            let mut ids: Vec<&String> = all.keys().filter(|id| after.as_ref().is_none_or(|a| *id > a)).collect();
+            ids.sort();
+            ids.into_iter().take(limit.saturating_add(1)).filter_map(|id| all.get(id).cloned()).collect()
+        });
         self.store
             .read(move |c| {
-                let placed = store::instances(c, None)?;
-                let hosts = store::hosts_page(c, after.as_deref(), limit + 1)?;
-                let mut conditions = store::conditions(c)?;
-                let items = hosts
-                    .into_iter()
-                    .map(|h| {
-                        let mine: Vec<&Instance> = placed.iter().filter(|i| i.host.as_deref() == Some(&h.info.id)).collect();
-                        let age = now.saturating_sub(h.last_seen_ms);
-                        HostStatus {
-                            state: if age <= lost_after { HostState::Ready } else { HostState::Lost },
-                            last_heartbeat_ms_ago: Some(age),
-                            allocated_cpu: Cpu(mine.iter().map(|i| i.cpu.0).sum()),
-                            allocated_memory: Memory(mine.iter().map(|i| i.memory.0).sum()),
-                            instances: mine.len() as u32,
-                            conditions: conditions.remove(&h.info.id).unwrap_or_default(),
-                            info: h.info,
-                        }
-                    })
-                    .collect();
+                let mut items = Vec::new();
+                for h in hosts {
+                    let mine = store::instances_on_host(c, &h.info.id)?;
+                    let age = now.saturating_sub(h.last_seen_ms);
+                    items.push(HostStatus {
+                        state: if age <= lost_after { HostState::Ready } else { HostState::Lost },
+                        last_heartbeat_ms_ago: Some(age),
+                        allocated_cpu: Cpu(mine.iter().map(|i| i.cpu.0).sum()),
+                        allocated_memory: Memory(mine.iter().map(|i| i.memory.0).sum()),
+                        instances: mine.len() as u32,
+                        conditions: h.conditions,
+                        info: h.info,
+                    });
+                }
                 Ok(page(items, limit, |h: &HostStatus| h.info.id.clone()))
             })
             .await
@@ -327,6 +468,7 @@ impl State {
 /// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
 fn apply_in(
     tx: &Connection,
+    hot: &Hot,
     quota: &Quota,
     spec: ClusterSpec,
     now: u64,
@@ -354,7 +496,7 @@ fn apply_in(
     // The NameNode's report chooses which DataNodes leave; read it before anything changes.
     let namenode = match &current {
         Some(row) if graceful.contains(&Role::Datanode) => {
-            let ctx = HadoopContext::load(tx, now, lost_after)?;
+            let ctx = HadoopContext::load(hot, &existing, now, lost_after);
             ctx.with_data(&row.spec, &existing, &leaving, |d| d.fresh_namenode())
         }
         _ => None,
@@ -413,7 +555,7 @@ fn apply_in(
             add += 1;
         }
     }
-    schedule_pending(tx, now, lost_after)?;
+    schedule_pending(tx, hot, now, lost_after)?;
     store::bump_revision(tx)?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
         resize = plan.resize.len(), leave, recommission = back, "cluster applied");
@@ -494,17 +636,21 @@ fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
 /// then forgets instances whose container is confirmed gone (which drops them from the
 /// exclude files). An instance reaching `removing` leaves its host's desired set, so its
 /// agent stops and removes the container at its next heartbeat. Steps again at once while
-/// something moves (bounded).
-fn drive_lifecycle(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
+/// something moves (bounded). `only`: step just these clusters (those of the reporting host).
+fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, only: Option<&BTreeSet<(String, String)>>) -> Result<()> {
     let all = store::leaving(tx, None)?;
     if all.is_empty() {
         return Ok(());
     }
-    let clusters: BTreeSet<(String, String)> = all.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
-    let ctx = HadoopContext::load(tx, now, lost_after)?;
+    let clusters: BTreeSet<(String, String)> = all
+        .keys()
+        .map(|i| (i.tenant.clone(), i.cluster.clone()))
+        .filter(|k| only.is_none_or(|o| o.contains(k)))
+        .collect();
     let mut moved = false;
     for (tenant, name) in clusters {
         let mut members = store::instances(tx, Some((&tenant, &name)))?;
+        let ctx = HadoopContext::load(hot, &members, now, lost_after);
         let mut leaving: BTreeMap<InstanceRef, Phase> =
             all.iter().filter(|(i, _)| i.tenant == tenant && i.cluster == name).map(|(i, p)| (i.clone(), *p)).collect();
         let Some(row) = store::cluster(tx, &tenant, &name)? else {
@@ -580,7 +726,10 @@ fn drive_lifecycle(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
 
 /// Places every unplaced instance that fits, in a stable order; the rest stay pending
 /// with the reason.
-fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
+fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
+    if !store::any_unplaced(tx)? {
+        return Ok(());
+    }
     let all = store::instances(tx, None)?;
     let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
     // Masters first: workers are useless without them, so they must never take their room.
@@ -597,24 +746,32 @@ fn schedule_pending(tx: &Connection, now: u64, lost_after: u64) -> Result<()> {
         }
     }
     let ports_of = |i: &Instance| ports.get(&pool_key(i)).cloned().unwrap_or_default();
-    let mut views: Vec<HostView> = store::hosts(tx)?
-        .into_iter()
-        .map(|h| {
-            let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(&h.info.id)).collect();
-            let mut per_pool = HashMap::new();
-            for i in &mine {
-                *per_pool.entry(pool_key(i)).or_insert(0) += 1;
-            }
-            HostView {
-                ready: now.saturating_sub(h.last_seen_ms) <= lost_after,
-                free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
-                free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
-                per_pool,
-                ports: mine.iter().flat_map(|i| ports_of(i)).collect(),
-                id: h.info.id,
-            }
-        })
-        .collect();
+    let mut on_host: HashMap<&str, Vec<&Instance>> = HashMap::new();
+    for i in &all {
+        if let Some(h) = i.host.as_deref() {
+            on_host.entry(h).or_default().push(i);
+        }
+    }
+    let mut views: Vec<HostView> = hot.with_hosts(|hosts| {
+        hosts
+            .values()
+            .map(|h| {
+                let mine = on_host.get(h.info.id.as_str()).map(Vec::as_slice).unwrap_or_default();
+                let mut per_pool = HashMap::new();
+                for i in mine {
+                    *per_pool.entry(pool_key(i)).or_insert(0) += 1;
+                }
+                HostView {
+                    ready: now.saturating_sub(h.last_seen_ms) <= lost_after,
+                    free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
+                    free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
+                    per_pool,
+                    ports: mine.iter().flat_map(|i| ports_of(i)).collect(),
+                    id: h.info.id.clone(),
+                }
+            })
+            .collect()
+    });
     let requests: Vec<Request> =
         pending.iter().map(|i| Request { pool: pool_key(i), cpu: i.cpu, memory: i.memory, ports: ports_of(i) }).collect();
     let placed = scheduler::place(&mut views, &requests);
@@ -641,75 +798,22 @@ fn pool_key(i: &Instance) -> String {
     format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
 }
 
-/// The containers `host` should run, with the environment herd gives every daemon and each
-/// instance's Hadoop config.
-fn desired_for(c: &Connection, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
-    let mine = store::instances_on_host(c, host)?;
-    let clusters: BTreeSet<(String, String)> =
-        mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
-    let ctx = HadoopContext::load(c, now, lost_after)?;
-    let mut out = Vec::new();
-    for (tenant, name) in clusters {
-        let Some(row) = store::cluster(c, &tenant, &name)? else { continue };
-        let members = store::instances(c, Some((&tenant, &name)))?;
-        let leaving = store::leaving(c, Some((&tenant, &name)))?;
-        let outcome = ctx.evaluate(&row.spec, &members, &leaving);
-        for i in mine.iter().filter(|i| i.instance.tenant == tenant && i.instance.cluster == name) {
-            // Removal ordered by the lifecycle: its agent stops and removes the container.
-            if leaving.get(&i.instance) == Some(&Phase::Removing) {
-                continue;
-            }
-            let spec = &row.spec;
-            let Some(image) = spec.image_for(i.role) else { continue };
-            let pool = spec.pools.get(&i.role);
-            let mut env = pool.map(|p| p.env.clone()).unwrap_or_default();
-            env.extend(herd_env(&i.instance, i.role));
-            if let Some(daemon) = outcome.env.get(&i.instance) {
-                env.extend(daemon.clone());
-            }
-            let command = pool.and_then(|p| p.command.clone());
-            let publish = pool.map(|p| p.publish.clone()).unwrap_or_default();
-            let cap_add = pool.map(|p| p.capabilities.add.clone()).unwrap_or_default();
-            let release = outcome.releases.get(&i.instance);
-            out.push(DesiredContainer {
-                image: image.to_string(),
-                instance: i.instance.clone(),
-                role: i.role,
-                cpu: i.cpu,
-                memory: i.memory,
-                command,
-                env,
-                publish,
-                rollout_hash: release.map(|r| hadoop::rollout_hash(spec, i, &r.config)),
-                cap_add,
-                hadoop: release.map(|r| r.config.clone()),
-                hold_config: release.is_some_and(|r| r.hold),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Hosts and observed state, loaded once for evaluating any number of clusters.
-struct HadoopContext {
+/// The hosts of one cluster's members and what they observed, copied from the hot state.
+pub(crate) struct HadoopContext {
     hosts: Vec<(String, HostInfo, u64)>,
     poll_interval_ms: u64,
     observed: HashMap<(InstanceRef, String), Observed>,
 }
 
 impl HadoopContext {
-    fn load(c: &Connection, now: u64, lost_after: u64) -> Result<Self> {
-        let hosts = store::hosts(c)?
-            .into_iter()
-            .map(|h| {
-                (h.info.id.clone(), h.info, now.saturating_sub(h.last_seen_ms))
-            })
-            .collect();
-        Ok(HadoopContext { hosts, observed: store::observed(c)?, poll_interval_ms: lost_after / 3 })
+    pub(crate) fn load(hot: &Hot, members: &[Instance], now: u64, lost_after: u64) -> Self {
+        let view = hot.view(members.iter().filter_map(|i| i.host.as_deref()), now);
+        let hosts = view.hosts.into_iter().map(|(id, (info, age))| (id, info, age)).collect();
+        HadoopContext { hosts, observed: view.observed, poll_interval_ms: lost_after / 3 }
     }
 
     /// Runs `f` over one cluster's [`hadoop::ClusterData`], rendered with `leaving` excluded.
-    fn with_data<R>(
+    pub(crate) fn with_data<R>(
         &self,
         spec: &ClusterSpec,
         members: &[Instance],
@@ -737,26 +841,16 @@ impl HadoopContext {
         f(&data)
     }
 
-    fn evaluate(&self, spec: &ClusterSpec, members: &[Instance], leaving: &BTreeMap<InstanceRef, Phase>) -> hadoop::Outcome {
+    pub(crate) fn evaluate(&self, spec: &ClusterSpec, members: &[Instance], leaving: &BTreeMap<InstanceRef, Phase>) -> hadoop::Outcome {
         self.with_data(spec, members, leaving, hadoop::evaluate)
     }
 }
 
-fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
-    [
-        ("HERD_TENANT".into(), i.tenant.clone()),
-        ("HERD_CLUSTER".into(), i.cluster.clone()),
-        ("HERD_INSTANCE".into(), i.name.clone()),
-        ("HERD_POOL".into(), role.as_str().into()),
-        ("HERD_HOSTNAME".into(), i.hostname()),
-    ]
-}
-
-fn cluster_status(c: &Connection, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
+fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
     let row = store::cluster(c, tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
     let members = store::instances(c, Some((tenant, name)))?;
     let leaving = store::leaving(c, Some((tenant, name)))?;
-    let ctx = HadoopContext::load(c, now, lost_after)?;
+    let ctx = HadoopContext::load(hot, &members, now, lost_after);
     let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
     // What the lifecycle would do now, for status only (the heartbeat persists it).
     let mut step = if leaving.is_empty() {
@@ -793,39 +887,52 @@ fn cluster_status(c: &Connection, tenant: &str, name: &str, now: u64, lost_after
 }
 
 /// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
-fn lease_subnet(tx: &Connection, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
-    let leases = store::subnets(tx)?;
-    let subnet = match leases.get(host) {
-        Some(s) if settings.fits(*s) => *s,
-        stale => {
-            let taken = leases.iter().filter(|(h, s)| h.as_str() != host && settings.fits(**s)).map(|(_, s)| *s).collect();
-            let subnet = settings.lease(&taken).map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
-            if let Some(old) = stale {
-                warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
-            }
-            store::put_subnet(tx, host, subnet)?;
-            subnet
+/// Leases come from the hot state's set of leases (no scan of the store per registration);
+/// a new one is stored in the registration's transaction.
+fn lease_subnet(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
+    let (subnet, stale) = hot
+        .lease(host, |s| settings.fits(s), |taken| settings.lease(taken))
+        .map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
+    if stale.is_some() || store::subnets_of(tx, host)? != Some(subnet) {
+        if let Some(old) = stale {
+            warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
         }
-    };
+        store::put_subnet(tx, host, subnet)?;
+    }
     Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
 }
 
-/// Routes and address owners for `host`, if it has a subnet lease.
-fn network_plan(tx: &Connection, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
-    let subnets = store::subnets(tx)?;
-    if !subnets.contains_key(host) {
+/// Routes and address owners for `host`, if it has a subnet lease: only what its own
+/// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
+/// their instances and the addresses of those instances. (Every other address is dropped by
+/// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
+fn network_plan(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
+    if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
         return Ok(None);
     }
-    let leases: Vec<network::HostLease> = store::hosts(tx)?
-        .into_iter()
-        .filter_map(|h| {
-            let subnet = *subnets.get(&h.info.id)?;
-            Some(network::HostLease { host: h.info.id, subnet, address: h.info.address })
-        })
-        .collect();
-    let placed = store::instances(tx, None)?.into_iter().filter_map(|i| Some((i.instance, i.host?))).collect();
-    let observed: Vec<_> =
-        store::observed(tx)?.into_iter().filter_map(|((instance, reporter), o)| Some((instance, reporter, o.ip?))).collect();
+    let tenants: BTreeSet<String> = store::instances_on_host(tx, host)?.into_iter().map(|i| i.instance.tenant).collect();
+    let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
+    for t in &tenants {
+        placed.extend(store::instances_of_tenant(tx, t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
+    }
+    let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
+    relevant.insert(host);
+    let (leases, observed): (Vec<network::HostLease>, Vec<_>) = hot.with_hosts(|hosts| {
+        let mine = relevant.iter().filter_map(|id| hosts.get(*id));
+        let leases = mine
+            .clone()
+            .filter_map(|h| Some(network::HostLease { host: h.info.id.clone(), subnet: h.subnet?, address: h.info.address }))
+            .collect();
+        let observed = mine
+            .flat_map(|h| {
+                h.observed
+                    .iter()
+                    .filter(|o| tenants.contains(&o.instance.tenant))
+                    .filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?)))
+            })
+            .collect();
+        (leases, observed)
+    });
     Ok(network::plan(settings, host, &leases, &placed, &observed))
 }
 
@@ -845,11 +952,7 @@ mod tests {
     const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi}\n";
 
     async fn setup() -> Result<State> {
-        let state = State {
-            store: Store::in_memory()?,
-            heartbeat_interval: Duration::from_secs(1),
-            network: network::Settings::default_plan(),
-        };
+        let state = State::new(Store::in_memory()?, Duration::from_secs(1), network::Settings::default_plan())?;
         let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"}))
             .map_err(|e| Error::invalid("host", e.to_string()))?;
         state.register("agent".into(), info).await?;

@@ -5,7 +5,10 @@
 //! transaction with `synchronous=FULL`, so a crash or restart loses nothing acknowledged.
 //!
 //! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
-//! held across an await, so a std mutex and not a tokio one).
+//! held across an await, so a std mutex and not a tokio one). Writes go through one
+//! connection; reads through a few read-only ones of their own (WAL: readers see the last
+//! commit and never wait for a writer), so status reads and token checks do not queue behind
+//! writes. What agents report is not written per heartbeat: see [`crate::hot`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,7 +20,7 @@ use herd_api::quantity::{Cpu, Memory, Resources};
 use herd_api::wire::{HostInfo, LogEndpoint, Observed, Quota, Tenant};
 use herd_api::{ClusterSpec, Role};
 use ipnet::Ipv4Net;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconciler::Instance;
@@ -74,6 +77,7 @@ CREATE TABLE IF NOT EXISTS observed (
     state TEXT NOT NULL,
     PRIMARY KEY (tenant, cluster, name, host_id)
 );
+CREATE INDEX IF NOT EXISTS observed_by_host ON observed(host_id);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     hash TEXT NOT NULL UNIQUE,
@@ -124,17 +128,47 @@ CREATE TABLE IF NOT EXISTS idempotency (
 const ADDED_COLUMNS: &[(&str, &str, &str)] =
     &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT"), ("audit", "detail", "TEXT")];
 
+/// One write operation for the writer thread: runs the operation in its own savepoint and
+/// returns what to do once the batch it is in has committed (or failed to).
+type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
+type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Operations committed together at most (one fsync for all of them).
+const BATCH: usize = 256;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// To the writer thread, which owns the writes on `conn`.
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Read-only connections (empty for a store in memory: reads then use `conn`).
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    /// The revision as of the last commit (see [`revision`]), readable without a query.
+    revision: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Read-only connections of a store on disk.
+const READERS: usize = 4;
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(5))?;
+            r.pragma_update(None, "query_only", "ON")?;
+            readers.push(Mutex::new(r));
+        }
+        store.readers = Arc::new(readers);
+        Ok(store)
     }
 
     /// A store in memory, for tests.
@@ -159,40 +193,137 @@ impl Store {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
             }
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let rev = revision(&conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let (c, r) = (conn.clone(), revision.clone());
+        std::thread::Builder::new()
+            .name("herd-store-writer".into())
+            .spawn(move || writer(&c, &r, &queue))
+            .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision })
     }
 
-    /// Runs `f` in one transaction on the blocking pool; commits if it returns `Ok`.
+    /// Runs `f` as one atomic operation on the writer thread: all it changes is stored, or
+    /// (when it returns `Err` or panics) nothing. Returns once that is durable. Operations
+    /// queued meanwhile are committed together, each in its own savepoint (group commit: one
+    /// fsync for the batch), so writers wait in a queue, not on threads.
     pub async fn write<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(Error::Worker)?
+        let (done, answer) = tokio::sync::oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let out = savepoint(conn, f);
+            Box::new(move |failed: Option<&str>| {
+                let out = match (out, failed) {
+                    (Ok(_), Some(why)) => Err(Error::Writer(why.to_string())),
+                    (out, _) => out,
+                };
+                let _ = done.send(out);
+            })
+        });
+        self.jobs.send(job).map_err(|_| Error::Writer("the writer thread is gone".into()))?;
+        answer.await.map_err(|_| Error::Writer("the writer thread is gone".into()))?
     }
 
-    /// Runs a read-only `f` on the blocking pool.
+    /// Runs a read-only `f` on the blocking pool, on a reader connection (it sees the last
+    /// commit and waits for no writer).
     pub async fn read<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
-        })
-        .await
-        .map_err(Error::Worker)?
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(Error::Worker)?
+    }
+
+    /// The store's revision as of the last commit through this handle.
+    pub fn current_revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Store::read`] on the calling thread (which may block).
+    pub fn read_now<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        if self.readers.is_empty() {
+            let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            return f(&conn);
+        }
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A free reader if there is one, else wait for the next in turn.
+        for i in 0..n {
+            if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.readers[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn)
+    }
+}
+
+/// Runs `f` in a savepoint of the open transaction: released on `Ok`, rolled back on `Err`
+/// or a panic.
+fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(Error::Writer("the operation panicked".into())));
+    match out {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer thread: takes queued operations, up to [`BATCH`] at a time, runs them in one
+/// transaction and commits it, then answers each.
+fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut done = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // NB: never run an operation outside a transaction; dropping a job answers its
+            // caller with an error.
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            drop(jobs);
+            continue;
+        }
+        for job in jobs {
+            done.push(job(&conn));
+        }
+        let committed = revision(&conn).and_then(|rev| {
+            conn.execute_batch("COMMIT")?;
+            Ok(rev)
+        });
+        match committed {
+            Ok(rev) => {
+                latest.fetch_max(rev, std::sync::atomic::Ordering::SeqCst);
+                for d in done {
+                    d(None);
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let why = e.to_string();
+                for d in done {
+                    d(Some(&why));
+                }
+            }
+        }
     }
 }
 
@@ -239,9 +370,14 @@ pub fn upsert_host(c: &Connection, info: &HostInfo, now_ms: u64) -> Result<bool>
     Ok(!existed)
 }
 
-/// Records a heartbeat; `false` when the host is unknown (it must register first).
-pub fn touch_host(c: &Connection, id: &str, now_ms: u64) -> Result<bool> {
-    Ok(c.execute("UPDATE hosts SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms as i64])? == 1)
+/// Whether some instance waits for a host (uses the `host_id` index).
+pub fn any_unplaced(c: &Connection) -> Result<bool> {
+    Ok(c.query_row("SELECT 1 FROM instances WHERE host_id IS NULL LIMIT 1", [], |_| Ok(())).optional()?.is_some())
+}
+
+/// Whether any instance is leaving (decommissioning, draining, being removed).
+pub fn any_leaving(c: &Connection) -> Result<bool> {
+    Ok(c.query_row("SELECT 1 FROM leaving LIMIT 1", [], |_| Ok(())).optional()?.is_some())
 }
 
 /// Records where a host's agent serves logs (replacing what it sent before).
@@ -472,6 +608,14 @@ pub fn instances(c: &Connection, cluster: Option<(&str, &str)>) -> Result<Vec<In
     collect_instances(&mut stmt, params![tenant, name])
 }
 
+/// Every instance of one tenant (the primary key's prefix).
+pub fn instances_of_tenant(c: &Connection, tenant: &str) -> Result<Vec<Instance>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ?1 ORDER BY tenant, cluster, role, ordinal"
+    ))?;
+    collect_instances(&mut stmt, [tenant])
+}
+
 pub fn instances_on_host(c: &Connection, host: &str) -> Result<Vec<Instance>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM instances WHERE host_id = ?1 ORDER BY tenant, cluster, role, ordinal"
@@ -617,6 +761,15 @@ pub fn subnets(c: &Connection) -> Result<BTreeMap<String, Ipv4Net>> {
         out.insert(host, subnet);
     }
     Ok(out)
+}
+
+/// `host`'s subnet lease, if it has one.
+pub fn subnets_of(c: &Connection, host: &str) -> Result<Option<Ipv4Net>> {
+    let s: Option<String> = c.query_row("SELECT subnet FROM subnets WHERE host_id = ?1", [host], |r| r.get(0)).optional()?;
+    s.map(|s| {
+        s.parse().map_err(|e: ipnet::AddrParseError| Error::Corrupt { what: "host subnet", source: serde::de::Error::custom(e) })
+    })
+    .transpose()
 }
 
 /// Leases `subnet` to `host`, replacing its earlier lease.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use herd_api::names::check_dns_label;
 use herd_api::wire::{CreateTenant, CreateToken, Page, Quota, Scope, Tenant, TokenCreated, TokenInfo};
-use rusqlite::Transaction;
+use rusqlite::Connection as Transaction;
 use serde::Serialize;
 use tracing::info;
 
@@ -50,7 +50,7 @@ fn answer<T: Serialize>(status: u16, value: &T) -> Answer {
 /// Runs `f` once per idempotency key: a repeat of the same request gets the stored answer,
 /// a different request with the same key is refused; the answer is stored in `f`'s
 /// transaction, so a crash cannot separate the change from its stored answer.
-fn once_in(tx: &Transaction<'_>, once: Option<&Once>, now: u64, f: impl FnOnce(&Transaction<'_>) -> Result<Answer>) -> Result<Answer> {
+fn once_in(tx: &Transaction, once: Option<&Once>, now: u64, f: impl FnOnce(&Transaction) -> Result<Answer>) -> Result<Answer> {
     if let Some(o) = once
         && let Some(stored) = idempotency::get(tx, &o.token_id, &o.key, now)?
     {
@@ -76,6 +76,38 @@ fn once_in(tx: &Transaction<'_>, once: Option<&Once>, now: u64, f: impl FnOnce(&
 
 fn check_quota(q: &Quota) -> Result<()> {
     quota::validate(q).map_err(|errors| Error::Spec(herd_api::SpecError::Invalid(errors)))
+}
+
+/// Live tokens already checked, by the hash of their secret, so a request checks its token
+/// without a store read. Emptied on every revocation (`epoch` keeps a check that raced a
+/// revocation from putting the revoked token back).
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    epoch: std::sync::atomic::AtomicU64,
+    live: std::sync::Mutex<std::collections::HashMap<String, Principal>>,
+}
+
+impl AuthCache {
+    fn get(&self, hash: &str) -> Option<Principal> {
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(hash).cloned()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn put(&self, hash: String, p: &Principal, epoch: u64) {
+        let mut live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.epoch() == epoch {
+            live.insert(hash, p.clone());
+        }
+    }
+
+    /// A token may have been revoked: forget every checked one.
+    pub fn revoked(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
 }
 
 impl State {
@@ -138,7 +170,8 @@ impl State {
     /// Deletes a tenant that owns no cluster; its tokens are revoked.
     pub async fn delete_tenant(&self, actor: String, name: String) -> Result<()> {
         let now = now_ms();
-        self.store
+        let out = self
+            .store
             .write(move |tx| {
                 if !store::tenant_exists(tx, &name)? {
                     return Err(Error::not_found("tenant", name));
@@ -158,7 +191,10 @@ impl State {
                 audit::record(tx, now, &Change { actor: &actor, action: "tenant.delete", resource: &resource, before: None, after: None })?;
                 Ok(())
             })
-            .await
+            .await;
+        // Its tokens were revoked.
+        self.auth.revoked();
+        out
     }
 
     /// Issues a token; the answer holds its secret, shown only this once.
@@ -210,7 +246,8 @@ impl State {
     /// Revokes a token (again: no-op); the last live admin token cannot be revoked.
     pub async fn revoke_token(&self, actor: String, id: String) -> Result<()> {
         let now = now_ms();
-        self.store
+        let out = self
+            .store
             .write(move |tx| {
                 let Some(token) = tokens::get(tx, &id)? else { return Err(Error::not_found("token", id)) };
                 if token.revoked {
@@ -226,17 +263,26 @@ impl State {
                 audit::record(tx, now, &Change { actor: &actor, action: "token.revoke", resource: &resource, before: None, after: None })?;
                 Ok(())
             })
-            .await
+            .await;
+        self.auth.revoked();
+        out
     }
 
     /// The caller a bearer secret belongs to; `Unauthorized` when it is unknown or revoked.
     pub async fn authenticate(&self, secret: String) -> Result<Principal> {
         let hash = auth::hash(&secret);
+        if let Some(p) = self.auth.get(&hash) {
+            return Ok(p);
+        }
+        let epoch = self.auth.epoch();
+        let key = hash.clone();
         let token = self.store.read(move |c| tokens::by_hash(c, &hash)).await?;
         let token = token.ok_or_else(|| {
             Error::Unauthorized("the bearer token is not valid (unknown or revoked); ask an admin for a token (`herd tokens create`)".into())
         })?;
-        Ok(Principal { token_id: token.id, scope: token.scope, tenant: token.tenant, host: token.host })
+        let p = Principal { token_id: token.id, scope: token.scope, tenant: token.tenant, host: token.host };
+        self.auth.put(key, &p, epoch);
+        Ok(p)
     }
 
     /// On first start (no live admin token), creates an admin token and writes its secret to
@@ -279,7 +325,7 @@ struct Binding {
     host: Option<String>,
 }
 
-fn new_token(tx: &Transaction<'_>, scope: Scope, binding: Binding, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
+fn new_token(tx: &Transaction, scope: Scope, binding: Binding, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
     let (id, secret) = auth::new_secret();
     let token =
         TokenInfo { id, scope, tenant: binding.tenant, host: binding.host, description, created_at: now / 1000, revoked: false };

@@ -107,12 +107,39 @@ pub const YARN_EXCLUDE_FILE: &str = "yarn.exclude";
 /// - `files`: the four `*-site.xml`, herd's keys then the cluster's `configOverrides`, then the
 ///   instance's pool's (the pool wins). Overrides are assumed valid (validation refuses keys
 ///   herd owns); their values are escaped, never spliced.
-/// - `live_files`: the topology table and the include/exclude lists (every instance gets
-///   them; only the masters act on them).
+/// - `live_files`: the topology table and the include/exclude lists, for the masters only
+///   (NameNode, ResourceManager: the ones that act on them). They grow with the cluster, so
+///   giving them to every worker made a cluster's config O(n²) to render and every worker's
+///   heartbeat reply O(n) (a 10,000-DataNode cluster: 10,000 tables of 10,000 lines).
 /// - `refresh`: what makes a master re-read them (`hdfs dfsadmin -refreshNodes` on the
 ///   NameNode, `yarn rmadmin -refreshNodes` on the ResourceManager); nothing elsewhere.
 pub fn render(cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<HadoopConfig, RenderError> {
-    let member = member(cluster, instance)?;
+    render_member(cluster, member(cluster, instance)?)
+}
+
+/// [`render`] for every member, in one pass: O(members) to find them, where calling
+/// [`render`] per member looks each one up among all (O(members²)).
+pub fn render_each(cluster: &ClusterView<'_>) -> Vec<(InstanceRef, Result<HadoopConfig, RenderError>)> {
+    let mut seen = std::collections::HashMap::new();
+    for m in cluster.members {
+        *seen.entry(&m.instance).or_insert(0u32) += 1;
+    }
+    cluster
+        .members
+        .iter()
+        .map(|m| {
+            let out = if seen.get(&m.instance).copied().unwrap_or(0) > 1 {
+                Err(RenderError::DuplicateMember(m.instance.clone()))
+            } else {
+                render_member(cluster, m)
+            };
+            (m.instance.clone(), out)
+        })
+        .collect()
+}
+
+fn render_member(cluster: &ClusterView<'_>, member: &Member) -> Result<HadoopConfig, RenderError> {
+    let instance = &member.instance;
     let pool = cluster
         .spec
         .pools
@@ -136,13 +163,16 @@ pub fn render(cluster: &ClusterView<'_>, instance: &InstanceRef) -> Result<Hadoo
         })
         .collect();
 
-    let live_files = BTreeMap::from([
-        (TOPOLOGY_FILE.to_string(), topology::table(cluster)),
-        (DFS_HOSTS_FILE.to_string(), String::new()),
-        (DFS_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Datanode)),
-        (YARN_INCLUDE_FILE.to_string(), String::new()),
-        (YARN_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Nodemanager)),
-    ]);
+    let live_files = match member.role {
+        Role::Namenode | Role::Resourcemanager => BTreeMap::from([
+            (TOPOLOGY_FILE.to_string(), topology::table(cluster)),
+            (DFS_HOSTS_FILE.to_string(), String::new()),
+            (DFS_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Datanode)),
+            (YARN_INCLUDE_FILE.to_string(), String::new()),
+            (YARN_EXCLUDE_FILE.to_string(), topology::leaving(cluster, Role::Nodemanager)),
+        ]),
+        Role::Datanode | Role::Nodemanager => BTreeMap::new(),
+    };
     let command = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let refresh = match member.role {
         Role::Namenode => vec![command(&["hdfs", "dfsadmin", "-refreshNodes"])],

@@ -1,0 +1,267 @@
+//! Hot state: what agents report, held in memory. Host liveness (last heartbeat), each
+//! host's description and subnet lease, what it last observed and the conditions it last
+//! reported. A heartbeat changes only this (no store transaction, no fsync); the store keeps
+//! intent (tenants, tokens, specs, placements, decommission phases, audit).
+//!
+//! Rebuilt at start from the store (hosts, leases, the last flushed reports) plus the first
+//! heartbeats: every stored host starts with a fresh grace period of three intervals, as a
+//! Nomad leader gives its nodes after an election. Reports are written behind, in one
+//! transaction per second for the hosts whose report changed ([`Hot::take_dirty`]), so an
+//! orchestrator restart resumes from a report at most a second older than it would have
+//! been with a write per heartbeat — reports are re-sent every interval anyway.
+//!
+//! One `RwLock` over a map of hosts, held only to copy in or out (never across I/O or an
+//! await).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock};
+
+use herd_api::names::InstanceRef;
+use herd_api::wire::{HostInfo, Observed};
+use ipnet::Ipv4Net;
+
+/// One host as the orchestrator knows it between heartbeats.
+#[derive(Debug, Clone)]
+pub struct HostLive {
+    pub info: HostInfo,
+    pub last_seen_ms: u64,
+    pub subnet: Option<Ipv4Net>,
+    pub observed: Vec<Observed>,
+    pub conditions: Vec<String>,
+    /// The report changed since it was last written to the store.
+    dirty: bool,
+    /// The store revision at which this host's reply was last empty (nothing to run, no
+    /// network, nothing to purge): until the revision moves, it stays empty.
+    idle_at: Option<u64>,
+}
+
+/// A host's report to write behind.
+pub struct DirtyReport {
+    pub host: String,
+    pub observed: Vec<Observed>,
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Hot {
+    hosts: RwLock<HashMap<String, HostLive>>,
+    /// Per cluster (tenant, name): bumped whenever a report about one of its instances
+    /// changes, so what is derived from reports can be cached until then.
+    versions: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Every host's subnet lease, for leasing the next one without a scan.
+    leases: std::sync::Mutex<std::collections::BTreeSet<Ipv4Net>>,
+}
+
+impl Hot {
+    /// From what the store holds: hosts (given `now_ms` as their last heartbeat: a fresh
+    /// grace period), leases, and the reports last written.
+    pub fn load(
+        hosts: Vec<HostInfo>,
+        subnets: BTreeMap<String, Ipv4Net>,
+        mut observed: HashMap<(InstanceRef, String), Observed>,
+        mut conditions: HashMap<String, Vec<String>>,
+        now_ms: u64,
+    ) -> Self {
+        let mut by_host: HashMap<String, Vec<Observed>> = HashMap::new();
+        for ((_, host), o) in observed.drain() {
+            by_host.entry(host).or_default().push(o);
+        }
+        let map = hosts
+            .into_iter()
+            .map(|info| {
+                let id = info.id.clone();
+                let mut observed = by_host.remove(&id).unwrap_or_default();
+                observed.sort_by(|a, b| a.instance.cmp(&b.instance));
+                let live = HostLive {
+                    subnet: subnets.get(&id).copied(),
+                    observed,
+                    conditions: conditions.remove(&id).unwrap_or_default(),
+                    last_seen_ms: now_ms,
+                    dirty: false,
+                    idle_at: None,
+                    info,
+                };
+                (id, live)
+            })
+            .collect();
+        let leases = subnets.values().copied().collect();
+        Hot { hosts: RwLock::new(map), versions: Default::default(), leases: std::sync::Mutex::new(leases) }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HostLive>> {
+        self.hosts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HostLive>> {
+        self.hosts.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A host registered (again): its description, lease and a heartbeat now.
+    pub fn register(&self, info: HostInfo, subnet: Option<Ipv4Net>, now_ms: u64) {
+        let mut hosts = self.write();
+        match hosts.get_mut(&info.id) {
+            Some(h) => {
+                h.info = info;
+                if subnet.is_some() {
+                    h.subnet = subnet;
+                }
+                h.last_seen_ms = now_ms;
+                h.idle_at = None;
+            }
+            None => {
+                let live = HostLive {
+                    subnet,
+                    observed: vec![],
+                    conditions: vec![],
+                    last_seen_ms: now_ms,
+                    dirty: false,
+                    idle_at: None,
+                    info: info.clone(),
+                };
+                hosts.insert(info.id, live);
+            }
+        }
+    }
+
+    /// Records a heartbeat. `None` for an unknown host (it must register); else whether the
+    /// host was ready before (`false`: it is back from `lost`, room may have come back) and
+    /// the revision its reply was last empty at.
+    pub fn heartbeat(
+        &self,
+        host: &str,
+        observed: Vec<Observed>,
+        conditions: Vec<String>,
+        now_ms: u64,
+        lost_after_ms: u64,
+    ) -> Option<(bool, Option<u64>)> {
+        let mut observed = observed;
+        observed.sort_by(|a, b| a.instance.cmp(&b.instance));
+        let mut touched = Vec::new();
+        let was_ready = {
+            let mut hosts = self.write();
+            let h = hosts.get_mut(host)?;
+            let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
+            h.last_seen_ms = h.last_seen_ms.max(now_ms);
+            if h.observed != observed {
+                touched.extend(h.observed.iter().chain(&observed).map(|o| (o.instance.tenant.clone(), o.instance.cluster.clone())));
+                h.observed = observed;
+                h.dirty = true;
+            }
+            if h.conditions != conditions {
+                h.conditions = conditions;
+                h.dirty = true;
+            }
+            (was_ready, h.idle_at)
+        };
+        if !touched.is_empty() {
+            touched.sort();
+            touched.dedup();
+            let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+            for k in touched {
+                *versions.entry(k).or_default() += 1;
+            }
+        }
+        Some(was_ready)
+    }
+
+    /// The version of what hosts report about cluster `tenant/name` (see [`Hot::heartbeat`]).
+    pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
+        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        versions.get(&(tenant.to_string(), name.to_string())).copied().unwrap_or(0)
+    }
+
+    /// `host`'s lease if `keep` accepts it, else a new one from `lease` (given every lease
+    /// held), recorded at once; `Ok((subnet, previous))`.
+    pub fn lease<E>(
+        &self,
+        host: &str,
+        keep: impl Fn(Ipv4Net) -> bool,
+        lease: impl FnOnce(&std::collections::BTreeSet<Ipv4Net>) -> Result<Ipv4Net, E>,
+    ) -> Result<(Ipv4Net, Option<Ipv4Net>), E> {
+        let current = self.read().get(host).and_then(|h| h.subnet);
+        if let Some(s) = current.filter(|s| keep(*s)) {
+            return Ok((s, None));
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let subnet = lease(&leases)?;
+        leases.insert(subnet);
+        if let Some(old) = current {
+            leases.remove(&old);
+        }
+        if let Some(h) = self.write().get_mut(host) {
+            h.subnet = Some(subnet);
+        }
+        Ok((subnet, current))
+    }
+
+    /// Records the revision at which `host`'s reply was empty (`None`: it was not).
+    pub fn set_idle(&self, host: &str, at: Option<u64>) {
+        if let Some(h) = self.write().get_mut(host) {
+            h.idle_at = at;
+        }
+    }
+
+    /// Whether `host` is known.
+    pub fn knows(&self, host: &str) -> bool {
+        self.read().contains_key(host)
+    }
+
+    /// One host, copied.
+    pub fn host(&self, host: &str) -> Option<HostLive> {
+        self.read().get(host).cloned()
+    }
+
+    /// Runs `f` over every host (under the read lock: copy out, do not block).
+    pub fn with_hosts<R>(&self, f: impl FnOnce(&HashMap<String, HostLive>) -> R) -> R {
+        f(&self.read())
+    }
+
+    /// What each of `hosts` last reported, keyed by (instance, reporting host), with each
+    /// host's description and milliseconds since its last heartbeat.
+    pub fn view<'a>(&self, hosts: impl IntoIterator<Item = &'a str>, now_ms: u64) -> HostsView {
+        let map = self.read();
+        let mut out = HostsView::default();
+        for id in hosts {
+            let Some(h) = map.get(id) else { continue };
+            if out.hosts.contains_key(id) {
+                continue;
+            }
+            out.hosts.insert(id.to_string(), (h.info.clone(), now_ms.saturating_sub(h.last_seen_ms)));
+            for o in &h.observed {
+                out.observed.insert((o.instance.clone(), id.to_string()), o.clone());
+            }
+        }
+        out
+    }
+
+    /// The reports that changed since the last call, marked clean.
+    pub fn take_dirty(&self) -> Vec<DirtyReport> {
+        let mut hosts = self.write();
+        hosts
+            .iter_mut()
+            .filter(|(_, h)| h.dirty)
+            .map(|(id, h)| {
+                h.dirty = false;
+                DirtyReport { host: id.clone(), observed: h.observed.clone(), conditions: h.conditions.clone() }
+            })
+            .collect()
+    }
+
+    /// Marks reports dirty again after a failed write.
+    pub fn mark_dirty(&self, hosts: impl IntoIterator<Item = String>) {
+        let mut map = self.write();
+        for id in hosts {
+            if let Some(h) = map.get_mut(&id) {
+                h.dirty = true;
+            }
+        }
+    }
+}
+
+/// Some hosts as the Hadoop side needs them: description, age and reports.
+#[derive(Debug, Default)]
+pub struct HostsView {
+    /// id → (description, ms since its last heartbeat).
+    pub hosts: HashMap<String, (HostInfo, u64)>,
+    pub observed: HashMap<(InstanceRef, String), Observed>,
+}

@@ -1,0 +1,725 @@
+//! `herd-sim`: a fleet simulator. N simulated agents run as tokio tasks in one process,
+//! sharing one HTTP client, against a real orchestrator over real HTTP. Each registers,
+//! heartbeats every `--interval`, and reports each instance it is given as `running` once
+//! `--start-delay` has passed since it first saw it. Optional: apply cluster specs mid-run
+//! (`--apply`, repeatable: a scale storm), churn (`--churn`: agents going silent and
+//! registering again), status readers (`--readers` on `--read-path`).
+//!
+//! It prints heartbeat latency (p50/p99/max), errors, reply sizes, the orchestrator's RSS
+//! and CPU (from `/proc/<pid>`), and the time from apply to every instance delivered to an
+//! agent ("placed") and reported running.
+//!
+//!     herd-sim --orchestrator http://127.0.0.1:7480 --token-file DATA/admin.token \
+//!              --hosts 10000 --interval 3s --duration 60s [-o json]
+//!
+//! The token must be an admin token to `--apply` or read; an agent token suffices otherwise.
+//! Only loopback is meant: the addresses it reports (`--network`) are data, never dialled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use herd_api::names::InstanceRef;
+use herd_api::quantity::{Cpu, Memory};
+use herd_api::wire::{ContainerState, Heartbeat, HeartbeatReply, HostInfo, Observed, RegisterRequest};
+use rand::Rng;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// Simulates a fleet of herd agents against a real orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "herd-sim", version)]
+struct Args {
+    /// The orchestrator's base URL (loopback only).
+    #[arg(long)]
+    orchestrator: String,
+    /// File holding the bearer token (admin: also applies specs and reads status).
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// Heartbeat interval of every simulated agent.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// How long to run.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Time from first seeing an instance to reporting it running.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    start_delay: Duration,
+    /// Allocatable CPU of each host.
+    #[arg(long, default_value = "16")]
+    cpu: String,
+    /// Allocatable memory of each host.
+    #[arg(long, default_value = "64Gi")]
+    memory: String,
+    /// Host ids are PREFIX-00000, PREFIX-00001, ...
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// Hosts register an underlay address (10.228.0.0/16, never dialled), so they get a
+    /// subnet lease and network plans as with herd networking on.
+    #[arg(long)]
+    network: bool,
+    /// Cluster spec (YAML) to apply at `--apply-at`; repeat for a storm of applies at once.
+    /// The tenant is created if missing.
+    #[arg(long)]
+    apply: Vec<PathBuf>,
+    /// When to apply, from the start.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    apply_at: Duration,
+    /// Fraction of agents that die once (go silent) and come back (register again).
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// How long a dying agent stays silent.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    churn_down: Duration,
+    /// Concurrent readers of `--read-path` (status reads while the fleet heartbeats).
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
+    /// API path the readers GET, e.g. /v1/tenants/t/clusters/c.
+    #[arg(long)]
+    read_path: Option<String>,
+    /// The orchestrator's pid, for RSS and CPU; found by name and port when not given.
+    #[arg(long)]
+    orchestrator_pid: Option<u32>,
+    /// Agents register at random points of this first stretch [default: one interval].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ramp: Option<Duration>,
+    /// Latencies of the first this-long (the registration ramp) are left out of the
+    /// steady-state figures [default: the ramp plus one interval].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
+}
+
+/// What every agent task shares.
+struct Shared {
+    args: Args,
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    start: Instant,
+    deadline: Instant,
+    /// Instances currently in some agent's desired set.
+    delivered: AtomicUsize,
+    /// Instances an agent reported running in an acknowledged heartbeat.
+    running: AtomicUsize,
+    /// Instances the applied specs ask for (0 until applied).
+    expected: AtomicUsize,
+    applied_ms: AtomicU64,
+    delivered_all_ms: AtomicU64,
+    running_all_ms: AtomicU64,
+}
+
+const NEVER: u64 = u64::MAX;
+
+impl Shared {
+    fn ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Records the first time `count` reaches the expected total after an apply.
+    fn check_done(&self, count: usize, at: &AtomicU64) {
+        let expected = self.expected.load(Ordering::Relaxed);
+        if expected > 0 && count >= expected && self.applied_ms.load(Ordering::Relaxed) != NEVER {
+            let _ = at.compare_exchange(NEVER, self.ms(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One heartbeat as measured: when it was sent (ms from start), its latency (µs) and the
+/// reply's size (bytes).
+#[derive(Clone, Copy)]
+struct Sample {
+    at_ms: u32,
+    latency_us: u32,
+    bytes: u32,
+}
+
+#[derive(Default)]
+struct AgentStats {
+    samples: Vec<Sample>,
+    errors: BTreeMap<String, u64>,
+    registrations: u64,
+}
+
+/// An instance the agent was given: when it first saw it, and whether it said running.
+struct Held {
+    since: Instant,
+    reported_running: bool,
+    config_hash: Option<String>,
+    live_hash: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read token file {}", args.token_file.display()))?
+        .trim()
+        .to_string();
+    let base = args.orchestrator.trim_end_matches('/').to_string();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        // NB: one shared pool for all agents, unbounded: connections follow the concurrency,
+        // not the host count; capping idle ones made loopback run out of ephemeral ports
+        // (TIME_WAIT) at 30,000 hosts.
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()?;
+    let resp = http.get(format!("{base}/healthz")).send().await.with_context(|| format!("cannot reach {base}"))?;
+    if !resp.status().is_success() {
+        bail!("{base}/healthz answered {}", resp.status());
+    }
+    let pid = args.orchestrator_pid.or_else(|| find_orchestrator(&base));
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let shared = Arc::new(Shared {
+        http,
+        base,
+        token,
+        start,
+        deadline,
+        delivered: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        expected: AtomicUsize::new(0),
+        applied_ms: AtomicU64::new(NEVER),
+        delivered_all_ms: AtomicU64::new(NEVER),
+        running_all_ms: AtomicU64::new(NEVER),
+        args,
+    });
+
+    let sampler = tokio::spawn(sample_processes(shared.clone(), pid));
+    let applier = (!shared.args.apply.is_empty()).then(|| tokio::spawn(apply(shared.clone())));
+    let readers: Vec<_> = match &shared.args.read_path {
+        Some(path) => (0..shared.args.readers).map(|_| tokio::spawn(read_loop(shared.clone(), path.clone()))).collect(),
+        None => vec![],
+    };
+    let agents: Vec<_> = (0..shared.args.hosts).map(|i| tokio::spawn(agent(shared.clone(), i))).collect();
+    let mut stats = Vec::with_capacity(agents.len());
+    for a in agents {
+        stats.push(a.await?);
+    }
+    let apply_report = match applier {
+        Some(a) => Some(a.await??),
+        None => None,
+    };
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await?);
+    }
+    let processes = sampler.await?;
+    let report = report(&shared, pid, &stats, apply_report, &reads, &processes);
+    match shared.args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print_text(&report),
+    }
+    Ok(())
+}
+
+fn host_info(args: &Args, i: usize) -> Result<HostInfo> {
+    let address = args.network.then(|| Ipv4Addr::new(10, 228, (i / 250) as u8, (i % 250 + 1) as u8));
+    Ok(HostInfo {
+        id: format!("{}-{i:05}", args.prefix),
+        cpu: Cpu::parse(&args.cpu).map_err(anyhow::Error::msg)?,
+        memory: Memory::parse(&args.memory).map_err(anyhow::Error::msg)?,
+        rack: Some(format!("rack-{}", i % 40)),
+        data_disks: vec!["/data/1".into()],
+        agent_version: "herd-sim".into(),
+        address,
+    })
+}
+
+async fn post(s: &Shared, path: &str, body: &impl serde::Serialize) -> std::result::Result<(u16, Vec<u8>), String> {
+    let resp = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(&s.token)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| classify(&e))?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| classify(&e))?;
+    Ok((status, body.to_vec()))
+}
+
+fn classify(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connect".into()
+    } else {
+        "transport".into()
+    }
+}
+
+async fn sleep_until(t: Instant) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+}
+
+/// One simulated agent: register (at a random point of the first interval), then heartbeat
+/// every interval until the deadline, dying once if churn picked it.
+async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
+    let mut stats = AgentStats::default();
+    let Ok(info) = host_info(&s.args, i) else {
+        *stats.errors.entry("bad host info".into()).or_default() += 1;
+        return stats;
+    };
+    let interval = s.args.interval;
+    let (offset, death) = {
+        let mut rng = rand::rng();
+        let ramp = s.args.ramp.unwrap_or(interval);
+        let offset = Duration::from_micros(rng.random_range(0..ramp.as_micros().max(1) as u64));
+        let death = (s.args.churn > 0.0 && rng.random_bool(s.args.churn.min(1.0))).then(|| {
+            let lo = interval.as_millis() as u64;
+            let hi = (s.args.duration.as_millis() as u64 / 2).max(lo + 1);
+            s.start + Duration::from_millis(rng.random_range(lo..hi))
+        });
+        (offset, death)
+    };
+    let mut death = death;
+    let mut next = s.start + offset;
+    let mut held: HashMap<InstanceRef, Held> = HashMap::new();
+    let mut registered = false;
+    while next < s.deadline {
+        sleep_until(next).await;
+        if let Some(d) = death
+            && Instant::now() >= d
+        {
+            death = None;
+            registered = false;
+            next = Instant::now() + s.args.churn_down;
+            continue;
+        }
+        if !registered {
+            let req = RegisterRequest { host: info.clone(), logs: None };
+            match post(&s, "/v1/agent/register", &req).await {
+                Ok((200, _)) => {
+                    registered = true;
+                    stats.registrations += 1;
+                }
+                Ok((status, _)) => *stats.errors.entry(format!("register {status}")).or_default() += 1,
+                Err(kind) => *stats.errors.entry(format!("register {kind}")).or_default() += 1,
+            }
+            if !registered {
+                next = Instant::now() + Duration::from_secs(1);
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let observed: Vec<Observed> = held
+            .iter()
+            .map(|(instance, h)| {
+                let running = now.duration_since(h.since) >= s.args.start_delay;
+                Observed {
+                    instance: instance.clone(),
+                    container_id: format!("sim-{}-{}", i, instance.name),
+                    state: if running { ContainerState::Running } else { ContainerState::Created },
+                    started_at: None,
+                    exit_code: None,
+                    error: None,
+                    ip: None,
+                    config_hash: h.config_hash.clone(),
+                    live_hash: h.live_hash.clone(),
+                    hadoop: None,
+                }
+            })
+            .collect();
+        let newly_running: Vec<InstanceRef> = observed
+            .iter()
+            .filter(|o| o.state == ContainerState::Running && !held.get(&o.instance).is_some_and(|h| h.reported_running))
+            .map(|o| o.instance.clone())
+            .collect();
+        let hb = Heartbeat { host_id: info.id.clone(), observed, conditions: vec![], purged: vec![] };
+        let sent = Instant::now();
+        let at_ms = s.start.elapsed().as_millis() as u32;
+        let result = post(&s, "/v1/agent/heartbeat", &hb).await;
+        let latency_us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        next += interval;
+        if next < Instant::now() {
+            // Behind (a slow reply): the next heartbeat goes out at once, as an agent does.
+            next = Instant::now();
+        }
+        let body = match result {
+            Ok((200, body)) => body,
+            Ok((404, _)) => {
+                registered = false;
+                *stats.errors.entry("heartbeat 404 (unknown host)".into()).or_default() += 1;
+                continue;
+            }
+            Ok((status, _)) => {
+                *stats.errors.entry(format!("heartbeat {status}")).or_default() += 1;
+                continue;
+            }
+            Err(kind) => {
+                *stats.errors.entry(format!("heartbeat {kind}")).or_default() += 1;
+                continue;
+            }
+        };
+        stats.samples.push(Sample { at_ms, latency_us, bytes: body.len() as u32 });
+        for instance in newly_running {
+            if let Some(h) = held.get_mut(&instance)
+                && !h.reported_running
+            {
+                h.reported_running = true;
+                let n = s.running.fetch_add(1, Ordering::Relaxed) + 1;
+                s.check_done(n, &s.running_all_ms);
+            }
+        }
+        let reply: HeartbeatReply = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(_) => {
+                *stats.errors.entry("heartbeat reply unreadable".into()).or_default() += 1;
+                continue;
+            }
+        };
+        apply_reply(&s, &mut held, reply);
+    }
+    stats
+}
+
+/// Takes the reply's desired set as what the host runs from now on.
+fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, reply: HeartbeatReply) {
+    let desired: HashMap<InstanceRef, _> = reply.desired.into_iter().map(|d| (d.instance.clone(), d)).collect();
+    held.retain(|instance, h| {
+        let keep = desired.contains_key(instance);
+        if !keep {
+            s.delivered.fetch_sub(1, Ordering::Relaxed);
+            if h.reported_running {
+                s.running.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        keep
+    });
+    let now = Instant::now();
+    for (instance, d) in desired {
+        let h = held.entry(instance).or_insert_with(|| {
+            let n = s.delivered.fetch_add(1, Ordering::Relaxed) + 1;
+            s.check_done(n, &s.delivered_all_ms);
+            Held { since: now, reported_running: false, config_hash: None, live_hash: None }
+        });
+        // The config the container "runs with": what it was given, unless told to hold.
+        if let Some(config) = &d.hadoop {
+            if !d.hold_config || h.config_hash.is_none() {
+                h.config_hash = Some(config.files_hash());
+            }
+            h.live_hash = Some(config.live_hash());
+        }
+    }
+}
+
+struct ApplyReport {
+    specs: usize,
+    expected: usize,
+    put_ms: Vec<u64>,
+    errors: Vec<String>,
+}
+
+async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
+    let mut specs = Vec::new();
+    for path in &s.args.apply {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let spec = herd_api::yaml::parse_cluster_spec(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        specs.push((spec, text));
+    }
+    let expected: usize = specs.iter().map(|(spec, _)| spec.pools.values().map(|p| p.replicas.0 as usize).sum::<usize>()).sum();
+    let mut errors = Vec::new();
+    let tenants: std::collections::BTreeSet<String> = specs.iter().map(|(spec, _)| spec.tenant.clone()).collect();
+    for t in tenants {
+        let resp = s.http.post(format!("{}/v1/tenants", s.base)).bearer_auth(&s.token).json(&json!({"name": t})).send().await?;
+        if !resp.status().is_success() && resp.status().as_u16() != 409 {
+            errors.push(format!("create tenant {t}: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
+        }
+    }
+    sleep_until(s.start + s.args.apply_at).await;
+    s.expected.store(expected, Ordering::Relaxed);
+    s.applied_ms.store(s.ms(), Ordering::Relaxed);
+    let puts = specs.into_iter().map(|(spec, text)| {
+        let s = s.clone();
+        async move {
+            let t = Instant::now();
+            let url = format!("{}/v1/tenants/{}/clusters/{}", s.base, spec.tenant, spec.name);
+            let resp = s.http.put(url).bearer_auth(&s.token).header("content-type", "application/yaml").body(text).send().await;
+            let ms = t.elapsed().as_millis() as u64;
+            match resp {
+                Ok(r) if r.status().is_success() => Ok(ms),
+                Ok(r) => Err(format!("apply {}/{}: {} {}", spec.tenant, spec.name, r.status(), r.text().await.unwrap_or_default())),
+                Err(e) => Err(format!("apply {}/{}: {}", spec.tenant, spec.name, classify(&e))),
+            }
+        }
+    });
+    let mut put_ms = Vec::new();
+    for r in futures_join(puts).await {
+        match r {
+            Ok(ms) => put_ms.push(ms),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Instances already delivered before the PUTs returned count too.
+    s.check_done(s.delivered.load(Ordering::Relaxed), &s.delivered_all_ms);
+    s.check_done(s.running.load(Ordering::Relaxed), &s.running_all_ms);
+    Ok(ApplyReport { specs: s.args.apply.len(), expected, put_ms, errors })
+}
+
+/// Runs futures concurrently (each as a task) and returns their outputs in order.
+async fn futures_join<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// A status reader: GETs `path` back to back after the warmup; (latency µs, ok) per read.
+async fn read_loop(s: Arc<Shared>, path: String) -> Vec<(u32, bool)> {
+    let mut out = Vec::new();
+    sleep_until(s.start + warmup(&s.args)).await;
+    while Instant::now() < s.deadline {
+        let t = Instant::now();
+        let r = s.http.get(format!("{}{path}", s.base)).bearer_auth(&s.token).send().await;
+        let ok = match r {
+            Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        out.push((t.elapsed().as_micros() as u32, ok));
+    }
+    out
+}
+
+fn warmup(args: &Args) -> Duration {
+    args.warmup.unwrap_or(args.ramp.unwrap_or(args.interval) + args.interval)
+}
+
+/// The pid of a `herd-orchestrator` process listening on `base`'s port (from its command
+/// line), or the only one there is.
+fn find_orchestrator(base: &str) -> Option<u32> {
+    let port = base.rsplit(':').next().map(|p| p.trim_end_matches('/').to_string());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "herd-orchestrat" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        found.push((pid, cmdline));
+    }
+    if let Some(port) = port
+        && let Some((pid, _)) = found.iter().find(|(_, c)| c.contains(&format!(":{port}")))
+    {
+        return Some(*pid);
+    }
+    (found.len() == 1).then(|| found[0].0)
+}
+
+/// (ms from start, CPU ticks used, RSS KiB) of the orchestrator and of this process.
+#[derive(Clone, Copy)]
+struct ProcSample {
+    at_ms: u64,
+    orch_ticks: Option<u64>,
+    orch_rss_kib: Option<u64>,
+    self_ticks: Option<u64>,
+}
+
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) end with ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn sample_processes(s: Arc<Shared>, pid: Option<u32>) -> Vec<ProcSample> {
+    let pid = pid.map(|p| p.to_string());
+    let mut out = Vec::new();
+    loop {
+        out.push(ProcSample {
+            at_ms: s.ms(),
+            orch_ticks: pid.as_deref().and_then(cpu_ticks),
+            orch_rss_kib: pid.as_deref().and_then(rss_kib),
+            self_ticks: cpu_ticks("self"),
+        });
+        if Instant::now() >= s.deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn latency_json(mut us: Vec<u32>) -> Value {
+    us.sort_unstable();
+    let ms = |v: u32| (v as f64 / 1000.0 * 100.0).round() / 100.0;
+    json!({
+        "count": us.len(),
+        "p50_ms": ms(percentile(&us, 0.50)),
+        "p90_ms": ms(percentile(&us, 0.90)),
+        "p99_ms": ms(percentile(&us, 0.99)),
+        "max_ms": ms(us.last().copied().unwrap_or(0)),
+    })
+}
+
+fn report(
+    s: &Shared,
+    pid: Option<u32>,
+    stats: &[AgentStats],
+    apply: Option<ApplyReport>,
+    reads: &[(u32, bool)],
+    procs: &[ProcSample],
+) -> Value {
+    let args = &s.args;
+    let warm_ms = warmup(args).as_millis() as u32;
+    let all: Vec<Sample> = stats.iter().flat_map(|a| a.samples.iter().copied()).collect();
+    let steady: Vec<Sample> = all.iter().copied().filter(|x| x.at_ms >= warm_ms).collect();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for a in stats {
+        for (k, v) in &a.errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+    }
+    let steady_secs = (args.duration.as_secs_f64() - warm_ms as f64 / 1000.0).max(0.001);
+    let mut bytes: Vec<u32> = all.iter().map(|x| x.bytes).collect();
+    bytes.sort_unstable();
+    let mean_bytes = if bytes.is_empty() { 0 } else { bytes.iter().map(|&b| b as u64).sum::<u64>() / bytes.len() as u64 };
+    let ticks = 100.0; // USER_HZ on Linux
+    let window: Vec<&ProcSample> = procs.iter().filter(|p| p.at_ms >= warm_ms as u64).collect();
+    let cpu = |f: fn(&ProcSample) -> Option<u64>| -> Option<f64> {
+        let (first, last) = (window.first()?, window.last()?);
+        let secs = (last.at_ms - first.at_ms) as f64 / 1000.0;
+        let used = f(last)?.checked_sub(f(first)?)?;
+        (secs > 0.0).then(|| (used as f64 / ticks / secs * 100.0).round())
+    };
+    let rss_max = procs.iter().filter_map(|p| p.orch_rss_kib).max();
+    let rss_end = procs.last().and_then(|p| p.orch_rss_kib);
+    let at = |a: &AtomicU64| {
+        let v = a.load(Ordering::Relaxed);
+        let applied = s.applied_ms.load(Ordering::Relaxed);
+        (v != NEVER && applied != NEVER).then(|| (v.saturating_sub(applied)) as f64 / 1000.0)
+    };
+    let read_us: Vec<u32> = reads.iter().filter(|r| r.1).map(|r| r.0).collect();
+    let read_window = (args.duration.as_secs_f64() - warmup(args).as_secs_f64()).max(0.001);
+    json!({
+        "hosts": args.hosts,
+        "interval_s": args.interval.as_secs_f64(),
+        "duration_s": args.duration.as_secs_f64(),
+        "warmup_s": warm_ms as f64 / 1000.0,
+        "network": args.network,
+        "churn": args.churn,
+        "registrations": stats.iter().map(|a| a.registrations).sum::<u64>(),
+        "heartbeats": {
+            "ok": all.len(),
+            "errors": errors.values().sum::<u64>(),
+            "error_kinds": errors,
+            "offered_per_s": (args.hosts as f64 / args.interval.as_secs_f64()).round(),
+            "served_per_s_steady": (steady.len() as f64 / steady_secs).round(),
+            "latency_steady": latency_json(steady.iter().map(|x| x.latency_us).collect()),
+            "latency_all": latency_json(all.iter().map(|x| x.latency_us).collect()),
+        },
+        "reply_bytes": {
+            "p50": percentile(&bytes, 0.5),
+            "mean": mean_bytes,
+            "max": bytes.last().copied().unwrap_or(0),
+        },
+        "orchestrator": {
+            "pid": pid,
+            "rss_max_mib": rss_max.map(|k| k / 1024),
+            "rss_end_mib": rss_end.map(|k| k / 1024),
+            "cpu_percent_steady": cpu(|p| p.orch_ticks),
+        },
+        "sim_cpu_percent_steady": cpu(|p| p.self_ticks),
+        "apply": apply.map(|a| json!({
+            "specs": a.specs,
+            "instances": a.expected,
+            "put_ms": a.put_ms,
+            "errors": a.errors,
+            "at_s": s.applied_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            "all_placed_s": at(&s.delivered_all_ms),
+            "all_running_s": at(&s.running_all_ms),
+            "placed_at_end": s.delivered.load(Ordering::Relaxed),
+            "running_at_end": s.running.load(Ordering::Relaxed),
+        })),
+        "reads": (!reads.is_empty()).then(|| json!({
+            "path": args.read_path,
+            "readers": args.readers,
+            "ok": read_us.len(),
+            "errors": reads.len() - read_us.len(),
+            "per_s": (read_us.len() as f64 / read_window).round(),
+            "latency": latency_json(read_us),
+        })),
+    })
+}
+
+fn print_text(r: &Value) {
+    let hb = &r["heartbeats"];
+    let l = &hb["latency_steady"];
+    println!(
+        "herd-sim: {} hosts, heartbeat every {}s for {}s (first {}s left out of steady figures){}",
+        r["hosts"],
+        r["interval_s"],
+        r["duration_s"],
+        r["warmup_s"],
+        if r["network"] == true { ", herd networking" } else { "" }
+    );
+    println!(
+        "heartbeats: {} ok, {} errors {}; {} served/s of {} offered",
+        hb["ok"], hb["errors"], hb["error_kinds"], hb["served_per_s_steady"], hb["offered_per_s"]
+    );
+    println!("latency (steady): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms", l["p50_ms"], l["p90_ms"], l["p99_ms"], l["max_ms"]);
+    let la = &hb["latency_all"];
+    println!("latency (all):    p50 {} ms, p99 {} ms, max {} ms", la["p50_ms"], la["p99_ms"], la["max_ms"]);
+    let b = &r["reply_bytes"];
+    println!("reply size: p50 {} B, mean {} B, max {} B", b["p50"], b["mean"], b["max"]);
+    let o = &r["orchestrator"];
+    println!(
+        "orchestrator (pid {}): RSS max {} MiB, end {} MiB, CPU {}% (steady; 100% = one core); herd-sim CPU {}%",
+        o["pid"], o["rss_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], r["sim_cpu_percent_steady"]
+    );
+    if let Some(a) = r["apply"].as_object() {
+        println!(
+            "apply: {} specs, {} instances at {}s (PUT {:?} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running",
+            a["specs"], a["instances"], a["at_s"], a["put_ms"], a["errors"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"]
+        );
+    }
+    if let Some(rd) = r["reads"].as_object() {
+        let l = &rd["latency"];
+        println!(
+            "reads of {} ({} readers): {} ok, {} errors, {}/s; p50 {} ms, p99 {} ms, max {} ms",
+            rd["path"], rd["readers"], rd["ok"], rd["errors"], rd["per_s"], l["p50_ms"], l["p99_ms"], l["max_ms"]
+        );
+    }
+}

@@ -416,16 +416,21 @@ mod tests {
         HadoopConfig { files: [("core-site.xml".to_string(), v.to_string())].into(), ..Default::default() }
     }
 
+    /// A cluster spec with no pools: what `releases` reads of it is the images and pools.
+    fn empty_spec() -> ClusterSpec {
+        match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     fn in_service() -> InstanceHadoop {
         InstanceHadoop { hdfs_state: Some("In Service".into()), live: Some(true), ..Default::default() }
     }
 
     #[test]
     fn one_restart_at_a_time_and_none_while_one_is_unhealthy() {
-        let spec: ClusterSpec = match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
+        let spec = empty_spec();
         let dns: Vec<Instance> = (0..3).map(|n| inst(Role::Datanode, n)).collect();
         let (old, new) = (config("old"), config("new"));
         let hosts = HashMap::new();
@@ -489,10 +494,7 @@ mod tests {
 
     #[test]
     fn a_resize_rolls_one_datanode_at_a_time() {
-        let spec: ClusterSpec = match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
+        let spec = empty_spec();
         let before: Vec<Instance> = (0..3).map(|n| inst(Role::Datanode, n)).collect();
         let after: Vec<Instance> = before.iter().map(|i| Instance { memory: Memory(2 << 30), ..i.clone() }).collect();
         let same = config("same");

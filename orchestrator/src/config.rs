@@ -46,6 +46,10 @@ pub struct Args {
     /// (7480, 7481 and --listen's) [default: 30000-32767].
     #[arg(long, env = "HERD_PUBLISH_PORTS", value_name = "FIRST-LAST", value_parser = parse_range)]
     pub publish_ports: Option<(u16, u16)>,
+    /// How long SIGTERM waits for open requests before cutting them (followed logs never end
+    /// by themselves), e.g. `30s` [default: 30s; at most 10m].
+    #[arg(long, env = "HERD_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -69,6 +73,8 @@ struct File {
     cluster_cidr: Option<Ipv4Net>,
     host_subnet_prefix: Option<u8>,
     publish_ports: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<Duration>,
 }
 
 /// `FIRST-LAST`, both from 1024 to 65535.
@@ -103,6 +109,8 @@ pub struct Config {
     pub network: Settings,
     /// Which host ports clusters may publish.
     pub publish_ports: herd_api::validate::PortPolicy,
+    /// How long SIGTERM waits for open requests.
+    pub shutdown_timeout: Duration,
 }
 
 /// Why the configuration cannot be used.
@@ -118,6 +126,8 @@ pub enum ConfigError {
     Network(String),
     #[error("publish_ports: {0}")]
     PublishPorts(String),
+    #[error("shutdown_timeout must be at most 10m, got {0:?}")]
+    ShutdownTimeout(Duration),
 }
 
 impl Config {
@@ -146,6 +156,10 @@ impl Config {
             (None, Some(s)) => parse_range(&s).map_err(ConfigError::PublishPorts)?,
             (None, None) => (30000, 32767),
         };
+        let shutdown_timeout = args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(Duration::from_secs(30));
+        if shutdown_timeout > Duration::from_secs(600) {
+            return Err(ConfigError::ShutdownTimeout(shutdown_timeout));
+        }
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
@@ -154,7 +168,29 @@ impl Config {
             store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
             listen,
             heartbeat_interval,
+            shutdown_timeout,
             data_dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(extra: &[&str]) -> Result<Config, ConfigError> {
+        let args = ["herd-orchestrator", "--data-dir", "/nonexistent/herd"].iter().chain(extra).copied();
+        match Args::try_parse_from(args) {
+            Ok(a) => Config::resolve(a),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn shutdown_timeout_defaults_to_30s_and_is_bounded() {
+        assert_eq!(resolve(&[]).map(|c| c.shutdown_timeout).ok(), Some(Duration::from_secs(30)));
+        assert_eq!(resolve(&["--shutdown-timeout", "5s"]).map(|c| c.shutdown_timeout).ok(), Some(Duration::from_secs(5)));
+        let err = resolve(&["--shutdown-timeout", "11m"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("shutdown_timeout must be at most 10m"), "{err}");
     }
 }

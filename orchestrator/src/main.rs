@@ -1,5 +1,5 @@
 //! `herd-orchestrator`: parse config, open the store, make the first admin token, serve, shut
-//! down on SIGTERM/SIGINT (open requests get 30 s). Its own log lines go to stderr and a
+//! down on SIGTERM/SIGINT (open requests get `--shutdown-timeout`, 30 s by default). Its own log lines go to stderr and a
 //! failed write never stops it (`herd_api::daemon_log`). `herd-orchestrator openapi` prints the API's OpenAPI document.
 
 use std::io::IsTerminal;
@@ -13,8 +13,6 @@ use herd_orchestrator::http;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How long a SIGTERM waits for open requests before cutting them.
-const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn main() -> anyhow::Result<()> {
     // NB: blocking threads serve store reads (four reader connections) and little else;
@@ -70,15 +68,15 @@ async fn run() -> anyhow::Result<()> {
     let app = http::router(state).layer(axum::Extension(ports)).layer(axum::Extension(log_key));
     let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    // Open requests get SHUTDOWN_DEADLINE to finish; followed logs (`herd logs -f`) never
+    // Open requests get --shutdown-timeout to finish; followed logs (`herd logs -f`) never
     // finish by themselves, so they are cut then.
     let deadline = async {
         shutdown.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+        tokio::time::sleep(config.shutdown_timeout).await;
     };
     tokio::select! {
         served = std::future::IntoFuture::into_future(serve) => served.context("HTTP server failed")?,
-        () = deadline => warn!(deadline = ?SHUTDOWN_DEADLINE, "open requests and log streams cut at the shutdown deadline"),
+        () = deadline => warn!(deadline = ?config.shutdown_timeout, "open requests and log streams cut at the shutdown deadline"),
     }
     // Agents' last reports, written behind: flush them before going.
     stop_flush.cancel();

@@ -272,8 +272,9 @@ impl<'a> Ctx<'a> {
             let blocked = match report {
                 Some(d) if !d.live && d.admin_state.as_deref() != Some(DECOMMISSIONED) => Some(format!(
                     "{name} died during its decommission; HDFS cannot finish it (HDFS-16303) and it holds up every \
-                     other decommission: restart it so it can finish, or {force_hint} to remove it and let HDFS \
-                     re-replicate from the others"
+                     other decommission: restart it so it can finish (copies that were under way through it are \
+                     retried after dfs.namenode.reconstruction.pending.timeout-sec, 5 min by default), or {force_hint} \
+                     to remove it and let HDFS re-replicate from the others"
                 )),
                 None => Some(format!(
                     "the NameNode does not list {name} although it has applied the exclude file, so HDFS cannot \

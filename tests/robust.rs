@@ -7,6 +7,9 @@
 //!   connection before the answer): `herd scale` retries, then reads the cluster and says
 //!   `APPLIED`; with no orchestrator at all it says `UNKNOWN` and how to check.
 //!
+//! - a zero-length store beside an `admin.token`, or a store with a corrupt page: refused at
+//!   start with what to do, the admin token and the store left as they were.
+//!
 //! Needs the Docker engine (the agent); fails, never skips, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -177,5 +180,60 @@ async fn cli_tells_whether_a_write_whose_answer_was_lost_was_applied() -> Result
     eprintln!("{out}");
     ensure!(!ok, "succeeded without an orchestrator: {out}");
     ensure!(out.contains("UNKNOWN") && out.contains(&format!("herd status {tenant}/c")), "does not say it is unknown and how to check: {out}");
+    Ok(())
+}
+
+/// SIGTERM, and waits (up to 10 s) for a clean exit: the store is checkpointed and closed.
+fn stop(orch: &mut Orchestrator) -> Result<()> {
+    let pid = orch.proc.child.id().to_string();
+    ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill -TERM {pid}");
+    let sent = Instant::now();
+    while orch.proc.child.try_wait()?.is_none() {
+        ensure!(sent.elapsed() < Duration::from_secs(10), "the orchestrator ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_corrupt_store_is_refused_and_the_admin_token_kept() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut orch = Orchestrator::start(dir.path(), 0)?;
+    let (code, body) = orch.api().post("/v1/tenants", json!({ "name": unique("kept") })).await?;
+    ensure!(code == 201, "{code} {body}");
+    stop(&mut orch)?;
+    let store = dir.path().join("herd.db");
+    // Everything into the main file (the orchestrator leaves its WAL for the next start), so
+    // that a page of it holds what the user stored.
+    rusqlite::Connection::open(&store)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))?;
+    let good = std::fs::read(&store)?;
+    ensure!(good.len() > 8192, "store too small to corrupt: {} bytes", good.len());
+
+    // Zero-length store beside an admin token: refused, token untouched.
+    std::fs::write(&store, b"")?;
+    let refused = Orchestrator::start(dir.path(), 0).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    eprintln!("empty: {refused}");
+    ensure!(refused.contains("refusing to start") && refused.contains("admin.token") && refused.contains("backup"), "not refused clearly: {refused:?}");
+    ensure!(std::fs::read_to_string(dir.path().join("admin.token"))? == token, "the admin token was overwritten");
+    ensure!(std::fs::metadata(&store)?.len() == 0, "the empty store was written to");
+
+    // A corrupt page: refused, nothing changed.
+    let mut bad = good.clone();
+    for b in &mut bad[4096..8192] {
+        *b = 0xA5;
+    }
+    std::fs::write(&store, &bad)?;
+    let refused = Orchestrator::start(dir.path(), 0).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    eprintln!("corrupt: {refused}");
+    ensure!(refused.contains("corrupt") && refused.contains("backup"), "not refused clearly: {refused:?}");
+    ensure!(std::fs::read(&store)? == bad, "the corrupt store was written to");
+
+    // The good store back: it starts, with the same token.
+    std::fs::write(&store, &good)?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    ensure!(orch.admin == token.trim(), "a new admin token after restoring the store");
+    let (code, _) = orch.api().get("/v1/tenants").await?;
+    ensure!(code == 200, "restored store does not serve: {code}");
     Ok(())
 }

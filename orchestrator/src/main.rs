@@ -40,6 +40,7 @@ async fn run() -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Store::check_before_open(&config.store, &config.data_dir).map_err(anyhow::Error::msg)?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
     let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?;
     let token_file = config.data_dir.join("admin.token");

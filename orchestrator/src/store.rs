@@ -154,6 +154,42 @@ const READERS: usize = 4;
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Refuses to start where starting would lose what a user stored: a missing or empty
+    /// store beside an `admin.token` (a previous life: starting would make a new, empty
+    /// control plane and a new admin token), or a store SQLite finds corrupt. Says what to do.
+    pub fn check_before_open(path: &Path, data_dir: &Path) -> std::result::Result<(), String> {
+        let token = data_dir.join("admin.token");
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty && token.exists() {
+            return Err(format!(
+                "refusing to start: the store {} is {} but {} shows this orchestrator ran before, so starting would \
+                 begin a new, empty control plane; restore the store from your latest backup (`sqlite3 {} \".backup \
+                 FILE\"` copies one) or, to really start from nothing, move {} away first",
+                path.display(),
+                if path.exists() { "empty" } else { "missing" },
+                token.display(),
+                path.display(),
+                token.display()
+            ));
+        }
+        if empty {
+            return Ok(());
+        }
+        let corrupt = |why: String| {
+            format!(
+                "refusing to start: the store {} is corrupt ({why}); stop, restore it from your latest backup, and start \
+                 again (nothing was changed)",
+                path.display()
+            )
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| corrupt(e.to_string()))?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        Ok(())
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         let mut store = Self::init(conn)?;

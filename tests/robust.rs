@@ -90,18 +90,8 @@ async fn daemons_keep_serving_when_stderr_cannot_be_written() -> Result<()> {
     eprintln!("agent condition: {conditions}");
 
     // SIGTERM still stops the orchestrator, at once (nothing is open).
-    let pid = orchestrator.child.id().to_string();
-    ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill -TERM {pid}");
     let sent = Instant::now();
-    let status = loop {
-        if let Some(s) = orchestrator.child.try_wait()? {
-            break s;
-        }
-        if sent.elapsed() > Duration::from_secs(10) {
-            bail!("the orchestrator ignored SIGTERM for 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = terminate(&mut orchestrator)?;
     ensure!(status.success(), "the orchestrator stopped with {status}");
     eprintln!("orchestrator stopped {:?} after SIGTERM", sent.elapsed());
     agent.kill();
@@ -183,16 +173,20 @@ async fn cli_tells_whether_a_write_whose_answer_was_lost_was_applied() -> Result
     Ok(())
 }
 
-/// SIGTERM, and waits (up to 10 s) for a clean exit: the store is checkpointed and closed.
-fn stop(orch: &mut Orchestrator) -> Result<()> {
-    let pid = orch.proc.child.id().to_string();
+/// SIGTERM, and the exit status once the process is gone; fails after 10 s.
+fn terminate(proc: &mut Proc) -> Result<std::process::ExitStatus> {
+    let pid = proc.child.id().to_string();
     ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success(), "kill -TERM {pid}");
     let sent = Instant::now();
-    while orch.proc.child.try_wait()?.is_none() {
-        ensure!(sent.elapsed() < Duration::from_secs(10), "the orchestrator ignored SIGTERM");
+    loop {
+        if let Some(status) = proc.child.try_wait()? {
+            return Ok(status);
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            bail!("pid {pid} ignored SIGTERM for 10 s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +195,7 @@ async fn an_empty_or_corrupt_store_is_refused_and_the_admin_token_kept() -> Resu
     let mut orch = Orchestrator::start(dir.path(), 0)?;
     let (code, body) = orch.api().post("/v1/tenants", json!({ "name": unique("kept") })).await?;
     ensure!(code == 201, "{code} {body}");
-    stop(&mut orch)?;
+    terminate(&mut orch.proc)?;
     let store = dir.path().join("herd.db");
     // Everything into the main file (the orchestrator leaves its WAL for the next start), so
     // that a page of it holds what the user stored.

@@ -416,6 +416,23 @@ mod tests {
         HadoopConfig { files: [("core-site.xml".to_string(), v.to_string())].into(), ..Default::default() }
     }
 
+    /// `instances` with what their hosts `observed`, nothing leaving.
+    fn cluster_data<'a>(
+        spec: &'a ClusterSpec,
+        instances: &'a [Instance],
+        hosts: &'a HashMap<String, HostRef<'a>>,
+        observed: &'a [Observed],
+    ) -> ClusterData<'a> {
+        ClusterData {
+            spec,
+            instances: instances.iter().collect(),
+            hosts,
+            observed: observed.iter().map(|o| (&o.instance, o)).collect(),
+            leaving: BTreeSet::new(),
+            poll_interval_ms: 1000,
+        }
+    }
+
     /// A cluster spec with no pools: what `releases` reads of it is the images and pools.
     fn empty_spec() -> ClusterSpec {
         match serde_json::from_value(serde_json::json!({"tenant": "t", "name": "c"})) {
@@ -435,14 +452,7 @@ mod tests {
         let (old, new) = (config("old"), config("new"));
         let hosts = HashMap::new();
         let run = |observed: Vec<Observed>, hadoop: HashMap<InstanceRef, InstanceHadoop>| {
-            let data = ClusterData {
-                spec: &spec,
-                instances: dns.iter().collect(),
-                hosts: &hosts,
-                observed: observed.iter().map(|o| (&o.instance, o)).collect(),
-                leaving: BTreeSet::new(),
-                poll_interval_ms: 1000,
-            };
+            let data = cluster_data(&spec, &dns, &hosts, &observed);
             let newest = dns.iter().map(|i| (i.instance.clone(), new.clone())).collect();
             let (r, phases) = releases(&data, newest, &hadoop);
             let held: Vec<u32> = dns.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();
@@ -501,14 +511,7 @@ mod tests {
         assert_ne!(rollout_hash(&spec, &before[0], &same), rollout_hash(&spec, &after[0], &same), "the size is in the hash");
         let observed: Vec<Observed> = before.iter().map(|i| obs(i, Some(&rollout_hash(&spec, i, &same)), ContainerState::Running)).collect();
         let hosts = HashMap::new();
-        let data = ClusterData {
-            spec: &spec,
-            instances: after.iter().collect(),
-            hosts: &hosts,
-            observed: observed.iter().map(|o| (&o.instance, o)).collect(),
-            leaving: BTreeSet::new(),
-            poll_interval_ms: 1000,
-        };
+        let data = cluster_data(&spec, &after, &hosts, &observed);
         let newest: HashMap<InstanceRef, HadoopConfig> = after.iter().map(|i| (i.instance.clone(), same.clone())).collect();
         let healthy: HashMap<_, _> = after.iter().map(|i| (i.instance.clone(), in_service())).collect();
         let (r, _) = releases(&data, newest.clone(), &healthy);

@@ -215,10 +215,7 @@ fn datanodes(info: &Obj<'_>) -> Result<Vec<DataNodeReport>> {
             // NB: a decommissioning DataNode may be live or dead (`DatanodeManager.
             // getDecommissioningNodes`): its entry keeps the liveness its list gave it, so a
             // DataNode that died mid-decommission is seen dead, not revived by this list.
-            let entry = match out.iter().position(|d| d.live && &d.name == name) {
-                Some(i) => Some(i),
-                None => out.iter().position(|d| &d.name == name),
-            };
+            let entry = out.iter().position(|d| d.live && &d.name == name).or_else(|| out.iter().position(|d| &d.name == name));
             match entry.and_then(|i| out.get_mut(i)) {
                 Some(d) => d.decommission_under_replicated = under,
                 None => out.push(DataNodeReport {

@@ -81,6 +81,10 @@ impl Layout {
             (labels::INSTANCE.to_string(), d.instance.name.clone()),
             (labels::POOL.to_string(), d.role.as_str().to_string()),
         ]);
+        if d.placement > 0 {
+            // In the hashed config: a container from another placement is replaced, not adopted.
+            labels.insert(labels::PLACEMENT.to_string(), d.placement.to_string());
+        }
         let mut config = ContainerConfig {
             name: d.instance.container_name(),
             hostname: d.instance.hostname(),
@@ -191,7 +195,10 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
     let mounts: HashMap<&InstanceRef, Vec<(PathBuf, String)>> =
         desired.iter().map(|d| (&d.instance, layout.mounts(d))).collect();
     let hadoop: HashMap<&InstanceRef, &HadoopConfig> = desired.iter().filter_map(|d| Some((&d.instance, d.hadoop.as_ref()?))).collect();
-    let results: Vec<(InstanceRef, Result<(), RuntimeError>)> = stream::iter(actions)
+    // Fencing: what is no longer this host's goes first, before anything is created or
+    // started (an instance moved away while this host was lost must never run twice).
+    let (removes, rest): (Vec<Action>, Vec<Action>) = actions.into_iter().partition(|a| matches!(a, Action::Remove(..)));
+    let run = |batch: Vec<Action>| stream::iter(batch)
         .map(|action| {
             let (mounts, hadoop) = (&mounts, &hadoop);
             async move {
@@ -234,8 +241,9 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
             }
         })
         .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
+        .collect::<Vec<(InstanceRef, Result<(), RuntimeError>)>>();
+    let mut results = run(removes).await;
+    results.extend(run(rest).await);
     let mut errors = HashMap::new();
     for (instance, r) in results {
         if let Err(e) = r {
@@ -320,6 +328,7 @@ mod tests {
             hadoop: None,
             rollout_hash: None,
             hold_config: false,
+            placement: 0,
         }
     }
 

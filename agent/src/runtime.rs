@@ -19,6 +19,8 @@ pub mod labels {
     pub const INSTANCE: &str = "herd.instance";
     /// Hash of the full container config; a different hash means recreate.
     pub const SPEC_HASH: &str = "herd.spec-hash";
+    /// Which placement of the instance the container was created for (fencing).
+    pub const PLACEMENT: &str = "herd.placement";
     /// Hash of the Hadoop config files the container was created with
     /// (`HadoopConfig::files_hash`), reported so the orchestrator can roll config out.
     pub const CONFIG_HASH: &str = "herd.config-hash";

@@ -130,6 +130,9 @@ pub enum ContainerState {
     Exited,
     Dead,
     Failed,
+    /// Set by the orchestrator, never by an agent: the instance's host is `lost`, so nobody
+    /// knows whether its container still runs.
+    Unknown,
 }
 
 impl ContainerState {
@@ -142,6 +145,7 @@ impl ContainerState {
             ContainerState::Exited => "exited",
             ContainerState::Dead => "dead",
             ContainerState::Failed => "failed",
+            ContainerState::Unknown => "unknown",
         }
     }
 }
@@ -194,6 +198,16 @@ pub struct DesiredContainer {
     /// in the rollout yet: keep the container exactly as it runs (live files still apply).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold_config: bool,
+    /// Which placement of the instance this is: bumped each time the instance is placed on a
+    /// host. The agent labels the container with it, so a container left from an earlier
+    /// placement (its host was lost and the instance moved away and back meanwhile) is
+    /// replaced, never adopted. 0 for instances placed before placements were counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub placement: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An instance with its placement, desired next to observed.
@@ -218,6 +232,10 @@ pub struct InstanceStatus {
     /// its phase, blocks still to move and what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaving: Option<crate::lifecycle::LeavingStatus>,
+    /// Set while the instance's host is `lost`: milliseconds since its last heartbeat. What
+    /// it observed then is kept in `observed`, with the state `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_lost_ms_ago: Option<u64>,
 }
 
 /// An instance as its master sees it.
@@ -345,6 +363,12 @@ pub struct HostStatus {
     /// Problems the agent last reported (e.g. a full log disk); empty when all is well.
     #[serde(default)]
     pub conditions: Vec<String>,
+    /// Cordoned (`herd hosts cordon`, or draining): nothing new is placed here.
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Set while `herd hosts drain` empties the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -352,6 +376,21 @@ pub struct HostStatus {
 pub enum HostState {
     Ready,
     Lost,
+}
+
+/// How far a host's drain is: instances still on it, and what each waits for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DrainStatus {
+    /// When the drain was asked for (ms since the epoch).
+    pub since_ms: u64,
+    /// Instances still placed on the host, with what each waits for
+    /// (e.g. `t/c/datanode-2: decommissioning`).
+    pub remaining: Vec<String>,
+    /// Instances the drain will not move, with why (a NameNode's metadata lives on the host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stays: Vec<String>,
+    /// Nothing left to move: the host can be maintained or deleted (`herd hosts delete`).
+    pub done: bool,
 }
 
 /// A tenant.

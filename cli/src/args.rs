@@ -148,10 +148,20 @@ pub enum Command {
     /// `lost` after three missed ones, its rack, CPU and memory placed on it out of what it
     /// offers, how many instances it holds, when its agent was last heard from, and the
     /// conditions its agent reports (e.g. `log-disk-full`), each explained below the table.
+    ///
+    /// With a subcommand, operates on one host: cordon it (no new placements), drain it
+    /// (everything moves elsewhere, DataNodes decommissioned and NodeManagers drained first),
+    /// or delete it once it is empty.
     #[command(after_help = "Examples:
   herd hosts
-  herd hosts -o yaml")]
-    Hosts,
+  herd hosts -o yaml
+  herd hosts cordon rack1-h07
+  herd hosts drain rack1-h07 --wait
+  herd hosts delete rack1-h07")]
+    Hosts {
+        #[command(subcommand)]
+        action: Option<HostCommand>,
+    },
 
     /// Print an instance's stdout and stderr, as its host captured them.
     ///
@@ -303,6 +313,62 @@ pub enum TokenCommand {
         /// The token's id, as `herd tokens list` shows it.
         #[arg(value_name = "ID")]
         id: String,
+    },
+}
+
+/// `herd hosts ...`: operations on one host (admin).
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// List hosts (the default).
+    List,
+    /// Show one host, with its drain's progress.
+    #[command(after_help = "Examples:
+  herd hosts get rack1-h07 -o yaml")]
+    Get {
+        #[arg(value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: String,
+    },
+    /// Stop placing anything new on a host; what runs there stays.
+    #[command(after_help = "Examples:
+  herd hosts cordon rack1-h07")]
+    Cordon {
+        #[arg(value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: String,
+    },
+    /// Place on a host again (also ends a drain; what already left stays where it went).
+    #[command(after_help = "Examples:
+  herd hosts uncordon rack1-h07")]
+    Uncordon {
+        #[arg(value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: String,
+    },
+    /// Empty a host for maintenance: cordon it, then move everything on it elsewhere.
+    ///
+    /// DataNodes are decommissioned through their NameNode (a replacement DataNode starts
+    /// elsewhere first, and the old one leaves only when HDFS holds its blocks elsewhere) and
+    /// NodeManagers drain through their ResourceManager; other instances without data are
+    /// placed again elsewhere, masters last. A NameNode is never moved (its metadata lives on
+    /// the host): the drain says so. With --wait, progress is shown until the host is empty.
+    #[command(after_help = "Examples:
+  herd hosts drain rack1-h07
+  herd hosts drain rack1-h07 --wait --timeout 2h")]
+    Drain {
+        #[arg(value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: String,
+        /// Wait until nothing is left to move, showing progress on stderr.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (e.g. 30m, 2h).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, requires = "wait")]
+        timeout: Duration,
+    },
+    /// Forget a host: refused while anything is placed on it (drain it first). Releases its
+    /// subnet lease and revokes its agent tokens.
+    #[command(after_help = "Examples:
+  herd hosts delete rack1-h07")]
+    Delete {
+        #[arg(value_name = "HOST_ID", value_parser = parse_host_id)]
+        host: String,
     },
 }
 

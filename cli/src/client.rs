@@ -168,6 +168,21 @@ impl Client {
         self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}")).await
     }
 
+    /// `GET /v1/hosts/{id}`.
+    pub async fn host(&self, id: &str) -> Result<HostStatus> {
+        self.read(&format!("/v1/hosts/{id}")).await
+    }
+
+    /// `POST /v1/hosts/{id}/{cordon|uncordon|drain}`: the host after the change.
+    pub async fn host_action(&self, id: &str, action: &str) -> Result<HostStatus> {
+        Ok(self.write_call(Method::POST, &format!("/v1/hosts/{id}/{action}"), || Ok(None)).await?.1)
+    }
+
+    /// `DELETE /v1/hosts/{id}`.
+    pub async fn delete_host(&self, id: &str) -> Result<()> {
+        self.call_empty(Method::DELETE, &format!("/v1/hosts/{id}")).await
+    }
+
     /// `POST /v1/tokens`: the token and its secret.
     pub async fn create_token(&self, request: &CreateToken) -> Result<TokenCreated> {
         Ok(self.post_once("/v1/tokens", request).await?.1)

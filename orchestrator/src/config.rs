@@ -50,6 +50,14 @@ pub struct Args {
     /// by themselves), e.g. `30s` [default: 30s; at most 10m].
     #[arg(long, env = "HERD_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+    /// How long a host may be `lost` before the NodeManagers and data-less masters it ran are
+    /// placed elsewhere, e.g. `60s` [default: 60s].
+    #[arg(long, env = "HERD_RESCHEDULE_AFTER", value_parser = humantime::parse_duration)]
+    pub reschedule_after: Option<Duration>,
+    /// How long a host may be `lost` before each DataNode it ran is replaced by a new DataNode
+    /// (a new identity, placed elsewhere; HDFS re-replicates the old one's blocks) [default: 10m].
+    #[arg(long, env = "HERD_DATANODE_REPLACE_AFTER", value_parser = humantime::parse_duration)]
+    pub datanode_replace_after: Option<Duration>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -75,6 +83,10 @@ struct File {
     publish_ports: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    reschedule_after: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    datanode_replace_after: Option<Duration>,
 }
 
 /// `FIRST-LAST`, both from 1024 to 65535.
@@ -111,6 +123,8 @@ pub struct Config {
     pub publish_ports: herd_api::validate::PortPolicy,
     /// How long SIGTERM waits for open requests.
     pub shutdown_timeout: Duration,
+    /// What happens to the instances of lost hosts, and when.
+    pub fleet: crate::fleet::FleetSettings,
 }
 
 /// Why the configuration cannot be used.
@@ -128,6 +142,8 @@ pub enum ConfigError {
     PublishPorts(String),
     #[error("shutdown_timeout must be at most 10m, got {0:?}")]
     ShutdownTimeout(Duration),
+    #[error("{0}")]
+    Fleet(String),
 }
 
 impl Config {
@@ -160,6 +176,12 @@ impl Config {
         if shutdown_timeout > Duration::from_secs(600) {
             return Err(ConfigError::ShutdownTimeout(shutdown_timeout));
         }
+        let defaults = crate::fleet::FleetSettings::default();
+        let fleet = crate::fleet::FleetSettings {
+            reschedule_after: args.reschedule_after.or(file.reschedule_after).unwrap_or(defaults.reschedule_after),
+            datanode_replace_after: args.datanode_replace_after.or(file.datanode_replace_after).unwrap_or(defaults.datanode_replace_after),
+        };
+        fleet.check(heartbeat_interval).map_err(ConfigError::Fleet)?;
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
@@ -169,6 +191,7 @@ impl Config {
             listen,
             heartbeat_interval,
             shutdown_timeout,
+            fleet,
             data_dir,
         })
     }
@@ -192,5 +215,15 @@ mod tests {
         assert_eq!(resolve(&["--shutdown-timeout", "5s"]).map(|c| c.shutdown_timeout).ok(), Some(Duration::from_secs(5)));
         let err = resolve(&["--shutdown-timeout", "11m"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("shutdown_timeout must be at most 10m"), "{err}");
+    }
+
+    #[test]
+    fn lost_host_graces_default_and_are_checked() {
+        let fleet = resolve(&[]).map(|c| c.fleet).ok();
+        assert_eq!(fleet.map(|f| (f.reschedule_after, f.datanode_replace_after)), Some((Duration::from_secs(60), Duration::from_secs(600))));
+        let err = resolve(&["--reschedule-after", "2m", "--datanode-replace-after", "1m"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("datanode_replace_after (1m) must not be shorter than reschedule_after (2m)"), "{err}");
+        let err = resolve(&["--heartbeat-interval", "2s", "--reschedule-after", "1s"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("reschedule_after (1s) must be at least three heartbeat intervals (6s)"), "{err}");
     }
 }

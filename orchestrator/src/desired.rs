@@ -160,6 +160,7 @@ fn derive(c: &Connection, hot: &Hot, key: &(String, String), revision: u64, vers
                 cap_add: pool.map(|p| p.capabilities.add.clone()).unwrap_or_default(),
                 hadoop: release.map(|r| r.config.clone()),
                 hold_config: release.is_some_and(|r| r.hold),
+                placement: i.placement,
             },
         );
     }

@@ -394,6 +394,7 @@ mod tests {
             pending: None,
             cpu: Cpu(1000),
             memory: Memory(1 << 30),
+            placement: 0,
         }
     }
 

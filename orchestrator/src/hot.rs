@@ -28,6 +28,8 @@ pub struct HostLive {
     pub subnet: Option<Ipv4Net>,
     pub observed: Vec<Observed>,
     pub conditions: Vec<String>,
+    /// Cordoned or draining: nothing new is placed here (kept in the store too).
+    pub cordoned: bool,
     /// The report changed since it was last written to the store.
     dirty: bool,
     /// The store revision at which this host's reply was last empty (nothing to run, no
@@ -76,6 +78,7 @@ impl Hot {
                     subnet: subnets.get(&id).copied(),
                     observed,
                     conditions: conditions.remove(&id).unwrap_or_default(),
+                    cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
                     idle_at: None,
@@ -113,6 +116,7 @@ impl Hot {
                     subnet,
                     observed: vec![],
                     conditions: vec![],
+                    cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
                     idle_at: None,
@@ -199,6 +203,35 @@ impl Hot {
         if let Some(h) = self.write().get_mut(host) {
             h.idle_at = at;
         }
+    }
+
+    /// Cordons or uncordons `host` (the store has it already).
+    pub fn set_cordoned(&self, host: &str, cordoned: bool) {
+        if let Some(h) = self.write().get_mut(host) {
+            h.cordoned = cordoned;
+            h.idle_at = None;
+        }
+    }
+
+    /// Forgets a deleted host and frees its subnet lease.
+    pub fn remove(&self, host: &str) {
+        let gone = self.write().remove(host);
+        if let Some(subnet) = gone.and_then(|h| h.subnet) {
+            self.leases.lock().unwrap_or_else(PoisonError::into_inner).remove(&subnet);
+        }
+    }
+
+    /// Moves `host`'s last heartbeat `ms` into the past (tests of lost hosts).
+    #[cfg(test)]
+    pub fn age(&self, host: &str, ms: u64) {
+        if let Some(h) = self.write().get_mut(host) {
+            h.last_seen_ms = h.last_seen_ms.saturating_sub(ms);
+        }
+    }
+
+    /// Every subnet leased.
+    pub fn leased(&self) -> std::collections::BTreeSet<Ipv4Net> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Whether `host` is known.

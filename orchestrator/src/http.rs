@@ -26,6 +26,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod clusters;
+pub mod hosts;
 pub mod problem;
 pub mod tenants;
 pub mod tokens;
@@ -42,6 +43,10 @@ pub fn router(state: State) -> Router {
         .route("/v1/agent/register", post(agents::register))
         .route("/v1/agent/heartbeat", post(agents::heartbeat))
         .route("/v1/hosts", get(agents::hosts))
+        .route("/v1/hosts/{host}", get(hosts::get).delete(hosts::delete))
+        .route("/v1/hosts/{host}/cordon", post(hosts::cordon))
+        .route("/v1/hosts/{host}/uncordon", post(hosts::uncordon))
+        .route("/v1/hosts/{host}/drain", post(hosts::drain))
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
         .route("/v1/tenants/{tenant}", get(tenants::get).delete(tenants::delete))
         .route("/v1/tenants/{tenant}/quota", put(tenants::set_quota))

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod desired;
 pub mod error;
+pub mod fleet;
 pub mod hadoop;
 pub mod hot;
 pub mod http;

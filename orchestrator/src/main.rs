@@ -42,7 +42,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     Store::check_before_open(&config.store, &config.data_dir).map_err(anyhow::Error::msg)?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
-    let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?;
+    let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?.with_fleet(config.fleet);
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
@@ -60,6 +60,23 @@ async fn run() -> anyhow::Result<()> {
     let flusher = tokio::spawn({
         let (state, stop) = (state.clone(), stop_flush.clone());
         async move { state.flush_reports_until(stop).await }
+    });
+    // Lost hosts' instances move after their grace; drains move on.
+    let sweeper = tokio::spawn({
+        let (state, stop) = (state.clone(), stop_flush.clone());
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(e) = state.sweep().await {
+                    warn!(error = %e, "moving instances off lost or draining hosts failed; retrying in a second");
+                }
+            }
+        }
     });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
@@ -82,6 +99,7 @@ async fn run() -> anyhow::Result<()> {
     // Agents' last reports, written behind: flush them before going.
     stop_flush.cancel();
     let _ = flusher.await;
+    let _ = sweeper.await;
     info!("stopped");
     Ok(())
 }

@@ -18,6 +18,9 @@ pub struct Instance {
     pub pending: Option<String>,
     pub cpu: Cpu,
     pub memory: Memory,
+    /// How many times it was placed on a host (see [`crate::store::put_instance`]); read
+    /// from the store, never written from here.
+    pub placement: u64,
 }
 
 /// What to change to make a cluster's instances match its spec.
@@ -82,6 +85,7 @@ pub fn new_instance(tenant: &str, cluster: &str, role: Role, ordinal: u32, pool:
         pending: None,
         cpu: pool.cpu,
         memory: pool.memory,
+        placement: 0,
     }
 }
 
@@ -110,6 +114,7 @@ mod tests {
                 pending: None,
                 cpu: Cpu(1000),
                 memory: Memory::parse(mem).unwrap_or_default(),
+                placement: 0,
             })
             .collect()
     }

@@ -15,7 +15,7 @@ use herd_api::quantity::{Cpu, Memory};
 use herd_api::validate::validate;
 use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
 use herd_api::wire::{
-    ClusterStatus, Heartbeat, HeartbeatReply, HostInfo, HostState, HostStatus, InstanceStatus, Observed,
+    ClusterStatus, Heartbeat, HeartbeatReply, HostInfo, InstanceStatus, Observed,
     Page, Quota, RegisterReply, ScaleRequest,
 };
 use herd_api::{ClusterSpec, Role};
@@ -48,6 +48,8 @@ pub struct State {
     pub heartbeat_interval: Duration,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
+    /// When the instances of a lost host move (see [`crate::fleet`]).
+    pub fleet: crate::fleet::FleetSettings,
     /// Bumped after every change that may store a leaving phase; `leaving_none_at` is the
     /// value it had when the store was last seen with no leaving instance. Heartbeats step
     /// the lifecycle only while the two differ.
@@ -105,8 +107,14 @@ impl State {
     /// The state over `store`, with the hot state rebuilt from it (see [`crate::hot`]).
     pub fn new(store: Store, heartbeat_interval: Duration, network: network::Settings) -> Result<Self> {
         let hot = store.read_now(|c| {
-            let hosts = store::hosts(c)?.into_iter().map(|h| h.info).collect();
-            Ok(Hot::load(hosts, store::subnets(c)?, store::observed(c)?, store::conditions(c)?, now_ms()))
+            let rows = store::hosts(c)?;
+            let cordoned: Vec<String> = rows.iter().filter(|h| h.cordoned).map(|h| h.info.id.clone()).collect();
+            let hosts = rows.into_iter().map(|h| h.info).collect();
+            let hot = Hot::load(hosts, store::subnets(c)?, store::observed(c)?, store::conditions(c)?, now_ms());
+            for id in cordoned {
+                hot.set_cordoned(&id, true);
+            }
+            Ok(hot)
         })?;
         Ok(State {
             store,
@@ -115,17 +123,24 @@ impl State {
             auth: Arc::default(),
             heartbeat_interval,
             network,
+            fleet: crate::fleet::FleetSettings::default(),
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    fn interval_ms(&self) -> u64 {
+    /// The same state, moving lost hosts' instances per `fleet`.
+    pub fn with_fleet(mut self, fleet: crate::fleet::FleetSettings) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    pub(crate) fn interval_ms(&self) -> u64 {
         self.heartbeat_interval.as_millis() as u64
     }
 
     /// Something may have stored a leaving phase: heartbeats step the lifecycle again.
-    fn leaving_may_exist(&self) {
+    pub(crate) fn leaving_may_exist(&self) {
         self.leaving_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -427,35 +442,6 @@ impl State {
             })
             .await
     }
-
-    /// A page of hosts, by id.
-    pub async fn hosts(&self, after: Option<String>, limit: usize) -> Result<Page<HostStatus>> {
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hosts: Vec<crate::hot::HostLive> = self.hot.with_hosts(|all| {
-            let mut ids: Vec<&String> = all.keys().filter(|id| after.as_ref().is_none_or(|a| *id > a)).collect();
-            ids.sort();
-            ids.into_iter().take(limit.saturating_add(1)).filter_map(|id| all.get(id).cloned()).collect()
-        });
-        self.store
-            .read(move |c| {
-                let mut items = Vec::new();
-                for h in hosts {
-                    let mine = store::instances_on_host(c, &h.info.id)?;
-                    let age = now.saturating_sub(h.last_seen_ms);
-                    items.push(HostStatus {
-                        state: if age <= lost_after { HostState::Ready } else { HostState::Lost },
-                        last_heartbeat_ms_ago: Some(age),
-                        allocated_cpu: Cpu(mine.iter().map(|i| i.cpu.0).sum()),
-                        allocated_memory: Memory(mine.iter().map(|i| i.memory.0).sum()),
-                        instances: mine.len() as u32,
-                        conditions: h.conditions,
-                        info: h.info,
-                    });
-                }
-                Ok(page(items, limit, |h: &HostStatus| h.info.id.clone()))
-            })
-            .await
-    }
 }
 
 /// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
@@ -637,7 +623,7 @@ fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
 /// exclude files). An instance reaching `removing` leaves its host's desired set, so its
 /// agent stops and removes the container at its next heartbeat. Steps again at once while
 /// something moves (bounded). `only`: step just these clusters (those of the reporting host).
-fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, only: Option<&BTreeSet<(String, String)>>) -> Result<()> {
+pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, only: Option<&BTreeSet<(String, String)>>) -> Result<()> {
     let all = store::leaving(tx, None)?;
     if all.is_empty() {
         return Ok(());
@@ -726,7 +712,7 @@ fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, only: 
 
 /// Places every unplaced instance that fits, in a stable order; the rest stay pending
 /// with the reason.
-fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
+pub(crate) fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
     if !store::any_unplaced(tx)? {
         return Ok(());
     }
@@ -762,7 +748,7 @@ fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Re
                     *per_pool.entry(pool_key(i)).or_insert(0) += 1;
                 }
                 HostView {
-                    ready: now.saturating_sub(h.last_seen_ms) <= lost_after,
+                    ready: !h.cordoned && now.saturating_sub(h.last_seen_ms) <= lost_after,
                     free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
                     free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
                     per_pool,
@@ -794,7 +780,7 @@ fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Re
     Ok(())
 }
 
-fn pool_key(i: &Instance) -> String {
+pub(crate) fn pool_key(i: &Instance) -> String {
     format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
 }
 
@@ -841,12 +827,18 @@ impl HadoopContext {
         f(&data)
     }
 
+    /// Milliseconds since `host`'s last heartbeat, when that makes it `lost`.
+    pub(crate) fn lost_ms(&self, host: &str) -> Option<u64> {
+        let lost_after = self.poll_interval_ms * 3;
+        self.hosts.iter().find(|(id, _, _)| id == host).map(|(_, _, age)| *age).filter(|age| *age > lost_after)
+    }
+
     pub(crate) fn evaluate(&self, spec: &ClusterSpec, members: &[Instance], leaving: &BTreeMap<InstanceRef, Phase>) -> hadoop::Outcome {
         self.with_data(spec, members, leaving, hadoop::evaluate)
     }
 }
 
-fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
+pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
     let row = store::cluster(c, tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
     let members = store::instances(c, Some((tenant, name)))?;
     let leaving = store::leaving(c, Some((tenant, name)))?;
@@ -859,11 +851,21 @@ fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64,
         ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now))
     };
     outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
+    outcome.conditions.extend(crate::fleet::lost_conditions(&members, &leaving, |h| ctx.lost_ms(h)));
+    let lost: HashMap<String, u64> =
+        members.iter().filter_map(|i| i.host.as_ref()).filter_map(|h| Some((h.clone(), ctx.lost_ms(h)?))).collect();
     let mut observed = ctx.observed;
     let instances = members
         .into_iter()
         .map(|i| InstanceStatus {
-            observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))),
+            host_lost_ms_ago: i.host.as_ref().and_then(|h| lost.get(h).copied()),
+            // Nobody knows what runs on a lost host: never shown `running`.
+            observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))).map(|mut o| {
+                if i.host.as_ref().is_some_and(|h| lost.contains_key(h)) {
+                    o.state = herd_api::wire::ContainerState::Unknown;
+                }
+                o
+            }),
             hadoop: outcome.instances.remove(&i.instance),
             leaving: step.status.remove(&i.instance),
             instance: i.instance,

@@ -125,8 +125,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 /// Columns added after a table was first created: `(table, column, definition)`. A store
 /// written by an older herd gains them on open; nothing stored is rewritten.
-const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"), ("tokens", "host", "TEXT"), ("audit", "detail", "TEXT")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"),
+    ("tokens", "host", "TEXT"),
+    ("audit", "detail", "TEXT"),
+    ("instances", "placement", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "cordoned", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "drain_since_ms", "INTEGER"),
+];
 
 /// One write operation for the writer thread: runs the operation in its own savepoint and
 /// returns what to do once the batch it is in has committed (or failed to).
@@ -393,6 +399,53 @@ pub fn bump_revision(c: &Connection) -> Result<u64> {
 pub struct HostRow {
     pub info: HostInfo,
     pub last_seen_ms: u64,
+    /// No new placements (`herd hosts cordon`, or a drain).
+    pub cordoned: bool,
+    /// Set while `herd hosts drain` empties the host: when it was asked for.
+    pub drain_since_ms: Option<u64>,
+}
+
+/// Cordons or uncordons a host, and starts (`Some`) or ends (`None`) its drain; returns
+/// whether the host exists.
+pub fn set_host_schedule(c: &Connection, host: &str, cordoned: bool, drain_since_ms: Option<u64>) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE hosts SET cordoned = ?2, drain_since_ms = ?3 WHERE id = ?1",
+        params![host, cordoned, drain_since_ms.map(|ms| ms as i64)],
+    )?;
+    Ok(n == 1)
+}
+
+/// One host row.
+pub fn host(c: &Connection, id: &str) -> Result<Option<HostRow>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {HOST_COLUMNS} FROM hosts WHERE id = ?1"))?;
+    let row = stmt.query_row([id], host_columns).optional()?;
+    row.map(host_row).transpose()
+}
+
+/// Forgets a host: its row, subnet lease, log endpoint, reported conditions and state, and
+/// the purges still owed on it (its disks are gone with it). Its agent tokens are revoked;
+/// returns their ids.
+pub fn delete_host(c: &Connection, host: &str) -> Result<Vec<String>> {
+    for table in ["subnets", "host_logs", "host_conditions", "observed", "purge"] {
+        c.execute(&format!("DELETE FROM {table} WHERE host_id = ?1"), [host])?;
+    }
+    c.execute("DELETE FROM hosts WHERE id = ?1", [host])?;
+    let mut stmt = c.prepare_cached("SELECT id FROM tokens WHERE host = ?1 AND revoked = 0 ORDER BY id")?;
+    let ids: Vec<String> = stmt.query_map([host], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    c.execute("UPDATE tokens SET revoked = 1 WHERE host = ?1", [host])?;
+    Ok(ids)
+}
+
+const HOST_COLUMNS: &str = "info, last_seen_ms, cordoned, drain_since_ms";
+
+type HostColumns = (String, i64, bool, Option<i64>);
+
+fn host_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostColumns> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn host_row((info, last_seen, cordoned, drain): HostColumns) -> Result<HostRow> {
+    Ok(HostRow { info: from_json("host", &info)?, last_seen_ms: last_seen as u64, cordoned, drain_since_ms: drain.map(|ms| ms as u64) })
 }
 
 /// Inserts a host or updates its description; returns whether it was new.
@@ -471,13 +524,12 @@ fn sql_limit(limit: usize) -> i64 {
 /// Up to `limit` hosts after `after`, by id.
 pub fn hosts_page(c: &Connection, after: Option<&str>, limit: usize) -> Result<Vec<HostRow>> {
     let mut stmt =
-        c.prepare_cached("SELECT info, last_seen_ms FROM hosts WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2")?;
+        c.prepare_cached(&format!("SELECT {HOST_COLUMNS} FROM hosts WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2"))?;
     let limit = sql_limit(limit);
-    let rows = stmt.query_map(params![after, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map(params![after, limit], host_columns)?;
     let mut out = Vec::new();
     for row in rows {
-        let (info, last_seen) = row?;
-        out.push(HostRow { info: from_json("host", &info)?, last_seen_ms: last_seen as u64 });
+        out.push(host_row(row?)?);
     }
     Ok(out)
 }
@@ -603,10 +655,10 @@ pub fn delete_cluster(c: &Connection, tenant: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory";
+const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement";
 
 /// An instance row's columns, before the role is parsed.
-type InstanceColumns = (InstanceRef, String, u32, Option<String>, Option<String>, i64, i64);
+type InstanceColumns = (InstanceRef, String, u32, Option<String>, Option<String>, i64, i64, i64);
 
 fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceColumns> {
     Ok((
@@ -617,6 +669,7 @@ fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceColumns>
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
@@ -624,12 +677,13 @@ fn collect_instances(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusq
     let rows = stmt.query_map(params, instance_from_row)?;
     let mut out = Vec::new();
     for row in rows {
-        let (instance, role, ordinal, host, pending, cpu, memory) = row?;
+        let (instance, role, ordinal, host, pending, cpu, memory, placement) = row?;
         let role: Role = role.parse().map_err(|e: String| Error::Corrupt {
             what: "instance role",
             source: serde::de::Error::custom(e),
         })?;
-        out.push(Instance { instance, role, ordinal, host, pending, cpu: Cpu(cpu as u64), memory: Memory(memory as u64) });
+        let (cpu, memory, placement) = (Cpu(cpu as u64), Memory(memory as u64), placement as u64);
+        out.push(Instance { instance, role, ordinal, host, pending, cpu, memory, placement });
     }
     Ok(out)
 }
@@ -659,15 +713,18 @@ pub fn instances_on_host(c: &Connection, host: &str) -> Result<Vec<Instance>> {
     collect_instances(&mut stmt, [host])
 }
 
-/// Inserts or updates an instance (placement, pending reason, resources).
+/// Inserts or updates an instance (placement, pending reason, resources). Its `placement`
+/// is counted here, not taken from `i`: it goes up by one each time the instance lands on a
+/// host it was not on (from another host or from pending), so a container left from an
+/// earlier placement is told apart from the current one (fencing).
 pub fn put_instance(c: &Connection, i: &Instance) -> Result<()> {
     c.execute(
-        &format!(
-            "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT(tenant, cluster, name) DO UPDATE SET
-               host_id = excluded.host_id, pending = excluded.pending,
-               cpu = excluded.cpu, memory = excluded.memory"
-        ),
+        "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)
+         ON CONFLICT(tenant, cluster, name) DO UPDATE SET
+           placement = placement + (excluded.host_id IS NOT NULL AND excluded.host_id IS NOT host_id),
+           host_id = excluded.host_id, pending = excluded.pending,
+           cpu = excluded.cpu, memory = excluded.memory",
         params![
             i.instance.tenant,
             i.instance.cluster,

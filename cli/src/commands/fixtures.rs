@@ -22,6 +22,7 @@ pub fn instance(n: u32, host: Option<&str>, state: Option<ContainerState>) -> In
         cpu: Cpu(500),
         memory: Memory(512 << 20),
         pending: None,
+        host_lost_ms_ago: None,
         observed: state.map(|state| Observed {
             instance: name,
             container_id: "c0ffee".into(),

@@ -1,9 +1,11 @@
-//! `herd hosts`: capacity, allocation and liveness of every registered host.
+//! `herd hosts`: capacity, allocation and liveness of every registered host, and the
+//! operations on one host (cordon, uncordon, drain, delete).
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use herd_api::wire::{HostState, HostStatus};
+use tokio::time::{Instant, sleep};
 
 use crate::client::Client;
 use crate::output::{self, Format, short_duration};
@@ -17,19 +19,105 @@ pub async fn run(client: &Client, out: Format) -> Result<()> {
     output::emit(out, &hosts, || host_table(&hosts))
 }
 
+/// `herd hosts get H`.
+pub async fn get(client: &Client, out: Format, id: &str) -> Result<()> {
+    let host = client.host(id).await?;
+    output::emit(out, &host, || host_table(std::slice::from_ref(&host)))
+}
+
+/// `herd hosts cordon|uncordon H`.
+pub async fn cordon(client: &Client, out: Format, id: &str, cordoned: bool) -> Result<()> {
+    let host = client.host_action(id, if cordoned { "cordon" } else { "uncordon" }).await?;
+    if out == Format::Table {
+        eprintln!(
+            "{id} {}",
+            if cordoned { "cordoned: nothing new is placed there; `herd hosts drain` moves what runs there" } else { "uncordoned" }
+        );
+    }
+    output::emit(out, &host, || host_table(std::slice::from_ref(&host)))
+}
+
+/// `herd hosts drain H [--wait]`: progress on stderr until nothing is left to move.
+pub async fn drain(client: &Client, out: Format, id: &str, wait: Option<Duration>) -> Result<()> {
+    let mut host = client.host_action(id, "drain").await?;
+    if let Some(limit) = wait {
+        let deadline = Instant::now() + limit;
+        let mut last = String::new();
+        while !host.drain.as_ref().is_some_and(|d| d.done) {
+            let line = drain_line(&host);
+            if line != last {
+                eprintln!("{line}");
+                last = line;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{id} is not drained after {}: {}\nnext: `herd hosts get {id}` shows what each waits for; `herd status` the clusters",
+                    humantime::format_duration(limit),
+                    drain_line(&host)
+                );
+            }
+            sleep(Duration::from_secs(1)).await;
+            host = client.host(id).await?;
+        }
+        if out == Format::Table {
+            eprintln!("{id} drained{}", stays_note(&host));
+        }
+    } else if out == Format::Table {
+        eprintln!("{id} draining: `herd hosts get {id}` shows progress, `herd hosts drain {id} --wait` waits for it");
+    }
+    output::emit(out, &host, || host_table(std::slice::from_ref(&host)))
+}
+
+/// `herd hosts delete H`.
+pub async fn delete(client: &Client, out: Format, id: &str) -> Result<()> {
+    client.delete_host(id).await?;
+    if out == Format::Table {
+        eprintln!("{id} deleted: its subnet lease is free and its agent tokens are revoked");
+    }
+    output::emit(out, &serde_json::json!({"deleted": id}), String::new)
+}
+
+/// E.g. `draining h3: 2 left (t/c/datanode-1: decommissioning, ...)`.
+fn drain_line(h: &HostStatus) -> String {
+    let Some(d) = &h.drain else { return format!("{}: not draining", h.info.id) };
+    let mut line = format!("draining {}: {} left", h.info.id, d.remaining.len());
+    if !d.remaining.is_empty() {
+        line.push_str(&format!(" ({})", d.remaining.join(", ")));
+    }
+    line.push_str(&stays_note(h));
+    line
+}
+
+fn stays_note(h: &HostStatus) -> String {
+    match &h.drain {
+        Some(d) if !d.stays.is_empty() => format!("; staying: {}", d.stays.join("; ")),
+        _ => String::new(),
+    }
+}
+
 fn host_table(hosts: &[HostStatus]) -> String {
     // The table shows each condition's name; its full text follows the table.
     let details: String = hosts
         .iter()
         .flat_map(|h| h.conditions.iter().map(move |c| format!("{}: {c}\n", h.info.id)))
+        .chain(hosts.iter().filter(|h| h.drain.is_some()).map(|h| format!("{}\n", drain_line(h))))
         .collect();
     let rows = hosts.iter().map(|h| {
         vec![
             h.info.id.clone(),
-            match h.state {
-                HostState::Ready => "ready".into(),
-                HostState::Lost => "lost".into(),
-            },
+            format!(
+                "{}{}",
+                match h.state {
+                    HostState::Ready => "ready",
+                    HostState::Lost => "lost",
+                },
+                match (&h.drain, h.cordoned) {
+                    (Some(d), _) if d.done => ",drained",
+                    (Some(_), _) => ",draining",
+                    (None, true) => ",cordoned",
+                    (None, false) => "",
+                }
+            ),
             h.info.rack.clone().unwrap_or_else(|| "-".into()),
             format!("{}/{}", h.allocated_cpu, h.info.cpu),
             format!(
@@ -88,6 +176,8 @@ mod tests {
             allocated_memory: Memory(1 << 30),
             instances: 3,
             conditions: if id == "host-b" { vec!["log-disk-full: no space for logs of 1 instance(s)".into()] } else { vec![] },
+            cordoned: false,
+            drain: None,
         };
         let got = host_table(&[
             host("host-a", Some("r1"), HostState::Ready, Some(1200)),

@@ -18,7 +18,7 @@ mod fixtures;
 use anyhow::{Context, Result};
 use herd_api::wire::Scope;
 
-use crate::args::{Cli, Command, TenantCommand, TokenCommand};
+use crate::args::{Cli, Command, HostCommand, TenantCommand, TokenCommand};
 use crate::client::Client;
 
 /// The token: `--token`/`HERD_TOKEN`, else the file `--token-file`/`HERD_TOKEN_FILE` names.
@@ -45,7 +45,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
             wait,
         } => scale::run(&client, out, &cluster, &pools, force, wait.limit()).await,
-        Command::Hosts => hosts::run(&client, out).await,
+        Command::Hosts { action: None | Some(HostCommand::List) } => hosts::run(&client, out).await,
+        Command::Hosts { action: Some(HostCommand::Get { host }) } => hosts::get(&client, out, &host).await,
+        Command::Hosts { action: Some(HostCommand::Cordon { host }) } => hosts::cordon(&client, out, &host, true).await,
+        Command::Hosts { action: Some(HostCommand::Uncordon { host }) } => hosts::cordon(&client, out, &host, false).await,
+        Command::Hosts { action: Some(HostCommand::Drain { host, wait, timeout }) } => {
+            hosts::drain(&client, out, &host, wait.then_some(timeout)).await
+        }
+        Command::Hosts { action: Some(HostCommand::Delete { host }) } => hosts::delete(&client, out, &host).await,
         Command::Logs { instance, follow, since, tail, stream, timestamps } => {
             let query = logs::Query { follow, since, tail, stream, timestamps };
             logs::run(&client, out, &instance, &query).await

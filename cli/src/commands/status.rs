@@ -150,6 +150,13 @@ fn observed(i: &InstanceStatus) -> &'static str {
 /// What a row says beyond the state: why it is pending, the agent's error, or how long it
 /// has been up.
 pub fn detail(i: &InstanceStatus, now: SystemTime) -> String {
+    if let Some(ms) = i.host_lost_ms_ago {
+        let lost = format!("host lost {} ago", short_duration(std::time::Duration::from_millis(ms)));
+        return match &i.leaving {
+            Some(l) => format!("{lost}; {}", leaving(l)),
+            None => lost,
+        };
+    }
     if let Some(l) = &i.leaving {
         return leaving(l);
     }

@@ -150,6 +150,8 @@ enum Phase {
     Pending,
     /// Its agent reports an error, or the container stopped or keeps restarting.
     Failing,
+    /// Its host is lost: nobody knows whether it runs.
+    Unknown,
 }
 
 fn phase(i: &InstanceStatus) -> Phase {
@@ -161,6 +163,7 @@ fn phase(i: &InstanceStatus) -> Phase {
         };
     };
     match o.state {
+        ContainerState::Unknown => Phase::Unknown,
         _ if o.error.is_some() => Phase::Failing,
         ContainerState::Running => Phase::Running,
         ContainerState::Created => Phase::Starting,
@@ -200,6 +203,10 @@ fn progress_line(cluster: &ClusterRef, c: &ClusterStatus) -> String {
             line.push_str(&format!(" ({reason})"));
         }
     }
+    let unknown: Vec<_> = in_phase(Phase::Unknown).collect();
+    if let Some(first) = unknown.first() {
+        line.push_str(&format!(", {} unknown ({}: {})", unknown.len(), first.instance.name, why(first)));
+    }
     let failing: Vec<_> = in_phase(Phase::Failing).collect();
     if let Some(first) = failing.first() {
         line.push_str(&format!(
@@ -225,6 +232,9 @@ fn why(i: &InstanceStatus) -> String {
         };
     };
     let mut text = format!("{} on {host}", o.state.as_str());
+    if let Some(ms) = i.host_lost_ms_ago {
+        text.push_str(&format!(" (host lost {} ago)", crate::output::short_duration(Duration::from_millis(ms))));
+    }
     if let (Some(code), ContainerState::Exited | ContainerState::Dead) = (o.exit_code, o.state) {
         text.push_str(&format!(", exit code {code}"));
     }

@@ -49,7 +49,7 @@ mod step;
 #[cfg(test)]
 mod fixtures;
 
-pub use select::{Member, ScaleRequest, SelectError, Selection, select_leaving};
+pub use select::{Member, ScaleRequest, SelectError, Selection, leaving_phase, select_leaving};
 pub use step::{Leaving, MasterReport, Step, StepInput, exclude_set, step};
 
 use herd_api::hadoop::{DataNodeReport, NameNodeHealth, NodeManagerReport, ResourceManagerHealth};

@@ -218,11 +218,16 @@ fn remaining_in_service(req: &ScaleRequest<'_>, staying: &[&Member], leaving: &[
 }
 
 fn first_phase(req: &ScaleRequest<'_>) -> Phase {
-    match req.role {
-        Role::Nodemanager => {
-            Phase::Draining { since_ms: req.now_ms, timeout_s: req.lifecycle.drain_timeout_s, refreshed_ms: None }
-        }
-        _ => Phase::Decommissioning { since_ms: req.now_ms, refreshed_ms: None, forced: req.force },
+    leaving_phase(req.role, req.lifecycle, req.now_ms, req.force)
+}
+
+/// The phase an instance of `role` starts leaving in at `now_ms`: a NodeManager drains (with
+/// its pool's graceful timeout), a DataNode decommissions. Also where a host drain or the
+/// replacement of a lost DataNode starts one.
+pub fn leaving_phase(role: Role, lifecycle: &herd_api::lifecycle::PoolLifecycle, now_ms: u64, force: bool) -> Phase {
+    match role {
+        Role::Nodemanager => Phase::Draining { since_ms: now_ms, timeout_s: lifecycle.drain_timeout_s, refreshed_ms: None },
+        _ => Phase::Decommissioning { since_ms: now_ms, refreshed_ms: None, forced: force },
     }
 }
 

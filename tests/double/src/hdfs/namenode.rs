@@ -372,6 +372,7 @@ async fn refresh_nodes(State(st): State<St>) -> Answer<()> {
         let Some(n) = sys.nodes.get(&key) else { continue };
         let msg = match admin {
             Admin::DecommissionInProgress => format!("Starting decommission of {} [DISK]DS-{}:NORMAL:{} with {} blocks", n.xfer_addr(), n.uuid, n.xfer_addr(), n.blocks.len()),
+            Admin::Decommissioned => format!("Dead node {} is decommissioned immediately.", n.xfer_addr()),
             _ => format!("Stopping decommissioning of {} node {}", if n.alive { "live" } else { "dead" }, n.xfer_addr()),
         };
         log("INFO", "org.apache.hadoop.hdfs.server.blockmanagement.DatanodeAdminManager", &msg);

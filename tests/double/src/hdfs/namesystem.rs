@@ -675,6 +675,9 @@ impl Namesystem {
             n.disallowed = n.registered && !self.include.is_empty() && !Self::listed(&self.include, &n.hostname, &n.ip);
             let excluded = Self::listed(&self.exclude, &n.hostname, &n.ip);
             let next = match (excluded, n.admin) {
+                // HeartbeatManager.startDecommission: "Dead node {} is decommissioned
+                // immediately." (its blocks are re-replicated as any dead node's are).
+                (true, Admin::Normal) if !n.alive => Admin::Decommissioned,
                 (true, Admin::Normal) => Admin::DecommissionInProgress,
                 (false, Admin::DecommissionInProgress | Admin::Decommissioned) => Admin::Normal,
                 (_, a) => a,
@@ -1204,6 +1207,15 @@ mod tests {
         assert!(s.decommission_tick().is_empty());
         assert_eq!(s.nodes["dn3:9866"].admin, Admin::DecommissionInProgress);
         assert!(!s.nodes["dn3:9866"].alive);
+    }
+
+    #[test]
+    fn dead_when_excluded_is_decommissioned_at_once() {
+        let (mut s, now) = cluster(&["dn0", "dn1", "dn2", "dn3"], 5);
+        s.check_heartbeats(now + Duration::from_secs(11));
+        assert!(!s.nodes["dn3:9866"].alive);
+        let changes = s.refresh_nodes(vec![], vec!["dn3".into()]);
+        assert_eq!(changes, [("dn3:9866".to_string(), Admin::Decommissioned)]);
     }
 
     #[test]

@@ -278,6 +278,11 @@ impl Api {
         Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new(), token: None }
     }
 
+    /// The bearer token it sends, if any (for running the `herd` CLI as the same caller).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The same client, sending `token` as its bearer token.
     pub fn with_token(&self, token: &str) -> Self {
         Self { token: Some(token.to_string()), ..self.clone() }

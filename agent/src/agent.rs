@@ -49,6 +49,8 @@ pub struct Agent<R> {
     pub log_endpoint: Option<LogEndpoint>,
     /// What the log endpoint accepts; replaced by the credential a registration answers with.
     pub log_auth: Option<crate::logs::serve::Auth>,
+    /// Images being pulled or backing off after a failed pull.
+    pub pulls: crate::pull::Pulls,
 }
 
 /// The host's networking as the loop sees it.
@@ -278,7 +280,7 @@ impl<R: Runtime> Agent<R> {
         let actions = converge::plan(&configs, found);
         debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
         let acted = !actions.is_empty();
-        (converge::execute(&self.runtime, layout, desired, actions).await, acted)
+        (converge::execute(&self.runtime, &self.pulls, layout, desired, actions).await, acted)
     }
 
     /// Converges containers and their networking: addresses and names before containers are
@@ -302,7 +304,7 @@ impl<R: Runtime> Agent<R> {
         let actions = converge::plan(&configs, &found);
         debug!(generation, desired = desired.len(), found = found.len(), actions = actions.len(), "heartbeat");
         let acted = !actions.is_empty();
-        let mut errors = converge::execute(&self.runtime, layout, desired, actions).await;
+        let mut errors = converge::execute(&self.runtime, &self.pulls, layout, desired, actions).await;
         let found = if acted {
             match self.runtime.list(&self.config.host_id).await {
                 Ok(f) => f,

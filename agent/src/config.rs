@@ -128,6 +128,10 @@ struct File {
     log_max_files: Option<u32>,
     docker_log_max_size: Option<Memory>,
     syslog: Option<String>,
+    /// Credentials per registry host (`registry.example.com`, `10.0.0.5:5000`) for pulling
+    /// missing images; the file only (never a flag: `ps` shows flags).
+    #[serde(default)]
+    registries: std::collections::BTreeMap<String, crate::pull::RegistryAuth>,
 }
 
 /// The settings the agent runs with, all checked.
@@ -158,6 +162,8 @@ pub struct Config {
     pub docker_log_max_size: u64,
     /// Syslog collector to forward captured lines to.
     pub syslog: Option<syslog::Target>,
+    /// Credentials per registry host, for pulling missing images.
+    pub registries: std::collections::BTreeMap<String, crate::pull::RegistryAuth>,
 }
 
 // NB: by hand, so the token never reaches a log through `{:?}`.
@@ -312,6 +318,7 @@ impl Config {
                 address: args.address.or(file.address),
                 mtu,
                 allow_egress: if args.allow_egress.is_empty() { file.allow_egress } else { args.allow_egress },
+                registries: file.registries,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -191,7 +191,13 @@ pub fn plan(desired: &[(InstanceRef, ContainerConfig)], found: &[Container]) -> 
 const PARALLEL: usize = 4;
 
 /// Applies `actions`; returns the error per instance that could not be converged.
-pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[DesiredContainer], actions: Vec<Action>) -> HashMap<InstanceRef, String> {
+pub async fn execute<R: Runtime>(
+    runtime: &R,
+    pulls: &crate::pull::Pulls,
+    layout: &Layout,
+    desired: &[DesiredContainer],
+    actions: Vec<Action>,
+) -> HashMap<InstanceRef, String> {
     let mounts: HashMap<&InstanceRef, Vec<(PathBuf, String)>> =
         desired.iter().map(|d| (&d.instance, layout.mounts(d))).collect();
     let hadoop: HashMap<&InstanceRef, &HadoopConfig> = desired.iter().filter_map(|d| Some((&d.instance, d.hadoop.as_ref()?))).collect();
@@ -219,7 +225,7 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
                             Ok(()) => create(runtime, &config, mounts.get(&instance)).await,
                             Err(e) => Err(e),
                         };
-                        (instance, r)
+                        (instance, pulled(runtime, pulls, r))
                     }
                     Action::Start(id, instance) => {
                         info!(instance = %instance, container = %id, "starting stopped container");
@@ -231,7 +237,7 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
                             Ok(()) => create(runtime, &config, mounts.get(&instance)).await,
                             Err(e) => Err(e),
                         };
-                        (instance, r)
+                        (instance, pulled(runtime, pulls, r))
                     }
                     Action::Remove(id, instance) => {
                         info!(instance = %instance, container = %id, "removing");
@@ -252,6 +258,14 @@ pub async fn execute<R: Runtime>(runtime: &R, layout: &Layout, desired: &[Desire
         }
     }
     errors
+}
+
+/// A create that found its image missing starts (or reports) the image's pull instead.
+fn pulled<R: Runtime>(runtime: &R, pulls: &crate::pull::Pulls, r: Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    match r {
+        Err(RuntimeError::ImageMissing { image }) => Err(RuntimeError::Pull(pulls.missing(runtime, &image))),
+        other => other,
+    }
 }
 
 async fn create<R: Runtime>(runtime: &R, config: &ContainerConfig, mounts: Option<&Vec<(PathBuf, String)>>) -> Result<(), RuntimeError> {

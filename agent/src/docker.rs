@@ -188,6 +188,36 @@ impl Runtime for DockerRuntime {
         Ok(state.pid.filter(|&p| p > 0 && state.running == Some(true)).and_then(|p| u32::try_from(p).ok()))
     }
 
+    fn pull(&self, r: &crate::pull::Reference, auth: Option<&crate::pull::RegistryAuth>) -> BoxStream<'static, Result<crate::pull::Progress, RuntimeError>> {
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(&r.repository).tag(&r.tag).build();
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            identitytoken: a.identity_token.clone(),
+            serveraddress: Some(r.registry.clone()),
+            ..Default::default()
+        });
+        let target = if r.tag.contains(':') { format!("{}@{}", r.repository, r.tag) } else { format!("{}:{}", r.repository, r.tag) };
+        // Per layer: (downloaded, size); the sums are the pull's progress.
+        let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
+        self.docker
+            .create_image(Some(opts), None, credentials)
+            .map(move |item| match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|e| e.message) {
+                        return Err(RuntimeError::Call { op: "pull", target: target.clone(), message: e });
+                    }
+                    if let (Some(id), Some(d), Some("Downloading")) = (info.id, info.progress_detail, info.status.as_deref()) {
+                        layers.insert(id, (d.current.unwrap_or(0).max(0) as u64, d.total.unwrap_or(0).max(0) as u64));
+                    }
+                    let (current, total) = layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+                    Ok(crate::pull::Progress { current, total })
+                }
+                Err(e) => Err(call_error("pull", &target, e)),
+            })
+            .boxed()
+    }
+
     fn starts(&self, host: &str) -> BoxStream<'static, Result<String, RuntimeError>> {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),

@@ -18,6 +18,7 @@ pub mod docker;
 pub mod hadoop;
 pub mod logs;
 pub mod net;
+pub mod pull;
 pub mod runtime;
 
 /// An error and its causes on one line, for instance statuses and log fields.

@@ -65,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
     let log_auth = serve::Auth::new(&secret);
     let server = serve::Server::new(log_root, config.log_rotation.max_files, log_auth.clone());
     let served = tokio::spawn(server.serve(listener, shutdown.clone()));
-    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_auth: Some(log_auth) }.run(shutdown).await;
+    let pulls = herd_agent::pull::Pulls::new(config.registries.clone());
+    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_auth: Some(log_auth), pulls }.run(shutdown).await;
     // Captures make what they wrote durable on shutdown; bounded, as a stuck disk must not hang us.
     if tokio::time::timeout(Duration::from_secs(10), logs.drain()).await.is_err() {
         tracing::warn!("log captures did not stop within 10s");

@@ -69,10 +69,13 @@ pub const DROPPED_CAPABILITIES: [&str; 7] = ["NET_RAW", "NET_ADMIN", "SYS_ADMIN"
 /// Why a runtime call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("image {image} is not on this host: build or load it here (no registry is used), e.g. images/testbed/build.sh")]
+    #[error("image {image} is not on this host")]
     ImageMissing { image: String },
     #[error("{op} {target} failed: {message}")]
     Call { op: &'static str, target: String, message: String },
+    /// The image is being pulled, or its pull failed and waits for its retry: what to report.
+    #[error("{0}")]
+    Pull(String),
 }
 
 /// The container operations the agent uses. Teardown is idempotent: not found is success.
@@ -92,6 +95,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `cmd` inside a running container and waits for it (e.g. `hdfs dfsadmin
     /// -refreshNodes` in a NameNode's container).
     fn exec(&self, id: &str, cmd: &[String]) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+    /// Pulls an image (with the registry's credentials, if any): progress until it is there.
+    fn pull(&self, reference: &crate::pull::Reference, auth: Option<&crate::pull::RegistryAuth>) -> BoxStream<'static, Result<crate::pull::Progress, RuntimeError>>;
+}
+
+impl<R: Runtime> crate::pull::Puller for R {
+    fn pull(&self, reference: &crate::pull::Reference, auth: Option<&crate::pull::RegistryAuth>) -> BoxStream<'static, Result<crate::pull::Progress, RuntimeError>> {
+        Runtime::pull(self, reference, auth)
+    }
 }
 
 /// How a command run in a container ended.

@@ -10,6 +10,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 source deploy/lib/network-tools.sh
 ensure_network_tools
+source deploy/lib/registry.sh
+ensure_registry
 ./images/testbed/build.sh
 cargo build --workspace --locked
 if cargo nextest --version >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use herd_api::names::InstanceRef;
 use herd_api::network::NetworkPlan;
+use herd_api::quantity::Memory;
 use herd_api::Role;
 use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo, LogEndpoint};
 use rand::Rng;
@@ -112,6 +113,8 @@ impl<R: Runtime> Agent<R> {
             memory: self.config.memory,
             rack: self.config.rack.clone(),
             data_disks: self.config.data_disks.iter().map(|d| d.display().to_string()).collect(),
+            data_disk_capacity: disk_capacity(&self.config.data_disks),
+            labels: self.config.labels.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             address,
         }
@@ -392,6 +395,23 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
         _ = tokio::time::sleep(d) => {}
         _ = shutdown.cancelled() => {}
     }
+}
+
+/// The size of each data disk (its filesystem's total bytes), in order; empty when one
+/// cannot be measured (missing, not mounted yet), so the orchestrator does not check disk
+/// room here rather than trusting a wrong figure. Logged, so the operator sees why.
+fn disk_capacity(disks: &[PathBuf]) -> Vec<Memory> {
+    let mut out = Vec::with_capacity(disks.len());
+    for d in disks {
+        match rustix::fs::statvfs(d) {
+            Ok(s) => out.push(Memory(s.f_blocks.saturating_mul(s.f_frsize))),
+            Err(e) => {
+                warn!(disk = %d.display(), error = %e, "cannot measure data disk; DataNodes' disk is not checked on this host");
+                return Vec::new();
+            }
+        }
+    }
+    out
 }
 
 /// Removes the data folders (`<disk>/herd/TENANT/CLUSTER/INSTANCE` on every data disk) of

@@ -491,7 +491,9 @@ pub fn insert_tenant(c: &Connection, name: &str, quota: &Quota, now_s: u64) -> R
 
 fn tenant_from_row(c: &Connection, name: String, created_s: i64, quota: &str) -> Result<Tenant> {
     let usage = usage(c, &name, None)?;
-    Ok(Tenant { created_at: created_s as u64, quota: from_json("tenant quota", quota)?, usage, name })
+    let quota: Quota = from_json("tenant quota", quota)?;
+    let (used, borrowed) = crate::placement::tenant_use(c, &name, &quota)?;
+    Ok(Tenant { created_at: created_s as u64, quota, usage, used, borrowed, name })
 }
 
 /// Up to `limit` tenants after `after`, by name, with their quota and usage.

@@ -388,7 +388,7 @@ mod tests {
         let base = ["herd-agent", "--orchestrator", "http://o:7480", "--host-id", "h1", "--token", "t"];
         let c = Config::resolve(Args::parse_from(base.iter().copied().chain(["--label", "disk=ssd", "--label", "zone=a"]))).unwrap();
         assert_eq!(c.labels, BTreeMap::from([("disk".to_string(), "ssd".to_string()), ("zone".to_string(), "a".to_string())]));
-        let Err(ConfigError(problems)) = Config::resolve(Args::parse_from(base.iter().copied().chain(["--label", "ssd", "--label", "-x=y"])))
+        let Err(ConfigError(problems)) = Config::resolve(Args::parse_from(base.iter().copied().chain(["--label", "ssd", "--label=-x=y"])))
         else {
             panic!("bad labels accepted")
         };

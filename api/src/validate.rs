@@ -225,10 +225,10 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
         if pool.max_per_host == Some(0) {
             errors.push(FieldError::new(at("maxPerHost"), "must be at least 1 (leave it out for the default)"));
         }
-        if pool.disk.is_some_and(|d| d.0 > 0) && *role != Role::Datanode {
+        if pool.disk.is_some_and(|d| d.0 > 0) && !role.has_data() {
             errors.push(FieldError::new(
                 at("disk"),
-                format!("only DataNodes are given room on the data disks; a {role} keeps nothing there (remove `disk`)"),
+                format!("only DataNodes and NameNodes are given room on the data disks; a {role} keeps nothing there (remove `disk`)"),
             ));
         }
         check_overrides(&at("configOverrides"), &pool.config_overrides, &mut errors);

@@ -70,7 +70,7 @@ fn rules(tx: &Connection) -> Result<HashMap<String, Rules>> {
                 key,
                 Rules {
                     ports: pool.publish.iter().map(|p| (p.protocol, p.host_port())).collect(),
-                    disk: if *role == Role::Datanode { pool.disk.unwrap_or_default() } else { Memory(0) },
+                    disk: if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) },
                     selector: pool.node_selector.clone(),
                     max_per_host: row.spec.max_per_host(*role),
                     drained: graceful.contains(role),
@@ -428,7 +428,7 @@ fn rules_of_tenant(c: &Connection, tenant: &str) -> Result<HashMap<String, Rules
     let mut out = HashMap::new();
     for row in store::clusters(c, Some(tenant))? {
         for (role, pool) in &row.spec.pools {
-            let disk = if *role == Role::Datanode { pool.disk.unwrap_or_default() } else { Memory(0) };
+            let disk = if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) };
             out.insert(format!("{tenant}/{}/{role}", row.spec.name), Rules { disk, ..Rules::default() });
         }
     }

@@ -885,7 +885,7 @@ mod tests {
     use herd_api::wire::{ContainerState, Observed};
     use herd_api::yaml::parse_cluster_spec;
 
-    const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi}\n";
+    const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi, maxPerHost: 6}\n";
 
     async fn setup() -> Result<State> {
         let state = State::new(Store::in_memory()?, Duration::from_secs(1), network::Settings::default_plan())?;

@@ -77,7 +77,9 @@ pub fn usage(guaranteed: &BTreeMap<String, Resources>, held: &[Held]) -> BTreeMa
         u.borrowed = minus(u.used, g);
         let mut mine = nms.remove(tenant.as_str()).unwrap_or_default();
         mine.sort_by(|a, b| (b.ordinal, &b.instance).cmp(&(a.ordinal, &a.instance)));
-        let mut rest = u.used;
+        // What is already leaving is on its way out: only the rest can be over.
+        let leaving = held.iter().filter(|h| h.instance.tenant == *tenant && h.leaving).fold(Resources::default(), |a, h| a.plus(of(h)));
+        let mut rest = minus(u.used, leaving);
         for nm in mine {
             if rest.cpu.0 <= g.cpu.0 && rest.memory.0 <= g.memory.0 {
                 break;

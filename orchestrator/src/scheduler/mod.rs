@@ -13,7 +13,7 @@
 //! # Rules (never broken) and preferences (scored)
 //! - Rules: a ready host; CPU and memory never overcommitted; the pool's `nodeSelector`
 //!   labels on the host; at most `maxPerHost` instances of the pool there (DataNodes: 1 by
-//!   default, so one host failure never takes two replicas of a block); a DataNode's `disk`
+//!   default, so one host failure never takes two replicas of a block); a DataNode's (or NameNode's) `disk`
 //!   split evenly over the host's data disks (a DataNode gets one folder on each, and HDFS's
 //!   default volume choice fills them round-robin), each disk with room for its share;
 //!   none of the pool's host ports taken.
@@ -62,7 +62,7 @@ pub struct Request {
     pub pool: String,
     pub cpu: Cpu,
     pub memory: Memory,
-    /// Room on the data disks (DataNodes), split evenly over the host's disks.
+    /// Room on the data disks (DataNodes, NameNodes), split evenly over the host's disks.
     pub disk: Memory,
     /// Host ports the instance publishes; a host where one is taken does not fit.
     pub ports: Vec<(Protocol, u16)>,

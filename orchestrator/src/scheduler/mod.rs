@@ -18,10 +18,11 @@
 //!   default volume choice fills them round-robin), each disk with room for its share;
 //!   none of the pool's host ports taken.
 //! - Preferences: DataNodes go to the rack holding the fewest of their pool that has a host
-//!   for them (racks as even as capacity allows); then best fit on the request's dominant
-//!   resource (the one it needs the largest share of, fleet-wide): the host with the least of
-//!   it free that still fits, which packs hosts full and leaves whole hosts free for large
-//!   requests; ties go to the lower host id.
+//!   for them (racks as even as capacity allows); then best fit on what is left: the host
+//!   with the least room left that still fits, room being the sum over CPU, memory and data
+//!   disk of what is free relative to the fleet's average host. That packs hosts full, leaves
+//!   whole hosts free for large requests, and keeps disk-rich hosts for DataNodes (a host's
+//!   spare disk makes it "roomy" to a NodeManager); ties go to the lower host id.
 
 pub mod first_fit;
 pub mod guarantee;
@@ -134,38 +135,76 @@ pub fn commit(h: &mut HostView, r: &Request) {
     h.ports.extend(r.ports.iter().copied());
 }
 
-/// The resource a request is sized by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Axis {
-    Cpu,
-    Memory,
+/// How much room a host has left, as one number: the sum over CPU, memory and data disk of
+/// what is free divided by the fleet's average per ready host. Best fit is the least room
+/// left that still fits; because disk counts too, requests without disk leave disk-rich
+/// hosts to DataNodes, and small hosts fill before large ones are broken into.
+#[derive(Debug, Clone, Copy)]
+struct Weights {
+    cpu: f64,
+    memory: f64,
+    disk: f64,
 }
 
-/// Ready hosts ordered by what they have free of one resource, then rank (id order).
+impl Weights {
+    fn of(hosts: &[HostView]) -> Self {
+        let ready = hosts.iter().filter(|h| h.ready);
+        let (mut n, mut cpu, mut memory, mut disk) = (0.0, 0.0, 0.0, 0.0);
+        for h in ready {
+            n += 1.0;
+            cpu += h.free_cpu as f64;
+            memory += h.free_memory as f64;
+            disk += h.free_disks.as_ref().map_or(0, |d| d.iter().sum::<u64>()) as f64;
+        }
+        let per = |total: f64| if total > 0.0 { n * ROOM_SCALE / total } else { 0.0 };
+        Weights { cpu: per(cpu), memory: per(memory), disk: per(disk) }
+    }
+
+    /// Room left counting data disks (the order requests without disk use), and counting
+    /// CPU and memory only (the order DataNodes use).
+    fn room(&self, h: &HostView) -> (u64, u64) {
+        let disk = h.free_disks.as_ref().map_or(0, |d| d.iter().sum::<u64>());
+        let compute = h.free_cpu as f64 * self.cpu + h.free_memory as f64 * self.memory;
+        ((compute + DISK_SPARING * disk as f64 * self.disk) as u64, compute as u64)
+    }
+
+    /// The least room a host that fits `r` can have in the order `r` uses (rounded down).
+    fn need(&self, r: &Request) -> u64 {
+        (r.cpu.0 as f64 * self.cpu + r.memory.0 as f64 * self.memory) as u64
+    }
+}
+
+/// How much more a free byte of data disk counts than CPU or memory in the room of requests
+/// without disk: enough that they fill disk-poor hosts first.
+const DISK_SPARING: f64 = 16.0;
+
+/// An average host's room.
+const ROOM_SCALE: f64 = 1e6;
+
+/// Hosts ordered by room left, then rank (id order): counting disk, and not.
 #[derive(Default)]
 struct Order {
-    cpu: BTreeSet<(u64, usize)>,
-    memory: BTreeSet<(u64, usize)>,
+    room: BTreeSet<(u64, usize)>,
+    compute: BTreeSet<(u64, usize)>,
 }
 
 impl Order {
-    fn insert(&mut self, h: &HostView, rank: usize) {
-        self.cpu.insert((h.free_cpu, rank));
-        self.memory.insert((h.free_memory, rank));
-    }
-
-    fn remove(&mut self, h: &HostView, rank: usize) {
-        self.cpu.remove(&(h.free_cpu, rank));
-        self.memory.remove(&(h.free_memory, rank));
-    }
-
-    /// The host with the least free of `axis` that fits `r`.
-    fn best(&self, axis: Axis, hosts: &[HostView], by_rank: &[usize], r: &Request) -> Option<usize> {
-        let (set, need) = match axis {
-            Axis::Cpu => (&self.cpu, r.cpu.0),
-            Axis::Memory => (&self.memory, r.memory.0),
-        };
+    /// The host with the least room left that fits `r`: a request with disk goes where the
+    /// least CPU and memory is left (disk-rich, CPU-poor hosts first), one without where the
+    /// least of everything is left (sparing disk-rich hosts).
+    fn best(&self, need: u64, hosts: &[HostView], by_rank: &[usize], r: &Request) -> Option<usize> {
+        let set = if r.disk.0 > 0 { &self.compute } else { &self.room };
         set.range((need, 0)..).map(|&(_, rank)| rank).find(|&rank| fits(&hosts[by_rank[rank]], r))
+    }
+
+    fn insert(&mut self, key: (u64, u64), rank: usize) {
+        self.room.insert((key.0, rank));
+        self.compute.insert((key.1, rank));
+    }
+
+    fn remove(&mut self, key: (u64, u64), rank: usize) {
+        self.room.remove(&(key.0, rank));
+        self.compute.remove(&(key.1, rank));
     }
 }
 
@@ -173,70 +212,85 @@ impl Order {
 struct Index {
     /// Host index by rank (hosts sorted by id).
     by_rank: Vec<usize>,
+    /// Each host's key in the orders, `None` when it is in none (not ready, or too full for
+    /// any request of the batch: room only shrinks, so it stays out).
+    key: Vec<Option<(u64, u64)>>,
     all: Order,
-    /// Per rack (sorted by name), and each ready host's rack.
+    /// Per rack (sorted by name), and each host's rack.
     racks: Vec<Order>,
     rack_of: Vec<usize>,
     /// Per pool, its instances in each rack.
     pool_racks: HashMap<String, Vec<u32>>,
-    /// Fleet-wide free CPU and memory at the start: what "dominant" is measured against.
-    total: (u128, u128),
+    weights: Weights,
+    /// The least CPU and memory any request of the batch asks for.
+    least: (u64, u64),
 }
 
 impl Index {
-    fn new(hosts: &[HostView]) -> Self {
+    fn new(hosts: &[HostView], requests: &[Request]) -> Self {
         let mut by_rank: Vec<usize> = (0..hosts.len()).collect();
         by_rank.sort_by(|&a, &b| hosts[a].id.cmp(&hosts[b].id));
         let names: BTreeSet<&str> = hosts.iter().map(|h| h.rack.as_deref().unwrap_or("")).collect();
         let names: Vec<&str> = names.into_iter().collect();
-        let mut rack_of = vec![0; hosts.len()];
-        let mut racks: Vec<Order> = names.iter().map(|_| Order::default()).collect();
-        let mut all = Order::default();
-        let mut pool_racks: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut total = (0u128, 0u128);
+        let least = requests.iter().fold((u64::MAX, u64::MAX), |(c, m), r| (c.min(r.cpu.0), m.min(r.memory.0)));
+        let mut index = Index {
+            key: vec![None; hosts.len()],
+            all: Order::default(),
+            racks: names.iter().map(|_| Order::default()).collect(),
+            rack_of: vec![0; hosts.len()],
+            pool_racks: HashMap::new(),
+            weights: Weights::of(hosts),
+            least,
+            by_rank: Vec::new(),
+        };
         for (rank, &i) in by_rank.iter().enumerate() {
             let h = &hosts[i];
             let rack = names.binary_search(&h.rack.as_deref().unwrap_or("")).unwrap_or(0);
-            rack_of[i] = rack;
+            index.rack_of[i] = rack;
             for (pool, n) in &h.per_pool {
-                pool_racks.entry(pool.clone()).or_insert_with(|| vec![0; names.len()])[rack] += n;
+                index.pool_racks.entry(pool.clone()).or_insert_with(|| vec![0; names.len()])[rack] += n;
             }
-            if h.ready {
-                all.insert(h, rank);
-                racks[rack].insert(h, rank);
-                total.0 += u128::from(h.free_cpu);
-                total.1 += u128::from(h.free_memory);
-            }
+            index.insert(h, i, rank);
         }
-        Index { by_rank, all, racks, rack_of, pool_racks, total }
+        index.by_rank = by_rank;
+        index
     }
 
-    /// The resource `r` needs the larger share of, fleet-wide.
-    fn dominant(&self, r: &Request) -> Axis {
-        if u128::from(r.cpu.0) * self.total.1.max(1) >= u128::from(r.memory.0) * self.total.0.max(1) { Axis::Cpu } else { Axis::Memory }
+    fn insert(&mut self, h: &HostView, i: usize, rank: usize) {
+        if !h.ready || h.free_cpu < self.least.0 || h.free_memory < self.least.1 {
+            return;
+        }
+        let key = self.weights.room(h);
+        self.key[i] = Some(key);
+        self.all.insert(key, rank);
+        self.racks[self.rack_of[i]].insert(key, rank);
     }
 
-    fn find(&mut self, hosts: &[HostView], r: &Request) -> Option<usize> {
-        let axis = self.dominant(r);
+    fn remove(&mut self, i: usize, rank: usize) {
+        if let Some(key) = self.key[i].take() {
+            self.all.remove(key, rank);
+            self.racks[self.rack_of[i]].remove(key, rank);
+        }
+    }
+
+    fn find(&self, hosts: &[HostView], r: &Request) -> Option<usize> {
+        let need = self.weights.need(r);
         if r.spread_racks && self.racks.len() > 1 {
             let counts = self.pool_racks.get(&r.pool);
             let mut order: Vec<(u32, usize)> = (0..self.racks.len()).map(|k| (counts.map_or(0, |c| c[k]), k)).collect();
             order.sort_unstable();
-            return order.iter().find_map(|&(_, k)| self.racks[k].best(axis, hosts, &self.by_rank, r));
+            return order.iter().find_map(|&(_, k)| self.racks[k].best(need, hosts, &self.by_rank, r));
         }
-        self.all.best(axis, hosts, &self.by_rank, r)
+        self.all.best(need, hosts, &self.by_rank, r)
     }
 
     fn commit(&mut self, hosts: &mut [HostView], rank: usize, r: &Request) {
         let i = self.by_rank[rank];
-        let rack = self.rack_of[i];
-        self.all.remove(&hosts[i], rank);
-        self.racks[rack].remove(&hosts[i], rank);
+        self.remove(i, rank);
         commit(&mut hosts[i], r);
-        self.all.insert(&hosts[i], rank);
-        self.racks[rack].insert(&hosts[i], rank);
+        self.insert(&hosts[i], i, rank);
         let n = self.racks.len();
-        self.pool_racks.entry(r.pool.clone()).or_insert_with(|| vec![0; n])[rack] += 1;
+        self.pool_racks.entry(r.pool.clone()).or_insert_with(|| vec![0; n])[self.rack_of[i]] += 1;
     }
 }
 
@@ -267,12 +321,13 @@ impl Shape {
 /// Places each request in order, updating `hosts` as it goes; `Err` carries why a request
 /// cannot be placed, in words an operator can act on, naming the rule that refused it.
 ///
-/// Indexed: per resource, the ready hosts ordered by what they have free of it (fleet-wide
-/// and per rack), kept up to date as instances are placed, so a placement is a range query
-/// plus the hosts skipped for another rule; a request like one already found unplaceable
-/// gets the same reason without a scan.
+/// Indexed: the ready hosts ordered by room left (fleet-wide and per rack), kept up to date
+/// as instances are placed, so a placement is a range query from the least room that could
+/// fit plus the hosts skipped for another rule; hosts too full for every request of the
+/// batch leave the order; a request like one already found unplaceable gets the same
+/// reason without a scan.
 pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String, String>> {
-    let mut index = Index::new(hosts);
+    let mut index = Index::new(hosts, requests);
     let mut unplaceable_memo: HashMap<Shape, String> = HashMap::new();
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {

@@ -168,7 +168,7 @@ fn datanodes_one_per_host_and_even_over_racks() {
 }
 
 #[test]
-fn best_fit_packs_on_the_dominant_resource() {
+fn best_fit_packs_by_room_left() {
     run(
         vec![
             Case {
@@ -184,10 +184,22 @@ fn best_fit_packs_on_the_dominant_resource() {
                 want: vec![Some("b"), Some("a"), Some("a")],
             },
             Case {
+                name: "NodeManagers spare disk-rich hosts, DataNodes take them first",
+                // b has the same CPU and memory as a but far more disk: the NodeManager goes to
+                // a; c has less CPU but the most disk: the DataNode goes there.
+                hosts: vec![
+                    disks(host("a", 16_000, 65_536), &[100]),
+                    disks(host("b", 16_000, 65_536), &[4000, 4000]),
+                    disks(host("c", 8000, 32_768), &[4000, 4000, 4000]),
+                ],
+                requests: vec![req("t/c/nodemanager", 2000, 8192), dn(500)],
+                want: vec![Some("a"), Some("c")],
+            },
+            Case {
                 name: "a smaller request still fits where a larger one did not",
                 hosts: vec![host("a", 1000, 4096), host("b", 4000, 4096)],
                 requests: vec![req("p", 3000, 1), req("p", 500, 1)],
-                want: vec![Some("b"), Some("a")],
+                want: vec![Some("b"), Some("b")],
             },
         ],
         place,

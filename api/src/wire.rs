@@ -212,6 +212,9 @@ pub struct InstanceStatus {
     pub pool: Role,
     /// The host it is placed on; `None` while pending.
     pub host: Option<String>,
+    /// That host's rack label, when it has one (`herd status -o wide`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
     pub cpu: Cpu,
     pub memory: Memory,
     /// Why it is not placed, when pending.

@@ -796,6 +796,7 @@ fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64,
     };
     outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
     let mut observed = ctx.observed;
+    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, info, _)| Some((id.as_str(), info.rack.as_deref()?))).collect();
     let instances = members
         .into_iter()
         .map(|i| InstanceStatus {
@@ -804,6 +805,7 @@ fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64,
             leaving: step.status.remove(&i.instance),
             instance: i.instance,
             pool: i.role,
+            rack: i.host.as_deref().and_then(|h| racks.get(h)).map(|r| r.to_string()),
             host: i.host,
             cpu: i.cpu,
             memory: i.memory,

@@ -137,7 +137,7 @@ fn request(i: &Instance, rules: &HashMap<String, Rules>) -> Request {
 
 /// Every tenant's guarantee, for tenants that have one.
 fn guarantees(tx: &Connection) -> Result<BTreeMap<String, Resources>> {
-    Ok(store::tenants(tx, None, usize::MAX)?.into_iter().filter_map(|t| Some((t.name, t.quota.guaranteed?))).collect())
+    Ok(store::quotas(tx)?.into_iter().filter_map(|(name, q)| Some((name, q.guaranteed?))).collect())
 }
 
 fn held(all: &[Instance], rules: &HashMap<String, Rules>, leaving: &BTreeSet<InstanceRef>) -> Vec<Held> {

@@ -517,6 +517,18 @@ pub fn tenant(c: &Connection, name: &str) -> Result<Option<Tenant>> {
     row.map(|(name, created, quota)| tenant_from_row(c, name, created, &quota)).transpose()
 }
 
+/// Every tenant's quota, by name (no usage: cheap enough for every placement pass).
+pub fn quotas(c: &Connection) -> Result<BTreeMap<String, Quota>> {
+    let mut stmt = c.prepare_cached("SELECT name, quota FROM tenants")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (name, quota) = row?;
+        out.insert(name, from_json("tenant quota", &quota)?);
+    }
+    Ok(out)
+}
+
 pub fn tenant_exists(c: &Connection, name: &str) -> Result<bool> {
     Ok(c.query_row("SELECT 1 FROM tenants WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
 }

@@ -9,6 +9,10 @@
 //! NodeManagers are drained (never a DataNode or a master), a's run where they were, b's
 //! come back pending until capacity is idle again. Admission refuses a guarantee the fleet
 //! cannot hold, and a spec that would have b borrow with DataNodes.
+//!
+//! Also the placement rules through the API: racks, labels and data disks as agents report
+//! them, DataNodes one per host and even over racks, `nodeSelector`, disk, and the pending
+//! reason naming the rule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -205,6 +209,65 @@ async fn a_guarantee_takes_back_borrowed_nodemanagers_and_never_datanodes() -> R
     assert_eq!(t["borrowed"]["cpu"], json!("6"), "{t}");
     let (_, t) = admin.get("/v1/tenants/a").await?;
     assert_eq!((t["used"]["cpu"].clone(), t["borrowed"]["cpu"].clone()), (json!("4"), json!("0")), "{t}");
+    drop(agents);
+    Ok(())
+}
+
+#[tokio::test]
+async fn placement_rules_follow_what_agents_report() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    let admin = orch.api();
+    let release = Arc::new(AtomicBool::new(false));
+    let mut agents = Vec::new();
+    // Four hosts on two racks; the last has SSDs; each has two 100Gi data disks.
+    let hosts: Vec<String> = (0..4).map(|n| unique(&format!("p{n}"))).collect();
+    for (n, host) in hosts.iter().enumerate() {
+        let api = Api::new(&orch.url).with_token(&orch.agent_token(host).await?);
+        let labels = if n == 3 { json!({"disk": "ssd"}) } else { json!({}) };
+        let info = json!({"host": {"id": host, "cpu": "8", "memory": "32Gi", "rack": format!("r{}", n / 2),
+            "data_disks": ["/d0", "/d1"], "data_disk_capacity": ["100Gi", "100Gi"], "labels": labels}});
+        let (status, body) = api.post("/v1/agent/register", info).await?;
+        ensure!(status == 200, "register: {status} {body}");
+        agents.push(sim_agent(api, host.clone(), release.clone()));
+    }
+    let (status, body) = admin.post("/v1/tenants", json!({"name": "t"})).await?;
+    ensure!(status == 201, "{status} {body}");
+
+    // Four DataNodes: one per host, two per rack; each takes 60Gi, 30Gi of each disk.
+    let spec = "tenant: t\nname: c\nimages: {datanode: d, nodemanager: m}\npools:\n  datanode: {replicas: 4, cpu: 1, memory: 1Gi, disk: 60Gi}\n  nodemanager: {replicas: 1, cpu: 1, memory: 1Gi, nodeSelector: {disk: ssd}}\n";
+    let (status, body) = admin.put_yaml("/v1/tenants/t/clusters/c", spec).await?;
+    ensure!(status == 201, "{status} {body}");
+    let (_, s) = admin.get("/v1/tenants/t/clusters/c").await?;
+    let mut per_rack: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in instances(&s).iter().filter(|i| i["pool"] == json!("datanode")) {
+        per_rack.entry(i["rack"].as_str().unwrap_or("none").into()).or_default().push(i["host"].as_str().unwrap_or("none").into());
+    }
+    assert_eq!(per_rack.values().map(Vec::len).collect::<Vec<_>>(), [2, 2], "{per_rack:?}");
+    let mut used: Vec<&String> = per_rack.values().flatten().collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 4, "one DataNode per host: {per_rack:?}");
+    let nm = instances(&s).into_iter().find(|i| i["pool"] == json!("nodemanager")).unwrap();
+    assert_eq!(nm["host"], json!(hosts[3]), "the selector picks the labelled host: {nm}");
+
+    // A fifth DataNode: no host is free of one (the reason names the rule).
+    let (status, body) = admin.patch("/v1/tenants/t/clusters/c/pools/datanode", json!({"replicas": 5})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (_, s) = admin.get("/v1/tenants/t/clusters/c").await?;
+    let p = placement(&s);
+    let why = p["datanode-4"].1.clone().unwrap_or_default();
+    assert!(p["datanode-4"].0.is_none() && why.contains("never share a host") && why.contains("maxPerHost"), "{why}");
+
+    // Another cluster's DataNodes of 150Gi need 75Gi on each disk; 70Gi is left on each.
+    let other = "tenant: t\nname: d\nimages: {datanode: d}\npools:\n  datanode: {replicas: 2, cpu: 1, memory: 1Gi, disk: 150Gi}\n";
+    let (status, body) = admin.put_yaml("/v1/tenants/t/clusters/d", other).await?;
+    ensure!(status == 201, "{status} {body}");
+    let (_, s) = admin.get("/v1/tenants/t/clusters/d").await?;
+    for (name, (host, pending, _)) in placement(&s) {
+        let pending = pending.unwrap_or_default();
+        assert!(host.is_none() && pending.contains("pools.datanode.disk") && pending.contains("140.0Gi usable"), "{name}: {pending}");
+    }
     drop(agents);
     Ok(())
 }

@@ -450,4 +450,17 @@ mod tests {
         assert!(backoff(3) >= Duration::from_millis(1000));
         assert!(backoff(40) <= MAX_BACKOFF);
     }
+
+    #[test]
+    fn data_disks_are_measured_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let sizes = disk_capacity(&[a.clone(), b]);
+        assert_eq!(sizes.len(), 2);
+        assert!(sizes.iter().all(|s| s.0 > 0), "{sizes:?}");
+        // One disk missing (not mounted yet): nothing is reported, so nothing is checked.
+        assert!(disk_capacity(&[a, dir.path().join("missing")]).is_empty());
+    }
 }

@@ -200,6 +200,8 @@ impl State {
                 Ok((new, network))
             })
             .await?;
+        // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
+        self.leaving_may_exist();
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
         Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
@@ -248,12 +250,14 @@ impl State {
             } else if !mine.is_empty() {
                 let hot = self.hot.clone();
                 self.store.write(move |tx| drive_lifecycle(tx, &hot, now, lost_after, Some(&mine))).await?;
+                self.leaving_may_exist();
             }
         }
         // A host coming back may make room for what is pending.
         if !was_ready {
             let hot = self.hot.clone();
             self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
+            self.leaving_may_exist();
         }
         // Nothing was committed since this host's reply was last empty: it still is.
         let revision = self.store.current_revision();
@@ -398,7 +402,10 @@ impl State {
                 Ok((tenant, cluster))
             })
             .await
-            .map(|(tenant, cluster)| self.desired.forget(&tenant, &cluster))
+            .map(|(tenant, cluster)| {
+                self.leaving_may_exist();
+                self.desired.forget(&tenant, &cluster)
+            })
     }
 
     pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {

@@ -1,5 +1,5 @@
-//! Packing benchmark: the scoring scheduler (`scheduler::place`, best fit on the dominant
-//! resource under the spread rules) side by side with the first-fit it replaced
+//! Packing benchmark: the scoring scheduler (`scheduler::place`, best fit by room left
+//! under the spread rules) side by side with the first-fit it replaced
 //! (`scheduler::first_fit::place`) on one synthetic but realistic trace, then the scoring
 //! scheduler's placement throughput on 10,000 hosts.
 //!
@@ -14,7 +14,9 @@
 //! - instances placed before the first refusal, and placed/refused over the whole trace;
 //! - hosts needed for the whole trace on a fleet large enough for it (4x the hosts);
 //! - fragmentation: the fleet's CPU and memory still idle when the first request was
-//!   refused (room left in pieces too small for it), in % of the fleet.
+//!   refused (room left in pieces too small for it), in % of the fleet; and, on a second
+//!   trace, how many large NodeManagers (16 CPU, 64Gi) still find a host after small
+//!   instances of many pools filled half the fleet's memory.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -185,6 +187,30 @@ fn measure(place: Place, hosts_n: usize, seed: u64, events: &[Event]) -> Packing
     }
 }
 
+/// Fragmentation as it bites: small instances of many pools fill half the fleet's memory,
+/// then large NodeManagers (16 CPU, 64Gi) arrive one at a time. Returns how many large ones
+/// were placed before the first refusal.
+fn large_after_small(place: Place, hosts_n: usize, seed: u64) -> usize {
+    let mut hosts = fleet(hosts_n, 20, seed);
+    let memory: u64 = hosts.iter().map(|h| h.free_memory).sum();
+    let mut rng = Rng(seed ^ 0x5a11);
+    let mut used = 0;
+    let mut c = 0;
+    while used < memory / 2 {
+        let n = rng.range(2, 12);
+        let (cpu, mem) = rng.pick(&[(1000, 4), (2000, 8), (1000, 2)]);
+        let _ = place(&mut hosts, &pool(c % 60, c, "nodemanager", cpu, mem, 0, n));
+        used += n * mem * GI;
+        c += 1;
+    }
+    let large = pool(999, 999, "nodemanager", 16_000, 64, 0, 1);
+    let mut placed = 0;
+    while place(&mut hosts, &large)[0].is_ok() {
+        placed += 1;
+    }
+    placed
+}
+
 #[derive(Debug, serde::Serialize)]
 struct Throughput {
     hosts: usize,
@@ -222,10 +248,11 @@ fn main() {
     let instances: usize = events.iter().map(Vec::len).sum();
     let best = measure(scheduler::place, hosts_n, seed, &events);
     let first = measure(first_fit::place, hosts_n, seed, &events);
+    let large = (large_after_small(first_fit::place, hosts_n, seed), large_after_small(scheduler::place, hosts_n, seed));
     let speed = throughput(seed);
     if json {
         let out = serde_json::json!({"hosts": hosts_n, "seed": seed, "events": events.len(), "instances": instances,
-            "scoring": best, "first_fit": first, "throughput": speed});
+            "scoring": best, "first_fit": first, "large_after_small": {"first_fit": large.0, "scoring": large.1}, "throughput": speed});
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
@@ -239,6 +266,7 @@ fn main() {
     row("hosts needed for the whole trace", first.hosts_needed as f64, best.hosts_needed as f64);
     row("idle CPU at the first refusal, %", first.idle_cpu_pct, best.idle_cpu_pct);
     row("idle memory at the first refusal, %", first.idle_memory_pct, best.idle_memory_pct);
+    row("16 CPU/64Gi placed after small ones", large.0 as f64, large.1 as f64);
     println!(
         "throughput (scoring): {} placements on {} hosts in {:.3} s = {} placements/s; hosts over capacity: {}",
         speed.placements, speed.hosts, speed.seconds, speed.placements_per_s, speed.hosts_over_capacity

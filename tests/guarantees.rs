@@ -94,8 +94,11 @@ fn instances(status: &Value) -> Vec<Value> {
     status["instances"].as_array().cloned().unwrap_or_default()
 }
 
-/// name → (host, pending reason, leaving phase)
-fn placement(status: &Value) -> BTreeMap<String, (Option<String>, Option<String>, Option<String>)> {
+/// An instance's host, pending reason and leaving phase.
+type Where = (Option<String>, Option<String>, Option<String>);
+
+/// Each instance's [`Where`], by name.
+fn placement(status: &Value) -> BTreeMap<String, Where> {
     instances(status)
         .iter()
         .map(|i| {

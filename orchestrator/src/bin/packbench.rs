@@ -88,13 +88,16 @@ fn pool(tenant: usize, cluster: usize, role: &str, cpu: u64, mem_gi: u64, disk: 
     vec![r; n as usize]
 }
 
+/// A cluster of the trace: tenant, number, DataNode size (CPU, GiB, disk), NodeManager size.
+type TraceCluster = (usize, usize, (u64, u64, u64), (u64, u64));
+
 /// Clusters arriving and growing, about `target` instances in all.
 fn trace(seed: u64, target: usize) -> Vec<Event> {
     let mut rng = Rng(seed);
     let dn_sizes = [(1000, 4, TI), (2000, 8, 2 * TI), (1000, 2, TI / 2)];
     let nm_sizes = [(2000, 8), (4000, 16), (8000, 32), (8000, 64), (16_000, 64), (1000, 4)];
     let mut events = Vec::new();
-    let mut clusters: Vec<(usize, usize, (u64, u64, u64), (u64, u64))> = Vec::new();
+    let mut clusters: Vec<TraceCluster> = Vec::new();
     let mut total = 0;
     while total < target {
         let grow = !clusters.is_empty() && rng.range(0, 9) < 4;

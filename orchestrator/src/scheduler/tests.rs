@@ -34,7 +34,10 @@ struct Case {
     want: Vec<Option<&'static str>>,
 }
 
-fn run(cases: Vec<Case>, place: fn(&mut [HostView], &[Request]) -> Vec<Result<String, String>>) {
+/// A placement policy: [`place`] or [`first_fit::place`].
+type Policy = fn(&mut [HostView], &[Request]) -> Vec<Result<String, String>>;
+
+fn run(cases: Vec<Case>, place: Policy) {
     for mut case in cases {
         let got = place(&mut case.hosts, &case.requests);
         let got: Vec<Option<&str>> = got.iter().map(|r| r.as_deref().ok()).collect();

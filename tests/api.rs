@@ -104,7 +104,8 @@ async fn double_registration_updates_and_restart_keeps_everything() -> Result<()
     let tenant = unique("keep");
     api.post("/v1/tenants", json!({"name": tenant})).await?;
     let path = format!("/v1/tenants/{tenant}/clusters/prod");
-    assert_eq!(api.put_yaml(&path, &good(&tenant)).await?.0, 201);
+    // Two DataNodes on one host: allowed by `maxPerHost` (one per host by default).
+    assert_eq!(api.put_yaml(&path, &good(&tenant).replace("memory: 512Mi", "memory: 512Mi\n    maxPerHost: 2")).await?.0, 201);
     let (_, before) = api.get(&path).await?;
     let placed: Vec<&Value> = before["instances"].as_array().into_iter().flatten().map(|i| &i["host"]).collect();
     assert_eq!(placed, [&json!(host), &json!(host)], "placed on the one host");

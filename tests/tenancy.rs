@@ -238,9 +238,16 @@ async fn every_route_refuses_callers_that_may_not_use_it_and_changes_nothing() -
     let (_, missing) = b_api.get(&format!("/v1/tenants/{b}/clusters/prod")).await?;
     assert_eq!((&hidden["code"], &hidden["title"]), (&missing["code"], &missing["title"]));
 
-    // Nothing changed, except that the agent registered one host (its route allows it).
+    // Nothing changed, except that the agent registered one host (its route allows it), where
+    // a's pending instance then went (what tenants hold, `used`, changed with it).
     assert_eq!(specs(admin.get("/v1/clusters").await?.1), before_clusters);
-    assert_eq!(admin.get("/v1/tenants").await?.1, before_tenants);
+    let asked = |mut v: Value| {
+        for t in v["items"].as_array_mut().into_iter().flatten() {
+            t.as_object_mut().map(|t| (t.remove("used"), t.remove("borrowed")));
+        }
+        v
+    };
+    assert_eq!(asked(admin.get("/v1/tenants").await?.1), asked(before_tenants));
     assert_eq!(admin.get("/v1/tokens").await?.1, before_tokens);
     let (_, trail) = admin.get("/v1/audit?limit=1000").await?;
     let new: Vec<Value> = items(&trail).into_iter().skip(before_audit).collect();
@@ -503,6 +510,13 @@ async fn cli_uses_tokens_and_manages_tenants_tokens_and_audit() -> Result<()> {
     let out = herd(&["tenants", "quota", &t, "--cpu", "4", "--guaranteed", "8,1Gi"], Some(&admin_file))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(1) && stderr.contains("quota.guaranteed.cpu: 8 is more than the maximum 4"), "{stderr}");
+    // A guarantee must fit the fleet: refused with no host, accepted once one registers.
+    let out = herd(&["tenants", "quota", &t, "--guaranteed", "2,4Gi"], Some(&admin_file))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && stderr.contains("quota.guaranteed.cpu") && stderr.contains("0 ready hosts"), "{stderr}");
+    let host = unique("h");
+    let agent = Api::new(&orch.url).with_token(&orch.agent_token(&host).await?);
+    assert_eq!(agent.post("/v1/agent/register", json!({"host": {"id": host, "cpu": "8", "memory": "16Gi"}})).await?.0, 200);
     let out = herd(&["tenants", "quota", &t, "--guaranteed", "2,4Gi", "-o", "json"], Some(&admin_file))?;
     let tenant: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(tenant["quota"], json!({"memory": "8Gi", "disk": "1Ti", "guaranteed": {"cpu": "2", "memory": "4Gi", "disk": "0"}}));

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use herd_api::names::InstanceRef;
 use herd_api::network::NetworkPlan;
+use herd_api::quantity::Memory;
 use herd_api::Role;
 use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo, LogEndpoint};
 use rand::Rng;
@@ -114,6 +115,8 @@ impl<R: Runtime> Agent<R> {
             memory: self.config.memory,
             rack: self.config.rack.clone(),
             data_disks: self.config.data_disks.iter().map(|d| d.display().to_string()).collect(),
+            data_disk_capacity: disk_capacity(&self.config.data_disks),
+            labels: self.config.labels.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             address,
         }
@@ -396,6 +399,23 @@ async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
     }
 }
 
+/// The size of each data disk (its filesystem's total bytes), in order; empty when one
+/// cannot be measured (missing, not mounted yet), so the orchestrator does not check disk
+/// room here rather than trusting a wrong figure. Logged, so the operator sees why.
+fn disk_capacity(disks: &[PathBuf]) -> Vec<Memory> {
+    let mut out = Vec::with_capacity(disks.len());
+    for d in disks {
+        match rustix::fs::statvfs(d) {
+            Ok(s) => out.push(Memory(s.f_blocks.saturating_mul(s.f_frsize))),
+            Err(e) => {
+                warn!(disk = %d.display(), error = %e, "cannot measure data disk; DataNodes' disk is not checked on this host");
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
 /// Removes the data folders (`<disk>/herd/TENANT/CLUSTER/INSTANCE` on every data disk) of
 /// each instance of `purge` whose container is gone (`found` is what this pass listed; a
 /// container still there is removed by this pass's converge, and purged on the next).
@@ -431,5 +451,18 @@ mod tests {
         assert!(backoff(1) <= Duration::from_millis(500));
         assert!(backoff(3) >= Duration::from_millis(1000));
         assert!(backoff(40) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn data_disks_are_measured_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let sizes = disk_capacity(&[a.clone(), b]);
+        assert_eq!(sizes.len(), 2);
+        assert!(sizes.iter().all(|s| s.0 > 0), "{sizes:?}");
+        // One disk missing (not mounted yet): nothing is reported, so nothing is checked.
+        assert!(disk_capacity(&[a, dir.path().join("missing")]).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Agent configuration: flags, then `HERD_*` environment, then a YAML file, then what the
 //! host itself reports (CPU count, memory).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 #[command(
     name = "herd-agent",
     version,
-    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514"
+    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --label disk=ssd --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514"
 )]
 pub struct Args {
     /// URL of the orchestrator's API.
@@ -36,6 +37,9 @@ pub struct Args {
     /// Rack label, used to spread replicas.
     #[arg(long, env = "HERD_RACK")]
     pub rack: Option<String>,
+    /// A label for pools' `nodeSelector`, as KEY=VALUE; repeat for each label.
+    #[arg(long = "label", env = "HERD_LABELS", value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// CPU to offer, in cores or millicores (`8`, `7500m`) [default: all cores].
     #[arg(long, env = "HERD_CPUS", value_parser = Cpu::parse)]
     pub cpus: Option<Cpu>,
@@ -112,6 +116,8 @@ struct File {
     host_id: Option<String>,
     data_dir: Option<PathBuf>,
     rack: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     cpus: Option<Cpu>,
     memory: Option<Memory>,
     #[serde(default)]
@@ -141,6 +147,8 @@ pub struct Config {
     pub host_id: String,
     pub data_dir: PathBuf,
     pub rack: Option<String>,
+    /// Labels reported to the orchestrator, for pools' `nodeSelector`.
+    pub labels: BTreeMap<String, String>,
     pub cpu: Cpu,
     pub memory: Memory,
     pub data_disks: Vec<PathBuf>,
@@ -174,6 +182,7 @@ impl std::fmt::Debug for Config {
             .field("host_id", &self.host_id)
             .field("data_dir", &self.data_dir)
             .field("rack", &self.rack)
+            .field("labels", &self.labels)
             .field("cpu", &self.cpu)
             .field("memory", &self.memory)
             .field("data_disks", &self.data_disks)
@@ -243,6 +252,23 @@ impl Config {
                 problems.push(format!("--data-disk: `{}` must be an absolute path", d.display()));
             }
         }
+        let mut labels = file.labels;
+        if !args.labels.is_empty() {
+            labels.clear();
+            for l in &args.labels {
+                match l.split_once('=') {
+                    Some((k, v)) => {
+                        labels.insert(k.to_string(), v.to_string());
+                    }
+                    None => problems.push(format!("--label: `{}` is not KEY=VALUE (e.g. disk=ssd)", l.escape_default())),
+                }
+            }
+        }
+        for (k, v) in &labels {
+            if let Err(m) = herd_api::validate::check_label(k, v) {
+                problems.push(format!("--label {k}={v}: {m}"));
+            }
+        }
         let cpu = args.cpus.or(file.cpus).unwrap_or_else(detect_cpu);
         let memory = args.memory.or(file.memory).unwrap_or_else(detect_memory);
         if cpu.0 == 0 {
@@ -309,6 +335,7 @@ impl Config {
                 host_id,
                 data_dir,
                 rack: args.rack.or(file.rack),
+                labels,
                 cpu,
                 memory,
                 data_disks,
@@ -361,6 +388,19 @@ mod tests {
         for flag in ["--listen", "--log-max-size", "--log-max-files", "--syslog"] {
             assert!(problems.iter().any(|p| p.starts_with(flag)), "{flag} not named: {problems:?}");
         }
+    }
+
+    #[test]
+    fn labels_are_key_value_pairs_and_checked() {
+        let base = ["herd-agent", "--orchestrator", "http://o:7480", "--host-id", "h1", "--token", "t"];
+        let c = Config::resolve(Args::parse_from(base.iter().copied().chain(["--label", "disk=ssd", "--label", "zone=a"]))).unwrap();
+        assert_eq!(c.labels, BTreeMap::from([("disk".to_string(), "ssd".to_string()), ("zone".to_string(), "a".to_string())]));
+        let Err(ConfigError(problems)) = Config::resolve(Args::parse_from(base.iter().copied().chain(["--label", "ssd", "--label=-x=y"])))
+        else {
+            panic!("bad labels accepted")
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("`ssd` is not KEY=VALUE") && problems[1].contains("label key"), "{problems:?}");
     }
 
     #[test]

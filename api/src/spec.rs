@@ -198,6 +198,15 @@ pub struct PoolSpec {
     /// drain timeout); only `datanode` and `nodemanager` pools read it.
     #[serde(default, skip_serializing_if = "PoolLifecycle::is_default")]
     pub lifecycle: PoolLifecycle,
+    /// Host labels an instance's host must carry (`herd-agent --label k=v`), all of them;
+    /// a pool with none may go on any host.
+    #[serde(default, rename = "nodeSelector", skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The most instances of this pool on one host. DataNodes default to 1, so that one
+    /// host failure never takes two replicas of a block (they also spread over racks);
+    /// other pools are unlimited by default.
+    #[serde(default, rename = "maxPerHost", skip_serializing_if = "Option::is_none")]
+    pub max_per_host: Option<u32>,
     /// Linux capabilities beyond herd's reduced default set (which lacks e.g. `NET_RAW`,
     /// `NET_ADMIN`, `SYS_ADMIN`); only an admin token may set or change them.
     #[serde(default, skip_serializing_if = "Capabilities::is_empty")]
@@ -226,6 +235,13 @@ impl ClusterSpec {
             let one = Resources { cpu: p.cpu, memory: p.memory, disk: p.disk.unwrap_or_default() };
             acc.plus(one.times(p.replicas.0))
         })
+    }
+
+    /// The most instances of pool `role` one host may hold: its `maxPerHost`, else 1 for
+    /// DataNodes and no limit for the others.
+    pub fn max_per_host(&self, role: Role) -> Option<u32> {
+        let pool = self.pools.get(&role)?;
+        pool.max_per_host.or((role == Role::Datanode).then_some(1))
     }
 
     /// The image a pool runs: its own, else the cluster's for its role.

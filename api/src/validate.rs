@@ -217,6 +217,20 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 ));
             }
         }
+        for (key, value) in &pool.node_selector {
+            if let Err(m) = check_label(key, value) {
+                errors.push(FieldError::new(format!("{}.{key}", at("nodeSelector")), m));
+            }
+        }
+        if pool.max_per_host == Some(0) {
+            errors.push(FieldError::new(at("maxPerHost"), "must be at least 1 (leave it out for the default)"));
+        }
+        if pool.disk.is_some_and(|d| d.0 > 0) && !role.has_data() {
+            errors.push(FieldError::new(
+                at("disk"),
+                format!("only DataNodes and NameNodes are given room on the data disks; a {role} keeps nothing there (remove `disk`)"),
+            ));
+        }
         check_overrides(&at("configOverrides"), &pool.config_overrides, &mut errors);
     }
     check_overrides("configOverrides", &spec.config_overrides, &mut errors);
@@ -267,6 +281,32 @@ fn check_overrides(at: &str, overrides: &ConfigOverrides, errors: &mut Vec<Field
             }
         }
     }
+}
+
+/// Checks a host label (`herd-agent --label KEY=VALUE`, a pool's `nodeSelector`): a key of
+/// 1 to 63 letters, digits, `-`, `_`, `.` or `/`, starting and ending with a letter or digit;
+/// a value of at most 63 letters, digits, `-`, `_` or `.` (empty allowed), as Kubernetes
+/// labels are written.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let edge = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let key_ok = (1..=63).contains(&key.len())
+        && edge(key)
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if !key_ok {
+        return Err(format!(
+            "`{}` is not a label key (1 to 63 letters, digits, `-`, `_`, `.`, `/`, starting and ending with a letter or digit)",
+            key.escape_default()
+        ));
+    }
+    let value_ok = value.is_empty()
+        || (value.len() <= 63 && edge(value) && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+    if !value_ok {
+        return Err(format!(
+            "`{}` is not a label value (at most 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit)",
+            value.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 /// The most copies of a block `hdfs.replication` may ask for (Hadoop's own
@@ -369,6 +409,22 @@ mod tests {
             fields,
             vec![("tenant", Some(1)), ("pools.datanode.memory", Some(7)), ("images.datanode", None)]
         );
+    }
+
+    #[test]
+    fn placement_fields_are_checked() {
+        let text = format!(
+            "{GOOD}    maxPerHost: 0\n    nodeSelector: {{disk: ssd, 'bad key': x, zone: 'a b', 'herd.io/pool': gold}}\n  nodemanager: {{replicas: 1, cpu: 1, memory: 1Gi, disk: 1Gi}}\nimages: {{datanode: d, nodemanager: n}}\n"
+        )
+        .replace("images:\n  datanode: herd/datanode:testbed\n", "");
+        let Err(SpecError::Invalid(errors)) = parse_cluster_spec(&text) else { panic!("bad placement fields accepted: {text}") };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["pools.datanode.nodeSelector.bad key", "pools.datanode.nodeSelector.zone", "pools.datanode.maxPerHost", "pools.nodemanager.disk"]
+        );
+        assert!(check_label("herd.io/pool", "gold").is_ok() && check_label("rack", "").is_ok());
+        assert!(check_label("-x", "y").is_err() && check_label("x", "y-").is_err() && check_label(&"k".repeat(64), "v").is_err());
     }
 
     /// A full Hadoop cluster: both masters, both worker pools, overrides at both levels.

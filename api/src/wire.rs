@@ -29,6 +29,15 @@ pub struct HostInfo {
     /// Host paths of the data disks DataNodes store blocks on.
     #[serde(default)]
     pub data_disks: Vec<String>,
+    /// Size of each of `data_disks`, in the same order, as the agent measured it: the room
+    /// the scheduler gives DataNodes' `disk` there. Empty when not measured (an older
+    /// agent): `disk` is then not checked on this host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_disk_capacity: Vec<Memory>,
+    /// Labels an operator gave the host (`herd-agent --label k=v`), matched by pools'
+    /// `nodeSelector`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The agent's version, for operators.
     #[serde(default)]
     pub agent_version: String,
@@ -217,6 +226,9 @@ pub struct InstanceStatus {
     pub pool: Role,
     /// The host it is placed on; `None` while pending.
     pub host: Option<String>,
+    /// That host's rack label, when it has one (`herd status -o wide`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
     pub cpu: Cpu,
     pub memory: Memory,
     /// Why it is not placed, when pending.
@@ -405,6 +417,14 @@ pub struct Tenant {
     /// What the tenant's clusters ask for now.
     #[serde(default)]
     pub usage: Resources,
+    /// What the tenant's placed instances hold now.
+    #[serde(default)]
+    pub used: Resources,
+    /// The part of `used` above `quota.guaranteed` (all of it without a guarantee): idle
+    /// capacity lent to the tenant, which its NodeManagers give back when a tenant asks
+    /// for its guarantee.
+    #[serde(default)]
+    pub borrowed: Resources,
 }
 
 /// `POST /v1/tenants`.
@@ -457,7 +477,9 @@ pub struct Quota {
     /// The most data-disk space all the tenant's containers may ask for together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<Memory>,
-    /// The share the scheduler guarantees the tenant (reserved for the scheduler; recorded now).
+    /// The share the scheduler guarantees the tenant: always placeable (the sum over tenants
+    /// must fit the fleet), taken back from tenants borrowing above theirs when needed.
+    /// Above it the tenant borrows idle capacity up to the maximum, with NodeManagers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guaranteed: Option<Resources>,
 }

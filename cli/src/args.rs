@@ -57,7 +57,8 @@ pub struct Cli {
     /// Output format of reads and of the results of changes.
     ///
     /// `json` and `yaml` print the API's objects as they are, for scripts; one-line results
-    /// then go to stderr, as progress always does, so stdout parses as a whole.
+    /// then go to stderr, as progress always does, so stdout parses as a whole. `wide` is a
+    /// table with more columns where a command has more to show (`herd status`: racks).
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(subcommand)]
@@ -97,10 +98,12 @@ pub enum Command {
     /// pending); its CPU and memory; the desired state (always `running`); the state its host's
     /// agent last reported (`pending` when not placed, `-` when not reported yet); and a detail:
     /// why it is pending, the agent's error, or how long it has been up.
-    /// Without an argument, every cluster of every tenant.
+    /// Without an argument, every cluster of every tenant. `-o wide` adds each instance's
+    /// rack and, per cluster, how many instances of each pool every rack holds.
     #[command(after_help = "Examples:
   herd status
   herd status acme/prod
+  herd status acme/prod -o wide
   herd status acme/prod -o json")]
     Status {
         /// The cluster to show; all clusters when omitted.

@@ -19,6 +19,9 @@ use crate::client::{NoToken, Unreachable};
 pub enum Format {
     /// Aligned columns for people.
     Table,
+    /// Aligned columns with more of them where a command has more to show (`herd status`:
+    /// each instance's rack, and each cluster's DataNodes per rack); else as `table`.
+    Wide,
     /// The API's objects as pretty JSON.
     Json,
     /// The API's objects as YAML.
@@ -34,7 +37,7 @@ pub fn emit<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> Str
         Format::Yaml => {
             herd_api::yaml::to_string(value).context("cannot encode the answer as YAML")?
         }
-        Format::Table => table(),
+        Format::Table | Format::Wide => table(),
     };
     stdout(&text)
 }
@@ -43,7 +46,7 @@ pub fn emit<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> Str
 /// on stdout for people, on stderr when stdout carries JSON or YAML.
 pub fn note(format: Format, line: &str) -> Result<()> {
     match format {
-        Format::Table => stdout(&format!("{line}\n")),
+        Format::Table | Format::Wide => stdout(&format!("{line}\n")),
         Format::Json | Format::Yaml => {
             eprintln!("{line}");
             Ok(())

@@ -4,7 +4,6 @@
 //!
 //!     cargo run --release -p herd-orchestrator --example schedbench -- [HOSTS] [INSTANCES]
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use herd_api::quantity::{Cpu, Memory};
@@ -15,17 +14,10 @@ fn main() {
     let hosts_n = args.first().copied().unwrap_or(10_000);
     let instances = args.get(1).copied().unwrap_or(100_000);
     let mut hosts: Vec<HostView> = (0..hosts_n)
-        .map(|i| HostView {
-            id: format!("host-{i:05}"),
-            ready: true,
-            free_cpu: 16_000,
-            free_memory: 64 << 30,
-            per_pool: HashMap::new(),
-            ports: BTreeSet::new(),
-        })
+        .map(|i| HostView { id: format!("host-{i:05}"), ready: true, free_cpu: 16_000, free_memory: 64 << 30, ..HostView::default() })
         .collect();
     let requests: Vec<Request> = (0..instances)
-        .map(|i| Request { pool: format!("t/c{}/datanode", i / 10_000), cpu: Cpu(100), memory: Memory(256 << 20), ports: vec![] })
+        .map(|i| Request { pool: format!("t/c{}/datanode", i / 10_000), cpu: Cpu(100), memory: Memory(256 << 20), ..Request::default() })
         .collect();
     let t = Instant::now();
     let placed = place(&mut hosts, &requests);

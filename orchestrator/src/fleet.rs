@@ -38,7 +38,8 @@ use crate::error::{Error, Result};
 use crate::hot::HostLive;
 use crate::lifecycle;
 use crate::reconciler::{self, Instance};
-use crate::state::{State, drive_lifecycle, now_ms, schedule_pending};
+use crate::placement::schedule_pending;
+use crate::state::{State, drive_lifecycle, now_ms};
 use crate::store::audit::{self, Change};
 use crate::store::{self, HostRow};
 
@@ -530,12 +531,14 @@ mod tests {
         namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 3, cpu: 100m, memory: 256Mi}\n  \
         resourcemanager: {replicas: 1, cpu: 100m, memory: 512Mi}\n  nodemanager: {replicas: 2, cpu: 100m, memory: 1Gi}\n";
 
-    /// Three hosts with networking (so they hold subnet leases) and the cluster above.
+    /// Four hosts of 3 GiB with networking (so they hold subnet leases) and the cluster above:
+    /// the scheduler packs the masters, a DataNode and a NodeManager on h1 and puts a
+    /// DataNode and a NodeManager on h2, the victim of these tests.
     async fn fleet() -> Result<State> {
         let fleet = FleetSettings { reschedule_after: Duration::from_secs(5), datanode_replace_after: Duration::from_secs(10) };
         let state = State::new(store::Store::in_memory()?, Duration::from_secs(1), crate::network::Settings::default_plan())?.with_fleet(fleet);
-        for (n, id) in ["h1", "h2", "h3"].iter().enumerate() {
-            let info: HostInfo = serde_json::from_value(serde_json::json!({"id": id, "cpu": "16", "memory": "64Gi", "address": format!("10.0.0.{}", n + 1)}))
+        for (n, id) in HOSTS.iter().enumerate() {
+            let info: HostInfo = serde_json::from_value(serde_json::json!({"id": id, "cpu": "16", "memory": "3Gi", "address": format!("10.0.0.{}", n + 1)}))
                 .map_err(|e| Error::invalid("host", e.to_string()))?;
             state.register("agent".into(), info).await?;
         }
@@ -544,6 +547,8 @@ mod tests {
         state.apply("admin".into(), spec, None).await?;
         Ok(state)
     }
+
+    const HOSTS: [&str; 4] = ["h1", "h2", "h3", "h4"];
 
     async fn placed(state: &State) -> Result<Vec<Instance>> {
         state.store.read(|c| store::instances(c, None)).await
@@ -563,7 +568,7 @@ mod tests {
 
     /// Every host but `skip` heartbeats, reporting what is placed on it as running.
     async fn beat_all_but(state: &State, skip: &str) -> Result<()> {
-        for h in ["h1", "h2", "h3"].into_iter().filter(|h| *h != skip) {
+        for h in HOSTS.into_iter().filter(|h| *h != skip) {
             let observed = placed(state)
                 .await?
                 .into_iter()

@@ -6,7 +6,10 @@
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`lifecycle`]: which pools shrink through DataNode decommission / NodeManager drain, and
 //!   what a new replica count of one changes (pure); phases are stepped on every heartbeat.
-//! - [`scheduler`]: pure placement over a snapshot of hosts.
+//! - [`scheduler`]: pure placement over a snapshot of hosts (rules, best-fit scoring, the
+//!   first-fit baseline) and tenants' guarantees (who borrows, what to take back).
+//! - [`placement`]: the scheduler inside a transaction: snapshot from store and hot state,
+//!   guarantees first, borrowed NodeManagers drained for them.
 //! - [`hadoop`]: each instance's rendered Hadoop config, rolled out one restart at a time,
 //!   and each cluster's HDFS/YARN health as its masters report it.
 //! - [`network`]: the cluster CIDR, host subnet leases and each agent's route/address table.
@@ -31,6 +34,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod openapi;
+pub mod placement;
 pub mod quota;
 pub mod network;
 pub mod reconciler;

@@ -13,7 +13,7 @@ use herd_api::lifecycle::{LifecycleConditionKind, Phase};
 use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::validate::validate;
-use herd_api::network::{HostNetwork, NetworkPlan, Protocol};
+use herd_api::network::{HostNetwork, NetworkPlan};
 use herd_api::wire::{
     ClusterStatus, Heartbeat, HeartbeatReply, HostInfo, InstanceStatus, Observed,
     Page, Quota, RegisterReply, ScaleRequest,
@@ -29,7 +29,7 @@ use crate::hot::Hot;
 use crate::lifecycle;
 use crate::network;
 use crate::reconciler::{self, Instance};
-use crate::scheduler::{self, HostView, Request};
+use crate::placement::{self, schedule_pending};
 use crate::quota;
 use crate::store::audit::{self, Change};
 use crate::store::{self, Store};
@@ -215,6 +215,8 @@ impl State {
                 Ok((new, network))
             })
             .await?;
+        // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
+        self.leaving_may_exist();
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
         Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
@@ -263,12 +265,14 @@ impl State {
             } else if !mine.is_empty() {
                 let hot = self.hot.clone();
                 self.store.write(move |tx| drive_lifecycle(tx, &hot, now, lost_after, Some(&mine))).await?;
+                self.leaving_may_exist();
             }
         }
         // A host coming back may make room for what is pending.
         if !was_ready {
             let hot = self.hot.clone();
             self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
+            self.leaving_may_exist();
         }
         // Nothing was committed since this host's reply was last empty: it still is.
         let revision = self.store.current_revision();
@@ -413,7 +417,10 @@ impl State {
                 Ok((tenant, cluster))
             })
             .await
-            .map(|(tenant, cluster)| self.desired.forget(&tenant, &cluster))
+            .map(|(tenant, cluster)| {
+                self.leaving_may_exist();
+                self.desired.forget(&tenant, &cluster)
+            })
     }
 
     pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
@@ -475,6 +482,7 @@ fn apply_in(
         after: spec.requests(),
     };
     quota::check(quota, change).map_err(Error::Quota)?;
+    placement::check_borrowing(tx, quota, &spec, current.as_ref().map(|r| &r.spec))?;
     let existing = store::instances(tx, Some((&tenant, &name)))?;
     let leaving = store::leaving(tx, Some((&tenant, &name)))?;
     let graceful = lifecycle::graceful(&spec);
@@ -634,6 +642,7 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
         .filter(|k| only.is_none_or(|o| o.contains(k)))
         .collect();
     let mut moved = false;
+    let mut left: BTreeSet<(String, String)> = BTreeSet::new();
     for (tenant, name) in clusters {
         let mut members = store::instances(tx, Some((&tenant, &name)))?;
         let ctx = HadoopContext::load(hot, &members, now, lost_after);
@@ -679,6 +688,7 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
                 info!(instance = %instance, "left the cluster");
                 store::delete_instance(tx, instance)?;
                 done.push(instance.clone());
+                left.insert((tenant.clone(), name.clone()));
                 moved = true;
             }
             for c in step.conditions.iter().filter(|c| {
@@ -704,84 +714,17 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
             }
         }
     }
+    // Room came free; an instance taken back for a guarantee comes back pending.
+    for (tenant, name) in &left {
+        placement::refill(tx, tenant, name)?;
+    }
+    if !left.is_empty() {
+        schedule_pending(tx, hot, now, lost_after)?;
+    }
     if moved {
         store::bump_revision(tx)?;
     }
     Ok(())
-}
-
-/// Places every unplaced instance that fits, in a stable order; the rest stay pending
-/// with the reason.
-pub(crate) fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
-    if !store::any_unplaced(tx)? {
-        return Ok(());
-    }
-    let all = store::instances(tx, None)?;
-    let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
-    // Masters first: workers are useless without them, so they must never take their room.
-    pending.sort_by_key(|i| i.role);
-    if pending.is_empty() {
-        return Ok(());
-    }
-    // Host ports each pool publishes: two instances publishing one port never share a host.
-    let mut ports: HashMap<String, Vec<(Protocol, u16)>> = HashMap::new();
-    for row in store::clusters(tx, None)? {
-        for (role, pool) in &row.spec.pools {
-            let key = format!("{}/{}/{}", row.spec.tenant, row.spec.name, role);
-            ports.insert(key, pool.publish.iter().map(|p| (p.protocol, p.host_port())).collect());
-        }
-    }
-    let ports_of = |i: &Instance| ports.get(&pool_key(i)).cloned().unwrap_or_default();
-    let mut on_host: HashMap<&str, Vec<&Instance>> = HashMap::new();
-    for i in &all {
-        if let Some(h) = i.host.as_deref() {
-            on_host.entry(h).or_default().push(i);
-        }
-    }
-    let mut views: Vec<HostView> = hot.with_hosts(|hosts| {
-        hosts
-            .values()
-            .map(|h| {
-                let mine = on_host.get(h.info.id.as_str()).map(Vec::as_slice).unwrap_or_default();
-                let mut per_pool = HashMap::new();
-                for i in mine {
-                    *per_pool.entry(pool_key(i)).or_insert(0) += 1;
-                }
-                HostView {
-                    ready: !h.cordoned && now.saturating_sub(h.last_seen_ms) <= lost_after,
-                    free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
-                    free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
-                    per_pool,
-                    ports: mine.iter().flat_map(|i| ports_of(i)).collect(),
-                    id: h.info.id.clone(),
-                }
-            })
-            .collect()
-    });
-    let requests: Vec<Request> =
-        pending.iter().map(|i| Request { pool: pool_key(i), cpu: i.cpu, memory: i.memory, ports: ports_of(i) }).collect();
-    let placed = scheduler::place(&mut views, &requests);
-    let mut changed = false;
-    for (inst, result) in pending.into_iter().zip(placed) {
-        let updated = match result {
-            Ok(host) => {
-                changed = true;
-                Instance { host: Some(host), pending: None, ..inst.clone() }
-            }
-            Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },
-        };
-        if &updated != inst {
-            store::put_instance(tx, &updated)?;
-        }
-    }
-    if changed {
-        store::bump_revision(tx)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn pool_key(i: &Instance) -> String {
-    format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
 }
 
 /// The hosts of one cluster's members and what they observed, copied from the hot state.
@@ -855,6 +798,7 @@ pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str
     let lost: HashMap<String, u64> =
         members.iter().filter_map(|i| i.host.as_ref()).filter_map(|h| Some((h.clone(), ctx.lost_ms(h)?))).collect();
     let mut observed = ctx.observed;
+    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, info, _)| Some((id.as_str(), info.rack.as_deref()?))).collect();
     let instances = members
         .into_iter()
         .map(|i| InstanceStatus {
@@ -870,6 +814,7 @@ pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str
             leaving: step.status.remove(&i.instance),
             instance: i.instance,
             pool: i.role,
+            rack: i.host.as_deref().and_then(|h| racks.get(h)).map(|r| r.to_string()),
             host: i.host,
             cpu: i.cpu,
             memory: i.memory,
@@ -951,7 +896,7 @@ mod tests {
     use herd_api::wire::{ContainerState, Observed};
     use herd_api::yaml::parse_cluster_spec;
 
-    const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi}\n";
+    const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d}\npools:\n  namenode: {replicas: 1, cpu: 100m, memory: 512Mi}\n  datanode: {replicas: 6, cpu: 100m, memory: 256Mi, maxPerHost: 6}\n";
 
     async fn setup() -> Result<State> {
         let state = State::new(Store::in_memory()?, Duration::from_secs(1), network::Settings::default_plan())?;

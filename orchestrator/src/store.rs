@@ -543,7 +543,9 @@ pub fn insert_tenant(c: &Connection, name: &str, quota: &Quota, now_s: u64) -> R
 
 fn tenant_from_row(c: &Connection, name: String, created_s: i64, quota: &str) -> Result<Tenant> {
     let usage = usage(c, &name, None)?;
-    Ok(Tenant { created_at: created_s as u64, quota: from_json("tenant quota", quota)?, usage, name })
+    let quota: Quota = from_json("tenant quota", quota)?;
+    let (used, borrowed) = crate::placement::tenant_use(c, &name, &quota)?;
+    Ok(Tenant { created_at: created_s as u64, quota, usage, used, borrowed, name })
 }
 
 /// Up to `limit` tenants after `after`, by name, with their quota and usage.
@@ -565,6 +567,18 @@ pub fn tenant(c: &Connection, name: &str) -> Result<Option<Tenant>> {
         })
         .optional()?;
     row.map(|(name, created, quota)| tenant_from_row(c, name, created, &quota)).transpose()
+}
+
+/// Every tenant's quota, by name (no usage: cheap enough for every placement pass).
+pub fn quotas(c: &Connection) -> Result<BTreeMap<String, Quota>> {
+    let mut stmt = c.prepare_cached("SELECT name, quota FROM tenants")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (name, quota) = row?;
+        out.insert(name, from_json("tenant quota", &quota)?);
+    }
+    Ok(out)
 }
 
 pub fn tenant_exists(c: &Connection, name: &str) -> Result<bool> {

@@ -117,7 +117,7 @@ impl State {
             return Err(Error::invalid("name", m));
         }
         check_quota(&req.quota)?;
-        let now = now_ms();
+        let (now, lost_after, hot) = (now_ms(), 3 * self.heartbeat_interval.as_millis() as u64, self.hot.clone());
         self.store
             .write(move |tx| {
                 once_in(tx, once.as_ref(), now, |tx| {
@@ -130,6 +130,7 @@ impl State {
                         }
                         return Ok(answer(200, &existing));
                     }
+                    crate::placement::admit(tx, &hot, &req.name, &req.quota, now, lost_after)?;
                     store::insert_tenant(tx, &req.name, &req.quota, now / 1000)?;
                     let resource = format!("tenants/{}", req.name);
                     audit::record(tx, now, &Change { actor: &actor, action: "tenant.create", resource: &resource, before: None, after: None })?;
@@ -154,9 +155,13 @@ impl State {
     /// stops growth, and scaling down stays possible.
     pub async fn set_quota(&self, actor: String, name: String, quota: Quota) -> Result<Tenant> {
         check_quota(&quota)?;
-        let now = now_ms();
+        let (now, lost_after, hot) = (now_ms(), 3 * self.heartbeat_interval.as_millis() as u64, self.hot.clone());
         self.store
             .write(move |tx| {
+                if !store::tenant_exists(tx, &name)? {
+                    return Err(Error::not_found("tenant", name));
+                }
+                crate::placement::admit(tx, &hot, &name, &quota, now, lost_after)?;
                 if !store::set_quota(tx, &name, &quota)? {
                     return Err(Error::not_found("tenant", name));
                 }

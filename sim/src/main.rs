@@ -237,6 +237,8 @@ fn host_info(args: &Args, i: usize) -> Result<HostInfo> {
         memory: Memory::parse(&args.memory).map_err(anyhow::Error::msg)?,
         rack: Some(format!("rack-{}", i % 40)),
         data_disks: vec!["/data/1".into()],
+        data_disk_capacity: vec![Memory(4 << 40)],
+        labels: Default::default(),
         agent_version: "herd-sim".into(),
         address,
     })

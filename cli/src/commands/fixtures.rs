@@ -19,6 +19,7 @@ pub fn instance(n: u32, host: Option<&str>, state: Option<ContainerState>) -> In
         instance: name.clone(),
         pool: Role::Datanode,
         host: host.map(Into::into),
+        rack: None,
         cpu: Cpu(500),
         memory: Memory(512 << 20),
         pending: None,

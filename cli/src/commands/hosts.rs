@@ -167,6 +167,8 @@ mod tests {
                 memory: Memory(8 << 30),
                 rack: rack.map(Into::into),
                 data_disks: vec![],
+                data_disk_capacity: vec![],
+                labels: Default::default(),
                 agent_version: "0.1.0".into(),
                 address: None,
             },

@@ -58,7 +58,7 @@ fn render(line: &[u8], out: Format, timestamps: bool) -> Result<Option<Vec<u8>>>
     }
     let ts = String::from_utf8_lossy(r.ts);
     Ok(Some(match out {
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let mut v = Vec::with_capacity(r.payload.len() + 40);
             if timestamps {
                 v.extend_from_slice(r.ts);

@@ -20,12 +20,18 @@ pub async fn run(client: &Client, out: Format, cluster: Option<&ClusterRef>) -> 
         }
         None => {
             let clusters = client.clusters().await?;
-            if clusters.is_empty() && out == Format::Table {
+            if clusters.is_empty() && matches!(out, Format::Table | Format::Wide) {
                 eprintln!("no clusters yet; create one with `herd apply -f FILE`");
                 return Ok(());
             }
             output::emit(out, &clusters, || {
-                instance_table(&clusters, SystemTime::now())
+                let mut text = instance_table(&clusters, SystemTime::now(), out == Format::Wide);
+                if out == Format::Wide {
+                    for c in &clusters {
+                        text.push_str(&racks(c));
+                    }
+                }
+                text
             })
         }
     }
@@ -35,7 +41,10 @@ pub async fn run(client: &Client, out: Format, cluster: Option<&ClusterRef>) -> 
 /// conditions, or the whole status as JSON or YAML.
 pub fn print(out: Format, cluster: &ClusterStatus) -> Result<()> {
     output::emit(out, cluster, || {
-        let mut text = instance_table(std::slice::from_ref(cluster), SystemTime::now());
+        let mut text = instance_table(std::slice::from_ref(cluster), SystemTime::now(), out == Format::Wide);
+        if out == Format::Wide {
+            text.push_str(&racks(cluster));
+        }
         text.push_str(&summary(cluster));
         text
     })
@@ -111,10 +120,28 @@ pub fn hadoop(i: &InstanceStatus) -> String {
     if parts.is_empty() { "-".into() } else { parts.join(", ") }
 }
 
-fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
+/// Where a cluster's DataNodes and NodeManagers are, per rack: one line each, e.g.
+/// `acme/prod racks: r1: 2 datanode, 1 nodemanager; r2: 2 datanode` (HDFS keeps a block's
+/// replicas on two racks or more when DataNodes span them).
+pub fn racks(c: &ClusterStatus) -> String {
+    let mut per: std::collections::BTreeMap<&str, std::collections::BTreeMap<String, usize>> = Default::default();
+    for i in c.instances.iter().filter(|i| i.host.is_some()) {
+        *per.entry(i.rack.as_deref().unwrap_or("(no rack)")).or_default().entry(i.pool.to_string()).or_default() += 1;
+    }
+    if per.is_empty() {
+        return String::new();
+    }
+    let racks: Vec<String> = per
+        .iter()
+        .map(|(rack, pools)| format!("{rack}: {}", pools.iter().map(|(p, n)| format!("{n} {p}")).collect::<Vec<_>>().join(", ")))
+        .collect();
+    format!("\n{}/{} racks: {}\n", c.tenant, c.name, racks.join("; "))
+}
+
+fn instance_table(clusters: &[ClusterStatus], now: SystemTime, wide: bool) -> String {
     let rows = clusters.iter().flat_map(|c| {
         c.instances.iter().map(move |i| {
-            vec![
+            let mut row = vec![
                 format!("{}/{}", c.tenant, c.name),
                 i.instance.name.clone(),
                 i.pool.to_string(),
@@ -126,15 +153,18 @@ fn instance_table(clusters: &[ClusterStatus], now: SystemTime) -> String {
                 observed(i).into(),
                 hadoop(i),
                 detail(i, now),
-            ]
+            ];
+            if wide {
+                row.insert(4, i.rack.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
     });
-    output::table(
-        &[
-            "CLUSTER", "INSTANCE", "POOL", "HOST", "IP", "CPU", "MEMORY", "DESIRED", "OBSERVED", "HADOOP", "DETAIL",
-        ],
-        rows,
-    )
+    let mut headers = vec!["CLUSTER", "INSTANCE", "POOL", "HOST", "IP", "CPU", "MEMORY", "DESIRED", "OBSERVED", "HADOOP", "DETAIL"];
+    if wide {
+        headers.insert(4, "RACK");
+    }
+    output::table(&headers, rows)
 }
 
 /// The state the instance's host last reported: `pending` while not placed, `-` while its
@@ -292,7 +322,16 @@ acme/prod  datanode-2  datanode  -     -          500m  512Mi   running  pending
 ";
         let mut c = c;
         c.instances[0].hadoop = Some(herd_api::wire::InstanceHadoop { hdfs_state: Some("In Service".into()), live: Some(true), ..Default::default() });
-        assert_eq!(instance_table(&[c], at("2026-01-01T00:05:10Z")), want);
+        assert_eq!(instance_table(std::slice::from_ref(&c), at("2026-01-01T00:05:10Z"), false), want);
+        // Wide: each instance's rack, and the cluster's pools per rack.
+        c.instances[0].rack = Some("r1".into());
+        c.instances[1].rack = Some("r2".into());
+        let wide = instance_table(std::slice::from_ref(&c), at("2026-01-01T00:05:10Z"), true);
+        let lines: Vec<&str> = wide.lines().collect();
+        assert!(lines[0].starts_with("CLUSTER    INSTANCE    POOL      HOST  RACK  IP"), "{wide}");
+        assert!(lines[1].starts_with("acme/prod  datanode-0  datanode  h1    r1    10.88.0.2"), "{wide}");
+        assert!(lines[3].starts_with("acme/prod  datanode-2  datanode  -     -     -"), "{wide}");
+        assert_eq!(racks(&c), "\nacme/prod racks: r1: 1 datanode; r2: 1 datanode\n");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use herd_api::quantity::{Cpu, Memory};
+use herd_api::quantity::{Cpu, Memory, Resources};
 use herd_api::wire::{Quota, Tenant};
 
 use crate::args::QuotaArgs;
@@ -71,10 +71,17 @@ fn tenant_table(tenants: &[Tenant]) -> String {
             share(t.usage.cpu.to_string(), t.quota.cpu.map(|c: Cpu| c.to_string())),
             share(mem(t.usage.memory), t.quota.memory.map(mem)),
             share(mem(t.usage.disk), t.quota.disk.map(mem)),
-            t.quota.guaranteed.map(|g| format!("{},{},{}", g.cpu, mem(g.memory), mem(g.disk))).unwrap_or_else(|| "-".into()),
+            t.quota.guaranteed.map(resources).unwrap_or_else(|| "-".into()),
+            resources(t.used),
+            resources(t.borrowed),
         ]
     });
-    output::table(&["NAME", "CREATED", "CPU", "MEMORY", "DISK", "GUARANTEED"], rows)
+    output::table(&["NAME", "CREATED", "CPU", "MEMORY", "DISK", "GUARANTEED", "USED", "BORROWED"], rows)
+}
+
+/// `cpu,memory,disk`, compact.
+fn resources(r: Resources) -> String {
+    format!("{},{},{}", r.cpu, output::memory(r.memory), output::memory(r.disk))
 }
 
 #[cfg(test)]
@@ -86,7 +93,9 @@ mod tests {
         let tenant = |name: &str, created_at, quota: serde_json::Value| -> Tenant {
             serde_json::from_value(serde_json::json!({
                 "name": name, "created_at": created_at, "quota": quota,
-                "usage": {"cpu": "1500m", "memory": "3Gi", "disk": "0"}
+                "usage": {"cpu": "1500m", "memory": "3Gi", "disk": "0"},
+                "used": {"cpu": "3", "memory": "5Gi", "disk": "0"},
+                "borrowed": {"cpu": "1", "memory": "1Gi", "disk": "0"}
             }))
             .unwrap_or_else(|e| panic!("fixture tenant: {e}"))
         };
@@ -95,9 +104,9 @@ mod tests {
             tenant("old", 0, serde_json::json!({})),
         ]);
         let want = "\
-NAME  CREATED               CPU      MEMORY   DISK  GUARANTEED
-acme  2026-01-01T00:00:00Z  1500m/4  3Gi/8Gi  0/-   2,4Gi,0
-old   -                     1500m/-  3Gi/-    0/-   -
+NAME  CREATED               CPU      MEMORY   DISK  GUARANTEED  USED     BORROWED
+acme  2026-01-01T00:00:00Z  1500m/4  3Gi/8Gi  0/-   2,4Gi,0     3,5Gi,0  1,1Gi,0
+old   -                     1500m/-  3Gi/-    0/-   -           3,5Gi,0  1,1Gi,0
 ";
         assert_eq!(got, want);
     }

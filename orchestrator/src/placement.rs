@@ -1,0 +1,436 @@
+//! Placement inside the orchestrator's transactions: builds the scheduler's snapshot
+//! ([`HostView`]s and [`Request`]s) from the store and the hot state, runs the pure
+//! [`scheduler::place`], and applies tenants' guarantees ([`scheduler::guarantee`]):
+//! requests within a guarantee go first, and when one still finds no room, borrowed
+//! NodeManagers of tenants above their guarantee are drained for it (most over first).
+//!
+//! ```text
+//!  store (instances, specs, tenants, leaving) ─┐
+//!  hot (hosts: capacity, rack, labels, disks) ─┴─> views + requests ─> scheduler::place
+//!        │                                                                  │ refused, within a guarantee
+//!        └─ guarantee::usage (used, borrowed NodeManagers) ──> guarantee::choose ──> Draining phase
+//!                                                                      (lifecycle drains, removes;
+//!                                                                       refill re-adds it pending)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use herd_api::lifecycle::Phase;
+use herd_api::names::InstanceRef;
+use herd_api::network::Protocol;
+use herd_api::quantity::{Cpu, Memory, Resources};
+use herd_api::wire::Quota;
+use herd_api::{ClusterSpec, Role};
+use rusqlite::Connection;
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::hot::{Hot, HostLive};
+use crate::lifecycle;
+use crate::quota;
+use crate::reconciler::{self, Instance};
+use crate::scheduler::guarantee::{self, Choice, Held, Victim};
+use crate::scheduler::{self, HostView, Request, disk_share};
+use crate::store::audit::{self, Change};
+use crate::store;
+
+/// How long a NodeManager drained for another tenant's guarantee may keep running YARN
+/// containers before it is removed anyway (its pool's own `drainTimeoutSeconds` is for
+/// scale-downs, which nobody is waiting for).
+pub const PREEMPT_DRAIN_TIMEOUT_S: u64 = 30;
+
+/// Whether a host may receive new placements: THE one place that says so. (Host
+/// operations: a cordoned or draining host gets nothing new.)
+pub fn ready(h: &HostLive, now: u64, lost_after: u64) -> bool {
+    !h.cordoned && now.saturating_sub(h.last_seen_ms) <= lost_after
+}
+
+pub(crate) fn pool_key(i: &Instance) -> String {
+    format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
+}
+
+/// What placement needs of one pool, from its cluster's spec.
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    ports: Vec<(Protocol, u16)>,
+    disk: Memory,
+    selector: BTreeMap<String, String>,
+    max_per_host: Option<u32>,
+    /// NodeManagers that leave through the ResourceManager (a drain), not at once.
+    drained: bool,
+}
+
+fn rules(tx: &Connection) -> Result<HashMap<String, Rules>> {
+    let mut out = HashMap::new();
+    for row in store::clusters(tx, None)? {
+        let graceful = lifecycle::graceful(&row.spec);
+        for (role, pool) in &row.spec.pools {
+            let key = format!("{}/{}/{}", row.spec.tenant, row.spec.name, role);
+            out.insert(
+                key,
+                Rules {
+                    ports: pool.publish.iter().map(|p| (p.protocol, p.host_port())).collect(),
+                    disk: if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) },
+                    selector: pool.node_selector.clone(),
+                    max_per_host: row.spec.max_per_host(*role),
+                    drained: graceful.contains(role),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Every host as the scheduler sees it, with what `all` places there taken off.
+fn views(hot: &Hot, all: &[Instance], rules: &HashMap<String, Rules>, now: u64, lost_after: u64) -> Vec<HostView> {
+    let mut on_host: HashMap<&str, Vec<&Instance>> = HashMap::new();
+    for i in all {
+        if let Some(h) = i.host.as_deref() {
+            on_host.entry(h).or_default().push(i);
+        }
+    }
+    let none = Rules::default();
+    let rules_of = |i: &Instance| rules.get(&pool_key(i)).unwrap_or(&none);
+    hot.with_hosts(|hosts| {
+        hosts
+            .values()
+            .map(|h| {
+                let mine = on_host.get(h.info.id.as_str()).map(Vec::as_slice).unwrap_or_default();
+                let mut per_pool = HashMap::new();
+                for i in mine {
+                    *per_pool.entry(pool_key(i)).or_insert(0) += 1;
+                }
+                let capacity = &h.info.data_disk_capacity;
+                let free_disks = (!capacity.is_empty()).then(|| {
+                    let used: u64 = mine.iter().map(|i| disk_share(rules_of(i).disk.0, capacity.len())).sum();
+                    capacity.iter().map(|c| c.0.saturating_sub(used)).collect()
+                });
+                HostView {
+                    ready: ready(h, now, lost_after),
+                    rack: h.info.rack.clone(),
+                    labels: h.info.labels.clone(),
+                    free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
+                    free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
+                    free_disks,
+                    per_pool,
+                    ports: mine.iter().flat_map(|i| rules_of(i).ports.iter().copied()).collect(),
+                    id: h.info.id.clone(),
+                }
+            })
+            .collect()
+    })
+}
+
+fn request(i: &Instance, rules: &HashMap<String, Rules>) -> Request {
+    let r = rules.get(&pool_key(i)).cloned().unwrap_or_default();
+    Request {
+        pool: pool_key(i),
+        cpu: i.cpu,
+        memory: i.memory,
+        disk: r.disk,
+        ports: r.ports,
+        selector: r.selector,
+        max_per_host: r.max_per_host,
+        spread_racks: i.role == Role::Datanode,
+    }
+}
+
+/// Every tenant's guarantee, for tenants that have one.
+fn guarantees(tx: &Connection) -> Result<BTreeMap<String, Resources>> {
+    Ok(store::quotas(tx)?.into_iter().filter_map(|(name, q)| Some((name, q.guaranteed?))).collect())
+}
+
+fn held(all: &[Instance], rules: &HashMap<String, Rules>, leaving: &BTreeSet<InstanceRef>) -> Vec<Held> {
+    all.iter()
+        .filter_map(|i| {
+            Some(Held {
+                host: i.host.clone()?,
+                instance: i.instance.clone(),
+                role: i.role,
+                ordinal: i.ordinal,
+                cpu: i.cpu.0,
+                memory: i.memory.0,
+                disk: rules.get(&pool_key(i)).map_or(0, |r| r.disk.0),
+                leaving: leaving.contains(&i.instance),
+            })
+        })
+        .collect()
+}
+
+/// Places every unplaced instance that fits, in a stable order (masters first; within a
+/// role, requests inside their tenant's guarantee before borrowing ones); the rest stay
+/// pending with the reason. A request within its tenant's guarantee that finds no room has
+/// borrowed NodeManagers of other tenants drained for it.
+pub(crate) fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
+    schedule(tx, hot, now, lost_after, true)
+}
+
+fn schedule(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, may_take_back: bool) -> Result<()> {
+    if !store::any_unplaced(tx)? {
+        return Ok(());
+    }
+    let all = store::instances(tx, None)?;
+    let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rules = rules(tx)?;
+    let guaranteed = guarantees(tx)?;
+    let leaving = store::leaving(tx, None)?;
+    let leaving_set: BTreeSet<InstanceRef> = leaving.keys().cloned().collect();
+    let held = if guaranteed.is_empty() { Vec::new() } else { held(&all, &rules, &leaving_set) };
+    let usage = guarantee::usage(&guaranteed, &held);
+    // Masters first: workers are useless without them, so they must never take their room.
+    pending.sort_by_key(|i| i.role);
+    let within = within_guarantee(&pending, &guaranteed, &usage);
+    let mut order: Vec<usize> = (0..pending.len()).collect();
+    order.sort_by_key(|&k| (pending[k].role, !within[k]));
+    let pending: Vec<&Instance> = order.iter().map(|&k| pending[k]).collect();
+    let within: Vec<bool> = order.iter().map(|&k| within[k]).collect();
+
+    let mut views = views(hot, &all, &rules, now, lost_after);
+    let requests: Vec<Request> = pending.iter().map(|i| request(i, &rules)).collect();
+    let mut placed = scheduler::place(&mut views, &requests);
+
+    let mut taken_back = 0;
+    if !guaranteed.is_empty() && may_take_back {
+        let refused: Vec<usize> = (0..pending.len()).filter(|&k| within[k] && placed[k].is_err()).collect();
+        if !refused.is_empty() {
+            let fleet = views.iter().filter(|v| v.ready).fold(Resources::default(), |a, v| {
+                a.plus(Resources { cpu: Cpu(v.free_cpu), memory: Memory(v.free_memory), disk: Memory(0) })
+            });
+            let fleet = held.iter().fold(fleet, |a, h| a.plus(Resources { cpu: Cpu(h.cpu), memory: Memory(h.memory), disk: Memory(0) }));
+            let mut candidates = victims(&views, &all, &usage, &leaving, fleet);
+            for k in refused {
+                let tenant = &pending[k].instance.tenant;
+                let allowed: Vec<usize> = (0..candidates.len()).filter(|&v| &candidates[v].instance.tenant != tenant).collect();
+                let mine: Vec<Victim> = allowed.iter().map(|&v| candidates[v].clone()).collect();
+                let Some(choice) = guarantee::choose(&views, &requests[k], &mine) else { continue };
+                let (host, chosen, wait) = match choice {
+                    Choice::Drain { host, victims } => (host, victims, false),
+                    Choice::Wait { host, victims } => (host, victims, true),
+                };
+                let chosen: Vec<usize> = chosen.iter().map(|&v| allowed[v]).collect();
+                let (cpu, memory) = chosen.iter().fold((0, 0), |(c, m), &v| (c + candidates[v].cpu, m + candidates[v].memory));
+                let view = &mut views[host];
+                view.free_cpu = (view.free_cpu + cpu).saturating_sub(requests[k].cpu.0);
+                view.free_memory = (view.free_memory + memory).saturating_sub(requests[k].memory.0);
+                let names: Vec<String> = chosen.iter().map(|&v| candidates[v].instance.to_string()).collect();
+                let host_id = view.id.clone();
+                placed[k] = Err(format!(
+                    "within tenant {tenant}'s guaranteed share: {} borrowed NodeManagers on host {host_id} for it ({}); placed once they are gone",
+                    if wait { "waiting for" } else { "draining" },
+                    names.join(", ")
+                ));
+                if !wait {
+                    for &v in &chosen {
+                        let i = all.iter().find(|i| i.instance == candidates[v].instance);
+                        if let Some(i) = i {
+                            take_back(tx, i, &rules, tenant, now)?;
+                            taken_back += usize::from(!rules.get(&pool_key(i)).is_some_and(|r| r.drained));
+                        }
+                    }
+                }
+                let mut chosen = chosen;
+                chosen.sort_unstable();
+                for v in chosen.into_iter().rev() {
+                    candidates.remove(v);
+                }
+            }
+        }
+    }
+
+    let mut changed = false;
+    for (inst, result) in pending.into_iter().zip(placed) {
+        let updated = match result {
+            Ok(host) => {
+                changed = true;
+                Instance { host: Some(host), pending: None, ..inst.clone() }
+            }
+            Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },
+        };
+        if &updated != inst {
+            store::put_instance(tx, &updated)?;
+        }
+    }
+    if changed || taken_back > 0 {
+        store::bump_revision(tx)?;
+    }
+    if taken_back > 0 {
+        // NodeManagers without a ResourceManager to drain through left at once: place again
+        // (the guarantee's requests go first), without taking back more.
+        schedule(tx, hot, now, lost_after, false)?;
+    }
+    Ok(())
+}
+
+/// For each pending instance (in order), whether it lies within its tenant's guarantee:
+/// what the tenant holds plus the tenant's pending instances before it still fit.
+fn within_guarantee(pending: &[&Instance], guaranteed: &BTreeMap<String, Resources>, usage: &BTreeMap<String, guarantee::TenantUse>) -> Vec<bool> {
+    let mut claimed: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    pending
+        .iter()
+        .map(|i| {
+            let t = i.instance.tenant.as_str();
+            let Some(g) = guaranteed.get(t) else { return false };
+            let c = claimed.entry(t).or_insert_with(|| usage.get(t).map_or((0, 0), |u| (u.used.cpu.0, u.used.memory.0)));
+            let next = (c.0 + i.cpu.0, c.1 + i.memory.0);
+            if next.0 <= g.cpu.0 && next.1 <= g.memory.0 {
+                *c = next;
+                true
+            } else {
+                false
+            }
+        })
+        .collect()
+}
+
+/// Borrowed NodeManagers that may be drained, most-over-guarantee tenant first, then those
+/// already leaving (their room is on its way).
+fn victims(
+    views: &[HostView],
+    all: &[Instance],
+    usage: &BTreeMap<String, guarantee::TenantUse>,
+    leaving: &BTreeMap<InstanceRef, Phase>,
+    fleet: Resources,
+) -> Vec<Victim> {
+    let host_index: HashMap<&str, usize> = views.iter().enumerate().map(|(k, v)| (v.id.as_str(), k)).collect();
+    let by_ref: HashMap<&InstanceRef, &Instance> = all.iter().map(|i| (&i.instance, i)).collect();
+    let mut tenants: Vec<(&String, &guarantee::TenantUse)> = usage.iter().filter(|(_, u)| !u.borrowed_nodemanagers.is_empty()).collect();
+    tenants.sort_by(|a, b| guarantee::over_share(b.1, fleet).total_cmp(&guarantee::over_share(a.1, fleet)).then(a.0.cmp(b.0)));
+    let mut out = Vec::new();
+    let mut push = |i: &Instance, rank: usize, draining: bool| {
+        if let Some(&host) = i.host.as_deref().and_then(|h| host_index.get(h)) {
+            out.push(Victim { instance: i.instance.clone(), host, cpu: i.cpu.0, memory: i.memory.0, rank, draining });
+        }
+    };
+    for (rank, (_, u)) in tenants.iter().enumerate() {
+        for nm in &u.borrowed_nodemanagers {
+            if let Some(i) = by_ref.get(nm) {
+                push(i, rank, false);
+            }
+        }
+    }
+    for (nm, _) in leaving.iter().filter(|(i, _)| i.name.starts_with("nodemanager-")) {
+        if let Some(i) = by_ref.get(nm).filter(|i| i.role == Role::Nodemanager) {
+            push(i, 0, true);
+        }
+    }
+    out
+}
+
+/// Takes a borrowed NodeManager back for `for_tenant`: drained through its
+/// ResourceManager with a short timeout when it has one (the lifecycle removes it, and
+/// [`refill`] re-adds it pending), else unplaced at once. Audited.
+fn take_back(tx: &Connection, i: &Instance, rules: &HashMap<String, Rules>, for_tenant: &str, now: u64) -> Result<()> {
+    let drained = rules.get(&pool_key(i)).is_some_and(|r| r.drained);
+    if drained {
+        store::put_phase(tx, &i.instance, &Phase::Draining { since_ms: now, timeout_s: PREEMPT_DRAIN_TIMEOUT_S, refreshed_ms: None })?;
+    } else {
+        let why = format!("borrowed capacity taken back for tenant {for_tenant}'s guaranteed share; waiting for idle capacity");
+        store::put_instance(tx, &Instance { host: None, pending: Some(why), ..i.clone() })?;
+    }
+    let resource = i.instance.to_string();
+    let detail = format!(
+        "borrowed NodeManager on {} taken back for tenant {for_tenant}'s guaranteed share ({}); it runs again when capacity is idle",
+        i.host.as_deref().unwrap_or("?"),
+        if drained { format!("YARN drain, {PREEMPT_DRAIN_TIMEOUT_S} s timeout") } else { "no ResourceManager: stopped at once".into() }
+    );
+    audit::record_detail(tx, now, &Change { actor: "herd", action: "instance.preempt", resource: &resource, before: None, after: None }, Some(&detail))?;
+    info!(instance = %i.instance, host = ?i.host, for_tenant, drained, "borrowed NodeManager taken back");
+    Ok(())
+}
+
+/// Brings graceful pools of cluster `tenant/name` back to their replica count with new,
+/// unplaced instances (lowest free ordinals) when instances left that the spec still asks
+/// for: a NodeManager drained for another tenant's guarantee. A scale-down leaves as many
+/// staying as asked, so it adds nothing. Returns how many were added.
+pub(crate) fn refill(tx: &Connection, tenant: &str, name: &str) -> Result<usize> {
+    let Some(row) = store::cluster(tx, tenant, name)? else { return Ok(0) };
+    let existing = store::instances(tx, Some((tenant, name)))?;
+    let leaving = store::leaving(tx, Some((tenant, name)))?;
+    let mut added = 0;
+    for role in lifecycle::graceful(&row.spec) {
+        let Some(pool) = row.spec.pools.get(&role) else { continue };
+        let mine: Vec<&Instance> = existing.iter().filter(|i| i.role == role).collect();
+        let staying = mine.iter().filter(|i| !leaving.contains_key(&i.instance)).count() as u32;
+        let mut taken: BTreeSet<u32> = mine.iter().map(|i| i.ordinal).collect();
+        let mut ordinal = 0;
+        for _ in staying..pool.replicas.0 {
+            while !taken.insert(ordinal) {
+                ordinal += 1;
+            }
+            store::put_instance(tx, &reconciler::new_instance(tenant, name, role, ordinal, pool))?;
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// Refuses a spec that takes a tenant with a guarantee over it with anything but
+/// NodeManagers: DataNodes and masters are never taken back, so only NodeManagers borrow.
+pub(crate) fn check_borrowing(tx: &Connection, quota: &Quota, spec: &ClusterSpec, before: Option<&ClusterSpec>) -> Result<()> {
+    if quota.guaranteed.is_none() {
+        return Ok(());
+    }
+    let others = store::clusters(tx, Some(&spec.tenant))?
+        .into_iter()
+        .filter(|r| r.spec.name != spec.name)
+        .fold(Resources::default(), |a, r| a.plus(quota::pinned(&r.spec)));
+    let change = quota::Change { others, before: before.map(quota::pinned).unwrap_or_default(), after: quota::pinned(spec) };
+    quota::check_borrowing(quota, change).map_err(Error::Quota)
+}
+
+/// Refuses a tenant's new guarantee when the fleet's ready hosts could not hold every
+/// tenant's guarantee at once (plus what tenants without one hold that is never taken
+/// back). A guarantee that does not grow is never refused.
+pub(crate) fn admit(tx: &Connection, hot: &Hot, tenant: &str, quota: &Quota, now: u64, lost_after: u64) -> Result<()> {
+    let Some(g) = quota.guaranteed else { return Ok(()) };
+    let mut all = guarantees(tx)?;
+    let before = all.insert(tenant.to_string(), g);
+    if before.is_some_and(|b| g.cpu <= b.cpu && g.memory <= b.memory && g.disk <= b.disk) {
+        return Ok(());
+    }
+    let (fleet, hosts) = hot.with_hosts(|hosts| {
+        let ready: Vec<&HostLive> = hosts.values().filter(|h| ready(h, now, lost_after)).collect();
+        let fleet = ready.iter().fold(Resources::default(), |a, h| {
+            let disk = h.info.data_disk_capacity.iter().map(|d| d.0).sum();
+            a.plus(Resources { cpu: h.info.cpu, memory: h.info.memory, disk: Memory(disk) })
+        });
+        (fleet, ready.len())
+    });
+    let rules = rules(tx)?;
+    let pinned = store::instances(tx, None)?
+        .iter()
+        .filter(|i| i.host.is_some() && i.role != Role::Nodemanager && !all.contains_key(&i.instance.tenant))
+        .fold(Resources::default(), |a, i| {
+            let disk = rules.get(&pool_key(i)).map_or(Memory(0), |r| r.disk);
+            a.plus(Resources { cpu: i.cpu, memory: i.memory, disk })
+        });
+    guarantee::admit(fleet, hosts, &all, pinned).map_err(Error::Quota)
+}
+
+/// What tenant `name` holds now (placed instances) and how much of it is borrowed (above
+/// its guarantee; everything when it has none).
+pub(crate) fn tenant_use(c: &Connection, name: &str, quota: &Quota) -> Result<(Resources, Resources)> {
+    let mine: Vec<Instance> = store::instances_of_tenant(c, name)?.into_iter().filter(|i| i.host.is_some()).collect();
+    if mine.is_empty() {
+        return Ok((Resources::default(), Resources::default()));
+    }
+    let rules = rules_of_tenant(c, name)?;
+    let held = held(&mine, &rules, &BTreeSet::new());
+    let g: BTreeMap<String, Resources> = quota.guaranteed.map(|g| (name.to_string(), g)).into_iter().collect();
+    let u = guarantee::usage(&g, &held).remove(name).unwrap_or_default();
+    Ok((u.used, u.borrowed))
+}
+
+fn rules_of_tenant(c: &Connection, tenant: &str) -> Result<HashMap<String, Rules>> {
+    let mut out = HashMap::new();
+    for row in store::clusters(c, Some(tenant))? {
+        for (role, pool) in &row.spec.pools {
+            let disk = if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) };
+            out.insert(format!("{tenant}/{}/{role}", row.spec.name), Rules { disk, ..Rules::default() });
+        }
+    }
+    Ok(out)
+}

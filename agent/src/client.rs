@@ -25,9 +25,18 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: Url, token: String) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
-        Ok(Self { http, base, token })
+    /// A client of the orchestrator at `base`; `roots`: CA certificates (PEM) to trust for its
+    /// HTTPS besides the public ones (`--ca-file`).
+    pub fn new(base: Url, token: String, roots: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(15));
+        if let Some(pem) = roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)?;
+            anyhow::ensure!(!certs.is_empty(), "no certificate in it");
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        Ok(Self { http: builder.build()?, base, token })
     }
 
     async fn post<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(

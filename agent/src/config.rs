@@ -55,6 +55,10 @@ pub struct Args {
     /// File holding the agent's bearer token (safer than --token, which `ps` shows).
     #[arg(long, env = "HERD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed an https --orchestrator's certificate, when it is not a
+    /// public one (e.g. the ca.pem of `herd-orchestrator tls-init`).
+    #[arg(long, env = "HERD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Container networking: `herd` (the agent plumbs every container: bridge, veth, routes,
     /// firewall; needs root and the `nft` tool) or `none` (containers get loopback only)
     /// [default: herd].
@@ -123,6 +127,7 @@ struct File {
     #[serde(default)]
     data_disks: Vec<PathBuf>,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     network: Option<NetworkMode>,
     bridge: Option<String>,
     address: Option<Ipv4Addr>,
@@ -172,6 +177,8 @@ pub struct Config {
     pub syslog: Option<syslog::Target>,
     /// Credentials per registry host, for pulling missing images.
     pub registries: std::collections::BTreeMap<String, crate::pull::RegistryAuth>,
+    /// Extra CA certificates (PEM) to trust for the orchestrator's HTTPS.
+    pub ca_file: Option<PathBuf>,
 }
 
 // NB: by hand, so the token never reaches a log through `{:?}`.
@@ -346,6 +353,7 @@ impl Config {
                 mtu,
                 allow_egress: if args.allow_egress.is_empty() { file.allow_egress } else { args.allow_egress },
                 registries: file.registries,
+                ca_file: args.ca_file.or(file.ca_file),
             }),
             _ => Err(ConfigError(problems)),
         }

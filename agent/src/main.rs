@@ -37,7 +37,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot reach the Docker engine (is dockerd running, and may this user use /var/run/docker.sock?)")?
         .with_log_max_size(config.docker_log_max_size);
-    let client = Client::new(config.orchestrator.clone(), config.token.clone()).context("cannot build HTTP client")?;
+    let roots = match &config.ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?),
+        None => None,
+    };
+    let client = Client::new(config.orchestrator.clone(), config.token.clone(), roots.as_deref())
+        .with_context(|| format!("cannot set up the HTTP client (--ca-file {:?})", config.ca_file))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the log endpoint (set --listen)", config.listen))?;

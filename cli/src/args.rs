@@ -54,6 +54,10 @@ pub struct Cli {
     /// A file holding the API token's secret, e.g. the orchestrator's admin.token.
     #[arg(long, global = true, env = "HERD_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed an https --server's certificate, when it is not a public
+    /// one (e.g. the ca.pem of `herd-orchestrator tls-init`).
+    #[arg(long, global = true, env = "HERD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format of reads and of the results of changes.
     ///
     /// `json` and `yaml` print the API's objects as they are, for scripts; one-line results

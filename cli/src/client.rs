@@ -38,6 +38,8 @@ pub struct Client {
     server: String,
     /// The bearer token (`--token`, `HERD_TOKEN`, `HERD_TOKEN_FILE`); never printed.
     token: Option<String>,
+    /// CA certificates trusted besides the public ones (`--ca-file`).
+    roots: Vec<reqwest::Certificate>,
 }
 
 /// The orchestrator refused the token (401): says how to get one.
@@ -112,6 +114,11 @@ struct Body {
     text: String,
 }
 
+/// The client's settings but TLS roots: an overall timeout, herd's user agent.
+fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(timeout).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Client {
     /// A client for the orchestrator at `server`, e.g. `http://127.0.0.1:7480`.
     pub fn new(server: &str, token: Option<String>) -> Result<Self> {
@@ -123,16 +130,30 @@ impl Client {
                     "--server `{server}` is not an http(s) URL; write e.g. http://127.0.0.1:7480"
                 )
             })?;
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot set up the HTTP client")?;
+        let http = http_builder(REQUEST_TIMEOUT).build().context("cannot set up the HTTP client")?;
         Ok(Self {
             http,
             server: url.as_str().trim_end_matches('/').to_string(),
             token,
+            roots: Vec::new(),
         })
+    }
+
+    /// The same client, trusting the CA certificates in `ca_file` (PEM) besides the public ones.
+    pub fn with_ca_file(mut self, ca_file: Option<&std::path::Path>) -> Result<Self> {
+        let Some(path) = ca_file else { return Ok(self) };
+        let pem = std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("--ca-file {}: not PEM certificates", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("--ca-file {}: no certificate in it", path.display());
+        }
+        let mut builder = http_builder(REQUEST_TIMEOUT);
+        for c in &certs {
+            builder = builder.add_root_certificate(c.clone());
+        }
+        self.http = builder.build().context("cannot set up the HTTP client")?;
+        self.roots = certs;
+        Ok(self)
     }
 
     /// `GET /v1/hosts`, every page.
@@ -328,11 +349,11 @@ impl Client {
     /// `GET {path}` as a stream (a log read): the response once it is a success. No overall
     /// timeout, as a followed log streams for as long as the reader wants.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot set up the HTTP client")?;
+        let mut builder = reqwest::Client::builder().connect_timeout(REQUEST_TIMEOUT).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")));
+        for c in &self.roots {
+            builder = builder.add_root_certificate(c.clone());
+        }
+        let http = builder.build().context("cannot set up the HTTP client")?;
         let unreachable = |e: reqwest::Error| Unreachable {
             server: self.server.clone(),
             cause: cause(&e),
@@ -500,7 +521,11 @@ fn cause(e: &reqwest::Error) -> String {
     while let Some(source) = inner.source() {
         inner = source;
     }
-    inner.to_string()
+    let text = inner.to_string();
+    if text.contains("certificate") {
+        return format!("{text}: the server's TLS certificate is not trusted; if its CA is your own, pass --ca-file CA.pem (or HERD_CA_FILE)");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -58,6 +58,17 @@ pub struct Args {
     /// (a new identity, placed elsewhere; HDFS re-replicates the old one's blocks) [default: 10m].
     #[arg(long, env = "HERD_DATANODE_REPLACE_AFTER", value_parser = humantime::parse_duration)]
     pub datanode_replace_after: Option<Duration>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); `herd-orchestrator tls-init`
+    /// makes one for trying herd out.
+    #[arg(long, env = "HERD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HERD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (tokens and specs cross the network
+    /// in clear: only on a network you trust, e.g. a test bed).
+    #[arg(long, env = "HERD_INSECURE_HTTP")]
+    pub insecure_http: bool,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
     #[arg(long, env = "HERD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -68,6 +79,18 @@ pub struct Args {
 pub enum Command {
     /// Print the HTTP API's OpenAPI 3 document (JSON) and exit.
     Openapi,
+    /// Make a local CA and a server certificate for trying herd out over TLS: writes
+    /// DIR/ca.pem (give it to `herd --ca-file` and `herd-agent --ca-file`), DIR/server.pem and
+    /// DIR/server.key (give them to --tls-cert and --tls-key). Never replaces an existing CA.
+    #[command(after_help = "Example:\n  herd-orchestrator tls-init --dir /var/lib/herd/tls --name 127.0.0.1 --name orch.example.com")]
+    TlsInit {
+        /// Folder to write into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A DNS name or IP address clients reach the orchestrator at; repeat for each.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +110,10 @@ struct File {
     reschedule_after: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     datanode_replace_after: Option<Duration>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_http: bool,
 }
 
 /// `FIRST-LAST`, both from 1024 to 65535.
@@ -125,6 +152,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// What happens to the instances of lost hosts, and when.
     pub fleet: crate::fleet::FleetSettings,
+    /// Certificate chain and key to serve HTTPS with; plain HTTP when `None`.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why the configuration cannot be used.
@@ -144,6 +173,8 @@ pub enum ConfigError {
     ShutdownTimeout(Duration),
     #[error("{0}")]
     Fleet(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Config {
@@ -182,6 +213,17 @@ impl Config {
             datanode_replace_after: args.datanode_replace_after.or(file.datanode_replace_after).unwrap_or(defaults.datanode_replace_after),
         };
         fleet.check(heartbeat_interval).map_err(ConfigError::Fleet)?;
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::Tls("tls_cert and tls_key go together: give both, or neither".into())),
+        };
+        if tls.is_none() && crate::tls::plain_needs_consent(&listen) && !(args.insecure_http || file.insecure_http) {
+            return Err(ConfigError::Tls(format!(
+                "--listen {listen} is not loopback and no --tls-cert/--tls-key is given: serve HTTPS (try \
+                 `herd-orchestrator tls-init`), or pass --insecure-http to serve plain HTTP anyway"
+            )));
+        }
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
@@ -192,6 +234,7 @@ impl Config {
             heartbeat_interval,
             shutdown_timeout,
             fleet,
+            tls,
             data_dir,
         })
     }
@@ -215,6 +258,14 @@ mod tests {
         assert_eq!(resolve(&["--shutdown-timeout", "5s"]).map(|c| c.shutdown_timeout).ok(), Some(Duration::from_secs(5)));
         let err = resolve(&["--shutdown-timeout", "11m"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("shutdown_timeout must be at most 10m"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_without_consent() {
+        let err = resolve(&["--listen", "0.0.0.0:7480"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--insecure-http") && err.contains("tls-init"), "{err}");
+        assert!(resolve(&["--listen", "0.0.0.0:7480", "--insecure-http"]).is_ok());
+        assert!(resolve(&["--listen", "127.0.0.1:7480"]).is_ok_and(|c| c.tls.is_none()));
     }
 
     #[test]

@@ -42,5 +42,6 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod tenancy;
+pub mod tls;
 
 pub use error::{Error, Result};

@@ -33,9 +33,21 @@ async fn run() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    if let Some(Command::Openapi) = args.command {
-        print!("{}", herd_orchestrator::openapi::pretty());
-        return Ok(());
+    match &args.command {
+        Some(Command::Openapi) => {
+            print!("{}", herd_orchestrator::openapi::pretty());
+            return Ok(());
+        }
+        Some(Command::TlsInit { dir, names }) => {
+            herd_orchestrator::tls::init(dir, names)?;
+            println!(
+                "wrote {0}/ca.pem, {0}/server.pem and {0}/server.key: serve with --tls-cert {0}/server.pem --tls-key {0}/server.key; \
+                 clients trust it with --ca-file {0}/ca.pem (or HERD_CA_FILE)",
+                dir.display()
+            );
+            return Ok(());
+        }
+        None => {}
     }
     let config = Config::resolve(args)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -46,12 +58,20 @@ async fn run() -> anyhow::Result<()> {
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(herd_orchestrator::tls::server_config(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // NB: the one line on stdout; scripts and tests read the bound address from it.
-    herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on http://{addr}"));
+    herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on {scheme}://{addr}"));
+    if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
+        warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
+    }
     info!(%addr, store = %config.store.display(), "serving");
 
     let shutdown = CancellationToken::new();
@@ -84,8 +104,21 @@ async fn run() -> anyhow::Result<()> {
     let log_key = herd_orchestrator::logs::LogKey::load_or_create(&key_file)
         .with_context(|| format!("cannot read or create the agents' log key {}", key_file.display()))?;
     let app = http::router(state).layer(axum::Extension(ports)).layer(axum::Extension(log_key));
-    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            // NB: tap_io gives the TLS listener's connections `ConnectInfo<SocketAddr>`.
+            let listener = herd_orchestrator::tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+            Box::pin(std::future::IntoFuture::into_future(
+                axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
+            ))
+        }
+        None => Box::pin(std::future::IntoFuture::into_future(
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
+        )),
+    };
     // Open requests get --shutdown-timeout to finish; followed logs (`herd logs -f`) never
     // finish by themselves, so they are cut then.
     let deadline = async {
@@ -93,7 +126,7 @@ async fn run() -> anyhow::Result<()> {
         tokio::time::sleep(config.shutdown_timeout).await;
     };
     tokio::select! {
-        served = std::future::IntoFuture::into_future(serve) => served.context("HTTP server failed")?,
+        served = serve => served.context("HTTP server failed")?,
         () = deadline => warn!(deadline = ?config.shutdown_timeout, "open requests and log streams cut at the shutdown deadline"),
     }
     // Agents' last reports, written behind: flush them before going.

@@ -242,6 +242,8 @@ impl Testbed {
             .args(["netns", "exec", &self.underlay_ns])
             .arg(bins().join("herd-orchestrator"))
             .args(["--data-dir", &dir.display().to_string(), "--listen", &format!("{}.1:7480", self.plan.underlay)])
+            // NB: a test bed's own underlay namespace; TLS is tested in tests/tls.rs.
+            .arg("--insecure-http")
             .args(["--heartbeat-interval", "500ms", "--cluster-cidr", self.plan.cluster_cidr])
             .args(extra)
             .stdout(Stdio::null())

@@ -34,7 +34,7 @@ fn token(cli: &Cli) -> Result<Option<String>> {
 
 /// Runs the command the command line names.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.server, token(&cli)?)?;
+    let client = Client::new(&cli.server, token(&cli)?)?.with_ca_file(cli.ca_file.as_deref())?;
     let out = cli.output;
     match cli.command {
         Command::Apply { file, wait } => apply::run(&client, out, &file, wait.limit()).await,

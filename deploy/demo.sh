@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 
 DEMO_DIR=${HERD_DEMO_DIR:-$PWD/.herd-demo}
 PORT=${HERD_DEMO_PORT:-7480}
-export HERD_SERVER="http://127.0.0.1:$PORT"
+# TLS end to end: a local CA made once by `herd-orchestrator tls-init` (kept with the demo's state).
+export HERD_SERVER="https://127.0.0.1:$PORT"
+export HERD_CA_FILE=$DEMO_DIR/tls/ca.pem
 BIN=$PWD/target/debug
 
 stop() {
@@ -49,15 +51,20 @@ echo "==> building testbed images"
 stop
 mkdir -p "$DEMO_DIR"
 
+if [[ ! -s $HERD_CA_FILE ]]; then
+    echo "==> making a local CA and the orchestrator's certificate ($DEMO_DIR/tls)"
+    "$BIN/herd-orchestrator" tls-init --dir "$DEMO_DIR/tls" --name 127.0.0.1 --name localhost >/dev/null
+fi
 echo "==> starting herd-orchestrator on $HERD_SERVER (log: $DEMO_DIR/orchestrator.log)"
 "$BIN/herd-orchestrator" --data-dir "$DEMO_DIR/orchestrator" --listen "127.0.0.1:$PORT" \
+    --tls-cert "$DEMO_DIR/tls/server.pem" --tls-key "$DEMO_DIR/tls/server.key" \
     >"$DEMO_DIR/orchestrator.out" 2>"$DEMO_DIR/orchestrator.log" &
 echo $! >"$DEMO_DIR/orchestrator.pid"
 for _ in $(seq 50); do
-    curl -fsS "$HERD_SERVER/healthz" >/dev/null 2>&1 && break
+    curl -fsS --cacert "$HERD_CA_FILE" "$HERD_SERVER/healthz" >/dev/null 2>&1 && break
     sleep 0.2
 done
-curl -fsS "$HERD_SERVER/healthz" >/dev/null || { echo "orchestrator did not start:" >&2; tail "$DEMO_DIR/orchestrator.log" >&2; exit 1; }
+curl -fsS --cacert "$HERD_CA_FILE" "$HERD_SERVER/healthz" >/dev/null || { echo "orchestrator did not start:" >&2; tail "$DEMO_DIR/orchestrator.log" >&2; exit 1; }
 # The orchestrator wrote its first admin token there on first start (mode 0600).
 export HERD_TOKEN_FILE=$DEMO_DIR/orchestrator/admin.token
 unset HERD_TOKEN
@@ -68,7 +75,7 @@ fi
 echo "==> starting herd-agent for host demo-host (log: $DEMO_DIR/agent.log)"
 # NB: the testbed doubles idle, so the demo host offers 4 CPUs even on a 2-core laptop.
 # Its log endpoint (proxied by `herd logs`) listens on a free loopback port.
-"$BIN/herd-agent" --orchestrator "$HERD_SERVER" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo --cpus 4 \
+"$BIN/herd-agent" --orchestrator "$HERD_SERVER" --ca-file "$HERD_CA_FILE" --host-id demo-host --data-dir "$DEMO_DIR/agent" --rack demo --cpus 4 \
     --token-file "$DEMO_DIR/agent.token" --listen 127.0.0.1:0 >/dev/null 2>"$DEMO_DIR/agent.log" &
 echo $! >"$DEMO_DIR/agent.pid"
 
@@ -83,7 +90,7 @@ echo
 cat <<MSG
 
 The demo is running. Try:
-  export HERD_SERVER=$HERD_SERVER HERD_TOKEN_FILE=$HERD_TOKEN_FILE
+  export HERD_SERVER=$HERD_SERVER HERD_TOKEN_FILE=$HERD_TOKEN_FILE HERD_CA_FILE=$HERD_CA_FILE
   $BIN/herd scale acme/quickstart datanode=4 --wait
   docker exec herd.acme.quickstart.namenode-0 hdfs dfsadmin -report
   docker exec herd.acme.quickstart.namenode-0 sh -c 'head -c 1000000 /dev/urandom >/tmp/f; hdfs dfs -put /tmp/f /f; hdfs fsck /'

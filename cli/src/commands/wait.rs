@@ -344,6 +344,15 @@ mod tests {
     }
 
     #[test]
+    fn instances_on_a_lost_host_are_unknown_never_running() {
+        let mut lost = instance(1, Some("h2"), Some(ContainerState::Unknown));
+        lost.host_lost_ms_ago = Some(12_000);
+        let c = cluster(vec![instance(0, Some("h1"), Some(ContainerState::Running)), lost]);
+        assert_eq!(c.running(), 1);
+        assert_eq!(progress_line(&acme_prod(), &c), "waiting for acme/prod: 1/2 running, 1 unknown (datanode-1: unknown on h2 (host lost 12s ago))");
+    }
+
+    #[test]
     fn timeout_report_says_why_and_what_next() {
         let c = cluster(vec![
             instance(0, Some("h1"), Some(ContainerState::Running)),

@@ -1,7 +1,9 @@
 //! TLS end to end on loopback: `herd-orchestrator tls-init` makes a CA and a certificate, the
 //! orchestrator serves HTTPS with them, the CLI and an agent work with `--ca-file`, and both
-//! refuse a server whose certificate no trusted CA signed. Plain HTTP off loopback is refused
-//! without `--insecure-http`.
+//! refuse a server whose certificate no trusted CA signed; the agent's log endpoint serves
+//! HTTPS too and `herd logs` reads through it (the orchestrator trusts it with
+//! `--agent-ca-file`). Plain HTTP off loopback is refused without `--insecure-http`. Needs
+//! Docker (one container, for its logs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -11,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use herd_tests::{Agent, Proc, bins, unique, wait_for};
+use herd_tests::{Agent, Proc, TenantContainers, bins, docker, unique, wait_for};
 
 fn tls_init(dir: &Path) -> Result<()> {
     let out = Command::new(bins().join("herd-orchestrator")).args(["tls-init", "--dir"]).arg(dir).args(["--name", "127.0.0.1", "--name", "localhost"]).output()?;
@@ -30,6 +32,7 @@ fn herd(url: &str, token_file: &Path, ca: Option<&Path>, args: &[&str]) -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_over_tls_with_the_local_ca_and_an_unknown_certificate_refused() -> Result<()> {
+    docker();
     let tmp = tempfile::tempdir()?;
     let (tls, other) = (tmp.path().join("tls"), tmp.path().join("other"));
     tls_init(&tls)?;
@@ -47,6 +50,8 @@ async fn the_api_over_tls_with_the_local_ca_and_an_unknown_certificate_refused()
         .arg(tls.join("server.pem"))
         .arg("--tls-key")
         .arg(tls.join("server.key"))
+        .arg("--agent-ca-file")
+        .arg(tls.join("ca.pem"))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
@@ -77,16 +82,40 @@ async fn the_api_over_tls_with_the_local_ca_and_an_unknown_certificate_refused()
         ensure!(out.status.success(), "agent token: {}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let ca_arg = ca.display().to_string();
-        let mut agent = Agent::start_with(&url, &token, &host, &tmp.path().join("agent"), "1", "1Gi", &["--ca-file", &ca_arg])?;
+        let (cert, key) = (tls.join("server.pem").display().to_string(), tls.join("server.key").display().to_string());
+        let mut agent =
+            Agent::start_with(&url, &token, &host, &tmp.path().join("agent"), "1", "1Gi", &["--ca-file", &ca_arg, "--tls-cert", &cert, "--tls-key", &key])?;
         let ready = wait_for("the agent's host ready over TLS", Duration::from_secs(30), || async {
             let out = herd(&url, &admin, Some(&ca), &["hosts", "-o", "json"])?;
             let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             Ok(hosts.as_array().into_iter().flatten().any(|h| h["info"]["id"] == host.as_str() && h["state"] == "ready").then_some(()))
         })
         .await;
+        if let Err(e) = ready {
+            anyhow::bail!("{e}\nagent:\n{}", agent.proc.log_text());
+        }
+
+        // Its log endpoint is HTTPS: `herd logs` reads an instance's output through it.
+        let _cleanup = TenantContainers(tenant.clone());
+        let spec = tmp.path().join("spec.yaml");
+        std::fs::write(
+            &spec,
+            format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n"),
+        )?;
+        let spec_arg = spec.display().to_string();
+        let out = herd(&url, &admin, Some(&ca), &["apply", "-f", &spec_arg, "--wait", "--timeout", "60s"])?;
+        ensure!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+        let instance = format!("{tenant}/c/datanode-0");
+        let logs = wait_for("the instance's logs through the agent's HTTPS endpoint", Duration::from_secs(30), || async {
+            let out = herd(&url, &admin, Some(&ca), &["logs", &instance, "--tail", "5"])?;
+            Ok((out.status.success() && !out.stdout.is_empty()).then_some(()))
+        })
+        .await;
+        let last = herd(&url, &admin, Some(&ca), &["logs", &instance, "--tail", "5"])?;
         let agent_log = agent.proc.log_text();
         agent.proc.kill();
-        ready.map_err(|e| anyhow::anyhow!("{e}\nagent:\n{agent_log}"))?;
+        logs.map_err(|e| anyhow::anyhow!("{e}\nherd logs: {}\nagent:\n{agent_log}", String::from_utf8_lossy(&last.stderr)))?;
+        ensure!(agent_log.contains("tls=true"), "the log endpoint did not serve TLS:\n{agent_log}");
 
         let lost = unique("tlsx");
         let mut blind = Agent::start_with(&url, &token, &lost, &tmp.path().join("blind"), "1", "1Gi", &[])?;

@@ -59,6 +59,13 @@ pub struct Args {
     /// public one (e.g. the ca.pem of `herd-orchestrator tls-init`).
     #[arg(long, env = "HERD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain for the log endpoint (--listen) to serve HTTPS with (with
+    /// --tls-key); the orchestrator trusts its CA with its --agent-ca-file.
+    #[arg(long, env = "HERD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HERD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Container networking: `herd` (the agent plumbs every container: bridge, veth, routes,
     /// firewall; needs root and the `nft` tool) or `none` (containers get loopback only)
     /// [default: herd].
@@ -128,6 +135,8 @@ struct File {
     data_disks: Vec<PathBuf>,
     token_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     network: Option<NetworkMode>,
     bridge: Option<String>,
     address: Option<Ipv4Addr>,
@@ -179,6 +188,8 @@ pub struct Config {
     pub registries: std::collections::BTreeMap<String, crate::pull::RegistryAuth>,
     /// Extra CA certificates (PEM) to trust for the orchestrator's HTTPS.
     pub ca_file: Option<PathBuf>,
+    /// Certificate chain and key the log endpoint serves HTTPS with.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 // NB: by hand, so the token never reaches a log through `{:?}`.
@@ -276,6 +287,14 @@ impl Config {
                 problems.push(format!("--label {k}={v}: {m}"));
             }
         }
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                problems.push("--tls-cert and --tls-key go together: give both, or neither".into());
+                None
+            }
+        };
         let cpu = args.cpus.or(file.cpus).unwrap_or_else(detect_cpu);
         let memory = args.memory.or(file.memory).unwrap_or_else(detect_memory);
         if cpu.0 == 0 {
@@ -354,6 +373,7 @@ impl Config {
                 allow_egress: if args.allow_egress.is_empty() { file.allow_egress } else { args.allow_egress },
                 registries: file.registries,
                 ca_file: args.ca_file.or(file.ca_file),
+                tls,
             }),
             _ => Err(ConfigError(problems)),
         }

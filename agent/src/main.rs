@@ -62,14 +62,19 @@ async fn main() -> anyhow::Result<()> {
     let secret = serve::new_secret();
     // NB: on the configured underlay address when listening on all: the orchestrator takes a
     // log endpoint only on the host's registered address.
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(herd_tls::server_config(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let advertised = match (bound.ip().is_unspecified(), config.address) {
-        (true, Some(a)) => format!("http://{}", std::net::SocketAddr::new(a.into(), bound.port())),
-        _ => serve::advertised_url(bound, &config.orchestrator),
+        (true, Some(a)) => format!("{scheme}://{}", std::net::SocketAddr::new(a.into(), bound.port())),
+        _ => serve::advertised_url(bound, &config.orchestrator, scheme),
     };
     let endpoint = LogEndpoint { url: advertised, secret: secret.clone() };
     let log_auth = serve::Auth::new(&secret);
     let server = serve::Server::new(log_root, config.log_rotation.max_files, log_auth.clone());
-    let served = tokio::spawn(server.serve(listener, shutdown.clone()));
+    let served = tokio::spawn(server.serve(listener, tls, shutdown.clone()));
     let pulls = herd_agent::pull::Pulls::new(config.registries.clone());
     Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_auth: Some(log_auth), pulls }.run(shutdown).await;
     // Captures make what they wrote durable on shutdown; bounded, as a stuck disk must not hang us.

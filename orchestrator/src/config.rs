@@ -65,6 +65,10 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "HERD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA that signed the agents' log endpoint certificates (their
+    /// --tls-cert), when it is not a public one.
+    #[arg(long, env = "HERD_AGENT_CA_FILE")]
+    pub agent_ca_file: Option<PathBuf>,
     /// Serve plain HTTP on an address other than loopback (tokens and specs cross the network
     /// in clear: only on a network you trust, e.g. a test bed).
     #[arg(long, env = "HERD_INSECURE_HTTP")]
@@ -112,6 +116,7 @@ struct File {
     datanode_replace_after: Option<Duration>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    agent_ca_file: Option<PathBuf>,
     #[serde(default)]
     insecure_http: bool,
 }
@@ -154,6 +159,8 @@ pub struct Config {
     pub fleet: crate::fleet::FleetSettings,
     /// Certificate chain and key to serve HTTPS with; plain HTTP when `None`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA certificates (PEM) to trust for agents' HTTPS log endpoints.
+    pub agent_ca_file: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used.
@@ -235,6 +242,7 @@ impl Config {
             shutdown_timeout,
             fleet,
             tls,
+            agent_ca_file: args.agent_ca_file.or(file.agent_ca_file),
             data_dir,
         })
     }

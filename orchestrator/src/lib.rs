@@ -42,6 +42,7 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod tenancy;
-pub mod tls;
+/// TLS for the API (see the `herd-tls` crate).
+pub use herd_tls as tls;
 
 pub use error::{Error, Result};

@@ -69,10 +69,29 @@ impl LogKey {
     }
 }
 
+/// CA certificates trusted for agents' HTTPS log endpoints besides the public ones.
+static AGENT_ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+
+/// Trusts the CA certificates in `pem` for agents' HTTPS log endpoints (`--agent-ca-file`);
+/// once, at start, before any log is read.
+pub fn trust_agent_cas(pem: &[u8]) -> std::result::Result<(), String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    AGENT_ROOTS.set(certs).map_err(|_| "agent CAs were set already".to_string())
+}
+
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    // NB: no overall timeout: a followed log streams for as long as the reader wants.
-    CLIENT.get_or_init(|| reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().unwrap_or_default())
+    CLIENT.get_or_init(|| {
+        // NB: no overall timeout: a followed log streams for as long as the reader wants.
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        for c in AGENT_ROOTS.get().into_iter().flatten() {
+            builder = builder.add_root_certificate(c.clone());
+        }
+        builder.build().unwrap_or_default()
+    })
 }
 
 impl State {

@@ -58,6 +58,10 @@ async fn run() -> anyhow::Result<()> {
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
+    if let Some(path) = &config.agent_ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read --agent-ca-file {}", path.display()))?;
+        herd_orchestrator::logs::trust_agent_cas(&pem).map_err(|e| anyhow::anyhow!("--agent-ca-file {}: {e}", path.display()))?;
+    }
     let tls = match &config.tls {
         Some((cert, key)) => Some(herd_orchestrator::tls::server_config(cert, key)?),
         None => None,

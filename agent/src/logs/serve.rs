@@ -80,12 +80,19 @@ impl Server {
         Router::new().route("/v1/logs/{tenant}/{cluster}/{instance}", get(logs)).with_state(self)
     }
 
-    /// Serves on `listener` until `shutdown`.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+    /// Serves on `listener` until `shutdown`; HTTPS when given a TLS config.
+    pub async fn serve(self, listener: TcpListener, tls: Option<std::sync::Arc<herd_tls::ServerConfig>>, shutdown: CancellationToken) {
         let addr = listener.local_addr().ok();
-        info!(addr = ?addr, "serving logs");
+        info!(addr = ?addr, tls = tls.is_some(), "serving logs");
         let span = info_span!("logs-http");
-        let r = axum::serve(listener, self.router()).with_graceful_shutdown(async move { shutdown.cancelled().await }).into_future().instrument(span).await;
+        let stop = async move { shutdown.cancelled().await };
+        let r = match tls {
+            Some(config) => match herd_tls::TlsListener::new(listener, config) {
+                Ok(l) => axum::serve(l, self.router()).with_graceful_shutdown(stop).into_future().instrument(span).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(listener, self.router()).with_graceful_shutdown(stop).into_future().instrument(span).await,
+        };
         if let Err(e) = r {
             warn!(error = %e, "log endpoint failed");
         }
@@ -102,7 +109,7 @@ pub fn new_secret() -> String {
 /// The URL the orchestrator should use for a listener bound at `bound`; an unspecified
 /// address is replaced with this host's address on the route to `orchestrator` (found by
 /// connecting a UDP socket, which sends nothing).
-pub fn advertised_url(bound: SocketAddr, orchestrator: &url::Url) -> String {
+pub fn advertised_url(bound: SocketAddr, orchestrator: &url::Url, scheme: &str) -> String {
     let mut ip = bound.ip();
     if ip.is_unspecified() {
         let target = orchestrator.socket_addrs(|| Some(80)).ok().and_then(|a| a.into_iter().next());
@@ -116,7 +123,7 @@ pub fn advertised_url(bound: SocketAddr, orchestrator: &url::Url) -> String {
             }
         }
     }
-    format!("http://{}", SocketAddr::new(ip, bound.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, bound.port()))
 }
 
 fn problem(status: StatusCode, code: &str, detail: String, field: Option<&str>) -> Response {

@@ -1,5 +1,6 @@
-//! TLS for the orchestrator's API (rustls, the ring provider named explicitly so no
-//! process-wide provider has to be chosen): a listener that hands axum connections whose
+//! TLS for herd's HTTP servers, the orchestrator's API and the agents' log endpoints (rustls,
+//! the ring provider named explicitly so no process-wide provider has to be chosen): a
+//! listener that hands axum connections whose
 //! handshake is done (handshakes run beside the accept loop, each with a deadline, so a slow
 //! or silent client holds up nobody), and `herd-orchestrator tls-init`, which makes a local
 //! CA and a server certificate with rcgen (the demo's TLS; production brings its own PKI).
@@ -14,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+pub use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
@@ -24,6 +25,7 @@ use tracing::debug;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side from a PEM certificate chain and a PEM private key.
+/// (Errors name the orchestrator's and agent's flags, `--tls-cert` and `--tls-key`.)
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("--tls-cert {}: cannot read it", cert.display()))?
@@ -40,7 +42,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("--tls-cert and --tls-key do not make a usable certificate (does the key match?)")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // NB: HTTP/1.1 only: the servers are built without HTTP/2, and a client that negotiated h2
+    // would be reset.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -193,4 +193,26 @@ host-b: log-disk-full: no space for logs of 1 instance(s)
 ";
         assert_eq!(got, want);
     }
+
+    #[test]
+    fn cordoned_and_draining_hosts_say_so_with_the_drain_progress() {
+        let mut h = serde_json::from_value::<HostStatus>(serde_json::json!({
+            "info": {"id": "h3", "cpu": "4", "memory": "8Gi"}, "state": "ready", "last_heartbeat_ms_ago": 500,
+            "allocated_cpu": "250m", "allocated_memory": "512Mi", "instances": 2, "cordoned": true,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(host_table(std::slice::from_ref(&h)).contains("ready,cordoned"));
+        h.drain = Some(herd_api::wire::DrainStatus {
+            since_ms: 1,
+            remaining: vec!["acme/prod/datanode-1: decommissioning".into()],
+            stays: vec!["acme/prod/namenode-0: a NameNode's metadata lives on this host".into()],
+            done: false,
+        });
+        let table = host_table(std::slice::from_ref(&h));
+        assert!(table.contains("ready,draining"), "{table}");
+        assert!(
+            table.ends_with("draining h3: 1 left (acme/prod/datanode-1: decommissioning); staying: acme/prod/namenode-0: a NameNode's metadata lives on this host\n"),
+            "{table}"
+        );
+    }
 }

@@ -472,7 +472,7 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let crd = root().join("manifests/operator/crd.yaml");
     let out = ok(kubectl(&api, &["apply", "--validate=false", "-f", crd.to_str().unwrap()]));
     assert_eq!(out.trim(), "customresourcedefinition.apiextensions.k8s.io/hadoopclusters.herd.dev created");
-    let example = root().join("manifests/examples/hadoopcluster.yaml");
+    let example = root().join("manifests/operator/examples/hadoopcluster.yaml");
     let out = ok(kubectl(&api, &["apply", "--validate=false", "-f", example.to_str().unwrap()]));
     assert_eq!(out.trim(), "hadoopcluster.herd.dev/prod created");
 

@@ -263,3 +263,22 @@ mod tests {
         assert_eq!(crd["spec"]["scope"], "Namespaced");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The example users apply is a valid HadoopCluster: it parses (unknown fields refused) and
+    /// passes herd's validation as the operator runs it.
+    #[test]
+    fn the_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/operator/examples/hadoopcluster.yaml");
+        let mut hc: HadoopCluster = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        hc.metadata.namespace = Some("acme".into());
+        let spec = hc.spec.cluster_spec("acme", "prod");
+        assert_eq!(crate::reconcile::check(&hc, &spec), Vec::new());
+        assert_eq!(spec.pools[&Role::Datanode].replicas.0, 6);
+    }
+}

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 /// decommissioning them first.
 ///
 /// Install: `kubectl apply -f manifests/operator/` (CRD, RBAC, Deployment), then
-/// `kubectl apply -f manifests/examples/hadoopcluster.yaml`.
+/// `kubectl apply -f manifests/operator/examples/hadoopcluster.yaml`.
 #[derive(Parser)]
 #[command(name = "herd-operator", version)]
 struct Cli {

@@ -191,7 +191,10 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Vec<Owned>, BuildError> {
 /// removes them (Kubernetes' garbage collector) and the controller hears of their changes.
 pub fn owner_reference(hc: &HadoopCluster) -> Result<OwnerReference, BuildError> {
     use kube::Resource;
-    hc.controller_owner_ref(&()).ok_or(BuildError::Missing("metadata.uid"))
+    let mut owner = hc.controller_owner_ref(&()).ok_or(BuildError::Missing("metadata.uid"))?;
+    // Foreground deletion of the resource waits for its objects.
+    owner.block_owner_deletion = Some(true);
+    Ok(owner)
 }
 
 struct Ctx<'a> {

@@ -57,6 +57,17 @@ async fn expect(handle: &mut Handle, method: &str, path_and_query: &str, status:
     assert_eq!(format!("{} {}", request.method(), request.uri()), format!("{method} {path_and_query}"));
     let bytes = request.into_body().collect_bytes().await.unwrap();
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    // `Value::Null`: answer what was sent (an apply's answer is the object as stored); a
+    // status write is answered with the whole resource.
+    let reply = match reply {
+        Value::Null if path_and_query.contains("/status?") => {
+            let mut hc: Value = serde_json::from_str(SPEC).unwrap();
+            hc["status"] = body["status"].clone();
+            hc
+        }
+        Value::Null => body.clone(),
+        other => other,
+    };
     send.send_response(Response::builder().status(status).body(Body::from(reply.to_string().into_bytes())).unwrap());
     body
 }
@@ -65,7 +76,7 @@ fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
 }
 
-const APPLY: &str = "?&fieldManager=herd-operator&force=true";
+const APPLY: &str = "?&force=true&fieldManager=herd-operator";
 
 #[tokio::test]
 async fn a_new_cluster_becomes_its_objects_then_its_status() {
@@ -78,35 +89,35 @@ async fn a_new_cluster_becomes_its_objects_then_its_status() {
     expect(&mut api, "GET", pods, 200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})).await;
 
     // Discovery ConfigMap named after the cluster: client config pointing at the external NameNode.
-    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod{APPLY}"), 200, json!({})).await;
+    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod{APPLY}"), 200, Value::Null).await;
     assert_eq!(body["kind"], "ConfigMap");
     assert_eq!(body["metadata"]["ownerReferences"][0], json!({"apiVersion": "herd.dev/v1alpha1", "kind": "HadoopCluster", "name": "prod", "uid": "u-1", "controller": true, "blockOwnerDeletion": true}));
     assert!(body["data"]["core-site.xml"].as_str().unwrap().contains("<value>hdfs://nn.example:8020</value>"), "{body}");
     assert!(body["data"]["hdfs-site.xml"].as_str().unwrap().contains("<name>dfs.replication</name>\n    <value>2</value>"), "{body}");
 
     // The live files: nothing leaving, no pod placed yet.
-    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod-hosts{APPLY}"), 200, json!({})).await;
+    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod-hosts{APPLY}"), 200, Value::Null).await;
     assert_eq!(body["data"]["dfs.exclude"], "");
     assert_eq!(body["data"]["yarn.exclude"], "");
     assert!(body["data"]["topology.table"].as_str().unwrap().starts_with("# Rendered by herd"), "{body}");
 
     // The pool's files, by herd's renderer: the pod's own name through ${env.POD_NAME}.
-    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod-datanode{APPLY}"), 200, json!({})).await;
+    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/configmaps/prod-datanode{APPLY}"), 200, Value::Null).await;
     let hdfs = body["data"]["hdfs-site.xml"].as_str().unwrap();
     assert!(hdfs.contains("<name>dfs.datanode.hostname</name>"), "{hdfs}");
     assert!(hdfs.contains("${env.POD_NAME}.prod.acme"), "{hdfs}");
     assert!(hdfs.contains("file:///hadoop/dfs/data0"), "one volume claim, one data folder: {hdfs}");
     assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/component"], "datanode");
 
-    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/services/prod{APPLY}"), 200, json!({})).await;
+    let body = expect(&mut api, "PATCH", &format!("/api/v1/namespaces/acme/services/prod{APPLY}"), 200, Value::Null).await;
     assert_eq!(body["spec"]["clusterIP"], "None");
     assert_eq!(body["spec"]["publishNotReadyAddresses"], true);
 
-    let body = expect(&mut api, "PATCH", &format!("/apis/policy/v1/namespaces/acme/poddisruptionbudgets/prod-datanode{APPLY}"), 200, json!({})).await;
+    let body = expect(&mut api, "PATCH", &format!("/apis/policy/v1/namespaces/acme/poddisruptionbudgets/prod-datanode{APPLY}"), 200, Value::Null).await;
     assert_eq!(body["spec"]["maxUnavailable"], 1);
     assert_eq!(body["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"], "datanode");
 
-    let sts = expect(&mut api, "PATCH", &format!("/apis/apps/v1/namespaces/acme/statefulsets/prod-datanode{APPLY}"), 200, json!({})).await;
+    let sts = expect(&mut api, "PATCH", &format!("/apis/apps/v1/namespaces/acme/statefulsets/prod-datanode{APPLY}"), 200, Value::Null).await;
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["spec"]["serviceName"], "prod");
     assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "10737418240");
@@ -122,7 +133,7 @@ async fn a_new_cluster_becomes_its_objects_then_its_status() {
     assert_eq!(pod["volumes"][0]["projected"]["sources"][1]["configMap"]["name"], "prod-hosts");
 
     // Status: the NameNode does not answer, so not Available, with HDFS' reason.
-    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, json!({})).await;
+    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, Value::Null).await;
     assert_eq!(status["apiVersion"], "herd.dev/v1alpha1");
     let s = &status["status"];
     assert_eq!(s["observedGeneration"], 2);
@@ -147,7 +158,7 @@ async fn an_invalid_cluster_is_not_applied_and_its_status_names_the_fields() {
     let run = tokio::spawn(reconcile(hc, ctx));
 
     // Only the status and an event: no StatefulSet, ConfigMap or Service is touched.
-    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, json!({})).await;
+    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, Value::Null).await;
     let s = &status["status"];
     let fields: Vec<&str> = s["invalid"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["spec.pools.datanode.memory", "spec.pools.datanode.publish"], "{s}");
@@ -157,7 +168,7 @@ async fn an_invalid_cluster_is_not_applied_and_its_status_names_the_fields() {
     assert_eq!(degraded["reason"], "InvalidSpec");
     assert!(degraded["message"].as_str().unwrap().contains("spec.pools.datanode.memory"), "{degraded}");
 
-    let event = expect(&mut api, "POST", "/apis/events.k8s.io/v1/namespaces/acme/events?", 201, json!({})).await;
+    let event = expect(&mut api, "POST", "/apis/events.k8s.io/v1/namespaces/acme/events?", 201, Value::Null).await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "InvalidSpec");
     assert_eq!(event["regarding"]["name"], "prod");
@@ -172,7 +183,7 @@ async fn an_api_error_fails_the_reconcile_and_sets_a_condition() {
     let run = tokio::spawn(reconcile(cluster(|_| {}), ctx.clone()));
     let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "ServiceUnavailable", "code": 503, "message": "etcd is down"});
     expect(&mut api, "GET", "/apis/apps/v1/namespaces/acme/statefulsets/prod-datanode", 503, unavailable).await;
-    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, json!({})).await;
+    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, Value::Null).await;
     let degraded = status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap().clone();
     assert_eq!(degraded["reason"], "ReconcileError");
     assert!(degraded["message"].as_str().unwrap().contains("etcd is down"), "{degraded}");

@@ -469,12 +469,21 @@ fn ok(out: Output) -> String {
 #[test]
 fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let api = Api::start();
-    let crd = root().join("manifests/operator/crd.yaml");
-    let out = ok(kubectl(&api, &["apply", "--validate=false", "-f", crd.to_str().unwrap()]));
-    assert_eq!(out.trim(), "customresourcedefinition.apiextensions.k8s.io/hadoopclusters.herd.dev created");
+    // The install as the README says: CRD, RBAC and Deployment from manifests/operator/.
+    let dir = root().join("manifests/operator");
+    let out = ok(kubectl(&api, &["apply", "-f", dir.to_str().unwrap()]));
+    for line in [
+        "customresourcedefinition.apiextensions.k8s.io/hadoopclusters.herd.dev created",
+        "clusterrole.rbac.authorization.k8s.io/herd-operator created",
+        "deployment.apps/herd-operator created",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} in {out}");
+    }
     let example = root().join("manifests/operator/examples/hadoopcluster.yaml");
-    let out = ok(kubectl(&api, &["apply", "--validate=false", "-f", example.to_str().unwrap()]));
+    let out = ok(kubectl(&api, &["apply", "-f", example.to_str().unwrap()]));
     assert_eq!(out.trim(), "hadoopcluster.herd.dev/prod created");
+    let out = ok(kubectl(&api, &["apply", "-f", example.to_str().unwrap()]));
+    assert_eq!(out.trim(), "hadoopcluster.herd.dev/prod unchanged");
 
     let op = api.operator("op-1", &[]);
     wait_for(60, "the operator to fill the status", || {

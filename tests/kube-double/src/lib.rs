@@ -281,7 +281,8 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
                 .collect();
             return respond(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
         }
-        ["openapi", ..] => return error(&ApiError::new(404, "NotFound", "the double serves no OpenAPI document")),
+        ["openapi", "v2"] => return openapi_v2(),
+        ["openapi", ..] => return error(&ApiError::new(404, "NotFound", "the double serves no OpenAPI v3 document")),
         _ => {}
     }
     let (group, version, rest) = match segments.as_slice() {
@@ -391,6 +392,20 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
         Ok((code, body)) => respond(code, &body),
         Err(e) => error(&e),
     }
+}
+
+/// `/openapi/v2` as kubectl asks for it (gnostic's protobuf `Document`): an empty document
+/// (`swagger: "2.0"`, an `info`, no paths or definitions). kubectl's client-side validation
+/// skips kinds it finds no schema for, as it does for a CRD without one.
+fn openapi_v2() -> Response {
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+    let info = [field(1, b"herd-kube-double"), field(2, b"v1.33.0")].concat();
+    let doc = [field(1, b"2.0"), field(2, &info), field(8, b"")].concat();
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")], doc).into_response()
 }
 
 fn patch_kind(content_type: &str) -> PatchKind {

@@ -323,7 +323,10 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
         event(ctx, hc, EventType::Normal, "Available", format!("{name} is available")).await;
     }
     info!(cluster = %key(hc), leaving = decision.leaving.len(), "reconciled");
-    let busy = !decision.leaving.is_empty() || status.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True");
+    // Look again soon while anything moves or is wrong (HDFS health changes without any
+    // Kubernetes object changing); else the periodic resync is the safety net.
+    let is = |t: &str, s: &str| status.conditions.iter().any(|c| c.type_ == t && c.status == s);
+    let busy = !decision.leaving.is_empty() || is("Progressing", "True") || is("Degraded", "True") || !is("Available", "True");
     Ok(Action::requeue(if busy { ctx.options.busy_every } else { ctx.options.idle_every }))
 }
 

@@ -282,3 +282,57 @@ mod example_tests {
         assert_eq!(spec.pools[&Role::Datanode].replicas.0, 6);
     }
 }
+
+/// A `HadoopCluster` as the controller watches it: metadata typed, spec and status as sent.
+/// One resource the operator cannot read (a quantity that is not one, an unknown pool) is
+/// then refused in its own status ([`Watched::read`]) instead of failing the LIST, and with
+/// it the reconcile of every tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watched {
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    pub spec: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+impl kube::Resource for Watched {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "HadoopCluster".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        GROUP.into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        VERSION.into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "hadoopclusters".into()
+    }
+    fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Watched {
+    /// The status as stored; one that cannot be read counts as none.
+    pub fn status(&self) -> HadoopClusterStatus {
+        self.status.clone().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default()
+    }
+
+    /// The typed resource, or why its spec cannot be read, naming the field
+    /// (`spec.pools.datanode.cpu`).
+    pub fn read(&self) -> Result<HadoopCluster, FieldProblem> {
+        let spec: HadoopClusterSpec = serde_path_to_error::deserialize(self.spec.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            FieldProblem { field: if path == "." || path.is_empty() { "spec".into() } else { format!("spec.{path}") }, message: e.into_inner().to_string() }
+        })?;
+        Ok(HadoopCluster { metadata: self.metadata.clone(), spec, status: Some(self.status()) })
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use herd_operator::crd::HadoopCluster;
+use herd_operator::crd::Watched;
 use herd_operator::lease::{Elector, Outcome};
 use herd_operator::reconcile::{self, Context, Options};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -192,8 +192,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http = http.build().context("building the HTTP client for the masters' web ports")?;
     let ctx = Arc::new(Context::new(client.clone(), http, recorder, options));
     let (clusters, owned_api) = match &args.namespace {
-        Some(ns) => (Api::<HadoopCluster>::namespaced(client.clone(), ns), Some(ns.clone())),
-        None => (Api::<HadoopCluster>::all(client.clone()), None),
+        Some(ns) => (Api::<Watched>::namespaced(client.clone(), ns), Some(ns.clone())),
+        None => (Api::<Watched>::all(client.clone()), None),
     };
     let api = |c: &Client| -> (Api<StatefulSet>, Api<ConfigMap>, Api<Service>, Api<PodDisruptionBudget>) {
         match &owned_api {

@@ -31,7 +31,7 @@ use herd_api::hadoop::{NameNodeHealth, ResourceManagerHealth};
 use herd_api::validate::FieldError;
 use herd_api::{ClusterSpec, Role};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -42,7 +42,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{FieldProblem, HadoopCluster, HadoopClusterStatus, PoolStatus};
+use crate::crd::{FieldProblem, HadoopCluster, HadoopClusterStatus, PoolStatus, Watched};
 use crate::lifecycle::{self, DecideInput, Decision, PoolObserved};
 use crate::objects::{self, MANAGER, ObservedPod, Owned};
 
@@ -126,20 +126,23 @@ pub enum Error {
 /// `Result` with this module's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn key(hc: &HadoopCluster) -> String {
-    format!("{}/{}", hc.namespace().unwrap_or_default(), hc.name_any())
+fn key(obj: &impl Resource) -> String {
+    format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or_default(), obj.meta().name.as_deref().unwrap_or_default())
 }
 
 /// Reconciles one `HadoopCluster`: what `Controller::run` calls.
-pub async fn reconcile(hc: Arc<HadoopCluster>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = hc.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<HadoopCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, hc.clone(), |event| {
+pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj.clone(), |event| {
         let ctx = ctx.clone();
         async move {
             match event {
-                Finalize::Apply(hc) => apply(&hc, &ctx).await,
-                Finalize::Cleanup(hc) => cleanup(&hc, &ctx).await,
+                Finalize::Apply(obj) => match obj.read() {
+                    Ok(hc) => apply(&hc, &ctx).await,
+                    Err(problem) => refuse(obj.as_ref(), obj.status(), vec![problem], &ctx).await,
+                },
+                Finalize::Cleanup(obj) => cleanup(&obj, &ctx).await,
             }
         }
     })
@@ -147,14 +150,14 @@ pub async fn reconcile(hc: Arc<HadoopCluster>, ctx: Arc<Context>) -> Result<Acti
     .map_err(|e| Error::Finalizer(Box::new(e)));
     match &result {
         Ok(_) => {
-            ctx.failures().remove(&key(&hc));
+            ctx.failures().remove(&key(obj.as_ref()));
         }
         Err(e) => {
             // Best effort: the API server may be what fails.
-            let mut status = hc.status.clone().unwrap_or_default();
+            let mut status = obj.status();
             let now = (ctx.clock)();
-            set_condition(&mut status.conditions, "Degraded", true, "ReconcileError", &e.to_string(), now, hc.metadata.generation);
-            let _ = patch_status(&api, &hc.name_any(), &status).await;
+            set_condition(&mut status.conditions, "Degraded", true, "ReconcileError", &e.to_string(), now, obj.metadata.generation);
+            let _ = patch_status(&api, &obj.name_any(), &status).await;
         }
     }
     result
@@ -162,15 +165,15 @@ pub async fn reconcile(hc: Arc<HadoopCluster>, ctx: Arc<Context>) -> Result<Acti
 
 /// What `Controller::run` calls on an error: retry after an exponential backoff per resource
 /// (base × 2^failures, capped, with up to 10 % jitter).
-pub fn error_policy(hc: Arc<HadoopCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(obj: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
     let failures = {
         let mut map = ctx.failures();
-        let n = map.entry(key(&hc)).or_insert(0);
+        let n = map.entry(key(obj.as_ref())).or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
     let delay = backoff(&ctx.options, failures);
-    warn!(cluster = %key(&hc), failures, retry_in = ?delay, error = %error, "reconcile failed");
+    warn!(cluster = %key(obj.as_ref()), failures, retry_in = ?delay, error = %error, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -184,16 +187,38 @@ pub fn backoff(options: &Options, failures: u32) -> Duration {
 
 /// Deletion: owned objects go with the resource (owner references); volumes only when
 /// `dataOnDelete: Delete`.
-async fn cleanup(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
-    let namespace = hc.namespace().ok_or(Error::NoNamespace)?;
-    let name = hc.name_any();
-    if hc.spec.data_on_delete == crate::crd::DataPolicy::Delete {
+async fn cleanup(obj: &Watched, ctx: &Context) -> Result<Action> {
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    let name = obj.name_any();
+    let reference = obj.object_ref(&());
+    if obj.spec.get("dataOnDelete").and_then(|v| v.as_str()) == Some(crate::crd::DataPolicy::Delete.as_str()) {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
         let lp = ListParams::default().labels(&objects::selector_string(&name, None));
         pvcs.delete_collection(&DeleteParams::default(), &lp).await?;
-        event(ctx, hc, EventType::Normal, "DataDeleted", format!("deleted the volumes of {name} (dataOnDelete: Delete)")).await;
+        event(ctx, &reference, EventType::Normal, "DataDeleted", format!("deleted the volumes of {name} (dataOnDelete: Delete)")).await;
     } else {
-        event(ctx, hc, EventType::Normal, "DataKept", format!("kept the volumes of {name} (dataOnDelete: Retain)")).await;
+        event(ctx, &reference, EventType::Normal, "DataKept", format!("kept the volumes of {name} (dataOnDelete: Retain)")).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// A spec that is refused: its status says which fields and why (and `Degraded`), a Warning
+/// event says it once; nothing of it is applied, and nothing is retried until it changes.
+async fn refuse(obj: &impl Resource<DynamicType = ()>, current: HadoopClusterStatus, problems: Vec<FieldProblem>, ctx: &Context) -> Result<Action> {
+    let namespace = obj.meta().namespace.clone().ok_or(Error::NoNamespace)?;
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &namespace);
+    let generation = obj.meta().generation;
+    let now = (ctx.clock)();
+    let mut status = current.clone();
+    let message = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
+    status.invalid = problems;
+    status.observed_generation = generation;
+    set_condition(&mut status.conditions, "Degraded", true, "InvalidSpec", &message, now, generation);
+    set_condition(&mut status.conditions, "Progressing", false, "InvalidSpec", "the spec is refused; nothing of it is applied", now, generation);
+    patch_status(&api, &name, &status).await?;
+    if current.invalid != status.invalid {
+        event(ctx, &obj.object_ref(&()), EventType::Warning, "InvalidSpec", message).await;
     }
     Ok(Action::await_change())
 }
@@ -231,7 +256,7 @@ pub fn check(hc: &HadoopCluster, spec: &ClusterSpec) -> Vec<FieldProblem> {
 async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     let namespace = hc.namespace().ok_or(Error::NoNamespace)?;
     let name = hc.name_any();
-    let api: Api<HadoopCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = (ctx.clock)();
     let generation = hc.metadata.generation;
     let mut status = hc.status.clone().unwrap_or_default();
@@ -239,19 +264,10 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
 
     let problems = check(hc, &spec);
     if !problems.is_empty() {
-        let message = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
-        let changed = status.invalid != problems;
-        status.invalid = problems;
-        status.observed_generation = generation;
-        set_condition(&mut status.conditions, "Degraded", true, "InvalidSpec", &message, now, generation);
-        set_condition(&mut status.conditions, "Progressing", false, "InvalidSpec", "the spec is refused; nothing of it is applied", now, generation);
-        patch_status(&api, &name, &status).await?;
-        if changed {
-            event(ctx, hc, EventType::Warning, "InvalidSpec", message).await;
-        }
-        return Ok(Action::await_change());
+        return refuse(hc, status, problems, ctx).await;
     }
     status.invalid.clear();
+    let reference = hc.object_ref(&());
 
     // Observe.
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -290,10 +306,10 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
         patch_status(&api, &name, &status).await?;
     }
     for (reason, note) in &decision.notes {
-        event(ctx, hc, EventType::Normal, reason, note.clone()).await;
+        event(ctx, &reference, EventType::Normal, reason, note.clone()).await;
     }
     for refusal in &decision.refused {
-        event(ctx, hc, EventType::Warning, "ScaleRefused", refusal.to_string()).await;
+        event(ctx, &reference, EventType::Warning, "ScaleRefused", refusal.to_string()).await;
     }
 
     // Apply.
@@ -320,7 +336,7 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     patch_status(&api, &name, &status).await?;
     let ready = status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True");
     if ready && !was_ready {
-        event(ctx, hc, EventType::Normal, "Available", format!("{name} is available")).await;
+        event(ctx, &reference, EventType::Normal, "Available", format!("{name} is available")).await;
     }
     info!(cluster = %key(hc), leaving = decision.leaving.len(), "reconciled");
     // Look again soon while anything moves or is wrong (HDFS health changes without any
@@ -383,7 +399,7 @@ async fn apply_one(ctx: &Context, namespace: &str, object: &Owned) -> Result<()>
 
 /// Writes the status subresource (server-side apply: fields this manager no longer sets,
 /// such as a leaving worker that is gone, are removed).
-async fn patch_status(api: &Api<HadoopCluster>, name: &str, status: &HadoopClusterStatus) -> Result<()> {
+async fn patch_status(api: &Api<Watched>, name: &str, status: &HadoopClusterStatus) -> Result<()> {
     let body = json!({
         "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
         "kind": "HadoopCluster",
@@ -394,10 +410,11 @@ async fn patch_status(api: &Api<HadoopCluster>, name: &str, status: &HadoopClust
 }
 
 /// Publishes an event on the resource; a failure to do so is logged, never fatal.
-async fn event(ctx: &Context, hc: &HadoopCluster, type_: EventType, reason: &str, note: String) {
+async fn event(ctx: &Context, reference: &ObjectReference, type_: EventType, reason: &str, note: String) {
     let ev = KubeEvent { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &hc.object_ref(&())).await {
-        warn!(cluster = %key(hc), reason, error = %e, "event not published");
+    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
+        let name = reference.name.as_deref().unwrap_or_default();
+        warn!(cluster = %name, reason, error = %e, "event not published");
     }
 }
 

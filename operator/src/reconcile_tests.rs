@@ -12,7 +12,7 @@ use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
-use crate::crd::HadoopCluster;
+use crate::crd::Watched;
 use crate::reconcile::{Context, Options, reconcile};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -29,7 +29,7 @@ const SPEC: &str = r#"{
   }
 }"#;
 
-fn cluster(patch: impl FnOnce(&mut Value)) -> Arc<HadoopCluster> {
+fn cluster(patch: impl FnOnce(&mut Value)) -> Arc<Watched> {
     let mut v: Value = serde_json::from_str(SPEC).unwrap();
     patch(&mut v);
     Arc::new(serde_json::from_value(v).unwrap())
@@ -198,4 +198,21 @@ async fn an_api_error_fails_the_reconcile_and_sets_a_condition() {
     assert!(crate::reconcile::backoff(&options, 1) >= Duration::from_secs(1) && crate::reconcile::backoff(&options, 1) < Duration::from_millis(1101));
     assert!(crate::reconcile::backoff(&options, 3) >= Duration::from_secs(4) && crate::reconcile::backoff(&options, 3) < Duration::from_millis(4401));
     assert!(crate::reconcile::backoff(&options, 30) <= Duration::from_secs(330));
+}
+
+#[tokio::test]
+async fn an_unreadable_cluster_is_refused_in_its_status_naming_the_field() {
+    let (ctx, mut api) = context().await;
+    let hc = cluster(|v| {
+        v["spec"]["pools"]["datanode"]["cpu"] = json!("lots");
+    });
+    let run = tokio::spawn(reconcile(hc, ctx));
+    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, Value::Null).await;
+    let invalid = &status["status"]["invalid"];
+    assert_eq!(invalid[0]["field"], "spec.pools.datanode.cpu", "{status}");
+    assert!(invalid[0]["message"].as_str().unwrap().contains("`lots` is not a CPU quantity"), "{status}");
+    let event = expect(&mut api, "POST", "/apis/events.k8s.io/v1/namespaces/acme/events?", 201, Value::Null).await;
+    assert_eq!(event["reason"], "InvalidSpec");
+    let action = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
 }

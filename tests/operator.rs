@@ -529,13 +529,46 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let describe = ok(kubectl(&api, &["get", "hc", "prod", "-o", "jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}"]));
     assert_eq!(describe, "InvalidSpec");
 
+    // Fields the CRD does not declare are pruned by the structural schema, with a warning.
+    let odd = api.dir.path().join("odd.yaml");
+    std::fs::write(&odd, "apiVersion: herd.dev/v1alpha1\nkind: HadoopCluster\nmetadata: {name: odd}\nspec:\n  frobnicate: 1\n  images: {datanode: r/dn}\n  pools:\n    datanode: {replicas: 1, cpu: 1, memory: 1Gi, colour: blue}\n").unwrap();
+    let out = kubectl(&api, &["apply", "-f", odd.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let warned = text(&out.stderr);
+    assert!(warned.contains("unknown field \"spec.frobnicate\"") && warned.contains("unknown field \"spec.pools.datanode.colour\""), "{warned}");
+    let stored = api.get("herd.dev", "hadoopclusters", "odd").unwrap();
+    assert!(stored["spec"].get("frobnicate").is_none() && stored["spec"]["pools"]["datanode"].get("colour").is_none(), "{stored}");
+
+    // A resource the operator cannot read is refused in its own status, naming the field, and
+    // the others are still reconciled.
+    let bad = api.dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: herd.dev/v1alpha1\nkind: HadoopCluster\nmetadata: {name: bad}\nspec:\n  images: {datanode: r/dn}\n  pools:\n    datanode: {replicas: 1, cpu: lots, memory: 1Gi}\n").unwrap();
+    ok(kubectl(&api, &["apply", "-f", bad.to_str().unwrap()]));
+    wait_for(30, "bad refused with its field", || {
+        let invalid = api.get("herd.dev", "hadoopclusters", "bad")?["status"]["invalid"].as_array()?.clone();
+        (invalid.first()?["field"] == "spec.pools.datanode.cpu").then_some(())
+    });
+    assert!(api.get("apps", "statefulsets", "bad-datanode").is_none(), "nothing of it applied");
+    wait_for(30, "odd reconciled beside it", || api.get("apps", "statefulsets", "odd-datanode"));
+
+    // The API server failing: the reconcile backs off with a condition, then recovers.
+    api.double.fail("PATCH /apis/apps/v1/namespaces/acme/statefulsets/odd-datanode", 3, 500);
+    let out = ok(kubectl(&api, &["scale", "hc", "odd", "--replicas=2"]));
+    assert!(out.contains("scaled"), "{out}");
+    wait_for(30, "Degraded/ReconcileError on odd", || {
+        let c = api.get("herd.dev", "hadoopclusters", "odd")?;
+        c["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Degraded" && c["reason"] == "ReconcileError").then_some(())
+    });
+    wait_for(60, "odd's StatefulSet at 2 after the backoff", || (api.get("apps", "statefulsets", "odd-datanode")?["spec"]["replicas"] == 2).then_some(()));
+    assert!(op.log().contains("reconcile failed"), "{}", op.log());
+
     // Deletion: the finalizer runs, then the resource and everything it owns are gone.
     let out = ok(kubectl(&api, &["delete", "hc", "prod", "--wait=true", "--timeout=30s"]));
     assert_eq!(out.trim(), "hadoopcluster.herd.dev \"prod\" deleted");
     let gone = kubectl(&api, &["get", "hc", "prod"]);
     assert!(!gone.status.success());
     assert!(text(&gone.stderr).contains("NotFound") || text(&gone.stderr).contains("not found"), "{}", text(&gone.stderr));
-    wait_for(10, "the owned objects gone", || api.double.list("apps", "statefulsets", Some(NS)).is_empty().then_some(()));
+    wait_for(10, "the owned objects gone", || api.get("apps", "statefulsets", "prod-datanode").is_none().then_some(()));
     drop(op);
 }
 

@@ -311,11 +311,23 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
     let manager = param("fieldManager").unwrap_or_else(|| "unknown".into());
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let parsed = || -> Result<Value, ApiError> {
         if body.is_empty() {
             return Ok(json!({}));
         }
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", format!("the body is not JSON: {e}")))
+        let mut v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", format!("the body is not JSON: {e}")))?;
+        // Custom resources: fields the CRD's structural schema does not declare are pruned,
+        // with a warning per field (as kube-apiserver does since 1.27 without fieldValidation).
+        if let Some(schema) = &target.ty.schema
+            && !matches!(target.sub.as_deref(), Some("scale"))
+            && !content_type.starts_with("application/json-patch")
+        {
+            let mut pruned = Vec::new();
+            types::prune(&mut v, schema, "", &mut pruned);
+            warnings.lock().unwrap_or_else(|p| p.into_inner()).extend(pruned.into_iter().map(|p| format!("299 - \"unknown field \\\"{p}\\\"\"")));
+        }
+        Ok(v)
     };
     let ns = target.namespace.clone().unwrap_or_default();
 
@@ -388,10 +400,16 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
     };
     let rv = shared.store().rv;
     shared.notify(rv);
-    match result {
+    let mut response = match result {
         Ok((code, body)) => respond(code, &body),
         Err(e) => error(&e),
+    };
+    for w in warnings.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if let Ok(v) = axum::http::HeaderValue::from_str(w) {
+            response.headers_mut().append("warning", v);
+        }
     }
+    response
 }
 
 /// `/openapi/v2` as kubectl asks for it (gnostic's protobuf `Document`): an empty document

@@ -38,6 +38,8 @@ pub struct ResourceType {
     pub status: bool,
     pub scale: Option<ScalePaths>,
     pub columns: Vec<Column>,
+    /// A CRD version's `openAPIV3Schema`: unknown fields are pruned by it.
+    pub schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -54,6 +56,7 @@ impl ResourceType {
             status,
             scale: None,
             columns: Vec::new(),
+            schema: None,
         }
     }
 
@@ -137,6 +140,7 @@ impl ResourceType {
                 status: sub.get("status").is_some_and(Value::is_object),
                 scale,
                 columns,
+                schema: version["schema"].get("openAPIV3Schema").cloned(),
             });
         }
         out
@@ -190,5 +194,48 @@ pub fn set_path(v: &mut Value, path: &str, value: Value) {
     }
     if let Some(last) = keys.last() {
         cur[*last] = value;
+    }
+}
+
+/// Prunes what a structural schema does not declare, as the API server does for custom
+/// resources (objects without `properties`, with `additionalProperties` or
+/// `x-kubernetes-preserve-unknown-fields` keep everything), returning the pruned paths.
+pub fn prune(v: &mut Value, schema: &Value, path: &str, pruned: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                return;
+            }
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    let top = path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
+                    match props.get(&k) {
+                        Some(sub) => {
+                            if let Some(child) = map.get_mut(&k) {
+                                prune(child, sub, &format!("{path}{}{k}", if path.is_empty() { "" } else { "." }), pruned);
+                            }
+                        }
+                        None if top => {}
+                        None => {
+                            map.remove(&k);
+                            pruned.push(format!("{path}{}{k}", if path.is_empty() { "" } else { "." }));
+                        }
+                    }
+                }
+            } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                for (k, child) in map.iter_mut() {
+                    prune(child, sub, &format!("{path}.{k}"), pruned);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune(item, sub, &format!("{path}[{i}]"), pruned);
+                }
+            }
+        }
+        _ => {}
     }
 }

@@ -373,6 +373,42 @@ pools:
     }
 
     #[test]
+    fn nodemanagers_drain_through_the_resourcemanager_before_the_statefulset_shrinks() {
+        use herd_api::hadoop::NodeManagerReport;
+        let spec = herd_api::yaml::parse_cluster_spec(
+            "tenant: acme\nname: prod\nimages: {resourcemanager: r/rm, nodemanager: r/nm}\npools:\n  resourcemanager: {replicas: 1, cpu: 1, memory: 1Gi}\n  nodemanager: {replicas: 2, cpu: 1, memory: 1Gi}\n",
+        )
+        .unwrap();
+        let rm = |states: &[(u32, &str)]| ResourceManagerHealth {
+            nodes: states
+                .iter()
+                .map(|(o, s)| NodeManagerReport { id: format!("prod-nodemanager-{o}.prod.acme:8041"), hostname: format!("prod-nodemanager-{o}.prod.acme"), state: s.to_string(), num_containers: Some(1), ..NodeManagerReport::default() })
+                .collect(),
+            ..ResourceManagerHealth::default()
+        };
+        let pods: BTreeSet<String> = (0..4).map(|o| format!("prod-nodemanager-{o}")).collect();
+        let run = |stored: &BTreeMap<String, LeavingStatus>, health: &ResourceManagerHealth, pods: &BTreeSet<String>, current: u32| {
+            let pools = [PoolObserved { role: Role::Nodemanager, current: Some(current) }];
+            decide(&DecideInput { spec: &spec, stored, pools: &pools, pods, namenode: None, resourcemanager: Some(health), now_ms: 1_000 })
+        };
+        let running = rm(&[(0, "RUNNING"), (1, "RUNNING"), (2, "RUNNING"), (3, "RUNNING")]);
+        let d = run(&BTreeMap::new(), &running, &pods, 4);
+        assert_eq!(d.exclude(), BTreeSet::from(["prod-nodemanager-2".to_string(), "prod-nodemanager-3".to_string()]));
+        assert!(d.leaving.values().all(|l| l.phase == "draining" && l.timeout_s == Some(3600)), "{d:?}");
+        assert_eq!(d.replicas[&Role::Nodemanager], 4);
+        let draining = rm(&[(0, "RUNNING"), (1, "RUNNING"), (2, "DECOMMISSIONING"), (3, "DECOMMISSIONING")]);
+        let d = run(&d.leaving, &draining, &pods, 4);
+        assert_eq!(d.replicas[&Role::Nodemanager], 4, "containers still running: {d:?}");
+        let gone = rm(&[(0, "RUNNING"), (1, "RUNNING"), (2, "DECOMMISSIONED"), (3, "DECOMMISSIONED")]);
+        let d = run(&d.leaving, &gone, &pods, 4);
+        let d = run(&d.leaving, &gone, &pods, 4);
+        assert_eq!(d.replicas[&Role::Nodemanager], 2, "{d:?}");
+        let left: BTreeSet<String> = (0..2).map(|o| format!("prod-nodemanager-{o}")).collect();
+        let d = run(&d.leaving, &gone, &left, 2);
+        assert!(d.leaving.is_empty(), "{d:?}");
+    }
+
+    #[test]
     fn phases_round_trip_through_status() {
         for phase in [
             Phase::Decommissioning { since_ms: 5, refreshed_ms: Some(7), forced: false },

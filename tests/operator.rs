@@ -288,6 +288,10 @@ impl Hdfs {
 /// it; always stop a DataNode process once the kubelet has removed its pod.
 struct Pods {
     enabled: Arc<AtomicBool>,
+    /// The DataNode StatefulSet's replicas when first seen below 6, and the NameNode's
+    /// `adminState`s at that moment, read before any DataNode process is stopped (so the
+    /// NameNode cannot have declared one dead yet).
+    first_shrink: Arc<Mutex<Option<(u64, BTreeMap<String, String>)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -304,10 +308,30 @@ impl Drop for Pods {
 fn play_pods(api: Arc<Api>, hdfs: Arc<Mutex<Hdfs>>) -> Pods {
     let enabled = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let (e, s) = (enabled.clone(), stop.clone());
+    let first_shrink = Arc::new(Mutex::new(None));
+    let (e, s, shrink) = (enabled.clone(), stop.clone(), first_shrink.clone());
     let thread = std::thread::spawn(move || {
         let mut applied = String::new();
+        // NB: in the order of a real cluster: the StatefulSet shrinks, its pods' containers
+        // stop, and only then is the exclude list (emptied by the operator) re-read.
         while !s.load(Ordering::SeqCst) {
+            if let Some(replicas) = api.sts_replicas("datanode").filter(|r| *r < 6) {
+                let mut seen = shrink.lock().unwrap();
+                if seen.is_none() {
+                    *seen = Some((replicas, hdfs.lock().unwrap().admin_states()));
+                }
+            }
+            let pods: Vec<String> = api.double.list("", "pods", Some(NS)).iter().filter_map(|p| p["metadata"]["name"].as_str().map(String::from)).collect();
+            {
+                let mut h = hdfs.lock().unwrap();
+                let gone: Vec<u32> = h.datanodes.keys().copied().filter(|i| !pods.contains(&format!("{CLUSTER}-datanode-{i}"))).collect();
+                // Only once the StatefulSet exists do missing pods mean removed ones.
+                if api.sts_replicas("datanode").is_some() {
+                    for i in gone {
+                        h.datanodes.remove(&i);
+                    }
+                }
+            }
             if e.load(Ordering::SeqCst)
                 && let Some(cm) = api.get("", "configmaps", &format!("{CLUSTER}-hosts"))
             {
@@ -321,20 +345,10 @@ fn play_pods(api: Arc<Api>, hdfs: Arc<Mutex<Hdfs>>) -> Pods {
                     }
                 }
             }
-            let pods: Vec<String> = api.double.list("", "pods", Some(NS)).iter().filter_map(|p| p["metadata"]["name"].as_str().map(String::from)).collect();
-            let mut h = hdfs.lock().unwrap();
-            let gone: Vec<u32> = h.datanodes.keys().copied().filter(|i| !pods.contains(&format!("{CLUSTER}-datanode-{i}"))).collect();
-            // Only once the StatefulSet exists do missing pods mean removed ones.
-            if api.sts_replicas("datanode").is_some() {
-                for i in gone {
-                    h.datanodes.remove(&i);
-                }
-            }
-            drop(h);
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    Pods { enabled, stop, thread: Some(thread) }
+    Pods { enabled, first_shrink, stop, thread: Some(thread) }
 }
 
 fn leaving(cluster: &Value) -> BTreeMap<String, String> {
@@ -406,23 +420,15 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
     // A new operator resumes from the status; the StatefulSet shrinks only once the NameNode
     // lists 3, 4 and 5 Decommissioned.
     let op2 = api.operator("op-2", &["--resolve", &resolve]);
-    let mut checked = false;
     wait_for(120, "the StatefulSet at 3", || {
-        let replicas = api.sts_replicas("datanode")?;
-        if replicas < 6 && !checked {
-            let s = hdfs.lock().unwrap().admin_states();
-            for i in 3..6 {
-                // NB: a removed pod's DataNode process is stopped, but the NameNode lists it
-                // live (and Decommissioned) for seconds more (dead after 2 rechecks + 10 heartbeats).
-                let state = s.get(&host("datanode", i)).cloned().unwrap_or_default();
-                assert_eq!(state, "Decommissioned", "the StatefulSet shrank to {replicas} while datanode-{i} is `{state}`: {s:?}");
-            }
-            checked = true;
-        }
         assert_eq!(hdfs.lock().unwrap().counter("MissingBlocks"), Some(0), "never a missing block");
-        (replicas == 3).then_some(())
+        (api.sts_replicas("datanode")? == 3 && pods.first_shrink.lock().unwrap().is_some()).then_some(())
     });
-    assert!(checked);
+    let (replicas, states) = pods.first_shrink.lock().unwrap().clone().expect("the shrink was seen");
+    for i in 3..6 {
+        let state = states.get(&host("datanode", i)).cloned().unwrap_or_default();
+        assert_eq!(state, "Decommissioned", "the StatefulSet shrank to {replicas} while datanode-{i} was `{state}`: {states:?}");
+    }
     wait_for(60, "status.leaving empty and the exclude list empty", || {
         let excluded = api.get("", "configmaps", &format!("{CLUSTER}-hosts"))?["data"]["dfs.exclude"].as_str()?.to_string();
         (leaving(&api.cluster()).is_empty() && excluded.is_empty()).then_some(())

@@ -283,6 +283,9 @@ impl Hdfs {
     }
 }
 
+/// The StatefulSet's replicas and the NameNode's `adminState` per DataNode host.
+type Shrink = (u64, BTreeMap<String, String>);
+
 /// The NameNode pod's `refresh` container and the DataNode containers, played by a thread:
 /// while `enabled`, copy `dfs.exclude` of ConfigMap `prod-hosts` to the NameNode and refresh
 /// it; always stop a DataNode process once the kubelet has removed its pod.
@@ -291,7 +294,7 @@ struct Pods {
     /// The DataNode StatefulSet's replicas when first seen below 6, and the NameNode's
     /// `adminState`s at that moment, read before any DataNode process is stopped (so the
     /// NameNode cannot have declared one dead yet).
-    first_shrink: Arc<Mutex<Option<(u64, BTreeMap<String, String>)>>>,
+    first_shrink: Arc<Mutex<Option<Shrink>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }

@@ -24,6 +24,8 @@ pub const VERSION: &str = "v1alpha1";
 /// Services, ConfigMaps rendered by herd's Hadoop renderer and a PodDisruptionBudget.
 /// `kubectl scale hadoopcluster NAME --replicas=N` (and a HorizontalPodAutoscaler) sizes the
 /// DataNode pool; lowering it decommissions the DataNodes leaving before their pods go.
+// NB: clippy reads kube's repeated `printcolumn(type_ = ...)` helper attributes as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "herd.dev",

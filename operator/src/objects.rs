@@ -39,13 +39,14 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Where the rendered configuration is mounted (herd's `CONF_DIR`).
 pub const CONF_DIR: &str = herd_api::hadoop::CONF_DIR;
 
-/// One object to apply, typed so the controller can own it.
+/// One object to apply, typed so the controller can own it (boxed: they differ in size by
+/// kilobytes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Owned {
-    ConfigMap(ConfigMap),
-    Service(Service),
-    StatefulSet(StatefulSet),
-    Pdb(PodDisruptionBudget),
+    ConfigMap(Box<ConfigMap>),
+    Service(Box<Service>),
+    StatefulSet(Box<StatefulSet>),
+    Pdb(Box<PodDisruptionBudget>),
 }
 
 impl Owned {
@@ -168,7 +169,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Vec<Owned>, BuildError> {
     let mut out = Vec::new();
     out.push(ctx.discovery()?);
     out.push(ctx.hosts()?);
-    for (role, _) in &inputs.spec.pools {
+    for role in inputs.spec.pools.keys() {
         out.push(ctx.pool_config(*role)?);
     }
     out.push(ctx.headless()?);
@@ -181,7 +182,7 @@ pub fn build(inputs: &Inputs<'_>) -> Result<Vec<Owned>, BuildError> {
     if inputs.spec.pools.contains_key(&Role::Datanode) {
         out.push(ctx.pdb()?);
     }
-    for (role, _) in &inputs.spec.pools {
+    for role in inputs.spec.pools.keys() {
         out.push(ctx.statefulset(*role)?);
     }
     Ok(out)
@@ -336,7 +337,7 @@ impl Ctx<'_> {
             (ConfigFile::YarnSite.as_str().to_string(), xml::configuration(&title, &yarn)),
         ]);
         let v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(self.cluster, None), "data": data});
-        Ok(Owned::ConfigMap(parse("the discovery ConfigMap", v)?))
+        Ok(Owned::ConfigMap(Box::new(parse("the discovery ConfigMap", v)?)))
     }
 
     fn hosts(&self) -> Result<Owned, BuildError> {
@@ -351,7 +352,7 @@ impl Ctx<'_> {
         ]);
         let name = names::hosts_config(self.cluster);
         let v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(&name, None), "data": data});
-        Ok(Owned::ConfigMap(parse("the hosts ConfigMap", v)?))
+        Ok(Owned::ConfigMap(Box::new(parse("the hosts ConfigMap", v)?)))
     }
 
     fn pool_config(&self, role: Role) -> Result<Owned, BuildError> {
@@ -362,7 +363,7 @@ impl Ctx<'_> {
             .map_err(|source| BuildError::Render { role, source })?;
         let name = names::pool_config(self.cluster, role);
         let v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(&name, Some(role)), "data": config.files});
-        Ok(Owned::ConfigMap(parse("a pool's ConfigMap", v)?))
+        Ok(Owned::ConfigMap(Box::new(parse("a pool's ConfigMap", v)?)))
     }
 
     fn headless(&self) -> Result<Owned, BuildError> {
@@ -379,7 +380,7 @@ impl Ctx<'_> {
                 "ports": [{"name": "nn-rpc", "port": ports::NAMENODE_RPC}],
             },
         });
-        Ok(Owned::Service(parse("the headless Service", v)?))
+        Ok(Owned::Service(Box::new(parse("the headless Service", v)?)))
     }
 
     fn master_service(&self, role: Role) -> Result<Owned, BuildError> {
@@ -391,7 +392,7 @@ impl Ctx<'_> {
             "metadata": self.meta(&name, Some(role)),
             "spec": {"selector": selector(self.cluster, Some(role)), "ports": ports},
         });
-        Ok(Owned::Service(parse("a master's Service", v)?))
+        Ok(Owned::Service(Box::new(parse("a master's Service", v)?)))
     }
 
     /// DataNodes: at most one down at a time by a voluntary disruption (a node drain), so
@@ -405,7 +406,7 @@ impl Ctx<'_> {
             "metadata": self.meta(&name, Some(Role::Datanode)),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(self.cluster, Some(Role::Datanode))}},
         });
-        Ok(Owned::Pdb(parse("the DataNode PodDisruptionBudget", v)?))
+        Ok(Owned::Pdb(Box::new(parse("the DataNode PodDisruptionBudget", v)?)))
     }
 
     fn statefulset(&self, role: Role) -> Result<Owned, BuildError> {
@@ -458,7 +459,8 @@ impl Ctx<'_> {
         }
         let mut containers = vec![container];
         if role == Role::Namenode || role == Role::Resourcemanager {
-            containers.push(refresh_container(role, image));
+            let drain_timeout = spec.pools.get(&Role::Nodemanager).map_or(3600, |p| p.lifecycle.drain_timeout_s);
+            containers.push(refresh_container(role, image, drain_timeout));
         }
 
         // The pool's own files, and the live files the masters re-read, in one folder.
@@ -489,7 +491,7 @@ impl Ctx<'_> {
             sts_spec["volumeClaimTemplates"] = json!(claims);
         }
         let v = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": self.meta(&name, Some(role)), "spec": sts_spec});
-        Ok(Owned::StatefulSet(parse("a StatefulSet", v)?))
+        Ok(Owned::StatefulSet(Box::new(parse("a StatefulSet", v)?)))
     }
 
     /// Pods of a worker pool prefer distinct nodes, then distinct racks.
@@ -508,11 +510,13 @@ impl Ctx<'_> {
 }
 
 /// The masters' second container: when kubelet updates the live files (exclude lists,
-/// topology), tell the daemon to re-read them, as herd's agent does on bare metal.
-fn refresh_container(role: Role, image: &str) -> Value {
+/// topology), tell the daemon to re-read them, as herd's agent does on bare metal. The
+/// ResourceManager drains excluded NodeManagers gracefully (`-g`, the pool's
+/// `lifecycle.drainTimeoutSeconds`), never at once.
+fn refresh_container(role: Role, image: &str, drain_timeout_s: u64) -> Value {
     let refresh = match role {
-        Role::Namenode => "hdfs dfsadmin -refreshNodes",
-        _ => "yarn rmadmin -refreshNodes",
+        Role::Namenode => "hdfs dfsadmin -refreshNodes".to_string(),
+        _ => format!("yarn rmadmin -refreshNodes -g {drain_timeout_s} -server"),
     };
     let script = format!(
         "last=; while true; do now=$(cat {CONF_DIR}/*.exclude {CONF_DIR}/*.hosts {CONF_DIR}/*.include {CONF_DIR}/topology.table 2>/dev/null | cksum); \
@@ -526,4 +530,112 @@ fn refresh_container(role: Role, image: &str) -> Value {
         "volumeMounts": [{"name": "conf", "mountPath": CONF_DIR, "readOnly": true}],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn cluster() -> HadoopCluster {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/operator/examples/hadoopcluster.yaml");
+        let mut hc: HadoopCluster = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        hc.metadata.namespace = Some("acme".into());
+        hc.metadata.uid = Some("u-1".into());
+        hc
+    }
+
+    fn pod(role: Role, ordinal: u32, node: &str, rack: Option<&str>, ip: [u8; 4]) -> ObservedPod {
+        ObservedPod {
+            name: names::pod("prod", role, ordinal),
+            role,
+            ordinal,
+            node: Some(node.into()),
+            rack: rack.map(Into::into),
+            ip: Some(ip.into()),
+            ready: true,
+        }
+    }
+
+    fn value(o: &Owned) -> Value {
+        match o {
+            Owned::ConfigMap(o) => serde_json::to_value(o).unwrap(),
+            Owned::Service(o) => serde_json::to_value(o).unwrap(),
+            Owned::StatefulSet(o) => serde_json::to_value(o).unwrap(),
+            Owned::Pdb(o) => serde_json::to_value(o).unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_object_of_a_cluster_with_topology_and_excludes() {
+        let hc = cluster();
+        let spec = hc.spec.cluster_spec("acme", "prod");
+        let replicas = BTreeMap::from([(Role::Datanode, 6)]);
+        let leaving = BTreeSet::from(["prod-datanode-5".to_string()]);
+        let pods = [
+            pod(Role::Datanode, 0, "node-a", Some("rack-1"), [10, 0, 0, 10]),
+            pod(Role::Datanode, 5, "node-c", None, [10, 0, 0, 15]),
+            pod(Role::Nodemanager, 0, "node-b", Some("rack-1"), [10, 0, 0, 20]),
+        ];
+        let inputs = Inputs { hc: &hc, spec: &spec, replicas: &replicas, leaving: &leaving, pods: &pods, rack_label: "topology.kubernetes.io/zone" };
+        let objects = build(&inputs).unwrap();
+        let names: Vec<String> = objects.iter().map(|o| format!("{}/{}", o.kind(), o.name())).collect();
+        assert_eq!(
+            names,
+            [
+                "ConfigMap/prod",
+                "ConfigMap/prod-hosts",
+                "ConfigMap/prod-namenode",
+                "ConfigMap/prod-resourcemanager",
+                "ConfigMap/prod-datanode",
+                "ConfigMap/prod-nodemanager",
+                "Service/prod",
+                "Service/prod-namenode",
+                "Service/prod-resourcemanager",
+                "PodDisruptionBudget/prod-datanode",
+                "StatefulSet/prod-namenode",
+                "StatefulSet/prod-resourcemanager",
+                "StatefulSet/prod-datanode",
+                "StatefulSet/prod-nodemanager",
+            ]
+        );
+        let by_name = |kind: &str, name: &str| value(objects.iter().find(|o| o.kind() == kind && o.name() == name).unwrap());
+
+        // Rack topology from the pods' nodes and their rack labels (none: Hadoop's default rack).
+        let hosts = by_name("ConfigMap", "prod-hosts");
+        let table = hosts["data"]["topology.table"].as_str().unwrap();
+        assert!(table.contains("prod-datanode-0.prod.acme /rack-1/node-a\n10.0.0.10 /rack-1/node-a\n"), "{table}");
+        assert!(table.contains("prod-datanode-5.prod.acme /default-rack/node-c\n"), "{table}");
+        assert!(table.contains("prod-nodemanager-0.prod.acme /rack-1/node-b\n"), "{table}");
+        assert_eq!(hosts["data"]["dfs.exclude"], "prod-datanode-5.prod.acme\n");
+        assert_eq!(hosts["data"]["yarn.exclude"], "");
+
+        // Everything points at the NameNode's pod through the headless Service.
+        let core = by_name("ConfigMap", "prod-datanode")["data"]["core-site.xml"].as_str().unwrap().to_string();
+        assert!(core.contains("<value>hdfs://prod-namenode-0.prod.acme:8020</value>"), "{core}");
+        let client = by_name("ConfigMap", "prod")["data"]["core-site.xml"].as_str().unwrap().to_string();
+        assert!(client.contains("<value>hdfs://prod-namenode.acme.svc:8020</value>"), "{client}");
+
+        // The masters re-read the live files; YARN drains gracefully.
+        let refresh = |name: &str| {
+            let sts = by_name("StatefulSet", name);
+            sts["spec"]["template"]["spec"]["containers"][1]["command"][2].as_str().unwrap().to_string()
+        };
+        assert!(refresh("prod-namenode").contains("hdfs dfsadmin -refreshNodes"));
+        assert!(refresh("prod-resourcemanager").contains("yarn rmadmin -refreshNodes -g 3600 -server"));
+        let nn = by_name("StatefulSet", "prod-namenode");
+        assert_eq!(nn["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "107374182400");
+        assert!(nn["spec"]["template"]["spec"].get("affinity").is_none(), "masters are not spread");
+        let rm = by_name("StatefulSet", "prod-resourcemanager");
+        assert!(rm["spec"].get("volumeClaimTemplates").is_none(), "no data, no claim");
+        assert_eq!(by_name("StatefulSet", "prod-datanode")["spec"]["replicas"], 6);
+        assert_eq!(by_name("StatefulSet", "prod-nodemanager")["spec"]["replicas"], 4, "the spec's, when the lifecycle says nothing");
+        for o in &objects {
+            let v = value(o);
+            assert_eq!(v["metadata"]["namespace"], "acme", "{}", o.name());
+            assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "u-1", "{}", o.name());
+            assert_eq!(v["metadata"]["labels"]["app.kubernetes.io/managed-by"], "herd-operator", "{}", o.name());
+        }
+    }
 }

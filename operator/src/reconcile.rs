@@ -382,16 +382,16 @@ async fn apply_one(ctx: &Context, namespace: &str, object: &Owned) -> Result<()>
     let name = object.name().to_string();
     match object {
         Owned::ConfigMap(o) => {
-            Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o)).await?;
+            Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o.as_ref())).await?;
         }
         Owned::Service(o) => {
-            Api::<Service>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o)).await?;
+            Api::<Service>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o.as_ref())).await?;
         }
         Owned::StatefulSet(o) => {
-            Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o)).await?;
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o.as_ref())).await?;
         }
         Owned::Pdb(o) => {
-            Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o)).await?;
+            Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), namespace).patch(&name, &pp, &Patch::Apply(o.as_ref())).await?;
         }
     }
     Ok(())

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use store::{ApiError, Part, PatchKind, Store, matches_fields, matches_labels};
+use store::{ApiError, Part, PatchKind, PatchRequest, Store, matches_fields, matches_labels};
 use types::{ResourceType, at_path};
 
 /// The nodes the kubelet places pods on, with their rack label.
@@ -167,7 +167,7 @@ impl KubeDouble {
         let ty = s.types.iter().find(|t| t.group == group && t.plural == plural).cloned().ok_or("no such type")?;
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let out = if s.get(&ty, namespace, &name).is_some() {
-            s.patch(&ty, namespace, &name, PatchKind::Merge, &obj, "test", Part::Main)
+            s.patch(&ty, namespace, &name, &PatchRequest { kind: PatchKind::Merge, body: &obj, manager: "test", part: Part::Main })
         } else {
             s.create(&ty, namespace, obj)
         };
@@ -380,7 +380,7 @@ async fn handle(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
             parsed().and_then(|b| {
                 let mut s = shared.store();
                 let existed = s.get(&target.ty, &ns, name).is_some();
-                s.patch(&target.ty, &ns, name, kind, &b, &manager, part).map(|o| (if existed { StatusCode::OK } else { StatusCode::CREATED }, o))
+                s.patch(&target.ty, &ns, name, &PatchRequest { kind, body: &b, manager: &manager, part }).map(|o| (if existed { StatusCode::OK } else { StatusCode::CREATED }, o))
             })
         }
         (&Method::DELETE, Some(name), None) => shared.store().delete(&target.ty, &ns, name).map(|o| (StatusCode::OK, o)),
@@ -617,7 +617,7 @@ fn sync_statefulsets(s: &mut Store) {
             "replicas": count, "readyReplicas": count, "currentReplicas": count, "updatedReplicas": count, "availableReplicas": count,
         }});
         if sts.get("status").map(|st| st["replicas"] != count || st["observedGeneration"] != sts["metadata"]["generation"]).unwrap_or(true) {
-            let _ = s.patch(&sts_ty, &ns, &name, PatchKind::Merge, &status, "kubelet", Part::Status);
+            let _ = s.patch(&sts_ty, &ns, &name, &PatchRequest { kind: PatchKind::Merge, body: &status, manager: "kubelet", part: Part::Status });
         }
     }
 }

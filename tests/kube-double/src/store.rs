@@ -59,6 +59,16 @@ pub enum Part {
     Status,
 }
 
+/// A PATCH: how its body is read, the body, who sends it, and the part it addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRequest<'a> {
+    pub kind: PatchKind,
+    pub body: &'a Value,
+    /// `fieldManager` (server-side apply remembers what each manager applied).
+    pub manager: &'a str,
+    pub part: Part,
+}
+
 /// How a PATCH body is read (its Content-Type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
@@ -255,7 +265,8 @@ impl Store {
     }
 
     /// PATCH of any kind; server-side apply creates a missing object.
-    pub fn patch(&mut self, ty: &ResourceType, ns: &str, name: &str, kind: PatchKind, body: &Value, manager: &str, part: Part) -> Result<Value, ApiError> {
+    pub fn patch(&mut self, ty: &ResourceType, ns: &str, name: &str, request: &PatchRequest<'_>) -> Result<Value, ApiError> {
+        let PatchRequest { kind, body, manager, part } = *request;
         let okey = Store::okey(ty, ns, name);
         let Some(old) = self.get(ty, ns, name).cloned() else {
             if kind == PatchKind::Apply && part == Part::Main {

@@ -406,6 +406,10 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
     assert_eq!(api.sts_replicas("datanode"), Some(6));
 
     // SIGKILL mid-decommission.
+    let since = |c: &Value| -> BTreeMap<String, u64> {
+        c["status"]["leaving"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v["sinceMs"].as_u64().unwrap_or(0))).collect()).unwrap_or_default()
+    };
+    let chosen_at = since(&api.cluster());
     let mut op = op;
     op.child.kill().unwrap();
     op.child.wait().unwrap();
@@ -425,6 +429,12 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
     let op2 = api.operator("op-2", &["--resolve", &resolve]);
     wait_for(120, "the StatefulSet at 3", || {
         assert_eq!(hdfs.lock().unwrap().counter("MissingBlocks"), Some(0), "never a missing block");
+        // The new operator carries on with the stored phases (chosen by the first one), not
+        // with a new decision.
+        let c = api.cluster();
+        for (pod, at) in since(&c) {
+            assert_eq!(Some(&at), chosen_at.get(&pod), "{pod} keeps the time the first operator chose it");
+        }
         (api.sts_replicas("datanode")? == 3 && pods.first_shrink.lock().unwrap().is_some()).then_some(())
     });
     let (replicas, states) = pods.first_shrink.lock().unwrap().clone().expect("the shrink was seen");
@@ -445,11 +455,18 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
     drop(h);
     let log = op2.log();
     assert!(log.contains("leading"), "{log}");
-    // Events tell the story.
-    let reasons: Vec<String> = api.double.list("events.k8s.io", "events", Some(NS)).iter().filter_map(|e| e["reason"].as_str().map(String::from)).collect();
-    for reason in ["DecommissionStarted", "Decommissioned", "Removing", "Removed"] {
-        assert!(reasons.iter().any(|r| r == reason), "event {reason} in {reasons:?}");
+    // Events tell the story, and who did what: op-1 chose the leaving DataNodes, op-2 (after
+    // the SIGKILL) moved them on from the stored phases.
+    let events: Vec<(String, String)> = api
+        .double
+        .list("events.k8s.io", "events", Some(NS))
+        .iter()
+        .map(|e| (e["reason"].as_str().unwrap_or_default().to_string(), e["reportingInstance"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    for (reason, by) in [("DecommissionStarted", "op-1"), ("Decommissioned", "op-2"), ("Removing", "op-2"), ("Removed", "op-2")] {
+        assert!(events.iter().any(|(r, i)| r == reason && i == by), "event {reason} by {by} in {events:?}");
     }
+    assert!(!events.iter().any(|(r, i)| r == "DecommissionStarted" && i == "op-2"), "op-2 chose nothing anew: {events:?}");
 }
 
 /// kubectl `cmd` against the double, as the user `kubectl --kubeconfig ...` would run it.

@@ -178,8 +178,14 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
         if next.phase != before.phase {
             out.notes.push((reason(phase).into(), format!("{} is {phase}", i.name)));
         }
-        // Keep what the state machine does not carry in its phase.
+        // Keep what the state machine does not carry in its later phases (`drained` and
+        // `removing` hold no times): when it was chosen, refreshed, decommissioned.
         next.refreshed_ms = next.refreshed_ms.or(before.refreshed_ms);
+        if matches!(phase, Phase::Drained | Phase::Removing) {
+            next.since_ms = before.since_ms;
+            next.at_ms = next.at_ms.or(before.at_ms);
+            next.timeout_s = next.timeout_s.or(before.timeout_s);
+        }
         out.leaving.insert(i.name.clone(), next);
     }
     for i in &step.done {
@@ -331,6 +337,7 @@ pools:
         let d = run(&d.leaving, 6, &pods(6), &done, 4_000);
         let d = run(&d.leaving, 6, &pods(6), &done, 5_000);
         assert!(d.leaving.values().all(|l| l.phase == "removing"), "{d:?}");
+        assert!(d.leaving.values().all(|l| l.since_ms == 1_000 && l.at_ms.is_some()), "the times survive `removing`: {d:?}");
         assert_eq!(d.replicas[&Role::Datanode], 3);
 
         // 4. Pods gone: forgotten.

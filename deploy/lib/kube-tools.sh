@@ -20,18 +20,18 @@ ensure_kubectl() {
     fi
     local tmp
     tmp=$(mktemp -d)
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" RETURN
     if ! (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1); then
         echo "==> apt-get update (kubernetes-client not in the package lists yet)" >&2
         apt-get update -qq >/dev/null
-        (cd "$tmp" && apt-get download kubernetes-client >/dev/null) || {
+        if ! (cd "$tmp" && apt-get download kubernetes-client >/dev/null); then
+            rm -rf "$tmp"
             echo "error: cannot download Debian's kubernetes-client package" >&2
             return 1
-        }
+        fi
     fi
     mkdir -p "$root"
     dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$root"
+    rm -rf "$tmp"
     [[ -x $bin ]] || { echo "error: the kubernetes-client package has no usr/bin/kubectl" >&2; return 1; }
     echo "$bin"
 }

@@ -280,7 +280,7 @@ mod example_tests {
         let mut hc: HadoopCluster = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         hc.metadata.namespace = Some("acme".into());
         let spec = hc.spec.cluster_spec("acme", "prod");
-        assert_eq!(crate::reconcile::check(&hc, &spec), Vec::new());
+        assert_eq!(crate::reconcile::check(&spec), Vec::new());
         assert_eq!(spec.pools[&Role::Datanode].replicas.0, 6);
     }
 }

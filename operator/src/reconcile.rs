@@ -225,7 +225,7 @@ async fn refuse(obj: &impl Resource<DynamicType = ()>, current: HadoopClusterSta
 
 /// Refusals of a spec, with the resource's field paths: `herd apply`'s validation, and what
 /// operator mode does not offer.
-pub fn check(hc: &HadoopCluster, spec: &ClusterSpec) -> Vec<FieldProblem> {
+pub fn check(spec: &ClusterSpec) -> Vec<FieldProblem> {
     let mut errors: Vec<FieldError> = match herd_api::validate::validate(spec) {
         Ok(()) => Vec::new(),
         Err(e) => e.field_errors(),
@@ -238,7 +238,6 @@ pub fn check(hc: &HadoopCluster, spec: &ClusterSpec) -> Vec<FieldProblem> {
             ));
         }
     }
-    let _ = hc;
     errors
         .into_iter()
         .map(|e| FieldProblem {
@@ -262,7 +261,7 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     let mut status = hc.status.clone().unwrap_or_default();
     let spec = hc.spec.cluster_spec(&namespace, &name);
 
-    let problems = check(hc, &spec);
+    let problems = check(&spec);
     if !problems.is_empty() {
         return refuse(hc, status, problems, ctx).await;
     }

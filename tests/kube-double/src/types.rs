@@ -239,3 +239,43 @@ pub fn prune(v: &mut Value, schema: &Value, path: &str, pruned: &mut Vec<String>
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// The StatefulSet entries of a real kube-apiserver 1.20 answer to `GET /apis/apps/v1`
+    /// (a minikube capture in a public repository), less `storageVersionHash`.
+    const REAL: &str = r#"[
+      {"name": "statefulsets", "singularName": "", "namespaced": true, "kind": "StatefulSet",
+       "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+       "shortNames": ["sts"], "categories": ["all"]},
+      {"name": "statefulsets/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1",
+       "kind": "Scale", "verbs": ["get", "patch", "update"]},
+      {"name": "statefulsets/status", "singularName": "", "namespaced": true, "kind": "StatefulSet",
+       "verbs": ["get", "patch", "update"]}
+    ]"#;
+
+    #[test]
+    fn discovery_entries_have_the_real_shape() {
+        let real: Vec<Value> = serde_json::from_str(REAL).unwrap();
+        let sts = ResourceType::builtins().into_iter().find(|t| t.plural == "statefulsets").unwrap();
+        let ours = sts.discovery();
+        for r in &real {
+            let name = r["name"].as_str().unwrap();
+            let o = ours.iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("{name} missing from {ours:?}"));
+            let keys = |v: &Value| {
+                let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+                k.retain(|k| k != "categories");
+                k.sort();
+                k
+            };
+            assert_eq!(keys(o), keys(r), "{name}");
+            for field in ["namespaced", "kind", "verbs", "group", "version"] {
+                assert_eq!(o.get(field), r.get(field), "{name}.{field}");
+            }
+        }
+    }
+}

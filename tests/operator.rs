@@ -538,6 +538,15 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
         (leaving(&api.cluster()).get("prod-datanode-5").map(String::as_str) == Some("decommissioning")).then_some(())
     });
     assert_eq!(api.sts_replicas("datanode"), Some(6));
+    // What a HorizontalPodAutoscaler reads: the scale subresource, with the DataNode pods' selector.
+    let scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", "/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/scale"]))).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["replicas"], 6, "the StatefulSet keeps 6 while one decommissions");
+    let selector = scale["status"]["selector"].as_str().unwrap().to_string();
+    assert_eq!(selector, "app.kubernetes.io/component=datanode,app.kubernetes.io/instance=prod,app.kubernetes.io/name=hadoop");
+    let selected = ok(kubectl(&api, &["get", "pods", "-l", &selector, "-o", "name"]));
+    assert_eq!(selected.lines().count(), 6, "{selected}");
     let json = ok(kubectl(&api, &["get", "hc", "prod", "-o", "json"]));
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["status"]["datanodes"]["desired"], 5);

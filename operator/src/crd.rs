@@ -228,8 +228,13 @@ mod tests {
             "manifests/operator/crd.yaml differs from the CRD generated from herd's types; regenerate it with \
              `cargo run --bin herd-operator -- crd > manifests/operator/crd.yaml`"
         );
-        let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/operator/crd.yaml");
-        assert_eq!(std::fs::read_to_string(deploy).expect("deploy/operator/crd.yaml"), generated, "deploy/operator/crd.yaml too");
+        // deploy/operator/ carries the same files as manifests/operator/.
+        for file in ["crd.yaml", "rbac.yaml", "deployment.yaml"] {
+            let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+            let manifests = std::fs::read_to_string(format!("{root}/manifests/operator/{file}")).expect(file);
+            let deploy = std::fs::read_to_string(format!("{root}/deploy/operator/{file}")).expect(file);
+            assert_eq!(deploy, manifests, "deploy/operator/{file} differs from manifests/operator/{file}: copy it over");
+        }
     }
 
     /// Every field of `herd apply`'s spec is in the resource's spec (but `tenant` and `name`,

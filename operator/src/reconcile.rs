@@ -19,7 +19,8 @@
 //!          status: pools, HDFS/YARN health, conditions; events for notable steps
 //! ```
 //!
-//! Errors (the API server refusing or timing out) requeue with exponential backoff per
+//! Errors (the API server refusing, or a reconcile not done within `reconcile_timeout`)
+//! requeue with exponential backoff per
 //! resource (with jitter, capped) and set `Degraded` with reason `ReconcileError` when the
 //! status can still be written; the operator never exits on them.
 
@@ -63,6 +64,9 @@ pub struct Options {
     pub backoff_max: Duration,
     /// How long a master may take to answer a health read.
     pub health_timeout: Duration,
+    /// How long one reconcile may take in all: an API server that stops answering fails it
+    /// (then backoff and a condition) rather than holding the resource forever.
+    pub reconcile_timeout: Duration,
 }
 
 impl Default for Options {
@@ -74,6 +78,7 @@ impl Default for Options {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             health_timeout: Duration::from_secs(5),
+            reconcile_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -121,6 +126,8 @@ pub enum Error {
     Build(#[from] objects::BuildError),
     #[error("the resource has no namespace (HadoopCluster is namespaced)")]
     NoNamespace,
+    #[error("the reconcile took longer than {0:?} (is the API server answering?)")]
+    Timeout(Duration),
 }
 
 /// `Result` with this module's error.
@@ -134,7 +141,7 @@ fn key(obj: &impl Resource) -> String {
 pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<Watched> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| {
+    let work = finalizer(&api, FINALIZER, obj.clone(), |event| {
         let ctx = ctx.clone();
         async move {
             match event {
@@ -145,9 +152,12 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
                 Finalize::Cleanup(obj) => cleanup(&obj, &ctx).await,
             }
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    });
+    let limit = ctx.options.reconcile_timeout;
+    let result = match tokio::time::timeout(limit, work).await {
+        Ok(r) => r.map_err(|e| Error::Finalizer(Box::new(e))),
+        Err(_) => Err(Error::Timeout(limit)),
+    };
     match &result {
         Ok(_) => {
             ctx.failures().remove(&key(obj.as_ref()));
@@ -157,7 +167,7 @@ pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action> {
             let mut status = obj.status();
             let now = (ctx.clock)();
             set_condition(&mut status.conditions, "Degraded", true, "ReconcileError", &e.to_string(), now, obj.metadata.generation);
-            let _ = patch_status(&api, &obj.name_any(), &status).await;
+            let _ = tokio::time::timeout(ctx.options.health_timeout, patch_status(&api, &obj.name_any(), &status)).await;
         }
     }
     result

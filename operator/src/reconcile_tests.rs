@@ -42,7 +42,7 @@ async fn context() -> (Arc<Context>, Handle) {
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "herd-operator".into(), instance: Some("test".into()) });
     let http = reqwest::Client::builder().resolve("nn.example", "127.0.0.1:9".parse().unwrap()).build().unwrap();
-    let options = Options { health_timeout: Duration::from_millis(500), ..Options::default() };
+    let options = Options { health_timeout: Duration::from_millis(500), reconcile_timeout: Duration::from_secs(3), ..Options::default() };
     let ctx = Context::new(client, http, recorder, options).with_clock(Arc::new(|| 1_700_000_000_000));
     (Arc::new(ctx), handle)
 }
@@ -215,4 +215,19 @@ async fn an_unreadable_cluster_is_refused_in_its_status_naming_the_field() {
     assert_eq!(event["reason"], "InvalidSpec");
     let action = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap();
     assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn an_api_server_that_stops_answering_times_the_reconcile_out_with_a_condition() {
+    let (ctx, mut api) = context().await;
+    let run = tokio::spawn(reconcile(cluster(|_| {}), ctx.clone()));
+    // The first request is never answered.
+    let (request, _never) = tokio::time::timeout(Duration::from_secs(10), api.next_request()).await.unwrap().unwrap();
+    assert_eq!(request.uri().path(), "/apis/apps/v1/namespaces/acme/statefulsets/prod-datanode");
+    let status = expect(&mut api, "PATCH", &format!("/apis/herd.dev/v1alpha1/namespaces/acme/hadoopclusters/prod/status{APPLY}"), 200, Value::Null).await;
+    let degraded = status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Degraded").unwrap().clone();
+    assert_eq!(degraded["reason"], "ReconcileError");
+    assert!(degraded["message"].as_str().unwrap().contains("took longer than 3s"), "{degraded}");
+    let err = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, crate::reconcile::Error::Timeout(_)), "{err}");
 }

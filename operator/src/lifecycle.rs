@@ -21,7 +21,7 @@ use herd_api::hadoop::{NameNodeHealth, ResourceManagerHealth};
 use herd_api::lifecycle::{LifecycleCondition, Phase};
 use herd_api::names::InstanceRef;
 use herd_api::{ClusterSpec, Role};
-use herd_hadoop::lifecycle::{self as hl, Leaving, MasterReport, ScaleRequest, SelectError, StepInput};
+use herd_hadoop::lifecycle::{self as hl, Leaving, MasterReport, ScaleRequest, StepInput};
 
 use crate::crd::LeavingStatus;
 use crate::objects::names;
@@ -62,8 +62,9 @@ pub struct Decision {
     pub leaving: BTreeMap<String, LeavingStatus>,
     /// Conditions of the state machine (a stalled or blocked decommission, ...).
     pub conditions: Vec<LifecycleCondition>,
-    /// Scale-downs refused (fewer DataNodes than the replication factor would remain).
-    pub refused: Vec<SelectError>,
+    /// Scale-downs refused, in words: fewer DataNodes than the replication factor would
+    /// remain, or the pool's master is outside the cluster (it never reads herd's exclude list).
+    pub refused: Vec<String>,
     /// Notable steps, for events: (reason, message).
     pub notes: Vec<(String, String)>,
 }
@@ -95,6 +96,32 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
             Role::Datanode => input.namenode.is_some(),
             _ => input.resourcemanager.is_some(),
         };
+        // An external master never reads the exclude list herd writes: its workers cannot be
+        // taken out through it, so a shrink is refused (as bare-metal mode refuses it without
+        // `--force`) and the StatefulSet keeps its size.
+        let master = match role {
+            Role::Datanode => (Role::Namenode, "NameNode", "hdfs dfsadmin -refreshNodes"),
+            _ => (Role::Resourcemanager, "ResourceManager", "yarn rmadmin -refreshNodes"),
+        };
+        if protected && !spec.pools.contains_key(&master.0) {
+            let now = pool.current.unwrap_or(desired);
+            if desired < now {
+                out.refused.push(format!(
+                    "the {role} pool cannot shrink from {now} to {desired}: its {} is external and never reads herd's exclude \
+                     list; take {} out on it (exclude them, `{}`), then set spec.pools.{role}.replicas once they are gone \
+                     from it, or remove spec.external.{} to let them go at once",
+                    master.1,
+                    (desired..now).map(|o| names::pod_host(cluster, &spec.tenant, &names::pod(cluster, role, o))).collect::<Vec<_>>().join(", "),
+                    master.2,
+                    master.0,
+                ));
+                current.insert(role, now);
+            } else {
+                current.insert(role, desired);
+            }
+            stored.retain(|_, l| l.role != role.as_str());
+            continue;
+        }
         let Some(now) = pool.current.filter(|_| protected) else {
             current.insert(role, desired);
             stored.retain(|_, l| l.role != role.as_str());
@@ -142,7 +169,7 @@ pub fn decide(input: &DecideInput<'_>) -> Decision {
                     }
                     size = size.saturating_add(selection.create);
                 }
-                Err(e) => out.refused.push(e),
+                Err(e) => out.refused.push(e.to_string()),
             }
         }
         current.insert(role, size);
@@ -365,6 +392,26 @@ pools:
         assert_eq!(d.refused.len(), 1, "{d:?}");
         assert_eq!(d.replicas[&Role::Datanode], 3);
         assert!(d.leaving.is_empty());
+    }
+
+    #[test]
+    fn an_external_namenode_refuses_a_shrink_and_keeps_the_statefulset() {
+        let spec = herd_api::yaml::parse_cluster_spec(
+            "tenant: acme\nname: prod\nimages: {datanode: r/dn}\nexternal: {namenode: {host: nn.example}}\npools:\n  datanode: {replicas: 4, cpu: 1, memory: 1Gi}\n",
+        )
+        .unwrap();
+        let pools = [PoolObserved { role: Role::Datanode, current: Some(6) }];
+        let health = nn(&[]);
+        let d = decide(&DecideInput { spec: &spec, stored: &BTreeMap::new(), pools: &pools, pods: &pods(6), namenode: Some(&health), resourcemanager: None, now_ms: 1 });
+        assert_eq!(d.replicas[&Role::Datanode], 6);
+        assert!(d.leaving.is_empty());
+        assert_eq!(d.refused.len(), 1);
+        assert!(d.refused[0].contains("prod-datanode-4.prod.acme, prod-datanode-5.prod.acme"), "{}", d.refused[0]);
+        // Growing is fine.
+        let pools = [PoolObserved { role: Role::Datanode, current: Some(3) }];
+        let d = decide(&DecideInput { spec: &spec, stored: &BTreeMap::new(), pools: &pools, pods: &pods(3), namenode: Some(&health), resourcemanager: None, now_ms: 1 });
+        assert_eq!(d.replicas[&Role::Datanode], 4);
+        assert!(d.refused.is_empty());
     }
 
     #[test]

@@ -318,7 +318,7 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
         event(ctx, &reference, EventType::Normal, reason, note.clone()).await;
     }
     for refusal in &decision.refused {
-        event(ctx, &reference, EventType::Warning, "ScaleRefused", refusal.to_string()).await;
+        event(ctx, &reference, EventType::Warning, "ScaleRefused", refusal.clone()).await;
     }
 
     // Apply.
@@ -563,7 +563,7 @@ fn fill_status(
         degraded.push((c.kind.as_str().to_string(), c.message.clone()));
     }
     for r in &decision.refused {
-        degraded.push(("ScaleRefused".into(), r.to_string()));
+        degraded.push(("ScaleRefused".into(), r.clone()));
     }
     if let Some(h) = nn.filter(|h| h.error.is_none()) {
         if h.missing_blocks > 0 || h.under_replicated_blocks > 0 {

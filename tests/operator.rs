@@ -632,3 +632,194 @@ fn two_replicas_one_leads_and_the_other_takes_over() {
     let lease = api.get("coordination.k8s.io", "leases", "herd-operator").unwrap();
     assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
 }
+
+/// The YARN doubles: a ResourceManager and NodeManagers named as the operator's pods are.
+struct Yarn {
+    dir: tempfile::TempDir,
+    net: String,
+    daemons: BTreeMap<String, Proc>,
+}
+
+impl Yarn {
+    fn start(nodemanagers: u32) -> Yarn {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = (std::process::id() as u64 ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64).wrapping_mul(0x9E3779B97F4A7C15);
+        let net = format!("127.{}.{}", 1 + (seed >> 24) % 250, 1 + (seed >> 44) % 250);
+        let mut hosts = format!("127.0.0.1 localhost\n{net}.10 {}\n", host("resourcemanager", 0));
+        for i in 0..nodemanagers {
+            hosts.push_str(&format!("{net}.{} {}\n", 20 + i, host("nodemanager", i)));
+        }
+        std::fs::write(dir.path().join("hosts"), hosts).unwrap();
+        std::fs::write(dir.path().join("yarn.exclude"), "").unwrap();
+        let mut yarn = Yarn { dir, net, daemons: BTreeMap::new() };
+        yarn.daemon("resourcemanager", &host("resourcemanager", 0), &[]);
+        for i in 0..nodemanagers {
+            let name = host("nodemanager", i);
+            let addr = format!("{name}:8041");
+            yarn.daemon("nodemanager", &name, &[("yarn.nodemanager.address", &addr)]);
+        }
+        yarn
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn conf(&self, name: &str, extra: &[(&str, &str)]) -> PathBuf {
+        let conf = self.path(&format!("conf-{name}"));
+        std::fs::create_dir_all(&conf).unwrap();
+        let mut props: Vec<(&str, String)> = vec![
+            ("yarn.resourcemanager.hostname", host("resourcemanager", 0)),
+            ("yarn.resourcemanager.nodemanagers.heartbeat-interval-ms", "200".into()),
+            ("yarn.nm.liveness-monitor.expiry-interval-ms", "3000".into()),
+            ("yarn.resourcemanager.decommissioning-nodes-watcher.poll-interval-secs", "1".into()),
+            ("yarn.resourcemanager.nodes.exclude-path", self.path("yarn.exclude").display().to_string()),
+            ("yarn.nodemanager.resource.memory-mb", "4096".into()),
+        ];
+        props.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        std::fs::write(conf.join("yarn-site.xml"), site(&props)).unwrap();
+        conf
+    }
+
+    fn daemon(&mut self, role: &str, name: &str, extra: &[(&str, &str)]) {
+        let conf = self.conf(name, extra);
+        let logs = self.path(&format!("logs-{name}"));
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join("stdout");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bins().join("hadoop-double"))
+            .args(["daemon", role])
+            .env("HADOOP_CONF_DIR", conf)
+            .env("HERD_DOUBLE_HOSTS_FILE", self.path("hosts"))
+            .env("HERD_DOUBLE_HOSTNAME", name)
+            .env("HADOOP_LOG_DIR", &logs)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        self.daemons.insert(name.to_string(), Proc { child, log });
+    }
+
+    fn yarn(&self, args: &[&str]) -> Output {
+        Command::new(bins().join("hadoop-double"))
+            .arg("yarn")
+            .args(args)
+            .env("HADOOP_CONF_DIR", self.path(&format!("conf-{}", host("resourcemanager", 0))))
+            .env("HERD_DOUBLE_HOSTS_FILE", self.path("hosts"))
+            .env("HERD_DOUBLE_HOSTNAME", host("resourcemanager", 0))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn rest(&self, path: &str) -> Option<Value> {
+        let mut s = TcpStream::connect((format!("{}.10", self.net).as_str(), 8088)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    /// Node state per NodeManager hostname.
+    fn states(&self) -> BTreeMap<String, String> {
+        let Some(v) = self.rest("/ws/v1/cluster/nodes") else { return BTreeMap::new() };
+        v["nodes"]["node"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| (n["nodeHostName"].as_str().unwrap_or_default().to_string(), n["state"].as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+}
+
+#[test]
+fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
+    let api = Arc::new(Api::start());
+    api.install_crd();
+    let yarn = Arc::new(Mutex::new(Yarn::start(4)));
+    let rm_ip = format!("{}.10", yarn.lock().unwrap().net);
+    wait_for(30, "4 NodeManagers RUNNING", || (yarn.lock().unwrap().states().values().filter(|s| *s == "RUNNING").count() == 4).then_some(()));
+    let cluster = json!({
+        "apiVersion": "herd.dev/v1alpha1",
+        "kind": "HadoopCluster",
+        "metadata": {"name": CLUSTER, "namespace": NS},
+        "spec": {
+            "images": {"resourcemanager": "herd/resourcemanager:3.4.1", "nodemanager": "herd/nodemanager:3.4.1"},
+            "pools": {
+                "resourcemanager": {"replicas": 1, "cpu": "1", "memory": "1Gi"},
+                "nodemanager": {"replicas": 4, "cpu": "1", "memory": "2Gi", "lifecycle": {"drainTimeoutSeconds": 60}},
+            },
+        },
+    });
+    api.double.put("herd.dev", "hadoopclusters", NS, cluster).unwrap();
+    let op = api.operator("op-1", &["--resolve", &format!("{}={rm_ip}", host("resourcemanager", 0))]);
+    wait_for(60, "the NodeManager StatefulSet at 4", || (api.sts_replicas("nodemanager") == Some(4)).then_some(()));
+    // The ResourceManager pod's refresh container (graceful, as the operator renders it) and
+    // the NodeManager containers, played here; the first shrink is checked against the
+    // ResourceManager's states read before any NodeManager stops.
+    let refresh = api.get("apps", "statefulsets", &format!("{CLUSTER}-resourcemanager")).unwrap()["spec"]["template"]["spec"]["containers"][1]["command"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(refresh.contains("yarn rmadmin -refreshNodes -g 60 -server"), "{refresh}");
+    let first_shrink: Arc<Mutex<Option<Shrink>>> = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (api, yarn, first_shrink, stop) = (api.clone(), yarn.clone(), first_shrink.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut applied = String::new();
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(r) = api.sts_replicas("nodemanager").filter(|r| *r < 4) {
+                    let mut seen = first_shrink.lock().unwrap();
+                    if seen.is_none() {
+                        *seen = Some((r, yarn.lock().unwrap().states()));
+                    }
+                }
+                let pods: Vec<String> = api.double.list("", "pods", Some(NS)).iter().filter_map(|p| p["metadata"]["name"].as_str().map(String::from)).collect();
+                {
+                    let mut y = yarn.lock().unwrap();
+                    y.daemons.retain(|name, _| !name.starts_with(&format!("{CLUSTER}-nodemanager-")) || pods.iter().any(|p| name.starts_with(&format!("{p}."))));
+                }
+                if let Some(cm) = api.get("", "configmaps", &format!("{CLUSTER}-hosts")) {
+                    let exclude = cm["data"]["yarn.exclude"].as_str().unwrap_or_default().to_string();
+                    if exclude != applied {
+                        let y = yarn.lock().unwrap();
+                        std::fs::write(y.path("yarn.exclude"), &exclude).unwrap();
+                        if y.yarn(&["rmadmin", "-refreshNodes", "-g", "60", "-server"]).status.success() {
+                            applied = exclude;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // A job with a container on NodeManager 3 for 6 s.
+    let nm3 = format!("{}:8041", host("nodemanager", 3));
+    let out = yarn.lock().unwrap().yarn(&["herd-double-sleep", "-nodes", &nm3, "-containers", "1", "-duration", "6", "-memory", "512"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let started = Instant::now();
+
+    let mut c = api.cluster();
+    c["spec"]["pools"]["nodemanager"]["replicas"] = json!(2);
+    api.double.put("herd.dev", "hadoopclusters", NS, json!({"metadata": {"name": CLUSTER}, "spec": c["spec"]})).unwrap();
+    wait_for(30, "2 and 3 draining", || {
+        let l = leaving(&api.cluster());
+        (l.get(&format!("{CLUSTER}-nodemanager-2")).map(String::as_str) == Some("draining") || l.contains_key(&format!("{CLUSTER}-nodemanager-3"))).then_some(())
+    });
+    wait_for(60, "the NodeManager StatefulSet at 2", || (api.sts_replicas("nodemanager") == Some(2) && first_shrink.lock().unwrap().is_some()).then_some(()));
+    assert!(started.elapsed() >= Duration::from_secs(5), "the StatefulSet waited for the container: {:?}", started.elapsed());
+    let (replicas, states) = first_shrink.lock().unwrap().clone().unwrap();
+    for i in 2..4 {
+        let state = states.get(&host("nodemanager", i)).cloned().unwrap_or_default();
+        assert_eq!(state, "DECOMMISSIONED", "the StatefulSet shrank to {replicas} while nodemanager-{i} was `{state}`: {states:?}");
+    }
+    let metrics = yarn.lock().unwrap().rest("/ws/v1/cluster/metrics").unwrap();
+    assert_eq!(metrics["clusterMetrics"]["appsCompleted"], 1, "the job finished on the draining NodeManager: {metrics}");
+    wait_for(30, "status.leaving empty", || leaving(&api.cluster()).is_empty().then_some(()));
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap();
+    drop(op);
+}

@@ -801,6 +801,11 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
     let out = yarn.lock().unwrap().yarn(&["herd-double-sleep", "-nodes", &nm3, "-containers", "1", "-duration", "6", "-memory", "512"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let started = Instant::now();
+    wait_for(30, "the job's container running on NodeManager 3", || {
+        let nodes = yarn.lock().unwrap().rest("/ws/v1/cluster/nodes")?;
+        let running = nodes["nodes"]["node"].as_array()?.iter().any(|n| n["id"] == nm3.as_str() && n["numContainers"] == 1);
+        running.then_some(())
+    });
 
     let mut c = api.cluster();
     c["spec"]["pools"]["nodemanager"]["replicas"] = json!(2);
@@ -810,7 +815,7 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
         (l.get(&format!("{CLUSTER}-nodemanager-2")).map(String::as_str) == Some("draining") || l.contains_key(&format!("{CLUSTER}-nodemanager-3"))).then_some(())
     });
     wait_for(60, "the NodeManager StatefulSet at 2", || (api.sts_replicas("nodemanager") == Some(2) && first_shrink.lock().unwrap().is_some()).then_some(()));
-    assert!(started.elapsed() >= Duration::from_secs(5), "the StatefulSet waited for the container: {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(5), "the StatefulSet waited for the 6 s container: {:?}", started.elapsed());
     let (replicas, states) = first_shrink.lock().unwrap().clone().unwrap();
     for i in 2..4 {
         let state = states.get(&host("nodemanager", i)).cloned().unwrap_or_default();

@@ -97,6 +97,23 @@ impl Env {
     /// Waits until `datanodes` DataNodes are In Service and live and `nodemanagers`
     /// NodeManagers RUNNING, none leaving.
     async fn healthy(&self, datanodes: usize, nodemanagers: usize, timeout: Duration) -> Result<Value> {
+        let waited = self.healthy_within(datanodes, nodemanagers, timeout).await;
+        match waited {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let s = self.status().await.unwrap_or_default();
+                let rows: Vec<String> = s["instances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| format!("{} on {}: {} {} {}", i["instance"]["name"], i["host"], i["observed"]["state"], i["hadoop"], i["pending"]))
+                    .collect();
+                bail!("{e}\n{}\nconditions: {}", rows.join("\n"), s["conditions"])
+            }
+        }
+    }
+
+    async fn healthy_within(&self, datanodes: usize, nodemanagers: usize, timeout: Duration) -> Result<Value> {
         wait_for("HDFS and YARN whole again", timeout, || async {
             let s = self.status().await?;
             let dns = instances(&s, "datanode");

@@ -12,6 +12,9 @@ source deploy/lib/network-tools.sh
 ensure_network_tools
 source deploy/lib/registry.sh
 ensure_registry
+# Debian's kubectl, which the operator tests drive the fake Kubernetes API server with.
+source deploy/lib/kube-tools.sh
+echo "==> kubectl: $(ensure_kubectl)"
 ./images/testbed/build.sh
 cargo build --workspace --locked
 if cargo nextest --version >/dev/null 2>&1; then

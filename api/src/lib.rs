@@ -18,6 +18,8 @@
 //! - [`hash`]: the one stable hash of herd's values (container specs, rendered config).
 //! - [`daemon_log`]: the daemons' own log writer, which never fails the process.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
+//! - `schema` (feature `schema`): JSON schemas of the spec types, for operator mode's
+//!   `HadoopCluster` custom resource.
 
 pub mod daemon_log;
 pub mod hadoop;
@@ -28,6 +30,8 @@ pub mod names;
 pub mod network;
 pub mod quantity;
 pub mod record;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod spec;
 pub mod validate;
 pub mod wire;

@@ -79,6 +79,7 @@ impl fmt::Display for Phase {
 }
 
 /// How a worker pool leaves: per-pool settings, defaults as documented on each field.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PoolLifecycle {

@@ -75,6 +75,7 @@ impl<'de> Deserialize<'de> for Role {
 }
 
 /// One tenant's Hadoop cluster.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
@@ -85,10 +86,12 @@ pub struct ClusterSpec {
     /// The image per role, used by every pool of that role unless the pool names its own.
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::images"))]
     pub images: BTreeMap<Role, String>,
     /// The node pools, by role. DataNodes and NodeManagers are sized independently.
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, PoolSpec>)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::pools"))]
     pub pools: BTreeMap<Role, PoolSpec>,
     /// The Hadoop version the images run, e.g. `3.4.1`; informational unless an image is not
     /// given, in which case a role runs `herd/<role>:<version>`.
@@ -105,10 +108,12 @@ pub struct ClusterSpec {
     /// Keys herd must own (e.g. `fs.defaultFS`) are refused.
     #[serde(default, rename = "configOverrides", skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(value_type = BTreeMap<String, BTreeMap<String, String>>)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::config_overrides"))]
     pub config_overrides: ConfigOverrides,
 }
 
 /// HDFS settings of a cluster.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HdfsSpec {
@@ -134,6 +139,7 @@ impl HdfsSpec {
 }
 
 /// Masters outside herd that workers join.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalMasters {
@@ -150,6 +156,7 @@ impl ExternalMasters {
 }
 
 /// One external master: its DNS name (or address) and, where not Hadoop's defaults, ports.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExternalMaster {
@@ -164,6 +171,7 @@ pub struct ExternalMaster {
 }
 
 /// A pool of identical containers of one role.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
@@ -193,6 +201,7 @@ pub struct PoolSpec {
     /// Hadoop configuration overrides for this role, per file; they win over the cluster's.
     #[serde(default, rename = "configOverrides", skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(value_type = BTreeMap<String, BTreeMap<String, String>>)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "crate::schema::config_overrides"))]
     pub config_overrides: ConfigOverrides,
     /// How instances leave on a scale-down (DataNode decommission deadline, NodeManager
     /// drain timeout); only `datanode` and `nodemanager` pools read it.
@@ -214,6 +223,7 @@ pub struct PoolSpec {
 }
 
 /// Extra Linux capabilities of a pool's containers.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {

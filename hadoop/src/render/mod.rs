@@ -139,15 +139,22 @@ pub fn render_each(cluster: &ClusterView<'_>) -> Vec<(InstanceRef, Result<Hadoop
 }
 
 fn render_member(cluster: &ClusterView<'_>, member: &Member) -> Result<HadoopConfig, RenderError> {
+    render_with(cluster, &site::Masters::of(cluster), member)
+}
+
+/// [`render`] of a member that need not be among `cluster.members`, with the masters given
+/// rather than derived from the spec: operator mode renders one config per pool (a
+/// StatefulSet's pods share it) for a member standing for every pod, and reaches the masters
+/// by its pods' DNS names (`<cluster>-namenode-0.<cluster>.<namespace>`), not herd's.
+pub fn render_with(cluster: &ClusterView<'_>, masters: &site::Masters, member: &Member) -> Result<HadoopConfig, RenderError> {
     let instance = &member.instance;
     let pool = cluster
         .spec
         .pools
         .get(&member.role)
         .ok_or_else(|| RenderError::NoPool { instance: instance.clone(), role: member.role })?;
-    let masters = site::Masters::of(cluster);
 
-    let mut properties = site::properties(cluster, &masters, member);
+    let mut properties = site::properties(cluster, masters, member);
     for overrides in [&cluster.spec.config_overrides, &pool.config_overrides] {
         for (file, keys) in overrides {
             let props = properties.entry(*file).or_default();

@@ -73,7 +73,7 @@ configOverrides:
 pools:
   namenode: {{replicas: 1, cpu: 250m, memory: 512Mi}}
   resourcemanager: {{replicas: 1, cpu: 250m, memory: 512Mi}}
-  datanode: {{replicas: 4, cpu: 100m, memory: 256Mi}}
+  datanode: {{replicas: 4, cpu: 100m, memory: 256Mi, maxPerHost: 2}}
   nodemanager: {{replicas: 2, cpu: '1', memory: 1Gi}}
 "
     )

@@ -40,7 +40,7 @@ const PORT: u16 = 7000;
 fn spec(tenant: &str, datanodes: u32, nodemanagers: u32) -> String {
     format!(
         "tenant: {tenant}\nname: net\nimages:\n  datanode: herd/testbed-base:latest\n  nodemanager: herd/testbed-base:latest\n\
-         pools:\n  datanode: {{replicas: {datanodes}, cpu: 50m, memory: 256Mi, command: {IDLE}}}\n  nodemanager: {{replicas: {nodemanagers}, cpu: 50m, memory: 512Mi, command: {IDLE}}}\n"
+         pools:\n  datanode: {{replicas: {datanodes}, cpu: 50m, memory: 256Mi, maxPerHost: 50, command: {IDLE}}}\n  nodemanager: {{replicas: {nodemanagers}, cpu: 50m, memory: 512Mi, command: {IDLE}}}\n"
     )
 }
 

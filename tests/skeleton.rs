@@ -65,6 +65,7 @@ pools:
     replicas: {datanodes}
     cpu: 500m
     memory: 256Mi
+    maxPerHost: {datanodes}
     command: {IDLE}
   nodemanager:
     replicas: {nodemanagers}

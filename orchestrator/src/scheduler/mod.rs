@@ -17,8 +17,10 @@
 //!   split evenly over the host's data disks (a DataNode gets one folder on each, and HDFS's
 //!   default volume choice fills them round-robin), each disk with room for its share;
 //!   none of the pool's host ports taken.
-//! - Preferences: DataNodes go to the rack holding the fewest of their pool that has a host
-//!   for them (racks as even as capacity allows); then best fit on what is left: the host
+//! - Preferences: DataNodes go to a host without one of their pool (when `maxPerHost` lets
+//!   them share, to the host holding the fewest only once every host holds one), in the rack
+//!   holding the fewest of their pool that has such a host (racks as even as capacity
+//!   allows); then best fit on what is left: the host
 //!   with the least room left that still fits, room being the sum over CPU, memory and data
 //!   disk of what is free relative to the fleet's average host. That packs hosts full, leaves
 //!   whole hosts free for large requests, and keeps disk-rich hosts for DataNodes (a host's
@@ -193,8 +195,13 @@ impl Order {
     /// least CPU and memory is left (disk-rich, CPU-poor hosts first), one without where the
     /// least of everything is left (sparing disk-rich hosts).
     fn best(&self, need: u64, hosts: &[HostView], by_rank: &[usize], r: &Request) -> Option<usize> {
+        self.fitting(need, hosts, by_rank, r).next()
+    }
+
+    /// The hosts that fit `r`, least room left first.
+    fn fitting<'a>(&'a self, need: u64, hosts: &'a [HostView], by_rank: &'a [usize], r: &'a Request) -> impl Iterator<Item = usize> + 'a {
         let set = if r.disk.0 > 0 { &self.compute } else { &self.room };
-        set.range((need, 0)..).map(|&(_, rank)| rank).find(|&rank| fits(&hosts[by_rank[rank]], r))
+        set.range((need, 0)..).map(|&(_, rank)| rank).filter(move |&rank| fits(&hosts[by_rank[rank]], r))
     }
 
     fn insert(&mut self, key: (u64, u64), rank: usize) {
@@ -275,13 +282,29 @@ impl Index {
 
     fn find(&self, hosts: &[HostView], r: &Request) -> Option<usize> {
         let need = self.weights.need(r);
-        if r.spread_racks && self.racks.len() > 1 {
-            let counts = self.pool_racks.get(&r.pool);
-            let mut order: Vec<(u32, usize)> = (0..self.racks.len()).map(|k| (counts.map_or(0, |c| c[k]), k)).collect();
-            order.sort_unstable();
-            return order.iter().find_map(|&(_, k)| self.racks[k].best(need, hosts, &self.by_rank, r));
+        if !r.spread_racks {
+            return self.all.best(need, hosts, &self.by_rank, r);
         }
-        self.all.best(need, hosts, &self.by_rank, r)
+        // Spread: a host without one of the pool, in the rack holding the fewest of it; only
+        // where `maxPerHost` allows more than one and every such host is taken, the host
+        // holding the fewest, racks in the same order.
+        let counts = self.pool_racks.get(&r.pool);
+        let mut order: Vec<(u32, usize)> = (0..self.racks.len()).map(|k| (counts.map_or(0, |c| c[k]), k)).collect();
+        order.sort_unstable();
+        let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
+        let empty = order.iter().find_map(|&(_, k)| self.racks[k].fitting(need, hosts, &self.by_rank, r).find(|&rank| held(rank) == 0));
+        if empty.is_some() || r.max_per_host == Some(1) {
+            return empty;
+        }
+        let mut least: Option<(u32, usize)> = None;
+        for &(_, k) in &order {
+            for rank in self.racks[k].fitting(need, hosts, &self.by_rank, r) {
+                if least.is_none_or(|(n, _)| held(rank) < n) {
+                    least = Some((held(rank), rank));
+                }
+            }
+        }
+        least.map(|(_, rank)| rank)
     }
 
     fn commit(&mut self, hosts: &mut [HostView], rank: usize, r: &Request) {

@@ -160,6 +160,12 @@ fn datanodes_one_per_host_and_even_over_racks() {
                 want: vec![Some("c"), Some("b"), Some("d")],
             },
             Case {
+                name: "maxPerHost 2: a second DataNode on a host only once every host holds one",
+                hosts: vec![racked("a", "r1"), racked("b", "r2"), racked("c", "r2")],
+                requests: vec![Request { max_per_host: Some(2), ..dn(0) }; 5],
+                want: vec![Some("a"), Some("b"), Some("c"), Some("a"), Some("b")],
+            },
+            Case {
                 name: "a full rack is skipped, not waited for",
                 hosts: vec![racked("a", "r1"), HostView { free_cpu: 0, ..racked("b", "r2") }, racked("c", "r3")],
                 requests: vec![dn(0); 2],

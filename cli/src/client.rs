@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use herd_api::Role;
 use herd_api::spec::Replicas;
 use herd_api::wire::{
-    AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant,
+    AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant, TenantQuota,
     TokenCreated, TokenInfo, UpdateQuota,
 };
 use reqwest::{Method, StatusCode, Url};
@@ -151,7 +151,8 @@ impl Client {
     }
 
     /// `POST /v1/tenants`: the tenant, and whether it was created (rather than already there).
-    pub async fn create_tenant(&self, name: &str, quota: Quota) -> Result<(Tenant, bool)> {
+    /// Without a quota, the tenant gets the orchestrator's default one.
+    pub async fn create_tenant(&self, name: &str, quota: Option<TenantQuota>) -> Result<(Tenant, bool)> {
         let request = CreateTenant { name: name.to_string(), quota };
         let (status, tenant) = self.post_once("/v1/tenants", &request).await?;
         Ok((tenant, status == StatusCode::CREATED))

@@ -59,8 +59,11 @@ pub fn router(state: State) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(protected)
+        .route_layer(axum::middleware::from_fn(count))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -69,6 +72,37 @@ pub fn router(state: State) -> Router {
 }
 
 type Result<T> = std::result::Result<T, problem::ApiError>;
+
+/// Ready when the store answers a read (at most 5 s); 503 otherwise.
+async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Response {
+    let read = s.store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(_)) => "ready".into_response(),
+        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the store cannot be read ({e})")).into_response(),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 5 s").into_response(),
+    }
+}
+
+/// `/metrics` in the OpenMetrics text format (see [`crate::metrics`]); no token needed.
+async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> Response {
+    let pending = s.store.read(|c| crate::store::pending_count(c, None)).await.unwrap_or(0);
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(pending)).into_response()
+}
+
+/// Counts every answered request by its route template, method and status, with its latency.
+async fn count(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let took = started.elapsed();
+    let m = crate::metrics::get();
+    m.request(method.as_str(), &route, resp.status().as_u16(), took);
+    if route == "/v1/agent/heartbeat" {
+        m.heartbeat(took);
+    }
+    resp
+}
 
 async fn openapi() -> Response {
     axum::Json(crate::openapi::document()).into_response()

@@ -48,6 +48,9 @@ pub struct State {
     pub heartbeat_interval: Duration,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
+    /// Admission caps, the default quota and the rate per token (see [`crate::limits`]).
+    pub limits: Arc<crate::limits::Limits>,
+    pub rate: Arc<crate::limits::RateLimiter>,
     /// Bumped after every change that may store a leaving phase; `leaving_none_at` is the
     /// value it had when the store was last seen with no leaving instance. Heartbeats step
     /// the lifecycle only while the two differ.
@@ -115,9 +118,18 @@ impl State {
             auth: Arc::default(),
             heartbeat_interval,
             network,
+            limits: Arc::default(),
+            rate: Arc::new(crate::limits::RateLimiter::new(&crate::limits::Limits::default())),
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The state with these limits instead of the defaults.
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.rate = Arc::new(crate::limits::RateLimiter::new(&limits));
+        self.limits = Arc::new(limits);
+        self
     }
 
     fn interval_ms(&self) -> u64 {
@@ -280,7 +292,7 @@ impl State {
     pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
         validate(&spec)?;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
         let out = self
             .store
             .write(move |tx| {
@@ -294,7 +306,7 @@ impl State {
                 let current = store::cluster(tx, &spec.tenant, &spec.name)?;
                 check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
                 let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (outcome, before, after) = apply_in(tx, &hot, &tenant.quota, spec, now, lost_after, false)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec, now, lost_after, false)?;
                 let applied = outcome.applied;
                 if applied != Applied::Unchanged {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
@@ -319,7 +331,7 @@ impl State {
     ) -> Result<ClusterStatus> {
         let ScaleRequest { replicas, force } = req;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
         let out = self
             .store
             .write(move |tx| {
@@ -337,7 +349,7 @@ impl State {
                 p.replicas = replicas;
                 validate(&spec)?;
                 let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
-                let (outcome, before, after) = apply_in(tx, &hot, &quota, spec, now, lost_after, force)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
                     audit::record(tx, now, &change)?;
@@ -466,9 +478,11 @@ impl State {
 /// lifecycle: shrinking stores the first phase of each leaving instance (they keep running
 /// until the lifecycle removes them), growing recommissions leaving ones before creating
 /// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
+#[allow(clippy::too_many_arguments)]
 fn apply_in(
     tx: &Connection,
     hot: &Hot,
+    limits: &crate::limits::Limits,
     quota: &Quota,
     spec: ClusterSpec,
     now: u64,
@@ -483,6 +497,17 @@ fn apply_in(
         Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
         Some(_) => Applied::Updated,
     };
+    if current.is_none() && store::cluster_count(tx, &tenant)? >= u64::from(limits.max_clusters_per_tenant) {
+        return Err(Error::Limit {
+            field: "name".into(),
+            reason: "clusters_per_tenant",
+            message: format!(
+                "tenant `{tenant}` already has {} clusters, the most one tenant may have (herd-orchestrator --max-clusters-per-tenant); delete one first",
+                limits.max_clusters_per_tenant
+            ),
+        });
+    }
+    let pending_before = store::pending_count(tx, Some((&tenant, &name)))?;
     let change = quota::Change {
         others: store::usage(tx, &tenant, Some(&name))?,
         before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
@@ -556,6 +581,20 @@ fn apply_in(
         }
     }
     schedule_pending(tx, hot, now, lost_after)?;
+    // Admission: instances no host can take now wait in the store, and every heartbeat and
+    // scheduling pass carries them; a cluster may not leave more than its share waiting.
+    let pending = store::pending_count(tx, Some((&tenant, &name)))?;
+    if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
+        return Err(Error::Limit {
+            field: "pools".into(),
+            reason: "pending_instances",
+            message: format!(
+                "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
+                 (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
+                limits.max_pending_per_cluster
+            ),
+        });
+    }
     store::bump_revision(tx)?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
         resize = plan.resize.len(), leave, recommission = back, "cluster applied");
@@ -780,6 +819,7 @@ fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Re
         let updated = match result {
             Ok(host) => {
                 changed = true;
+                crate::metrics::get().placed(1);
                 Instance { host: Some(host), pending: None, ..inst.clone() }
             }
             Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },

@@ -346,3 +346,209 @@ fn herd_orchestrator_backups(dir: &std::path::Path) -> Result<Vec<std::path::Pat
     files.sort();
     Ok(files)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_refuses_20000_replicas_and_tenants_get_a_finite_quota() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start_with(bins(), dir.path(), 0, &["--rate-limit", "100000", "--max-clusters-per-tenant", "2"])?;
+    let api = orch.api();
+
+    // Without a quota: the default, finite one. `unlimited` only when asked for.
+    let (code, t) = api.post("/v1/tenants", json!({ "name": "plain" })).await?;
+    ensure!(code == 201 && t["quota"]["cpu"] == "64" && t["quota"]["memory"] == "256Gi", "default quota: {code} {t}");
+    let (code, t) = api.post("/v1/tenants", json!({ "name": "big", "quota": "unlimited" })).await?;
+    ensure!(code == 201 && t["quota"] == json!({}), "unlimited: {code} {t}");
+    let (code, p) = api.post("/v1/tenants", json!({ "name": "odd", "quota": "lots" })).await?;
+    ensure!(code == 422 && p["detail"].as_str().unwrap_or_default().contains("unlimited"), "{code} {p}");
+
+    // 2 x 10,000 replicas on an empty fleet: refused by admission, nothing stored.
+    let spec = "tenant: big\nname: huge\nimages: {datanode: herd/datanode:testbed, nodemanager: herd/nodemanager:testbed}\npools:\n  \
+                datanode: {replicas: 10000, cpu: 100m, memory: 256Mi}\n  nodemanager: {replicas: 10000, cpu: 100m, memory: 1Gi}\n";
+    let started = Instant::now();
+    let (code, p) = api.put_yaml("/v1/tenants/big/clusters/huge", spec).await?;
+    eprintln!("refused in {:?}: {p}", started.elapsed());
+    ensure!(code == 422 && p["code"] == "limit_exceeded", "20,000 replicas: {code} {p}");
+    ensure!(p["detail"].as_str().unwrap_or_default().contains("--max-pending-per-cluster"), "{p}");
+    let (code, _) = api.get("/v1/tenants/big/clusters/huge").await?;
+    ensure!(code == 404, "the refused cluster was stored: {code}");
+    let (_, m) = api.raw("GET", "/metrics", &[], vec![]).await.map(|(c, _, b)| (c, String::from_utf8_lossy(&b).to_string()))?;
+    ensure!(m.contains("herd_pending_instances 0"), "refused instances left pending:\n{m}");
+
+    // A tenant's clusters are capped.
+    for name in ["a", "b"] {
+        let spec = format!("tenant: big\nname: {name}\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n");
+        let (code, body) = api.put_yaml(&format!("/v1/tenants/big/clusters/{name}"), &spec).await?;
+        ensure!(code == 201, "{code} {body}");
+    }
+    let spec = "tenant: big\nname: c\nimages: {datanode: herd/datanode:testbed}\npools:\n  datanode: {replicas: 1, cpu: 100m, memory: 256Mi}\n";
+    let (code, p) = api.put_yaml("/v1/tenants/big/clusters/c", spec).await?;
+    ensure!(code == 422 && p["code"] == "limit_exceeded" && p["detail"].as_str().unwrap_or_default().contains("2 clusters"), "{code} {p}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_token_gets_429_while_another_token_is_served() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start_with(bins(), dir.path(), 0, &["--rate-limit", "5", "--rate-burst", "10"])?;
+    for t in ["flood", "calm"] {
+        let (code, body) = orch.api().post("/v1/tenants", json!({ "name": t })).await?;
+        ensure!(code == 201, "{code} {body}");
+    }
+    let flood = Api::new(&orch.url).with_token(&orch.token("tenant", Some("flood")).await?);
+    let calm = Api::new(&orch.url).with_token(&orch.token("tenant", Some("calm")).await?);
+    // 200 requests at once from one token, and meanwhile a few from another.
+    let mut floods = Vec::new();
+    for _ in 0..200 {
+        let flood = flood.clone();
+        floods.push(tokio::spawn(async move { flood.raw("GET", "/v1/tenants/flood", &[], vec![]).await }));
+    }
+    for n in 0..5 {
+        let (code, body) = calm.get("/v1/tenants/calm").await?;
+        ensure!(code == 200, "the other token's request {n} while one floods: {code} {body}");
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for f in floods {
+        let (code, headers, body) = f.await??;
+        match code {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                let retry: u64 = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+                ensure!(retry >= 1, "429 without a Retry-After: {headers:?}");
+                ensure!(headers.get("content-type").is_some_and(|v| v == "application/problem+json"), "{headers:?}");
+                let p: serde_json::Value = serde_json::from_slice(&body)?;
+                ensure!(p["code"] == "rate_limited" && p["status"] == 429, "{p}");
+            }
+            other => bail!("flood answered {other}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
+    eprintln!("flood: {ok} served, {limited} refused with 429");
+    ensure!(limited >= 150 && ok >= 10, "flood: {ok} served, {limited} refused");
+    // The flood's token is served again once its bucket refills.
+    wait_for("the flooding token served again", Duration::from_secs(10), || async {
+        Ok((flood.get("/v1/tenants/flood").await?.0 == 200).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// One sample of a scrape: name, labels, value.
+type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// Parses a Prometheus/OpenMetrics text scrape strictly: every line a `# HELP`, `# TYPE`,
+/// `# UNIT` or the final `# EOF`, or `name{label="value",...} number`; a counter's samples end
+/// in `_total`, every name starts with `prefix`.
+fn parse_scrape(text: &str, prefix: &str) -> Result<Vec<Sample>> {
+    let mut samples = Vec::new();
+    let mut counters = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(lines.last() == Some(&"# EOF"), "the scrape does not end with # EOF");
+    let good_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') && !n.starts_with(|c: char| c.is_ascii_digit());
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            ensure!(["HELP", "TYPE", "UNIT"].contains(&kind) && good_name(name) && name.starts_with(prefix), "bad comment line: {line}");
+            if kind == "TYPE" && parts.next() == Some("counter") {
+                counters.push(name.to_string());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').with_context(|| format!("no value: {line}"))?;
+        let value: f64 = value.parse().with_context(|| format!("bad value: {line}"))?;
+        let (name, labels) = match series.split_once('{') {
+            None => (series, std::collections::BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').with_context(|| format!("unclosed labels: {line}"))?;
+                let mut labels = std::collections::BTreeMap::new();
+                for pair in body.split("\",").map(|p| p.trim_end_matches('"')).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").with_context(|| format!("bad label `{pair}`: {line}"))?;
+                    ensure!(good_name(k), "bad label name: {line}");
+                    labels.insert(k.to_string(), v.to_string());
+                }
+                (name, labels)
+            }
+        };
+        ensure!(good_name(name) && name.starts_with(prefix), "bad metric name: {line}");
+        if let Some(family) = counters.iter().find(|c| name.starts_with(c.as_str())) {
+            ensure!(name == format!("{family}_total") || name == format!("{family}_created"), "counter sample without _total: {line}");
+        }
+        samples.push((name.to_string(), labels, value));
+    }
+    Ok(samples)
+}
+
+/// The sum of the samples named `name` whose labels include `with`.
+fn total(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && with.iter().all(|(k, v)| l.get(*k).is_some_and(|x| x == v)))
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+async fn scrape(base: &str, prefix: &str) -> Result<Vec<Sample>> {
+    let api = Api::new(base);
+    for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let (code, _, body) = api.raw("GET", path, &[], vec![]).await?;
+        ensure!(code == 200 && String::from_utf8_lossy(&body) == want, "{base}{path}: {code} {}", String::from_utf8_lossy(&body));
+    }
+    let (code, headers, body) = api.raw("GET", "/metrics", &[], vec![]).await?;
+    ensure!(code == 200, "{base}/metrics: {code}");
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    ensure!(ct.starts_with("application/openmetrics-text"), "{base}/metrics content type {ct}");
+    parse_scrape(&String::from_utf8(body)?, prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_and_agent_serve_metrics_health_and_readiness() -> Result<()> {
+    docker();
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(&dir.path().join("orchestrator"), 0)?;
+    let api = orch.api();
+    let host = unique("metrics-host");
+    let agent = herd_tests::Agent::start(&orch.url, &orch.agent_token(&host).await?, &host, &dir.path().join("agent"), "2", "2Gi")?;
+    let tenant = unique("metrics");
+    let _containers = herd_tests::TenantContainers(tenant.clone());
+    let command = serde_json::to_string(&["/bin/sh", "-c", "echo hello from herd; trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"])?;
+    let spec = format!(
+        "tenant: {tenant}\nname: m\nimages: {{datanode: herd/testbed-base:latest}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi, command: {command}}}\n"
+    );
+    api.create_tenant_and_cluster(&tenant, "m", &spec).await?;
+    // The agent's endpoint, from its log line.
+    let agent_url = wait_for("the agent's log endpoint", Duration::from_secs(30), || async {
+        let log = agent.proc.log_text();
+        Ok(log.split("serving logs addr=Some(").nth(1).and_then(|r| r.split(')').next()).map(|a| format!("http://{a}")))
+    })
+    .await?;
+    let agent_samples = wait_for("the agent to capture a log line and be ready", Duration::from_secs(60), || async {
+        let (code, _, _) = Api::new(&agent_url).raw("GET", "/readyz", &[], vec![]).await?;
+        if code != 200 {
+            return Ok(None);
+        }
+        let s = scrape(&agent_url, "herd_").await?;
+        Ok((total(&s, "herd_agent_log_captured_bytes_total", &[]) > 0.0).then_some(s))
+    })
+    .await?;
+    ensure!(total(&agent_samples, "herd_agent_heartbeats_total", &[("result", "ok")]) >= 1.0, "no heartbeat counted");
+    ensure!(total(&agent_samples, "herd_agent_heartbeat_duration_seconds_count", &[]) >= 1.0, "no heartbeat latency");
+    ensure!(agent_samples.iter().any(|(n, _, _)| n == "herd_log_write_failures_total"), "no herd_log_write_failures_total");
+
+    let s = scrape(&orch.url, "herd_").await?;
+    let heartbeats = total(&s, "herd_http_requests_total", &[("route", "/v1/agent/heartbeat"), ("method", "POST"), ("status", "200")]);
+    ensure!(heartbeats >= 1.0, "heartbeats not counted by route: {heartbeats}");
+    ensure!(total(&s, "herd_heartbeat_duration_seconds_count", &[]) >= 1.0, "no heartbeat latency");
+    ensure!(total(&s, "herd_http_request_duration_seconds_bucket", &[("route", "/v1/tenants/{tenant}/clusters/{cluster}"), ("le", "+Inf")]) >= 1.0, "no apply latency");
+    ensure!(total(&s, "herd_store_operation_duration_seconds_count", &[("op", "write")]) >= 1.0, "no store latency");
+    ensure!(total(&s, "herd_placements_total", &[]) >= 1.0, "no placement counted");
+    ensure!(s.iter().any(|(n, _, _)| n == "herd_pending_instances"), "no herd_pending_instances");
+    ensure!(s.iter().any(|(n, _, _)| n == "herd_log_write_failures_total"), "no herd_log_write_failures_total");
+
+    // Pending instances: one that no host can take.
+    let big = format!("tenant: {tenant}\nname: big\nimages: {{datanode: herd/testbed-base:latest}}\npools:\n  datanode: {{replicas: 1, cpu: 8, memory: 256Mi}}\n");
+    let (code, body) = api.put_yaml(&format!("/v1/tenants/{tenant}/clusters/big"), &big).await?;
+    ensure!(code == 201, "{code} {body}");
+    let s = scrape(&orch.url, "herd_").await?;
+    ensure!(total(&s, "herd_pending_instances", &[]) == 1.0, "pending: {}", total(&s, "herd_pending_instances", &[]));
+    Ok(())
+}

@@ -16,6 +16,8 @@ use crate::network::Settings;
 #[command(
     name = "herd-orchestrator",
     version,
+    // A flag given twice takes the last value (scripts append their own to defaults).
+    args_override_self = true,
     after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator --data-dir /var/lib/herd --backup-dir /backup/herd --backup-every 1h --backup-keep 48\n  herd-orchestrator --data-dir /var/lib/herd backup --to /backup/herd-now.db   (while it serves)\n  herd-orchestrator --data-dir /var/lib/herd restore --from /backup/herd-now.db  (stopped)\n  herd-orchestrator openapi > manifests/openapi.json"
 )]
 pub struct Args {

@@ -515,6 +515,19 @@ fn apply_in(
     };
     quota::check(quota, change).map_err(Error::Quota)?;
     let existing = store::instances(tx, Some((&tenant, &name)))?;
+    // Admission, at once when the fleet cannot possibly take what would wait (an upper bound:
+    // every ready host's whole CPU, filled with the smallest request), so that an absurd
+    // request does not hold the writer while it is planned and placed; exactly below.
+    let wanted: u64 = spec.pools.values().map(|p| u64::from(p.replicas.0)).sum();
+    let new = wanted.saturating_sub(existing.len() as u64);
+    let smallest = spec.pools.values().map(|p| p.cpu.0).min().unwrap_or(0).max(1);
+    let placeable: u64 = hot.with_hosts(|hosts| {
+        hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
+    });
+    let at_least = (pending_before + new).saturating_sub(placeable);
+    if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {
+        return Err(too_many_pending(limits, &tenant, &name, at_least));
+    }
     let leaving = store::leaving(tx, Some((&tenant, &name)))?;
     let graceful = lifecycle::graceful(&spec);
 
@@ -585,15 +598,7 @@ fn apply_in(
     // scheduling pass carries them; a cluster may not leave more than its share waiting.
     let pending = store::pending_count(tx, Some((&tenant, &name)))?;
     if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
-        return Err(Error::Limit {
-            field: "pools".into(),
-            reason: "pending_instances",
-            message: format!(
-                "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
-                 (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
-                limits.max_pending_per_cluster
-            ),
-        });
+        return Err(too_many_pending(limits, &tenant, &name, pending));
     }
     store::bump_revision(tx)?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
@@ -610,6 +615,18 @@ fn apply_in(
         })
     });
     Ok((Outcome { applied, forced }, before, generation))
+}
+
+fn too_many_pending(limits: &crate::limits::Limits, tenant: &str, name: &str, pending: u64) -> Error {
+    Error::Limit {
+        field: "pools".into(),
+        reason: "pending_instances",
+        message: format!(
+            "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
+             (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
+            limits.max_pending_per_cluster
+        ),
+    }
 }
 
 /// How an apply ended, with what a forced scale-down risks (for the audit trail).

@@ -105,7 +105,8 @@ async fn count(req: axum::extract::Request, next: axum::middleware::Next) -> Res
 }
 
 async fn openapi() -> Response {
-    axum::Json(crate::openapi::document()).into_response()
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(crate::openapi::served)).into_response()
 }
 
 // NB: the fallbacks take the body so it is read (see `auth::layer`).
@@ -153,7 +154,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T,
     if text.trim().is_empty() {
         return Err(Error::invalid("", "request body is empty; send a JSON or YAML object"));
     }
-    Ok(yaml::from_str(text)?)
+    Ok(yaml::from_json_or_yaml(text)?)
 }
 
 /// Checks that a name taken from the path is a DNS label, naming the path parameter.

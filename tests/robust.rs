@@ -429,6 +429,20 @@ async fn a_flooding_token_gets_429_while_another_token_is_served() -> Result<()>
         Ok((flood.get("/v1/tenants/flood").await?.0 == 200).then_some(()))
     })
     .await?;
+
+    // The CLI waits as Retry-After says and gets its answer: one request a second, none in reserve.
+    let dir = tempfile::tempdir()?;
+    let slow = Orchestrator::start_with(bins(), dir.path(), 0, &["--rate-limit", "1", "--rate-burst", "1"])?;
+    let (code, _) = slow.api().get("/v1/tenants").await?;
+    ensure!(code == 200, "{code}");
+    let (code, p) = slow.api().get("/v1/tenants").await?;
+    ensure!(code == 429, "the second request within a second: {code} {p}");
+    let (url, admin) = (slow.url.clone(), slow.admin.clone());
+    let (ok, out) = tokio::task::spawn_blocking(move || herd(&url, &admin, &["tenants", "list"])).await??;
+    ensure!(ok, "herd tenants over the rate: {out}");
+    let m = String::from_utf8(slow.api().raw("GET", "/metrics", &[], vec![]).await?.2)?;
+    let refused = parse_scrape(&m, "herd_").map(|s| total(&s, "herd_limit_refusals_total", &[("reason", "rate_limit")]))?;
+    ensure!(refused >= 2.0, "the CLI's request was not refused first ({refused} refusals)");
     Ok(())
 }
 

@@ -107,6 +107,7 @@ struct Sent {
 }
 
 /// A body to send and its content type.
+#[derive(Clone)]
 struct Body {
     content_type: &'static str,
     text: String,
@@ -366,29 +367,43 @@ impl Client {
         body: Option<Body>,
         idempotency_key: Option<&str>,
     ) -> Result<(StatusCode, Vec<u8>)> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.server))
-            .header("accept", "application/json");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let mut limited = 0;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.server))
+                .header("accept", "application/json");
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(key) = idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
+            if let Some(body) = body.clone() {
+                request = request
+                    .header("content-type", body.content_type)
+                    .body(body.text);
+            }
+            let unreachable = |e: reqwest::Error| Unreachable {
+                server: self.server.clone(),
+                cause: cause(&e),
+            };
+            let response = request.send().await.map_err(unreachable)?;
+            let status = response.status();
+            // Over the token's request rate: wait as the server says (at most 10 s), a few times.
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let bytes = response.bytes().await.map_err(unreachable)?;
+            if status == StatusCode::TOO_MANY_REQUESTS && limited < RATE_RETRIES {
+                limited += 1;
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1).clamp(1, 10))).await;
+                continue;
+            }
+            return Ok((status, bytes.to_vec()));
         }
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", body.content_type)
-                .body(body.text);
-        }
-        let unreachable = |e: reqwest::Error| Unreachable {
-            server: self.server.clone(),
-            cause: cause(&e),
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
-        Ok((status, bytes.to_vec()))
     }
 }
 
@@ -403,6 +418,9 @@ fn json_body<T: serde::Serialize>(value: &T) -> Result<Body> {
         text: serde_json::to_string(value).context("cannot encode the request")?,
     })
 }
+
+/// How often a request answered 429 (over the token's rate) is sent again after `Retry-After`.
+const RATE_RETRIES: u32 = 5;
 
 /// A fresh `Idempotency-Key`: unique per invocation, the same across its retries.
 fn idempotency_key() -> String {

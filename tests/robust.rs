@@ -566,3 +566,57 @@ async fn orchestrator_and_agent_serve_metrics_health_and_readiness() -> Result<(
     ensure!(total(&s, "herd_pending_instances", &[]) == 1.0, "pending: {}", total(&s, "herd_pending_instances", &[]));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_replays_its_first_answer_to_the_same_idempotency_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    let api = orch.api();
+    let tenant = unique("once");
+    let spec = format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n");
+    let (code, body) = api.post("/v1/tenants", json!({ "name": tenant })).await?;
+    ensure!(code == 201, "{code} {body}");
+    let cluster = format!("/v1/tenants/{tenant}/clusters/c");
+    let put = |key: &'static str| {
+        let (api, cluster, spec) = (api.clone(), cluster.clone(), spec.clone());
+        async move { api.raw("PUT", &cluster, &[("idempotency-key", key), ("content-type", "application/yaml")], spec.into_bytes()).await }
+    };
+    let replayed = |h: &reqwest::header::HeaderMap| h.get("idempotent-replayed").is_some_and(|v| v == "true");
+
+    // PUT: created once; the retry gets the same 201 and ETag, marked replayed.
+    let (code, h1, _) = put("apply-1").await?;
+    ensure!(code == 201 && !replayed(&h1), "{code}");
+    let (code, h2, _) = put("apply-1").await?;
+    ensure!(code == 201 && replayed(&h2) && h2.get("etag") == h1.get("etag"), "retry: {code} {h2:?}");
+    // Without the key the same PUT is just unchanged (200).
+    let (code, _) = api.put_yaml(&cluster, &spec).await?;
+    ensure!(code == 200, "{code}");
+
+    // PATCH: the same key with another request is refused and changes nothing.
+    let scale = |key: &'static str, n: u32| {
+        let (api, cluster) = (api.clone(), cluster.clone());
+        async move { api.json_with("PATCH", &format!("{cluster}/pools/datanode"), &[("idempotency-key", key)], &json!({ "replicas": n })).await }
+    };
+    let (code, c, _) = scale("scale-1", 2).await?;
+    ensure!(code == 200 && c["spec"]["pools"]["datanode"]["replicas"] == 2, "{code} {c}");
+    let (code, p, _) = scale("scale-1", 3).await?;
+    ensure!(code == 422 && p["code"] == "idempotency_key_reused", "{code} {p}");
+    let (_, c) = api.get(&cluster).await?;
+    ensure!(c["spec"]["pools"]["datanode"]["replicas"] == 2, "a refused reuse changed the cluster: {c}");
+
+    // DELETE: the retry of a delete whose answer was lost is a 204, not a 404.
+    let (code, h, _) = api.raw("DELETE", &cluster, &[("idempotency-key", "delete-1")], vec![]).await?;
+    ensure!(code == 204 && !replayed(&h), "{code}");
+    let (code, h, _) = api.raw("DELETE", &cluster, &[("idempotency-key", "delete-1")], vec![]).await?;
+    ensure!(code == 204 && replayed(&h), "retried delete: {code}");
+    let (code, _, _) = api.raw("DELETE", &cluster, &[("idempotency-key", "delete-2")], vec![]).await?;
+    ensure!(code == 404, "a new delete of a deleted cluster: {code}");
+
+    // Another token with the same key is another request.
+    let other = Api::new(&orch.url).with_token(&orch.token("admin", None).await?);
+    let (code, _, _) = other.raw("DELETE", &cluster, &[("idempotency-key", "delete-1")], vec![]).await?;
+    ensure!(code == 404, "another token's key replayed this token's answer: {code}");
+    let (code, p, _) = api.json_with("PUT", &format!("/v1/tenants/{tenant}/quota"), &[("idempotency-key", &"k".repeat(300))], &json!({ "quota": {} })).await?;
+    ensure!(code == 422 && p["errors"][0]["field"] == "Idempotency-Key", "{code} {p}");
+    Ok(())
+}

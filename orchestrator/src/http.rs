@@ -5,7 +5,8 @@
 //! ([`crate::openapi`]).
 //!
 //! # Layout
-//! - [`auth`]: the bearer-token layer; [`problem`]: errors to problem+json.
+//! - [`auth`]: the bearer-token layer; [`idempotent`]: `Idempotency-Key` on `PUT`/`PATCH`/`DELETE`;
+//!   [`problem`]: errors to problem+json.
 //! - [`clusters`], [`tenants`], [`tokens`], [`agents`] (agent protocol and hosts), [`audit`].
 //! - here: the router and what the handlers share (bodies, names, pages, `If-Match`).
 
@@ -26,6 +27,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod clusters;
+pub mod idempotent;
 pub mod problem;
 pub mod tenants;
 pub mod tokens;
@@ -56,6 +58,8 @@ pub fn router(state: State) -> Router {
         )
         .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(clusters::scale))
         .route("/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", get(crate::logs::logs))
+        // NB: layers run outermost last-added: authentication, then idempotent replays.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotent::layer))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

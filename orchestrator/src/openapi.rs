@@ -103,9 +103,19 @@ pub fn contract(doc: &mut serde_json::Value) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else { continue };
-            for op in item.values_mut() {
+            for (method, op) in item.iter_mut() {
                 let Some(op) = op.as_object_mut() else { continue };
                 let secured = op.get("security").is_some();
+                // Every write with a token takes an Idempotency-Key (POSTs declare theirs).
+                if secured && ["put", "patch", "delete"].contains(&method.as_str()) {
+                    let ps = op.entry("parameters").or_insert_with(|| json!([]));
+                    if let Some(ps) = ps.as_array_mut()
+                        && !ps.iter().any(|p| p["name"] == "Idempotency-Key")
+                    {
+                        ps.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false,
+                            "description": "retry safely: the same key and request get the first answer (Idempotent-Replayed: true)" }));
+                    }
+                }
                 let has_body = op.get("requestBody").is_some();
                 let params: Vec<(String, String)> = op
                     .get("parameters")

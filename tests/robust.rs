@@ -620,3 +620,26 @@ async fn every_write_replays_its_first_answer_to_the_same_idempotency_key() -> R
     ensure!(code == 422 && p["errors"][0]["field"] == "Idempotency-Key", "{code} {p}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_clusters_ends_early_when_its_clusters_are_big() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start_with(bins(), dir.path(), 0, &["--rate-limit", "100000", "--max-pending-per-cluster", "5000"])?;
+    let api = orch.api();
+    let (code, body) = api.post("/v1/tenants", json!({ "name": "big", "quota": "unlimited" })).await?;
+    ensure!(code == 201, "{code} {body}");
+    for name in ["a", "b", "c", "d"] {
+        let spec = format!("tenant: big\nname: {name}\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 4000, cpu: 100m, memory: 256Mi}}\n");
+        let (code, body) = api.put_yaml(&format!("/v1/tenants/big/clusters/{name}"), &spec).await?;
+        ensure!(code == 201, "{name}: {code} {}", body.to_string().chars().take(300).collect::<String>());
+    }
+    // 4 clusters of 4,000 instances: the first page stops once it holds 10,000 (3 clusters).
+    let (code, page) = api.get("/v1/clusters?limit=100").await?;
+    ensure!(code == 200, "{code}");
+    let names: Vec<&str> = page["items"].as_array().map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default();
+    ensure!(names == ["a", "b", "c"] && page["next"] == "big/c", "first page: {names:?} next {}", page["next"]);
+    let (code, page) = api.get("/v1/clusters?limit=100&after=big/c").await?;
+    let names: Vec<&str> = page["items"].as_array().map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default();
+    ensure!(code == 200 && names == ["d"] && page["next"].is_null(), "second page: {names:?} {}", page["next"]);
+    Ok(())
+}

@@ -58,6 +58,10 @@ pub struct State {
     leaving_none_at: Arc<AtomicU64>,
 }
 
+/// The most instances one page of a cluster list holds before it ends (the cluster that
+/// crosses it included).
+pub const PAGE_INSTANCES: usize = 10_000;
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -434,8 +438,20 @@ impl State {
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
                 let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
-                let items = rows.iter().map(|r| cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)).collect::<Result<Vec<_>>>()?;
-                Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
+                // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
+                // instances, so no answer grows with the size of the clusters in it.
+                let mut items = Vec::new();
+                let mut instances = 0;
+                for r in &rows {
+                    if items.len() == limit || instances >= PAGE_INSTANCES {
+                        break;
+                    }
+                    let s = cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)?;
+                    instances += s.instances.len();
+                    items.push(s);
+                }
+                let next = (items.len() < rows.len()).then(|| items.last().map(|s| format!("{}/{}", s.tenant, s.name))).flatten();
+                Ok(Page { items, next })
             })
             .await
     }

@@ -643,3 +643,75 @@ async fn a_page_of_clusters_ends_early_when_its_clusters_are_big() -> Result<()>
     ensure!(code == 200 && names == ["d"] && page["next"].is_null(), "second page: {names:?} {}", page["next"]);
     Ok(())
 }
+
+/// A TCP proxy to `upstream` that, the first time a request starting with `trigger` passes,
+/// runs `before` and only then forwards it.
+async fn meddling_proxy<F>(upstream: String, trigger: &'static [u8], before: F) -> Result<u16>
+where
+    F: Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let (before, done) = (Arc::new(before), Arc::new(AtomicBool::new(false)));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (upstream, before, done) = (upstream.clone(), before.clone(), done.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let back = tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = from_client.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if buf[..n].starts_with(trigger) && !done.swap(true, Ordering::SeqCst) {
+                        before().await;
+                    }
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = back.await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_delete_deletes_only_the_cluster_it_showed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    let api = orch.api();
+    let tenant = unique("shown");
+    let spec = format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n");
+    api.create_tenant_and_cluster(&tenant, "c", &spec).await?;
+    // Someone scales the cluster after `herd delete` read it and before its DELETE arrives.
+    let cluster = format!("/v1/tenants/{tenant}/clusters/c");
+    let meddler = {
+        let (api, cluster) = (api.clone(), cluster.clone());
+        move || {
+            let (api, cluster) = (api.clone(), cluster.clone());
+            Box::pin(async move {
+                let _ = api.patch(&format!("{cluster}/pools/datanode"), json!({ "replicas": 2 })).await;
+            }) as futures::future::BoxFuture<'static, ()>
+        }
+    };
+    let port = meddling_proxy(orch.url.trim_start_matches("http://").to_string(), b"DELETE ", meddler).await?;
+    let (proxy, admin, target) = (format!("http://127.0.0.1:{port}"), orch.admin.clone(), format!("{tenant}/c"));
+    let (ok, out) = tokio::task::spawn_blocking(move || herd(&proxy, &admin, &["delete", &target, "--yes"])).await??;
+    eprintln!("{out}");
+    ensure!(!ok && out.contains("generation"), "deleted a cluster that changed after it was shown: {out}");
+    let (code, c) = api.get(&cluster).await?;
+    ensure!(code == 200 && c["spec"]["pools"]["datanode"]["replicas"] == 2, "{code} {c}");
+    // Unchanged since it was read: deleted.
+    let (ok, out) = herd(&orch.url, &orch.admin, &["delete", &format!("{tenant}/c"), "--yes"])?;
+    ensure!(ok, "{out}");
+    ensure!(api.get(&cluster).await?.0 == 404, "not deleted");
+    Ok(())
+}

@@ -167,7 +167,7 @@ impl Client {
 
     /// `DELETE /v1/tenants/{t}`.
     pub async fn delete_tenant(&self, name: &str) -> Result<()> {
-        self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}")).await
+        self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}"), None).await
     }
 
     /// `POST /v1/tokens`: the token and its secret.
@@ -182,7 +182,7 @@ impl Client {
 
     /// `DELETE /v1/tokens/{id}`.
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
-        self.call_empty(Method::DELETE, &format!("/v1/tokens/{id}")).await
+        self.call_empty(Method::DELETE, &format!("/v1/tokens/{id}"), None).await
     }
 
     /// `GET /v1/audit`: up to `limit` entries after `after`, and the cursor of the next ones.
@@ -229,8 +229,15 @@ impl Client {
     /// exponential backoff and jitter while its answer is lost; [`Unconfirmed`] when every
     /// answer was.
     async fn write(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>) -> Result<Sent> {
+        self.write_if(method, path, body, None).await
+    }
+
+    /// [`Client::write`] with `If-Match: "GENERATION"` when the caller read one.
+    async fn write_if(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>, if_match: Option<u64>) -> Result<Sent> {
         use backon::{ExponentialBuilder, Retryable};
         let key = idempotency_key();
+        let mut headers = vec![("idempotency-key", key)];
+        headers.extend(if_match.map(|g| ("if-match", format!("\"{g}\""))));
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
@@ -239,7 +246,7 @@ impl Client {
             .with_jitter();
         let send = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.send_with(method.clone(), path, body()?, Some(&key)).await
+            self.send_with(method.clone(), path, body()?, &headers).await
         };
         let answer = send.retry(policy).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
         let attempts = attempts.into_inner();
@@ -260,8 +267,8 @@ impl Client {
 
     /// A `DELETE` (retried as a write): success, or the refusal. A 404 to a retry means an
     /// earlier attempt deleted it and its answer was lost.
-    async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
-        let sent = self.write(method, path, || Ok(None)).await?;
+    async fn call_empty(&self, method: Method, path: &str, if_match: Option<u64>) -> Result<()> {
+        let sent = self.write_if(method, path, || Ok(None), if_match).await?;
         let gone_earlier = sent.attempts > 1 && sent.status == StatusCode::NOT_FOUND;
         if !sent.status.is_success() && !gone_earlier {
             return Err(refused(sent.status, &sent.body, self.token.is_some()));
@@ -304,12 +311,13 @@ impl Client {
     }
 
     /// `DELETE /v1/tenants/{t}/clusters/{c}`, with `?purgeData=true` when `purge_data`.
-    pub async fn delete(&self, cluster: &ClusterRef, purge_data: bool) -> Result<()> {
+    /// With `generation` (as read), refused (409) when the cluster changed since.
+    pub async fn delete(&self, cluster: &ClusterRef, purge_data: bool, generation: Option<u64>) -> Result<()> {
         let mut path = cluster_path(cluster);
         if purge_data {
             path.push_str("?purgeData=true");
         }
-        self.call_empty(Method::DELETE, &path).await
+        self.call_empty(Method::DELETE, &path, generation).await
     }
 
     /// `GET {path}` as a stream (a log read): the response once it is a success. No overall
@@ -357,7 +365,7 @@ impl Client {
 
     /// Sends a request and reads the whole answer.
     async fn send(&self, method: Method, path: &str, body: Option<Body>) -> Result<(StatusCode, Vec<u8>)> {
-        self.send_with(method, path, body, None).await
+        self.send_with(method, path, body, &[]).await
     }
 
     async fn send_with(
@@ -365,7 +373,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Body>,
-        idempotency_key: Option<&str>,
+        headers: &[(&'static str, String)],
     ) -> Result<(StatusCode, Vec<u8>)> {
         let mut limited = 0;
         loop {
@@ -376,8 +384,8 @@ impl Client {
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
-            if let Some(key) = idempotency_key {
-                request = request.header("idempotency-key", key);
+            for (name, value) in headers {
+                request = request.header(*name, value);
             }
             if let Some(body) = body.clone() {
                 request = request

@@ -14,7 +14,17 @@
 //!   it started and passes SQLite's integrity check; restore refuses over a running
 //!   orchestrator, and a restored store serves; scheduled backups keep the newest N.
 //!
-//! Needs the Docker engine (the agent); fails, never skips, without it.
+//! - limits: 2 x 10,000 replicas refused by admission (nothing stored), a tenant without a
+//!   quota gets a finite one, a tenant's clusters capped; one token flooding gets 429 with
+//!   `Retry-After` while another is served, and the CLI waits and gets its answer; a page of
+//!   big clusters ends early.
+//!
+//! - `/metrics`, `/healthz`, `/readyz` of the orchestrator and of an agent, scraped and parsed.
+//!
+//! - `Idempotency-Key` on PUT, PATCH and DELETE replays the first answer; `herd delete` sends
+//!   `If-Match` and refuses a cluster changed after it was shown.
+//!
+//! The agent tests need the Docker engine; they fail, never skip, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 

@@ -14,4 +14,6 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$VERSION"; then
 fi
 url=$1 token=$2
 shift 2
+# Its cache (.schemathesis/) goes beside it, not into the checkout.
+cd "$venv"
 exec "$venv/bin/st" run "$url/v1/openapi.json" --url "$url" -H "Authorization: Bearer $token" "$@"

@@ -87,6 +87,9 @@ echo
 "$BIN/herd" hosts
 echo
 "$BIN/herd" status acme/quickstart
+echo
+echo "==> backing up the store while the orchestrator serves (SQLite online backup, integrity checked)"
+"$BIN/herd-orchestrator" --data-dir "$DEMO_DIR/orchestrator" backup --to "$DEMO_DIR/herd-backup.db"
 cat <<MSG
 
 The demo is running. Try:
@@ -102,5 +105,8 @@ The demo is running. Try:
   $BIN/herd logs acme/quickstart/datanode-0 -f --tail 5
   ls $DEMO_DIR/agent/logs/acme/quickstart/datanode-0/   # hadoop/ (HADOOP_LOG_DIR) and stdio/
   docker ps --filter label=herd.tenant=acme
+  curl -s $HERD_SERVER/metrics | grep ^herd_   # Prometheus metrics; also /healthz and /readyz
+  # restore the backup (stop the orchestrator first: restore refuses while it runs):
+  #   deploy/demo.sh down; $BIN/herd-orchestrator --data-dir $DEMO_DIR/orchestrator restore --from $DEMO_DIR/herd-backup.db
 Stop it with: deploy/demo.sh down
 MSG

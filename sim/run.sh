@@ -3,7 +3,9 @@
 # /var/tmp, on the local disk), runs herd-sim against it with the given arguments, stops it.
 #   cargo build --release -p herd-orchestrator -p herd-sim
 #   sim/run.sh --hosts 10000 --interval 3s --duration 60s [-o json] [--apply spec.yaml]
-# ORCH_ARGS adds orchestrator flags (e.g. ORCH_ARGS="--cluster-cidr 10.64.0.0/10").
+# ORCH_ARGS adds orchestrator flags (e.g. ORCH_ARGS="--cluster-cidr 10.64.0.0/10"). The simulated
+# fleet's status readers share one token and its clusters may wait by the thousand: the rate
+# and admission limits are lifted unless ORCH_ARGS sets them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BIN:-$root/target/release}
@@ -13,7 +15,8 @@ args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     [[ ${args[i]} == --interval ]] && interval=${args[i+1]}
 done
-"$bin/herd-orchestrator" --data-dir "$dir" --listen 127.0.0.1:0 --heartbeat-interval "$interval" ${ORCH_ARGS:-} \
+"$bin/herd-orchestrator" --data-dir "$dir" --listen 127.0.0.1:0 --heartbeat-interval "$interval" \
+    --rate-limit 1000000 --max-pending-per-cluster 4000000000 ${ORCH_ARGS:-} \
     >"$dir/stdout" 2>"$dir/orchestrator.log" &
 pid=$!
 # SIGTERM, then SIGKILL if it is still draining requests after 5 s.

@@ -221,7 +221,10 @@ impl<R: Runtime> Agent<R> {
                 conditions,
                 purged: purged.clone(),
             };
-            let reply = match self.client.heartbeat(&hb).await {
+            let sent = std::time::Instant::now();
+            let answered = self.client.heartbeat(&hb).await;
+            crate::metrics::get().heartbeat(answered.is_ok(), sent.elapsed());
+            let reply = match answered {
                 Ok(reply) => reply,
                 Err(ClientError::UnknownHost) => {
                     warn!("orchestrator does not know this host; registering again");
@@ -243,6 +246,7 @@ impl<R: Runtime> Agent<R> {
             self.logs.remember_pools(&reply.desired);
             self.logs.sync(&found);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
+            crate::metrics::get().set_interval(interval);
             if let (Net::Failed(_), Some(address), Some(plan)) = (&net, address, &reply.network) {
                 // Try again: the operator may have fixed what failed.
                 if let Ok(ready) = HostNet::setup(self.net_options(address), plan.lease).await {

@@ -83,6 +83,7 @@ impl DockerRuntime {
 }
 
 fn call_error(op: &'static str, target: &str, e: BollardError) -> RuntimeError {
+    crate::metrics::get().docker_error(op);
     let message = match e {
         BollardError::DockerResponseServerError { message, .. } => message,
         other => other.to_string(),

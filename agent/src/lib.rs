@@ -9,6 +9,7 @@
 //! - [`agent`]: the register / heartbeat / converge loop.
 //! - [`logs`]: per-instance log capture, rotation, reading, serving and syslog forwarding.
 //! - [`net`]: container networking: IPAM, bridge and veths over netlink, nftables firewall.
+//! - [`metrics`]: the agent's Prometheus metrics, served with `/healthz` and `/readyz` beside the logs.
 
 pub mod agent;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod converge;
 pub mod docker;
 pub mod hadoop;
 pub mod logs;
+pub mod metrics;
 pub mod net;
 pub mod pull;
 pub mod runtime;

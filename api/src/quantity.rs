@@ -21,7 +21,8 @@ impl Cpu {
         let s = s.trim();
         let bad = || format!("`{s}` is not a CPU quantity (write cores like `2` or `0.5`, or millicores like `500m`)");
         if let Some(m) = s.strip_suffix('m') {
-            return m.parse::<u64>().map(Cpu).map_err(|_| bad());
+            // At most a million cores, as for cores: what is stored must read back.
+            return m.parse::<u64>().ok().filter(|m| *m <= 1_000_000_000).map(Cpu).ok_or_else(bad);
         }
         let cores: f64 = s.parse().map_err(|_| bad())?;
         Self::from_cores(cores).ok_or_else(bad)
@@ -140,7 +141,8 @@ macro_rules! quantity_serde {
 quantity_serde!(
     Cpu,
     "a CPU quantity such as `2`, `0.5` or `500m`",
-    |v: u64| v.checked_mul(1000).map(Cpu),
+    // NB: the same bound as parsing text: what is stored must read back.
+    |v: u64| (v <= 1_000_000).then(|| Cpu(v * 1000)),
     Cpu::from_cores
 );
 quantity_serde!(
@@ -186,9 +188,12 @@ mod schema {
     use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
     use utoipa::openapi::RefOr;
 
-    fn string(description: &str, example: &str, pattern: &str) -> RefOr<Schema> {
+    /// A string of `pattern`, or a whole number of at most `max` (YAML's `cpu: 2`).
+    fn string(description: &str, example: &str, pattern: &str, max: f64) -> RefOr<Schema> {
         ObjectBuilder::new()
-            .schema_type(Type::String)
+            .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![Type::String, Type::Integer]))
+            .minimum(Some(0.0))
+            .maximum(Some(max))
             .description(Some(description))
             .pattern(Some(pattern))
             .examples([example])
@@ -197,14 +202,19 @@ mod schema {
 
     impl utoipa::PartialSchema for super::Cpu {
         fn schema() -> RefOr<Schema> {
-            string("CPU: cores (`2`, `0.5`) or millicores (`500m`)", "500m", r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
+            string("CPU: cores (`2`, `0.5`, at most 1000000) or millicores (`500m`)", "500m", r"^([0-9]{1,9}m|[0-9]{1,6}(\.[0-9]{1,3})?|1000000)$", 1.0e6)
         }
     }
     impl utoipa::ToSchema for super::Cpu {}
 
     impl utoipa::PartialSchema for super::Memory {
         fn schema() -> RefOr<Schema> {
-            string("Bytes, with an optional suffix Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal)", "4Gi", r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+            string(
+                "Bytes, with an optional suffix Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal)",
+                "4Gi",
+                r"^([0-9]{1,19}|[0-9]{1,15}(Ki|K)|[0-9]{1,12}(Mi|M)|[0-9]{1,9}(Gi|G)|[0-9]{1,7}(Ti|T))$",
+                1.0e18,
+            )
         }
     }
     impl utoipa::ToSchema for super::Memory {}
@@ -219,9 +229,14 @@ mod tests {
         for (text, millis) in [("2", 2000), ("0.5", 500), ("500m", 500), ("1.25", 1250), ("0", 0)] {
             assert_eq!(Cpu::parse(text), Ok(Cpu(millis)), "{text}");
         }
-        for bad in ["", "abc", "-1", "0.0001", "5x", "m"] {
+        for bad in ["", "abc", "-1", "0.0001", "5x", "m", "2000000000m", "1000001"] {
             assert!(Cpu::parse(bad).is_err(), "{bad} should be rejected");
         }
+        // A number is bounded as text is: what is stored reads back (Schemathesis found a
+        // quota of 1000001 cores stored, then unreadable: a 500 on every read of the tenant).
+        assert!(serde_json::from_str::<Cpu>("1000001").is_err());
+        let c: Cpu = serde_json::from_str("1000000").unwrap();
+        assert_eq!(Cpu::parse(&c.to_string()), Ok(c));
     }
 
     #[test]

@@ -431,9 +431,52 @@ pub struct Tenant {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", min_length = 1, max_length = 63)]
     pub name: String,
-    #[serde(default)]
-    pub quota: Quota,
+    /// The tenant's limits, or `"unlimited"`. Without it the tenant gets the orchestrator's
+    /// default quota (`--default-tenant-quota`), never none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<TenantQuota>,
+}
+
+/// A new tenant's quota: limits, or explicitly none.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum TenantQuota {
+    /// `"unlimited"`: no limit at all (an admin's explicit choice).
+    Unlimited(Unlimited),
+    Limits(Quota),
+}
+
+/// The word `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Unlimited {
+    Unlimited,
+}
+
+// NB: by hand rather than `untagged`, so an error inside the limits names its field and
+// anything else says what is expected.
+impl<'de> Deserialize<'de> for TenantQuota {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = TenantQuota;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a quota (cpu, memory, disk, guaranteed) or \"unlimited\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TenantQuota, E> {
+                match s {
+                    "unlimited" => Ok(TenantQuota::Unlimited(Unlimited::Unlimited)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<TenantQuota, A::Error> {
+                Quota::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(TenantQuota::Limits)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// `PATCH /v1/tenants/{t}/clusters/{c}/pools/{pool}`.

@@ -47,6 +47,29 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
     })
 }
 
+/// Deserializes a request body: as JSON when it is JSON (strictly typed: YAML would read
+/// `null` as the string `"null"` and `0` as `"0"` where a string is expected), else as YAML.
+/// Errors name the field path (and the line).
+pub fn from_json_or_yaml<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) if de.end().is_ok() => Ok(v),
+        // Not JSON after all: YAML (of which JSON is a subset) says what is wrong.
+        Ok(_) => from_str(text),
+        Err(e) if e.inner().is_syntax() || e.inner().is_eof() => from_str(text),
+        Err(e) => {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.to_string();
+            if let Some(at) = message.find(" at line ") {
+                message.truncate(at);
+            }
+            let field = if field == "." { String::new() } else { field };
+            Err(SpecError::Parse(FieldError { field, message, line: Some(inner.line()) }))
+        }
+    }
+}
+
 /// Serializes to YAML. Only plain data is passed here, which cannot fail to serialize.
 pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(value)

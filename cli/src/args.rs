@@ -486,14 +486,19 @@ pub enum TenantCommand {
     /// The name is a DNS label: 1-63 lower-case letters, digits and `-`, starting and ending
     /// with a letter or digit. Creating a tenant that exists changes nothing.
     #[command(after_help = "Examples:
-  herd tenants create acme
-  herd tenants create acme --cpu 16 --memory 64Gi --disk 2Ti")]
+  herd tenants create acme                     (the orchestrator's default quota)
+  herd tenants create acme --cpu 16 --memory 64Gi --disk 2Ti
+  herd tenants create platform --unlimited")]
     Create {
         /// The tenant's name, e.g. acme.
         #[arg(value_name = "NAME", value_parser = parse_tenant_name)]
         name: String,
         #[command(flatten)]
         quota: QuotaArgs,
+        /// No limit at all. Without it or a limit flag, the tenant gets the orchestrator's
+        /// default quota (herd-orchestrator --default-tenant-quota).
+        #[arg(long, conflicts_with_all = ["cpu", "memory", "disk", "guaranteed"])]
+        unlimited: bool,
     },
 
     /// Show a tenant's quota and usage, or change it.

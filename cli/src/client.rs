@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow};
 use herd_api::Role;
 use herd_api::spec::Replicas;
 use herd_api::wire::{
-    AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant,
+    AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant, TenantQuota,
     TokenCreated, TokenInfo, UpdateQuota,
 };
 use reqwest::{Method, StatusCode, Url};
@@ -109,6 +109,7 @@ struct Sent {
 }
 
 /// A body to send and its content type.
+#[derive(Clone)]
 struct Body {
     content_type: &'static str,
     text: String,
@@ -172,7 +173,8 @@ impl Client {
     }
 
     /// `POST /v1/tenants`: the tenant, and whether it was created (rather than already there).
-    pub async fn create_tenant(&self, name: &str, quota: Quota) -> Result<(Tenant, bool)> {
+    /// Without a quota, the tenant gets the orchestrator's default one.
+    pub async fn create_tenant(&self, name: &str, quota: Option<TenantQuota>) -> Result<(Tenant, bool)> {
         let request = CreateTenant { name: name.to_string(), quota };
         let (status, tenant) = self.post_once("/v1/tenants", &request).await?;
         Ok((tenant, status == StatusCode::CREATED))
@@ -186,7 +188,7 @@ impl Client {
 
     /// `DELETE /v1/tenants/{t}`.
     pub async fn delete_tenant(&self, name: &str) -> Result<()> {
-        self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}")).await
+        self.call_empty(Method::DELETE, &format!("/v1/tenants/{name}"), None).await
     }
 
     /// `GET /v1/hosts/{id}`.
@@ -201,7 +203,7 @@ impl Client {
 
     /// `DELETE /v1/hosts/{id}`.
     pub async fn delete_host(&self, id: &str) -> Result<()> {
-        self.call_empty(Method::DELETE, &format!("/v1/hosts/{id}")).await
+        self.call_empty(Method::DELETE, &format!("/v1/hosts/{id}"), None).await
     }
 
     /// `POST /v1/tokens`: the token and its secret.
@@ -216,7 +218,7 @@ impl Client {
 
     /// `DELETE /v1/tokens/{id}`.
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
-        self.call_empty(Method::DELETE, &format!("/v1/tokens/{id}")).await
+        self.call_empty(Method::DELETE, &format!("/v1/tokens/{id}"), None).await
     }
 
     /// `GET /v1/audit`: up to `limit` entries after `after`, and the cursor of the next ones.
@@ -263,8 +265,15 @@ impl Client {
     /// exponential backoff and jitter while its answer is lost; [`Unconfirmed`] when every
     /// answer was.
     async fn write(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>) -> Result<Sent> {
+        self.write_if(method, path, body, None).await
+    }
+
+    /// [`Client::write`] with `If-Match: "GENERATION"` when the caller read one.
+    async fn write_if(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>, if_match: Option<u64>) -> Result<Sent> {
         use backon::{ExponentialBuilder, Retryable};
         let key = idempotency_key();
+        let mut headers = vec![("idempotency-key", key)];
+        headers.extend(if_match.map(|g| ("if-match", format!("\"{g}\""))));
         let attempts = std::sync::atomic::AtomicUsize::new(0);
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
@@ -273,7 +282,7 @@ impl Client {
             .with_jitter();
         let send = || async {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.send_with(method.clone(), path, body()?, Some(&key)).await
+            self.send_with(method.clone(), path, body()?, &headers).await
         };
         let answer = send.retry(policy).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
         let attempts = attempts.into_inner();
@@ -294,8 +303,8 @@ impl Client {
 
     /// A `DELETE` (retried as a write): success, or the refusal. A 404 to a retry means an
     /// earlier attempt deleted it and its answer was lost.
-    async fn call_empty(&self, method: Method, path: &str) -> Result<()> {
-        let sent = self.write(method, path, || Ok(None)).await?;
+    async fn call_empty(&self, method: Method, path: &str, if_match: Option<u64>) -> Result<()> {
+        let sent = self.write_if(method, path, || Ok(None), if_match).await?;
         let gone_earlier = sent.attempts > 1 && sent.status == StatusCode::NOT_FOUND;
         if !sent.status.is_success() && !gone_earlier {
             return Err(refused(sent.status, &sent.body, self.token.is_some()));
@@ -338,12 +347,13 @@ impl Client {
     }
 
     /// `DELETE /v1/tenants/{t}/clusters/{c}`, with `?purgeData=true` when `purge_data`.
-    pub async fn delete(&self, cluster: &ClusterRef, purge_data: bool) -> Result<()> {
+    /// With `generation` (as read), refused (409) when the cluster changed since.
+    pub async fn delete(&self, cluster: &ClusterRef, purge_data: bool, generation: Option<u64>) -> Result<()> {
         let mut path = cluster_path(cluster);
         if purge_data {
             path.push_str("?purgeData=true");
         }
-        self.call_empty(Method::DELETE, &path).await
+        self.call_empty(Method::DELETE, &path, generation).await
     }
 
     /// `GET {path}` as a stream (a log read): the response once it is a success. No overall
@@ -391,7 +401,7 @@ impl Client {
 
     /// Sends a request and reads the whole answer.
     async fn send(&self, method: Method, path: &str, body: Option<Body>) -> Result<(StatusCode, Vec<u8>)> {
-        self.send_with(method, path, body, None).await
+        self.send_with(method, path, body, &[]).await
     }
 
     async fn send_with(
@@ -399,31 +409,45 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Body>,
-        idempotency_key: Option<&str>,
+        headers: &[(&'static str, String)],
     ) -> Result<(StatusCode, Vec<u8>)> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.server))
-            .header("accept", "application/json");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let mut limited = 0;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.server))
+                .header("accept", "application/json");
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            if let Some(body) = body.clone() {
+                request = request
+                    .header("content-type", body.content_type)
+                    .body(body.text);
+            }
+            let unreachable = |e: reqwest::Error| Unreachable {
+                server: self.server.clone(),
+                cause: cause(&e),
+            };
+            let response = request.send().await.map_err(unreachable)?;
+            let status = response.status();
+            // Over the token's request rate: wait as the server says (at most 10 s), a few times.
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let bytes = response.bytes().await.map_err(unreachable)?;
+            if status == StatusCode::TOO_MANY_REQUESTS && limited < RATE_RETRIES {
+                limited += 1;
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1).clamp(1, 10))).await;
+                continue;
+            }
+            return Ok((status, bytes.to_vec()));
         }
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", body.content_type)
-                .body(body.text);
-        }
-        let unreachable = |e: reqwest::Error| Unreachable {
-            server: self.server.clone(),
-            cause: cause(&e),
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
-        Ok((status, bytes.to_vec()))
     }
 }
 
@@ -438,6 +462,9 @@ fn json_body<T: serde::Serialize>(value: &T) -> Result<Body> {
         text: serde_json::to_string(value).context("cannot encode the request")?,
     })
 }
+
+/// How often a request answered 429 (over the token's rate) is sent again after `Retry-After`.
+const RATE_RETRIES: u32 = 5;
 
 /// A fresh `Idempotency-Key`: unique per invocation, the same across its retries.
 fn idempotency_key() -> String {

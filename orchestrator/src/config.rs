@@ -16,19 +16,21 @@ use crate::network::Settings;
 #[command(
     name = "herd-orchestrator",
     version,
-    after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator openapi > manifests/openapi.json"
+    // A flag given twice takes the last value (scripts append their own to defaults).
+    args_override_self = true,
+    after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator --data-dir /var/lib/herd --backup-dir /backup/herd --backup-every 1h --backup-keep 48\n  herd-orchestrator --data-dir /var/lib/herd backup --to /backup/herd-now.db   (while it serves)\n  herd-orchestrator --data-dir /var/lib/herd restore --from /backup/herd-now.db  (stopped)\n  herd-orchestrator openapi > manifests/openapi.json"
 )]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Directory for the embedded store and other state.
-    #[arg(long, env = "HERD_DATA_DIR")]
+    #[arg(long, env = "HERD_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Address to serve the HTTP API on (port 0 picks a free one; the bound address is printed).
     #[arg(long, env = "HERD_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Path of the SQLite store [default: DATA_DIR/herd.db].
-    #[arg(long, env = "HERD_STORE")]
+    #[arg(long, env = "HERD_STORE", global = true)]
     pub store: Option<PathBuf>,
     /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
@@ -73,8 +75,36 @@ pub struct Args {
     /// in clear: only on a network you trust, e.g. a test bed).
     #[arg(long, env = "HERD_INSECURE_HTTP")]
     pub insecure_http: bool,
+    /// Back the store up into this directory while serving, as herd-TIME.db files (see
+    /// `backup`); off unless given.
+    #[arg(long, env = "HERD_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// How often to back up into --backup-dir, e.g. `1h` [default: 1h; at least 1s].
+    #[arg(long, env = "HERD_BACKUP_EVERY", value_parser = humantime::parse_duration)]
+    pub backup_every: Option<Duration>,
+    /// How many backups to keep in --backup-dir, newest first; older ones are removed [default: 24].
+    #[arg(long, env = "HERD_BACKUP_KEEP")]
+    pub backup_keep: Option<usize>,
+    /// The most instances one cluster may have waiting for a host; an apply or scale that
+    /// would leave more is refused (422) [default: 1000].
+    #[arg(long, env = "HERD_MAX_PENDING_PER_CLUSTER")]
+    pub max_pending_per_cluster: Option<u32>,
+    /// The most clusters one tenant may have [default: 100].
+    #[arg(long, env = "HERD_MAX_CLUSTERS_PER_TENANT")]
+    pub max_clusters_per_tenant: Option<u32>,
+    /// The quota of a tenant created without one, e.g. `cpu=64,memory=256Gi,disk=4Ti` (an
+    /// admin gives a tenant no limit with `"quota": "unlimited"`) [default: cpu=64,memory=256Gi,disk=4Ti].
+    #[arg(long, env = "HERD_DEFAULT_TENANT_QUOTA", value_name = "cpu=N,memory=N,disk=N")]
+    pub default_tenant_quota: Option<String>,
+    /// Requests per second one token may send, sustained; more are answered 429 with
+    /// `Retry-After` [default: 50].
+    #[arg(long, env = "HERD_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests one token may send in a burst above --rate-limit [default: 4 x --rate-limit].
+    #[arg(long, env = "HERD_RATE_BURST")]
+    pub rate_burst: Option<u32>,
     /// YAML file with any of the settings above (keys as the flags, with `_`).
-    #[arg(long, env = "HERD_CONFIG")]
+    #[arg(long, env = "HERD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
 
@@ -94,6 +124,21 @@ pub enum Command {
         /// A DNS name or IP address clients reach the orchestrator at; repeat for each.
         #[arg(long = "name", required = true)]
         names: Vec<String>,
+    },
+    /// Back the store up to FILE and exit: SQLite's online backup API, a consistent copy of
+    /// the last commit, taken while an orchestrator serves from the same store (or not).
+    Backup {
+        /// Where to write the backup (replaced if it exists; written beside it first).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Replace the store with a backup and exit. Refused while an orchestrator runs with this
+    /// data directory; the backup's integrity is checked first, and the replaced store is kept
+    /// beside it as STORE.before-restore-TIME.
+    Restore {
+        /// The backup to restore (from `backup` or --backup-dir).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
     },
 }
 
@@ -119,6 +164,15 @@ struct File {
     agent_ca_file: Option<PathBuf>,
     #[serde(default)]
     insecure_http: bool,
+    backup_dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde_opt")]
+    backup_every: Option<Duration>,
+    backup_keep: Option<usize>,
+    max_pending_per_cluster: Option<u32>,
+    max_clusters_per_tenant: Option<u32>,
+    default_tenant_quota: Option<String>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
 }
 
 /// `FIRST-LAST`, both from 1024 to 65535.
@@ -161,6 +215,10 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// CA certificates (PEM) to trust for agents' HTTPS log endpoints.
     pub agent_ca_file: Option<PathBuf>,
+    /// Scheduled backups, if asked for.
+    pub backups: Option<crate::backup::Schedule>,
+    /// Admission limits, default quota and rate limits.
+    pub limits: crate::limits::Limits,
 }
 
 /// Why the configuration cannot be used.
@@ -182,6 +240,16 @@ pub enum ConfigError {
     Fleet(String),
     #[error("{0}")]
     Tls(String),
+    #[error("backup_every must be at least 1s, got {0:?}")]
+    BackupEvery(Duration),
+    #[error("backup_keep must be at least 1")]
+    BackupKeep,
+    #[error("backup_every / backup_keep need backup_dir, the directory to back up into")]
+    BackupDir,
+    #[error("{field} must be at least 1")]
+    Zero { field: &'static str },
+    #[error("default_tenant_quota: {0}")]
+    DefaultQuota(String),
 }
 
 impl Config {
@@ -231,6 +299,37 @@ impl Config {
                  `herd-orchestrator tls-init`), or pass --insecure-http to serve plain HTTP anyway"
             )));
         }
+        let backups = match (args.backup_dir.or(file.backup_dir), args.backup_every.or(file.backup_every), args.backup_keep.or(file.backup_keep)) {
+            (None, None, None) => None,
+            (None, _, _) => return Err(ConfigError::BackupDir),
+            (Some(dir), every, keep) => {
+                let every = every.unwrap_or(Duration::from_secs(3600));
+                if every < Duration::from_secs(1) {
+                    return Err(ConfigError::BackupEvery(every));
+                }
+                let keep = keep.unwrap_or(24);
+                if keep == 0 {
+                    return Err(ConfigError::BackupKeep);
+                }
+                Some(crate::backup::Schedule { dir, every, keep })
+            }
+        };
+        let positive = |field: &'static str, v: Option<u32>, default: u32| match v.unwrap_or(default) {
+            0 => Err(ConfigError::Zero { field }),
+            n => Ok(n),
+        };
+        let rate_limit = positive("rate_limit", args.rate_limit.or(file.rate_limit), 50)?;
+        let default_quota = match args.default_tenant_quota.or(file.default_tenant_quota) {
+            Some(text) => crate::limits::parse_quota(&text).map_err(ConfigError::DefaultQuota)?,
+            None => crate::limits::Limits::default().default_quota,
+        };
+        let limits = crate::limits::Limits {
+            max_pending_per_cluster: positive("max_pending_per_cluster", args.max_pending_per_cluster.or(file.max_pending_per_cluster), 1000)?,
+            max_clusters_per_tenant: positive("max_clusters_per_tenant", args.max_clusters_per_tenant.or(file.max_clusters_per_tenant), 100)?,
+            default_quota,
+            rate_limit,
+            rate_burst: positive("rate_burst", args.rate_burst.or(file.rate_burst), rate_limit.saturating_mul(4))?,
+        };
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
@@ -243,6 +342,8 @@ impl Config {
             fleet,
             tls,
             agent_ca_file: args.agent_ca_file.or(file.agent_ca_file),
+            backups,
+            limits,
             data_dir,
         })
     }
@@ -284,5 +385,20 @@ mod tests {
         assert!(err.starts_with("datanode_replace_after (1m) must not be shorter than reschedule_after (2m)"), "{err}");
         let err = resolve(&["--heartbeat-interval", "2s", "--reschedule-after", "1s"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("reschedule_after (1s) must be at least three heartbeat intervals (6s)"), "{err}");
+    }
+
+    #[test]
+    fn backups_and_limits() {
+        assert!(resolve(&[]).map(|c| c.backups.is_none()).unwrap_or(false));
+        let c = resolve(&["--backup-dir", "/b"]).map_err(|e| e.to_string());
+        assert_eq!(c.map(|c| c.backups.map(|b| (b.every, b.keep))), Ok(Some((Duration::from_secs(3600), 24))));
+        let err = |extra: &[&str]| resolve(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&["--backup-keep", "3"]).contains("need backup_dir"));
+        assert!(err(&["--backup-dir", "/b", "--backup-every", "10ms"]).contains("at least 1s"));
+        assert!(err(&["--backup-dir", "/b", "--backup-keep", "0"]).contains("backup_keep"));
+        assert!(err(&["--rate-limit", "0"]).starts_with("rate_limit must be at least 1"));
+        assert!(err(&["--default-tenant-quota", "cpu=x"]).starts_with("default_tenant_quota: cpu"));
+        let c = resolve(&["--rate-limit", "5", "--max-pending-per-cluster", "10"]).map_err(|e| e.to_string());
+        assert_eq!(c.map(|c| (c.limits.rate_limit, c.limits.rate_burst, c.limits.max_pending_per_cluster)), Ok((5, 20, 10)));
     }
 }

@@ -24,6 +24,9 @@ pub enum Error {
     /// The change would take a tenant over its quota; each resource over names its field.
     #[error("over the tenant's quota: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Quota(Vec<herd_api::FieldError>),
+    /// The change would pass one of the orchestrator's admission limits (see [`crate::limits`]).
+    #[error("{message}")]
+    Limit { field: String, message: String, reason: &'static str },
     /// An `Idempotency-Key` was used before with a different request.
     #[error("Idempotency-Key `{key}` was already used with a different request; send the same request again, or use a new key for a new request")]
     IdempotencyKeyReused { key: String },

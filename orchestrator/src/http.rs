@@ -5,7 +5,8 @@
 //! ([`crate::openapi`]).
 //!
 //! # Layout
-//! - [`auth`]: the bearer-token layer; [`problem`]: errors to problem+json.
+//! - [`auth`]: the bearer-token layer; [`idempotent`]: `Idempotency-Key` on `PUT`/`PATCH`/`DELETE`;
+//!   [`problem`]: errors to problem+json.
 //! - [`clusters`], [`tenants`], [`tokens`], [`agents`] (agent protocol and hosts), [`audit`].
 //! - here: the router and what the handlers share (bodies, names, pages, `If-Match`).
 
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod clusters;
 pub mod hosts;
+pub mod idempotent;
 pub mod problem;
 pub mod tenants;
 pub mod tokens;
@@ -61,11 +63,16 @@ pub fn router(state: State) -> Router {
         )
         .route("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", patch(clusters::scale))
         .route("/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", get(crate::logs::logs))
+        // NB: layers run outermost last-added: authentication, then idempotent replays.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotent::layer))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(protected)
+        .route_layer(axum::middleware::from_fn(count))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -75,8 +82,40 @@ pub fn router(state: State) -> Router {
 
 type Result<T> = std::result::Result<T, problem::ApiError>;
 
+/// Ready when the store answers a read (at most 5 s); 503 otherwise.
+async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Response {
+    let read = s.store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(_)) => "ready".into_response(),
+        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the store cannot be read ({e})")).into_response(),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 5 s").into_response(),
+    }
+}
+
+/// `/metrics` in the OpenMetrics text format (see [`crate::metrics`]); no token needed.
+async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> Response {
+    let pending = s.store.read(|c| crate::store::pending_count(c, None)).await.unwrap_or(0);
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(pending)).into_response()
+}
+
+/// Counts every answered request by its route template, method and status, with its latency.
+async fn count(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let took = started.elapsed();
+    let m = crate::metrics::get();
+    m.request(method.as_str(), &route, resp.status().as_u16(), took);
+    if route == "/v1/agent/heartbeat" {
+        m.heartbeat(took);
+    }
+    resp
+}
+
 async fn openapi() -> Response {
-    axum::Json(crate::openapi::document()).into_response()
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(crate::openapi::served)).into_response()
 }
 
 // NB: the fallbacks take the body so it is read (see `auth::layer`).
@@ -124,7 +163,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> std::result::Result<T,
     if text.trim().is_empty() {
         return Err(Error::invalid("", "request body is empty; send a JSON or YAML object"));
     }
-    Ok(yaml::from_str(text)?)
+    Ok(yaml::from_json_or_yaml(text)?)
 }
 
 /// Checks that a name taken from the path is a DNS label, naming the path parameter.

@@ -21,8 +21,12 @@
 //! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
 //! - [`logs`]: proxying an instance's logs from the agent that holds it.
 //! - [`config`]: typed configuration from flags, environment and file.
+//! - [`backup`]: online backups of the store (on demand and scheduled) and restoring one.
+//! - [`limits`]: admission caps, the default tenant quota, the request rate per token.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod desired;
 pub mod error;
@@ -32,7 +36,9 @@ pub mod hot;
 pub mod http;
 pub mod identity;
 pub mod lifecycle;
+pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod placement;
 pub mod quota;

@@ -126,15 +126,48 @@ impl State {
     }
 }
 
-/// The route's handler.
+/// The logs route's query parameters, as documented (checked by [`LogQuery::parse`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // NB: for the OpenAPI document only; the handler reads the raw query.
+pub struct LogParams {
+    /// Keep streaming new lines as they are written.
+    follow: Option<bool>,
+    /// Only lines from then on: a duration before now (`10m`, `1h30m`) or an RFC 3339 UTC time.
+    #[param(pattern = r"^(([0-9]{1,6}(ms|s|m|h|d))+|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$")]
+    since: Option<String>,
+    /// Only the last N lines (before following), 0 to 1000000.
+    #[param(minimum = 0, maximum = 1000000)]
+    tail: Option<u32>,
+    /// Only one stream: `stdout` or `stderr`.
+    #[param(pattern = "^(stdout|stderr)$")]
+    stream: Option<String>,
+}
+
+/// An instance's captured stdout and stderr, streamed from its host's agent as `text/plain`,
+/// one record per line: `TIMESTAMP STREAM PAYLOAD`. A tenant token reads its own tenant's only.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", tag = "clusters",
+    params(("tenant" = String, Path), ("cluster" = String, Path), ("instance" = String, Path), LogParams),
+    responses((status = 200, content_type = "text/plain", body = String, description = "the records, streamed"),
+        (status = 404, body = herd_api::wire::Problem), (status = 409, body = herd_api::wire::Problem, description = "the instance is not placed on a host yet"),
+        (status = 502, body = herd_api::wire::Problem, description = "the instance's agent cannot be reached")),
+    security(("bearer" = [])))]
 pub async fn logs(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     key: Option<Extension<LogKey>>,
-    Path((tenant, cluster, instance)): Path<(String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
+    path: std::result::Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
+    query: std::result::Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     RawQuery(raw): RawQuery,
 ) -> std::result::Result<Response, ApiError> {
+    let Path((tenant, cluster, instance)) = path?;
+    let Query(params) = query?;
+    for (field, name) in [("tenant", &tenant), ("cluster", &cluster), ("instance", &instance)] {
+        herd_api::names::check_dns_label(name).map_err(|m| Error::invalid(field, m))?;
+    }
+    if let Some(unknown) = params.keys().find(|k| !["follow", "since", "tail", "stream"].contains(&k.as_str())) {
+        return Err(Error::invalid(unknown.as_str(), "unknown query parameter; use follow, since, tail or stream").into());
+    }
     // Another tenant's instance answers exactly as a missing one does.
     caller.principal.require_tenant(&tenant, "instance", format!("{tenant}/{cluster}/{instance}"))?;
     let p = |k: &str| params.get(k).map(String::as_str);

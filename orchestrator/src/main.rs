@@ -1,6 +1,7 @@
 //! `herd-orchestrator`: parse config, open the store, make the first admin token, serve, shut
 //! down on SIGTERM/SIGINT (open requests get `--shutdown-timeout`, 30 s by default). Its own log lines go to stderr and a
-//! failed write never stops it (`herd_api::daemon_log`). `herd-orchestrator openapi` prints the API's OpenAPI document.
+//! failed write never stops it (`herd_api::daemon_log`). `herd-orchestrator openapi` prints the API's OpenAPI document;
+//! `backup --to FILE` and `restore --from FILE` copy the store out and back (see `herd_orchestrator::backup`).
 
 use std::io::IsTerminal;
 
@@ -9,7 +10,7 @@ use clap::Parser;
 use herd_orchestrator::config::{Args, Command, Config};
 use herd_orchestrator::state::State;
 use herd_orchestrator::store::Store;
-use herd_orchestrator::http;
+use herd_orchestrator::{backup, http};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -32,7 +33,7 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(|| herd_api::daemon_log::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
     match &args.command {
         Some(Command::Openapi) => {
             print!("{}", herd_orchestrator::openapi::pretty());
@@ -47,14 +48,41 @@ async fn run() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        None => {}
+        _ => {}
     }
+    let command = args.command.take();
     let config = Config::resolve(args)?;
+    match command {
+        Some(Command::Backup { to }) => {
+            let w = backup::backup(&config.store, &to).with_context(|| format!("cannot back up {}", config.store.display()))?;
+            herd_api::daemon_log::stdout_line(&format!(
+                "backed up {} to {} ({} bytes in {:?}; integrity checked)",
+                config.store.display(),
+                w.path.display(),
+                w.bytes,
+                w.took
+            ));
+            return Ok(());
+        }
+        Some(Command::Restore { from }) => {
+            let aside = backup::restore(&from, &config.store, &config.data_dir)
+                .with_context(|| format!("cannot restore {} from {}", config.store.display(), from.display()))?;
+            let kept = aside.map(|p| format!("; the replaced store is kept as {}", p.display())).unwrap_or_default();
+            herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.store.display(), from.display()));
+            return Ok(());
+        }
+        Some(Command::Openapi | Command::TlsInit { .. }) | None => {}
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Held while serving: a second orchestrator, or a restore, on this data directory is refused.
+    let _lock = backup::lock(&config.data_dir)?;
     Store::check_before_open(&config.store, &config.data_dir).map_err(anyhow::Error::msg)?;
     let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
-    let state = State::new(store, config.heartbeat_interval, config.network).context("cannot load the store")?.with_fleet(config.fleet);
+    let state = State::new(store, config.heartbeat_interval, config.network)
+        .context("cannot load the store")?
+        .with_limits(config.limits.clone())
+        .with_fleet(config.fleet);
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
@@ -102,6 +130,10 @@ async fn run() -> anyhow::Result<()> {
             }
         }
     });
+    let backups = config.backups.clone().map(|schedule| {
+        info!(dir = %schedule.dir.display(), every = ?schedule.every, keep = schedule.keep, "scheduled backups");
+        tokio::spawn(backup::run_schedule(config.store.clone(), schedule, stop_flush.clone()))
+    });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
     let key_file = config.data_dir.join("agent-logs.key");
@@ -137,6 +169,9 @@ async fn run() -> anyhow::Result<()> {
     stop_flush.cancel();
     let _ = flusher.await;
     let _ = sweeper.await;
+    if let Some(b) = backups {
+        let _ = b.await;
+    }
     info!("stopped");
     Ok(())
 }

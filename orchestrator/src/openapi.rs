@@ -26,7 +26,7 @@ Every route but /healthz and this document needs `Authorization: Bearer SECRET`.
         http::clusters::delete, http::clusters::scale,
         http::agents::register, http::agents::heartbeat, http::agents::hosts,
         http::hosts::get, http::hosts::cordon, http::hosts::uncordon, http::hosts::drain, http::hosts::delete,
-        http::audit::list,
+        http::audit::list, crate::logs::logs,
     ),
     modifiers(&Bearer),
     tags(
@@ -52,15 +52,140 @@ impl Modify for Bearer {
     }
 }
 
-/// The document.
+/// The document as the handlers' annotations make it; [`served`] completes it.
 pub fn document() -> Document {
     ApiDoc::openapi()
 }
 
+/// The document as served and committed: the annotations' document with what every route
+/// shares added in one place, so no handler can forget it (see [`contract`]).
+pub fn served() -> serde_json::Value {
+    // NB: the document is plain data with string keys; serializing it cannot fail.
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    contract(&mut doc);
+    doc
+}
+
 /// The document as committed under `manifests/`: pretty JSON and a final newline.
 pub fn pretty() -> String {
-    // NB: the document is plain data with string keys; serializing it cannot fail.
-    document().to_pretty_json().unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&served()).unwrap_or_default() + "\n"
+}
+
+fn problem(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+/// What every route shares, added to the annotations' document:
+/// - errors are `application/problem+json` (`Problem`), never `application/json`;
+/// - every route with a token can answer 401 (no or a bad token, with `WWW-Authenticate`), 403
+///   (a token whose scope does not reach the route, e.g. an agent token off the agent
+///   protocol) and 429 (over the token's rate, with `Retry-After`);
+/// - a route with parameters can answer 400 (undecodable) and 422 (a value the server refuses,
+///   named in `errors`); one with path parameters 404; one with a body 413 and 422;
+/// - the constraints the server enforces on path, query and header parameters (name patterns,
+///   lengths, ranges);
+/// - `/healthz`, `/readyz` and `/metrics`, which need no token.
+pub fn contract(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let dns_label = json!({ "type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "minLength": 1, "maxLength": 63 });
+    let constraints: Vec<(&str, Value)> = vec![
+        ("tenant", dns_label.clone()),
+        ("cluster", dns_label.clone()),
+        ("instance", dns_label),
+        ("id", json!({ "type": "string", "pattern": "^[0-9a-f]{1,64}$" })),
+        ("limit", json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 1000 })),
+        ("after", json!({ "type": "string", "minLength": 1, "maxLength": 300 })),
+        ("Idempotency-Key", json!({ "type": "string", "pattern": "^[!-~]{1,255}$" })),
+        ("If-Match", json!({ "type": "string", "pattern": "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$" })),
+    ];
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, op) in item.iter_mut() {
+                let Some(op) = op.as_object_mut() else { continue };
+                let secured = op.get("security").is_some();
+                // Every write with a token takes an Idempotency-Key (POSTs declare theirs).
+                if secured && ["put", "patch", "delete"].contains(&method.as_str()) {
+                    let ps = op.entry("parameters").or_insert_with(|| json!([]));
+                    if let Some(ps) = ps.as_array_mut()
+                        && !ps.iter().any(|p| p["name"] == "Idempotency-Key")
+                    {
+                        ps.push(json!({ "name": "Idempotency-Key", "in": "header", "required": false,
+                            "description": "retry safely: the same key and request get the first answer (Idempotent-Replayed: true)" }));
+                    }
+                }
+                let has_body = op.get("requestBody").is_some();
+                let params: Vec<(String, String)> = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .map(|ps| ps.iter().map(|p| (p["name"].as_str().unwrap_or_default().into(), p["in"].as_str().unwrap_or_default().into())).collect())
+                    .unwrap_or_default();
+                if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                    for p in ps {
+                        if let Some((_, schema)) = constraints.iter().find(|(n, _)| p["name"] == *n) {
+                            p["schema"] = schema.clone();
+                        }
+                        // Each list's cursor is what its `next` holds.
+                        if p["name"] == "after" {
+                            p["schema"]["pattern"] = match path.as_str() {
+                                "/v1/audit" => json!("^[0-9]{1,19}$"),
+                                "/v1/clusters" | "/v1/tenants/{tenant}/clusters" => json!("^[^/]{1,150}/[^/]{1,150}$"),
+                                _ => Value::Null,
+                            };
+                            if let Some(schema) = p["schema"].as_object_mut() {
+                                schema.retain(|_, v| !v.is_null());
+                            }
+                        }
+                    }
+                }
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+                for r in responses.values_mut() {
+                    if let Some(content) = r.get_mut("content").and_then(Value::as_object_mut)
+                        && content.get("application/json").is_some_and(|c| c["schema"]["$ref"] == "#/components/schemas/Problem")
+                        && let Some(c) = content.remove("application/json")
+                    {
+                        content.insert("application/problem+json".into(), c);
+                    }
+                }
+                let mut add = |code: &str, r: Value| {
+                    responses.entry(code.to_string()).or_insert(r);
+                };
+                if secured {
+                    let mut unauthorized = problem("no bearer token, or one herd does not know");
+                    unauthorized["headers"] = json!({ "WWW-Authenticate": { "schema": { "type": "string" } } });
+                    add("401", unauthorized);
+                    add("403", problem("the token's scope does not reach this"));
+                    let mut limited = problem("over the token's request rate (herd-orchestrator --rate-limit)");
+                    limited["headers"] = json!({ "Retry-After": { "description": "seconds to wait", "schema": { "type": "integer" } } });
+                    add("429", limited);
+                }
+                if !params.is_empty() {
+                    add("400", problem("a parameter that cannot be decoded"));
+                    add("422", problem("a parameter the server refuses; `errors` names it"));
+                }
+                if params.iter().any(|(_, at)| at == "path") {
+                    add("404", problem("not found, or not visible to this token"));
+                }
+                if has_body {
+                    add("413", problem("the body is over 1 MiB"));
+                    add("422", problem("an invalid body; `errors` names each field"));
+                }
+            }
+        }
+        let text = |description: &str, ct: &str| json!({ "description": description, "content": { ct: { "schema": { "type": "string" } } } });
+        paths.insert("/healthz".into(), json!({ "get": { "tags": ["health"], "summary": "The process answers (no token).", "operationId": "healthz",
+            "responses": { "200": text("ok", "text/plain") } } }));
+        paths.insert("/readyz".into(), json!({ "get": { "tags": ["health"], "summary": "The store answers a read (no token).", "operationId": "readyz",
+            "responses": { "200": text("ready", "text/plain"), "503": text("not ready, and why", "text/plain") } } }));
+        paths.insert("/metrics".into(), json!({ "get": { "tags": ["health"], "summary": "Prometheus metrics, OpenMetrics text (no token).", "operationId": "metrics",
+            "responses": { "200": text("the metrics", "application/openmetrics-text") } } }));
+    }
+    if let Some(tags) = doc.get_mut("tags").and_then(Value::as_array_mut) {
+        tags.push(json!({ "name": "health", "description": "Liveness, readiness and metrics" }));
+    }
 }
 
 #[cfg(test)]

@@ -245,6 +245,7 @@ fn schedule(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, may_take_back
         let updated = match result {
             Ok(host) => {
                 changed = true;
+                crate::metrics::get().placed(1);
                 Instance { host: Some(host), pending: None, ..inst.clone() }
             }
             Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },

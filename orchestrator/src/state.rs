@@ -50,12 +50,19 @@ pub struct State {
     pub network: network::Settings,
     /// When the instances of a lost host move (see [`crate::fleet`]).
     pub fleet: crate::fleet::FleetSettings,
+    /// Admission caps, the default quota and the rate per token (see [`crate::limits`]).
+    pub limits: Arc<crate::limits::Limits>,
+    pub rate: Arc<crate::limits::RateLimiter>,
     /// Bumped after every change that may store a leaving phase; `leaving_none_at` is the
     /// value it had when the store was last seen with no leaving instance. Heartbeats step
     /// the lifecycle only while the two differ.
     leaving_epoch: Arc<AtomicU64>,
     leaving_none_at: Arc<AtomicU64>,
 }
+
+/// The most instances one page of a cluster list holds before it ends (the cluster that
+/// crosses it included).
+pub const PAGE_INSTANCES: usize = 10_000;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -124,6 +131,8 @@ impl State {
             heartbeat_interval,
             network,
             fleet: crate::fleet::FleetSettings::default(),
+            limits: Arc::default(),
+            rate: Arc::new(crate::limits::RateLimiter::new(&crate::limits::Limits::default())),
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
         })
@@ -132,6 +141,13 @@ impl State {
     /// The same state, moving lost hosts' instances per `fleet`.
     pub fn with_fleet(mut self, fleet: crate::fleet::FleetSettings) -> Self {
         self.fleet = fleet;
+        self
+    }
+
+    /// The state with these limits instead of the defaults.
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.rate = Arc::new(crate::limits::RateLimiter::new(&limits));
+        self.limits = Arc::new(limits);
         self
     }
 
@@ -299,7 +315,7 @@ impl State {
     pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
         validate(&spec)?;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
         let out = self
             .store
             .write(move |tx| {
@@ -313,7 +329,7 @@ impl State {
                 let current = store::cluster(tx, &spec.tenant, &spec.name)?;
                 check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
                 let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (outcome, before, after) = apply_in(tx, &hot, &tenant.quota, spec, now, lost_after, false)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec, now, lost_after, false)?;
                 let applied = outcome.applied;
                 if applied != Applied::Unchanged {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
@@ -338,7 +354,7 @@ impl State {
     ) -> Result<ClusterStatus> {
         let ScaleRequest { replicas, force } = req;
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
         let out = self
             .store
             .write(move |tx| {
@@ -356,7 +372,7 @@ impl State {
                 p.replicas = replicas;
                 validate(&spec)?;
                 let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
-                let (outcome, before, after) = apply_in(tx, &hot, &quota, spec, now, lost_after, force)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
                     audit::record(tx, now, &change)?;
@@ -444,8 +460,20 @@ impl State {
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
                 let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
-                let items = rows.iter().map(|r| cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)).collect::<Result<Vec<_>>>()?;
-                Ok(page(items, limit, |s| format!("{}/{}", s.tenant, s.name)))
+                // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
+                // instances, so no answer grows with the size of the clusters in it.
+                let mut items = Vec::new();
+                let mut instances = 0;
+                for r in &rows {
+                    if items.len() == limit || instances >= PAGE_INSTANCES {
+                        break;
+                    }
+                    let s = cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)?;
+                    instances += s.instances.len();
+                    items.push(s);
+                }
+                let next = (items.len() < rows.len()).then(|| items.last().map(|s| format!("{}/{}", s.tenant, s.name))).flatten();
+                Ok(Page { items, next })
             })
             .await
     }
@@ -459,9 +487,11 @@ impl State {
 /// lifecycle: shrinking stores the first phase of each leaving instance (they keep running
 /// until the lifecycle removes them), growing recommissions leaving ones before creating
 /// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
+#[allow(clippy::too_many_arguments)]
 fn apply_in(
     tx: &Connection,
     hot: &Hot,
+    limits: &crate::limits::Limits,
     quota: &Quota,
     spec: ClusterSpec,
     now: u64,
@@ -476,6 +506,17 @@ fn apply_in(
         Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
         Some(_) => Applied::Updated,
     };
+    if current.is_none() && store::cluster_count(tx, &tenant)? >= u64::from(limits.max_clusters_per_tenant) {
+        return Err(Error::Limit {
+            field: "name".into(),
+            reason: "clusters_per_tenant",
+            message: format!(
+                "tenant `{tenant}` already has {} clusters, the most one tenant may have (herd-orchestrator --max-clusters-per-tenant); delete one first",
+                limits.max_clusters_per_tenant
+            ),
+        });
+    }
+    let pending_before = store::pending_count(tx, Some((&tenant, &name)))?;
     let change = quota::Change {
         others: store::usage(tx, &tenant, Some(&name))?,
         before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
@@ -484,6 +525,19 @@ fn apply_in(
     quota::check(quota, change).map_err(Error::Quota)?;
     placement::check_borrowing(tx, quota, &spec, current.as_ref().map(|r| &r.spec))?;
     let existing = store::instances(tx, Some((&tenant, &name)))?;
+    // Admission, at once when the fleet cannot possibly take what would wait (an upper bound:
+    // every ready host's whole CPU, filled with the smallest request), so that an absurd
+    // request does not hold the writer while it is planned and placed; exactly below.
+    let wanted: u64 = spec.pools.values().map(|p| u64::from(p.replicas.0)).sum();
+    let new = wanted.saturating_sub(existing.len() as u64);
+    let smallest = spec.pools.values().map(|p| p.cpu.0).min().unwrap_or(0).max(1);
+    let placeable: u64 = hot.with_hosts(|hosts| {
+        hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
+    });
+    let at_least = (pending_before + new).saturating_sub(placeable);
+    if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {
+        return Err(too_many_pending(limits, &tenant, &name, at_least));
+    }
     let leaving = store::leaving(tx, Some((&tenant, &name)))?;
     let graceful = lifecycle::graceful(&spec);
 
@@ -550,6 +604,12 @@ fn apply_in(
         }
     }
     schedule_pending(tx, hot, now, lost_after)?;
+    // Admission: instances no host can take now wait in the store, and every heartbeat and
+    // scheduling pass carries them; a cluster may not leave more than its share waiting.
+    let pending = store::pending_count(tx, Some((&tenant, &name)))?;
+    if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
+        return Err(too_many_pending(limits, &tenant, &name, pending));
+    }
     store::bump_revision(tx)?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
         resize = plan.resize.len(), leave, recommission = back, "cluster applied");
@@ -565,6 +625,18 @@ fn apply_in(
         })
     });
     Ok((Outcome { applied, forced }, before, generation))
+}
+
+fn too_many_pending(limits: &crate::limits::Limits, tenant: &str, name: &str, pending: u64) -> Error {
+    Error::Limit {
+        field: "pools".into(),
+        reason: "pending_instances",
+        message: format!(
+            "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
+             (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
+            limits.max_pending_per_cluster
+        ),
+    }
 }
 
 /// How an apply ended, with what a forced scale-down risks (for the audit trail).

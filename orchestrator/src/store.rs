@@ -169,12 +169,13 @@ impl Store {
         if empty && token.exists() {
             return Err(format!(
                 "refusing to start: the store {} is {} but {} shows this orchestrator ran before, so starting would \
-                 begin a new, empty control plane; restore the store from your latest backup (`sqlite3 {} \".backup \
-                 FILE\"` copies one) or, to really start from nothing, move {} away first",
+                 begin a new, empty control plane; restore the store from your latest backup (`herd-orchestrator --data-dir {} restore --from \
+                 FILE`; backups are taken with `herd-orchestrator backup` or --backup-dir) or, to really start from \
+                 nothing, move {} away first",
                 path.display(),
                 if path.exists() { "empty" } else { "missing" },
                 token.display(),
-                path.display(),
+                data_dir.display(),
                 token.display()
             ));
         }
@@ -183,9 +184,11 @@ impl Store {
         }
         let corrupt = |why: String| {
             format!(
-                "refusing to start: the store {} is corrupt ({why}); stop, restore it from your latest backup, and start \
-                 again (nothing was changed)",
-                path.display()
+                "refusing to start: the store {} is corrupt ({why}); restore it from your latest backup \
+                 (`herd-orchestrator --data-dir {} restore --from FILE`, which keeps the corrupt one beside it) and \
+                 start again (nothing was changed)",
+                path.display(),
+                data_dir.display()
             )
         };
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| corrupt(e.to_string()))?;
@@ -267,8 +270,11 @@ impl Store {
                 let _ = done.send(out);
             })
         });
+        let started = std::time::Instant::now();
         self.jobs.send(job).map_err(|_| Error::Writer("the writer thread is gone".into()))?;
-        answer.await.map_err(|_| Error::Writer("the writer thread is gone".into()))?
+        let out = answer.await.map_err(|_| Error::Writer("the writer thread is gone".into()))?;
+        crate::metrics::get().store("write", started.elapsed());
+        out
     }
 
     /// Runs a read-only `f` on the blocking pool, on a reader connection (it sees the last
@@ -279,7 +285,10 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(Error::Worker)?
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(Error::Worker)?;
+        crate::metrics::get().store("read", started.elapsed());
+        out
     }
 
     /// The store's revision as of the last commit through this handle.
@@ -462,6 +471,20 @@ pub fn upsert_host(c: &Connection, info: &HostInfo, now_ms: u64) -> Result<bool>
 /// Whether some instance waits for a host (uses the `host_id` index).
 pub fn any_unplaced(c: &Connection) -> Result<bool> {
     Ok(c.query_row("SELECT 1 FROM instances WHERE host_id IS NULL LIMIT 1", [], |_| Ok(())).optional()?.is_some())
+}
+
+/// How many instances wait for a host: one cluster's, or every cluster's.
+pub fn pending_count(c: &Connection, cluster: Option<(&str, &str)>) -> Result<u64> {
+    let (tenant, name) = cluster.unzip();
+    let mut stmt = c.prepare_cached(
+        "SELECT count(*) FROM instances WHERE host_id IS NULL AND (?1 IS NULL OR (tenant = ?1 AND cluster = ?2))",
+    )?;
+    Ok(stmt.query_row(params![tenant, name], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// How many clusters a tenant has.
+pub fn cluster_count(c: &Connection, tenant: &str) -> Result<u64> {
+    Ok(c.query_row("SELECT count(*) FROM clusters WHERE tenant = ?1", [tenant], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// Whether any instance is leaving (decommissioning, draining, being removed).

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use herd_api::names::check_dns_label;
-use herd_api::wire::{CreateTenant, CreateToken, Page, Quota, Scope, Tenant, TokenCreated, TokenInfo};
+use herd_api::wire::{CreateTenant, CreateToken, Page, Quota, Scope, Tenant, TenantQuota, TokenCreated, TokenInfo};
 use rusqlite::Connection as Transaction;
 use serde::Serialize;
 use tracing::info;
@@ -111,18 +111,26 @@ impl AuthCache {
 }
 
 impl State {
-    /// Creates a tenant: 201, or 200 when it exists with the same quota (or none given).
+    /// Creates a tenant: 201, or 200 when it exists with the same quota (or none given). A
+    /// tenant created without a quota gets the default one ([`crate::limits::Limits`]).
     pub async fn create_tenant(&self, actor: String, req: CreateTenant, once: Option<Once>) -> Result<Answer> {
         if let Err(m) = check_dns_label(&req.name) {
             return Err(Error::invalid("name", m));
         }
-        check_quota(&req.quota)?;
+        let given = req.quota.map(|q| match q {
+            TenantQuota::Unlimited(_) => Quota::default(),
+            TenantQuota::Limits(q) => q,
+        });
+        if let Some(q) = &given {
+            check_quota(q)?;
+        }
+        let quota = given.clone().unwrap_or_else(|| self.limits.default_quota.clone());
         let (now, lost_after, hot) = (now_ms(), 3 * self.heartbeat_interval.as_millis() as u64, self.hot.clone());
         self.store
             .write(move |tx| {
                 once_in(tx, once.as_ref(), now, |tx| {
                     if let Some(existing) = store::tenant(tx, &req.name)? {
-                        if req.quota != Quota::default() && req.quota != existing.quota {
+                        if given.as_ref().is_some_and(|q| *q != existing.quota) {
                             return Err(Error::Conflict(format!(
                                 "tenant `{}` exists with another quota; change it with `herd tenants quota {}` (PUT /v1/tenants/{}/quota)",
                                 req.name, req.name, req.name
@@ -130,8 +138,8 @@ impl State {
                         }
                         return Ok(answer(200, &existing));
                     }
-                    crate::placement::admit(tx, &hot, &req.name, &req.quota, now, lost_after)?;
-                    store::insert_tenant(tx, &req.name, &req.quota, now / 1000)?;
+                    crate::placement::admit(tx, &hot, &req.name, &quota, now, lost_after)?;
+                    store::insert_tenant(tx, &req.name, &quota, now / 1000)?;
                     let resource = format!("tenants/{}", req.name);
                     audit::record(tx, now, &Change { actor: &actor, action: "tenant.create", resource: &resource, before: None, after: None })?;
                     let tenant = store::tenant(tx, &req.name)?.ok_or_else(|| Error::not_found("tenant", &req.name))?;

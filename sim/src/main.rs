@@ -441,7 +441,7 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     let mut errors = Vec::new();
     let tenants: std::collections::BTreeSet<String> = specs.iter().map(|(spec, _)| spec.tenant.clone()).collect();
     for t in tenants {
-        let resp = s.http.post(format!("{}/v1/tenants", s.base)).bearer_auth(&s.token).json(&json!({"name": t})).send().await?;
+        let resp = s.http.post(format!("{}/v1/tenants", s.base)).bearer_auth(&s.token).json(&json!({"name": t, "quota": "unlimited"})).send().await?;
         if !resp.status().is_success() && resp.status().as_u16() != 409 {
             errors.push(format!("create tenant {t}: {} {}", resp.status(), resp.text().await.unwrap_or_default()));
         }

@@ -134,11 +134,19 @@ impl Orchestrator {
 
     /// Starts the orchestrator binary in `bin_dir` (e.g. [`release_bins`]).
     pub fn start_from(bin_dir: &Path, data_dir: &Path, port: u16) -> Result<Self> {
+        // NB: tests drive one token far faster than the default rate (50 requests/s); the
+        // tests of the limit itself start with `start_with`.
+        Self::start_with(bin_dir, data_dir, port, &["--rate-limit", "100000"])
+    }
+
+    /// Starts the orchestrator binary in `bin_dir` with `extra` flags.
+    pub fn start_with(bin_dir: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("orchestrator-{}.log", unique("")));
         let mut child = Command::new(bin_dir.join("herd-orchestrator"))
             .args(["--data-dir", &data_dir.display().to_string()])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-interval", "500ms"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

@@ -287,6 +287,7 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
     let mut synced = Instant::now();
     let mut write = |(ts, stream, payload): Line<'_>, w: &mut Writer| -> io::Result<()> {
         if !dedupe.admit(ts, stream, payload) {
+            crate::metrics::get().log_dropped("replayed");
             if dedupe.dropped.is_power_of_two() {
                 info!(instance = %t.instance, dropped = dedupe.dropped, "Docker sent records again; dropped the copies");
             }
@@ -296,6 +297,7 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
         while expect.front().is_some_and(|(e, _)| e.as_slice() < ts) {
             expect.pop_front();
             missing += 1;
+            crate::metrics::get().log_dropped("lost");
             if missing == 1 {
                 warn!(instance = %t.instance, "Docker's copy no longer reaches back to the last captured line: lines written while the agent was away may be lost (raise --docker-log-max-size)");
             }
@@ -307,6 +309,7 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
         rec.clear();
         record::encode(&mut rec, ts, stream, payload);
         w.append(&rec)?;
+        crate::metrics::get().log_captured(rec.len());
         if let Some(f) = &ctx.forward {
             f.send(Message { instance: &t.instance, pool: &t.pool, ts, stream, payload });
         }

@@ -77,7 +77,12 @@ impl Server {
 
     /// The routes.
     pub fn router(self) -> Router {
-        Router::new().route("/v1/logs/{tenant}/{cluster}/{instance}", get(logs)).with_state(self)
+        Router::new()
+            .route("/v1/logs/{tenant}/{cluster}/{instance}", get(logs))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(self)
     }
 
     /// Serves on `listener` until `shutdown`; HTTPS when given a TLS config.
@@ -97,6 +102,20 @@ impl Server {
             warn!(error = %e, "log endpoint failed");
         }
     }
+}
+
+/// Ready once the orchestrator answered a heartbeat within three intervals; 503 otherwise.
+async fn readyz() -> Response {
+    if crate::metrics::get().ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no heartbeat answered by the orchestrator within three intervals").into_response()
+    }
+}
+
+/// The agent's metrics ([`crate::metrics`]); no token needed.
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render()).into_response()
 }
 
 /// A random secret: 32 bytes, hex.

@@ -461,12 +461,14 @@ impl Script {
 ///
 /// Acts in the network namespace of the calling thread.
 pub async fn apply(rules: &Ruleset) -> Result<()> {
-    nft(
+    let applied = nft(
         &["-f", "-"],
         Some(&rules.render()?),
         "apply herd's rule set",
     )
-    .await?;
+    .await;
+    crate::metrics::get().firewall_apply(applied.is_ok());
+    applied?;
     Ok(())
 }
 

@@ -50,7 +50,8 @@ pub async fn run(client: &Client, out: Format, cluster: &ClusterRef, opts: Optio
         }
     }
     client
-        .delete(cluster, opts.purge_data)
+        // NB: what was shown (and confirmed) is what is deleted: a cluster changed since is refused.
+        .delete(cluster, opts.purge_data, Some(status.generation))
         .await
         .with_context(|| format!("deleting {cluster}"))?;
     if let Some(limit) = opts.wait {

@@ -65,8 +65,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             timeout,
         } => delete::run(&client, out, &cluster, delete::Options { yes, purge_data, wait: wait.then_some(timeout) }).await,
         Command::Tenants(TenantCommand::List) => tenants::list(&client, out).await,
-        Command::Tenants(TenantCommand::Create { name, quota }) => {
-            tenants::create(&client, out, &name, &quota).await
+        Command::Tenants(TenantCommand::Create { name, quota, unlimited }) => {
+            tenants::create(&client, out, &name, &quota, unlimited).await
         }
         Command::Tenants(TenantCommand::Quota { name, quota }) => {
             tenants::quota(&client, out, &name, &quota).await

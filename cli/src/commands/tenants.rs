@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use herd_api::quantity::{Cpu, Memory, Resources};
-use herd_api::wire::{Quota, Tenant};
+use herd_api::wire::{Quota, Tenant, TenantQuota, Unlimited};
 
 use crate::args::QuotaArgs;
 use crate::client::Client;
@@ -19,9 +19,14 @@ pub async fn list(client: &Client, out: Format) -> Result<()> {
     output::emit(out, &tenants, || tenant_table(&tenants))
 }
 
-pub async fn create(client: &Client, out: Format, name: &str, quota: &QuotaArgs) -> Result<()> {
+pub async fn create(client: &Client, out: Format, name: &str, quota: &QuotaArgs, unlimited: bool) -> Result<()> {
+    let quota = if unlimited {
+        Some(TenantQuota::Unlimited(Unlimited::Unlimited))
+    } else {
+        quota.any().then(|| TenantQuota::Limits(quota.apply_to(Quota::default())))
+    };
     let (tenant, created) = client
-        .create_tenant(name, quota.apply_to(Quota::default()))
+        .create_tenant(name, quota)
         .await
         .with_context(|| format!("creating tenant {name}"))?;
     let verb = if created { "created" } else { "already exists" };

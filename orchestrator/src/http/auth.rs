@@ -64,7 +64,29 @@ pub async fn layer(AxumState(state): AxumState<State>, mut req: Request, next: N
         }
         Ok(Caller { principal, secret })
     };
-    match caller.await {
+    let caller = caller.await;
+    // NB: every token has its own rate; an admin token on the agent protocol (herd-sim
+    // simulating a fleet through one token) is not limited, an agent's token is.
+    if let Ok(c) = &caller
+        && !(agent_route && c.principal.scope == Scope::Admin)
+        && let Err(wait) = state.rate.check(&c.principal.token_id)
+    {
+        let _ = axum::body::to_bytes(req.into_body(), super::MAX_BODY).await;
+        crate::metrics::get().refused("rate_limit");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut resp = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "token {} sent more than {} requests per second (burst {}); retry after {secs} s",
+                c.principal.token_id, state.limits.rate_limit, state.limits.rate_burst
+            ),
+        )
+        .into_response();
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs.max(1)));
+        return resp;
+    }
+    match caller {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

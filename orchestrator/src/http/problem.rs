@@ -49,6 +49,10 @@ impl From<Error> for ApiError {
                 vec![FieldError::new("If-Match", "older than the stored generation")],
             ),
             Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
+            Error::Limit { field, message, reason } => {
+                crate::metrics::get().refused(reason);
+                problem(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", e.to_string(), vec![FieldError::new(field.clone(), message.clone())])
+            }
             Error::IdempotencyKeyReused { .. } => problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

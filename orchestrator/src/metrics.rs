@@ -1,0 +1,200 @@
+//! The orchestrator's metrics, served at `/metrics` in the Prometheus/OpenMetrics text format
+//! (the `prometheus-client` crate): requests and their latency by route, heartbeat and store
+//! latency, pending instances, placements, backups, refusals by the limits, and herd's own
+//! log lines that could not be written. Names follow Prometheus' conventions: a `herd_`
+//! prefix, the unit in the name (`_seconds`), `_total` on counters.
+//!
+//! One set per process ([`get`]): the store, the scheduler and the HTTP layer count into it
+//! without a handle passed through every call. No label carries a tenant, cluster or token:
+//! `/metrics` needs no token, and label values stay few (route templates, not paths).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of an answered request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Answered {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// Labels of a request's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    method: String,
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Op {
+    op: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Result_ {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// The orchestrator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Answered, Counter>,
+    latency: Family<Route, Histogram>,
+    heartbeat: Histogram,
+    store: Family<Op, Histogram>,
+    placements: Counter,
+    pending: Gauge,
+    backups: Family<Result_, Counter>,
+    refused: Family<Reason, Counter>,
+    log_write_failures: Counter,
+    /// The daemon log's count as last copied into `log_write_failures`.
+    log_write_failures_seen: AtomicU64,
+}
+
+fn latency() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Answered, Counter>::default();
+        registry.register("herd_http_requests", "HTTP requests answered, by route template, method and status", requests.clone());
+        let latency = Family::<Route, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register_with_unit(
+            "herd_http_request_duration",
+            "Time to answer an HTTP request, by route template and method",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let heartbeat = self::latency();
+        registry.register_with_unit("herd_heartbeat_duration", "Time to answer an agent's heartbeat", Unit::Seconds, heartbeat.clone());
+        let store = Family::<Op, Histogram>::new_with_constructor(self::latency as fn() -> Histogram);
+        registry.register_with_unit(
+            "herd_store_operation_duration",
+            "Time a store operation took, queueing included (op: read or write)",
+            Unit::Seconds,
+            store.clone(),
+        );
+        let placements = Counter::default();
+        registry.register("herd_placements", "Instances the scheduler placed on a host", placements.clone());
+        let pending = Gauge::default();
+        registry.register("herd_pending_instances", "Instances waiting for a host, as of this scrape", pending.clone());
+        let backups = Family::<Result_, Counter>::default();
+        registry.register("herd_backups", "Scheduled backups of the store, by result (ok, failed)", backups.clone());
+        let refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "herd_limit_refusals",
+            "Requests refused by a limit (reason: rate_limit, pending_instances, clusters_per_tenant)",
+            refused.clone(),
+        );
+        let log_write_failures = Counter::default();
+        registry.register(
+            "herd_log_write_failures",
+            "herd's own log lines that could not be written to stderr",
+            log_write_failures.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            heartbeat,
+            store,
+            placements,
+            pending,
+            backups,
+            refused,
+            log_write_failures,
+            log_write_failures_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// One answered request: `route` is its template (e.g. `/v1/tenants/{tenant}`).
+    pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let (method, route) = (method.to_string(), route.to_string());
+        self.requests.get_or_create(&Answered { method: method.clone(), route: route.clone(), status }).inc();
+        self.latency.get_or_create(&Route { method, route }).observe(took.as_secs_f64());
+    }
+
+    pub fn heartbeat(&self, took: Duration) {
+        self.heartbeat.observe(took.as_secs_f64());
+    }
+
+    /// A store operation: `write` or `read`.
+    pub fn store(&self, op: &'static str, took: Duration) {
+        self.store.get_or_create(&Op { op }).observe(took.as_secs_f64());
+    }
+
+    pub fn placed(&self, n: u64) {
+        self.placements.inc_by(n);
+    }
+
+    pub fn backup(&self, ok: bool) {
+        self.backups.get_or_create(&Result_ { result: if ok { "ok" } else { "failed" } }).inc();
+    }
+
+    /// A request refused by a limit: `rate_limit`, `pending_instances`, `clusters_per_tenant`.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// The text to serve, with the gauges read now: `pending` instances.
+    pub fn render(&self, pending: u64) -> String {
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        let failed = herd_api::daemon_log::failed_writes();
+        let seen = self.log_write_failures_seen.swap(failed, Ordering::Relaxed);
+        self.log_write_failures.inc_by(failed.saturating_sub(seen));
+        let mut out = String::new();
+        // NB: writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let m = Metrics::new();
+        m.request("GET", "/v1/tenants/{tenant}", 200, Duration::from_millis(3));
+        m.placed(2);
+        m.refused("rate_limit");
+        let text = m.render(7);
+        for want in [
+            "herd_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}\",status=\"200\"} 1",
+            "herd_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tenants/{tenant}\"} 1",
+            "herd_placements_total 2",
+            "herd_pending_instances 7",
+            "herd_limit_refusals_total{reason=\"rate_limit\"} 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "no `{want}` in\n{text}");
+        }
+    }
+}

@@ -36,9 +36,9 @@ fn plan() -> Plan {
 }
 
 /// HDFS (NameNode, 4 DataNodes, replication 3, Hadoop's timings shortened: a silent DataNode is
-/// dead after 14 s) and YARN (ResourceManager, 2 NodeManagers draining for at most 5 s). The
-/// NodeManagers are large (4 of the hosts' 8 CPUs), so the packing scheduler cannot put both
-/// beside the masters: one lands with a DataNode on a host without masters.
+/// dead after 14 s) and YARN (ResourceManager, 2 NodeManagers draining for at most 5 s). At most
+/// one NodeManager per host (`maxPerHost: 1`), so the packing scheduler cannot put both beside
+/// the masters: one lands with a DataNode on a host without masters.
 fn spec(tenant: &str) -> String {
     let hdfs = herd_tests::decom::hdfs_spec(tenant, CLUSTER, 4, 4, 2);
     let hdfs = hdfs.replace(
@@ -46,7 +46,7 @@ fn spec(tenant: &str) -> String {
         "  datanode: herd/datanode:testbed\n  resourcemanager: herd/resourcemanager:testbed\n  nodemanager: herd/nodemanager:testbed\n",
     );
     hdfs + "  resourcemanager: {replicas: 1, cpu: 250m, memory: 512Mi}\n  \
-             nodemanager: {replicas: 2, cpu: '4', memory: 1Gi, lifecycle: {drainTimeoutSeconds: 5}}\n"
+             nodemanager: {replicas: 2, cpu: 500m, memory: 1Gi, maxPerHost: 1, lifecycle: {drainTimeoutSeconds: 5}}\n"
 }
 
 struct Env {
@@ -106,7 +106,7 @@ impl Env {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|i| format!("{} on {}: {} {} {}", i["instance"]["name"], i["host"], i["observed"]["state"], i["hadoop"], i["pending"]))
+                    .map(|i| format!("{} on {}: {} {} {} {}", i["instance"]["name"], i["host"], i["observed"]["state"], i["observed"]["error"], i["hadoop"], i["pending"]))
                     .collect();
                 bail!("{e}\n{}\nconditions: {}", rows.join("\n"), s["conditions"])
             }

@@ -131,14 +131,11 @@ fn empty_host(tx: &Connection, host: &str, now: u64, replace_data: bool, lost: b
     // Draining, masters go last (a draining NodeManager needs its ResourceManager); a lost
     // host's are moved with the rest.
     let workers_left = !lost && on_host.iter().any(|i| !matches!(i.role, Role::Namenode | Role::Resourcemanager));
-    let mut specs = HashMap::new();
+    let specs = cluster_specs(tx, &on_host)?;
     let mut done = Vec::new();
     for i in on_host.iter().filter(|i| !leaving.contains_key(&i.instance)) {
         let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
-        if !specs.contains_key(&key) {
-            specs.insert(key.clone(), store::cluster(tx, &key.0, &key.1)?.map(|r| r.spec));
-        }
-        let Some(Some(spec)) = specs.get(&key) else { continue };
+        let Some(spec) = specs.get(&key) else { continue };
         let mut graceful = lifecycle::graceful(spec);
         if lost {
             // A lost host's NodeManager cannot be drained: move it.
@@ -168,6 +165,20 @@ fn empty_host(tx: &Connection, host: &str, now: u64, replace_data: bool, lost: b
         }
     }
     Ok(done)
+}
+
+/// The specs of the clusters `instances` belong to, each read once, by (tenant, cluster).
+fn cluster_specs(c: &Connection, instances: &[Instance]) -> Result<HashMap<(String, String), herd_api::ClusterSpec>> {
+    let mut out = HashMap::new();
+    for i in instances {
+        let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
+        if !out.contains_key(&key)
+            && let Some(row) = store::cluster(c, &key.0, &key.1)?
+        {
+            out.insert(key, row.spec);
+        }
+    }
+    Ok(out)
 }
 
 /// The conditions a cluster shows for its instances on lost hosts: `HostLost` while they wait
@@ -236,6 +247,7 @@ fn host_status(c: &Connection, h: HostLive, row: Option<&HostRow>, now: u64, los
 
 fn drain_status(c: &Connection, mine: &[Instance], since_ms: u64) -> Result<DrainStatus> {
     let leaving = store::leaving(c, None)?;
+    let specs = cluster_specs(c, mine)?;
     let workers_left = mine.iter().any(|i| !matches!(i.role, Role::Namenode | Role::Resourcemanager));
     let (mut remaining, mut stays) = (Vec::new(), Vec::new());
     for i in mine {
@@ -244,10 +256,8 @@ fn drain_status(c: &Connection, mine: &[Instance], since_ms: u64) -> Result<Drai
             remaining.push(format!("{name}: {}", p.as_str()));
             continue;
         }
-        let graceful = match store::cluster(c, &i.instance.tenant, &i.instance.cluster)? {
-            Some(row) => lifecycle::graceful(&row.spec),
-            None => BTreeSet::new(),
-        };
+        let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
+        let graceful = specs.get(&key).map(lifecycle::graceful).unwrap_or_default();
         match decide(i, &graceful, workers_left, true) {
             Move::Stay(why) => stays.push(format!("{name}: {why}")),
             Move::Wait(why) => remaining.push(format!("{name}: {why}")),

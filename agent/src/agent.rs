@@ -20,7 +20,7 @@ use herd_api::names::InstanceRef;
 use herd_api::network::NetworkPlan;
 use herd_api::quantity::Memory;
 use herd_api::Role;
-use herd_api::wire::{ContainerState, DesiredContainer, Heartbeat, HostInfo, LogEndpoint};
+use herd_api::wire::{ContainerState, DesiredContainer, DesiredSet, Heartbeat, HostInfo, LogEndpoint, Watch};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -36,6 +36,8 @@ use crate::runtime::{Container, Runtime, RuntimeError};
 
 /// Right after acting, heartbeat again this soon so the orchestrator sees the result.
 const AFTER_ACTION: Duration = Duration::from_millis(250);
+/// How long a watch is held open when nothing changes.
+const WATCH_WAIT: Duration = Duration::from_secs(25);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How many containers are plumbed at once.
 const PARALLEL_PLUMB: usize = 8;
@@ -178,8 +180,73 @@ impl<R: Runtime> Agent<R> {
         info!("stopped; containers keep running");
     }
 
-    /// Heartbeats until shutdown or until the orchestrator forgets this host.
-    async fn heartbeat_loop(&self, layout: &Layout, mut net: Net, address: Option<Ipv4Addr>, shutdown: &CancellationToken) {
+    /// Heartbeats until shutdown or until the orchestrator forgets this host, with a watch
+    /// (a long poll) beside it so a change reaches the host at once, not at its next beat.
+    async fn heartbeat_loop(&self, layout: &Layout, net: Net, address: Option<Ipv4Addr>, shutdown: &CancellationToken) {
+        let held = std::sync::Mutex::new(DesiredSet::default());
+        // `changed`: the watch took in a change (wakes the beat loop); `holding`: a heartbeat
+        // gave the first set (wakes the watch loop).
+        let (changed, holding) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        tokio::select! {
+            _ = self.beat_loop(layout, net, address, shutdown, &held, &changed, &holding) => {}
+            _ = self.watch_loop(&held, &changed, &holding).instrument(info_span!("watch")) => {}
+        }
+    }
+
+    /// Keeps a watch open; each change it brings is taken into `held` and wakes the beat loop.
+    async fn watch_loop(&self, held: &std::sync::Mutex<DesiredSet>, changed: &tokio::sync::Notify, holding: &tokio::sync::Notify) {
+        let mut failures = 0u32;
+        loop {
+            let applied = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).generation;
+            // Nothing to watch from before the first heartbeat's answer.
+            if applied.is_none() {
+                holding.notified().await;
+                continue;
+            }
+            let w = Watch { host_id: self.config.host_id.clone(), applied, wait_ms: WATCH_WAIT.as_millis() as u64 };
+            match self.client.watch(&w).await {
+                Ok(reply) => {
+                    failures = 0;
+                    let mut set = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match set.apply(&reply) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            debug!(generation = reply.generation, delta = reply.base.is_some(), "watch: desired set changed");
+                            changed.notify_one();
+                        }
+                        Err(stale) => {
+                            // The heartbeat asks for the full set.
+                            debug!(%stale, "watch: delta against another generation");
+                            set.generation = None;
+                        }
+                    }
+                }
+                Err(ClientError::Refused { status, .. }) if status == reqwest::StatusCode::NOT_FOUND => {
+                    // An orchestrator without watches: heartbeats alone carry changes.
+                    info!("the orchestrator has no watch route; changes arrive with heartbeats");
+                    return std::future::pending().await;
+                }
+                Err(e) => {
+                    // The heartbeat loop reports and handles failures (and an unknown host).
+                    failures += 1;
+                    debug!(error = %e, "watch failed");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Heartbeats: reports what runs, takes in the answer, converges.
+    async fn beat_loop(
+        &self,
+        layout: &Layout,
+        mut net: Net,
+        address: Option<Ipv4Addr>,
+        shutdown: &CancellationToken,
+        held: &std::sync::Mutex<DesiredSet>,
+        changed: &tokio::sync::Notify,
+        holding: &tokio::sync::Notify,
+    ) {
         let mut errors: HashMap<InstanceRef, String> = HashMap::new();
         let mut failures = 0u32;
         let mut starts: Option<BoxStream<'static, Result<String, RuntimeError>>> = None;
@@ -220,6 +287,7 @@ impl<R: Runtime> Agent<R> {
                 observed,
                 conditions,
                 purged: purged.clone(),
+                applied: held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).generation,
             };
             let sent = std::time::Instant::now();
             let answered = self.client.heartbeat(&hb).await;
@@ -240,14 +308,27 @@ impl<R: Runtime> Agent<R> {
                 }
             };
             failures = 0;
+            let (desired, plan, generation) = {
+                let mut set = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let first = set.generation.is_none();
+                if let Err(stale) = set.apply(&reply) {
+                    // Asks for the full set next time; converges to what it holds meanwhile.
+                    debug!(%stale, "heartbeat: delta against another generation");
+                    set.generation = None;
+                } else if first {
+                    // The watch starts once something is held.
+                    holding.notify_one();
+                }
+                (set.desired(), set.network.clone(), set.generation.unwrap_or(reply.generation))
+            };
             purged = purge(layout, &reply.purge, &found).await;
-            roles = reply.desired.iter().map(|d| (d.instance.clone(), d.role)).collect();
-            live.sync(&self.runtime, &reply.desired, &found).await;
-            self.logs.remember_pools(&reply.desired);
+            roles = desired.iter().map(|d| (d.instance.clone(), d.role)).collect();
+            live.sync(&self.runtime, &desired, &found).await;
+            self.logs.remember_pools(&desired);
             self.logs.sync(&found);
             let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(100));
             crate::metrics::get().set_interval(interval);
-            if let (Net::Failed(_), Some(address), Some(plan)) = (&net, address, &reply.network) {
+            if let (Net::Failed(_), Some(address), Some(plan)) = (&net, address, &plan) {
                 // Try again: the operator may have fixed what failed.
                 if let Ok(ready) = HostNet::setup(self.net_options(address), plan.lease).await {
                     info!("host network recovered");
@@ -256,9 +337,9 @@ impl<R: Runtime> Agent<R> {
             }
             let acted;
             (errors, acted) = match &net {
-                Net::Failed(why) => (reply.desired.iter().map(|d| (d.instance.clone(), why.clone())).collect(), false),
-                Net::Off => self.converge(layout, &reply.desired, &found, reply.generation).await,
-                Net::Ready(n) => self.converge_networked(layout, n, &reply.desired, reply.network.as_ref(), found, reply.generation).await,
+                Net::Failed(why) => (desired.iter().map(|d| (d.instance.clone(), why.clone())).collect(), false),
+                Net::Off => self.converge(layout, &desired, &found, generation).await,
+                Net::Ready(n) => self.converge_networked(layout, n, &desired, plan.as_ref(), found, generation).await,
             };
             let pause = if acted && errors.is_empty() { AFTER_ACTION } else { interval };
             if let Net::Ready(_) = net
@@ -269,6 +350,8 @@ impl<R: Runtime> Agent<R> {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => {}
+                // The watch brought a change: converge to it now.
+                _ = changed.notified() => {}
                 event = next_start(&mut starts) => match event {
                     Some(Ok(id)) => debug!(container = %id, "container started; networking it now"),
                     Some(Err(e)) => {

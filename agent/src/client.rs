@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, LogEndpoint, Problem, RegisterReply, RegisterRequest};
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, LogEndpoint, Problem, RegisterReply, RegisterRequest, Watch};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -45,14 +45,35 @@ impl Client {
         path: &str,
         body: &Req,
     ) -> Result<Resp, ClientError> {
+        self.post_within(what, path, body, None).await
+    }
+
+    /// [`Client::post`], with another timeout than the client's 15 s.
+    async fn post_within<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, ClientError> {
         let url = self.base.join(path).map_err(|e| ClientError::Refused { what, status: StatusCode::BAD_REQUEST, detail: e.to_string() })?;
         let unreachable = |source| ClientError::Unreachable { url: url.to_string(), source };
-        let resp = self.http.post(url.clone()).bearer_auth(&self.token).json(body).send().await.map_err(unreachable)?;
+        let mut req = self.http.post(url.clone()).bearer_auth(&self.token).json(body);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
         if status.is_success() {
             return resp.json().await.map_err(unreachable);
         }
-        if status == StatusCode::NOT_FOUND && what == "heartbeat" {
+        // NB: an unknown host is a problem body; an orchestrator without the route answers
+        // `no_route` (an old one: see `Watch`).
+        if status == StatusCode::NOT_FOUND && (what == "heartbeat" || what == "watch") {
+            let p = resp.json::<Problem>().await.ok();
+            if p.as_ref().is_some_and(|p| p.code == "no_route") {
+                return Err(ClientError::Refused { what, status, detail: p.map(|p| p.detail).unwrap_or_default() });
+            }
             return Err(ClientError::UnknownHost);
         }
         let detail = match resp.json::<Problem>().await {
@@ -68,5 +89,11 @@ impl Client {
 
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatReply, ClientError> {
         self.post("heartbeat", "/v1/agent/heartbeat", hb).await
+    }
+
+    /// A long poll for the host's desired set (see `POST /v1/agent/watch`).
+    pub async fn watch(&self, w: &Watch) -> Result<HeartbeatReply, ClientError> {
+        let timeout = Duration::from_millis(w.wait_ms) + Duration::from_secs(15);
+        self.post_within("watch", "/v1/agent/watch", w, Some(timeout)).await
     }
 }

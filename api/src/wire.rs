@@ -95,6 +95,32 @@ pub struct Heartbeat {
     /// Instances whose data folders the agent has removed, as a reply's `purge` asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purged: Vec<InstanceRef>,
+    /// The `generation` of the last reply the agent adopted as its desired set: the reply is
+    /// then a delta against it ([`HeartbeatReply::base`]). `None` (an old agent, or one that
+    /// just started) asks for the full set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<u64>,
+}
+
+/// `POST /v1/agent/watch`: a long poll. Answered as soon as the host's desired set differs
+/// from generation `applied` (a placement, a spec, phase or purge that concerns this host),
+/// else after `wait_ms` with an empty delta.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Watch {
+    pub host_id: String,
+    /// The `generation` of the last reply the agent adopted; `None` answers at once in full.
+    #[serde(default)]
+    pub applied: Option<u64>,
+    /// How long to hold the request when nothing changes (capped by the orchestrator).
+    #[serde(default = "default_watch_ms")]
+    #[schema(minimum = 0, maximum = 60000)]
+    pub wait_ms: u64,
+}
+
+pub const WATCH_MAX_MS: u64 = 60_000;
+
+fn default_watch_ms() -> u64 {
+    30_000
 }
 
 /// Observed state of one instance's container.
@@ -159,16 +185,31 @@ impl ContainerState {
     }
 }
 
-/// Reply to a heartbeat: the host's full desired set.
+/// Reply to a heartbeat or a watch: the host's desired set, in full or as a delta.
+///
+/// Full (`base` absent): `desired` is every container the host should run and `network` its
+/// plan. Delta (`base` = the generation the agent said it applied): `desired` holds only the
+/// containers that are new or changed, `removed` the ones to drop, `network` the plan only
+/// when it changed (`network_cleared` when the host no longer has one); a reply with
+/// `generation == base` changes nothing.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatReply {
-    /// Changes whenever the host's desired set changes.
+    /// Identifies the host's desired set; a new one whenever it changes. Increases.
     pub generation: u64,
     pub desired: Vec<DesiredContainer>,
     pub heartbeat_interval_ms: u64,
     /// Routes and cluster addresses, when the host networks its containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkPlan>,
+    /// Set when this reply is a delta against that generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u64>,
+    /// In a delta: instances no longer desired on this host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<InstanceRef>,
+    /// In a delta: the host's network plan is gone (its last tenant left).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_cleared: bool,
     /// Instances of deleted clusters (`herd delete --purge-data`) whose data folders
     /// (`<disk>/herd/TENANT/CLUSTER/INSTANCE`) the agent removes once their container is gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -616,4 +657,59 @@ pub struct AuditEntry {
     /// What the change risks or why, when it says (e.g. a forced scale-down).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// What an agent holds as its host's desired set, built from heartbeat and watch replies
+/// (full or delta; see [`HeartbeatReply`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredSet {
+    /// The generation held; `None` before the first reply.
+    pub generation: Option<u64>,
+    pub containers: BTreeMap<InstanceRef, DesiredContainer>,
+    pub network: Option<NetworkPlan>,
+}
+
+/// A delta against a generation the agent does not hold: ask again with what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a delta against generation {base}, but generation {held:?} is held")]
+pub struct StaleDelta {
+    pub base: u64,
+    pub held: Option<u64>,
+}
+
+impl DesiredSet {
+    /// Takes in a reply; returns whether the set changed. A reply older than the held set
+    /// (a heartbeat answered before a watch that was answered first) is ignored.
+    pub fn apply(&mut self, r: &HeartbeatReply) -> Result<bool, StaleDelta> {
+        if self.generation.is_some_and(|g| r.generation < g) || self.generation == Some(r.generation) {
+            return Ok(false);
+        }
+        match r.base {
+            None => {
+                self.containers = r.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect();
+                self.network = r.network.clone();
+            }
+            Some(base) if Some(base) == self.generation => {
+                for i in &r.removed {
+                    self.containers.remove(i);
+                }
+                for d in &r.desired {
+                    self.containers.insert(d.instance.clone(), d.clone());
+                }
+                if r.network_cleared {
+                    self.network = None;
+                } else if let Some(n) = &r.network {
+                    self.network = Some(n.clone());
+                }
+            }
+            Some(base) => return Err(StaleDelta { base, held: self.generation }),
+        }
+        self.generation = Some(r.generation);
+        Ok(true)
+    }
+
+    /// The containers, in instance order.
+    pub fn desired(&self) -> Vec<DesiredContainer> {
+        self.containers.values().cloned().collect()
+    }
 }

@@ -476,6 +476,7 @@ impl State {
             })
             .await?;
         self.hot.remove(&id);
+        self.sents.forget(&id);
         self.auth.revoked();
         self.leaving_may_exist();
         info!(host = %id, "host deleted");
@@ -596,7 +597,7 @@ mod tests {
                     hadoop: None,
                 })
                 .collect();
-            state.heartbeat(Heartbeat { host_id: h.into(), observed, conditions: vec![], purged: vec![] }).await?;
+            state.heartbeat(Heartbeat { host_id: h.into(), observed, conditions: vec![], purged: vec![], applied: None }).await?;
         }
         Ok(())
     }

@@ -32,9 +32,6 @@ pub struct HostLive {
     pub cordoned: bool,
     /// The report changed since it was last written to the store.
     dirty: bool,
-    /// The store revision at which this host's reply was last empty (nothing to run, no
-    /// network, nothing to purge): until the revision moves, it stays empty.
-    idle_at: Option<u64>,
 }
 
 /// A host's report to write behind.
@@ -81,7 +78,6 @@ impl Hot {
                     cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
-                    idle_at: None,
                     info,
                 };
                 (id, live)
@@ -99,6 +95,11 @@ impl Hot {
         self.hosts.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many hosts are known (registered and not deleted).
+    pub fn count(&self) -> usize {
+        self.read().len()
+    }
+
     /// A host registered (again): its description, lease and a heartbeat now.
     pub fn register(&self, info: HostInfo, subnet: Option<Ipv4Net>, now_ms: u64) {
         let mut hosts = self.write();
@@ -109,7 +110,6 @@ impl Hot {
                     h.subnet = subnet;
                 }
                 h.last_seen_ms = now_ms;
-                h.idle_at = None;
             }
             None => {
                 let live = HostLive {
@@ -119,7 +119,6 @@ impl Hot {
                     cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
-                    idle_at: None,
                     info: info.clone(),
                 };
                 hosts.insert(info.id, live);
@@ -128,8 +127,7 @@ impl Hot {
     }
 
     /// Records a heartbeat. `None` for an unknown host (it must register); else whether the
-    /// host was ready before (`false`: it is back from `lost`, room may have come back) and
-    /// the revision its reply was last empty at.
+    /// host was ready before (`false`: it is back from `lost`, room may have come back).
     pub fn heartbeat(
         &self,
         host: &str,
@@ -137,7 +135,7 @@ impl Hot {
         conditions: Vec<String>,
         now_ms: u64,
         lost_after_ms: u64,
-    ) -> Option<(bool, Option<u64>)> {
+    ) -> Option<bool> {
         let mut observed = observed;
         observed.sort_by(|a, b| a.instance.cmp(&b.instance));
         let mut touched = Vec::new();
@@ -155,7 +153,7 @@ impl Hot {
                 h.conditions = conditions;
                 h.dirty = true;
             }
-            (was_ready, h.idle_at)
+            was_ready
         };
         if !touched.is_empty() {
             touched.sort();
@@ -198,18 +196,10 @@ impl Hot {
         Ok((subnet, current))
     }
 
-    /// Records the revision at which `host`'s reply was empty (`None`: it was not).
-    pub fn set_idle(&self, host: &str, at: Option<u64>) {
-        if let Some(h) = self.write().get_mut(host) {
-            h.idle_at = at;
-        }
-    }
-
     /// Cordons or uncordons `host` (the store has it already).
     pub fn set_cordoned(&self, host: &str, cordoned: bool) {
         if let Some(h) = self.write().get_mut(host) {
             h.cordoned = cordoned;
-            h.idle_at = None;
         }
     }
 

@@ -44,6 +44,7 @@ pub fn router(state: State) -> Router {
     let protected = Router::new()
         .route("/v1/agent/register", post(agents::register))
         .route("/v1/agent/heartbeat", post(agents::heartbeat))
+        .route("/v1/agent/watch", post(agents::watch))
         .route("/v1/hosts", get(agents::hosts))
         .route("/v1/hosts/{host}", get(hosts::get).delete(hosts::delete))
         .route("/v1/hosts/{host}/cordon", post(hosts::cordon))

@@ -142,7 +142,7 @@ mod tests {
                 hadoop: None,
             })
             .collect();
-        Heartbeat { host_id: "a".into(), observed, conditions: vec![], purged: vec![] }
+        Heartbeat { host_id: "a".into(), observed, conditions: vec![], purged: vec![], applied: None }
     }
 
     #[test]

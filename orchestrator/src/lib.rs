@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod backup;
 pub mod config;
+pub mod delta;
 pub mod desired;
 pub mod error;
 pub mod fleet;

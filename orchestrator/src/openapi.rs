@@ -24,7 +24,7 @@ Every route but /healthz and this document needs `Authorization: Bearer SECRET`.
         http::tokens::create, http::tokens::list, http::tokens::revoke,
         http::clusters::all, http::clusters::of_tenant, http::clusters::get, http::clusters::apply,
         http::clusters::delete, http::clusters::scale,
-        http::agents::register, http::agents::heartbeat, http::agents::hosts,
+        http::agents::register, http::agents::heartbeat, http::agents::watch, http::agents::hosts,
         http::hosts::get, http::hosts::cordon, http::hosts::uncordon, http::hosts::drain, http::hosts::delete,
         http::audit::list, crate::logs::logs,
     ),

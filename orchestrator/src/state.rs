@@ -44,8 +44,13 @@ pub struct State {
     pub desired: Arc<DesiredCache>,
     /// Tokens already checked (see [`crate::tenancy::AuthCache`]).
     pub auth: Arc<crate::tenancy::AuthCache>,
-    /// How often agents heartbeat; a host that misses three is `lost`.
+    /// How often agents heartbeat at least; a host that misses three is `lost`. The interval
+    /// they are told grows with the fleet (see [`State::interval_ms`]).
     pub heartbeat_interval: Duration,
+    /// The most heartbeats per second the fleet is asked for, all hosts together.
+    pub heartbeat_rate: u64,
+    /// What each host was last told, for delta replies (see [`crate::delta`]).
+    pub sents: Arc<crate::delta::Sents>,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
     /// When the instances of a lost host move (see [`crate::fleet`]).
@@ -59,6 +64,9 @@ pub struct State {
     leaving_epoch: Arc<AtomicU64>,
     leaving_none_at: Arc<AtomicU64>,
 }
+
+/// Heartbeats per second the fleet is asked for at most, all hosts together, by default.
+pub const DEFAULT_HEARTBEAT_RATE: u64 = 10_000;
 
 /// The most instances one page of a cluster list holds before it ends (the cluster that
 /// crosses it included).
@@ -129,6 +137,8 @@ impl State {
             desired: Arc::default(),
             auth: Arc::default(),
             heartbeat_interval,
+            heartbeat_rate: DEFAULT_HEARTBEAT_RATE,
+            sents: Arc::default(),
             network,
             fleet: crate::fleet::FleetSettings::default(),
             limits: Arc::default(),
@@ -151,8 +161,20 @@ impl State {
         self
     }
 
+    /// The heartbeat interval agents are told: the configured one, longer once the fleet is
+    /// big enough that all hosts together would send more than `heartbeat_rate` heartbeats
+    /// per second (as Nomad stretches its heartbeat TTL with the node count), so the load on
+    /// the orchestrator stays flat as the fleet grows. A host is `lost` after three of them.
     pub(crate) fn interval_ms(&self) -> u64 {
-        self.heartbeat_interval.as_millis() as u64
+        let base = self.heartbeat_interval.as_millis() as u64;
+        let hosts = self.hot.count() as u64;
+        base.max((hosts * 1000).div_ceil(self.heartbeat_rate.max(1)))
+    }
+
+    /// The same state, asking the fleet for at most `rate` heartbeats per second.
+    pub fn with_heartbeat_rate(mut self, rate: u64) -> Self {
+        self.heartbeat_rate = rate.max(1);
+        self
     }
 
     /// Something may have stored a leaving phase: heartbeats step the lifecycle again.
@@ -212,7 +234,7 @@ impl State {
             settings.check_address(address).map_err(|m| Error::invalid("host.address", m))?;
         }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
+        let (hot, host_id) = (self.hot.clone(), info.id.clone());
         let (new, network) = self
             .store
             .write(move |tx| {
@@ -233,6 +255,8 @@ impl State {
             .await?;
         // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
         self.leaving_may_exist();
+        // A new lease or description: the next reply is computed, not taken as idle.
+        self.sents.forget(&host_id);
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
         Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
     }
@@ -241,9 +265,9 @@ impl State {
     /// store is written only when something durable moves: a purge acknowledged, a leaving
     /// instance's phase, or placements when a host comes back from `lost`.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
-        let (now, lost_after, interval, settings) = (now_ms(), 3 * self.interval_ms(), self.interval_ms(), self.network);
-        let Heartbeat { host_id: host, observed, conditions, purged } = hb;
-        let Some((was_ready, idle_at)) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let Heartbeat { host_id: host, observed, conditions, purged, applied } = hb;
+        let Some(was_ready) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
             return Err(Error::not_found("host", host));
         };
         let acked = !purged.is_empty();
@@ -290,25 +314,69 @@ impl State {
             self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
             self.leaving_may_exist();
         }
-        // Nothing was committed since this host's reply was last empty: it still is.
-        let revision = self.store.current_revision();
-        if idle_at == Some(revision) && !acked {
-            return Ok(HeartbeatReply { generation: revision, desired: vec![], heartbeat_interval_ms: interval, network: None, purge: vec![] });
+        self.reply_for(&host, applied, now, lost_after, !acked).await
+    }
+
+    /// The reply for `host`, which applied generation `applied`: a delta against it when the
+    /// orchestrator knows it (see [`crate::delta`]). With `may_skip`, a host whose set was
+    /// empty at the current store revision is answered without reading the store.
+    async fn reply_for(&self, host: &str, applied: Option<u64>, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
+        let (interval, settings) = (self.interval_ms(), self.network);
+        loop {
+            let revision = self.store.current_revision();
+            if may_skip && let Some(generation) = self.sents.idle_at(host, revision) {
+                return Ok(crate::delta::unchanged(generation, applied, interval));
+            }
+            let (hot, cache, h) = (self.hot.clone(), self.desired.clone(), host.to_string());
+            let full = self
+                .store
+                .read(move |c| {
+                    // One snapshot for the whole reply.
+                    let snapshot = c.unchecked_transaction()?;
+                    let desired = desired::desired_for(&snapshot, &hot, &cache, &h, now, lost_after)?;
+                    let network = network_plan(&snapshot, &hot, &settings, &h)?;
+                    let purge = store::purges(&snapshot, &h)?;
+                    let revision = store::revision(&snapshot)?;
+                    Ok(crate::delta::Full { desired, network, purge, revision })
+                })
+                .await?;
+            // `None`: a racing request told the host a newer set; read again.
+            if let Some(reply) = self.sents.reply(host, applied, full, interval) {
+                return Ok(reply);
+            }
         }
-        let (hot, cache) = (self.hot.clone(), self.desired.clone());
-        self.store
-            .read(move |c| {
-                // One snapshot for the whole reply.
-                let snapshot = c.unchecked_transaction()?;
-                let desired = desired::desired_for(&snapshot, &hot, &cache, &host, now, lost_after)?;
-                let network = network_plan(&snapshot, &hot, &settings, &host)?;
-                let purge = store::purges(&snapshot, &host)?;
-                let generation = store::revision(&snapshot)?;
-                let idle = desired.is_empty() && network.is_none() && purge.is_empty();
-                hot.set_idle(&host, idle.then_some(generation));
-                Ok(HeartbeatReply { generation, desired, heartbeat_interval_ms: interval, network, purge })
-            })
-            .await
+    }
+
+    /// A long poll: answers as soon as `host`'s desired set differs from generation `applied`
+    /// (a commit touched the host or a tenant it runs: see [`store::Touched`]), else after
+    /// `wait` with an empty delta. What agents report (rollout steps, other hosts' container
+    /// addresses) reaches a host with its next heartbeat instead.
+    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration) -> Result<HeartbeatReply> {
+        let lost_after = 3 * self.interval_ms();
+        if self.hot.host(host).is_none() {
+            return Err(Error::not_found("host", host));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before reading: no commit falls between the read and the wait.
+        let mut changes = self.store.changes();
+        loop {
+            let reply = self.reply_for(host, applied, now_ms(), lost_after, true).await?;
+            if reply.base != Some(reply.generation) || applied.is_none() {
+                return Ok(reply);
+            }
+            let tenants = self.sents.tenants(host);
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(t) if t.concerns(host, &tenants) => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(reply),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return Ok(reply),
+                }
+            }
+        }
     }
 
     /// Creates or replaces a cluster from its spec, within the tenant's quota.
@@ -1031,7 +1099,7 @@ mod tests {
                 hadoop: if *i == nn { Some(MasterHealth::Namenode(health.clone())) } else { None },
             })
             .collect();
-        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged }).await
+        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged, applied: None }).await
     }
 
     fn nn_live_hash(reply: &HeartbeatReply) -> Option<String> {

@@ -142,6 +142,41 @@ type Done = Box<dyn FnOnce(Option<&str>) + Send>;
 /// Operations committed together at most (one fsync for all of them).
 const BATCH: usize = 256;
 
+/// What one commit changed that agents may have to learn: the hosts whose placements or
+/// purges moved and the tenants whose specs, instances or leaving phases did. Published after
+/// the commit ([`Store::changes`]) so agents' watches ([`crate::state::State::watch`]) wake
+/// for what concerns their host only.
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub revision: u64,
+    pub hosts: std::collections::BTreeSet<String>,
+    pub tenants: std::collections::BTreeSet<String>,
+}
+
+impl Touched {
+    /// Whether a host running instances of `tenants` may see another desired set.
+    pub fn concerns(&self, host: &str, tenants: &std::collections::BTreeSet<String>) -> bool {
+        self.hosts.contains(host) || self.tenants.iter().any(|t| tenants.contains(t))
+    }
+}
+
+thread_local! {
+    /// What the operations of the writer thread's open transaction touched.
+    static TOUCHED: std::cell::RefCell<Touched> = std::cell::RefCell::default();
+}
+
+/// Records that the open transaction changed what `host` (or every host of `tenant`) runs.
+fn touch(host: Option<&str>, tenant: Option<&str>) {
+    TOUCHED.with_borrow_mut(|t| {
+        if let Some(h) = host {
+            t.hosts.insert(h.to_string());
+        }
+        if let Some(tenant) = tenant {
+            t.tenants.insert(tenant.to_string());
+        }
+    });
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -153,6 +188,8 @@ pub struct Store {
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// The revision as of the last commit (see [`revision`]), readable without a query.
     revision: Arc<std::sync::atomic::AtomicU64>,
+    /// Every commit that touched what some agent runs.
+    changes: tokio::sync::broadcast::Sender<Arc<Touched>>,
 }
 
 /// Read-only connections of a store on disk.
@@ -242,12 +279,13 @@ impl Store {
         let conn = Arc::new(Mutex::new(conn));
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
         let (jobs, queue) = std::sync::mpsc::channel();
-        let (c, r) = (conn.clone(), revision.clone());
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let (c, r, ch) = (conn.clone(), revision.clone(), changes.clone());
         std::thread::Builder::new()
             .name("herd-store-writer".into())
-            .spawn(move || writer(&c, &r, &queue))
+            .spawn(move || writer(&c, &r, &ch, &queue))
             .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision })
+        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision, changes })
     }
 
     /// Runs `f` as one atomic operation on the writer thread: all it changes is stored, or
@@ -289,6 +327,12 @@ impl Store {
         let out = tokio::task::spawn_blocking(move || store.read_now(f)).await.map_err(Error::Worker)?;
         crate::metrics::get().store("read", started.elapsed());
         out
+    }
+
+    /// Commits from now on that touched what agents run (see [`Touched`]). A receiver that
+    /// lags behind gets `Lagged`: it must assume it was touched.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Touched>> {
+        self.changes.subscribe()
     }
 
     /// The store's revision as of the last commit through this handle.
@@ -335,7 +379,12 @@ fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 
 /// The writer thread: takes queued operations, up to [`BATCH`] at a time, runs them in one
 /// transaction and commits it, then answers each.
-fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue: &std::sync::mpsc::Receiver<Job>) {
+fn writer(
+    conn: &Mutex<Connection>,
+    latest: &std::sync::atomic::AtomicU64,
+    changes: &tokio::sync::broadcast::Sender<Arc<Touched>>,
+    queue: &std::sync::mpsc::Receiver<Job>,
+) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
@@ -360,9 +409,16 @@ fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue
             conn.execute_batch("COMMIT")?;
             Ok(rev)
         });
+        // NB: what a rolled-back operation of the batch touched is published too: at worst a
+        // watch wakes and finds nothing new.
+        let touched = TOUCHED.take();
         match committed {
             Ok(rev) => {
                 latest.fetch_max(rev, std::sync::atomic::Ordering::SeqCst);
+                if !touched.hosts.is_empty() || !touched.tenants.is_empty() {
+                    // No receiver is no error: nobody is watching.
+                    let _ = changes.send(Arc::new(Touched { revision: rev, ..touched }));
+                }
                 for d in done {
                     d(None);
                 }
@@ -677,6 +733,7 @@ pub fn clusters_page(c: &Connection, tenant: Option<&str>, after: Option<(&str, 
 }
 
 pub fn put_cluster(c: &Connection, generation: u64, spec: &ClusterSpec) -> Result<()> {
+    touch(None, Some(&spec.tenant));
     c.execute(
         "INSERT INTO clusters (tenant, name, generation, spec) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(tenant, name) DO UPDATE SET generation = excluded.generation, spec = excluded.spec",
@@ -686,6 +743,7 @@ pub fn put_cluster(c: &Connection, generation: u64, spec: &ClusterSpec) -> Resul
 }
 
 pub fn delete_cluster(c: &Connection, tenant: &str, name: &str) -> Result<()> {
+    touch(None, Some(tenant));
     c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
     c.execute("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
     c.execute("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
@@ -755,6 +813,8 @@ pub fn instances_on_host(c: &Connection, host: &str) -> Result<Vec<Instance>> {
 /// host it was not on (from another host or from pending), so a container left from an
 /// earlier placement is told apart from the current one (fencing).
 pub fn put_instance(c: &Connection, i: &Instance) -> Result<()> {
+    touch_instance(c, &i.instance)?;
+    touch(i.host.as_deref(), None);
     c.execute(
         "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)
@@ -779,8 +839,17 @@ pub fn put_instance(c: &Connection, i: &Instance) -> Result<()> {
 
 /// Deletes an instance and its leaving phase, if any.
 pub fn delete_instance(c: &Connection, i: &InstanceRef) -> Result<()> {
+    touch_instance(c, i)?;
     delete_phase(c, i)?;
     c.execute("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+    Ok(())
+}
+
+/// Touches the tenant of `i` and the host it is placed on now.
+fn touch_instance(c: &Connection, i: &InstanceRef) -> Result<()> {
+    let mut stmt = c.prepare_cached("SELECT host_id FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3")?;
+    let host: Option<Option<String>> = stmt.query_row([&i.tenant, &i.cluster, &i.name], |r| r.get(0)).optional()?;
+    touch(host.flatten().as_deref(), Some(&i.tenant));
     Ok(())
 }
 
@@ -805,6 +874,7 @@ pub fn leaving(c: &Connection, cluster: Option<(&str, &str)>) -> Result<BTreeMap
 
 /// Stores (or replaces) the phase of a leaving instance.
 pub fn put_phase(c: &Connection, i: &InstanceRef, phase: &Phase) -> Result<()> {
+    touch(None, Some(&i.tenant));
     c.execute(
         "INSERT INTO leaving (tenant, cluster, name, phase) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(tenant, cluster, name) DO UPDATE SET phase = excluded.phase",
@@ -815,6 +885,7 @@ pub fn put_phase(c: &Connection, i: &InstanceRef, phase: &Phase) -> Result<()> {
 
 /// Forgets the phase of an instance: back in service (recommissioned) or gone.
 pub fn delete_phase(c: &Connection, i: &InstanceRef) -> Result<()> {
+    touch(None, Some(&i.tenant));
     c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
     Ok(())
 }
@@ -822,6 +893,7 @@ pub fn delete_phase(c: &Connection, i: &InstanceRef) -> Result<()> {
 /// Asks `host`'s agent to remove the data folders of `i` once its container is gone (a
 /// deleted cluster's instance, or a DataNode HDFS declared `Decommissioned`).
 pub fn put_purge(c: &Connection, host: &str, i: &InstanceRef) -> Result<()> {
+    touch(Some(host), None);
     c.execute(
         "INSERT OR IGNORE INTO purge (host_id, tenant, cluster, name) VALUES (?1, ?2, ?3, ?4)",
         params![host, i.tenant, i.cluster, i.name],

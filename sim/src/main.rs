@@ -295,6 +295,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
     let mut death = death;
     let mut next = s.start + offset;
     let mut held: HashMap<InstanceRef, Held> = HashMap::new();
+    let mut set = herd_api::wire::DesiredSet::default();
     let mut registered = false;
     while next < s.deadline {
         sleep_until(next).await;
@@ -303,6 +304,8 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
         {
             death = None;
             registered = false;
+            // A restarted agent holds nothing.
+            set = herd_api::wire::DesiredSet::default();
             next = Instant::now() + s.args.churn_down;
             continue;
         }
@@ -345,7 +348,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
             .filter(|o| o.state == ContainerState::Running && !held.get(&o.instance).is_some_and(|h| h.reported_running))
             .map(|o| o.instance.clone())
             .collect();
-        let hb = Heartbeat { host_id: info.id.clone(), observed, conditions: vec![], purged: vec![] };
+        let hb = Heartbeat { host_id: info.id.clone(), observed, conditions: vec![], purged: vec![], applied: set.generation };
         let sent = Instant::now();
         let at_ms = s.start.elapsed().as_millis() as u32;
         let result = post(&s, "/v1/agent/heartbeat", &hb).await;
@@ -388,14 +391,22 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
                 continue;
             }
         };
-        apply_reply(&s, &mut held, reply);
+        // As an agent does: a delta against what it holds, else the full set.
+        match set.apply(&reply) {
+            Ok(true) => apply_reply(&s, &mut held, set.desired()),
+            Ok(false) => {}
+            Err(_) => {
+                *stats.errors.entry("heartbeat delta against another generation".into()).or_default() += 1;
+                set.generation = None;
+            }
+        }
     }
     stats
 }
 
-/// Takes the reply's desired set as what the host runs from now on.
-fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, reply: HeartbeatReply) {
-    let desired: HashMap<InstanceRef, _> = reply.desired.into_iter().map(|d| (d.instance.clone(), d)).collect();
+/// Takes `desired` as what the host runs from now on.
+fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, desired: Vec<herd_api::wire::DesiredContainer>) {
+    let desired: HashMap<InstanceRef, _> = desired.into_iter().map(|d| (d.instance.clone(), d)).collect();
     held.retain(|instance, h| {
         let keep = desired.contains_key(instance);
         if !keep {

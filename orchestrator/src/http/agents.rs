@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State as AxumState};
 use axum::Json;
-use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, RegisterReply, RegisterRequest};
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostStatus, Page, Problem, RegisterReply, RegisterRequest, Watch, WATCH_MAX_MS};
 
 use super::auth::Caller;
 use super::{ListParams, Result, parse};
@@ -46,8 +46,9 @@ pub async fn register(
     Ok(Json(reply))
 }
 
-/// An agent reports what runs on its host; the answer is the host's full desired set. An
-/// address outside the host's subnet is refused (403) and audited.
+/// An agent reports what runs on its host; the answer is the host's desired set, as a delta
+/// against the generation the agent says it applied (`applied`), else in full. An address
+/// outside the host's subnet is refused (403) and audited.
 #[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agents", request_body = Heartbeat,
     responses((status = 200, body = HeartbeatReply), (status = 403, body = Problem), (status = 404, body = Problem, description = "unknown host: register again")),
     security(("bearer" = [])))]
@@ -61,6 +62,27 @@ pub async fn heartbeat(
     caller.principal.require_host(&hb.host_id)?;
     s.check_heartbeat(&caller.principal.actor(), &hb).await?;
     Ok(Json(s.heartbeat(hb).await?))
+}
+
+/// A long poll for the host's desired set: answered as soon as it differs from generation
+/// `applied` (a delta), or after `wait_ms` (at most 60 s) with an empty delta. Agents keep one
+/// open beside their heartbeats, so a placement reaches its host within milliseconds.
+#[utoipa::path(post, path = "/v1/agent/watch", tag = "agents", request_body = Watch,
+    responses((status = 200, body = HeartbeatReply), (status = 403, body = Problem), (status = 404, body = Problem, description = "unknown host: register again"),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn watch(
+    AxumState(s): AxumState<State>,
+    Extension(caller): Extension<Caller>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatReply>> {
+    caller.principal.require_agent()?;
+    let w: Watch = parse(&body?)?;
+    caller.principal.require_host(&w.host_id)?;
+    if w.wait_ms > WATCH_MAX_MS {
+        return Err(crate::error::Error::invalid("wait_ms", format!("at most {WATCH_MAX_MS} (60 s), got {}", w.wait_ms)).into());
+    }
+    Ok(Json(s.watch(&w.host_id, w.applied, std::time::Duration::from_millis(w.wait_ms)).await?))
 }
 
 /// Hosts: capacity, allocation and liveness (admin only).

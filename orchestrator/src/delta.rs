@@ -1,0 +1,296 @@
+//! Delta replies: what the orchestrator last told each host, so a heartbeat or a watch
+//! answers only what changed since the generation the agent says it applied.
+//!
+//! ```text
+//!  agent: applied = g ──> orchestrator computes the host's full set F (desired, network)
+//!                         Sent[host] = { generation g', hash per container, network hash }
+//!                         g == g' and F unchanged ──> { base: g, generation: g }      (empty)
+//!                         g == g' and F changed   ──> { base: g, generation: g'', only the
+//!                                                       new/changed containers, removed, network if changed }
+//!                         g unknown (restart, lost reply) ──> F in full, generation g'
+//! ```
+//!
+//! Generations come from one counter seeded with the wall clock in microseconds at start, so
+//! they only increase, also across restarts: a generation from before a restart is unknown to
+//! the new process and gets the full set, never a wrong delta.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use herd_api::names::InstanceRef;
+use herd_api::network::NetworkPlan;
+use herd_api::wire::{DesiredContainer, HeartbeatReply};
+
+/// One host's desired set in full, as computed from one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Full {
+    pub desired: Vec<DesiredContainer>,
+    pub network: Option<NetworkPlan>,
+    pub purge: Vec<InstanceRef>,
+    /// The store revision it was computed at.
+    pub revision: u64,
+}
+
+impl Full {
+    pub fn is_idle(&self) -> bool {
+        self.desired.is_empty() && self.network.is_none() && self.purge.is_empty()
+    }
+}
+
+/// What a host was last told.
+#[derive(Debug, Clone)]
+struct Sent {
+    generation: u64,
+    revision: u64,
+    containers: HashMap<InstanceRef, u64>,
+    network: u64,
+    /// Tenants with instances on the host: a change to one of them may concern it.
+    tenants: BTreeSet<String>,
+    idle: bool,
+}
+
+/// Per host, what it was last told.
+#[derive(Debug)]
+pub struct Sents {
+    hosts: Mutex<HashMap<String, Sent>>,
+    next: AtomicU64,
+}
+
+impl Default for Sents {
+    fn default() -> Self {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        Sents { hosts: Mutex::default(), next: AtomicU64::new(now_us) }
+    }
+}
+
+fn hash_of<T: serde::Serialize>(v: &T) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // NB: plain data; serde_json cannot fail on it.
+    serde_json::to_vec(v).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+impl Sents {
+    /// The reply to an agent that applied generation `applied`, given its full set now;
+    /// records what the host is told. `None` when `full` was computed from an older snapshot
+    /// than what the host was told already (a watch and a heartbeat racing): compute it again,
+    /// never take a newer set back.
+    pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<HeartbeatReply> {
+        let hashes: HashMap<InstanceRef, u64> = full.desired.iter().map(|d| (d.instance.clone(), hash_of(d))).collect();
+        let network = full.network.as_ref().map_or(0, hash_of);
+        let tenants = full.desired.iter().map(|d| d.instance.tenant.clone()).collect();
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = hosts.get(host);
+        if before.is_some_and(|s| s.revision > full.revision) {
+            return None;
+        }
+        let same = before.is_some_and(|s| s.containers == hashes && s.network == network);
+        let generation = match before {
+            Some(s) if same => s.generation,
+            _ => self.next.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let idle = hashes.is_empty() && network == 0 && full.purge.is_empty();
+        let mut reply = HeartbeatReply {
+            generation,
+            desired: vec![],
+            heartbeat_interval_ms: interval_ms,
+            network: None,
+            purge: full.purge,
+            base: None,
+            removed: vec![],
+            network_cleared: false,
+        };
+        match before {
+            Some(s) if applied == Some(s.generation) => {
+                reply.base = applied;
+                if !same {
+                    reply.removed = s.containers.keys().filter(|i| !hashes.contains_key(*i)).cloned().collect();
+                    reply.removed.sort();
+                    reply.desired =
+                        full.desired.into_iter().filter(|d| s.containers.get(&d.instance) != hashes.get(&d.instance)).collect();
+                    if s.network != network {
+                        reply.network_cleared = full.network.is_none();
+                        reply.network = full.network;
+                    }
+                }
+            }
+            _ => {
+                reply.desired = full.desired;
+                reply.network = full.network;
+            }
+        }
+        hosts.insert(host.to_string(), Sent { generation, revision: full.revision, containers: hashes, network, tenants, idle });
+        Some(reply)
+    }
+
+    /// Whether `host` was last told an empty set at store `revision` (still empty until the
+    /// revision moves), and that set's generation.
+    pub fn idle_at(&self, host: &str, revision: u64) -> Option<u64> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).filter(|s| s.idle && s.revision == revision).map(|s| s.generation)
+    }
+
+    /// The generation `host` was last told.
+    pub fn generation(&self, host: &str) -> Option<u64> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).map(|s| s.generation)
+    }
+
+    /// The tenants with instances on `host` when it was last told.
+    pub fn tenants(&self, host: &str) -> BTreeSet<String> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).map(|s| s.tenants.clone()).unwrap_or_default()
+    }
+
+    /// Forgets a host (deleted).
+    pub fn forget(&self, host: &str) {
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner).remove(host);
+    }
+}
+
+/// The empty answer for a host whose set is still `generation`.
+pub fn unchanged(generation: u64, applied: Option<u64>, interval_ms: u64) -> HeartbeatReply {
+    let full = applied != Some(generation);
+    HeartbeatReply {
+        generation,
+        desired: vec![],
+        heartbeat_interval_ms: interval_ms,
+        network: None,
+        purge: vec![],
+        base: (!full).then_some(generation),
+        removed: vec![],
+        network_cleared: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The orchestrator's `Sents` and the agent's `DesiredSet` together: whatever sequence of
+    //! full sets the orchestrator computes, and whichever replies reach the agent, the agent
+    //! ends up holding exactly the last set it was answered with.
+
+    use std::collections::BTreeMap;
+
+    use herd_api::Role;
+    use herd_api::network::{HostNetwork, NetworkPlan};
+    use herd_api::quantity::{Cpu, Memory};
+    use herd_api::wire::{DesiredContainer, DesiredSet};
+
+    use super::*;
+
+    fn dc(n: u32, image: &str) -> DesiredContainer {
+        DesiredContainer {
+            instance: InstanceRef::new("t", "c", Role::Datanode, n),
+            role: Role::Datanode,
+            image: image.into(),
+            cpu: Cpu(500),
+            memory: Memory(1 << 30),
+            command: None,
+            env: BTreeMap::new(),
+            publish: vec![],
+            cap_add: vec![],
+            hadoop: None,
+            rollout_hash: None,
+            hold_config: false,
+            placement: 1,
+        }
+    }
+
+    fn plan(octet: u8) -> NetworkPlan {
+        NetworkPlan {
+            lease: HostNetwork { cluster_cidr: "100.64.0.0/10".parse().unwrap(), subnet: format!("100.64.{octet}.0/25").parse().unwrap() },
+            routes: vec![],
+            members: vec![],
+        }
+    }
+
+    fn full(desired: Vec<DesiredContainer>, network: Option<NetworkPlan>, revision: u64) -> Full {
+        Full { desired, network, purge: vec![], revision }
+    }
+
+    /// The set `f` describes, as the agent would hold it.
+    fn expected(f: &Full) -> (BTreeMap<InstanceRef, DesiredContainer>, Option<NetworkPlan>) {
+        (f.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect(), f.network.clone())
+    }
+
+    #[test]
+    fn deltas_carry_only_what_changed_and_rebuild_the_same_set() {
+        let sents = Sents::default();
+        let mut agent = DesiredSet::default();
+        let steps = [
+            full(vec![dc(0, "a")], None, 1),
+            full(vec![dc(0, "a"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 2),
+            full(vec![dc(0, "a"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 2),
+            full(vec![dc(0, "b"), dc(2, "a")], Some(plan(1)), 3),
+            full(vec![dc(0, "b"), dc(2, "a")], Some(plan(2)), 3),
+            full(vec![], None, 4),
+        ];
+        // (desired entries, removed entries, network sent, cleared) of each reply.
+        let shapes = [(1, 0, false, false), (2, 0, true, false), (0, 0, false, false), (1, 1, false, false), (0, 0, true, false), (0, 2, false, true)];
+        for (i, (step, shape)) in steps.into_iter().zip(shapes).enumerate() {
+            let want = expected(&step);
+            let reply = sents.reply("h", agent.generation, step, 1000).expect("not stale");
+            let got = (reply.desired.len(), reply.removed.len(), reply.network.is_some(), reply.network_cleared);
+            assert_eq!(got, shape, "step {i}: {reply:?}");
+            // Only the first reply is in full.
+            assert_eq!(reply.base.is_none(), i == 0, "step {i}");
+            agent.apply(&reply).expect("applies");
+            assert_eq!((agent.containers.clone(), agent.network.clone()), want, "step {i}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_generation_gets_the_full_set_and_an_unchanged_set_keeps_its_generation() {
+        let sents = Sents::default();
+        let first = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        // The same set again: same generation, nothing in a delta.
+        let again = sents.reply("h", Some(first.generation), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        assert_eq!((again.generation, again.base, again.desired.len()), (first.generation, Some(first.generation), 0));
+        // A generation from before a restart (or a lost reply): the full set.
+        let restarted = sents.reply("h", Some(first.generation - 7), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        assert_eq!((restarted.base, restarted.desired.len(), restarted.network.is_some()), (None, 2, true));
+        // Generations of another process start above this one's (wall clock in µs).
+        let later = Sents::default();
+        let other = later.reply("h", None, full(vec![], None, 1), 1000).unwrap();
+        assert!(other.generation > first.generation);
+    }
+
+    #[test]
+    fn an_answer_from_an_older_snapshot_never_takes_a_newer_set_back() {
+        let sents = Sents::default();
+        let new = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], None, 5), 1000).unwrap();
+        assert!(sents.reply("h", Some(new.generation), full(vec![dc(0, "a")], None, 4), 1000).is_none());
+        // The agent holding the newer set ignores an older reply that raced it.
+        let mut agent = DesiredSet::default();
+        agent.apply(&new).unwrap();
+        let older = HeartbeatReply { generation: new.generation - 1, desired: vec![], ..new.clone() };
+        assert_eq!(agent.apply(&older), Ok(false));
+        assert_eq!(agent.containers.len(), 2);
+    }
+
+    #[test]
+    fn a_delta_against_a_generation_the_agent_does_not_hold_is_refused() {
+        let sents = Sents::default();
+        let a = sents.reply("h", None, full(vec![dc(0, "a")], None, 1), 1000).unwrap();
+        let b = sents.reply("h", Some(a.generation), full(vec![dc(0, "b")], None, 2), 1000).unwrap();
+        let mut fresh = DesiredSet::default();
+        assert_eq!(fresh.apply(&b), Err(herd_api::wire::StaleDelta { base: a.generation, held: None }));
+        assert!(fresh.containers.is_empty());
+    }
+
+    #[test]
+    fn idle_hosts_are_known_until_the_revision_moves() {
+        let sents = Sents::default();
+        let r = sents.reply("h", None, full(vec![], None, 3), 1000).unwrap();
+        assert_eq!(sents.idle_at("h", 3), Some(r.generation));
+        assert_eq!(sents.idle_at("h", 4), None);
+        assert_eq!(unchanged(r.generation, Some(r.generation), 1000).base, Some(r.generation));
+        assert_eq!(unchanged(r.generation, None, 1000).base, None);
+        sents.forget("h");
+        assert_eq!(sents.idle_at("h", 3), None);
+    }
+}

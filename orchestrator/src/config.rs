@@ -35,6 +35,11 @@ pub struct Args {
     /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
+    /// The most heartbeats per second the whole fleet sends: past `rate × interval` hosts,
+    /// agents are told a longer interval (hosts / rate seconds) so the orchestrator's load
+    /// stays flat as the fleet grows [default: 10000].
+    #[arg(long, env = "HERD_MAX_HEARTBEAT_RATE")]
+    pub max_heartbeat_rate: Option<u32>,
     /// The CIDR every container address is taken from; must overlap none of the hosts' own
     /// networks [default: 100.64.0.0/10; with /25 host subnets it holds 32,768 hosts of 125
     /// containers: hosts = 2^(host prefix - CIDR prefix)].
@@ -150,6 +155,7 @@ struct File {
     store: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_opt")]
     heartbeat_interval: Option<Duration>,
+    max_heartbeat_rate: Option<u32>,
     cluster_cidr: Option<Ipv4Net>,
     host_subnet_prefix: Option<u8>,
     publish_ports: Option<String>,
@@ -204,6 +210,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store: PathBuf,
     pub heartbeat_interval: Duration,
+    /// Heartbeats per second the fleet is asked for at most (see `State::interval_ms`).
+    pub max_heartbeat_rate: u32,
     pub network: Settings,
     /// Which host ports clusters may publish.
     pub publish_ports: herd_api::validate::PortPolicy,
@@ -319,6 +327,11 @@ impl Config {
             n => Ok(n),
         };
         let rate_limit = positive("rate_limit", args.rate_limit.or(file.rate_limit), 50)?;
+        let max_heartbeat_rate = positive(
+            "max_heartbeat_rate",
+            args.max_heartbeat_rate.or(file.max_heartbeat_rate),
+            crate::state::DEFAULT_HEARTBEAT_RATE as u32,
+        )?;
         let default_quota = match args.default_tenant_quota.or(file.default_tenant_quota) {
             Some(text) => crate::limits::parse_quota(&text).map_err(ConfigError::DefaultQuota)?,
             None => crate::limits::Limits::default().default_quota,
@@ -338,6 +351,7 @@ impl Config {
             store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
             listen,
             heartbeat_interval,
+            max_heartbeat_rate,
             shutdown_timeout,
             fleet,
             tls,

@@ -82,6 +82,7 @@ async fn run() -> anyhow::Result<()> {
     let state = State::new(store, config.heartbeat_interval, config.network)
         .context("cannot load the store")?
         .with_limits(config.limits.clone())
+        .with_heartbeat_rate(config.max_heartbeat_rate.into())
         .with_fleet(config.fleet);
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;

@@ -1053,6 +1053,55 @@ mod tests {
         InstanceRef::new("t", "c", Role::Datanode, n)
     }
 
+    async fn register(state: &State, id: &str) -> Result<()> {
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": id, "cpu": "16", "memory": "64Gi"}))
+            .map_err(|e| Error::invalid("host", e.to_string()))?;
+        state.register("agent".into(), info).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_watch_wakes_for_a_placement_on_its_host_and_not_for_others() -> Result<()> {
+        let state = setup().await?;
+        register(&state, "h2").await?;
+        register(&state, "h3").await?;
+        let first = state.watch("h2", None, Duration::from_secs(30)).await?;
+        assert_eq!((first.base, first.desired.len()), (None, 0), "no generation held: the full (empty) set at once");
+        let g3 = state.watch("h3", None, Duration::from_secs(30)).await?.generation;
+        let (s2, s3) = (state.clone(), state.clone());
+        let h2 = tokio::spawn(async move { s2.watch("h2", Some(first.generation), Duration::from_secs(30)).await });
+        let h3 = tokio::spawn(async move { s3.watch("h3", Some(g3), Duration::from_millis(500)).await });
+        tokio::task::yield_now().await;
+        // h1 holds its six DataNodes (maxPerHost 6): the seventh goes to h2 or h3.
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(7), force: false }, None).await?;
+        let placed = state.store.read(|c| store::instances(c, Some(("t", "c")))).await?;
+        let on = placed.iter().find(|i| i.instance == dn(6)).and_then(|i| i.host.clone());
+        // Whichever host got it answers long before its 30 s wait; the other one after its own.
+        let (woken, other) = match on.as_deref() {
+            Some("h2") => (h2, h3),
+            other => panic!("the seventh DataNode should be on h2 (the scheduler spreads by name order), is on {other:?}"),
+        };
+        let reply = tokio::time::timeout(Duration::from_secs(10), woken).await.expect("the watch woke").expect("joined")?;
+        assert_eq!(reply.base, Some(first.generation), "a delta against what h2 held");
+        assert_eq!(reply.desired.iter().map(|d| d.instance.clone()).collect::<Vec<_>>(), vec![dn(6)]);
+        assert!(reply.generation > first.generation);
+        let idle = other.await.expect("joined")?;
+        assert_eq!((idle.base, idle.generation, idle.desired.len()), (Some(g3), g3, 0), "h3 was not concerned: an empty delta after its wait");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_interval_stretches_with_the_fleet() -> Result<()> {
+        let state = setup().await?.with_heartbeat_rate(2);
+        // One host, 2 per second at most: the configured 1 s holds.
+        assert_eq!(state.interval_ms(), 1000);
+        for h in ["h2", "h3", "h4", "h5"] {
+            register(&state, h).await?;
+        }
+        // Five hosts at 2 per second: one heartbeat each every 2.5 s.
+        assert_eq!(state.interval_ms(), 2500);
+        Ok(())
+    }
+
     /// A heartbeat from h1 with a container for every instance in `running`, the NameNode
     /// reporting `states` (DataNode ordinal → admin state) and the live hash it was given.
     async fn beat(state: &State, running: &[InstanceRef], states: &[(u32, &str)], live_hash: Option<String>) -> Result<HeartbeatReply> {

@@ -188,7 +188,7 @@ pub fn plan(desired: &[(InstanceRef, ContainerConfig)], found: &[Container]) -> 
 }
 
 /// How many runtime calls run at once.
-const PARALLEL: usize = 4;
+const PARALLEL: usize = 16;
 
 /// Applies `actions`; returns the error per instance that could not be converged.
 pub async fn execute<R: Runtime>(

@@ -390,6 +390,57 @@ pub struct ClusterStatus {
     /// What needs attention; empty when all is well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Per pool, counts over every instance (also those on other pages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolSummary>,
+    /// `instances` is one page: ask again with `?after=` this cursor for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_next: Option<String>,
+}
+
+/// One pool's instances, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PoolSummary {
+    pub pool: Role,
+    /// Replicas the spec asks for.
+    pub desired: u32,
+    /// Instances that exist (leaving ones included).
+    pub instances: u32,
+    /// Placed and observed running.
+    pub running: u32,
+    /// Waiting for a host.
+    pub pending: u32,
+    /// Decommissioning or draining.
+    pub leaving: u32,
+    /// On a lost host: nobody knows.
+    pub unknown: u32,
+}
+
+impl PoolSummary {
+    fn empty(pool: Role, desired: u32) -> Self {
+        PoolSummary { pool, desired, instances: 0, running: 0, pending: 0, leaving: 0, unknown: 0 }
+    }
+
+    /// The pools of `instances`, in role order, with the replicas `spec` asks for.
+    pub fn of(spec: &ClusterSpec, instances: &[InstanceStatus]) -> Vec<PoolSummary> {
+        let mut pools: BTreeMap<Role, PoolSummary> = spec
+            .pools
+            .iter()
+            .map(|(role, p)| (*role, PoolSummary::empty(*role, p.replicas.0)))
+            .collect();
+        for i in instances {
+            let p = pools.entry(i.pool).or_insert_with(|| PoolSummary::empty(i.pool, 0));
+            p.instances += 1;
+            match i.observed.as_ref().map(|o| o.state) {
+                Some(ContainerState::Running) => p.running += 1,
+                Some(ContainerState::Unknown) => p.unknown += 1,
+                _ => {}
+            }
+            p.pending += u32::from(i.host.is_none());
+            p.leaving += u32::from(i.leaving.is_some());
+        }
+        pools.into_values().collect()
+    }
 }
 
 impl ClusterStatus {

@@ -104,15 +104,23 @@ pub enum Command {
     /// why it is pending, the agent's error, or how long it has been up.
     /// Without an argument, every cluster of every tenant. `-o wide` adds each instance's
     /// rack and, per cluster, how many instances of each pool every rack holds.
+    /// A cluster of more than 100 instances is summarised: per pool how many exist, run, wait
+    /// for a host, leave or are unknown, then only the instances that do not run; `--all`
+    /// (or `-o wide`) lists every instance.
     #[command(after_help = "Examples:
   herd status
   herd status acme/prod
+  herd status acme/prod --all
   herd status acme/prod -o wide
   herd status acme/prod -o json")]
     Status {
         /// The cluster to show; all clusters when omitted.
         #[arg(value_name = "TENANT/CLUSTER")]
         cluster: Option<ClusterRef>,
+        /// List every instance of a big cluster instead of a summary (JSON and YAML too:
+        /// without it they hold the first page of instances and `instances_next`).
+        #[arg(long)]
+        all: bool,
     },
 
     /// Set the number of instances of one or more pools.

@@ -322,6 +322,35 @@ impl Client {
         Ok(Some(decode(&Method::GET, &path, status, &body, self.token.is_some())?))
     }
 
+    /// [`Client::cluster`] with every instance: follows `instances_next` page by page.
+    pub async fn cluster_all(&self, cluster: &ClusterRef) -> Result<Option<ClusterStatus>> {
+        let base = cluster_path(cluster);
+        let Some(mut status) = self.cluster_page(&base, None).await? else { return Ok(None) };
+        while let Some(after) = status.instances_next.take() {
+            let Some(next) = self.cluster_page(&base, Some(&after)).await? else { return Ok(None) };
+            if next.generation != status.generation {
+                // Changed between pages: start again, so the list is one generation's.
+                return Box::pin(self.cluster_all(cluster)).await;
+            }
+            status.instances.extend(next.instances);
+            status.instances_next = next.instances_next;
+        }
+        Ok(Some(status))
+    }
+
+    async fn cluster_page(&self, base: &str, after: Option<&str>) -> Result<Option<ClusterStatus>> {
+        let mut path = format!("{base}?limit={CLUSTER_PAGE}");
+        if let Some(a) = after {
+            // NB: a cursor is an instance name: lowercase letters, digits and dashes only.
+            path.push_str(&format!("&after={a}"));
+        }
+        let (status, body) = self.send(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND && is_problem(&body) {
+            return Ok(None);
+        }
+        Ok(Some(decode(&Method::GET, &path, status, &body, self.token.is_some())?))
+    }
+
     /// `PUT /v1/tenants/{t}/clusters/{c}` with the spec as written: the cluster, and whether
     /// it was created (rather than updated or unchanged).
     pub async fn apply(&self, cluster: &ClusterRef, spec: String) -> Result<(ClusterStatus, bool)> {
@@ -450,6 +479,9 @@ impl Client {
         }
     }
 }
+
+/// Instances per page when the CLI reads a whole cluster (the API's maximum).
+const CLUSTER_PAGE: u32 = 10_000;
 
 fn cluster_path(cluster: &ClusterRef) -> String {
     // NB: both parts are DNS labels (checked by `ClusterRef`), so they need no escaping.

@@ -508,9 +508,29 @@ impl State {
     }
 
     pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
+        self.cluster_page(tenant, cluster, None, usize::MAX).await
+    }
+
+    /// A cluster's status with one page of its instances: at most `limit`, starting after
+    /// the instance named `after` (the order is by pool, then ordinal). Its pool summaries
+    /// count every instance.
+    pub async fn cluster_page(&self, tenant: String, cluster: String, after: Option<String>, limit: usize) -> Result<ClusterStatus> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let hot = self.hot.clone();
-        self.store.read(move |c| cluster_status(c, &hot, &tenant, &cluster, now, lost_after)).await
+        let mut status = self.store.read(move |c| cluster_status(c, &hot, &tenant, &cluster, now, lost_after)).await?;
+        let start = match after {
+            None => 0,
+            Some(a) => match status.instances.iter().position(|i| i.instance.name == a) {
+                Some(n) => n + 1,
+                None => return Err(Error::invalid("after", format!("no instance `{}` in this cluster: pass the `instances_next` cursor of the previous page", a.escape_default()))),
+            },
+        };
+        let end = start.saturating_add(limit).min(status.instances.len());
+        if start > 0 || end < status.instances.len() {
+            status.instances_next = (end < status.instances.len()).then(|| status.instances[end - 1].instance.name.clone()).filter(|_| end > start);
+            status.instances = status.instances.drain(start..end).collect();
+        }
+        Ok(status)
     }
 
     /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
@@ -961,15 +981,18 @@ pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str
             pending: i.pending,
         })
         .collect();
+    let instances: Vec<InstanceStatus> = instances;
     Ok(ClusterStatus {
         tenant: tenant.into(),
         name: name.into(),
         generation: row.generation,
+        pools: herd_api::wire::PoolSummary::of(&row.spec, &instances),
         spec: row.spec,
         instances,
         hdfs: outcome.hdfs,
         yarn: outcome.yarn,
         conditions: outcome.conditions,
+        instances_next: None,
     })
 }
 
@@ -1086,6 +1109,32 @@ mod tests {
         assert!(reply.generation > first.generation);
         let idle = other.await.expect("joined")?;
         assert_eq!((idle.base, idle.generation, idle.desired.len()), (Some(g3), g3, 0), "h3 was not concerned: an empty delta after its wait");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_cluster_reads_in_pages_of_instances_with_pools_counting_all() -> Result<()> {
+        let state = setup().await?;
+        let all = state.cluster("t".into(), "c".into()).await?;
+        let names: Vec<String> = all.instances.iter().map(|i| i.instance.name.clone()).collect();
+        assert_eq!(names.len(), 7);
+        let (mut pages, mut after, mut seen) = (0, None, Vec::new());
+        loop {
+            let page = state.cluster_page("t".into(), "c".into(), after.clone(), 3).await?;
+            assert!(page.instances.len() <= 3);
+            assert_eq!(page.pools, all.pools, "every page counts every instance");
+            seen.extend(page.instances.iter().map(|i| i.instance.name.clone()));
+            pages += 1;
+            match page.instances_next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!((pages, seen), (3, names));
+        let dn = all.pools.iter().find(|p| p.pool == Role::Datanode).map(|p| (p.desired, p.instances, p.pending));
+        assert_eq!(dn, Some((6, 6, 0)));
+        let bad = state.cluster_page("t".into(), "c".into(), Some("datanode-99".into()), 3).await;
+        assert!(matches!(&bad, Err(Error::Invalid { field, .. }) if field == "after"), "{bad:?}");
         Ok(())
     }
 

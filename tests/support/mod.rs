@@ -143,9 +143,12 @@ impl Orchestrator {
     pub fn start_with(bin_dir: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("orchestrator-{}.log", unique("")));
+        // Tests beat fast, unless `extra` says how fast (a benchmark, at the default).
+        let interval: &[&str] = if extra.contains(&"--heartbeat-interval") { &[] } else { &["--heartbeat-interval", "500ms"] };
         let mut child = Command::new(bin_dir.join("herd-orchestrator"))
             .args(["--data-dir", &data_dir.display().to_string()])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-interval", "500ms"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(interval)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)

@@ -25,7 +25,7 @@ pub struct Options {
 
 pub async fn run(client: &Client, out: Format, cluster: &ClusterRef, opts: Options) -> Result<()> {
     let status = client
-        .cluster(cluster)
+        .cluster_all(cluster)
         .await
         .with_context(|| format!("reading {cluster}"))?
         .with_context(|| format!("cluster {cluster} not found; `herd status` lists every cluster"))?;

@@ -56,5 +56,7 @@ pub fn cluster(instances: Vec<InstanceStatus>) -> ClusterStatus {
         hdfs: None,
         yarn: None,
         conditions: vec![],
+        pools: vec![],
+        instances_next: None,
     }
 }

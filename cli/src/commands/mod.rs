@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let out = cli.output;
     match cli.command {
         Command::Apply { file, wait } => apply::run(&client, out, &file, wait.limit()).await,
-        Command::Status { cluster } => status::run(&client, out, cluster.as_ref()).await,
+        Command::Status { cluster, all } => status::run(&client, out, cluster.as_ref(), all).await,
         Command::Scale {
             cluster,
             pools,

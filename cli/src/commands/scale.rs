@@ -56,7 +56,7 @@ pub async fn run(
 /// says so plainly, with what to do next.
 async fn confirm(client: &Client, cluster: &ClusterRef, p: &PoolReplicas, lost: &anyhow::Error) -> Result<ClusterStatus> {
     let what = format!("scaling {cluster} {} to {}", p.pool, p.replicas);
-    match client.cluster(cluster).await {
+    match client.cluster_all(cluster).await {
         Ok(Some(c)) => match c.spec.pools.get(&p.pool).map(|pool| pool.replicas.0) {
             Some(n) if n == p.replicas => {
                 eprintln!("{what}: APPLIED (the answer was lost: {lost}; reading the cluster shows {n} replicas)");

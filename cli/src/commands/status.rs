@@ -10,12 +10,22 @@ use crate::args::ClusterRef;
 use crate::client::Client;
 use crate::output::{self, Format, short_duration};
 
-pub async fn run(client: &Client, out: Format, cluster: Option<&ClusterRef>) -> Result<()> {
+/// Clusters with more instances than this are summarised unless `--all` or `-o wide`.
+pub const SUMMARY_OVER: usize = 100;
+
+/// How many instances that do not run a summary lists.
+const SUMMARY_ROWS: usize = 20;
+
+pub async fn run(client: &Client, out: Format, cluster: Option<&ClusterRef>, all: bool) -> Result<()> {
     match cluster {
         Some(c) => {
-            let status = client.cluster(c).await?.ok_or_else(|| {
-                anyhow!("cluster {c} not found; `herd status` lists every cluster")
-            })?;
+            let not_found = || anyhow!("cluster {c} not found; `herd status` lists every cluster");
+            let full = all || out == Format::Wide;
+            let status = if full { client.cluster_all(c).await? } else { client.cluster(c).await? }.ok_or_else(not_found)?;
+            let total: usize = status.pools.iter().map(|p| p.instances as usize).sum();
+            if !full && out == Format::Table && total.max(status.instances.len()) > SUMMARY_OVER {
+                return output::emit(out, &status, || summarised(&status, SystemTime::now()));
+            }
             print(out, &status)
         }
         None => {
@@ -48,6 +58,48 @@ pub fn print(out: Format, cluster: &ClusterStatus) -> Result<()> {
         text.push_str(&summary(cluster));
         text
     })
+}
+
+/// A big cluster: a table of its pools (desired, instances, running, pending, leaving,
+/// unknown), then the instances of the page that do not run (at most [`SUMMARY_ROWS`]), its
+/// HDFS and YARN summary, and how to see every instance.
+pub fn summarised(c: &ClusterStatus, now: SystemTime) -> String {
+    let rows: Vec<Vec<String>> = c
+        .pools
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{}/{}", c.tenant, c.name),
+                p.pool.to_string(),
+                p.desired.to_string(),
+                p.instances.to_string(),
+                p.running.to_string(),
+                p.pending.to_string(),
+                p.leaving.to_string(),
+                p.unknown.to_string(),
+            ]
+        })
+        .collect();
+    let mut text = output::table(&["CLUSTER", "POOL", "DESIRED", "INSTANCES", "RUNNING", "PENDING", "LEAVING", "UNKNOWN"], rows);
+    let total: u32 = c.pools.iter().map(|p| p.instances).sum();
+    let not_running: Vec<InstanceStatus> =
+        c.instances.iter().filter(|i| i.observed.as_ref().is_none_or(|o| o.state != ContainerState::Running)).cloned().collect();
+    if !not_running.is_empty() {
+        let shown = ClusterStatus { instances: not_running.iter().take(SUMMARY_ROWS).cloned().collect(), ..c.clone() };
+        text.push_str("
+NOT RUNNING");
+        if c.instances_next.is_some() {
+            text.push_str(&format!(" (among the first {} instances)", c.instances.len()));
+        }
+        text.push('\n');
+        text.push_str(&instance_table(std::slice::from_ref(&shown), now, false));
+        if not_running.len() > SUMMARY_ROWS {
+            text.push_str(&format!("... and {} more\n", not_running.len() - SUMMARY_ROWS));
+        }
+    }
+    text.push_str(&summary(c));
+    text.push_str(&format!("\n{total} instances; `herd status {}/{} --all` lists every one\n", c.tenant, c.name));
+    text
 }
 
 /// The cluster's HDFS and YARN summary lines and its conditions, as its masters report them.
@@ -240,6 +292,33 @@ pub fn leaving(l: &LeavingStatus) -> String {
 mod tests {
     use super::*;
     use crate::commands::fixtures::{at, cluster, instance};
+
+    #[test]
+    fn a_big_cluster_is_summarised_by_pool_with_what_does_not_run() {
+        let mut instances: Vec<InstanceStatus> = (0..150).map(|n| instance(n, Some("h1"), Some(ContainerState::Running))).collect();
+        instances[7] = instance(7, None, None);
+        instances[9] = instance(9, Some("h2"), Some(ContainerState::Exited));
+        let mut c = cluster(instances);
+        c.pools = vec![herd_api::wire::PoolSummary {
+            pool: herd_api::Role::Datanode,
+            desired: 150,
+            instances: 150,
+            running: 148,
+            pending: 1,
+            leaving: 0,
+            unknown: 0,
+        }];
+        let text = summarised(&c, at("2026-11-23T10:00:00Z"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("CLUSTER") && lines[0].contains("RUNNING"), "{text}");
+        let pool: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(pool, ["acme/prod", "datanode", "150", "150", "148", "1", "0", "0"], "{text}");
+        // Only the two that do not run are listed, then how to see every one.
+        let listed: Vec<&str> = lines.iter().filter(|l| l.starts_with("acme/prod") && l.contains("datanode-")).copied().collect();
+        assert_eq!(listed.len(), 2, "{text}");
+        assert!(listed[0].contains("datanode-7") && listed[1].contains("datanode-9"), "{text}");
+        assert!(text.trim_end().ends_with("150 instances; `herd status acme/prod --all` lists every one"), "{text}");
+    }
 
     #[test]
     fn detail_shows_a_leaving_instance_phase_and_progress() {

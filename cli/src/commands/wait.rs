@@ -56,7 +56,7 @@ pub async fn until_running(
             };
         }
         sleep(POLL.min(deadline - now)).await;
-        match client.cluster(cluster).await {
+        match client.cluster_all(cluster).await {
             Ok(Some(s)) => (status, unreachable) = (s, None),
             Ok(None) => bail!("cluster {cluster} was deleted while waiting for it to run"),
             // The orchestrator may be restarting; keep trying until the deadline.

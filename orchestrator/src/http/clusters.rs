@@ -65,9 +65,25 @@ pub async fn of_tenant(
     Ok(Json(s.clusters(Some(tenant), after, limit).await?))
 }
 
-/// A cluster: spec, generation (also as `ETag`) and instances, desired next to observed.
+/// Which page of a cluster's instances to answer with.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InstanceParams {
+    /// Instances per page, 1 to 10000 (default 1000); `pools` always counts them all.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// The `instances_next` cursor of the previous page (an instance name).
+    #[param(max_length = 300)]
+    pub after: Option<String>,
+}
+
+pub const INSTANCES_DEFAULT: u32 = 1000;
+pub const INSTANCES_MAX: u32 = 10_000;
+
+/// A cluster: spec, generation (also as `ETag`), pool summaries and one page of instances
+/// (`instances_next` says where the next one starts), desired next to observed.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
-    params(("tenant" = String, Path), ("cluster" = String, Path)),
+    params(("tenant" = String, Path), ("cluster" = String, Path), InstanceParams),
     responses((status = 200, body = ClusterStatus, headers(("ETag" = String, description = "the generation, for If-Match"))),
         (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -75,10 +91,19 @@ pub async fn get(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     path: std::result::Result<Path<(String, String)>, PathRejection>,
+    q: std::result::Result<Query<InstanceParams>, QueryRejection>,
 ) -> Result<Response> {
     let Path((tenant, cluster)) = path?;
     visible(&caller, &tenant, &cluster)?;
-    Ok(with_etag(StatusCode::OK, s.cluster(tenant, cluster).await?))
+    let q = q?.0;
+    let limit = q.limit.unwrap_or(INSTANCES_DEFAULT);
+    if limit == 0 || limit > INSTANCES_MAX {
+        return Err(Error::invalid("limit", format!("must be from 1 to {INSTANCES_MAX}, got {limit}")).into());
+    }
+    if q.after.as_ref().is_some_and(|a| a.is_empty() || a.len() > 300) {
+        return Err(Error::invalid("after", "must be the `instances_next` cursor of the previous page").into());
+    }
+    Ok(with_etag(StatusCode::OK, s.cluster_page(tenant, cluster, q.after, limit as usize).await?))
 }
 
 /// Creates (201) or replaces (200) a cluster from its spec, JSON or YAML, as `herd apply`

@@ -1,0 +1,145 @@
+//! Scale-out benchmark: 20 DataNodes (or N) from 0 to running on one real agent, side by side
+//! with `docker-compose up --scale` of the same image, command and limits on the same engine,
+//! alternating, in one run. herd's time is from the `PATCH` of the pool's replicas until Docker
+//! reports all N containers running; compose's from its command's start until the same.
+//!
+//!     cargo run --release -p herd-tests --bin scalebench -- [N] [RUNS] [--debug]
+//!
+//! The orchestrator runs at its default heartbeat interval (2 s): a change reaches the agent
+//! through its watch, not its next heartbeat. Needs Docker and `docker-compose`.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptions;
+use herd_tests::{Agent, IDLE, Orchestrator, TenantContainers, docker, free_port, release_bins, bins, unique, wait_for};
+use serde_json::json;
+
+/// How many containers with `label` run now.
+async fn running(d: &Docker, label: &str) -> Result<usize> {
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()]), ("status".to_string(), vec!["running".to_string()])]);
+    Ok(d.list_containers(Some(ListContainersOptions { all: false, filters: Some(filters), ..Default::default() })).await?.len())
+}
+
+/// Polls every 10 ms until `n` containers with `label` run; the time since `start`.
+async fn until_running(d: &Docker, label: &str, n: usize, start: Instant) -> Result<Duration> {
+    loop {
+        if running(d, label).await? == n {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            bail!("{n} containers labelled {label} not running after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn spec(tenant: &str, n: u32) -> String {
+    format!(
+        "tenant: {tenant}
+name: scale
+images:
+  datanode: herd/testbed-base:latest
+pools:
+  datanode: {{replicas: {n}, cpu: 100m, memory: 256Mi, maxPerHost: 1000, command: {IDLE}}}
+"
+    )
+}
+
+fn compose_file(project: &str) -> String {
+    // The same image, command and limits, and no network, as herd's containers (`$$`: a `$`
+    // compose does not interpolate).
+    let command = IDLE.replace('$', "$$");
+    format!(
+        "version: '2.4'
+services:
+  datanode:
+    image: herd/testbed-base:latest
+    command: {command}
+    network_mode: none
+    cpus: 0.1
+    mem_limit: 256m
+    labels:
+      bench: {project}
+"
+    )
+}
+
+fn compose(dir: &std::path::Path, project: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new("docker-compose")
+        .current_dir(dir)
+        .args(["-p", project, "-f", "compose.yaml"])
+        .args(args)
+        .output()
+        .context("cannot run docker-compose (apt-get install docker-compose)")?;
+    ensure!(out.status.success(), "docker-compose {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let debug = std::env::args().any(|a| a == "--debug");
+    let args: Vec<u32> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let (n, runs) = (args.first().copied().unwrap_or(20), args.get(1).copied().unwrap_or(3));
+    docker();
+    let d = Docker::connect_with_local_defaults()?.negotiate_version().await?;
+    let bin_dir = if debug { bins() } else { release_bins() };
+    let tmp = tempfile::tempdir()?;
+    let orch = Orchestrator::start_with(bin_dir, &tmp.path().join("orch"), free_port(), &["--rate-limit", "100000", "--heartbeat-interval", "2s"])?;
+    let api = orch.api();
+    let tenant = unique("scale");
+    let _cleanup = TenantContainers(tenant.clone());
+    let host = format!("{tenant}-h");
+    let token = orch.agent_token(&host).await?;
+    let _agent = Agent::start_from(bin_dir, &orch.url, &token, &host, &tmp.path().join("agent"), "64", "64Gi", &[])?;
+    wait_for("the agent to register", Duration::from_secs(60), || async {
+        let (_, hosts) = api.get("/v1/hosts").await?;
+        Ok(hosts["items"].as_array().is_some_and(|h| h.iter().any(|h| h["state"] == "ready")).then_some(()))
+    })
+    .await?;
+    let (code, body) = api.post("/v1/tenants", json!({"name": tenant, "quota": "unlimited"})).await?;
+    ensure!(code == 201, "tenant: {code} {body}");
+    let path = format!("/v1/tenants/{tenant}/clusters/scale");
+    let (code, body) = api.put_yaml(&path, &spec(&tenant, 0)).await?;
+    ensure!(code == 201, "apply: {code} {body}");
+    let herd_label = format!("herd.tenant={tenant}");
+    let project = unique("scalebench").replace('-', "");
+    let compose_label = format!("bench={project}");
+    std::fs::write(tmp.path().join("compose.yaml"), compose_file(&project))?;
+    println!("scalebench: {n} DataNodes from 0 to running on one agent vs docker-compose up --scale, {runs} runs{}", if debug { " (debug build)" } else { "" });
+    println!("{:>4}  {:>10}  {:>13}  {:>11}", "run", "herd (s)", "compose (s)", "herd/compose");
+    let (mut herd_s, mut compose_s) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let start = Instant::now();
+        let (code, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": n})).await?;
+        ensure!(code == 200, "scale out: {code} {body}");
+        let h = until_running(&d, &herd_label, n as usize, start).await?.as_secs_f64();
+        let (code, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": 0})).await?;
+        ensure!(code == 200, "scale in: {code} {body}");
+        wait_for("herd's containers to go", Duration::from_secs(120), || async {
+            let all = HashMap::from([("label".to_string(), vec![herd_label.clone()])]);
+            let left = d.list_containers(Some(ListContainersOptions { all: true, filters: Some(all), ..Default::default() })).await?;
+            Ok(left.is_empty().then_some(()))
+        })
+        .await?;
+
+        let start = Instant::now();
+        compose(tmp.path(), &project, &["up", "-d", "--scale", &format!("datanode={n}")])?;
+        let c = until_running(&d, &compose_label, n as usize, start).await?.as_secs_f64();
+        compose(tmp.path(), &project, &["down", "-t", "1"])?;
+        println!("{run:>4}  {h:>10.2}  {c:>13.2}  {:>11.2}", h / c);
+        herd_s.push(h);
+        compose_s.push(c);
+    }
+    let (h, c) = (median(herd_s), median(compose_s));
+    println!("median  {h:>8.2}  {c:>13.2}  {:>11.2}", h / c);
+    Ok(())
+}

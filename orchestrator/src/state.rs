@@ -51,6 +51,8 @@ pub struct State {
     pub heartbeat_rate: u64,
     /// What each host was last told, for delta replies (see [`crate::delta`]).
     pub sents: Arc<crate::delta::Sents>,
+    /// Clusters' status, as last assembled (see [`State::cluster_page`]).
+    statuses: Arc<std::sync::Mutex<HashMap<(String, String), CachedStatus>>>,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
     /// When the instances of a lost host move (see [`crate::fleet`]).
@@ -64,6 +66,19 @@ pub struct State {
     leaving_epoch: Arc<AtomicU64>,
     leaving_none_at: Arc<AtomicU64>,
 }
+
+/// A cluster's status as assembled at `at_ms`, valid while no commit touched a host or
+/// tenant (`touches`) and no report about the cluster changed (`version`), for at most
+/// [`STATUS_TTL_MS`] (liveness ages).
+struct CachedStatus {
+    touches: u64,
+    version: u64,
+    at_ms: u64,
+    status: Arc<ClusterStatus>,
+}
+
+/// How long a cluster's assembled status answers reads when nothing changed.
+pub const STATUS_TTL_MS: u64 = 250;
 
 /// Heartbeats per second the fleet is asked for at most, all hosts together, by default.
 pub const DEFAULT_HEARTBEAT_RATE: u64 = 10_000;
@@ -139,6 +154,7 @@ impl State {
             heartbeat_interval,
             heartbeat_rate: DEFAULT_HEARTBEAT_RATE,
             sents: Arc::default(),
+            statuses: Arc::default(),
             network,
             fleet: crate::fleet::FleetSettings::default(),
             limits: Arc::default(),
@@ -516,8 +532,37 @@ impl State {
     /// count every instance.
     pub async fn cluster_page(&self, tenant: String, cluster: String, after: Option<String>, limit: usize) -> Result<ClusterStatus> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
-        let mut status = self.store.read(move |c| cluster_status(c, &hot, &tenant, &cluster, now, lost_after)).await?;
+        let key = (tenant, cluster);
+        // NB: read before the store, so a commit racing the read makes the entry stale, never
+        // an old status fresh.
+        let (touches, version) = (self.store.touches(), self.hot.cluster_version(&key.0, &key.1));
+        let cached = {
+            let statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            statuses
+                .get(&key)
+                .filter(|c| c.touches == touches && c.version == version && now.saturating_sub(c.at_ms) < STATUS_TTL_MS)
+                .map(|c| c.status.clone())
+        };
+        let status = match cached {
+            Some(s) => s,
+            None => {
+                let (hot, (t, c)) = (self.hot.clone(), key.clone());
+                let fresh = self.store.read(move |conn| cluster_status(conn, &hot, &t, &c, now, lost_after)).await;
+                let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match fresh {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        statuses.insert(key, CachedStatus { touches, version, at_ms: now, status: s.clone() });
+                        s
+                    }
+                    Err(e) => {
+                        statuses.remove(&key);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let mut status = Arc::unwrap_or_clone(status);
         let start = match after {
             None => 0,
             Some(a) => match status.instances.iter().position(|i| i.instance.name == a) {

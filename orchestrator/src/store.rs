@@ -190,6 +190,9 @@ pub struct Store {
     revision: Arc<std::sync::atomic::AtomicU64>,
     /// Every commit that touched what some agent runs.
     changes: tokio::sync::broadcast::Sender<Arc<Touched>>,
+    /// How many commits touched any host or tenant: bumped before their writers are
+    /// answered, so what is cached against it is never older than a write that returned.
+    touches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Read-only connections of a store on disk.
@@ -280,12 +283,13 @@ impl Store {
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
         let (jobs, queue) = std::sync::mpsc::channel();
         let (changes, _) = tokio::sync::broadcast::channel(1024);
-        let (c, r, ch) = (conn.clone(), revision.clone(), changes.clone());
+        let touches = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, r, ch, t) = (conn.clone(), revision.clone(), changes.clone(), touches.clone());
         std::thread::Builder::new()
             .name("herd-store-writer".into())
-            .spawn(move || writer(&c, &r, &ch, &queue))
+            .spawn(move || writer(&c, &r, (&ch, &t), &queue))
             .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision, changes })
+        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision, changes, touches })
     }
 
     /// Runs `f` as one atomic operation on the writer thread: all it changes is stored, or
@@ -335,6 +339,12 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// How many commits so far touched a host or tenant (see [`Touched`]): what is derived
+    /// from the store may be cached until it moves.
+    pub fn touches(&self) -> u64 {
+        self.touches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The store's revision as of the last commit through this handle.
     pub fn current_revision(&self) -> u64 {
         self.revision.load(std::sync::atomic::Ordering::SeqCst)
@@ -382,7 +392,7 @@ fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 fn writer(
     conn: &Mutex<Connection>,
     latest: &std::sync::atomic::AtomicU64,
-    changes: &tokio::sync::broadcast::Sender<Arc<Touched>>,
+    (changes, touches): (&tokio::sync::broadcast::Sender<Arc<Touched>>, &std::sync::atomic::AtomicU64),
     queue: &std::sync::mpsc::Receiver<Job>,
 ) {
     while let Ok(first) = queue.recv() {
@@ -416,6 +426,7 @@ fn writer(
             Ok(rev) => {
                 latest.fetch_max(rev, std::sync::atomic::Ordering::SeqCst);
                 if !touched.hosts.is_empty() || !touched.tenants.is_empty() {
+                    touches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     // No receiver is no error: nobody is watching.
                     let _ = changes.send(Arc::new(Touched { revision: rev, ..touched }));
                 }

@@ -51,6 +51,8 @@ pub struct State {
     pub heartbeat_rate: u64,
     /// What each host was last told, for delta replies (see [`crate::delta`]).
     pub sents: Arc<crate::delta::Sents>,
+    /// Watches open per host (see [`State::watch`]).
+    watching: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Clusters' status, as last assembled (see [`State::cluster_page`]).
     statuses: Arc<std::sync::Mutex<HashMap<(String, String), CachedStatus>>>,
     /// The cluster CIDR and host subnet size.
@@ -75,6 +77,28 @@ struct CachedStatus {
     version: u64,
     at_ms: u64,
     status: Arc<ClusterStatus>,
+}
+
+/// Watches one host may hold open at once: its agent needs one (two while a new one
+/// replaces a timed-out one); a stolen agent token cannot pile up long polls.
+pub const WATCHES_PER_HOST: usize = 2;
+
+/// One open watch of a host, counted while it lives.
+struct Watching {
+    map: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    host: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.host);
+            }
+        }
+    }
 }
 
 /// How long a cluster's assembled status answers reads when nothing changed.
@@ -154,6 +178,7 @@ impl State {
             heartbeat_interval,
             heartbeat_rate: DEFAULT_HEARTBEAT_RATE,
             sents: Arc::default(),
+            watching: Arc::default(),
             statuses: Arc::default(),
             network,
             fleet: crate::fleet::FleetSettings::default(),
@@ -372,6 +397,17 @@ impl State {
         if self.hot.host(host).is_none() {
             return Err(Error::not_found("host", host));
         }
+        let _watching = {
+            let mut map = self.watching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = map.entry(host.to_string()).or_default();
+            if *n >= WATCHES_PER_HOST {
+                return Err(Error::Conflict(format!(
+                    "host {host} already holds {WATCHES_PER_HOST} watches open (its agent needs one); wait for one to be answered"
+                )));
+            }
+            *n += 1;
+            Watching { map: self.watching.clone(), host: host.to_string() }
+        };
         let deadline = tokio::time::Instant::now() + wait;
         // Subscribed before reading: no commit falls between the read and the wait.
         let mut changes = self.store.changes();
@@ -1154,6 +1190,28 @@ mod tests {
         assert!(reply.generation > first.generation);
         let idle = other.await.expect("joined")?;
         assert_eq!((idle.base, idle.generation, idle.desired.len()), (Some(g3), g3, 0), "h3 was not concerned: an empty delta after its wait");
+        // A host holds at most two watches open; a third is refused until one is answered.
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                let s = state.clone();
+                tokio::spawn(async move { s.watch("h3", Some(g3), Duration::from_secs(30)).await })
+            })
+            .collect();
+        let open = || state.watching.lock().map(|m| m.get("h3").copied().unwrap_or(0)).unwrap_or(0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while open() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the two watches never opened");
+            tokio::task::yield_now().await;
+        }
+        let third = state.watch("h3", Some(g3), Duration::from_millis(10)).await;
+        assert!(matches!(&third, Err(Error::Conflict(m)) if m.contains("2 watches")), "{third:?}");
+        // A watch whose client went away (its request dropped) frees its place.
+        for h in held {
+            h.abort();
+            let _ = h.await;
+        }
+        assert_eq!(open(), 0);
+        state.watch("h3", Some(g3), Duration::from_millis(10)).await?;
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory};
-use herd_api::wire::{ContainerState, Heartbeat, HeartbeatReply, HostInfo, Observed, RegisterRequest};
+use herd_api::wire::{ContainerState, Heartbeat, HeartbeatReply, HostInfo, Observed, RegisterRequest, Watch};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -99,6 +99,10 @@ struct Args {
     /// Agents register at random points of this first stretch [default: one interval].
     #[arg(long, value_parser = humantime::parse_duration)]
     ramp: Option<Duration>,
+    /// Each agent also keeps a watch open (`POST /v1/agent/watch`, a long poll) as herd-agent
+    /// does, so changes reach it without waiting for its next heartbeat.
+    #[arg(long)]
+    watch: bool,
     /// Latencies of the first this-long (the registration ramp) are left out of the
     /// steady-state figures [default: the ramp plus one interval].
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -154,6 +158,8 @@ struct AgentStats {
     samples: Vec<Sample>,
     errors: BTreeMap<String, u64>,
     registrations: u64,
+    /// Watches answered with a change.
+    watch_changes: u64,
 }
 
 /// An instance the agent was given: when it first saw it, and whether it said running.
@@ -297,8 +303,49 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
     let mut held: HashMap<InstanceRef, Held> = HashMap::new();
     let mut set = herd_api::wire::DesiredSet::default();
     let mut registered = false;
+    // The open watch, kept across heartbeats (cancelling it would cost a connection).
+    type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(u16, Vec<u8>), String>> + Send>>;
+    let mut watch: Option<Pending> = None;
     while next < s.deadline {
-        sleep_until(next).await;
+        loop {
+            if watch.is_none()
+                && s.args.watch
+                && registered
+                && let Some(g) = set.generation
+            {
+                let (s2, w) = (s.clone(), Watch { host_id: info.id.clone(), applied: Some(g), wait_ms: 20_000 });
+                watch = Some(Box::pin(async move { post(&s2, "/v1/agent/watch", &w).await }));
+            }
+            let Some(w) = watch.as_mut() else {
+                sleep_until(next).await;
+                break;
+            };
+            tokio::select! {
+                _ = sleep_until(next) => break,
+                answer = w => {
+                    watch = None;
+                    let reply = match answer {
+                        Ok((200, body)) => serde_json::from_slice::<HeartbeatReply>(&body).map_err(|_| "watch reply unreadable".to_string()),
+                        Ok((status, _)) => Err(format!("watch {status}")),
+                        Err(kind) => Err(format!("watch {kind}")),
+                    };
+                    match reply.map(|r| set.apply(&r)) {
+                        Ok(Ok(true)) => {
+                            stats.watch_changes += 1;
+                            apply_reply(&s, &mut held, set.desired());
+                        }
+                        Ok(Ok(false)) => {}
+                        Ok(Err(_)) => set.generation = None,
+                        Err(e) => {
+                            *stats.errors.entry(e).or_default() += 1;
+                            // Not at once again: the heartbeat goes first.
+                            sleep_until(next).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         if let Some(d) = death
             && Instant::now() >= d
         {
@@ -306,6 +353,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
             registered = false;
             // A restarted agent holds nothing.
             set = herd_api::wire::DesiredSet::default();
+            watch = None;
             next = Instant::now() + s.args.churn_down;
             continue;
         }
@@ -654,6 +702,8 @@ fn report(
         "network": args.network,
         "churn": args.churn,
         "registrations": stats.iter().map(|a| a.registrations).sum::<u64>(),
+        "watch": args.watch,
+        "watch_changes": stats.iter().map(|a| a.watch_changes).sum::<u64>(),
         "heartbeats": {
             "ok": all.len(),
             "errors": errors.values().sum::<u64>(),
@@ -715,6 +765,9 @@ fn print_text(r: &Value) {
     println!("latency (steady): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms", l["p50_ms"], l["p90_ms"], l["p99_ms"], l["max_ms"]);
     let la = &hb["latency_all"];
     println!("latency (all):    p50 {} ms, p99 {} ms, max {} ms", la["p50_ms"], la["p99_ms"], la["max_ms"]);
+    if r["watch"] == true {
+        println!("watches: {} answered with a change", r["watch_changes"]);
+    }
     let b = &r["reply_bytes"];
     println!("reply size: p50 {} B, mean {} B, max {} B", b["p50"], b["mean"], b["max"]);
     let o = &r["orchestrator"];

@@ -69,7 +69,7 @@ pub async fn heartbeat(
 /// open beside their heartbeats, so a placement reaches its host within milliseconds.
 #[utoipa::path(post, path = "/v1/agent/watch", tag = "agents", request_body = Watch,
     responses((status = 200, body = HeartbeatReply), (status = 403, body = Problem), (status = 404, body = Problem, description = "unknown host: register again"),
-        (status = 422, body = Problem)),
+        (status = 409, body = Problem, description = "the host already holds two watches open"), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn watch(
     AxumState(s): AxumState<State>,

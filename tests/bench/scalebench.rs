@@ -3,7 +3,11 @@
 //! alternating, in one run. herd's time is from the `PATCH` of the pool's replicas until Docker
 //! reports all N containers running; compose's from its command's start until the same.
 //!
-//!     cargo run --release -p herd-tests --bin scalebench -- [N] [RUNS] [--debug]
+//!     cargo run --release -p herd-tests --bin scalebench -- [N] [RUNS] [--debug | --prebuilt]
+//!
+//! `--prebuilt` runs the release binaries already in the target directory (build just those
+//! with `cargo build --release --bin herd-orchestrator --bin herd-agent`) instead of building
+//! the whole workspace in release.
 //!
 //! The orchestrator runs at its default heartbeat interval (2 s): a change reaches the agent
 //! through its watch, not its next heartbeat. Needs Docker and `docker-compose`.
@@ -91,7 +95,18 @@ async fn main() -> Result<()> {
     let (n, runs) = (args.first().copied().unwrap_or(20), args.get(1).copied().unwrap_or(3));
     docker();
     let d = Docker::connect_with_local_defaults()?.negotiate_version().await?;
-    let bin_dir = if debug { bins() } else { release_bins() };
+    let prebuilt = std::env::args().any(|a| a == "--prebuilt");
+    let release_dir = herd_tests::target_dir().join("release");
+    let bin_dir = match (debug, prebuilt) {
+        (true, _) => bins(),
+        (false, true) => {
+            for b in ["herd-orchestrator", "herd-agent"] {
+                ensure!(release_dir.join(b).exists(), "--prebuilt: no {} (cargo build --release --bin {b})", release_dir.join(b).display());
+            }
+            release_dir.as_path()
+        }
+        (false, false) => release_bins(),
+    };
     let tmp = tempfile::tempdir()?;
     let orch = Orchestrator::start_with(bin_dir, &tmp.path().join("orch"), free_port(), &["--rate-limit", "100000", "--heartbeat-interval", "2s"])?;
     let api = orch.api();
@@ -99,7 +114,7 @@ async fn main() -> Result<()> {
     let _cleanup = TenantContainers(tenant.clone());
     let host = format!("{tenant}-h");
     let token = orch.agent_token(&host).await?;
-    let _agent = Agent::start_from(bin_dir, &orch.url, &token, &host, &tmp.path().join("agent"), "64", "64Gi", &[])?;
+    let agent = Agent::start_from(bin_dir, &orch.url, &token, &host, &tmp.path().join("agent"), "64", "64Gi", &[])?;
     wait_for("the agent to register", Duration::from_secs(60), || async {
         let (_, hosts) = api.get("/v1/hosts").await?;
         Ok(hosts["items"].as_array().is_some_and(|h| h.iter().any(|h| h["state"] == "ready")).then_some(()))
@@ -138,6 +153,9 @@ async fn main() -> Result<()> {
         println!("{run:>4}  {h:>10.2}  {c:>13.2}  {:>11.2}", h / c);
         herd_s.push(h);
         compose_s.push(c);
+    }
+    if std::env::var_os("SCALEBENCH_LOG").is_some() {
+        eprintln!("{}", agent.proc.log_text());
     }
     let (h, c) = (median(herd_s), median(compose_s));
     println!("median  {h:>8.2}  {c:>13.2}  {:>11.2}", h / c);

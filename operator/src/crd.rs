@@ -21,9 +21,12 @@ pub const GROUP: &str = "herd.dev";
 pub const VERSION: &str = "v1alpha1";
 
 /// One tenant's Hadoop cluster, reconciled by `herd-operator` into StatefulSets (one per pool),
-/// Services, ConfigMaps rendered by herd's Hadoop renderer and a PodDisruptionBudget.
-/// `kubectl scale hadoopcluster NAME --replicas=N` (and a HorizontalPodAutoscaler) sizes the
-/// DataNode pool; lowering it decommissions the DataNodes leaving before their pods go.
+/// Services, ConfigMaps rendered by herd's Hadoop renderer, a PodDisruptionBudget and a
+/// `HadoopPool` per worker pool. `kubectl scale hadooppool NAME-ROLE --replicas=N` (or a
+/// HorizontalPodAutoscaler on it) sizes a worker pool; `kubectl scale hadoopcluster NAME`
+/// changes the DataNode pool's replicas here, which are then sent to its HadoopPool.
+/// Lowering either decommissions the DataNodes (drains the NodeManagers) leaving before their
+/// pods go.
 // NB: clippy reads kube's repeated `printcolumn(type_ = ...)` helper attributes as duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

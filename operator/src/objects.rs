@@ -632,8 +632,10 @@ mod tests {
     fn node_selector_and_max_per_host_reach_the_pod_template() {
         let pods = |role: &str| json!({"matchLabels": {"app.kubernetes.io/component": role, "app.kubernetes.io/instance": "prod", "app.kubernetes.io/name": "hadoop"}});
         let preferred = |role: &str, key: &str, weight: i32| json!({"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": pods(role)}});
-        // (role, nodeSelector, maxPerHost, nodeSelector, affinity, topologySpreadConstraints)
-        let cases: Vec<(Role, Option<Value>, Option<u32>, Value, Value, Value)> = vec![
+        /// The pool's role, `nodeSelector` and `maxPerHost`; the pod template's `nodeSelector`,
+        /// `affinity` and `topologySpreadConstraints`.
+        type Case = (Role, Option<Value>, Option<u32>, Value, Value, Value);
+        let cases: Vec<Case> = vec![
             // Nothing asked: workers prefer distinct nodes then racks; masters go anywhere.
             (Role::Datanode, None, None, Value::Null, json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred("datanode", "kubernetes.io/hostname", 100), preferred("datanode", "rack", 50)]}}), Value::Null),
             (Role::Namenode, None, None, Value::Null, Value::Null, Value::Null),

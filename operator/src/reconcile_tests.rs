@@ -292,7 +292,11 @@ async fn record(api: &mut Handle, run: tokio::task::JoinHandle<crate::reconcile:
                 return seen;
             }
         };
-        let (request, send) = next.expect("the client is gone");
+        // The client goes with the finished reconcile (its context held it).
+        let Some((request, send)) = next else {
+            tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap().unwrap();
+            return seen;
+        };
         let line = format!("{} {}", request.method(), request.uri());
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };

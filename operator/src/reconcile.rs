@@ -397,18 +397,17 @@ async fn sync_pools(
         let role = worker.role();
         let name = objects::names::pool(&cluster, role);
         let existing = api.get_opt(&name).await?;
-        if let Some(p) = &existing
-            && !pools::owned_by(p, uid)
-        {
-            return Err(Error::ForeignPool(name));
-        }
+        let ours = existing.as_ref().map(|p| pools::owned_by(p, uid));
         let Some(pool_spec) = spec.pools.get_mut(&role) else {
-            if existing.is_some() {
+            if ours == Some(true) {
                 api.delete(&name, &DeleteParams::default()).await?;
                 event(ctx, reference, EventType::Normal, "PoolRemoved", format!("deleted HadoopPool {name}: the cluster has no {role} pool")).await;
             }
             continue;
         };
+        if ours == Some(false) {
+            return Err(Error::ForeignPool(name));
+        }
         let size = pools::size(pool_spec.replicas.0, existing.as_ref());
         let stored = match (size.write, existing) {
             (pools::Write::Keep, Some(p)) => p,

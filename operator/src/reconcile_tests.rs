@@ -266,22 +266,26 @@ async fn an_api_server_that_stops_answering_times_the_reconcile_out_with_a_condi
 /// A HadoopPool as the API server stores it: `replicas` in its spec, `taken_in` the cluster's
 /// replicas it last took in.
 fn stored_pool(replicas: u32, taken_in: &str) -> Value {
+    stored_pool_of("datanode", replicas, taken_in)
+}
+
+fn stored_pool_of(role: &str, replicas: u32, taken_in: &str) -> Value {
     json!({
         "apiVersion": "herd.dev/v1alpha1",
         "kind": "HadoopPool",
         "metadata": {
-            "name": "prod-datanode", "namespace": "acme", "uid": "p-1", "generation": 4, "resourceVersion": "41",
+            "name": format!("prod-{role}"), "namespace": "acme", "uid": "p-1", "generation": 4, "resourceVersion": "41",
             "annotations": {"herd.dev/cluster-replicas": taken_in},
             "ownerReferences": [{"apiVersion": "herd.dev/v1alpha1", "kind": "HadoopCluster", "name": "prod", "uid": "u-1", "controller": true}],
         },
-        "spec": {"cluster": "prod", "role": "datanode", "replicas": replicas},
+        "spec": {"cluster": "prod", "role": role, "replicas": replicas},
     })
 }
 
 /// Answers every request of a reconcile as an empty API server would (GET: not found, or an
-/// empty list; writes: the object as sent), but `pool` for the DataNode HadoopPool; returns
-/// the requests (`METHOD path?query`, body) once the reconcile is done.
-async fn record(api: &mut Handle, run: tokio::task::JoinHandle<crate::reconcile::Result<kube::runtime::controller::Action>>, pool: Value) -> Vec<(String, Value)> {
+/// empty list; writes: the object as sent), but for the HadoopPools in `pools`, by name;
+/// returns the requests (`METHOD path?query`, body) once the reconcile is done.
+async fn record(api: &mut Handle, run: tokio::task::JoinHandle<crate::reconcile::Result<kube::runtime::controller::Action>>, pools: &[Value]) -> Vec<(String, Value)> {
     let mut seen = Vec::new();
     let mut run = run;
     loop {
@@ -298,28 +302,33 @@ async fn record(api: &mut Handle, run: tokio::task::JoinHandle<crate::reconcile:
             return seen;
         };
         let line = format!("{} {}", request.method(), request.uri());
+        let path = request.uri().path().to_string();
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        let (status, reply) = if line.starts_with("GET ") && line.contains("/hadooppools/prod-datanode") {
-            (200, pool.clone())
-        } else if line.starts_with("GET ") && line.contains("/pods?") {
-            (200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}))
-        } else if line.starts_with("GET ") {
-            (404, not_found())
-        } else if line.starts_with("PATCH ") && line.contains("/hadooppools/prod-datanode?") {
-            let mut merged = pool.clone();
-            merge(&mut merged, &body);
-            (200, merged)
-        } else if line.contains("/hadooppools/prod-datanode/status?") {
-            let mut p = pool.clone();
-            p["status"] = body["status"].clone();
-            (200, p)
-        } else if line.contains("/hadoopclusters/prod/status?") {
-            let mut hc: Value = serde_json::from_str(SPEC).unwrap();
-            hc["status"] = body["status"].clone();
-            (200, hc)
-        } else {
-            (if line.starts_with("POST ") { 201 } else { 200 }, body.clone())
+        let pool = path
+            .strip_prefix(&format!("{POOLS}/"))
+            .and_then(|rest| pools.iter().find(|p| p["metadata"]["name"] == rest.trim_end_matches("/status")))
+            .cloned();
+        let (status, reply) = match (line.split(' ').next().unwrap_or_default(), pool) {
+            ("GET", Some(pool)) => (200, pool),
+            ("PATCH", Some(mut pool)) if path.ends_with("/status") => {
+                pool["status"] = body["status"].clone();
+                (200, pool)
+            }
+            ("PATCH", Some(mut pool)) => {
+                merge(&mut pool, &body);
+                (200, pool)
+            }
+            ("DELETE", Some(pool)) => (200, pool),
+            ("GET", None) if line.contains("/pods?") => (200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})),
+            ("GET", None) => (404, not_found()),
+            (_, None) if line.contains("/hadoopclusters/prod/status?") => {
+                let mut hc: Value = serde_json::from_str(SPEC).unwrap();
+                hc["status"] = body["status"].clone();
+                (200, hc)
+            }
+            ("POST", _) => (201, body.clone()),
+            _ => (200, body.clone()),
         };
         send.send_response(Response::builder().status(status).body(Body::from(reply.to_string().into_bytes())).unwrap());
         seen.push((line, body));
@@ -337,7 +346,7 @@ fn writes_to<'a>(seen: &'a [(String, Value)], what: &str) -> Vec<&'a Value> {
 async fn a_scaled_pool_is_the_size_and_the_operator_does_not_take_it_back() {
     let (ctx, mut api) = context().await;
     let run = tokio::spawn(reconcile(cluster(|_| {}), ctx));
-    let seen = record(&mut api, run, stored_pool(2, "3")).await;
+    let seen = record(&mut api, run, &[stored_pool(2, "3")]).await;
     let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
     assert!(
         !lines.iter().any(|l| (l.starts_with("PATCH ") || l.starts_with("PUT ") || l.starts_with("POST ")) && l.contains("/hadooppools/prod-datanode?")),
@@ -361,7 +370,7 @@ async fn a_scaled_pool_is_the_size_and_the_operator_does_not_take_it_back() {
 async fn an_edit_of_the_cluster_replicas_is_sent_to_the_pool() {
     let (ctx, mut api) = context().await;
     let run = tokio::spawn(reconcile(cluster(|v| v["spec"]["pools"]["datanode"]["replicas"] = json!(5)), ctx));
-    let seen = record(&mut api, run, stored_pool(2, "3")).await;
+    let seen = record(&mut api, run, &[stored_pool(2, "3")]).await;
     let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
     let patches: Vec<&(String, Value)> = seen.iter().filter(|(l, _)| l.starts_with("PATCH ") && l.contains("/hadooppools/prod-datanode?")).collect();
     assert_eq!(patches.len(), 1, "{lines:#?}");
@@ -404,4 +413,31 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         _ => *target = patch.clone(),
     }
+}
+
+/// The cluster lost its NodeManager pool: its HadoopPool is deleted (the DataNode pool's stays).
+#[tokio::test]
+async fn the_pool_of_a_role_the_cluster_dropped_is_deleted() {
+    let (ctx, mut api) = context().await;
+    let run = tokio::spawn(reconcile(cluster(|_| {}), ctx));
+    let seen = record(&mut api, run, &[stored_pool(3, "3"), stored_pool_of("nodemanager", 4, "4")]).await;
+    let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    let deletes: Vec<&&str> = lines.iter().filter(|l| l.starts_with("DELETE ")).collect();
+    assert_eq!(deletes, [&format!("DELETE {POOLS}/prod-nodemanager?").as_str()], "{lines:#?}");
+    assert!(seen.iter().any(|(l, b)| l.contains("/events") && b["reason"] == "PoolRemoved"), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("/statefulsets/prod-nodemanager")), "{lines:#?}");
+}
+
+/// A HadoopPool named like a pool the cluster does not have, and not the cluster's, is left
+/// alone: not deleted, and the reconcile goes on.
+#[tokio::test]
+async fn a_foreign_pool_of_a_role_the_cluster_lacks_is_left_alone() {
+    let (ctx, mut api) = context().await;
+    let run = tokio::spawn(reconcile(cluster(|_| {}), ctx));
+    let mut foreign = stored_pool_of("nodemanager", 4, "4");
+    foreign["metadata"]["ownerReferences"] = json!([]);
+    let seen = record(&mut api, run, &[stored_pool(3, "3"), foreign]).await;
+    let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(!lines.iter().any(|l| l.starts_with("DELETE ")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/statefulsets/prod-datanode?")), "the cluster is reconciled: {lines:#?}");
 }

@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// herd's Kubernetes operator: reconciles `HadoopCluster` resources (group herd.dev) into
-/// StatefulSets, Services, ConfigMaps and a PodDisruptionBudget, and scales DataNodes down by
-/// decommissioning them first.
+/// StatefulSets, Services, ConfigMaps, a PodDisruptionBudget and a `HadoopPool` per worker
+/// pool (`kubectl scale hadooppool`), and scales DataNodes down by decommissioning them first
+/// (NodeManagers by draining them).
 ///
-/// Install: `kubectl apply -f manifests/operator/` (CRD, RBAC, Deployment), then
+/// Install: `kubectl apply -f manifests/operator/` (CRDs, RBAC, Deployment), then
 /// `kubectl apply -f manifests/operator/examples/hadoopcluster.yaml`.
 #[derive(Parser)]
 #[command(name = "herd-operator", version)]

@@ -8,7 +8,9 @@
 //!                                                          annotation herd.dev/cluster-replicas = L
 //!  no pool yet       -> create it: P = C, L = C           (one write)
 //!  C != L            -> the cluster was edited: P = C, L = C (one merge patch, with the
-//!                       resourceVersion read: a scale in between makes it fail and retry)
+//!                       resourceVersion read; refused if the pool changed since: then read
+//!                       again, and if P moved meanwhile, that scale is newer than the edit:
+//!                       L = C only, P kept)
 //!  C == L            -> P as it is: the pool's size, whoever set it last
 //! ```
 //!
@@ -90,6 +92,20 @@ pub fn forward(resource_version: Option<&str>, replicas: u32) -> Value {
     })
 }
 
+/// After a [`forward`] was refused because the pool changed since it was `read`: the size and
+/// the merge patch to send to the pool as it is now (`fresh`). A scale in between (its
+/// `spec.replicas` moved) came after the cluster's edit the operator saw, so it wins: the
+/// pool takes the cluster's value in without changing size. Any other change: forward again.
+pub fn after_conflict(read: &HadoopPool, fresh: &HadoopPool, cluster: u32) -> (u32, Value) {
+    let rv = fresh.metadata.resource_version.as_deref();
+    if fresh.spec.replicas != read.spec.replicas {
+        let replicas = u32::try_from(fresh.spec.replicas).unwrap_or(0);
+        (replicas, json!({"metadata": {"resourceVersion": rv, "annotations": {CLUSTER_REPLICAS: cluster.to_string()}}}))
+    } else {
+        (cluster, forward(rv, cluster))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -121,6 +137,25 @@ mod tests {
         for (case, cluster, pool, want) in cases {
             assert_eq!(size(cluster, pool.as_ref()), want, "{case}");
         }
+    }
+
+    #[test]
+    fn a_scale_that_raced_a_forward_wins_other_changes_do_not() {
+        let mut read = pool(2, Some("4"));
+        read.metadata.resource_version = Some("41".into());
+        // kubectl scale to 7 after the operator read the pool: the scale stays, the cluster's 3
+        // is taken in.
+        let mut scaled = pool(7, Some("4"));
+        scaled.metadata.resource_version = Some("42".into());
+        assert_eq!(
+            after_conflict(&read, &scaled, 3),
+            (7, json!({"metadata": {"resourceVersion": "42", "annotations": {CLUSTER_REPLICAS: "3"}}}))
+        );
+        // A label added meanwhile: the forward is sent again, on the new version.
+        let mut labelled = pool(2, Some("4"));
+        labelled.metadata.resource_version = Some("43".into());
+        labelled.metadata.labels = Some([("team".to_string(), "data".to_string())].into());
+        assert_eq!(after_conflict(&read, &labelled, 3), (3, forward(Some("43"), 3)));
     }
 
     #[test]

@@ -408,13 +408,23 @@ async fn sync_pools(
         if ours == Some(false) {
             return Err(Error::ForeignPool(name));
         }
-        let size = pools::size(pool_spec.replicas.0, existing.as_ref());
+        let mut size = pools::size(pool_spec.replicas.0, existing.as_ref());
         let stored = match (size.write, existing) {
             (pools::Write::Keep, Some(p)) => p,
             (pools::Write::Forward, Some(p)) => {
+                let pp = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
                 let patch = pools::forward(p.metadata.resource_version.as_deref(), size.replicas);
-                let sent = api.patch(&name, &PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(&patch)).await?;
-                let note = format!("HadoopPool {name} set to {} replicas: spec.pools.{role}.replicas changed", size.replicas);
+                let sent = match api.patch(&name, &pp, &Patch::Merge(&patch)).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        // The pool changed since it was read: decide again on it as it is now.
+                        let fresh = api.get(&name).await?;
+                        let (replicas, patch) = pools::after_conflict(&p, &fresh, size.replicas);
+                        size.replicas = replicas;
+                        api.patch(&name, &pp, &Patch::Merge(&patch)).await?
+                    }
+                    other => other?,
+                };
+                let note = format!("HadoopPool {name} at {} replicas: spec.pools.{role}.replicas changed", size.replicas);
                 event(ctx, reference, EventType::Normal, "PoolResized", note).await;
                 sent
             }

@@ -441,3 +441,27 @@ async fn a_foreign_pool_of_a_role_the_cluster_lacks_is_left_alone() {
     assert!(!lines.iter().any(|l| l.starts_with("DELETE ")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.contains("/statefulsets/prod-datanode?")), "the cluster is reconciled: {lines:#?}");
 }
+
+/// The cluster's replicas edited to 5, and the pool scaled to 7 by `kubectl scale` after the
+/// operator read it: the forward is refused (409), the operator reads the pool again, and the
+/// scale, being newer, stays: only the cluster's value is taken in.
+#[tokio::test]
+async fn a_scale_racing_the_forward_of_a_cluster_edit_wins() {
+    let (ctx, mut api) = context().await;
+    let run = tokio::spawn(reconcile(cluster(|v| v["spec"]["pools"]["datanode"]["replicas"] = json!(5)), ctx));
+    expect(&mut api, "GET", &format!("{POOLS}/prod-datanode"), 200, stored_pool(2, "3")).await;
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"});
+    let first = expect(&mut api, "PATCH", &format!("{POOLS}/prod-datanode?&fieldManager=herd-operator"), 409, conflict).await;
+    assert_eq!(first["spec"]["replicas"], 5);
+    let mut scaled = stored_pool(7, "3");
+    scaled["metadata"]["resourceVersion"] = json!("42");
+    expect(&mut api, "GET", &format!("{POOLS}/prod-datanode"), 200, scaled.clone()).await;
+    let mut taken_in = scaled.clone();
+    taken_in["metadata"]["annotations"]["herd.dev/cluster-replicas"] = json!("5");
+    let second = expect(&mut api, "PATCH", &format!("{POOLS}/prod-datanode?&fieldManager=herd-operator"), 200, taken_in.clone()).await;
+    assert_eq!(second, json!({"metadata": {"resourceVersion": "42", "annotations": {"herd.dev/cluster-replicas": "5"}}}), "the scale is kept");
+    let seen = record(&mut api, run, &[taken_in]).await;
+    let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(writes_to(&seen, "/statefulsets/prod-datanode?")[0]["spec"]["replicas"], 7, "{lines:#?}");
+    assert_eq!(writes_to(&seen, "/hadoopclusters/prod/status?").last().unwrap()["status"]["datanodes"]["desired"], 7);
+}

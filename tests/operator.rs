@@ -607,6 +607,20 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
         let back = !leaving(&api.cluster()).contains_key("prod-nodemanager-3");
         (pool["spec"]["replicas"] == 5 && back && api.sts_replicas("nodemanager") == Some(5)).then_some(())
     });
+    // What a HorizontalPodAutoscaler does: GET the Scale, PUT it back with new replicas (and
+    // the resourceVersion read). NodeManager 4 drains; the pool keeps 4.
+    let url = "/apis/herd.dev/v1alpha1/namespaces/acme/hadooppools/prod-nodemanager/scale";
+    let mut scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", url]))).unwrap();
+    scale["spec"]["replicas"] = json!(4);
+    let file = api.dir.path().join("scale.json");
+    std::fs::write(&file, scale.to_string()).unwrap();
+    ok(kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]));
+    wait_for(30, "prod-nodemanager-4 draining after the HPA's write", || {
+        (leaving(&api.cluster()).get("prod-nodemanager-4").map(String::as_str) == Some("draining")).then_some(())
+    });
+    assert_eq!(api.get("herd.dev", "hadooppools", "prod-nodemanager").unwrap()["spec"]["replicas"], 4);
+    let stale = kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]);
+    assert!(!stale.status.success() && text(&stale.stderr).contains("Conflict"), "a Scale of an older version is refused: {}", text(&stale.stderr));
 
     // An invalid change is refused in the status; nothing of it is applied; the operator runs on.
     let bad = ok(kubectl(&api, &["patch", "hc", "prod", "--type=merge", "-p", r#"{"spec":{"pools":{"nodemanager":{"memory":"64Mi"}}}}"#]));

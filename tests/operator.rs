@@ -1,5 +1,5 @@
 //! herd's Kubernetes operator end to end, without a Kubernetes: the real `herd-operator`
-//! binary (its controller loop: watches, reconcile, status, Lease) against the in-process
+//! binary (its controller loop: watches, reconcile, status, Lease, HadoopPools) against the in-process
 //! fake API server of `tests/kube-double` (TEST DOUBLE, NOT Kubernetes), the Hadoop doubles of
 //! `tests/double` as local processes on loopback, and Debian's real `kubectl` (package
 //! kubernetes-client, unpacked by `deploy/lib/kube-tools.sh`) driving the fake API server as
@@ -548,6 +548,11 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     assert_eq!(lines[1][..7], ["prod-datanode", "prod", "datanode", "6", "6", "6", "0"], "{table}");
     assert_eq!(lines[2][..7], ["prod-nodemanager", "prod", "nodemanager", "4", "4", "4", "0"], "{table}");
     assert_eq!(lines.len(), 3, "{table}");
+    // Both kinds are in kubectl's `herd` category.
+    let herd = ok(kubectl(&api, &["get", "herd", "-o", "name"]));
+    let mut names: Vec<&str> = herd.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["hadoopcluster.herd.dev/prod", "hadooppool.herd.dev/prod-datanode", "hadooppool.herd.dev/prod-nodemanager"], "{herd}");
     let all = ok(kubectl(&api, &["get", "statefulsets,services,configmaps,poddisruptionbudgets", "-o", "name"]));
     for name in ["statefulset.apps/prod-datanode", "statefulset.apps/prod-namenode", "service/prod", "service/prod-namenode", "configmap/prod", "configmap/prod-hosts", "poddisruptionbudget.policy/prod-datanode"] {
         assert!(all.lines().any(|l| l == name), "{name} in {all}");

@@ -1,9 +1,9 @@
 //! herd's Kubernetes operator end to end, without a Kubernetes: the real `herd-operator`
-//! binary (its controller loop: watches, reconcile, status, Lease, HadoopPools) against the in-process
-//! fake API server of `tests/kube-double` (TEST DOUBLE, NOT Kubernetes), the Hadoop doubles of
-//! `tests/double` as local processes on loopback, and Debian's real `kubectl` (package
-//! kubernetes-client, unpacked by `deploy/lib/kube-tools.sh`) driving the fake API server as
-//! a user would.
+//! binary (its controller loop: watches, reconcile, status, Lease, HadoopPools) against the
+//! in-process fake API server of `tests/kube-double` (TEST DOUBLE, NOT Kubernetes), the Hadoop
+//! doubles of `tests/double` as local processes on loopback, and Debian's real `kubectl`
+//! (package kubernetes-client, unpacked by `deploy/lib/kube-tools.sh`) driving the fake API
+//! server as a user would; and the operator image, built with Docker.
 //!
 //! The test plays two parts of a real cluster the double does not: the NameNode pod's
 //! `refresh` container (when the operator rewrites the exclude list in ConfigMap

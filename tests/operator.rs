@@ -1,9 +1,9 @@
 //! herd's Kubernetes operator end to end, without a Kubernetes: the real `herd-operator`
-//! binary (its controller loop: watches, reconcile, status, Lease) against the in-process
-//! fake API server of `tests/kube-double` (TEST DOUBLE, NOT Kubernetes), the Hadoop doubles of
-//! `tests/double` as local processes on loopback, and Debian's real `kubectl` (package
-//! kubernetes-client, unpacked by `deploy/lib/kube-tools.sh`) driving the fake API server as
-//! a user would.
+//! binary (its controller loop: watches, reconcile, status, Lease, HadoopPools) against the
+//! in-process fake API server of `tests/kube-double` (TEST DOUBLE, NOT Kubernetes), the Hadoop
+//! doubles of `tests/double` as local processes on loopback, and Debian's real `kubectl`
+//! (package kubernetes-client, unpacked by `deploy/lib/kube-tools.sh`) driving the fake API
+//! server as a user would; and the operator image, built with Docker.
 //!
 //! The test plays two parts of a real cluster the double does not: the NameNode pod's
 //! `refresh` container (when the operator rewrites the exclude list in ConfigMap
@@ -97,10 +97,11 @@ impl Api {
         self.get("apps", "statefulsets", &format!("{CLUSTER}-{role}"))?["spec"]["replicas"].as_u64()
     }
 
-    /// Installs the committed CRD (as `kubectl apply` would; the kubectl test does it with kubectl).
+    /// Installs the committed CRDs (as `kubectl apply` would; the kubectl test does it with kubectl).
     fn install_crd(&self) {
-        let crd: Value = serde_yaml_value(&std::fs::read_to_string(root().join("manifests/operator/crd.yaml")).unwrap());
-        self.double.put("apiextensions.k8s.io", "customresourcedefinitions", "", crd).unwrap();
+        for crd in yaml_documents(&std::fs::read_to_string(root().join("manifests/operator/crd.yaml")).unwrap()) {
+            self.double.put("apiextensions.k8s.io", "customresourcedefinitions", "", crd).unwrap();
+        }
     }
 
     /// Starts `herd-operator` against the double; `extra` are more flags.
@@ -120,10 +121,15 @@ impl Api {
     }
 }
 
-/// The CRD is committed as YAML (one document after a comment); the double takes JSON.
-fn serde_yaml_value(text: &str) -> Value {
-    let body = text.split_once("\n---\n").map_or(text, |(_, b)| b);
-    serde_yaml::from_str(body).expect("manifests/operator/crd.yaml is YAML")
+/// The CRDs are committed as YAML (documents after a comment); the double takes JSON.
+fn yaml_documents(text: &str) -> Vec<Value> {
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .skip(1)
+        .map(|doc| serde_yaml::from_str(doc).expect("manifests/operator/crd.yaml is YAML"))
+        .collect();
+    assert_eq!(docs.len(), 2, "crd.yaml holds the HadoopCluster and HadoopPool CRDs");
+    docs
 }
 
 /// A HadoopCluster of 6 DataNodes (and a NameNode) whose images are never run: the Hadoop
@@ -393,11 +399,10 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
         (available && c["status"]["hdfs"] == "Healthy").then_some(())
     });
 
-    // Scale down, with the NameNode's refresh held: the operator stores the phases and writes
-    // the exclude list, and the StatefulSet stays at 6.
-    let mut patch = api.cluster();
-    patch["spec"]["pools"]["datanode"]["replicas"] = json!(3);
-    api.double.put("herd.dev", "hadoopclusters", NS, json!({"metadata": {"name": CLUSTER}, "spec": patch["spec"]})).unwrap();
+    // Scale down through the DataNode pool's HadoopPool, with the NameNode's refresh held: the
+    // operator stores the phases and writes the exclude list, and the StatefulSet stays at 6.
+    let out = ok(kubectl(&api, &["scale", "hadooppool", &format!("{CLUSTER}-datanode"), "--replicas=3"]));
+    assert_eq!(out.trim(), format!("hadooppool.herd.dev/{CLUSTER}-datanode scaled"));
     let want: BTreeMap<String, String> = (3..6).map(|i| (format!("{CLUSTER}-datanode-{i}"), "decommissioning".to_string())).collect();
     wait_for(30, "3, 4, 5 decommissioning in status and excluded", || {
         let excluded = api.get("", "configmaps", &format!("{CLUSTER}-hosts"))?["data"]["dfs.exclude"].as_str()?.to_string();
@@ -448,6 +453,12 @@ fn scale_down_6_to_3_decommissions_first_and_a_killed_operator_resumes() {
     });
     let h = hdfs.lock().unwrap();
     assert_eq!(h.counter("MissingBlocks"), Some(0));
+    // The pool keeps the size it was scaled to; the cluster's own field was never touched.
+    let pool = api.get("herd.dev", "hadooppools", &format!("{CLUSTER}-datanode")).unwrap();
+    assert_eq!(pool["spec"]["replicas"], 3, "{pool}");
+    assert_eq!(pool["status"]["replicas"], 3, "{pool}");
+    assert_eq!(api.cluster()["spec"]["pools"]["datanode"]["replicas"], 6);
+    assert_eq!(api.sts_replicas("datanode"), Some(3));
     let fsck = text(&h.hdfs(&["fsck", "/"]).stdout);
     assert!(fsck.contains(" Total blocks (validated):\t60 ") && fsck.contains("is HEALTHY"), "{fsck}");
     let cat = h.hdfs(&["dfs", "-cat", "/data.bin"]);
@@ -501,6 +512,7 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let out = ok(kubectl(&api, &["apply", "-f", dir.to_str().unwrap()]));
     for line in [
         "customresourcedefinition.apiextensions.k8s.io/hadoopclusters.herd.dev created",
+        "customresourcedefinition.apiextensions.k8s.io/hadooppools.herd.dev created",
         "clusterrole.rbac.authorization.k8s.io/herd-operator created",
         "deployment.apps/herd-operator created",
     ] {
@@ -525,6 +537,22 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     assert_eq!(header, ["NAME", "DATANODES", "NODEMANAGERS", "HDFS", "AGE"], "{table}");
     assert!(lines[1].starts_with("prod "), "{table}");
     assert!(lines[1].contains(" 6/6 ") && lines[1].contains(" 4/4 ") && lines[1].contains("Unknown:"), "{table}");
+    // One HadoopPool per worker pool, with its printer columns.
+    wait_for(30, "the pools' status", || {
+        let ready = |name: &str| api.get("herd.dev", "hadooppools", name).map(|p| p["status"]["ready"].clone());
+        (ready("prod-datanode")? == 6 && ready("prod-nodemanager")? == 4).then_some(())
+    });
+    let table = ok(kubectl(&api, &["get", "hp"]));
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "CLUSTER", "ROLE", "DESIRED", "REPLICAS", "READY", "LEAVING", "AGE"], "{table}");
+    assert_eq!(lines[1][..7], ["prod-datanode", "prod", "datanode", "6", "6", "6", "0"], "{table}");
+    assert_eq!(lines[2][..7], ["prod-nodemanager", "prod", "nodemanager", "4", "4", "4", "0"], "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
+    // Both kinds are in kubectl's `herd` category.
+    let herd = ok(kubectl(&api, &["get", "herd", "-o", "name"]));
+    let mut names: Vec<&str> = herd.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["hadoopcluster.herd.dev/prod", "hadooppool.herd.dev/prod-datanode", "hadooppool.herd.dev/prod-nodemanager"], "{herd}");
     let all = ok(kubectl(&api, &["get", "statefulsets,services,configmaps,poddisruptionbudgets", "-o", "name"]));
     for name in ["statefulset.apps/prod-datanode", "statefulset.apps/prod-namenode", "service/prod", "service/prod-namenode", "configmap/prod", "configmap/prod-hosts", "poddisruptionbudget.policy/prod-datanode"] {
         assert!(all.lines().any(|l| l == name), "{name} in {all}");
@@ -550,6 +578,54 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let json = ok(kubectl(&api, &["get", "hc", "prod", "-o", "json"]));
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["status"]["datanodes"]["desired"], 5);
+    // The cluster's new replicas reached its DataNode pool.
+    wait_for(30, "HadoopPool prod-datanode at 5", || {
+        (api.get("herd.dev", "hadooppools", "prod-datanode")?["spec"]["replicas"] == 5).then_some(())
+    });
+
+    // kubectl scale on the NodeManager pool's HadoopPool: the pool is the size, the operator
+    // drains NodeManager 3 (the ResourceManager is unreachable here: it stays draining and the
+    // StatefulSet keeps 4) and never takes the pool's replicas back.
+    let out = ok(kubectl(&api, &["scale", "hadooppool", "prod-nodemanager", "--replicas=3"]));
+    assert_eq!(out.trim(), "hadooppool.herd.dev/prod-nodemanager scaled");
+    wait_for(30, "prod-nodemanager-3 draining", || {
+        (leaving(&api.cluster()).get("prod-nodemanager-3").map(String::as_str) == Some("draining")).then_some(())
+    });
+    wait_for(30, "the cluster's status and the pool's following the pool", || {
+        let c = api.cluster();
+        let pool = api.get("herd.dev", "hadooppools", "prod-nodemanager")?;
+        (c["status"]["nodemanagers"]["desired"] == 3 && pool["status"]["leaving"] == 1).then_some(())
+    });
+    let scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", "/apis/herd.dev/v1alpha1/namespaces/acme/hadooppools/prod-nodemanager/scale"]))).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 4, "the StatefulSet keeps 4 while one drains");
+    assert_eq!(scale["status"]["selector"], "app.kubernetes.io/component=nodemanager,app.kubernetes.io/instance=prod,app.kubernetes.io/name=hadoop");
+    assert_eq!(api.sts_replicas("nodemanager"), Some(4));
+    assert_eq!(api.cluster()["spec"]["pools"]["nodemanager"]["replicas"], 4, "the cluster's field is not rewritten");
+    let pool = api.get("herd.dev", "hadooppools", "prod-nodemanager").unwrap();
+    assert_eq!(pool["spec"]["replicas"], 3, "the operator did not take the scale back: {pool}");
+    // An edit of the cluster's pool replicas still works: sent to the pool, it wins; the
+    // draining NodeManager is back in service and the StatefulSet grows.
+    ok(kubectl(&api, &["patch", "hc", "prod", "--type=merge", "-p", r#"{"spec":{"pools":{"nodemanager":{"replicas":5}}}}"#]));
+    wait_for(30, "the pool at 5, NodeManager 3 back, the StatefulSet at 5", || {
+        let pool = api.get("herd.dev", "hadooppools", "prod-nodemanager")?;
+        let back = !leaving(&api.cluster()).contains_key("prod-nodemanager-3");
+        (pool["spec"]["replicas"] == 5 && back && api.sts_replicas("nodemanager") == Some(5)).then_some(())
+    });
+    // What a HorizontalPodAutoscaler does: GET the Scale, PUT it back with new replicas (and
+    // the resourceVersion read). NodeManager 4 drains; the pool keeps 4.
+    let url = "/apis/herd.dev/v1alpha1/namespaces/acme/hadooppools/prod-nodemanager/scale";
+    let mut scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", url]))).unwrap();
+    scale["spec"]["replicas"] = json!(4);
+    let file = api.dir.path().join("scale.json");
+    std::fs::write(&file, scale.to_string()).unwrap();
+    ok(kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]));
+    wait_for(30, "prod-nodemanager-4 draining after the HPA's write", || {
+        (leaving(&api.cluster()).get("prod-nodemanager-4").map(String::as_str) == Some("draining")).then_some(())
+    });
+    assert_eq!(api.get("herd.dev", "hadooppools", "prod-nodemanager").unwrap()["spec"]["replicas"], 4);
+    let stale = kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]);
+    assert!(!stale.status.success() && text(&stale.stderr).contains("Conflict"), "a Scale of an older version is refused: {}", text(&stale.stderr));
 
     // An invalid change is refused in the status; nothing of it is applied; the operator runs on.
     let bad = ok(kubectl(&api, &["patch", "hc", "prod", "--type=merge", "-p", r#"{"spec":{"pools":{"nodemanager":{"memory":"64Mi"}}}}"#]));
@@ -603,7 +679,9 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     let gone = kubectl(&api, &["get", "hc", "prod"]);
     assert!(!gone.status.success());
     assert!(text(&gone.stderr).contains("NotFound") || text(&gone.stderr).contains("not found"), "{}", text(&gone.stderr));
-    wait_for(10, "the owned objects gone", || api.get("apps", "statefulsets", "prod-datanode").is_none().then_some(()));
+    wait_for(10, "the owned objects gone", || {
+        (api.get("apps", "statefulsets", "prod-datanode").is_none() && api.get("herd.dev", "hadooppools", "prod-nodemanager").is_none()).then_some(())
+    });
     drop(op);
 }
 
@@ -807,9 +885,9 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
         running.then_some(())
     });
 
-    let mut c = api.cluster();
-    c["spec"]["pools"]["nodemanager"]["replicas"] = json!(2);
-    api.double.put("herd.dev", "hadoopclusters", NS, json!({"metadata": {"name": CLUSTER}, "spec": c["spec"]})).unwrap();
+    // `kubectl scale` on the NodeManager pool's HadoopPool.
+    let out = ok(kubectl(&api, &["scale", "hadooppool", &format!("{CLUSTER}-nodemanager"), "--replicas=2"]));
+    assert_eq!(out.trim(), format!("hadooppool.herd.dev/{CLUSTER}-nodemanager scaled"));
     wait_for(30, "2 and 3 draining", || {
         let l = leaving(&api.cluster());
         (l.get(&format!("{CLUSTER}-nodemanager-2")).map(String::as_str) == Some("draining") || l.contains_key(&format!("{CLUSTER}-nodemanager-3"))).then_some(())
@@ -824,7 +902,47 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
     let metrics = yarn.lock().unwrap().rest("/ws/v1/cluster/metrics").unwrap();
     assert_eq!(metrics["clusterMetrics"]["appsCompleted"], 1, "the job finished on the draining NodeManager: {metrics}");
     wait_for(30, "status.leaving empty", || leaving(&api.cluster()).is_empty().then_some(()));
+    let pool = api.get("herd.dev", "hadooppools", &format!("{CLUSTER}-nodemanager")).unwrap();
+    assert_eq!((pool["spec"]["replicas"].clone(), pool["status"]["replicas"].clone()), (json!(2), json!(2)), "{pool}");
+    assert_eq!(api.sts_replicas("nodemanager"), Some(2), "the StatefulSet stays at the pool's size");
+    assert_eq!(api.cluster()["spec"]["pools"]["nodemanager"]["replicas"], 4, "the cluster's field is not rewritten");
     stop.store(true, Ordering::SeqCst);
     thread.join().unwrap();
     drop(op);
+}
+
+/// `images/operator/build.sh` builds `herd/operator:<tag>` with Docker and no registry; the
+/// image runs the operator as the nonroot user the Deployment names, and its `crd` prints the
+/// committed CRDs. Needs Docker; fails, never skips, without it.
+#[test]
+fn the_operator_image_builds_locally_and_runs_its_binary() {
+    let tag = format!("test-{}", std::process::id());
+    let image = format!("herd/operator:{tag}");
+    let out = Command::new(root().join("images/operator/build.sh"))
+        .arg(&tag)
+        .env("HERD_OPERATOR_BIN", bins().join("herd-operator"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "images/operator/build.sh (needs Docker): {}{}", text(&out.stdout), text(&out.stderr));
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _remove = Remove(image.clone());
+    let again = Command::new(root().join("images/operator/build.sh")).arg(&tag).env("HERD_OPERATOR_BIN", bins().join("herd-operator")).output().unwrap();
+    assert!(text(&again.stdout).contains("up to date"), "a second build with the same inputs changes nothing: {}", text(&again.stdout));
+
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let user = docker(&["image", "inspect", "--format", "{{.Config.User}}", &image]);
+    assert_eq!(user.trim(), "65532:65532");
+    let crds = docker(&["run", "--rm", "--network", "none", "--read-only", &image, "crd"]);
+    assert_eq!(crds, std::fs::read_to_string(root().join("manifests/operator/crd.yaml")).unwrap(), "the image's `crd` is the committed CRDs");
+    let help = docker(&["run", "--rm", "--network", "none", &image, "--help"]);
+    assert!(help.contains("herd's Kubernetes operator") && help.contains("--rack-label"), "{help}");
 }

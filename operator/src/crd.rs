@@ -21,9 +21,12 @@ pub const GROUP: &str = "herd.dev";
 pub const VERSION: &str = "v1alpha1";
 
 /// One tenant's Hadoop cluster, reconciled by `herd-operator` into StatefulSets (one per pool),
-/// Services, ConfigMaps rendered by herd's Hadoop renderer and a PodDisruptionBudget.
-/// `kubectl scale hadoopcluster NAME --replicas=N` (and a HorizontalPodAutoscaler) sizes the
-/// DataNode pool; lowering it decommissions the DataNodes leaving before their pods go.
+/// Services, ConfigMaps rendered by herd's Hadoop renderer, a PodDisruptionBudget and a
+/// `HadoopPool` per worker pool. `kubectl scale hadooppool NAME-ROLE --replicas=N` (or a
+/// HorizontalPodAutoscaler on it) sizes a worker pool; `kubectl scale hadoopcluster NAME`
+/// changes the DataNode pool's replicas here, which are then sent to its HadoopPool.
+/// Lowering either decommissions the DataNodes (drains the NodeManagers) leaving before their
+/// pods go.
 // NB: clippy reads kube's repeated `printcolumn(type_ = ...)` helper attributes as duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -198,16 +201,102 @@ pub struct FieldProblem {
     pub message: String,
 }
 
-/// The CustomResourceDefinition, as generated from the types above.
+/// One worker pool of a `HadoopCluster` as its own resource, `<cluster>-<role>`, created and
+/// owned by the operator: the scale target of `kubectl scale hadooppool prod-nodemanager
+/// --replicas=N` and of a HorizontalPodAutoscaler. Its `spec.replicas` is the source of truth
+/// for the pool's size; the cluster's `spec.pools.<role>.replicas` is forwarded into it when
+/// that changes (see DESIGN.md, "Operator mode"). A scale-down decommissions DataNodes and
+/// drains NodeManagers before their pods go, as for the cluster.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "herd.dev",
+    version = "v1alpha1",
+    kind = "HadoopPool",
+    namespaced,
+    status = "HadoopPoolStatus",
+    shortname = "hp",
+    category = "herd",
+    derive = "PartialEq",
+    doc = "A worker pool (DataNodes or NodeManagers) of a HadoopCluster, scaled with kubectl scale or an HPA.",
+    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas", label_selector_path = ".status.selector"),
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster", description = "the HadoopCluster this pool belongs to"),
+    printcolumn(name = "Role", type_ = "string", json_path = ".spec.role", description = "datanode or nodemanager"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas", description = "workers asked for"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas", description = "pods the StatefulSet runs, leaving ones included"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.ready", description = "pods ready"),
+    printcolumn(name = "Leaving", type_ = "integer", json_path = ".status.leaving", description = "workers decommissioning or draining"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HadoopPoolSpec {
+    /// The HadoopCluster (in the same namespace) the pool belongs to.
+    pub cluster: String,
+    /// The pool's role.
+    pub role: WorkerRole,
+    /// How many workers the pool runs.
+    #[schemars(range(min = 0, max = 10000))]
+    pub replicas: i32,
+}
+
+/// The roles a `HadoopPool` sizes: the worker pools (the masters run one each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerRole {
+    Datanode,
+    Nodemanager,
+}
+
+impl WorkerRole {
+    /// Both, in the order pools are reconciled.
+    pub const ALL: [WorkerRole; 2] = [WorkerRole::Datanode, WorkerRole::Nodemanager];
+
+    pub fn role(self) -> Role {
+        match self {
+            WorkerRole::Datanode => Role::Datanode,
+            WorkerRole::Nodemanager => Role::Nodemanager,
+        }
+    }
+}
+
+/// A pool's size as the operator last decided and observed it (what the scale subresource
+/// and an HPA read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HadoopPoolStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods the StatefulSet runs, leaving ones included (the scale subresource's status).
+    pub replicas: i32,
+    /// Pods ready.
+    pub ready: i32,
+    /// Workers on their way out (decommissioning DataNodes, draining NodeManagers).
+    pub leaving: i32,
+    /// The pods' label selector (the scale subresource's, for an HPA).
+    pub selector: String,
+}
+
+/// The CustomResourceDefinitions, as generated from the types above: `HadoopCluster`, then
+/// `HadoopPool`.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    vec![HadoopCluster::crd(), HadoopPool::crd()]
+}
+
+/// The `HadoopCluster` CRD.
 pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     HadoopCluster::crd()
 }
 
-/// The CRD as YAML, with a header: what `herd-operator crd` prints and
+/// The CRDs as YAML documents, with a header: what `herd-operator crd` prints and
 /// `manifests/operator/crd.yaml` holds.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let body = serde_yaml::to_string(&crd())?;
-    Ok(format!("# Generated by `herd-operator crd` from herd's spec types; do not edit (a test compares).\n---\n{body}"))
+    let mut out = String::from("# Generated by `herd-operator crd` from herd's spec types; do not edit (a test compares).\n");
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -268,6 +357,32 @@ mod tests {
             version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(columns, ["DataNodes", "NodeManagers", "HDFS", "Age"]);
         assert_eq!(crd["spec"]["scope"], "Namespaced");
+    }
+
+    #[test]
+    fn the_pool_crd_is_structural_and_scalable() {
+        let crd = serde_json::to_value(HadoopPool::crd()).unwrap();
+        let text = crd.to_string();
+        assert!(!text.contains("\"additionalProperties\":false"), "not allowed in a structural schema: {text}");
+        assert!(!text.contains("\"$ref\""), "{text}");
+        assert_eq!(crd["metadata"]["name"], "hadooppools.herd.dev");
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["hp"]));
+        assert_eq!(crd["spec"]["names"]["categories"], serde_json::json!(["herd"]));
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(
+            version["subresources"]["scale"],
+            serde_json::json!({"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas", "labelSelectorPath": ".status.selector"})
+        );
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["required"], serde_json::json!(["cluster", "replicas", "role"]));
+        assert_eq!(spec["properties"]["role"]["enum"], serde_json::json!(["datanode", "nodemanager"]));
+        assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(0.0));
+        assert_eq!(spec["properties"]["replicas"]["maximum"].as_f64(), Some(10000.0));
+        let columns: Vec<&str> =
+            version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(columns, ["Cluster", "Role", "Desired", "Replicas", "Ready", "Leaving", "Age"]);
     }
 }
 

@@ -3,10 +3,12 @@
 //! Hadoop rendering and the decommission state machine of bare-metal mode.
 //!
 //! # Layout
-//! - [`crd`]: the `HadoopCluster` resource and its status; the CRD generated from herd's
-//!   spec types.
+//! - [`crd`]: the `HadoopCluster` and `HadoopPool` resources and their status; the CRDs
+//!   generated from herd's spec types.
 //! - [`objects`]: every object a cluster becomes (StatefulSets, Services, ConfigMaps, the
 //!   PodDisruptionBudget), a pure function.
+//! - [`pools`]: a `HadoopPool` per worker pool (the `kubectl scale`/HPA target): its size
+//!   and how the cluster's replicas reach it without the two fighting.
 //! - [`lifecycle`]: scale-downs through herd's decommission/drain state machine, kept in
 //!   the resource's status.
 //! - [`health`]: reading the NameNode's `/jmx` and the ResourceManager's `/ws/v1`.
@@ -19,6 +21,7 @@ pub mod objects;
 pub mod health;
 pub mod lease;
 pub mod lifecycle;
+pub mod pools;
 pub mod reconcile;
 
 #[cfg(test)]

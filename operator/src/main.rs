@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use herd_operator::crd::Watched;
+use herd_operator::crd::{HadoopPool, Watched};
 use herd_operator::lease::{Elector, Outcome};
 use herd_operator::reconcile::{self, Context, Options};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// herd's Kubernetes operator: reconciles `HadoopCluster` resources (group herd.dev) into
-/// StatefulSets, Services, ConfigMaps and a PodDisruptionBudget, and scales DataNodes down by
-/// decommissioning them first.
+/// StatefulSets, Services, ConfigMaps, a PodDisruptionBudget and a `HadoopPool` per worker
+/// pool (`kubectl scale hadooppool`), and scales DataNodes down by decommissioning them first
+/// (NodeManagers by draining them).
 ///
-/// Install: `kubectl apply -f manifests/operator/` (CRD, RBAC, Deployment), then
+/// Install: `kubectl apply -f manifests/operator/` (CRDs, RBAC, Deployment), then
 /// `kubectl apply -f manifests/operator/examples/hadoopcluster.yaml`.
 #[derive(Parser)]
 #[command(name = "herd-operator", version)]
@@ -38,8 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Prints the CustomResourceDefinition generated from herd's spec types
-    /// (what manifests/operator/crd.yaml holds).
+    /// Prints the CustomResourceDefinitions (HadoopCluster, HadoopPool) generated from
+    /// herd's spec types (what manifests/operator/crd.yaml holds).
     Crd,
 }
 
@@ -202,13 +203,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let (sts, cms, svcs, pdbs) = api(&client);
+    let pools: Api<HadoopPool> = match &owned_api {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let labels = watcher::Config::default().labels(&format!("{}={}", herd_operator::objects::LABEL_MANAGED_BY, herd_operator::objects::MANAGER));
     let stop = lost.clone();
     Controller::new(clusters, watcher::Config::default())
         .owns(sts, labels.clone())
         .owns(cms, labels.clone())
         .owns(svcs, labels.clone())
-        .owns(pdbs, labels)
+        .owns(pdbs, labels.clone())
+        .owns(pools, labels)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {

@@ -36,6 +36,8 @@ pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The node label every node carries its own name in.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Where the rendered configuration is mounted (herd's `CONF_DIR`).
 pub const CONF_DIR: &str = herd_api::hadoop::CONF_DIR;
 
@@ -130,6 +132,10 @@ pub mod names {
     /// A pod's DNS name through the headless Service, as Hadoop sees it.
     pub fn pod_host(cluster: &str, namespace: &str, pod: &str) -> String {
         format!("{pod}.{cluster}.{namespace}")
+    }
+    /// A worker pool's `HadoopPool`.
+    pub fn pool(cluster: &str, role: Role) -> String {
+        format!("{cluster}-{role}")
     }
     pub fn pdb(cluster: &str) -> String {
         format!("{cluster}-datanode")
@@ -395,16 +401,22 @@ impl Ctx<'_> {
         Ok(Owned::Service(Box::new(parse("a master's Service", v)?)))
     }
 
-    /// DataNodes: at most one down at a time by a voluntary disruption (a node drain), so
-    /// every block keeps at least `replication - 1` live replicas; decommission, not the
-    /// budget, guards a scale-down.
+    /// DataNodes: a block stored `replication` times stays readable while any
+    /// `replication - 1` of its DataNodes are down, so voluntary disruptions (node drains,
+    /// cluster upgrades) may take up to `replication - 1` DataNode pods at once; never fewer
+    /// than one, or no node holding a DataNode could ever be drained. Their volumes come back
+    /// with their pods, so a disruption costs availability, never data; decommission, not
+    /// the budget, guards a scale-down.
     fn pdb(&self) -> Result<Owned, BuildError> {
         let name = names::pdb(self.cluster);
         let v = json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
             "metadata": self.meta(&name, Some(Role::Datanode)),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(self.cluster, Some(Role::Datanode))}},
+            "spec": {
+                "maxUnavailable": max_unavailable_datanodes(self.inputs.spec.hdfs.replication),
+                "selector": {"matchLabels": selector(self.cluster, Some(Role::Datanode))},
+            },
         });
         Ok(Owned::Pdb(Box::new(parse("the DataNode PodDisruptionBudget", v)?)))
     }
@@ -473,9 +485,7 @@ impl Ctx<'_> {
             ]},
         })];
         let mut pod_spec = json!({"containers": containers, "volumes": volumes});
-        if matches!(role, Role::Datanode | Role::Nodemanager) {
-            pod_spec["affinity"] = self.spread(role);
-        }
+        self.place(role, pool, &mut pod_spec);
         let when_deleted = self.inputs.hc.spec.data_on_delete.as_str();
         // A decommissioned DataNode's blocks live elsewhere: its claim goes with it.
         let when_scaled = if role == Role::Datanode { "Delete" } else { DataPolicy::Retain.as_str() };
@@ -494,19 +504,60 @@ impl Ctx<'_> {
         Ok(Owned::StatefulSet(Box::new(parse("a StatefulSet", v)?)))
     }
 
-    /// Pods of a worker pool prefer distinct nodes, then distinct racks.
-    fn spread(&self, role: Role) -> Value {
-        let term = |key: &str, weight: i32| {
-            json!({
-                "weight": weight,
-                "podAffinityTerm": {"topologyKey": key, "labelSelector": {"matchLabels": selector(self.cluster, Some(role))}},
-            })
-        };
-        json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            term("kubernetes.io/hostname", 100),
-            term(self.inputs.rack_label, 50),
-        ]}})
+    /// Where a pool's pods may go. `nodeSelector` becomes the pods' `nodeSelector` (the node
+    /// labels play the part of `herd-agent --label`). Worker pods prefer distinct nodes, then
+    /// distinct racks. An explicit `maxPerHost: 1` is a rule (required anti-affinity on
+    /// `kubernetes.io/hostname`: exactly bare metal's cap); `maxPerHost: N > 1` has no exact
+    /// Kubernetes counterpart and becomes a topology spread constraint of `maxSkew: N` over
+    /// nodes, which caps a node at N only while an eligible node holds none of the pool.
+    /// Without `maxPerHost`, DataNodes keep their spread a preference (bare metal's default
+    /// of 1 would leave pods Pending on a cluster with fewer nodes than DataNodes).
+    fn place(&self, role: Role, pool: &herd_api::spec::PoolSpec, pod_spec: &mut Value) {
+        if !pool.node_selector.is_empty() {
+            pod_spec["nodeSelector"] = json!(pool.node_selector);
+        }
+        let pods = json!({"matchLabels": selector(self.cluster, Some(role))});
+        let preferred = |key: &str, weight: i32| json!({"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": pods}});
+        let worker = matches!(role, Role::Datanode | Role::Nodemanager);
+        let mut anti = serde_json::Map::new();
+        match pool.max_per_host {
+            Some(1) => {
+                anti.insert(
+                    "requiredDuringSchedulingIgnoredDuringExecution".into(),
+                    json!([{"topologyKey": HOSTNAME_LABEL, "labelSelector": pods}]),
+                );
+                if worker {
+                    anti.insert("preferredDuringSchedulingIgnoredDuringExecution".into(), json!([preferred(self.inputs.rack_label, 50)]));
+                }
+            }
+            max => {
+                if let Some(n) = max {
+                    pod_spec["topologySpreadConstraints"] = json!([{
+                        "maxSkew": n,
+                        "topologyKey": HOSTNAME_LABEL,
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "nodeAffinityPolicy": "Honor",
+                        "labelSelector": pods,
+                    }]);
+                }
+                if worker {
+                    anti.insert(
+                        "preferredDuringSchedulingIgnoredDuringExecution".into(),
+                        json!([preferred(HOSTNAME_LABEL, 100), preferred(self.inputs.rack_label, 50)]),
+                    );
+                }
+            }
+        }
+        if !anti.is_empty() {
+            pod_spec["affinity"] = json!({"podAntiAffinity": anti});
+        }
     }
+}
+
+/// The DataNode PodDisruptionBudget's `maxUnavailable`: `replication - 1` (every block keeps
+/// one readable replica through a voluntary disruption), at least 1.
+pub fn max_unavailable_datanodes(replication: u16) -> i32 {
+    i32::from(replication).saturating_sub(1).max(1)
 }
 
 /// The masters' second container: when kubelet updates the live files (exclude lists,
@@ -564,6 +615,92 @@ mod tests {
             Owned::Service(o) => serde_json::to_value(o).unwrap(),
             Owned::StatefulSet(o) => serde_json::to_value(o).unwrap(),
             Owned::Pdb(o) => serde_json::to_value(o).unwrap(),
+        }
+    }
+
+    fn statefulset_of(hc: &HadoopCluster, role: Role) -> Value {
+        let spec = hc.spec.cluster_spec("acme", "prod");
+        let replicas = BTreeMap::new();
+        let leaving = BTreeSet::new();
+        let inputs = Inputs { hc, spec: &spec, replicas: &replicas, leaving: &leaving, pods: &[], rack_label: "rack" };
+        let objects = build(&inputs).unwrap();
+        value(objects.iter().find(|o| o.kind() == "StatefulSet" && o.name() == format!("prod-{role}")).unwrap())
+    }
+
+    /// A pool's `nodeSelector` and `maxPerHost` as the pod template carries them.
+    #[test]
+    fn node_selector_and_max_per_host_reach_the_pod_template() {
+        let pods = |role: &str| json!({"matchLabels": {"app.kubernetes.io/component": role, "app.kubernetes.io/instance": "prod", "app.kubernetes.io/name": "hadoop"}});
+        let preferred = |role: &str, key: &str, weight: i32| json!({"weight": weight, "podAffinityTerm": {"topologyKey": key, "labelSelector": pods(role)}});
+        /// The pool's role, `nodeSelector` and `maxPerHost`; the pod template's `nodeSelector`,
+        /// `affinity` and `topologySpreadConstraints`.
+        type Case = (Role, Option<Value>, Option<u32>, Value, Value, Value);
+        let cases: Vec<Case> = vec![
+            // Nothing asked: workers prefer distinct nodes then racks; masters go anywhere.
+            (Role::Datanode, None, None, Value::Null, json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred("datanode", "kubernetes.io/hostname", 100), preferred("datanode", "rack", 50)]}}), Value::Null),
+            (Role::Namenode, None, None, Value::Null, Value::Null, Value::Null),
+            // nodeSelector, any role.
+            (Role::Namenode, Some(json!({"disk": "ssd"})), None, json!({"disk": "ssd"}), Value::Null, Value::Null),
+            (
+                Role::Nodemanager,
+                Some(json!({"pool": "gold", "cpu": "avx512"})),
+                None,
+                json!({"cpu": "avx512", "pool": "gold"}),
+                json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred("nodemanager", "kubernetes.io/hostname", 100), preferred("nodemanager", "rack", 50)]}}),
+                Value::Null,
+            ),
+            // maxPerHost 1: a rule, exactly bare metal's cap; racks stay a preference.
+            (
+                Role::Datanode,
+                None,
+                Some(1),
+                Value::Null,
+                json!({"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": pods("datanode")}],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [preferred("datanode", "rack", 50)],
+                }}),
+                Value::Null,
+            ),
+            (Role::Namenode, None, Some(1), Value::Null, json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname", "labelSelector": pods("namenode")}]}}), Value::Null),
+            // maxPerHost N > 1: a spread over nodes of skew N, on the selected nodes only.
+            (
+                Role::Nodemanager,
+                Some(json!({"pool": "gold"})),
+                Some(3),
+                json!({"pool": "gold"}),
+                json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred("nodemanager", "kubernetes.io/hostname", 100), preferred("nodemanager", "rack", 50)]}}),
+                json!([{"maxSkew": 3, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "nodeAffinityPolicy": "Honor", "labelSelector": pods("nodemanager")}]),
+            ),
+        ];
+        for (role, node_selector, max_per_host, want_selector, want_affinity, want_spread) in cases {
+            let mut hc = cluster();
+            let pool = hc.spec.pools.get_mut(&role).unwrap();
+            pool.node_selector = node_selector.map(|v| serde_json::from_value(v).unwrap()).unwrap_or_default();
+            pool.max_per_host = max_per_host;
+            let case = format!("{role} nodeSelector {:?} maxPerHost {max_per_host:?}", pool.node_selector);
+            let sts = statefulset_of(&hc, role);
+            let pod = &sts["spec"]["template"]["spec"];
+            assert_eq!(pod["nodeSelector"], want_selector, "{case}");
+            assert_eq!(pod["affinity"], want_affinity, "{case}");
+            assert_eq!(pod["topologySpreadConstraints"], want_spread, "{case}");
+        }
+    }
+
+    /// The DataNode budget lets `replication - 1` DataNodes be down at once (every block keeps
+    /// a readable replica), and never fewer than one.
+    #[test]
+    fn the_datanode_budget_follows_the_replication_factor() {
+        for (replication, want) in [(1, 1), (2, 1), (3, 2), (5, 4)] {
+            let mut hc = cluster();
+            hc.spec.hdfs.replication = replication;
+            let spec = hc.spec.cluster_spec("acme", "prod");
+            let (replicas, leaving) = (BTreeMap::new(), BTreeSet::new());
+            let inputs = Inputs { hc: &hc, spec: &spec, replicas: &replicas, leaving: &leaving, pods: &[], rack_label: "rack" };
+            let objects = build(&inputs).unwrap();
+            let pdb = value(objects.iter().find(|o| o.kind() == "PodDisruptionBudget").unwrap());
+            assert_eq!(pdb["spec"]["maxUnavailable"], want, "replication {replication}");
+            assert_eq!(pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"], "datanode");
+            assert!(pdb["spec"].get("minAvailable").is_none());
         }
     }
 

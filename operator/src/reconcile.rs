@@ -8,6 +8,9 @@
 //!                              │                                  Degraded/InvalidSpec, event;
 //!                              │                                  nothing applied
 //!                              ▼
+//!          HadoopPools (one per worker pool): created, or sent the cluster's replicas
+//!          when those changed; their spec.replicas sizes the pools (see `pools`)
+//!                              ▼
 //!          observe: StatefulSets, pods, nodes (rack label), NameNode /jmx, RM /ws/v1
 //!                              ▼
 //!          lifecycle::decide (pure): StatefulSet sizes, leaving phases
@@ -16,7 +19,8 @@
 //!                              ▼
 //!          objects::build (pure) ─► server-side apply, field manager `herd-operator`
 //!                              ▼
-//!          status: pools, HDFS/YARN health, conditions; events for notable steps
+//!          status: pools, HDFS/YARN health, conditions; the HadoopPools' status;
+//!          events for notable steps
 //! ```
 //!
 //! Errors (the API server refusing, or a reconcile not done within `reconcile_timeout`)
@@ -35,7 +39,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
@@ -43,9 +47,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{FieldProblem, HadoopCluster, HadoopClusterStatus, PoolStatus, Watched};
+use crate::crd::{FieldProblem, HadoopCluster, HadoopClusterStatus, HadoopPool, HadoopPoolStatus, PoolStatus, Watched, WorkerRole};
 use crate::lifecycle::{self, DecideInput, Decision, PoolObserved};
 use crate::objects::{self, MANAGER, ObservedPod, Owned};
+use crate::pools;
 
 /// The finalizer the operator puts on every `HadoopCluster`.
 pub const FINALIZER: &str = "herd.dev/cleanup";
@@ -128,6 +133,8 @@ pub enum Error {
     NoNamespace,
     #[error("the reconcile took longer than {0:?} (is the API server answering?)")]
     Timeout(Duration),
+    #[error("HadoopPool {0} exists but is not this cluster's (it has no controller owner reference to it): delete or rename it")]
+    ForeignPool(String),
 }
 
 /// `Result` with this module's error.
@@ -269,7 +276,7 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     let now = (ctx.clock)();
     let generation = hc.metadata.generation;
     let mut status = hc.status.clone().unwrap_or_default();
-    let spec = hc.spec.cluster_spec(&namespace, &name);
+    let mut spec = hc.spec.cluster_spec(&namespace, &name);
 
     let problems = check(&spec);
     if !problems.is_empty() {
@@ -277,6 +284,10 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     }
     status.invalid.clear();
     let reference = hc.object_ref(&());
+
+    // The worker pools' sizes are their HadoopPools' (created, or sent the cluster's
+    // replicas when those changed, first).
+    let worker_pools = sync_pools(ctx, hc, &namespace, &mut spec, &reference).await?;
 
     // Observe.
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -343,6 +354,19 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     let was_ready = status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True");
     fill_status(&mut status, &spec, &name, &replicas, &pods, nn.as_ref(), rm.as_ref(), &decision, now, generation);
     patch_status(&api, &name, &status).await?;
+    let pool_api: Api<HadoopPool> = Api::namespaced(ctx.client.clone(), &namespace);
+    for (role, pool) in &worker_pools {
+        let pool_status = HadoopPoolStatus {
+            observed_generation: pool.metadata.generation,
+            replicas: replicas.get(role).copied().unwrap_or(0) as i32,
+            ready: pods.iter().filter(|p| p.role == *role && p.ready).count() as i32,
+            leaving: decision.leaving.values().filter(|l| l.role == role.as_str()).count() as i32,
+            selector: objects::selector_string(&name, Some(*role)),
+        };
+        if pool.status.as_ref() != Some(&pool_status) {
+            patch_pool_status(&pool_api, &pool.name_any(), &pool_status).await?;
+        }
+    }
     let ready = status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True");
     if ready && !was_ready {
         event(ctx, &reference, EventType::Normal, "Available", format!("{name} is available")).await;
@@ -353,6 +377,67 @@ async fn apply(hc: &HadoopCluster, ctx: &Context) -> Result<Action> {
     let is = |t: &str, s: &str| status.conditions.iter().any(|c| c.type_ == t && c.status == s);
     let busy = !decision.leaving.is_empty() || is("Progressing", "True") || is("Degraded", "True") || !is("Available", "True");
     Ok(Action::requeue(if busy { ctx.options.busy_every } else { ctx.options.idle_every }))
+}
+
+/// Reads (and creates, or sends the cluster's replicas to) the `HadoopPool` of each worker
+/// pool, and sizes the pools of `spec` by them (see [`pools`]); removes the pools of workers
+/// the cluster no longer has. Returns the pools as stored, by role.
+async fn sync_pools(
+    ctx: &Context,
+    hc: &HadoopCluster,
+    namespace: &str,
+    spec: &mut ClusterSpec,
+    reference: &ObjectReference,
+) -> Result<BTreeMap<Role, HadoopPool>> {
+    let api: Api<HadoopPool> = Api::namespaced(ctx.client.clone(), namespace);
+    let cluster = hc.name_any();
+    let uid = hc.meta().uid.as_deref();
+    let mut out = BTreeMap::new();
+    for worker in WorkerRole::ALL {
+        let role = worker.role();
+        let name = objects::names::pool(&cluster, role);
+        let existing = api.get_opt(&name).await?;
+        let ours = existing.as_ref().map(|p| pools::owned_by(p, uid));
+        let Some(pool_spec) = spec.pools.get_mut(&role) else {
+            if ours == Some(true) {
+                api.delete(&name, &DeleteParams::default()).await?;
+                event(ctx, reference, EventType::Normal, "PoolRemoved", format!("deleted HadoopPool {name}: the cluster has no {role} pool")).await;
+            }
+            continue;
+        };
+        if ours == Some(false) {
+            return Err(Error::ForeignPool(name));
+        }
+        let mut size = pools::size(pool_spec.replicas.0, existing.as_ref());
+        let stored = match (size.write, existing) {
+            (pools::Write::Keep, Some(p)) => p,
+            (pools::Write::Forward, Some(p)) => {
+                let pp = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+                let patch = pools::forward(p.metadata.resource_version.as_deref(), size.replicas);
+                let sent = match api.patch(&name, &pp, &Patch::Merge(&patch)).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        // The pool changed since it was read: decide again on it as it is now.
+                        let fresh = api.get(&name).await?;
+                        let (replicas, patch) = pools::after_conflict(&p, &fresh, size.replicas);
+                        size.replicas = replicas;
+                        api.patch(&name, &pp, &Patch::Merge(&patch)).await?
+                    }
+                    other => other?,
+                };
+                let note = format!("HadoopPool {name} at {} replicas: spec.pools.{role}.replicas changed", size.replicas);
+                event(ctx, reference, EventType::Normal, "PoolResized", note).await;
+                sent
+            }
+            _ => {
+                let created = api.create(&PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() }, &pools::object(hc, worker, size.replicas)?).await?;
+                event(ctx, reference, EventType::Normal, "PoolCreated", format!("created HadoopPool {name} ({} replicas): `kubectl scale hadooppool {name}` sizes the pool", size.replicas)).await;
+                created
+            }
+        };
+        pool_spec.replicas = herd_api::spec::Replicas(size.replicas);
+        out.insert(role, stored);
+    }
+    Ok(out)
 }
 
 /// The cluster's pods, with their nodes' rack labels.
@@ -412,6 +497,17 @@ async fn patch_status(api: &Api<Watched>, name: &str, status: &HadoopClusterStat
     let body = json!({
         "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
         "kind": "HadoopCluster",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
+    Ok(())
+}
+
+/// Writes a pool's status subresource (server-side apply, as the cluster's).
+async fn patch_pool_status(api: &Api<HadoopPool>, name: &str, status: &HadoopPoolStatus) -> Result<()> {
+    let body = json!({
+        "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+        "kind": "HadoopPool",
         "status": status,
     });
     api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;

@@ -2,7 +2,8 @@
 //! replays from a resourceVersion), and the write semantics of the API server that herd's
 //! operator and kubectl rely on:
 //! - create/replace with optimistic concurrency (`resourceVersion` must match on replace);
-//! - patches: JSON merge, JSON patch (with `test`), strategic merge (as a JSON merge: the
+//! - patches: JSON merge (a `metadata.resourceVersion` in it is a precondition), JSON patch
+//!   (with `test`), strategic merge (as a JSON merge: the
 //!   double knows no patch strategies) and server-side apply (fields the same manager applied
 //!   before and leaves out now are removed; maps merge; lists are replaced whole);
 //! - `status` subresources: writes to the resource keep the stored status, `/status` writes
@@ -278,6 +279,18 @@ impl Store {
             }
             return Err(ApiError::not_found(ty, name));
         };
+        // A resourceVersion in a merge patch is a precondition, as the API server has it.
+        if matches!(kind, PatchKind::Merge | PatchKind::Strategic)
+            && let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", ty.plural, ty.group),
+            ));
+        }
         let new = match kind {
             PatchKind::Merge | PatchKind::Strategic => {
                 let mut new = old.clone();
@@ -533,4 +546,34 @@ pub fn matches_fields(obj: &Value, selector: &str) -> bool {
         let have = at_path(obj, path.trim()).and_then(Value::as_str).unwrap_or_default();
         (have == want.trim()) != negate
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A merge patch carrying the resourceVersion it was computed from is refused once the
+    /// object moved on (what the operator's forward of a cluster's replicas relies on); one
+    /// without is applied.
+    #[test]
+    fn a_merge_patch_with_a_stale_resource_version_conflicts() {
+        let mut s = Store::new();
+        let ty = s.find_type("", "v1", "configmaps").cloned().unwrap();
+        let created = s.create(&ty, "acme", json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
+        let read = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        fn merge(body: &Value) -> PatchRequest<'_> {
+            PatchRequest { kind: PatchKind::Merge, body, manager: "m", part: Part::Main }
+        }
+        let current = json!({"metadata": {"resourceVersion": read}, "data": {"a": "2"}});
+        let moved = s.patch(&ty, "acme", "c", &merge(&current)).unwrap();
+        assert_eq!(moved["data"]["a"], "2", "the version read is current: applied");
+        let stale = json!({"metadata": {"resourceVersion": read}, "data": {"a": "3"}});
+        let refused = s.patch(&ty, "acme", "c", &merge(&stale)).unwrap_err();
+        assert_eq!((refused.code, refused.reason), (409, "Conflict"));
+        assert_eq!(s.get(&ty, "acme", "c").unwrap()["data"]["a"], "2", "nothing of the refused patch applied");
+        let plain = s.patch(&ty, "acme", "c", &merge(&json!({"data": {"a": "4"}}))).unwrap();
+        assert_eq!(plain["data"]["a"], "4");
+    }
 }

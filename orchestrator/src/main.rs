@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use herd_orchestrator::config::{Args, Command, Config};
 use herd_orchestrator::state::State;
-use herd_orchestrator::store::Store;
+use herd_orchestrator::store::sqlite::Sqlite;
+use herd_orchestrator::store::{Options as StoreOptions, Store};
 use herd_orchestrator::{backup, http};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -52,12 +53,17 @@ async fn run() -> anyhow::Result<()> {
     }
     let command = args.command.take();
     let config = Config::resolve(args)?;
+    if matches!(command, Some(Command::Backup { .. } | Command::Restore { .. }))
+        && matches!(config.store, herd_orchestrator::store::Options::Etcd(_))
+    {
+        anyhow::bail!("backup and restore copy the SQLite store; back etcd up with `etcdctl snapshot save` and restore with `etcdctl snapshot restore`");
+    }
     match command {
         Some(Command::Backup { to }) => {
-            let w = backup::backup(&config.store, &to).with_context(|| format!("cannot back up {}", config.store.display()))?;
+            let w = backup::backup(&config.sqlite_path, &to).with_context(|| format!("cannot back up {}", config.sqlite_path.display()))?;
             herd_api::daemon_log::stdout_line(&format!(
                 "backed up {} to {} ({} bytes in {:?}; integrity checked)",
-                config.store.display(),
+                config.sqlite_path.display(),
                 w.path.display(),
                 w.bytes,
                 w.took
@@ -65,10 +71,10 @@ async fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Restore { from }) => {
-            let aside = backup::restore(&from, &config.store, &config.data_dir)
-                .with_context(|| format!("cannot restore {} from {}", config.store.display(), from.display()))?;
+            let aside = backup::restore(&from, &config.sqlite_path, &config.data_dir)
+                .with_context(|| format!("cannot restore {} from {}", config.sqlite_path.display(), from.display()))?;
             let kept = aside.map(|p| format!("; the replaced store is kept as {}", p.display())).unwrap_or_default();
-            herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.store.display(), from.display()));
+            herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.sqlite_path.display(), from.display()));
             return Ok(());
         }
         Some(Command::Openapi | Command::TlsInit { .. }) | None => {}
@@ -77,8 +83,17 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Held while serving: a second orchestrator, or a restore, on this data directory is refused.
     let _lock = backup::lock(&config.data_dir)?;
-    Store::check_before_open(&config.store, &config.data_dir).map_err(anyhow::Error::msg)?;
-    let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
+    let store = match &config.store {
+        StoreOptions::Sqlite(path) => {
+            Sqlite::check_before_open(path, &config.data_dir).map_err(anyhow::Error::msg)?;
+            Store::open(path).with_context(|| format!("cannot open store {}", path.display()))?
+        }
+        StoreOptions::Etcd(o) => {
+            let urls: Vec<String> = o.endpoints.iter().map(ToString::to_string).collect();
+            Store::etcd(o.clone()).with_context(|| format!("cannot open the etcd store at {}", urls.join(",")))?
+        }
+    };
+    let store_kind = store.kind();
     let state = State::new(store, config.heartbeat_interval, config.network)
         .context("cannot load the store")?
         .with_limits(config.limits.clone())
@@ -104,7 +119,7 @@ async fn run() -> anyhow::Result<()> {
     if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
         warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
     }
-    info!(%addr, store = %config.store.display(), "serving");
+    info!(%addr, store = store_kind, "serving");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
@@ -132,7 +147,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let backups = config.backups.clone().map(|schedule| {
         info!(dir = %schedule.dir.display(), every = ?schedule.every, keep = schedule.keep, "scheduled backups");
-        tokio::spawn(backup::run_schedule(config.store.clone(), schedule, stop_flush.clone()))
+        tokio::spawn(backup::run_schedule(config.sqlite_path.clone(), schedule, stop_flush.clone()))
     });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());

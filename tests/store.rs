@@ -1,6 +1,7 @@
 //! The orchestrator on the etcd store (`--store etcd`), end to end through its HTTP API: a
 //! host registers, a tenant applies, scales and deletes a cluster; a SIGKILLed orchestrator
-//! started again on the same etcd finds everything as it was. (The store's own contract,
+//! started again on the same etcd finds everything as it was; `migrate` moves a SQLite
+//! store's control plane to etcd without changing what the API shows. (The store's own contract,
 //! against SQLite and etcd alike, is in `orchestrator/src/store/contract.rs`.)
 
 use anyhow::Result;
@@ -90,5 +91,62 @@ fn a_wrong_etcd_endpoint_stops_the_orchestrator_with_a_clear_error() -> Result<(
     assert!(!out.status.success());
     assert!(err.contains("cannot open the etcd store at") && err.contains("no etcd endpoint answered"), "{err}");
     assert!(!tmp.path().join("admin.token").exists(), "nothing made");
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_moves_a_sqlite_control_plane_to_etcd_unchanged() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data_dir = tmp.path().join("orchestrator");
+    let port = free_port();
+    let mut orch = Orchestrator::start(&data_dir, port)?;
+    let api = orch.api();
+    let host = unique("h");
+    assert_eq!(api.post("/v1/agent/register", json!({"host": {"id": host, "cpu": "4", "memory": "8Gi"}})).await?.0, 200);
+    let tenant = unique("mig");
+    assert_eq!(api.post("/v1/tenants", json!({"name": tenant})).await?.0, 201);
+    let path = format!("/v1/tenants/{tenant}/clusters/prod");
+    assert_eq!(api.put_yaml(&path, &SPEC.replace("TENANT", &tenant)).await?.0, 201);
+    assert_eq!(api.patch(&format!("{path}/pools/datanode"), json!({"replicas": 3})).await?.0, 200);
+    let tenant_token = orch.token("tenant", Some(&tenant)).await?;
+    let reads = ["/v1/hosts", "/v1/tenants", "/v1/audit", "/v1/tokens"];
+    let mut before = Vec::new();
+    for r in reads.iter().copied().chain([path.as_str()]) {
+        before.push(api.get(r).await?.1);
+    }
+    orch.proc.kill();
+
+    // While an orchestrator runs on the data directory, migrate refuses.
+    let etcd = Etcd::start(&tmp.path().join("etcd"))?;
+    let migrate = |data_dir: &std::path::Path| {
+        std::process::Command::new(bins().join("herd-orchestrator"))
+            .args(["--data-dir", &data_dir.display().to_string(), "migrate"])
+            .args(["--from", &format!("sqlite:{}", data_dir.join("herd.db").display()), "--to", &format!("etcd:{}", etcd.url)])
+            .output()
+    };
+    {
+        let _running = Orchestrator::start(&data_dir, port)?;
+        let out = migrate(&data_dir)?;
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let out = migrate(&data_dir)?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("every object verified equal") && said.contains("3 instances"), "{said}");
+
+    let flags = ["--store", "etcd", "--etcd-endpoints", etcd.url.as_str(), "--rate-limit", "100000"];
+    let orch = Orchestrator::start_with(bins(), &data_dir, port, &flags)?;
+    let api = orch.api();
+    for (r, was) in reads.iter().copied().chain([path.as_str()]).zip(&before) {
+        let (status, now) = api.get(r).await?;
+        assert_eq!((status, &now), (200, was), "{r} after the migration");
+    }
+    // The tokens came along: the tenant's works, and a change goes on from the same generation.
+    let (status, body) = api.with_token(&tenant_token).patch(&format!("{path}/pools/datanode"), json!({"replicas": 2})).await?;
+    assert_eq!((status, &body["generation"]), (200, &json!(3)), "{body}");
+    // A second migration into the same prefix is refused.
+    drop(orch);
+    let out = migrate(&data_dir)?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already holds herd objects"));
     Ok(())
 }

@@ -159,6 +159,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// Copy every object of a SQLite store into an empty etcd prefix and verify the copy by
+    /// comparing every object; the orchestrator on DATA_DIR must be stopped. The etcd TLS flags
+    /// (--etcd-ca-file, --etcd-cert-file, --etcd-key-file) and --etcd-prefix apply to the target.
+    #[command(after_help = "Example:\n  herd-orchestrator --data-dir /var/lib/herd migrate --from sqlite:/var/lib/herd/herd.db --to etcd:https://10.0.0.1:2379,https://10.0.0.2:2379")]
+    Migrate {
+        /// The source: `sqlite:PATH`.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The target: `etcd:URL[,URL...]`.
+        #[arg(long, value_name = "etcd:URL,...")]
+        to: String,
+    },
     /// Replace the store with a backup and exit. Refused while an orchestrator runs with this
     /// data directory; the backup's integrity is checked first, and the replaced store is kept
     /// beside it as STORE.before-restore-TIME.

@@ -52,7 +52,11 @@ async fn run() -> anyhow::Result<()> {
         _ => {}
     }
     let command = args.command.take();
+    let etcd_client = (args.etcd_ca_file.clone(), args.etcd_cert_file.clone(), args.etcd_key_file.clone(), args.etcd_prefix.clone());
     let config = Config::resolve(args)?;
+    if let Some(Command::Migrate { from, to }) = &command {
+        return migrate(&config, from, to, etcd_client);
+    }
     if matches!(command, Some(Command::Backup { .. } | Command::Restore { .. }))
         && matches!(config.store, herd_orchestrator::store::Options::Etcd(_))
     {
@@ -77,7 +81,7 @@ async fn run() -> anyhow::Result<()> {
             herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.sqlite_path.display(), from.display()));
             return Ok(());
         }
-        Some(Command::Openapi | Command::TlsInit { .. }) | None => {}
+        Some(Command::Openapi | Command::TlsInit { .. } | Command::Migrate { .. }) | None => {}
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -188,6 +192,46 @@ async fn run() -> anyhow::Result<()> {
         let _ = b.await;
     }
     info!("stopped");
+    Ok(())
+}
+
+/// `migrate --from sqlite:PATH --to etcd:URL,...` (see `herd_orchestrator::store::migrate`).
+fn migrate(
+    config: &Config,
+    from: &str,
+    to: &str,
+    (ca_file, cert_file, key_file, prefix): (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<String>),
+) -> anyhow::Result<()> {
+    let path = from.strip_prefix("sqlite:").filter(|p| !p.is_empty()).with_context(|| format!("--from `{from}`: name the source as sqlite:PATH"))?;
+    let urls = to.strip_prefix("etcd:").filter(|u| !u.is_empty()).with_context(|| format!("--to `{to}`: name the target as etcd:URL[,URL...]"))?;
+    let endpoints = urls
+        .split(',')
+        .map(|u| u.parse::<url::Url>().with_context(|| format!("--to: `{u}` is not a URL")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let path = std::path::Path::new(path);
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        anyhow::bail!("--from: {} is missing or empty: nothing to migrate", path.display());
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // The orchestrator on this data directory must not write while the copy is taken.
+    let _lock = backup::lock(&config.data_dir)?;
+    Sqlite::check_before_open(path, &config.data_dir).map_err(anyhow::Error::msg)?;
+    let source = Sqlite::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut options = herd_orchestrator::store::etcd::Options::new(endpoints);
+    (options.ca_file, options.cert_file, options.key_file) = (ca_file, cert_file, key_file);
+    if let Some(p) = prefix {
+        options.prefix = p;
+    }
+    let target = herd_orchestrator::store::etcd::Etcd::connect(options).with_context(|| format!("cannot reach etcd at {urls}"))?;
+    let copied = herd_orchestrator::store::migrate::sqlite_to_etcd(&source, &target)
+        .with_context(|| format!("cannot migrate {} to etcd at {urls}", path.display()))?;
+    let counts: Vec<String> = copied.counts().into_iter().map(|(what, n)| format!("{n} {what}")).collect();
+    herd_api::daemon_log::stdout_line(&format!(
+        "migrated {} to etcd at {urls} (prefix {}): {}; every object verified equal; start the orchestrator with --store etcd --etcd-endpoints {urls}",
+        path.display(),
+        target.prefix(),
+        counts.join(", ")
+    ));
     Ok(())
 }
 

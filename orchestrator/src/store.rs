@@ -36,6 +36,7 @@ pub mod contract;
 pub mod etcd;
 pub mod idempotency;
 pub mod kv;
+pub mod migrate;
 pub mod sqlite;
 pub mod tokens;
 
@@ -43,6 +44,7 @@ pub mod tokens;
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRow {
     pub info: HostInfo,
+    pub registered_ms: u64,
     pub last_seen_ms: u64,
     /// No new placements (`herd hosts cordon`, or a drain).
     pub cordoned: bool,
@@ -225,6 +227,8 @@ pub trait Tx {
     fn purge_pending(&self, i: &InstanceRef) -> Result<bool>;
     /// `host`'s agent removed the data folders of `i`.
     fn delete_purge(&self, host: &str, i: &InstanceRef) -> Result<()>;
+    /// Every purge still owed, by host and instance, ordered.
+    fn all_purges(&self) -> Result<Vec<(String, InstanceRef)>>;
 
     // Tokens (see [`tokens`]).
 
@@ -240,6 +244,8 @@ pub trait Tx {
     fn revoke_token(&self, id: &str) -> Result<bool>;
     /// Whether any live admin token exists (else the orchestrator bootstraps one).
     fn has_live_admin(&self) -> Result<bool>;
+    /// Every token's secret hash, by token id (for [`migrate`]).
+    fn token_hashes(&self) -> Result<BTreeMap<String, String>>;
 
     // Audit trail (see [`audit`]).
 
@@ -254,6 +260,8 @@ pub trait Tx {
     fn idempotent(&self, actor: &str, key: &str, now_ms: u64) -> Result<Option<idempotency::Stored>>;
     /// Stores an answer, dropping answers past [`idempotency::KEEP_MS`].
     fn put_idempotent(&self, actor: &str, key: &str, stored: &idempotency::Stored, now_ms: u64) -> Result<()>;
+    /// Every stored answer (expired ones too), ordered by actor and key (for [`migrate`]).
+    fn idempotent_answers(&self) -> Result<Vec<idempotency::Row>>;
 }
 
 /// Which store to open (`--store`), with what it needs.

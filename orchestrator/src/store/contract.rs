@@ -681,6 +681,63 @@ async fn etcd_a_fenced_write_is_refused_once_the_leader_key_is_gone() -> Result<
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_every_object_from_sqlite_to_etcd() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = super::sqlite::Sqlite::open(&dir.path().join("herd.db"))?;
+    let source = Store(super::Backend::Sqlite(sqlite.clone()));
+    // One of everything, with counters the typed operations count (placements, audit numbers).
+    with_cluster(&source).await?;
+    let i = InstanceRef::new("t", "c", Role::Datanode, 0);
+    let i2 = i.clone();
+    write(&source, move |tx| {
+        tx.upsert_host(&host("h1"), 10)?;
+        tx.upsert_host(&host("h2"), 20)?;
+        tx.set_host_schedule("h2", true, Some(30))?;
+        tx.put_subnet("h1", "10.0.0.0/24".parse().expect("net"))?;
+        tx.put_log_endpoint("h1", &LogEndpoint { url: "https://h1:7481".into(), secret: "s".into() })?;
+        tx.set_conditions("h1", &["DiskPressure".to_string()])?;
+        tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))?;
+        tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h2")))?;
+        tx.put_instance(&inst("t", "c", Role::Datanode, 1, None))?;
+        tx.replace_observed("h1", &[observed(&i2)])?;
+        tx.put_phase(&i2, &Phase::Drained)?;
+        tx.put_purge("h1", &InstanceRef::new("t", "c", Role::Datanode, 7))?;
+        tx.insert_token(&token("k1", Scope::Admin, None, None), "hash-1")?;
+        tx.insert_token(&token("k2", Scope::Tenant, Some("t"), None), "hash-2")?;
+        tx.revoke_token("k2")?;
+        tx.record_audit(5, &Change { actor: "a", action: "x", resource: "r", before: None, after: Some(1) }, Some("why"))?;
+        tx.record_audit(6, &Change { actor: "a", action: "y", resource: "r", before: Some(1), after: None }, None)?;
+        tx.put_idempotent("k1", "key/1", &idempotency::Stored { fingerprint: "f".into(), status: 201, body: "b".into() }, 7)?;
+        tx.bump_revision()?;
+        tx.bump_revision()
+    })
+    .await?;
+    let server = EtcdServer::start();
+    let target = server.store("/herd/v1");
+    let super::Store(super::Backend::Etcd(etcd)) = &target else { panic!("not etcd") };
+    let etcd = etcd.clone();
+    let copied = tokio::task::spawn_blocking(move || super::migrate::sqlite_to_etcd(&sqlite, &etcd)).await.map_err(Error::Worker)??;
+    assert_eq!(copied.instances.iter().map(|i| i.placement).collect::<Vec<_>>(), [2, 0], "placements kept");
+    assert!(copied.counts().iter().all(|(what, n)| *n > 0 || *what == "none"), "{:?}", copied.counts());
+    // The copy serves like the original, and goes on counting from where it was.
+    assert_eq!(read(&target, move |c| c.instances_on_host("h2")).await?.len(), 1);
+    assert_eq!(read(&target, |c| c.token_by_hash("hash-1")).await?.map(|t| t.id), Some("k1".into()));
+    write(&target, |tx| tx.record_audit(8, &Change { actor: "a", action: "z", resource: "r", before: None, after: None }, None)).await?;
+    assert_eq!(read(&target, |c| c.audit(None, 10)).await?.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(write(&target, |tx| tx.bump_revision()).await?, 3);
+    assert!(is_conflict(write(&target, |tx| tx.put_subnet("h2", "10.0.0.0/24".parse().expect("net"))).await), "the subnet index came along");
+    // A prefix that holds objects is refused, and left as it was.
+    let (sqlite, etcd) = (super::sqlite::Sqlite::open(&dir.path().join("herd.db"))?, {
+        let super::Store(super::Backend::Etcd(e)) = &target else { panic!("not etcd") };
+        e.clone()
+    });
+    let again = tokio::task::spawn_blocking(move || super::migrate::sqlite_to_etcd(&sqlite, &etcd)).await.map_err(Error::Worker)?;
+    assert!(is_conflict(again));
+    assert_eq!(read(&target, |c| c.revision()).await?, 3);
+    Ok(())
+}
+
 #[test]
 fn a_missing_etcd_is_a_clear_error() {
     let url: url::Url = format!("http://127.0.0.1:{}", free_port()).parse().expect("url");

@@ -49,6 +49,10 @@ use super::kv::{Kv, Typed};
 use super::Tx;
 use crate::error::{Error, Result};
 
+/// Keys one [`Etcd::put_all`] transaction writes at most (within `--max-txn-ops` and the
+/// request size limit, 1.5 MiB by default, for small objects).
+pub const CHUNK: usize = 100;
+
 /// How often a write closure runs at most before the write gives up on conflicts.
 pub const ATTEMPTS: u32 = 32;
 
@@ -192,6 +196,47 @@ impl Etcd {
             })
             .join()
             .unwrap_or_else(|_| Err(Error::Writer("a store read panicked".into())))
+        })
+    }
+
+    /// The key prefix of this store.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether no key lies under this store's prefix.
+    pub fn is_empty(&self) -> Result<bool> {
+        let inner = self.inner.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let start = format!("{}/", inner.prefix);
+                Ok(inner.range(&start, Some(&prefix_end(&start)), 1, None)?.kvs.is_empty())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Writer("a store read panicked".into())))
+        })
+    }
+
+    /// Writes `docs` (keys relative to the prefix) as they are, [`CHUNK`] keys per
+    /// transaction, with the counters of their tables: a bulk load into a store nothing else
+    /// writes (see [`super::migrate`]).
+    pub fn put_all(&self, docs: Vec<(String, String)>) -> Result<()> {
+        let inner = self.inner.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for chunk in docs.chunks(CHUNK) {
+                    let tx = EtcdTx::new(&inner, true);
+                    for (k, v) in chunk {
+                        tx.put(k, v.clone())?;
+                    }
+                    if !tx.commit()? {
+                        return Err(store_error("a bulk write met a conflict: is something else writing this prefix?"));
+                    }
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Writer("a store write panicked".into())))
         })
     }
 

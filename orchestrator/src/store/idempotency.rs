@@ -28,6 +28,15 @@ pub struct Stored {
     pub body: String,
 }
 
+/// A stored answer with its key and time, as [`migrate`](super::migrate) copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub actor: String,
+    pub key: String,
+    pub stored: Stored,
+    pub at_ms: u64,
+}
+
 /// The fingerprint of a request.
 pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();

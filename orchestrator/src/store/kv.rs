@@ -189,7 +189,7 @@ fn sorted(mut v: Vec<Instance>) -> Vec<Instance> {
 
 fn host_row(value: &str) -> Result<HostRow> {
     let d: HostDoc = from_json("host", value)?;
-    Ok(HostRow { info: d.info, last_seen_ms: d.last_seen_ms, cordoned: d.cordoned, drain_since_ms: d.drain_since_ms })
+    Ok(HostRow { info: d.info, registered_ms: d.registered_ms, last_seen_ms: d.last_seen_ms, cordoned: d.cordoned, drain_since_ms: d.drain_since_ms })
 }
 
 fn tenant_row(key: &str, value: &str) -> Result<TenantRow> {
@@ -567,6 +567,17 @@ impl Tx for Typed<'_> {
         self.0.delete(&key("purge", &[host, &i.tenant, &i.cluster, &i.name]))
     }
 
+    fn all_purges(&self) -> Result<Vec<(String, InstanceRef)>> {
+        let mut out = Vec::new();
+        for (k, _) in self.all("purge/")? {
+            let p = parts(&k);
+            let (Some(host), Some(i)) = (p.first(), instance_ref(&p[1.min(p.len())..])) else { return Err(bad_key(&k)) };
+            out.push((host.clone(), i));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn insert_token(&self, token: &TokenInfo, hash: &str) -> Result<()> {
         let (k, hk) = (key("tokens", &[&token.id]), key("token-hashes", &[hash]));
         if self.0.get(&k)?.is_some() || self.0.get(&hk)?.is_some() {
@@ -601,6 +612,10 @@ impl Tx for Typed<'_> {
 
     fn has_live_admin(&self) -> Result<bool> {
         Ok(!self.tokens_where(|t| !t.revoked && t.scope == herd_api::wire::Scope::Admin)?.is_empty())
+    }
+
+    fn token_hashes(&self) -> Result<BTreeMap<String, String>> {
+        self.tokens_where(|_| true).map(|v| v.into_iter().map(|d| (d.info.id, d.hash)).collect())
     }
 
     fn record_audit(&self, at_ms: u64, ch: &audit::Change<'_>, detail: Option<&str>) -> Result<()> {
@@ -640,4 +655,90 @@ impl Tx for Typed<'_> {
         let doc = IdempotencyDoc { fingerprint: stored.fingerprint.clone(), status: stored.status, body: stored.body.clone(), at_ms: now_ms };
         self.0.put(&key("idempotency", &[actor, key_]), to_json(&doc))
     }
+
+    fn idempotent_answers(&self) -> Result<Vec<idempotency::Row>> {
+        let mut out = Vec::new();
+        for (k, v) in self.all("idempotency/")? {
+            let (Some(actor), Some(key_)) = (parts(&k).first().cloned(), parts(&k).get(1).cloned()) else { return Err(bad_key(&k)) };
+            let d: IdempotencyDoc = from_json("idempotent answer", &v)?;
+            let stored = idempotency::Stored { fingerprint: d.fingerprint, status: d.status, body: d.body };
+            out.push(idempotency::Row { actor, key: key_, stored, at_ms: d.at_ms });
+        }
+        out.sort_by(|a, b| (&a.actor, &a.key).cmp(&(&b.actor, &b.key)));
+        Ok(out)
+    }
+}
+
+/// Every key and value of `snapshot` in this layout (what [`super::migrate`] writes): the
+/// objects with the counters the typed operations keep (placements, audit numbers, the
+/// revision) as they are, and the indexes (hosts' instances, subnet owners, token hashes).
+pub fn documents(s: &super::migrate::Snapshot) -> Vec<(String, String)> {
+    let mut out = vec![("meta/revision".to_string(), to_json(&s.revision))];
+    for h in &s.hosts {
+        let doc = HostDoc {
+            info: h.info.clone(),
+            registered_ms: h.registered_ms,
+            last_seen_ms: h.last_seen_ms,
+            cordoned: h.cordoned,
+            drain_since_ms: h.drain_since_ms,
+        };
+        out.push((key("hosts", &[&h.info.id]), to_json(&doc)));
+    }
+    for (host, ep) in &s.log_endpoints {
+        out.push((key("host-logs", &[host]), to_json(ep)));
+    }
+    for (host, c) in &s.conditions {
+        out.push((key("host-conditions", &[host]), to_json(c)));
+    }
+    for ((i, host), o) in &s.observed {
+        out.push((key("observed", &[host, &i.tenant, &i.cluster, &i.name]), to_json(o)));
+    }
+    for (host, net) in &s.subnets {
+        out.push((key("subnets", &[host]), net.to_string()));
+        out.push((key("subnet-owners", &[&net.to_string()]), host.clone()));
+    }
+    for t in &s.tenants {
+        out.push((key("tenants", &[&t.name]), to_json(&TenantDoc { created_at: t.created_at, quota: t.quota.clone() })));
+    }
+    for c in &s.clusters {
+        out.push((key("clusters", &[&c.spec.tenant, &c.spec.name]), to_json(&ClusterDoc { generation: c.generation, spec: c.spec.clone() })));
+    }
+    for i in &s.instances {
+        let doc = InstanceDoc {
+            role: i.role,
+            ordinal: i.ordinal,
+            host: i.host.clone(),
+            pending: i.pending.clone(),
+            cpu: i.cpu.0,
+            memory: i.memory.0,
+            placement: i.placement,
+        };
+        let value = to_json(&doc);
+        if let Some(h) = &i.host {
+            out.push((by_host_key(h, &i.instance), value.clone()));
+        }
+        out.push((instance_key(&i.instance), value));
+    }
+    for (i, phase) in &s.leaving {
+        out.push((key("leaving", &[&i.tenant, &i.cluster, &i.name]), to_json(phase)));
+    }
+    for (host, i) in &s.purges {
+        out.push((key("purge", &[host, &i.tenant, &i.cluster, &i.name]), "{}".into()));
+    }
+    for (t, hash) in &s.tokens {
+        out.push((key("token-hashes", &[hash]), t.id.clone()));
+        out.push((key("tokens", &[&t.id]), to_json(&TokenDoc { info: t.clone(), hash: hash.clone() })));
+    }
+    let mut last = 0;
+    for e in &s.audit {
+        let id = e["id"].as_u64().unwrap_or_default();
+        last = last.max(id);
+        out.push((format!("audit/{id:020}"), e.to_string()));
+    }
+    out.push(("meta/audit".into(), to_json(&last)));
+    for r in &s.idempotent {
+        let doc = IdempotencyDoc { fingerprint: r.stored.fingerprint.clone(), status: r.stored.status, body: r.stored.body.clone(), at_ms: r.at_ms };
+        out.push((key("idempotency", &[&r.actor, &r.key]), to_json(&doc)));
+    }
+    out
 }

@@ -484,6 +484,32 @@ impl Tx for SqliteTx<'_> {
             .is_some())
     }
 
+    fn all_purges(&self) -> Result<Vec<(String, InstanceRef)>> {
+        let mut stmt = self.0.prepare_cached("SELECT host_id, tenant, cluster, name FROM purge ORDER BY host_id, tenant, cluster, name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, InstanceRef { tenant: r.get(1)?, cluster: r.get(2)?, name: r.get(3)? })))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn token_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let mut stmt = self.0.prepare_cached("SELECT id, hash FROM tokens")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn idempotent_answers(&self) -> Result<Vec<idempotency::Row>> {
+        let mut stmt =
+            self.0.prepare_cached("SELECT actor, key, fingerprint, status, body, at_ms FROM idempotency ORDER BY actor, key")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(idempotency::Row {
+                actor: r.get(0)?,
+                key: r.get(1)?,
+                stored: idempotency::Stored { fingerprint: r.get(2)?, status: r.get::<_, i64>(3)? as u16, body: r.get(4)? },
+                at_ms: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn record_audit(&self, at_ms: u64, ch: &audit::Change<'_>, detail: Option<&str>) -> Result<()> {
         self.0.execute(
             "INSERT INTO audit (at_ms, actor, action, resource, before_generation, after_generation, detail)
@@ -536,16 +562,16 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-const HOST_COLUMNS: &str = "info, last_seen_ms, cordoned, drain_since_ms";
+const HOST_COLUMNS: &str = "info, registered_ms, last_seen_ms, cordoned, drain_since_ms";
 
-type HostColumns = (String, i64, bool, Option<i64>);
+type HostColumns = (String, i64, i64, bool, Option<i64>);
 
 fn host_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostColumns> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn host_row((info, last_seen, cordoned, drain): HostColumns) -> Result<HostRow> {
-    Ok(HostRow { info: from_json("host", &info)?, last_seen_ms: last_seen as u64, cordoned, drain_since_ms: drain.map(|ms| ms as u64) })
+fn host_row((info, registered, last_seen, cordoned, drain): HostColumns) -> Result<HostRow> {
+    Ok(HostRow { info: from_json("host", &info)?, registered_ms: registered as u64, last_seen_ms: last_seen as u64, cordoned, drain_since_ms: drain.map(|ms| ms as u64) })
 }
 
 /// SQLite's `LIMIT` for `limit` items.

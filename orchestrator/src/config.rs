@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn the_store_is_sqlite_unless_etcd_is_asked_for_with_its_endpoints() {
         let c = resolve(&[]).map_err(|e| e.to_string());
-        assert!(matches!(c.map(|c| c.store), Ok(crate::store::Options::Sqlite(p)) if p == PathBuf::from("/nonexistent/herd/herd.db")));
+        assert!(matches!(c.map(|c| c.store), Ok(crate::store::Options::Sqlite(p)) if p == std::path::Path::new("/nonexistent/herd/herd.db")));
         let err = |extra: &[&str]| resolve(extra).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(&["--store", "etcd"]).starts_with("etcd_endpoints: --store etcd needs"));
         assert!(err(&["--etcd-endpoints", "http://127.0.0.1:2379"]).starts_with("etcd_endpoints is for --store etcd"));

@@ -13,7 +13,7 @@
 //!   that compares the revision of everything the closure read (etcd's own STM, serializable
 //!   isolation) and retries the closure on conflict; see that module.
 //!
-//! Both pass one contract suite ([`contract`]). Write closures are `Fn`: etcd may run one
+//! Both pass one contract suite (`store/contract.rs`). Write closures are `Fn`: etcd may run one
 //! several times, so they must not consume what they capture, and side effects outside the
 //! store (the hot state) must be safe to repeat.
 

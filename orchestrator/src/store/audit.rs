@@ -1,5 +1,5 @@
 //! The audit trail: one entry per change, written in the change's own transaction
-//! ([`Tx::record_audit`](super::Tx::record_audit)).
+//! ([`super::Tx::record_audit`]).
 
 use super::Tx;
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! The embedded SQLite store (`--store sqlite`, the default): one file, nothing to run
 //! beside the orchestrator. Every change runs in one transaction with `synchronous=FULL`, so
-//! a crash or restart loses nothing acknowledged. The queries are in [`tx`] ([`SqliteTx`]).
+//! a crash or restart loses nothing acknowledged. The queries are in `sqlite/tx.rs` ([`SqliteTx`]).
 //!
 //! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
 //! held across an await, so a std mutex and not a tokio one). Writes go through one

@@ -13,6 +13,8 @@
 //! written. When the compare fails, something the closure read changed: it runs again on a
 //! fresh snapshot (at most [`ATTEMPTS`] times, with jittered backoff). Nothing relies on a
 //! lock in one process: two orchestrators writing the same store are serialized by etcd.
+//! (Within one process writes still take turns, to spare them conflicts they would
+//! mostly have: see `Inner::writer`.)
 //!
 //! Reads ([`Etcd::read_now`]) are linearizable at their first request and then pinned to
 //! that revision.
@@ -101,6 +103,11 @@ struct Inner {
     /// herd's revision as of the last commit through this handle.
     revision: AtomicU64,
     fence: Mutex<Option<Fence>>,
+    /// Held by the write being attempted: within one process writes run one at a time, as
+    /// nearly all of them bump the revision or append to the audit trail and would only
+    /// conflict (and back off) otherwise. Not what makes them safe: across processes the
+    /// commit's compare does that.
+    writer: Mutex<()>,
 }
 
 /// This store's own runtime for its HTTP calls, shut down without blocking when dropped
@@ -163,6 +170,7 @@ impl Etcd {
             runtime: Runtime(Some(runtime)),
             revision: AtomicU64::new(0),
             fence: Mutex::new(None),
+            writer: Mutex::new(()),
         };
         let etcd = Etcd { inner: Arc::new(inner) };
         let rev = etcd.read_now(|tx| tx.revision())?;
@@ -258,6 +266,7 @@ impl Etcd {
 
 impl Inner {
     fn write<R>(&self, f: &dyn Fn(&dyn Tx) -> Result<R>) -> Result<R> {
+        let _one_at_a_time = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut backoff = Duration::from_millis(2);
         for _ in 0..ATTEMPTS {
             let tx = EtcdTx::new(self, true);

@@ -12,6 +12,9 @@ source deploy/lib/network-tools.sh
 ensure_network_tools
 source deploy/lib/registry.sh
 ensure_registry
+# Debian's etcd-server, which the etcd store's contract tests start on loopback.
+source deploy/lib/etcd.sh
+ensure_etcd
 # Debian's kubectl, which the operator tests drive the fake Kubernetes API server with.
 source deploy/lib/kube-tools.sh
 echo "==> kubectl: $(ensure_kubectl)"

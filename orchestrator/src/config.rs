@@ -29,9 +29,28 @@ pub struct Args {
     /// Address to serve the HTTP API on (port 0 picks a free one; the bound address is printed).
     #[arg(long, env = "HERD_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Which store keeps the control plane's intent: `sqlite` (embedded, in --sqlite-path) or
+    /// `etcd` (--etcd-endpoints) [default: sqlite].
+    #[arg(long, env = "HERD_STORE", global = true, value_name = "sqlite|etcd")]
+    pub store: Option<StoreKind>,
     /// Path of the SQLite store [default: DATA_DIR/herd.db].
-    #[arg(long, env = "HERD_STORE", global = true)]
-    pub store: Option<PathBuf>,
+    #[arg(long, env = "HERD_SQLITE_PATH", global = true)]
+    pub sqlite_path: Option<PathBuf>,
+    /// etcd client URLs, comma-separated (with --store etcd), e.g. `https://10.0.0.1:2379,https://10.0.0.2:2379`.
+    #[arg(long, env = "HERD_ETCD_ENDPOINTS", global = true, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<url::Url>,
+    /// PEM CA that signed the etcd members' certificates.
+    #[arg(long, env = "HERD_ETCD_CA_FILE", global = true)]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key-file).
+    #[arg(long, env = "HERD_ETCD_CERT_FILE", global = true)]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// PEM key of --etcd-cert-file.
+    #[arg(long, env = "HERD_ETCD_KEY_FILE", global = true)]
+    pub etcd_key_file: Option<PathBuf>,
+    /// Every key herd writes in etcd starts with this [default: /herd/v1].
+    #[arg(long, env = "HERD_ETCD_PREFIX", global = true)]
+    pub etcd_prefix: Option<String>,
     /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
@@ -113,6 +132,14 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
+/// Which store implementation (see [`crate::store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Etcd,
+}
+
 /// What to do instead of serving.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -137,6 +164,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// Copy every object of a SQLite store into an empty etcd prefix and verify the copy by
+    /// comparing every object; the orchestrator on DATA_DIR must be stopped. The etcd TLS flags
+    /// (--etcd-ca-file, --etcd-cert-file, --etcd-key-file) and --etcd-prefix apply to the target.
+    #[command(after_help = "Example:\n  herd-orchestrator --data-dir /var/lib/herd migrate --from sqlite:/var/lib/herd/herd.db --to etcd:https://10.0.0.1:2379,https://10.0.0.2:2379")]
+    Migrate {
+        /// The source: `sqlite:PATH`.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The target: `etcd:URL[,URL...]`.
+        #[arg(long, value_name = "etcd:URL,...")]
+        to: String,
+    },
     /// Replace the store with a backup and exit. Refused while an orchestrator runs with this
     /// data directory; the backup's integrity is checked first, and the replaced store is kept
     /// beside it as STORE.before-restore-TIME.
@@ -152,7 +191,13 @@ pub enum Command {
 struct File {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
-    store: Option<PathBuf>,
+    store: Option<StoreKind>,
+    sqlite_path: Option<PathBuf>,
+    etcd_endpoints: Option<Vec<String>>,
+    etcd_ca_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_key_file: Option<PathBuf>,
+    etcd_prefix: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     heartbeat_interval: Option<Duration>,
     max_heartbeat_rate: Option<u32>,
@@ -208,7 +253,10 @@ mod humantime_serde_opt {
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    pub store: PathBuf,
+    /// The store to open.
+    pub store: crate::store::Options,
+    /// The SQLite store's path (what `backup` and `restore` copy; SQLite only).
+    pub sqlite_path: PathBuf,
     pub heartbeat_interval: Duration,
     /// Heartbeats per second the fleet is asked for at most (see `State::interval_ms`).
     pub max_heartbeat_rate: u32,
@@ -258,6 +306,8 @@ pub enum ConfigError {
     Zero { field: &'static str },
     #[error("default_tenant_quota: {0}")]
     DefaultQuota(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 impl Config {
@@ -343,12 +393,58 @@ impl Config {
             rate_limit,
             rate_burst: positive("rate_burst", args.rate_burst.or(file.rate_burst), rate_limit.saturating_mul(4))?,
         };
+        let sqlite_path = args.sqlite_path.or(file.sqlite_path).unwrap_or_else(|| data_dir.join("herd.db"));
+        let endpoints = if args.etcd_endpoints.is_empty() {
+            let given = file.etcd_endpoints.unwrap_or_default();
+            given
+                .iter()
+                .map(|u| u.parse::<url::Url>().map_err(|e| ConfigError::Store(format!("etcd_endpoints: `{u}`: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            args.etcd_endpoints
+        };
+        let store = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
+            StoreKind::Sqlite => {
+                if !endpoints.is_empty() {
+                    return Err(ConfigError::Store("etcd_endpoints is for --store etcd; the store is sqlite".into()));
+                }
+                crate::store::Options::Sqlite(sqlite_path.clone())
+            }
+            StoreKind::Etcd => {
+                if endpoints.is_empty() {
+                    return Err(ConfigError::Store("etcd_endpoints: --store etcd needs the etcd client URLs (--etcd-endpoints URL,...)".into()));
+                }
+                if let Some(u) = endpoints.iter().find(|u| !matches!(u.scheme(), "http" | "https")) {
+                    return Err(ConfigError::Store(format!("etcd_endpoints: `{u}` is not an http:// or https:// URL")));
+                }
+                if backups.is_some() {
+                    return Err(ConfigError::Store(
+                        "backup_dir: scheduled backups copy the SQLite store; back etcd up with `etcdctl snapshot save`".into(),
+                    ));
+                }
+                let mut o = crate::store::etcd::Options::new(endpoints);
+                o.ca_file = args.etcd_ca_file.or(file.etcd_ca_file);
+                o.cert_file = args.etcd_cert_file.or(file.etcd_cert_file);
+                o.key_file = args.etcd_key_file.or(file.etcd_key_file);
+                if o.cert_file.is_some() != o.key_file.is_some() {
+                    return Err(ConfigError::Store("etcd_cert_file and etcd_key_file go together: give both, or neither".into()));
+                }
+                if let Some(prefix) = args.etcd_prefix.or(file.etcd_prefix) {
+                    if !prefix.starts_with('/') || prefix.len() < 2 {
+                        return Err(ConfigError::Store(format!("etcd_prefix: `{prefix}` must start with / and name something, e.g. /herd/v1")));
+                    }
+                    o.prefix = prefix;
+                }
+                crate::store::Options::Etcd(o)
+            }
+        };
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
             network,
             publish_ports,
-            store: args.store.or(file.store).unwrap_or_else(|| data_dir.join("herd.db")),
+            store,
+            sqlite_path,
             listen,
             heartbeat_interval,
             max_heartbeat_rate,
@@ -414,5 +510,20 @@ mod tests {
         assert!(err(&["--default-tenant-quota", "cpu=x"]).starts_with("default_tenant_quota: cpu"));
         let c = resolve(&["--rate-limit", "5", "--max-pending-per-cluster", "10"]).map_err(|e| e.to_string());
         assert_eq!(c.map(|c| (c.limits.rate_limit, c.limits.rate_burst, c.limits.max_pending_per_cluster)), Ok((5, 20, 10)));
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_etcd_is_asked_for_with_its_endpoints() {
+        let c = resolve(&[]).map_err(|e| e.to_string());
+        assert!(matches!(c.map(|c| c.store), Ok(crate::store::Options::Sqlite(p)) if p == std::path::Path::new("/nonexistent/herd/herd.db")));
+        let err = |extra: &[&str]| resolve(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&["--store", "etcd"]).starts_with("etcd_endpoints: --store etcd needs"));
+        assert!(err(&["--etcd-endpoints", "http://127.0.0.1:2379"]).starts_with("etcd_endpoints is for --store etcd"));
+        assert!(err(&["--store", "etcd", "--etcd-endpoints", "unix:/x"]).contains("is not an http:// or https:// URL"));
+        assert!(err(&["--store", "etcd", "--etcd-endpoints", "http://a:2379", "--etcd-cert-file", "/c"]).contains("go together"));
+        assert!(err(&["--store", "etcd", "--etcd-endpoints", "http://a:2379", "--backup-dir", "/b"]).contains("etcdctl snapshot save"));
+        let c = resolve(&["--store", "etcd", "--etcd-endpoints", "http://a:2379,https://b:2379", "--etcd-prefix", "/x"]);
+        let Ok(Config { store: crate::store::Options::Etcd(o), .. }) = c else { panic!("not an etcd store: {c:?}") };
+        assert_eq!((o.endpoints.len(), o.prefix.as_str()), (2, "/x"));
     }
 }

@@ -21,12 +21,11 @@ use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
 use herd_api::wire::DesiredContainer;
 use herd_api::Role;
-use rusqlite::Connection;
+use crate::store::Tx;
 
 use crate::error::Result;
 use crate::hot::Hot;
 use crate::state::HadoopContext;
-use crate::store;
 
 /// A cluster is derived again for changed reports at most this often.
 pub const REDERIVE_MS: u64 = 200;
@@ -79,7 +78,7 @@ impl DesiredCache {
     /// store revision (a placement or phase they must see); for newer reports alone they
     /// take the last result. Results only ever move forward, so no host is ever told less
     /// than it was told before.
-    fn cluster(&self, c: &Connection, hot: &Hot, key: &(String, String), revision: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
+    fn cluster(&self, c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
         let interval = lost_after / 3;
         let slot = self.slot(key);
         let version = hot.cluster_version(&key.0, &key.1);
@@ -121,15 +120,15 @@ impl DesiredCache {
     }
 }
 
-fn derive(c: &Connection, hot: &Hot, key: &(String, String), revision: u64, version: u64, now: u64, lost_after: u64) -> Result<Derived> {
+fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, version: u64, now: u64, lost_after: u64) -> Result<Derived> {
     let (tenant, name) = key;
     let mut desired = HashMap::new();
-    let Some(row) = store::cluster(c, tenant, name)? else {
+    let Some(row) = c.cluster(tenant, name)? else {
         return Ok(Derived { revision, version, at_ms: now, desired });
     };
-    let members = store::instances(c, Some((tenant, name)))?;
+    let members = c.instances(Some((tenant, name)))?;
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
-    let leaving = store::leaving(c, Some((tenant, name)))?;
+    let leaving = c.leaving(Some((tenant, name)))?;
     let outcome = ctx.evaluate(&row.spec, &members, &leaving);
     let spec = &row.spec;
     for i in members.iter().filter(|i| i.host.is_some()) {
@@ -169,12 +168,12 @@ fn derive(c: &Connection, hot: &Hot, key: &(String, String), revision: u64, vers
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
 /// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot).
-pub fn desired_for(c: &Connection, hot: &Hot, cache: &DesiredCache, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
-    let mine = store::instances_on_host(c, host)?;
+pub fn desired_for(c: &dyn Tx, hot: &Hot, cache: &DesiredCache, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
+    let mine = c.instances_on_host(host)?;
     if mine.is_empty() {
         return Ok(vec![]);
     }
-    let revision = store::revision(c)?;
+    let revision = c.revision()?;
     let clusters: BTreeSet<(String, String)> =
         mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
     let mut out = Vec::new();

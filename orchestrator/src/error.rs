@@ -39,9 +39,13 @@ pub enum Error {
     /// Something the request needs elsewhere (an agent) cannot be reached now.
     #[error("{0}")]
     Unavailable(String),
-    /// The embedded store failed.
-    #[error("store operation failed")]
-    Store(#[from] rusqlite::Error),
+    /// The store failed (SQLite or etcd: `backend` says which, the cause why).
+    #[error("store operation failed ({backend})")]
+    Store {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A stored row could not be decoded (written by a newer or broken version).
     #[error("stored {what} is unreadable")]
     Corrupt {

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Fencing: every placement of an instance is numbered (`instances.placement`, see
-//! [`crate::store::put_instance`]) and the agent labels the container with it, so a lost
+//! [`crate::store::Tx::put_instance`]) and the agent labels the container with it, so a lost
 //! host that returns replaces (never adopts) a container from an earlier placement, and its
 //! agent removes what is no longer its own before it creates anything.
 //!
@@ -31,7 +31,7 @@ use herd_api::lifecycle::Phase;
 use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::wire::{Condition, DrainStatus, HostState, HostStatus};
-use rusqlite::Connection;
+use crate::store::Tx;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ use crate::reconciler::{self, Instance};
 use crate::placement::schedule_pending;
 use crate::state::{State, drive_lifecycle, now_ms};
 use crate::store::audit::{self, Change};
-use crate::store::{self, HostRow};
+use crate::store::HostRow;
 
 /// When the instances of a lost host move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +122,12 @@ fn decide(i: &Instance, graceful: &BTreeSet<Role>, workers_left: bool, replace_d
 /// Applies `decide` to every instance on `host` that is not leaving already; returns the
 /// actions taken, as `(instance, what)`, for the audit trail. `lost`: the host is lost (its
 /// NodeManagers are moved, not drained: nobody can drain them).
-fn empty_host(tx: &Connection, host: &str, now: u64, replace_data: bool, lost: bool, why: &str) -> Result<Vec<(InstanceRef, String)>> {
-    let on_host = store::instances_on_host(tx, host)?;
+fn empty_host(tx: &dyn Tx, host: &str, now: u64, replace_data: bool, lost: bool, why: &str) -> Result<Vec<(InstanceRef, String)>> {
+    let on_host = tx.instances_on_host(host)?;
     if on_host.is_empty() {
         return Ok(vec![]);
     }
-    let leaving = store::leaving(tx, None)?;
+    let leaving = tx.leaving(None)?;
     // Draining, masters go last (a draining NodeManager needs its ResourceManager); a lost
     // host's are moved with the rest.
     let workers_left = !lost && on_host.iter().any(|i| !matches!(i.role, Role::Namenode | Role::Resourcemanager));
@@ -144,21 +144,21 @@ fn empty_host(tx: &Connection, host: &str, now: u64, replace_data: bool, lost: b
         match decide(i, &graceful, workers_left, replace_data) {
             Move::Reschedule => {
                 let pending = format!("{why}; placing it elsewhere");
-                store::put_instance(tx, &Instance { host: None, pending: Some(pending), ..i.clone() })?;
+                tx.put_instance(&Instance { host: None, pending: Some(pending), ..i.clone() })?;
                 done.push((i.instance.clone(), "instance.reschedule".to_string()));
             }
             Move::Replace => {
                 let Some(pool) = spec.pools.get(&i.role) else { continue };
                 let phase = herd_hadoop::lifecycle::leaving_phase(i.role, &pool.lifecycle, now, false);
-                store::put_phase(tx, &i.instance, &phase)?;
-                let taken: BTreeSet<u32> = store::instances(tx, Some((&key.0, &key.1)))?
+                tx.put_phase(&i.instance, &phase)?;
+                let taken: BTreeSet<u32> = tx.instances(Some((&key.0, &key.1)))?
                     .iter()
                     .filter(|o| o.role == i.role)
                     .map(|o| o.ordinal)
                     .collect();
                 let ordinal = (0..).find(|n| !taken.contains(n)).unwrap_or(u32::MAX);
                 let new = reconciler::new_instance(&key.0, &key.1, i.role, ordinal, pool);
-                store::put_instance(tx, &new)?;
+                tx.put_instance(&new)?;
                 done.push((i.instance.clone(), format!("instance.replace by {}", new.instance.name)));
             }
             Move::Stay(_) | Move::Wait(_) => {}
@@ -168,12 +168,12 @@ fn empty_host(tx: &Connection, host: &str, now: u64, replace_data: bool, lost: b
 }
 
 /// The specs of the clusters `instances` belong to, each read once, by (tenant, cluster).
-fn cluster_specs(c: &Connection, instances: &[Instance]) -> Result<HashMap<(String, String), herd_api::ClusterSpec>> {
+fn cluster_specs(c: &dyn Tx, instances: &[Instance]) -> Result<HashMap<(String, String), herd_api::ClusterSpec>> {
     let mut out = HashMap::new();
     for i in instances {
         let key = (i.instance.tenant.clone(), i.instance.cluster.clone());
         if !out.contains_key(&key)
-            && let Some(row) = store::cluster(c, &key.0, &key.1)?
+            && let Some(row) = c.cluster(&key.0, &key.1)?
         {
             out.insert(key, row.spec);
         }
@@ -225,8 +225,8 @@ pub(crate) fn lost_conditions(
 }
 
 /// One host as `herd hosts` shows it: liveness, allocation, cordon and drain progress.
-fn host_status(c: &Connection, h: HostLive, row: Option<&HostRow>, now: u64, lost_after: u64) -> Result<HostStatus> {
-    let mine = store::instances_on_host(c, &h.info.id)?;
+fn host_status(c: &dyn Tx, h: HostLive, row: Option<&HostRow>, now: u64, lost_after: u64) -> Result<HostStatus> {
+    let mine = c.instances_on_host(&h.info.id)?;
     let age = now.saturating_sub(h.last_seen_ms);
     let drain = match row.and_then(|r| r.drain_since_ms) {
         Some(since_ms) => Some(drain_status(c, &mine, since_ms)?),
@@ -245,8 +245,8 @@ fn host_status(c: &Connection, h: HostLive, row: Option<&HostRow>, now: u64, los
     })
 }
 
-fn drain_status(c: &Connection, mine: &[Instance], since_ms: u64) -> Result<DrainStatus> {
-    let leaving = store::leaving(c, None)?;
+fn drain_status(c: &dyn Tx, mine: &[Instance], since_ms: u64) -> Result<DrainStatus> {
+    let leaving = c.leaving(None)?;
     let specs = cluster_specs(c, mine)?;
     let workers_left = mine.iter().any(|i| !matches!(i.role, Role::Namenode | Role::Resourcemanager));
     let (mut remaining, mut stays) = (Vec::new(), Vec::new());
@@ -301,7 +301,7 @@ impl State {
                     }
                 }
                 for host in draining.iter().filter(|h| !lost_ids.contains(h.as_str())) {
-                    let Some(row) = store::host(tx, host)? else { continue };
+                    let Some(row) = tx.host(host)? else { continue };
                     if row.drain_since_ms.is_none() {
                         continue;
                     }
@@ -325,7 +325,7 @@ impl State {
                 }
                 schedule_pending(tx, &hot, now, lost_after)?;
                 drive_lifecycle(tx, &hot, now, lost_after, None)?;
-                store::bump_revision(tx)?;
+                tx.bump_revision()?;
                 Ok(moved.len())
             })
             .await?;
@@ -343,7 +343,7 @@ impl State {
         };
         self.store
             .read(move |c| {
-                let row = store::host(c, &live.info.id)?;
+                let row = c.host(&live.info.id)?;
                 host_status(c, live, row.as_ref(), now, lost_after)
             })
             .await
@@ -361,7 +361,7 @@ impl State {
             .read(move |c| {
                 let mut items = Vec::new();
                 for h in hosts {
-                    let row = if h.cordoned { store::host(c, &h.info.id)? } else { None };
+                    let row = if h.cordoned { c.host(&h.info.id)? } else { None };
                     items.push(host_status(c, h, row.as_ref(), now, lost_after)?);
                 }
                 Ok(crate::state::page(items, limit, |h: &HostStatus| h.info.id.clone()))
@@ -395,7 +395,7 @@ impl State {
         let host = id.clone();
         self.store
             .write(move |tx| {
-                let Some(row) = store::host(tx, &host)? else { return Err(Error::not_found("host", &host)) };
+                let Some(row) = tx.host(&host)? else { return Err(Error::not_found("host", &host)) };
                 let drain_since = match (drain, row.drain_since_ms) {
                     (true, Some(since)) => Some(since),
                     (true, None) => Some(now),
@@ -405,7 +405,7 @@ impl State {
                 if row.cordoned == cordoned && row.drain_since_ms == drain_since {
                     return Ok(());
                 }
-                store::set_host_schedule(tx, &host, cordoned, drain_since)?;
+                tx.set_host_schedule(&host, cordoned, drain_since)?;
                 let action = match (cordoned, drain) {
                     (_, true) => "host.drain",
                     (true, false) => "host.cordon",
@@ -416,7 +416,7 @@ impl State {
                 info!(host = %host, action, "host schedule changed");
                 // Uncordoned: room for what is pending.
                 if !cordoned {
-                    store::bump_revision(tx)?;
+                    tx.bump_revision()?;
                 }
                 Ok(())
             })
@@ -445,8 +445,8 @@ impl State {
         let revoked = self
             .store
             .write(move |tx| {
-                let on_host = store::instances_on_host(tx, &host)?;
-                let leaving = store::leaving(tx, None)?;
+                let on_host = tx.instances_on_host(&host)?;
+                let leaving = tx.leaving(None)?;
                 let blocking: Vec<String> = on_host
                     .iter()
                     .filter(|i| !(lost && leaving.contains_key(&i.instance)))
@@ -460,9 +460,9 @@ impl State {
                     )));
                 }
                 for i in &on_host {
-                    store::delete_instance(tx, &i.instance)?;
+                    tx.delete_instance(&i.instance)?;
                 }
-                let revoked = store::delete_host(tx, &host)?;
+                let revoked = tx.delete_host(&host)?;
                 let resource = format!("hosts/{host}");
                 let detail = format!(
                     "subnet lease released; agent tokens revoked: {}{}",
@@ -471,7 +471,7 @@ impl State {
                 );
                 let change = Change { actor: &actor, action: "host.delete", resource: &resource, before: None, after: None };
                 audit::record_detail(tx, now, &change, Some(&detail))?;
-                store::bump_revision(tx)?;
+                tx.bump_revision()?;
                 Ok(revoked)
             })
             .await?;
@@ -547,13 +547,13 @@ mod tests {
     /// DataNode and a NodeManager on h2, the victim of these tests.
     async fn fleet() -> Result<State> {
         let fleet = FleetSettings { reschedule_after: Duration::from_secs(5), datanode_replace_after: Duration::from_secs(10) };
-        let state = State::new(store::Store::in_memory()?, Duration::from_secs(1), crate::network::Settings::default_plan())?.with_fleet(fleet);
+        let state = State::new(crate::store::Store::in_memory()?, Duration::from_secs(1), crate::network::Settings::default_plan())?.with_fleet(fleet);
         for (n, id) in HOSTS.iter().enumerate() {
             let info: HostInfo = serde_json::from_value(serde_json::json!({"id": id, "cpu": "16", "memory": "3Gi", "address": format!("10.0.0.{}", n + 1)}))
                 .map_err(|e| Error::invalid("host", e.to_string()))?;
             state.register("agent".into(), info).await?;
         }
-        state.store.write(|tx| store::insert_tenant(tx, "t", &Quota::default(), 0).map(|_| ())).await?;
+        state.store.write(|tx| tx.insert_tenant("t", &Quota::default(), 0).map(|_| ())).await?;
         let spec = parse_cluster_spec(SPEC).map_err(|e| Error::invalid("spec", e.to_string()))?;
         state.apply("admin".into(), spec, None).await?;
         Ok(state)
@@ -562,7 +562,7 @@ mod tests {
     const HOSTS: [&str; 4] = ["h1", "h2", "h3", "h4"];
 
     async fn placed(state: &State) -> Result<Vec<Instance>> {
-        state.store.read(|c| store::instances(c, None)).await
+        state.store.read(|c| c.instances(None)).await
     }
 
     fn on<'a>(all: &'a [Instance], name: &str) -> &'a Instance {
@@ -639,14 +639,14 @@ mod tests {
         beat_all_but(&state, &lost).await?;
         assert_eq!(state.sweep().await?, 1);
         let now = placed(&state).await?;
-        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        let phases = state.store.read(|c| c.leaving(None)).await?;
         assert!(matches!(phases.get(&on(&now, &dn).instance), Some(Phase::Decommissioning { .. })), "{phases:?}");
         let new: Vec<&Instance> = now.iter().filter(|i| i.role == Role::Datanode && !before.iter().any(|b| b.instance == i.instance)).collect();
         assert_eq!(new.len(), 1, "{now:?}");
         assert!(new[0].host.is_some() && new[0].host.as_deref() != Some(lost.as_str()), "{:?}", new[0]);
         let status = state.status_now("t", "c").await?;
         assert!(status.conditions.iter().any(|c| c.kind == "DataNodeReplaced" && c.message.contains(&dn)), "{:?}", status.conditions);
-        let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
+        let audit = state.store.read(|c| c.audit(None, 100)).await?;
         assert!(audit.iter().any(|e| e.action == "instance.reschedule" && e.resource.ends_with(&nm)), "{audit:?}");
         assert!(audit.iter().any(|e| e.action == "instance.replace" && e.resource.ends_with(&dn)), "{audit:?}");
         Ok(())
@@ -672,7 +672,7 @@ mod tests {
         let s = state.drain("admin".into(), host.clone()).await?;
         let drain = s.drain.unwrap_or_default();
         assert!(!drain.done && drain.remaining.len() >= 2, "{drain:?}");
-        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        let phases = state.store.read(|c| c.leaving(None)).await?;
         let now = placed(&state).await?;
         for i in now.iter().filter(|i| i.host.as_deref() == Some(host.as_str())) {
             assert!(phases.contains_key(&i.instance), "{} on the drained host is not leaving", i.instance);
@@ -691,7 +691,7 @@ mod tests {
         state.delete_host("admin".into(), host.clone()).await?;
         assert!(lease.is_some_and(|l| !state.hot.leased().contains(&l)), "lease {lease:?} still held");
         assert!(state.host(host.clone()).await.is_err());
-        assert!(state.store.read({ let h = host.clone(); move |c| store::host(c, &h) }).await?.is_none());
+        assert!(state.store.read({ let h = host.clone(); move |c| c.host(&h) }).await?.is_none());
         Ok(())
     }
 

@@ -85,7 +85,7 @@ type Result<T> = std::result::Result<T, problem::ApiError>;
 
 /// Ready when the store answers a read (at most 5 s); 503 otherwise.
 async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Response {
-    let read = s.store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?));
+    let read = s.store.read(|c| c.revision());
     match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
         Ok(Ok(_)) => "ready".into_response(),
         Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the store cannot be read ({e})")).into_response(),
@@ -95,7 +95,7 @@ async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Respons
 
 /// `/metrics` in the OpenMetrics text format (see [`crate::metrics`]); no token needed.
 async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> Response {
-    let pending = s.store.read(|c| crate::store::pending_count(c, None)).await.unwrap_or(0);
+    let pending = s.store.read(|c| c.pending_count(None)).await.unwrap_or(0);
     ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(pending)).into_response()
 }
 

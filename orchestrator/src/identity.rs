@@ -94,11 +94,9 @@ impl State {
     pub async fn agent_ports(&self) -> Result<std::collections::BTreeSet<u16>> {
         self.store
             .read(|c| {
-                let mut stmt = c.prepare_cached("SELECT url FROM host_logs")?;
-                let urls = stmt.query_map([], |r| r.get::<_, String>(0))?;
                 let mut ports = std::collections::BTreeSet::new();
-                for url in urls {
-                    if let Some(port) = url::Url::parse(&url?).ok().and_then(|u| u.port_or_known_default()) {
+                for ep in c.log_endpoints()?.into_values() {
+                    if let Some(port) = url::Url::parse(&ep.url).ok().and_then(|u| u.port_or_known_default()) {
                         ports.insert(port);
                     }
                 }

@@ -1,8 +1,9 @@
 //! herd's control plane.
 //!
 //! # Layout
-//! - [`store`]: the embedded SQLite store (hosts, tenants, clusters, instances, observed state,
-//!   tokens, audit trail, idempotent answers).
+//! - [`store`]: the control plane's intent (hosts, tenants, clusters, instances, observed state,
+//!   tokens, audit trail, idempotent answers) behind one typed transaction trait, `store::Tx`,
+//!   with two implementations: embedded SQLite (the default) and etcd.
 //! - [`reconciler`]: pure `plan(spec, existing)`: which instances to add, resize, remove.
 //! - [`lifecycle`]: which pools shrink through DataNode decommission / NodeManager drain, and
 //!   what a new replica count of one changes (pure); phases are stepped on every heartbeat.
@@ -21,7 +22,7 @@
 //! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
 //! - [`logs`]: proxying an instance's logs from the agent that holds it.
 //! - [`config`]: typed configuration from flags, environment and file.
-//! - [`backup`]: online backups of the store (on demand and scheduled) and restoring one.
+//! - [`backup`]: online backups of the SQLite store (on demand and scheduled) and restoring one.
 //! - [`limits`]: admission caps, the default tenant quota, the request rate per token.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 

@@ -25,7 +25,6 @@ use crate::error::{Error, Result};
 use crate::http::auth::Caller;
 use crate::http::problem::ApiError;
 use crate::state::State;
-use crate::store;
 
 /// The key each agent's log credential is derived from (HMAC-SHA256 over the host id). It
 /// lives in a file of the data directory (mode 0600), never in the store, so the store holds
@@ -101,7 +100,7 @@ impl State {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(Error::invalid("logs.url", format!("`{}` is not an http(s) URL", ep.url))),
         }
-        self.store.write(move |tx| store::put_log_endpoint(tx, &host, &ep)).await
+        self.store.write(move |tx| tx.put_log_endpoint(&host, &ep)).await
     }
 
     /// The instance and the log endpoint of the host holding it.
@@ -109,7 +108,7 @@ impl State {
         self.store
             .read(move |c| {
                 let wanted = InstanceRef { tenant: tenant.clone(), cluster: cluster.clone(), name: name.clone() };
-                let inst = store::instances(c, Some((&tenant, &cluster)))?
+                let inst = c.instances(Some((&tenant, &cluster)))?
                     .into_iter()
                     .find(|i| i.instance == wanted)
                     .ok_or_else(|| Error::not_found("instance", wanted.to_string()))?;
@@ -117,7 +116,7 @@ impl State {
                     let why = inst.pending.unwrap_or_else(|| "pending".into());
                     return Err(Error::Conflict(format!("instance {wanted} is not placed on a host yet ({why}), so it has no logs")));
                 };
-                let ep = store::log_endpoint(c, &host)?.ok_or_else(|| {
+                let ep = c.log_endpoint(&host)?.ok_or_else(|| {
                     Error::Unavailable(format!("the agent of host {host} has not registered a log endpoint; upgrade or restart it"))
                 })?;
                 Ok((wanted, host, ep))

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use herd_orchestrator::config::{Args, Command, Config};
 use herd_orchestrator::state::State;
-use herd_orchestrator::store::Store;
+use herd_orchestrator::store::sqlite::Sqlite;
+use herd_orchestrator::store::{Options as StoreOptions, Store};
 use herd_orchestrator::{backup, http};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -51,13 +52,22 @@ async fn run() -> anyhow::Result<()> {
         _ => {}
     }
     let command = args.command.take();
+    let etcd_client = (args.etcd_ca_file.clone(), args.etcd_cert_file.clone(), args.etcd_key_file.clone(), args.etcd_prefix.clone());
     let config = Config::resolve(args)?;
+    if let Some(Command::Migrate { from, to }) = &command {
+        return migrate(&config, from, to, etcd_client);
+    }
+    if matches!(command, Some(Command::Backup { .. } | Command::Restore { .. }))
+        && matches!(config.store, herd_orchestrator::store::Options::Etcd(_))
+    {
+        anyhow::bail!("backup and restore copy the SQLite store; back etcd up with `etcdctl snapshot save` and restore with `etcdctl snapshot restore`");
+    }
     match command {
         Some(Command::Backup { to }) => {
-            let w = backup::backup(&config.store, &to).with_context(|| format!("cannot back up {}", config.store.display()))?;
+            let w = backup::backup(&config.sqlite_path, &to).with_context(|| format!("cannot back up {}", config.sqlite_path.display()))?;
             herd_api::daemon_log::stdout_line(&format!(
                 "backed up {} to {} ({} bytes in {:?}; integrity checked)",
-                config.store.display(),
+                config.sqlite_path.display(),
                 w.path.display(),
                 w.bytes,
                 w.took
@@ -65,20 +75,29 @@ async fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Restore { from }) => {
-            let aside = backup::restore(&from, &config.store, &config.data_dir)
-                .with_context(|| format!("cannot restore {} from {}", config.store.display(), from.display()))?;
+            let aside = backup::restore(&from, &config.sqlite_path, &config.data_dir)
+                .with_context(|| format!("cannot restore {} from {}", config.sqlite_path.display(), from.display()))?;
             let kept = aside.map(|p| format!("; the replaced store is kept as {}", p.display())).unwrap_or_default();
-            herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.store.display(), from.display()));
+            herd_api::daemon_log::stdout_line(&format!("restored {} from {}{kept}", config.sqlite_path.display(), from.display()));
             return Ok(());
         }
-        Some(Command::Openapi | Command::TlsInit { .. }) | None => {}
+        Some(Command::Openapi | Command::TlsInit { .. } | Command::Migrate { .. }) | None => {}
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Held while serving: a second orchestrator, or a restore, on this data directory is refused.
     let _lock = backup::lock(&config.data_dir)?;
-    Store::check_before_open(&config.store, &config.data_dir).map_err(anyhow::Error::msg)?;
-    let store = Store::open(&config.store).with_context(|| format!("cannot open store {}", config.store.display()))?;
+    let store = match &config.store {
+        StoreOptions::Sqlite(path) => {
+            Sqlite::check_before_open(path, &config.data_dir).map_err(anyhow::Error::msg)?;
+            Store::open(path).with_context(|| format!("cannot open store {}", path.display()))?
+        }
+        StoreOptions::Etcd(o) => {
+            let urls: Vec<String> = o.endpoints.iter().map(ToString::to_string).collect();
+            Store::etcd(o.clone()).with_context(|| format!("cannot open the etcd store at {}", urls.join(",")))?
+        }
+    };
+    let store_kind = store.kind();
     let state = State::new(store, config.heartbeat_interval, config.network)
         .context("cannot load the store")?
         .with_limits(config.limits.clone())
@@ -105,7 +124,7 @@ async fn run() -> anyhow::Result<()> {
     if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
         warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
     }
-    info!(%addr, store = %config.store.display(), "serving");
+    info!(%addr, store = store_kind, "serving");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
@@ -133,7 +152,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let backups = config.backups.clone().map(|schedule| {
         info!(dir = %schedule.dir.display(), every = ?schedule.every, keep = schedule.keep, "scheduled backups");
-        tokio::spawn(backup::run_schedule(config.store.clone(), schedule, stop_flush.clone()))
+        tokio::spawn(backup::run_schedule(config.sqlite_path.clone(), schedule, stop_flush.clone()))
     });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
@@ -174,6 +193,46 @@ async fn run() -> anyhow::Result<()> {
         let _ = b.await;
     }
     info!("stopped");
+    Ok(())
+}
+
+/// `migrate --from sqlite:PATH --to etcd:URL,...` (see `herd_orchestrator::store::migrate`).
+fn migrate(
+    config: &Config,
+    from: &str,
+    to: &str,
+    (ca_file, cert_file, key_file, prefix): (Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<std::path::PathBuf>, Option<String>),
+) -> anyhow::Result<()> {
+    let path = from.strip_prefix("sqlite:").filter(|p| !p.is_empty()).with_context(|| format!("--from `{from}`: name the source as sqlite:PATH"))?;
+    let urls = to.strip_prefix("etcd:").filter(|u| !u.is_empty()).with_context(|| format!("--to `{to}`: name the target as etcd:URL[,URL...]"))?;
+    let endpoints = urls
+        .split(',')
+        .map(|u| u.parse::<url::Url>().with_context(|| format!("--to: `{u}` is not a URL")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let path = std::path::Path::new(path);
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        anyhow::bail!("--from: {} is missing or empty: nothing to migrate", path.display());
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // The orchestrator on this data directory must not write while the copy is taken.
+    let _lock = backup::lock(&config.data_dir)?;
+    Sqlite::check_before_open(path, &config.data_dir).map_err(anyhow::Error::msg)?;
+    let source = Sqlite::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut options = herd_orchestrator::store::etcd::Options::new(endpoints);
+    (options.ca_file, options.cert_file, options.key_file) = (ca_file, cert_file, key_file);
+    if let Some(p) = prefix {
+        options.prefix = p;
+    }
+    let target = herd_orchestrator::store::etcd::Etcd::connect(options).with_context(|| format!("cannot reach etcd at {urls}"))?;
+    let copied = herd_orchestrator::store::migrate::sqlite_to_etcd(&source, &target)
+        .with_context(|| format!("cannot migrate {} to etcd at {urls}", path.display()))?;
+    let counts: Vec<String> = copied.counts().into_iter().map(|(what, n)| format!("{n} {what}")).collect();
+    herd_api::daemon_log::stdout_line(&format!(
+        "migrated {} to etcd at {urls} (prefix {}): {}; every object verified equal; start the orchestrator with --store etcd --etcd-endpoints {urls}",
+        path.display(),
+        target.prefix(),
+        counts.join(", ")
+    ));
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use herd_api::network::Protocol;
 use herd_api::quantity::{Cpu, Memory, Resources};
 use herd_api::wire::Quota;
 use herd_api::{ClusterSpec, Role};
-use rusqlite::Connection;
+use crate::store::Tx;
 use tracing::info;
 
 use crate::error::{Error, Result};
@@ -32,7 +32,6 @@ use crate::reconciler::{self, Instance};
 use crate::scheduler::guarantee::{self, Choice, Held, Victim};
 use crate::scheduler::{self, HostView, Request, disk_share};
 use crate::store::audit::{self, Change};
-use crate::store;
 
 /// How long a NodeManager drained for another tenant's guarantee may keep running YARN
 /// containers before it is removed anyway (its pool's own `drainTimeoutSeconds` is for
@@ -60,9 +59,9 @@ struct Rules {
     drained: bool,
 }
 
-fn rules(tx: &Connection) -> Result<HashMap<String, Rules>> {
+fn rules(tx: &dyn Tx) -> Result<HashMap<String, Rules>> {
     let mut out = HashMap::new();
-    for row in store::clusters(tx, None)? {
+    for row in tx.clusters(None)? {
         let graceful = lifecycle::graceful(&row.spec);
         for (role, pool) in &row.spec.pools {
             let key = format!("{}/{}/{}", row.spec.tenant, row.spec.name, role);
@@ -136,8 +135,8 @@ fn request(i: &Instance, rules: &HashMap<String, Rules>) -> Request {
 }
 
 /// Every tenant's guarantee, for tenants that have one.
-fn guarantees(tx: &Connection) -> Result<BTreeMap<String, Resources>> {
-    Ok(store::quotas(tx)?.into_iter().filter_map(|(name, q)| Some((name, q.guaranteed?))).collect())
+fn guarantees(tx: &dyn Tx) -> Result<BTreeMap<String, Resources>> {
+    Ok(tx.quotas()?.into_iter().filter_map(|(name, q)| Some((name, q.guaranteed?))).collect())
 }
 
 fn held(all: &[Instance], rules: &HashMap<String, Rules>, leaving: &BTreeSet<InstanceRef>) -> Vec<Held> {
@@ -161,22 +160,22 @@ fn held(all: &[Instance], rules: &HashMap<String, Rules>, leaving: &BTreeSet<Ins
 /// role, requests inside their tenant's guarantee before borrowing ones); the rest stay
 /// pending with the reason. A request within its tenant's guarantee that finds no room has
 /// borrowed NodeManagers of other tenants drained for it.
-pub(crate) fn schedule_pending(tx: &Connection, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
+pub(crate) fn schedule_pending(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
     schedule(tx, hot, now, lost_after, true)
 }
 
-fn schedule(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, may_take_back: bool) -> Result<()> {
-    if !store::any_unplaced(tx)? {
+fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bool) -> Result<()> {
+    if !tx.any_unplaced()? {
         return Ok(());
     }
-    let all = store::instances(tx, None)?;
+    let all = tx.instances(None)?;
     let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
     if pending.is_empty() {
         return Ok(());
     }
     let rules = rules(tx)?;
     let guaranteed = guarantees(tx)?;
-    let leaving = store::leaving(tx, None)?;
+    let leaving = tx.leaving(None)?;
     let leaving_set: BTreeSet<InstanceRef> = leaving.keys().cloned().collect();
     let held = if guaranteed.is_empty() { Vec::new() } else { held(&all, &rules, &leaving_set) };
     let usage = guarantee::usage(&guaranteed, &held);
@@ -251,11 +250,11 @@ fn schedule(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, may_take_back
             Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },
         };
         if &updated != inst {
-            store::put_instance(tx, &updated)?;
+            tx.put_instance(&updated)?;
         }
     }
     if changed || taken_back > 0 {
-        store::bump_revision(tx)?;
+        tx.bump_revision()?;
     }
     if taken_back > 0 {
         // NodeManagers without a ResourceManager to drain through left at once: place again
@@ -323,13 +322,13 @@ fn victims(
 /// Takes a borrowed NodeManager back for `for_tenant`: drained through its
 /// ResourceManager with a short timeout when it has one (the lifecycle removes it, and
 /// [`refill`] re-adds it pending), else unplaced at once. Audited.
-fn take_back(tx: &Connection, i: &Instance, rules: &HashMap<String, Rules>, for_tenant: &str, now: u64) -> Result<()> {
+fn take_back(tx: &dyn Tx, i: &Instance, rules: &HashMap<String, Rules>, for_tenant: &str, now: u64) -> Result<()> {
     let drained = rules.get(&pool_key(i)).is_some_and(|r| r.drained);
     if drained {
-        store::put_phase(tx, &i.instance, &Phase::Draining { since_ms: now, timeout_s: PREEMPT_DRAIN_TIMEOUT_S, refreshed_ms: None })?;
+        tx.put_phase(&i.instance, &Phase::Draining { since_ms: now, timeout_s: PREEMPT_DRAIN_TIMEOUT_S, refreshed_ms: None })?;
     } else {
         let why = format!("borrowed capacity taken back for tenant {for_tenant}'s guaranteed share; waiting for idle capacity");
-        store::put_instance(tx, &Instance { host: None, pending: Some(why), ..i.clone() })?;
+        tx.put_instance(&Instance { host: None, pending: Some(why), ..i.clone() })?;
     }
     let resource = i.instance.to_string();
     let detail = format!(
@@ -346,10 +345,10 @@ fn take_back(tx: &Connection, i: &Instance, rules: &HashMap<String, Rules>, for_
 /// unplaced instances (lowest free ordinals) when instances left that the spec still asks
 /// for: a NodeManager drained for another tenant's guarantee. A scale-down leaves as many
 /// staying as asked, so it adds nothing. Returns how many were added.
-pub(crate) fn refill(tx: &Connection, tenant: &str, name: &str) -> Result<usize> {
-    let Some(row) = store::cluster(tx, tenant, name)? else { return Ok(0) };
-    let existing = store::instances(tx, Some((tenant, name)))?;
-    let leaving = store::leaving(tx, Some((tenant, name)))?;
+pub(crate) fn refill(tx: &dyn Tx, tenant: &str, name: &str) -> Result<usize> {
+    let Some(row) = tx.cluster(tenant, name)? else { return Ok(0) };
+    let existing = tx.instances(Some((tenant, name)))?;
+    let leaving = tx.leaving(Some((tenant, name)))?;
     let mut added = 0;
     for role in lifecycle::graceful(&row.spec) {
         let Some(pool) = row.spec.pools.get(&role) else { continue };
@@ -361,7 +360,7 @@ pub(crate) fn refill(tx: &Connection, tenant: &str, name: &str) -> Result<usize>
             while !taken.insert(ordinal) {
                 ordinal += 1;
             }
-            store::put_instance(tx, &reconciler::new_instance(tenant, name, role, ordinal, pool))?;
+            tx.put_instance(&reconciler::new_instance(tenant, name, role, ordinal, pool))?;
             added += 1;
         }
     }
@@ -370,11 +369,11 @@ pub(crate) fn refill(tx: &Connection, tenant: &str, name: &str) -> Result<usize>
 
 /// Refuses a spec that takes a tenant with a guarantee over it with anything but
 /// NodeManagers: DataNodes and masters are never taken back, so only NodeManagers borrow.
-pub(crate) fn check_borrowing(tx: &Connection, quota: &Quota, spec: &ClusterSpec, before: Option<&ClusterSpec>) -> Result<()> {
+pub(crate) fn check_borrowing(tx: &dyn Tx, quota: &Quota, spec: &ClusterSpec, before: Option<&ClusterSpec>) -> Result<()> {
     if quota.guaranteed.is_none() {
         return Ok(());
     }
-    let others = store::clusters(tx, Some(&spec.tenant))?
+    let others = tx.clusters(Some(&spec.tenant))?
         .into_iter()
         .filter(|r| r.spec.name != spec.name)
         .fold(Resources::default(), |a, r| a.plus(quota::pinned(&r.spec)));
@@ -385,7 +384,7 @@ pub(crate) fn check_borrowing(tx: &Connection, quota: &Quota, spec: &ClusterSpec
 /// Refuses a tenant's new guarantee when the fleet's ready hosts could not hold every
 /// tenant's guarantee at once (plus what tenants without one hold that is never taken
 /// back). A guarantee that does not grow is never refused.
-pub(crate) fn admit(tx: &Connection, hot: &Hot, tenant: &str, quota: &Quota, now: u64, lost_after: u64) -> Result<()> {
+pub(crate) fn admit(tx: &dyn Tx, hot: &Hot, tenant: &str, quota: &Quota, now: u64, lost_after: u64) -> Result<()> {
     let Some(g) = quota.guaranteed else { return Ok(()) };
     let mut all = guarantees(tx)?;
     let before = all.insert(tenant.to_string(), g);
@@ -401,7 +400,7 @@ pub(crate) fn admit(tx: &Connection, hot: &Hot, tenant: &str, quota: &Quota, now
         (fleet, ready.len())
     });
     let rules = rules(tx)?;
-    let pinned = store::instances(tx, None)?
+    let pinned = tx.instances(None)?
         .iter()
         .filter(|i| i.host.is_some() && i.role != Role::Nodemanager && !all.contains_key(&i.instance.tenant))
         .fold(Resources::default(), |a, i| {
@@ -413,8 +412,8 @@ pub(crate) fn admit(tx: &Connection, hot: &Hot, tenant: &str, quota: &Quota, now
 
 /// What tenant `name` holds now (placed instances) and how much of it is borrowed (above
 /// its guarantee; everything when it has none).
-pub(crate) fn tenant_use(c: &Connection, name: &str, quota: &Quota) -> Result<(Resources, Resources)> {
-    let mine: Vec<Instance> = store::instances_of_tenant(c, name)?.into_iter().filter(|i| i.host.is_some()).collect();
+pub(crate) fn tenant_use(c: &dyn Tx, name: &str, quota: &Quota) -> Result<(Resources, Resources)> {
+    let mine: Vec<Instance> = c.instances_of_tenant(name)?.into_iter().filter(|i| i.host.is_some()).collect();
     if mine.is_empty() {
         return Ok((Resources::default(), Resources::default()));
     }
@@ -425,9 +424,9 @@ pub(crate) fn tenant_use(c: &Connection, name: &str, quota: &Quota) -> Result<(R
     Ok((u.used, u.borrowed))
 }
 
-fn rules_of_tenant(c: &Connection, tenant: &str) -> Result<HashMap<String, Rules>> {
+fn rules_of_tenant(c: &dyn Tx, tenant: &str) -> Result<HashMap<String, Rules>> {
     let mut out = HashMap::new();
-    for row in store::clusters(c, Some(tenant))? {
+    for row in c.clusters(Some(tenant))? {
         for (role, pool) in &row.spec.pools {
             let disk = if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) };
             out.insert(format!("{tenant}/{}/{role}", row.spec.name), Rules { disk, ..Rules::default() });

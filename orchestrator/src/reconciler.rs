@@ -18,7 +18,7 @@ pub struct Instance {
     pub pending: Option<String>,
     pub cpu: Cpu,
     pub memory: Memory,
-    /// How many times it was placed on a host (see [`crate::store::put_instance`]); read
+    /// How many times it was placed on a host (see [`crate::store::Tx::put_instance`]); read
     /// from the store, never written from here.
     pub placement: u64,
 }

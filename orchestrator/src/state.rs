@@ -19,7 +19,7 @@ use herd_api::wire::{
     Page, Quota, RegisterReply, ScaleRequest,
 };
 use herd_api::{ClusterSpec, Role};
-use rusqlite::Connection;
+use crate::store::Tx;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ use crate::reconciler::{self, Instance};
 use crate::placement::{self, schedule_pending};
 use crate::quota;
 use crate::store::audit::{self, Change};
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// The orchestrator's shared state: the store (intent), the hot state (what agents
 /// report) and the settings its operations need.
@@ -161,10 +161,10 @@ impl State {
     /// The state over `store`, with the hot state rebuilt from it (see [`crate::hot`]).
     pub fn new(store: Store, heartbeat_interval: Duration, network: network::Settings) -> Result<Self> {
         let hot = store.read_now(|c| {
-            let rows = store::hosts(c)?;
+            let rows = c.hosts()?;
             let cordoned: Vec<String> = rows.iter().filter(|h| h.cordoned).map(|h| h.info.id.clone()).collect();
             let hosts = rows.into_iter().map(|h| h.info).collect();
-            let hot = Hot::load(hosts, store::subnets(c)?, store::observed(c)?, store::conditions(c)?, now_ms());
+            let hot = Hot::load(hosts, c.subnets()?, c.observed()?, c.conditions()?, now_ms());
             for id in cordoned {
                 hot.set_cordoned(&id, true);
             }
@@ -236,8 +236,8 @@ impl State {
             .store
             .write(move |tx| {
                 for d in &dirty {
-                    store::replace_observed(tx, &d.host, &d.observed)?;
-                    store::set_conditions(tx, &d.host, &d.conditions)?;
+                    tx.replace_observed(&d.host, &d.observed)?;
+                    tx.set_conditions(&d.host, &d.conditions)?;
                 }
                 Ok(())
             })
@@ -279,7 +279,7 @@ impl State {
         let (new, network) = self
             .store
             .write(move |tx| {
-                let new = store::upsert_host(tx, &info, now)?;
+                let new = tx.upsert_host(&info, now)?;
                 if new {
                     let resource = format!("hosts/{}", info.id);
                     let change = Change { actor: &actor, action: "host.register", resource: &resource, before: None, after: None };
@@ -289,7 +289,7 @@ impl State {
                     Some(_) => Some(lease_subnet(tx, &hot, &settings, &info.id)?),
                     None => None,
                 };
-                hot.register(info, network.map(|n| n.subnet), now);
+                hot.register(info.clone(), network.map(|n| n.subnet), now);
                 schedule_pending(tx, &hot, now, lost_after)?;
                 Ok((new, network))
             })
@@ -317,7 +317,7 @@ impl State {
             self.store
                 .write(move |tx| {
                     for done in &purged {
-                        store::delete_purge(tx, &host, done)?;
+                        tx.delete_purge(&host, done)?;
                     }
                     Ok(())
                 })
@@ -330,10 +330,10 @@ impl State {
             let (any, mine) = self
                 .store
                 .read(move |c| {
-                    let leaving = store::leaving(c, None)?;
+                    let leaving = c.leaving(None)?;
                     let clusters: BTreeSet<(String, String)> =
                         leaving.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
-                    let mine: BTreeSet<(String, String)> = store::instances_on_host(c, &h)?
+                    let mine: BTreeSet<(String, String)> = c.instances_on_host(&h)?
                         .into_iter()
                         .map(|i| (i.instance.tenant, i.instance.cluster))
                         .filter(|k| clusters.contains(k))
@@ -372,12 +372,11 @@ impl State {
             let full = self
                 .store
                 .read(move |c| {
-                    // One snapshot for the whole reply.
-                    let snapshot = c.unchecked_transaction()?;
-                    let desired = desired::desired_for(&snapshot, &hot, &cache, &h, now, lost_after)?;
-                    let network = network_plan(&snapshot, &hot, &settings, &h)?;
-                    let purge = store::purges(&snapshot, &h)?;
-                    let revision = store::revision(&snapshot)?;
+                    // One snapshot for the whole reply (as every read is).
+                    let desired = desired::desired_for(c, &hot, &cache, &h, now, lost_after)?;
+                    let network = network_plan(c, &hot, &settings, &h)?;
+                    let purge = c.purges(&h)?;
+                    let revision = c.revision()?;
                     Ok(crate::delta::Full { desired, network, purge, revision })
                 })
                 .await?;
@@ -439,17 +438,17 @@ impl State {
         let out = self
             .store
             .write(move |tx| {
-                let Some(tenant) = store::tenant(tx, &spec.tenant)? else {
+                let Some(tenant) = tx.tenant(&spec.tenant)? else {
                     return Err(Error::invalid(
                         "tenant",
                         format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
                     ));
                 };
                 let resource = format!("{}/{}", spec.tenant, spec.name);
-                let current = store::cluster(tx, &spec.tenant, &spec.name)?;
+                let current = tx.cluster(&spec.tenant, &spec.name)?;
                 check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
                 let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec, now, lost_after, false)?;
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec.clone(), now, lost_after, false)?;
                 let applied = outcome.applied;
                 if applied != Applied::Unchanged {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
@@ -479,7 +478,7 @@ impl State {
             .store
             .write(move |tx| {
                 let resource = format!("{tenant}/{cluster}");
-                let row = store::cluster(tx, &tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
+                let row = tx.cluster(&tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
                 check_expect(&resource, Some(row.generation), expect)?;
                 let mut spec = row.spec;
                 let Some(p) = spec.pools.get_mut(&pool) else {
@@ -491,7 +490,7 @@ impl State {
                 };
                 p.replicas = replicas;
                 validate(&spec)?;
-                let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
+                let quota = tx.tenant(&tenant)?.map(|t| t.quota).unwrap_or_default();
                 let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
                     let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
@@ -526,31 +525,31 @@ impl State {
         self.store
             .write(move |tx| {
                 let resource = format!("{tenant}/{cluster}");
-                let Some(row) = store::cluster(tx, &tenant, &cluster)? else {
+                let Some(row) = tx.cluster(&tenant, &cluster)? else {
                     return Err(Error::not_found("cluster", resource));
                 };
                 check_expect(&resource, Some(row.generation), expect)?;
-                let existing = store::instances(tx, Some((&tenant, &cluster)))?;
+                let existing = tx.instances(Some((&tenant, &cluster)))?;
                 let plan = reconciler::plan(&tenant, &cluster, None, &existing, &BTreeSet::new(), &BTreeSet::new());
                 for gone in &plan.remove {
-                    store::delete_instance(tx, gone)?;
+                    tx.delete_instance(gone)?;
                 }
                 if purge_data {
                     for i in existing.iter().filter(|i| i.role.has_data()) {
                         if let Some(host) = &i.host {
-                            store::put_purge(tx, host, &i.instance)?;
+                            tx.put_purge(host, &i.instance)?;
                         }
                     }
                 }
-                store::delete_cluster(tx, &tenant, &cluster)?;
-                store::bump_revision(tx)?;
+                tx.delete_cluster(&tenant, &cluster)?;
+                tx.bump_revision()?;
                 let change =
                     Change { actor: &actor, action: "cluster.delete", resource: &resource, before: Some(row.generation), after: None };
                 let detail = purge_data.then_some("data folders purged (--purge-data)");
                 audit::record_detail(tx, now, &change, detail)?;
                 // Freed capacity may let another cluster's pending instances in.
                 schedule_pending(tx, &hot, now, lost_after)?;
-                Ok((tenant, cluster))
+                Ok((tenant.clone(), cluster.clone()))
             })
             .await
             .map(|(tenant, cluster)| {
@@ -628,7 +627,7 @@ impl State {
         self.store
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
-                let rows = store::clusters_page(c, tenant.as_deref(), after, limit + 1)?;
+                let rows = c.clusters_page(tenant.as_deref(), after, limit + 1)?;
                 // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
                 // instances, so no answer grows with the size of the clusters in it.
                 let mut items = Vec::new();
@@ -658,7 +657,7 @@ impl State {
 /// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
 #[allow(clippy::too_many_arguments)]
 fn apply_in(
-    tx: &Connection,
+    tx: &dyn Tx,
     hot: &Hot,
     limits: &crate::limits::Limits,
     quota: &Quota,
@@ -668,14 +667,14 @@ fn apply_in(
     force: bool,
 ) -> Result<(Outcome, Option<u64>, u64)> {
     let (tenant, name) = (spec.tenant.clone(), spec.name.clone());
-    let current = store::cluster(tx, &tenant, &name)?;
+    let current = tx.cluster(&tenant, &name)?;
     let before = current.as_ref().map(|r| r.generation);
     let applied = match &current {
         None => Applied::Created,
         Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
         Some(_) => Applied::Updated,
     };
-    if current.is_none() && store::cluster_count(tx, &tenant)? >= u64::from(limits.max_clusters_per_tenant) {
+    if current.is_none() && tx.cluster_count(&tenant)? >= u64::from(limits.max_clusters_per_tenant) {
         return Err(Error::Limit {
             field: "name".into(),
             reason: "clusters_per_tenant",
@@ -685,15 +684,15 @@ fn apply_in(
             ),
         });
     }
-    let pending_before = store::pending_count(tx, Some((&tenant, &name)))?;
+    let pending_before = tx.pending_count(Some((&tenant, &name)))?;
     let change = quota::Change {
-        others: store::usage(tx, &tenant, Some(&name))?,
+        others: tx.usage(&tenant, Some(&name))?,
         before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
         after: spec.requests(),
     };
     quota::check(quota, change).map_err(Error::Quota)?;
     placement::check_borrowing(tx, quota, &spec, current.as_ref().map(|r| &r.spec))?;
-    let existing = store::instances(tx, Some((&tenant, &name)))?;
+    let existing = tx.instances(Some((&tenant, &name)))?;
     // Admission, at once when the fleet cannot possibly take what would wait (an upper bound:
     // every ready host's whole CPU, filled with the smallest request), so that an absurd
     // request does not hold the writer while it is planned and placed; exactly below.
@@ -707,7 +706,7 @@ fn apply_in(
     if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {
         return Err(too_many_pending(limits, &tenant, &name, at_least));
     }
-    let leaving = store::leaving(tx, Some((&tenant, &name)))?;
+    let leaving = tx.leaving(Some((&tenant, &name)))?;
     let graceful = lifecycle::graceful(&spec);
 
     // The NameNode's report chooses which DataNodes leave; read it before anything changes.
@@ -748,38 +747,38 @@ fn apply_in(
         (Some(row), Some(g)) if row.spec == spec => g,
         _ => before.map(|g| g + 1).unwrap_or(1),
     };
-    store::put_cluster(tx, generation, &spec)?;
+    tx.put_cluster(generation, &spec)?;
     let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
     for gone in &plan.remove {
-        store::delete_instance(tx, gone)?;
+        tx.delete_instance(gone)?;
     }
     resize(tx, &plan.resize)?;
     for new in &plan.add {
-        store::put_instance(tx, new)?;
+        tx.put_instance(new)?;
     }
     let (mut leave, mut back, mut add) = (0, 0, 0);
     for p in &pools {
         for (instance, phase) in &p.selection.phases {
-            store::put_phase(tx, instance, phase)?;
+            tx.put_phase(instance, phase)?;
             leave += 1;
         }
         for instance in &p.selection.recommission {
-            store::delete_phase(tx, instance)?;
+            tx.delete_phase(instance)?;
             back += 1;
         }
         for new in &p.add {
-            store::put_instance(tx, new)?;
+            tx.put_instance(new)?;
             add += 1;
         }
     }
     schedule_pending(tx, hot, now, lost_after)?;
     // Admission: instances no host can take now wait in the store, and every heartbeat and
     // scheduling pass carries them; a cluster may not leave more than its share waiting.
-    let pending = store::pending_count(tx, Some((&tenant, &name)))?;
+    let pending = tx.pending_count(Some((&tenant, &name)))?;
     if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
         return Err(too_many_pending(limits, &tenant, &name, pending));
     }
-    store::bump_revision(tx)?;
+    tx.bump_revision()?;
     info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
         resize = plan.resize.len(), leave, recommission = back, "cluster applied");
     let forced = (!forced.is_empty()).then(|| {
@@ -823,22 +822,22 @@ impl Outcome {
 /// Stores new sizes. Roles that keep data (DataNodes, NameNodes) restart in place on the
 /// host that holds their data; when that host cannot fit the new size the whole change is
 /// refused. Other roles are placed again by the scheduler.
-fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
+fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
     let mut kept_on: BTreeSet<String> = BTreeSet::new();
     for i in resized {
         match (&i.host, i.role.has_data()) {
             (Some(host), true) => {
-                store::put_instance(tx, i)?;
+                tx.put_instance(i)?;
                 kept_on.insert(host.clone());
             }
-            _ => store::put_instance(tx, &Instance { host: None, pending: Some("resized".into()), ..i.clone() })?,
+            _ => tx.put_instance(&Instance { host: None, pending: Some("resized".into()), ..i.clone() })?,
         }
     }
     if kept_on.is_empty() {
         return Ok(());
     }
-    let all = store::instances(tx, None)?;
-    for h in store::hosts(tx)?.into_iter().filter(|h| kept_on.contains(&h.info.id)) {
+    let all = tx.instances(None)?;
+    for h in tx.hosts()?.into_iter().filter(|h| kept_on.contains(&h.info.id)) {
         let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(h.info.id.as_str())).collect();
         let (cpu, memory): (u64, u64) = (mine.iter().map(|i| i.cpu.0).sum(), mine.iter().map(|i| i.memory.0).sum());
         if cpu > h.info.cpu.0 || memory > h.info.memory.0 {
@@ -872,8 +871,8 @@ fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
 /// exclude files). An instance reaching `removing` leaves its host's desired set, so its
 /// agent stops and removes the container at its next heartbeat. Steps again at once while
 /// something moves (bounded). `only`: step just these clusters (those of the reporting host).
-pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: u64, only: Option<&BTreeSet<(String, String)>>) -> Result<()> {
-    let all = store::leaving(tx, None)?;
+pub(crate) fn drive_lifecycle(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, only: Option<&BTreeSet<(String, String)>>) -> Result<()> {
+    let all = tx.leaving(None)?;
     if all.is_empty() {
         return Ok(());
     }
@@ -885,19 +884,19 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
     let mut moved = false;
     let mut left: BTreeSet<(String, String)> = BTreeSet::new();
     for (tenant, name) in clusters {
-        let mut members = store::instances(tx, Some((&tenant, &name)))?;
+        let mut members = tx.instances(Some((&tenant, &name)))?;
         let ctx = HadoopContext::load(hot, &members, now, lost_after);
         let mut leaving: BTreeMap<InstanceRef, Phase> =
             all.iter().filter(|(i, _)| i.tenant == tenant && i.cluster == name).map(|(i, p)| (i.clone(), *p)).collect();
-        let Some(row) = store::cluster(tx, &tenant, &name)? else {
+        let Some(row) = tx.cluster(&tenant, &name)? else {
             for i in leaving.keys() {
-                store::delete_phase(tx, i)?;
+                tx.delete_phase(i)?;
             }
             continue;
         };
         // A phase without its instance (removed another way) means nothing any more.
         for orphan in leaving.keys().filter(|i| !members.iter().any(|m| &m.instance == *i)).cloned().collect::<Vec<_>>() {
-            store::delete_phase(tx, &orphan)?;
+            tx.delete_phase(&orphan)?;
             leaving.remove(&orphan);
         }
         for _ in 0..4 {
@@ -911,10 +910,10 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
                     let decommissioned = matches!(before, Some(Phase::Decommissioned { forced: false, .. }));
                     let host = members.iter().find(|m| &m.instance == instance).and_then(|m| m.host.as_deref());
                     if let (Phase::Removing, true, Some(host)) = (phase, decommissioned, host) {
-                        store::put_purge(tx, host, instance)?;
+                        tx.put_purge(host, instance)?;
                     }
                     info!(instance = %instance, phase = %phase, "lifecycle phase");
-                    store::put_phase(tx, instance, phase)?;
+                    tx.put_phase(instance, phase)?;
                     moved = true;
                 }
             }
@@ -922,12 +921,12 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
             let mut done = Vec::new();
             for instance in &step.done {
                 // Its name stays taken until its data folders are gone.
-                if store::purge_pending(tx, instance)? {
+                if tx.purge_pending(instance)? {
                     leaving_next.insert(instance.clone(), Phase::Removing);
                     continue;
                 }
                 info!(instance = %instance, "left the cluster");
-                store::delete_instance(tx, instance)?;
+                tx.delete_instance(instance)?;
                 done.push(instance.clone());
                 left.insert((tenant.clone(), name.clone()));
                 moved = true;
@@ -963,7 +962,7 @@ pub(crate) fn drive_lifecycle(tx: &Connection, hot: &Hot, now: u64, lost_after: 
         schedule_pending(tx, hot, now, lost_after)?;
     }
     if moved {
-        store::bump_revision(tx)?;
+        tx.bump_revision()?;
     }
     Ok(())
 }
@@ -1022,10 +1021,10 @@ impl HadoopContext {
     }
 }
 
-pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
-    let row = store::cluster(c, tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
-    let members = store::instances(c, Some((tenant, name)))?;
-    let leaving = store::leaving(c, Some((tenant, name)))?;
+pub(crate) fn cluster_status(c: &dyn Tx, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
+    let row = c.cluster(tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
+    let members = c.instances(Some((tenant, name)))?;
+    let leaving = c.leaving(Some((tenant, name)))?;
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
     let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
     // What the lifecycle would do now, for status only (the heartbeat persists it).
@@ -1080,15 +1079,15 @@ pub(crate) fn cluster_status(c: &Connection, hot: &Hot, tenant: &str, name: &str
 /// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
 /// Leases come from the hot state's set of leases (no scan of the store per registration);
 /// a new one is stored in the registration's transaction.
-fn lease_subnet(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
+fn lease_subnet(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
     let (subnet, stale) = hot
         .lease(host, |s| settings.fits(s), |taken| settings.lease(taken))
         .map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
-    if stale.is_some() || store::subnets_of(tx, host)? != Some(subnet) {
+    if stale.is_some() || tx.subnets_of(host)? != Some(subnet) {
         if let Some(old) = stale {
             warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
         }
-        store::put_subnet(tx, host, subnet)?;
+        tx.put_subnet(host, subnet)?;
     }
     Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
 }
@@ -1097,14 +1096,14 @@ fn lease_subnet(tx: &Connection, hot: &Hot, settings: &network::Settings, host: 
 /// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
 /// their instances and the addresses of those instances. (Every other address is dropped by
 /// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
-fn network_plan(tx: &Connection, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
+fn network_plan(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
     if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
         return Ok(None);
     }
-    let tenants: BTreeSet<String> = store::instances_on_host(tx, host)?.into_iter().map(|i| i.instance.tenant).collect();
+    let tenants: BTreeSet<String> = tx.instances_on_host(host)?.into_iter().map(|i| i.instance.tenant).collect();
     let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
     for t in &tenants {
-        placed.extend(store::instances_of_tenant(tx, t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
+        placed.extend(tx.instances_of_tenant(t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
     }
     let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
     relevant.insert(host);
@@ -1147,7 +1146,7 @@ mod tests {
         let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"}))
             .map_err(|e| Error::invalid("host", e.to_string()))?;
         state.register("agent".into(), info).await?;
-        state.store.write(|tx| store::insert_tenant(tx, "t", &Quota::default(), 0).map(|_| ())).await?;
+        state.store.write(|tx| tx.insert_tenant("t", &Quota::default(), 0).map(|_| ())).await?;
         let spec = parse_cluster_spec(SPEC).map_err(|e| Error::invalid("spec", e.to_string()))?;
         state.apply("admin".into(), spec, None).await?;
         Ok(state)
@@ -1177,7 +1176,7 @@ mod tests {
         tokio::task::yield_now().await;
         // h1 holds its six DataNodes (maxPerHost 6): the seventh goes to h2 or h3.
         state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(7), force: false }, None).await?;
-        let placed = state.store.read(|c| store::instances(c, Some(("t", "c")))).await?;
+        let placed = state.store.read(|c| c.instances(Some(("t", "c")))).await?;
         let on = placed.iter().find(|i| i.instance == dn(6)).and_then(|i| i.host.clone());
         // Whichever host got it answers long before its 30 s wait; the other one after its own.
         let (woken, other) = match on.as_deref() {
@@ -1323,7 +1322,7 @@ mod tests {
         let refused = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: false }, None).await;
         let text = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("hdfs.replication") && text.contains("pools.datanode.replicas"), "{text}");
-        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+        assert!(state.store.read(|c| c.leaving(None)).await?.is_empty());
 
         // 6 -> 3: the three holding the fewest blocks (0, 1, 2) start decommissioning and keep running.
         let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
@@ -1342,7 +1341,7 @@ mod tests {
         beat(&state, &all, &mixed, hash.clone()).await?;
         let reply = beat(&state, &all, &mixed, hash.clone()).await?;
         assert_eq!(desired_names(&reply).len(), 6, "one still in progress holds every removal");
-        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        let phases = state.store.read(|c| c.leaving(None)).await?;
         assert!(matches!(phases[&dn(0)], Phase::Decommissioned { .. }), "{phases:?}");
 
         // All three decommissioned, no missing blocks: removal ordered, still excluded.
@@ -1350,7 +1349,7 @@ mod tests {
         beat(&state, &all, &done, hash.clone()).await?;
         let reply = beat(&state, &all, &done, hash.clone()).await?;
         assert_eq!(desired_names(&reply), ["datanode-3", "datanode-4", "datanode-5"]);
-        let phases = state.store.read(|c| store::leaving(c, None)).await?;
+        let phases = state.store.read(|c| c.leaving(None)).await?;
         assert!(phases.values().all(|p| *p == Phase::Removing), "{phases:?}");
 
         // The containers are gone: their agent is told to purge their data folders (HDFS
@@ -1360,7 +1359,7 @@ mod tests {
         beat(&state, &staying, &done, hash.clone()).await?;
         let reply = beat(&state, &staying, &done, hash.clone()).await?;
         assert_eq!(reply.purge, gone, "decommissioned DataNodes' folders purged");
-        assert_eq!(state.store.read(|c| store::leaving(c, None)).await?.len(), 3, "forgotten before their purge");
+        assert_eq!(state.store.read(|c| c.leaving(None)).await?.len(), 3, "forgotten before their purge");
         let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
         assert_eq!(nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default(), "datanode-0.c.t\ndatanode-1.c.t\ndatanode-2.c.t\n");
 
@@ -1368,7 +1367,7 @@ mod tests {
         beat_purged(&state, &staying, &done, hash.clone(), gone).await?;
         let reply = beat(&state, &staying, &done, hash).await?;
         assert!(reply.purge.is_empty());
-        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+        assert!(state.store.read(|c| c.leaving(None)).await?.is_empty());
         let nn_config = reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.clone());
         assert_eq!(nn_config.map(|c| c.live_files["dfs.exclude"].clone()).unwrap_or_default(), "");
         let status = state.cluster("t".into(), "c".into()).await?;
@@ -1388,12 +1387,12 @@ mod tests {
         let dns: Vec<String> =
             status.instances.iter().filter(|i| i.pool == Role::Datanode).map(|i| i.instance.name.clone()).collect();
         assert_eq!(dns, ["datanode-0", "datanode-1", "datanode-2", "datanode-3", "datanode-4", "datanode-5"]);
-        assert!(state.store.read(|c| store::leaving(c, None)).await?.is_empty());
+        assert!(state.store.read(|c| c.leaving(None)).await?.is_empty());
 
         // --force below replication: done, and audited with what it risks.
         state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(2), force: true }, None).await?;
-        assert_eq!(state.store.read(|c| store::leaving(c, None)).await?.len(), 4);
-        let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
+        assert_eq!(state.store.read(|c| c.leaving(None)).await?.len(), 4);
+        let audit = state.store.read(|c| c.audit(None, 100)).await?;
         let forced = audit.iter().find(|e| e.action == "cluster.scale.force");
         let detail = forced.and_then(|e| e.detail.clone()).unwrap_or_default();
         assert!(detail.contains("replication"), "{detail}");
@@ -1428,7 +1427,7 @@ mod tests {
         assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 6, "the refused scale changed something");
         let status = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(5), force: true }, None).await?;
         assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 5);
-        let audit = state.store.read(|c| audit::list(c, None, 100)).await?;
+        let audit = state.store.read(|c| c.audit(None, 100)).await?;
         assert!(audit.iter().any(|e| e.action == "cluster.scale.force"), "forced scale not audited");
         Ok(())
     }

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use herd_api::names::check_dns_label;
 use herd_api::wire::{CreateTenant, CreateToken, Page, Quota, Scope, Tenant, TenantQuota, TokenCreated, TokenInfo};
-use rusqlite::Connection as Transaction;
 use serde::Serialize;
 use tracing::info;
 
@@ -16,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::quota;
 use crate::state::{State, now_ms, page};
 use crate::store::audit::{self, Change};
-use crate::store::{self, idempotency, tokens};
+use crate::store::{TenantRow, Tx, idempotency};
 
 /// An `Idempotency-Key` and what it needs: the caller, the request's fingerprint, and the
 /// caller's secret (which seals the stored answer; see [`idempotency`]).
@@ -50,9 +49,9 @@ fn answer<T: Serialize>(status: u16, value: &T) -> Answer {
 /// Runs `f` once per idempotency key: a repeat of the same request gets the stored answer,
 /// a different request with the same key is refused; the answer is stored in `f`'s
 /// transaction, so a crash cannot separate the change from its stored answer.
-fn once_in(tx: &Transaction, once: Option<&Once>, now: u64, f: impl FnOnce(&Transaction) -> Result<Answer>) -> Result<Answer> {
+fn once_in(tx: &dyn Tx, once: Option<&Once>, now: u64, f: impl FnOnce(&dyn Tx) -> Result<Answer>) -> Result<Answer> {
     if let Some(o) = once
-        && let Some(stored) = idempotency::get(tx, &o.token_id, &o.key, now)?
+        && let Some(stored) = tx.idempotent(&o.token_id, &o.key, now)?
     {
         if stored.fingerprint != o.fingerprint {
             return Err(Error::IdempotencyKeyReused { key: o.key.clone() });
@@ -69,7 +68,7 @@ fn once_in(tx: &Transaction, once: Option<&Once>, now: u64, f: impl FnOnce(&Tran
             status: a.status,
             body: idempotency::seal(&o.secret, &o.token_id, &o.key, &a.body.to_string()),
         };
-        idempotency::put(tx, &o.token_id, &o.key, &stored, now)?;
+        tx.put_idempotent(&o.token_id, &o.key, &stored, now)?;
     }
     Ok(a)
 }
@@ -129,7 +128,7 @@ impl State {
         self.store
             .write(move |tx| {
                 once_in(tx, once.as_ref(), now, |tx| {
-                    if let Some(existing) = store::tenant(tx, &req.name)? {
+                    if let Some(existing) = tenant_of(tx, &req.name)? {
                         if given.as_ref().is_some_and(|q| *q != existing.quota) {
                             return Err(Error::Conflict(format!(
                                 "tenant `{}` exists with another quota; change it with `herd tenants quota {}` (PUT /v1/tenants/{}/quota)",
@@ -139,10 +138,10 @@ impl State {
                         return Ok(answer(200, &existing));
                     }
                     crate::placement::admit(tx, &hot, &req.name, &quota, now, lost_after)?;
-                    store::insert_tenant(tx, &req.name, &quota, now / 1000)?;
+                    tx.insert_tenant(&req.name, &quota, now / 1000)?;
                     let resource = format!("tenants/{}", req.name);
                     audit::record(tx, now, &Change { actor: &actor, action: "tenant.create", resource: &resource, before: None, after: None })?;
-                    let tenant = store::tenant(tx, &req.name)?.ok_or_else(|| Error::not_found("tenant", &req.name))?;
+                    let tenant = tenant_of(tx, &req.name)?.ok_or_else(|| Error::not_found("tenant", &req.name))?;
                     Ok(answer(201, &tenant))
                 })
             })
@@ -150,12 +149,16 @@ impl State {
     }
 
     pub async fn tenant(&self, name: String) -> Result<Tenant> {
-        self.store.read(move |c| store::tenant(c, &name)?.ok_or_else(|| Error::not_found("tenant", name))).await
+        self.store.read(move |c| tenant_of(c, &name)?.ok_or_else(|| Error::not_found("tenant", name))).await
     }
 
     pub async fn tenants(&self, after: Option<String>, limit: usize) -> Result<Page<Tenant>> {
         self.store
-            .read(move |c| Ok(page(store::tenants(c, after.as_deref(), limit + 1)?, limit, |t: &Tenant| t.name.clone())))
+            .read(move |c| {
+                let rows = c.tenants(after.as_deref(), limit + 1)?;
+                let tenants = rows.into_iter().map(|row| tenant_view(c, row)).collect::<Result<Vec<_>>>()?;
+                Ok(page(tenants, limit, |t: &Tenant| t.name.clone()))
+            })
             .await
     }
 
@@ -166,16 +169,16 @@ impl State {
         let (now, lost_after, hot) = (now_ms(), 3 * self.heartbeat_interval.as_millis() as u64, self.hot.clone());
         self.store
             .write(move |tx| {
-                if !store::tenant_exists(tx, &name)? {
-                    return Err(Error::not_found("tenant", name));
+                if !tx.tenant_exists(&name)? {
+                    return Err(Error::not_found("tenant", &name));
                 }
                 crate::placement::admit(tx, &hot, &name, &quota, now, lost_after)?;
-                if !store::set_quota(tx, &name, &quota)? {
-                    return Err(Error::not_found("tenant", name));
+                if !tx.set_quota(&name, &quota)? {
+                    return Err(Error::not_found("tenant", &name));
                 }
                 let resource = format!("tenants/{name}");
                 audit::record(tx, now, &Change { actor: &actor, action: "tenant.quota", resource: &resource, before: None, after: None })?;
-                store::tenant(tx, &name)?.ok_or_else(|| Error::not_found("tenant", name))
+                tenant_of(tx, &name)?.ok_or_else(|| Error::not_found("tenant", &name))
             })
             .await
     }
@@ -186,10 +189,10 @@ impl State {
         let out = self
             .store
             .write(move |tx| {
-                if !store::tenant_exists(tx, &name)? {
-                    return Err(Error::not_found("tenant", name));
+                if !tx.tenant_exists(&name)? {
+                    return Err(Error::not_found("tenant", &name));
                 }
-                let clusters = store::clusters_page(tx, Some(&name), None, 6)?;
+                let clusters = tx.clusters_page(Some(&name), None, 6)?;
                 if !clusters.is_empty() {
                     let names: Vec<String> = clusters.iter().take(5).map(|c| format!("{name}/{}", c.spec.name)).collect();
                     let more = if clusters.len() > 5 { ", ..." } else { "" };
@@ -199,7 +202,7 @@ impl State {
                         names[0]
                     )));
                 }
-                store::delete_tenant(tx, &name)?;
+                tx.delete_tenant(&name)?;
                 let resource = format!("tenants/{name}");
                 audit::record(tx, now, &Change { actor: &actor, action: "tenant.delete", resource: &resource, before: None, after: None })?;
                 Ok(())
@@ -236,7 +239,7 @@ impl State {
             .write(move |tx| {
                 once_in(tx, once.as_ref(), now, |tx| {
                     if let Some(t) = &req.tenant
-                        && !store::tenant_exists(tx, t)?
+                        && !tx.tenant_exists(t)?
                     {
                         return Err(Error::invalid("tenant", format!("tenant `{t}` does not exist; create it first with `herd tenants create {t}`")));
                     }
@@ -252,7 +255,7 @@ impl State {
 
     pub async fn tokens(&self, after: Option<String>, limit: usize) -> Result<Page<TokenInfo>> {
         self.store
-            .read(move |c| Ok(page(tokens::list(c, after.as_deref(), limit + 1)?, limit, |t: &TokenInfo| t.id.clone())))
+            .read(move |c| Ok(page(c.tokens(after.as_deref(), limit + 1)?, limit, |t: &TokenInfo| t.id.clone())))
             .await
     }
 
@@ -262,12 +265,12 @@ impl State {
         let out = self
             .store
             .write(move |tx| {
-                let Some(token) = tokens::get(tx, &id)? else { return Err(Error::not_found("token", id)) };
+                let Some(token) = tx.token(&id)? else { return Err(Error::not_found("token", &id)) };
                 if token.revoked {
                     return Ok(());
                 }
-                tokens::revoke(tx, &id)?;
-                if token.scope == Scope::Admin && !tokens::has_live_admin(tx)? {
+                tx.revoke_token(&id)?;
+                if token.scope == Scope::Admin && !tx.has_live_admin()? {
                     return Err(Error::Conflict(format!(
                         "token {id} is the last admin token; create another with `herd tokens create --admin` first"
                     )));
@@ -289,7 +292,7 @@ impl State {
         }
         let epoch = self.auth.epoch();
         let key = hash.clone();
-        let token = self.store.read(move |c| tokens::by_hash(c, &hash)).await?;
+        let token = self.store.read(move |c| c.token_by_hash(&hash)).await?;
         let token = token.ok_or_else(|| {
             Error::Unauthorized("the bearer token is not valid (unknown or revoked); ask an admin for a token (`herd tokens create`)".into())
         })?;
@@ -305,7 +308,7 @@ impl State {
         let created = self
             .store
             .write(move |tx| {
-                if tokens::has_live_admin(tx)? {
+                if tx.has_live_admin()? {
                     return Ok(None);
                 }
                 let (token, secret) = new_token(tx, Scope::Admin, Binding::default(), Some("bootstrap admin token".into()), now)?;
@@ -338,10 +341,22 @@ struct Binding {
     host: Option<String>,
 }
 
-fn new_token(tx: &Transaction, scope: Scope, binding: Binding, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
+/// A stored tenant with what its clusters ask for and hold now.
+fn tenant_view(tx: &dyn Tx, row: TenantRow) -> Result<Tenant> {
+    let usage = tx.usage(&row.name, None)?;
+    let (used, borrowed) = crate::placement::tenant_use(tx, &row.name, &row.quota)?;
+    Ok(Tenant { created_at: row.created_at, quota: row.quota, usage, used, borrowed, name: row.name })
+}
+
+/// Tenant `name` as [`tenant_view`] shows it, if it exists.
+fn tenant_of(tx: &dyn Tx, name: &str) -> Result<Option<Tenant>> {
+    tx.tenant(name)?.map(|row| tenant_view(tx, row)).transpose()
+}
+
+fn new_token(tx: &dyn Tx, scope: Scope, binding: Binding, description: Option<String>, now: u64) -> Result<(TokenInfo, String)> {
     let (id, secret) = auth::new_secret();
     let token =
         TokenInfo { id, scope, tenant: binding.tenant, host: binding.host, description, created_at: now / 1000, revoked: false };
-    tokens::insert(tx, &token, &auth::hash(&secret))?;
+    tx.insert_token(&token, &auth::hash(&secret))?;
     Ok((token, secret))
 }

@@ -3,6 +3,7 @@
 //! engine. Docker-dependent tests fail loudly when no engine answers; they never skip.
 
 pub mod decom;
+pub mod etcd;
 pub mod netbed;
 
 /// The `command` of a container that idles until SIGTERM (and then exits at once), for tests

@@ -10,7 +10,6 @@ use super::auth::Caller;
 use super::{ListParams, Result};
 use crate::error::Error;
 use crate::state::{State, page};
-use crate::store::audit;
 
 /// Every change: who, what, when, and the generations before and after.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(ListParams),
@@ -26,6 +25,6 @@ pub async fn list(
     let after = after
         .map(|a| a.parse::<u64>().map_err(|_| Error::invalid("after", "must be the `next` cursor of the previous page")))
         .transpose()?;
-    let entries = s.store.read(move |c| audit::list(c, after, limit + 1)).await?;
+    let entries = s.store.read(move |c| c.audit(after, limit + 1)).await?;
     Ok(Json(page(entries, limit, |e: &AuditEntry| e.id.to_string())))
 }

@@ -44,7 +44,7 @@ pub async fn layer(AxumState(state): AxumState<State>, req: Request, next: Next)
     let token = caller.principal.token_id.clone();
     let stored = {
         let (token, key) = (token.clone(), key.clone());
-        state.store.read(move |c| idempotency::get(c, &token, &key, now_ms())).await
+        state.store.read(move |c| c.idempotent(&token, &key, now_ms())).await
     };
     match stored {
         Err(e) => return ApiError::from(e).into_response(),
@@ -75,7 +75,7 @@ pub async fn layer(AxumState(state): AxumState<State>, req: Request, next: Next)
         body: idempotency::seal(&caller.secret, &token, &key, &text),
     };
     let now = now_ms();
-    if let Err(e) = state.store.write(move |tx| idempotency::put(tx, &token, &key, &stored, now)).await {
+    if let Err(e) = state.store.write(move |tx| tx.put_idempotent(&token, &key, &stored, now)).await {
         tracing::warn!(error = %e, "cannot store an idempotent answer; a retry will apply the change again");
     }
     Response::from_parts(parts, Body::from(answer))

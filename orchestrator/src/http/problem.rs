@@ -62,7 +62,7 @@ impl From<Error> for ApiError {
             Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
             Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
             Error::Unavailable(_) => problem(StatusCode::BAD_GATEWAY, "unavailable", e.to_string(), vec![]),
-            Error::Store(_) | Error::Corrupt { .. } | Error::Worker(_) | Error::Writer(_) => {
+            Error::Store { .. } | Error::Corrupt { .. } | Error::Worker(_) | Error::Writer(_) => {
                 error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
                 problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])
             }

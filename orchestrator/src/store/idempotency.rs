@@ -7,15 +7,13 @@
 //! (SHA-256 over a label and the secret) and a random 192-bit nonce, with the caller's token
 //! id and the key as associated data: only a caller presenting that secret again can read it
 //! back, a tampered or moved row does not open, and the store alone reveals nothing, as it
-//! holds only the hash of the caller's secret (a different hash: no label).
+//! holds only the hash of the caller's secret (a different hash: no label). Stored and read
+//! with [`Tx::put_idempotent`](super::Tx::put_idempotent) and [`Tx::idempotent`](super::Tx::idempotent).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
-
-use crate::error::Result;
 
 /// How long an answer is kept for replays.
 pub const KEEP_MS: u64 = 24 * 3600 * 1000;
@@ -30,26 +28,13 @@ pub struct Stored {
     pub body: String,
 }
 
-/// The answer stored for `(actor, key)`, unless older than [`KEEP_MS`].
-pub fn get(c: &Connection, actor: &str, key: &str, now_ms: u64) -> Result<Option<Stored>> {
-    let row = c
-        .query_row(
-            "SELECT fingerprint, status, body FROM idempotency WHERE actor = ?1 AND key = ?2 AND at_ms >= ?3",
-            params![actor, key, now_ms.saturating_sub(KEEP_MS) as i64],
-            |r| Ok(Stored { fingerprint: r.get(0)?, status: r.get::<_, i64>(1)? as u16, body: r.get(2)? }),
-        )
-        .optional()?;
-    Ok(row)
-}
-
-/// Stores an answer, dropping answers past [`KEEP_MS`].
-pub fn put(c: &Connection, actor: &str, key: &str, stored: &Stored, now_ms: u64) -> Result<()> {
-    c.execute("DELETE FROM idempotency WHERE at_ms < ?1", [now_ms.saturating_sub(KEEP_MS) as i64])?;
-    c.execute(
-        "INSERT OR REPLACE INTO idempotency (actor, key, fingerprint, status, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![actor, key, stored.fingerprint, stored.status, stored.body, now_ms as i64],
-    )?;
-    Ok(())
+/// A stored answer with its key and time, as [`migrate`](super::migrate) copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub actor: String,
+    pub key: String,
+    pub stored: Stored,
+    pub at_ms: u64,
 }
 
 /// The fingerprint of a request.

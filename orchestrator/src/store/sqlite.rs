@@ -1,0 +1,417 @@
+//! The embedded SQLite store (`--store sqlite`, the default): one file, nothing to run
+//! beside the orchestrator. Every change runs in one transaction with `synchronous=FULL`, so
+//! a crash or restart loses nothing acknowledged. The queries are in `sqlite/tx.rs` ([`SqliteTx`]).
+//!
+//! SQLite is synchronous: calls run on tokio's blocking pool behind a std mutex (never
+//! held across an await, so a std mutex and not a tokio one). Writes go through one
+//! connection on one writer thread (group commit); reads through a few read-only ones of
+//! their own (WAL: readers see the last commit and never wait for a writer), so status reads
+//! and token checks do not queue behind writes. What agents report is not written per
+//! heartbeat: see [`crate::hot`]. Backups (`crate::backup`) copy this file and are
+//! SQLite-only.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::Tx;
+use crate::error::{Error, Result};
+
+mod tx;
+
+pub use tx::SqliteTx;
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            // A unique key or a reference the write would break (a subnet leased twice, a
+            // cluster of no tenant, a tenant that still owns clusters, ...).
+            rusqlite::Error::SqliteFailure(f, msg) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Error::Conflict(format!("the store refused the change: {}", msg.as_deref().unwrap_or("a constraint failed")))
+            }
+            _ => Error::Store { backend: "sqlite", source: Box::new(e) },
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY,
+    info TEXT NOT NULL,
+    registered_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    created_s INTEGER NOT NULL,
+    quota TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS subnets (
+    host_id TEXT PRIMARY KEY REFERENCES hosts(id),
+    subnet TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS clusters (
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    name TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    host_id TEXT,
+    pending TEXT,
+    cpu INTEGER NOT NULL,
+    memory INTEGER NOT NULL,
+    PRIMARY KEY (tenant, cluster, name),
+    FOREIGN KEY (tenant, cluster) REFERENCES clusters(tenant, name)
+);
+CREATE INDEX IF NOT EXISTS instances_by_host ON instances(host_id);
+CREATE TABLE IF NOT EXISTS host_logs (host_id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS host_conditions (host_id TEXT PRIMARY KEY, conditions TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS observed (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    host_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (tenant, cluster, name, host_id)
+);
+CREATE INDEX IF NOT EXISTS observed_by_host ON observed(host_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    tenant TEXT,
+    description TEXT,
+    created_s INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    host TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    before_generation INTEGER,
+    after_generation INTEGER,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS leaving (
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    PRIMARY KEY (tenant, cluster, name)
+);
+CREATE TABLE IF NOT EXISTS purge (
+    host_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (host_id, tenant, cluster, name)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    actor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (actor, key)
+);
+";
+
+/// Columns added after a table was first created: `(table, column, definition)`. A store
+/// written by an older herd gains them on open; nothing stored is rewritten.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("tenants", "quota", "TEXT NOT NULL DEFAULT '{}'"),
+    ("tokens", "host", "TEXT"),
+    ("audit", "detail", "TEXT"),
+    ("instances", "placement", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "cordoned", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "drain_since_ms", "INTEGER"),
+];
+
+/// One write operation for the writer thread: runs the operation in its own savepoint and
+/// returns what to do once the batch it is in has committed (or failed to).
+type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
+type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Operations committed together at most (one fsync for all of them).
+const BATCH: usize = 256;
+
+/// Handle to the SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+    /// To the writer thread, which owns the writes on `conn`.
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Read-only connections (empty for a store in memory: reads then use `conn`).
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    /// The revision as of the last commit (see [`Tx::revision`]), readable without a query.
+    revision: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Read-only connections of a store on disk.
+const READERS: usize = 4;
+
+impl Sqlite {
+    /// Refuses to start where starting would lose what a user stored: a missing or empty
+    /// store beside an `admin.token` (a previous life: starting would make a new, empty
+    /// control plane and a new admin token), or a store SQLite finds corrupt. Says what to do.
+    pub fn check_before_open(path: &Path, data_dir: &Path) -> std::result::Result<(), String> {
+        let token = data_dir.join("admin.token");
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty && token.exists() {
+            return Err(format!(
+                "refusing to start: the store {} is {} but {} shows this orchestrator ran before, so starting would \
+                 begin a new, empty control plane; restore the store from your latest backup (`herd-orchestrator --data-dir {} restore --from \
+                 FILE`; backups are taken with `herd-orchestrator backup` or --backup-dir) or, to really start from \
+                 nothing, move {} away first",
+                path.display(),
+                if path.exists() { "empty" } else { "missing" },
+                token.display(),
+                data_dir.display(),
+                token.display()
+            ));
+        }
+        if empty {
+            return Ok(());
+        }
+        let corrupt = |why: String| {
+            format!(
+                "refusing to start: the store {} is corrupt ({why}); restore it from your latest backup \
+                 (`herd-orchestrator --data-dir {} restore --from FILE`, which keeps the corrupt one beside it) and \
+                 start again (nothing was changed)",
+                path.display(),
+                data_dir.display()
+            )
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| corrupt(e.to_string()))?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        Ok(())
+    }
+
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        let mut store = Self::init(conn)?;
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(5))?;
+            r.pragma_update(None, "query_only", "ON")?;
+            readers.push(Mutex::new(r));
+        }
+        store.readers = Arc::new(readers);
+        Ok(store)
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NB: FULL, not WAL's usual NORMAL: an acknowledged apply must survive power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        for (table, column, definition) in ADDED_COLUMNS {
+            let has: bool = conn.query_row(
+                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+            }
+        }
+        let rev = revision(&conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let (c, r) = (conn.clone(), revision.clone());
+        std::thread::Builder::new()
+            .name("herd-store-writer".into())
+            .spawn(move || writer(&c, &r, &queue))
+            .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision })
+    }
+
+    /// Runs `f` as one atomic operation on the writer thread: all it changes is stored, or
+    /// (when it returns `Err` or panics) nothing. Returns once that is durable. Operations
+    /// queued meanwhile are committed together, each in its own savepoint (group commit: one
+    /// fsync for the batch), so writers wait in a queue, not on threads. `f` runs once.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Tx) -> Result<R> + Send + 'static,
+    {
+        let (done, answer) = tokio::sync::oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let out = savepoint(conn, |c| f(&SqliteTx(c)));
+            Box::new(move |failed: Option<&str>| {
+                let out = match (out, failed) {
+                    (Ok(_), Some(why)) => Err(Error::Writer(why.to_string())),
+                    (out, _) => out,
+                };
+                let _ = done.send(out);
+            })
+        });
+        self.jobs.send(job).map_err(|_| Error::Writer("the writer thread is gone".into()))?;
+        answer.await.map_err(|_| Error::Writer("the writer thread is gone".into()))?
+    }
+
+    /// The store's revision as of the last commit through this handle.
+    pub fn current_revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs a read-only `f` on the calling thread (which may block), over one snapshot: a
+    /// read transaction on a reader connection (it sees the last commit and waits for no
+    /// writer).
+    pub fn read_now<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
+        let run = |conn: &Connection| {
+            let snapshot = conn.unchecked_transaction()?;
+            f(&SqliteTx(&snapshot))
+        };
+        if self.readers.is_empty() {
+            // In memory: the writer's connection, made read-only for the read.
+            let conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            conn.pragma_update(None, "query_only", "ON")?;
+            let out = run(&conn);
+            conn.pragma_update(None, "query_only", "OFF")?;
+            return out;
+        }
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A free reader if there is one, else wait for the next in turn.
+        for i in 0..n {
+            if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
+                return run(&conn);
+            }
+        }
+        let conn = self.readers[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        run(&conn)
+    }
+}
+
+/// Runs `f` in a savepoint of the open transaction: released on `Ok`, rolled back on `Err`
+/// or a panic.
+fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(Error::Writer("the operation panicked".into())));
+    match out {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer thread: takes queued operations, up to [`BATCH`] at a time, runs them in one
+/// transaction and commits it, then answers each.
+fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut done = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // NB: never run an operation outside a transaction; dropping a job answers its
+            // caller with an error.
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            drop(jobs);
+            continue;
+        }
+        for job in jobs {
+            done.push(job(&conn));
+        }
+        let committed = revision(&conn).and_then(|rev| {
+            conn.execute_batch("COMMIT")?;
+            Ok(rev)
+        });
+        match committed {
+            Ok(rev) => {
+                latest.fetch_max(rev, std::sync::atomic::Ordering::SeqCst);
+                for d in done {
+                    d(None);
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let why = e.to_string();
+                for d in done {
+                    d(Some(&why));
+                }
+            }
+        }
+    }
+}
+
+/// The revision as stored (see [`Tx::revision`]).
+fn revision(c: &Connection) -> Result<u64> {
+    let v: Option<i64> = c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0)).optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use herd_api::quantity::Cpu;
+    use herd_api::wire::Quota;
+
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_quotas_gains_them_and_keeps_its_tenants() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid("tempdir", e.to_string()))?;
+        let path = dir.path().join("herd.db");
+        {
+            let old = Connection::open(&path)?;
+            old.execute_batch(
+                "CREATE TABLE tenants (name TEXT PRIMARY KEY, created_s INTEGER NOT NULL);
+                 INSERT INTO tenants VALUES ('acme', 1767225600);",
+            )?;
+        }
+        let store = Sqlite::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let t = SqliteTx(&conn).tenant("acme")?.ok_or_else(|| Error::not_found("tenant", "acme"))?;
+        assert_eq!((t.created_at, t.quota), (1_767_225_600, Quota::default()));
+        assert!(SqliteTx(&conn).set_quota("acme", &Quota { cpu: Some(Cpu(2000)), ..Quota::default() })?);
+        drop(conn);
+        drop(store);
+        // Opening again is a no-op for the schema.
+        let store = Sqlite::open(&path)?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(SqliteTx(&conn).tenant("acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
+        Ok(())
+    }
+}

@@ -9,13 +9,18 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http;
 
+mod requests;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "herd",
         description = "Tenant provisioning API of herd-orchestrator: tenants, quotas, tokens, clusters and hosts. \
 Every route but /healthz and this document needs `Authorization: Bearer SECRET`. Errors are RFC 9457 problem+json \
-(`Problem`) with a stable `code` and every offending field. Lists take `?limit=N&after=CURSOR` and answer a page with \
+(`Problem`) with a stable `code` and every offending field. A request this document calls valid is never refused for its \
+shape; it may be refused (422) by rules between its fields that a schema cannot state (problem type \
+`urn:herd:problem:inconsistent`, the rules listed on the request schema), or by the current state, a quota or the \
+orchestrator's limits and flags (problem type `urn:herd:problem:refused-by-state`). Lists take `?limit=N&after=CURSOR` and answer a page with \
 `items` and `next`. Cluster reads carry the generation as `ETag`; changes honour `If-Match`.",
         license(name = "Apache-2.0")
     ),
@@ -90,11 +95,12 @@ fn problem(description: &str) -> serde_json::Value {
 /// - `/healthz`, `/readyz` and `/metrics`, which need no token.
 pub fn contract(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
-    let dns_label = json!({ "type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "minLength": 1, "maxLength": 63 });
+    let dns_label = requests::dns_label();
     let constraints: Vec<(&str, Value)> = vec![
         ("tenant", dns_label.clone()),
         ("cluster", dns_label.clone()),
-        ("instance", dns_label),
+        ("instance", dns_label.clone()),
+        ("host", dns_label.clone()),
         ("id", json!({ "type": "string", "pattern": "^[0-9a-f]{1,64}$" })),
         ("limit", json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 1000 })),
         ("after", json!({ "type": "string", "minLength": 1, "maxLength": 300 })),
@@ -118,6 +124,17 @@ pub fn contract(doc: &mut serde_json::Value) {
                     }
                 }
                 let has_body = op.get("requestBody").is_some();
+                // Request bodies get the schemas of what the server checks (see `requests`).
+                if let Some(content) = op.get_mut("requestBody").and_then(|b| b.get_mut("content")).and_then(Value::as_object_mut) {
+                    for media in content.values_mut() {
+                        let to = match media["schema"]["$ref"].as_str() {
+                            Some("#/components/schemas/ClusterSpec") => "ClusterSpecRequest",
+                            Some("#/components/schemas/CreateToken") => "CreateTokenRequest",
+                            _ => continue,
+                        };
+                        media["schema"] = json!({ "$ref": format!("#/components/schemas/{to}") });
+                    }
+                }
                 let params: Vec<(String, String)> = op
                     .get("parameters")
                     .and_then(Value::as_array)
@@ -173,6 +190,9 @@ pub fn contract(doc: &mut serde_json::Value) {
                     add("413", problem("the body is over 1 MiB"));
                     add("422", problem("an invalid body; `errors` names each field"));
                 }
+                if params.iter().any(|(name, _)| name == "If-Match") {
+                    add("412", problem("`If-Match` names another generation than the stored one: read it again (`ETag`) and retry"));
+                }
             }
         }
         let text = |description: &str, ct: &str| json!({ "description": description, "content": { ct: { "schema": { "type": "string" } } } });
@@ -182,6 +202,28 @@ pub fn contract(doc: &mut serde_json::Value) {
             "responses": { "200": text("ready", "text/plain"), "503": text("not ready, and why", "text/plain") } } }));
         paths.insert("/metrics".into(), json!({ "get": { "tags": ["health"], "summary": "Prometheus metrics, OpenMetrics text (no token).", "operationId": "metrics",
             "responses": { "200": text("the metrics", "application/openmetrics-text") } } }));
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        schemas.extend(requests::schemas());
+        // What the server checks of an agent's registration.
+        if let Some(id) = schemas.get_mut("HostInfo").and_then(|h| h.pointer_mut("/properties/id")) {
+            let description = id["description"].clone();
+            *id = dns_label.clone();
+            id["description"] = description;
+        }
+        // NB: `format` alone only annotates (JSON Schema 2020-12); the pattern is what holds.
+        for (schema, field) in [("HostInfo", "address"), ("Observed", "ip")] {
+            if let Some(address) = schemas.get_mut(schema).and_then(|h| h.pointer_mut(&format!("/properties/{field}"))) {
+                address["format"] = json!("ipv4");
+                address["pattern"] = json!(format!("^{}$", requests::IPV4));
+            }
+        }
+        if let Some(url) = schemas.get_mut("LogEndpoint").and_then(|h| h.pointer_mut("/properties/url")) {
+            url["pattern"] = json!(format!(
+                "^https?://{}:([1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}|6[0-4][0-9]{{3}}|65[0-4][0-9]{{2}}|655[0-2][0-9]|6553[0-5])/?$",
+                requests::IPV4
+            ));
+        }
     }
     if let Some(tags) = doc.get_mut("tags").and_then(Value::as_array_mut) {
         tags.push(json!({ "name": "health", "description": "Liveness, readiness and metrics" }));

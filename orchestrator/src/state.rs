@@ -209,7 +209,7 @@ impl State {
         }
         let settings = self.network;
         if let Some(address) = info.address {
-            settings.check_address(address).map_err(|m| Error::invalid("host.address", m))?;
+            settings.check_address(address).map_err(|m| Error::refused("host.address", m))?;
         }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let hot = self.hot.clone();
@@ -320,7 +320,7 @@ impl State {
             .store
             .write(move |tx| {
                 let Some(tenant) = store::tenant(tx, &spec.tenant)? else {
-                    return Err(Error::invalid(
+                    return Err(Error::refused(
                         "tenant",
                         format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
                     ));
@@ -364,13 +364,18 @@ impl State {
                 let mut spec = row.spec;
                 let Some(p) = spec.pools.get_mut(&pool) else {
                     let have: Vec<_> = spec.pools.keys().map(|r| r.as_str()).collect();
-                    return Err(Error::invalid(
+                    return Err(Error::refused(
                         "pool",
                         format!("cluster {tenant}/{cluster} has no {pool} pool (it has: {}); add it with `herd apply`", have.join(", ")),
                     ));
                 };
                 p.replicas = replicas;
-                validate(&spec)?;
+                // NB: the request is valid; the stored cluster with it would not be (e.g. two
+                // NameNodes): refused by the state, each field named.
+                validate(&spec).map_err(|e| match e.field_errors().into_iter().next() {
+                    Some(f) => Error::refused(f.field, f.message),
+                    None => Error::from(e),
+                })?;
                 let quota = store::tenant(tx, &tenant)?.map(|t| t.quota).unwrap_or_default();
                 let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
@@ -563,7 +568,7 @@ fn apply_in(
             datanodes_now - datanodes_next
         );
         if !force {
-            return Err(Error::invalid("pools.datanode.replicas", why));
+            return Err(Error::refused("pools.datanode.replicas", why));
         }
         forced.push(why);
     }
@@ -679,7 +684,7 @@ fn resize(tx: &Connection, resized: &[Instance]) -> Result<()> {
                 .map(|i| i.instance.name.as_str())
                 .collect();
             let role = resized.iter().find(|i| i.role.has_data()).map_or(Role::Datanode, |i| i.role);
-            return Err(Error::invalid(
+            return Err(Error::refused(
                 format!("pools.{role}"),
                 format!(
                     "{} must stay on host {} with its data, which cannot fit the new size ({} CPU and {} memory asked, \

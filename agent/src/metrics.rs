@@ -75,9 +75,9 @@ impl Metrics {
         );
         // NB: every reason from the start, so a scrape shows 0 rather than nothing.
         for reason in DROP_REASONS {
-            log_dropped.get_or_create(&Dropped { reason });
+            drop(log_dropped.get_or_create(&Dropped { reason }));
             if reason != "lost" {
-                log_dropped_bytes.get_or_create(&Dropped { reason });
+                drop(log_dropped_bytes.get_or_create(&Dropped { reason }));
             }
         }
         let log_write_failures = Counter::default();

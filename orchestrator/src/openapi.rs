@@ -203,8 +203,14 @@ pub fn contract(doc: &mut serde_json::Value) {
         paths.insert("/metrics".into(), json!({ "get": { "tags": ["health"], "summary": "Prometheus metrics, OpenMetrics text (no token).", "operationId": "metrics",
             "responses": { "200": text("the metrics", "application/openmetrics-text") } } }));
     }
+    unique_operation_ids(doc);
+    links(doc);
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         schemas.extend(requests::schemas());
+        for schema in schemas.values_mut() {
+            requests::use_totals(schema);
+        }
+        schemas.extend(requests::totals());
         // What the server checks of an agent's registration.
         if let Some(id) = schemas.get_mut("HostInfo").and_then(|h| h.pointer_mut("/properties/id")) {
             let description = id["description"].clone();
@@ -230,6 +236,64 @@ pub fn contract(doc: &mut serde_json::Value) {
     }
 }
 
+/// Operation ids are unique in a document (OpenAPI 3.1, 4.8.10.1); the handlers' names are
+/// not (`get`, `delete`, `list` in several modules): a repeated one is prefixed with its tag.
+fn unique_operation_ids(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for op in paths.values().filter_map(Value::as_object).flat_map(|item| item.values()) {
+        if let Some(id) = op["operationId"].as_str() {
+            *seen.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
+        let (Some(id), Some(tag)) = (op["operationId"].as_str(), op["tags"][0].as_str()) else { continue };
+        if seen.get(id).is_some_and(|n| *n > 1) {
+            op["operationId"] = serde_json::json!(format!("{tag}_{id}"));
+        }
+    }
+}
+
+/// OpenAPI links from what a write answers to what a client does next with it (and the
+/// stateful phase of the contract test follows): a new tenant to its quota and clusters, an
+/// applied cluster to its reads, scaling, logs and deletion, a new token to its revocation.
+fn links(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let link = |op: &str, params: Value| json!({ "operationId": op, "parameters": params });
+    let tenant = json!({ "tenant": "$response.body#/name" });
+    let cluster = json!({ "tenant": "$response.body#/tenant", "cluster": "$response.body#/name" });
+    let mut logs = cluster.clone();
+    logs["instance"] = json!("$response.body#/instances/0/instance/name");
+    let tenant_links = json!({
+        "GetTenant": link("tenants_get", tenant.clone()),
+        "SetQuota": link("set_quota", tenant.clone()),
+        "ApplyCluster": link("apply", tenant.clone()),
+        "DeleteTenant": link("tenants_delete", tenant),
+    });
+    let cluster_links = json!({
+        "GetCluster": link("clusters_get", cluster.clone()),
+        "ScalePool": link("scale", cluster.clone()),
+        "InstanceLogs": link("logs", logs),
+        "DeleteCluster": link("clusters_delete", cluster),
+    });
+    let token_links = json!({ "RevokeToken": link("revoke", json!({ "id": "$response.body#/token/id" })) });
+    for (path, method, codes, links) in [
+        ("/v1/tenants", "post", &["200", "201"][..], &tenant_links),
+        ("/v1/tenants/{tenant}/clusters/{cluster}", "put", &["200", "201"], &cluster_links),
+        ("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", "patch", &["200"], &cluster_links),
+        ("/v1/tokens", "post", &["201"], &token_links),
+    ] {
+        for code in codes {
+            if let Some(r) = doc.pointer_mut(&format!("/paths/{}/{method}/responses/{code}", path.replace('/', "~1")))
+                && let Some(r) = r.as_object_mut()
+            {
+                r.insert("links".into(), links.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +307,24 @@ mod tests {
             "manifests/openapi.json differs from the API the code serves; regenerate it with\n  \
              cargo run -p herd-orchestrator -- openapi > manifests/openapi.json\nand commit it"
         );
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_name_them() {
+        let doc = served();
+        let mut ids = std::collections::BTreeSet::new();
+        for op in doc["paths"].as_object().into_iter().flat_map(|p| p.values()).filter_map(|i| i.as_object()).flat_map(|i| i.values()) {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(ids.insert(id.clone()), "operationId {id} twice");
+        }
+        let text = doc.to_string();
+        let mut named = 0;
+        for part in text.split("\"operationId\":\"").skip(1) {
+            let id = part.split('"').next().unwrap_or_default();
+            assert!(ids.contains(id), "{id} is named but not an operation");
+            named += 1;
+        }
+        assert!(named > ids.len(), "no links");
     }
 
     #[test]

@@ -19,4 +19,4 @@ shift 2
 # Its cache (.schemathesis/) goes beside it, not into the checkout.
 cd "$venv"
 export SCHEMATHESIS_HOOKS=$root/tests/contract/hooks.py
-exec "$venv/bin/st" run "$url/v1/openapi.json" --url "$url" -H "Authorization: Bearer $token" "$@"
+exec "$venv/bin/st" --config-file "$root/tests/contract/schemathesis.toml" run "$url/v1/openapi.json" --url "$url" -H "Authorization: Bearer $token" "$@"

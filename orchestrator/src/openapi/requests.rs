@@ -139,6 +139,41 @@ fn pool_name(role: Role) -> String {
     format!("{}{}Pool", s[..1].to_uppercase(), &s[1..])
 }
 
+/// Sums the server reports (a tenant's `usage`, a host's `allocated_cpu`): any amount, in the
+/// forms `Display` writes (they may pass the bounds of a single quantity).
+pub fn totals() -> Vec<(String, Value)> {
+    let cpu = json!({ "type": "string", "pattern": "^([0-9]{1,17}|[0-9]{1,20}m)$", "description": "A sum of CPU: cores or millicores" });
+    let memory = json!({ "type": "string", "pattern": "^([0-9]{1,20}|[0-9]{1,17}Ki|[0-9]{1,14}Mi|[0-9]{1,11}Gi|[0-9]{1,8}Ti)$",
+        "description": "A sum of bytes, with the largest binary suffix that divides it" });
+    let resources = json!({ "type": "object", "required": ["cpu", "memory"], "description": "Sums of each resource",
+        "properties": { "cpu": { "$ref": "#/components/schemas/CpuTotal" }, "memory": { "$ref": "#/components/schemas/MemoryTotal" },
+            "disk": { "$ref": "#/components/schemas/MemoryTotal" } } });
+    vec![("CpuTotal".into(), cpu), ("MemoryTotal".into(), memory), ("ResourcesTotal".into(), resources)]
+}
+
+/// Points the sums in every component at [`totals`]: a tenant's `usage`, `used` and
+/// `borrowed`, a host's `allocated_cpu` and `allocated_memory` (also where a page inlines them).
+pub fn use_totals(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(props)) = m.get_mut("properties") {
+                for (name, to) in [("usage", "ResourcesTotal"), ("used", "ResourcesTotal"), ("borrowed", "ResourcesTotal"),
+                    ("allocated_cpu", "CpuTotal"), ("allocated_memory", "MemoryTotal")]
+                {
+                    if let Some(p) = props.get_mut(name).and_then(Value::as_object_mut)
+                        && p.contains_key("$ref")
+                    {
+                        p.insert("$ref".into(), json!(format!("#/components/schemas/{to}")));
+                    }
+                }
+            }
+            m.values_mut().for_each(use_totals);
+        }
+        Value::Array(a) => a.iter_mut().for_each(use_totals),
+        _ => {}
+    }
+}
+
 /// The request schemas, by component name.
 pub fn schemas() -> Vec<(String, Value)> {
     let ipv4 = IPV4;
@@ -241,6 +276,16 @@ mod tests {
                 let text = format!("{n}{suffix}");
                 assert_eq!(re.is_match(&text), Memory::parse(&text).is_ok(), "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn sums_of_any_size_match_their_patterns() {
+        let schemas: std::collections::BTreeMap<String, Value> = totals().into_iter().collect();
+        let (cpu, memory) = (matcher(&schemas["CpuTotal"]), matcher(&schemas["MemoryTotal"]));
+        for n in [0, 1, 999, 1000, 1024, 1 << 40, 1 << 62, 3 << 40, u64::MAX, u64::MAX - 1, u64::MAX / 1000 * 1000, u64::MAX >> 10 << 10] {
+            assert!(cpu.is_match(&Cpu(n).to_string()), "{}", Cpu(n));
+            assert!(memory.is_match(&Memory(n).to_string()), "{}", Memory(n));
         }
     }
 

@@ -126,8 +126,9 @@ fn whole_json(v: &mut serde_json::Value) -> bool {
             }
             None => false,
         },
-        Value::Array(a) => a.iter_mut().fold(false, |any, v| whole_json(v) || any),
-        Value::Object(m) => m.values_mut().fold(false, |any, v| whole_json(v) || any),
+        // NB: every element, not up to the first change.
+        Value::Array(a) => a.iter_mut().map(whole_json).collect::<Vec<_>>().contains(&true),
+        Value::Object(m) => m.values_mut().map(whole_json).collect::<Vec<_>>().contains(&true),
         _ => false,
     }
 }
@@ -147,8 +148,8 @@ fn whole_yaml(v: &mut serde_yaml::Value) -> bool {
             }
             None => false,
         },
-        Value::Sequence(a) => a.iter_mut().fold(false, |any, v| whole_yaml(v) || any),
-        Value::Mapping(m) => m.iter_mut().fold(false, |any, (_, v)| whole_yaml(v) || any),
+        Value::Sequence(a) => a.iter_mut().map(whole_yaml).collect::<Vec<_>>().contains(&true),
+        Value::Mapping(m) => m.iter_mut().map(|(_, v)| whole_yaml(v)).collect::<Vec<_>>().contains(&true),
         Value::Tagged(t) => whole_yaml(&mut t.value),
         _ => false,
     }

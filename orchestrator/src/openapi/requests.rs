@@ -52,7 +52,7 @@ fn at_least(least: u64, digits: usize) -> String {
     let n = text.len();
     let mut alternatives = Vec::new();
     // Same length: for each position, the prefix kept and a larger digit there.
-    for (i, c) in text.chars().enumerate() {
+    for (i, c) in text.char_indices() {
         let d = c.to_digit(10).unwrap_or(9);
         if d < 9 {
             let first = if i == 0 { 1.max(d + 1) } else { d + 1 };

@@ -282,6 +282,7 @@ async fn quotas_refuse_with_the_numbers_and_store_nothing() -> Result<()> {
     let (_, stored) = admin.get(&small).await?;
     let (status, body) = admin.patch(&format!("{small}/pools/datanode"), json!({"replicas": 5})).await?;
     assert_eq!((status, &body["code"]), (422, &json!("quota_exceeded")), "{body}");
+    assert_eq!(body["type"], "urn:herd:problem:refused-by-state", "a valid request refused by the quota says so: {body}");
     assert_eq!(admin.get(&small).await?.1, stored, "a refused scale changes nothing");
 
     // Lowering the quota below usage is allowed; then growing is refused, shrinking is not.

@@ -71,7 +71,12 @@ async fn bad_specs_are_refused_whole_and_change_nothing() -> Result<()> {
         }
         let (_, now) = api.get(&path).await?;
         assert_eq!(now, stored, "{what} changed the stored cluster");
+        // About shape (a missing image among them is too): the default problem type.
+        assert_eq!(body["type"], "about:blank", "{what}: {body}");
     }
+    let (status, body) = api.put_yaml(&path, &good(&tenant).replace("images:\n  datanode: herd/datanode:testbed\n", "")).await?;
+    assert_eq!((status, &body["type"]), (422, &json!("urn:herd:problem:inconsistent")), "a pool without an image: {body}");
+    assert_eq!(fields(&body), ["images.datanode"], "{body}");
 
     // Scaling with bad input changes nothing either.
     let (status, _) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": -3})).await?;

@@ -21,8 +21,9 @@
 //!
 //! - `/metrics`, `/healthz`, `/readyz` of the orchestrator and of an agent, scraped and parsed.
 //!
-//! - `Idempotency-Key` on PUT, PATCH and DELETE replays the first answer; `herd delete` sends
-//!   `If-Match` and refuses a cluster changed after it was shown.
+//! - `Idempotency-Key` on PUT, PATCH and DELETE replays the first answer; `herd delete`,
+//!   `herd scale` and `herd apply` send `If-Match` and refuse a cluster changed after they
+//!   read it (412, saying to look and run the command again).
 //!
 //! The agent tests need the Docker engine; they fail, never skip, without it.
 
@@ -163,9 +164,10 @@ async fn cli_tells_whether_a_write_whose_answer_was_lost_was_applied() -> Result
     api.create_tenant_and_cluster(&tenant, "c", &spec).await?;
     let upstream = orch.url.trim_start_matches("http://").to_string();
 
-    // Every answer to the scale is lost (the first try and its 3 retries); the read after it
-    // gets through and shows the change applied.
-    let (port, seen) = lossy_proxy(upstream, 4).await?;
+    // Every answer is lost: the read before the scale (which then goes without If-Match), the
+    // scale's first try and its 3 retries; the read after it gets through and shows the change
+    // applied.
+    let (port, seen) = lossy_proxy(upstream, 5).await?;
     let proxy = format!("http://127.0.0.1:{port}");
     let token = orch.admin.clone();
     let args = ["scale".to_string(), format!("{tenant}/c"), "datanode=3".to_string()];
@@ -174,7 +176,7 @@ async fn cli_tells_whether_a_write_whose_answer_was_lost_was_applied() -> Result
     eprintln!("{out}");
     ensure!(ok, "herd scale failed although the change was applied: {out}");
     ensure!(out.contains("APPLIED"), "does not say it was applied: {out}");
-    ensure!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 5, "not retried: {} connections", seen.load(std::sync::atomic::Ordering::SeqCst));
+    ensure!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 6, "not retried: {} connections", seen.load(std::sync::atomic::Ordering::SeqCst));
     let (code, c) = api.get(&format!("/v1/tenants/{tenant}/clusters/c")).await?;
     ensure!(code == 200 && c["spec"]["pools"]["datanode"]["replicas"] == 3, "not scaled: {code} {c}");
 
@@ -557,6 +559,19 @@ async fn orchestrator_and_agent_serve_metrics_health_and_readiness() -> Result<(
     ensure!(total(&agent_samples, "herd_agent_heartbeats_total", &[("result", "ok")]) >= 1.0, "no heartbeat counted");
     ensure!(total(&agent_samples, "herd_agent_heartbeat_duration_seconds_count", &[]) >= 1.0, "no heartbeat latency");
     ensure!(agent_samples.iter().any(|(n, _, _)| n == "herd_log_write_failures_total"), "no herd_log_write_failures_total");
+    // Log lines dropped, in records and in bytes, by reason (0 until one is).
+    for reason in ["replayed", "lost", "forward"] {
+        ensure!(
+            agent_samples.iter().any(|(n, labels, _)| n == "herd_agent_log_records_dropped_total" && labels.get("reason").is_some_and(|v| v == reason)),
+            "no herd_agent_log_records_dropped_total{{reason=\"{reason}\"}}"
+        );
+    }
+    for reason in ["replayed", "forward"] {
+        ensure!(
+            agent_samples.iter().any(|(n, labels, _)| n == "herd_agent_log_dropped_bytes_total" && labels.get("reason").is_some_and(|v| v == reason)),
+            "no herd_agent_log_dropped_bytes_total{{reason=\"{reason}\"}}"
+        );
+    }
 
     let s = scrape(&orch.url, "herd_").await?;
     let heartbeats = total(&s, "herd_http_requests_total", &[("route", "/v1/agent/heartbeat"), ("method", "POST"), ("status", "200")]);
@@ -651,6 +666,61 @@ async fn a_page_of_clusters_ends_early_when_its_clusters_are_big() -> Result<()>
     let (code, page) = api.get("/v1/clusters?limit=100&after=big/c").await?;
     let names: Vec<&str> = page["items"].as_array().map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default();
     ensure!(code == 200 && names == ["d"] && page["next"].is_null(), "second page: {names:?} {}", page["next"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_scale_and_apply_change_only_the_cluster_they_read() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let orch = Orchestrator::start(dir.path(), 0)?;
+    let api = orch.api();
+    let tenant = unique("read");
+    let spec = |replicas: u32, cpu: &str| {
+        format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: {replicas}, cpu: {cpu}, memory: 256Mi}}\n")
+    };
+    api.create_tenant_and_cluster(&tenant, "c", &spec(1, "100m")).await?;
+    let cluster = format!("/v1/tenants/{tenant}/clusters/c");
+    // Someone changes the cluster after the CLI read it and before its write arrives.
+    let meddle = |trigger: &'static [u8], change: String| {
+        let (api, cluster) = (api.clone(), cluster.clone());
+        let meddler = move || {
+            let (api, cluster, change) = (api.clone(), cluster.clone(), change.clone());
+            Box::pin(async move {
+                let _ = api.put_yaml(&cluster, &change).await;
+            }) as futures::future::BoxFuture<'static, ()>
+        };
+        meddling_proxy(orch.url.trim_start_matches("http://").to_string(), trigger, meddler)
+    };
+    let run = |port: u16, args: Vec<String>| {
+        let (proxy, admin) = (format!("http://127.0.0.1:{port}"), orch.admin.clone());
+        tokio::task::spawn_blocking(move || herd(&proxy, &admin, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+
+    // scale: refused (412), saying what to do; the other change stays.
+    let port = meddle(b"PATCH ", spec(1, "200m")).await?;
+    let (ok, out) = run(port, vec!["scale".into(), format!("{tenant}/c"), "datanode=3".into()]).await??;
+    eprintln!("{out}");
+    ensure!(!ok && out.contains("generation") && out.contains("run the command again"), "scaled a cluster changed after it was read: {out}");
+    let (code, c) = api.get(&cluster).await?;
+    ensure!(code == 200 && c["spec"]["pools"]["datanode"]["replicas"] == 1 && c["spec"]["pools"]["datanode"]["cpu"] == "200m", "{code} {c}");
+
+    // apply: the same.
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, spec(2, "200m"))?;
+    let port = meddle(b"PUT ", spec(1, "300m")).await?;
+    let (ok, out) = run(port, vec!["apply".into(), "-f".into(), file.display().to_string()]).await??;
+    eprintln!("{out}");
+    ensure!(!ok && out.contains("generation") && out.contains("run the command again"), "applied over a cluster changed after it was read: {out}");
+    let (code, c) = api.get(&cluster).await?;
+    ensure!(code == 200 && c["spec"]["pools"]["datanode"]["cpu"] == "300m", "{code} {c}");
+
+    // Unchanged since read: both go through.
+    let (ok, out) = herd(&orch.url, &orch.admin, &["apply", "-f", &file.display().to_string()])?;
+    ensure!(ok && out.contains("configured"), "{out}");
+    let (ok, out) = herd(&orch.url, &orch.admin, &["scale", &format!("{tenant}/c"), "datanode=3"])?;
+    ensure!(ok, "{out}");
+    let (_, c) = api.get(&cluster).await?;
+    ensure!(c["spec"]["pools"]["datanode"]["replicas"] == 3 && c["spec"]["pools"]["datanode"]["cpu"] == "200m", "{c}");
     Ok(())
 }
 

@@ -282,6 +282,7 @@ async fn quotas_refuse_with_the_numbers_and_store_nothing() -> Result<()> {
     let (_, stored) = admin.get(&small).await?;
     let (status, body) = admin.patch(&format!("{small}/pools/datanode"), json!({"replicas": 5})).await?;
     assert_eq!((status, &body["code"]), (422, &json!("quota_exceeded")), "{body}");
+    assert_eq!(body["type"], "urn:herd:problem:refused-by-state", "a valid request refused by the quota says so: {body}");
     assert_eq!(admin.get(&small).await?.1, stored, "a refused scale changes nothing");
 
     // Lowering the quota below usage is allowed; then growing is refused, shrinking is not.
@@ -326,8 +327,8 @@ async fn concurrent_scales_with_one_generation_have_one_winner() -> Result<()> {
         let (one, two) = (one?, two?);
         let mut got = [one.0, two.0];
         got.sort();
-        assert_eq!(got, [200, 409], "round {round}: {} / {}", one.1, two.1);
-        let loser = if one.0 == 409 { one.1 } else { two.1 };
+        assert_eq!(got, [200, 412], "round {round}: {} / {}", one.1, two.1);
+        let loser = if one.0 == 412 { one.1 } else { two.1 };
         assert_eq!(loser["code"], "stale_generation", "{loser}");
         let winner = if one.0 == 200 { (2 + round % 3) as usize } else { (5 + round % 3) as usize };
         let (_, now) = admin.get(&path).await?;
@@ -335,9 +336,9 @@ async fn concurrent_scales_with_one_generation_have_one_winner() -> Result<()> {
     }
     // A stale PUT and DELETE are refused too; without If-Match they apply as before.
     let (status, body, _) = admin.json_with("DELETE", &path, &[("if-match", "\"1\"")], &Value::Null).await?;
-    assert_eq!((status, &body["code"]), (409, &json!("stale_generation")));
+    assert_eq!((status, &body["code"]), (412, &json!("stale_generation")));
     let stale = admin.raw("PUT", &path, &[("if-match", "\"1\""), ("content-type", "application/yaml")], spec(&t, "prod", 4, "500m").into_bytes()).await?;
-    assert_eq!(stale.0, 409);
+    assert_eq!(stale.0, 412);
     assert_eq!(admin.get(&path).await?.0, 200, "a stale delete deletes nothing");
     let bad = admin.raw("PUT", &path, &[("if-match", "yesterday")], spec(&t, "prod", 4, "500m").into_bytes()).await?;
     assert_eq!(bad.0, 422, "{}", String::from_utf8_lossy(&bad.2));

@@ -1,8 +1,8 @@
 //! The agent's metrics, served with `/healthz` and `/readyz` on its log endpoint's listener
 //! (`--listen`; `/metrics` needs no token, the log route does), in the Prometheus/OpenMetrics
 //! text format (`prometheus-client`): heartbeat latency and results, Docker call errors by
-//! operation, firewall applies, log bytes captured and records dropped, and herd's own log
-//! lines that could not be written. One set per process ([`get`]).
+//! operation, firewall applies, log bytes captured, log records and bytes dropped, and herd's
+//! own log lines that could not be written. One set per process ([`get`]).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,7 @@ pub struct Metrics {
     firewall: Family<Outcome, Counter>,
     log_bytes: Counter,
     log_dropped: Family<Dropped, Counter>,
+    log_dropped_bytes: Family<Dropped, Counter>,
     log_write_failures: Counter,
     log_write_failures_seen: AtomicU64,
     /// Unix ms of the last heartbeat the orchestrator answered (0: none yet).
@@ -62,9 +63,23 @@ impl Metrics {
         let log_dropped = Family::<Dropped, Counter>::default();
         registry.register(
             "herd_agent_log_records_dropped",
-            "Container log records not captured (replayed: Docker sent a copy again; lost: Docker no longer had them)",
+            "Container log records dropped (replayed: Docker sent a copy again; lost: Docker no longer had them; forward: not forwarded to syslog, the files keep them)",
             log_dropped.clone(),
         );
+        let log_dropped_bytes = Family::<Dropped, Counter>::default();
+        registry.register_with_unit(
+            "herd_agent_log_dropped",
+            "Bytes of the container log lines dropped, by the reasons of herd_agent_log_records_dropped_total (lost lines are not counted: their size is unknown)",
+            Unit::Bytes,
+            log_dropped_bytes.clone(),
+        );
+        // NB: every reason from the start, so a scrape shows 0 rather than nothing.
+        for reason in DROP_REASONS {
+            drop(log_dropped.get_or_create(&Dropped { reason }));
+            if reason != "lost" {
+                drop(log_dropped_bytes.get_or_create(&Dropped { reason }));
+            }
+        }
         let log_write_failures = Counter::default();
         registry.register("herd_log_write_failures", "herd's own log lines that could not be written to stderr", log_write_failures.clone());
         Metrics {
@@ -75,6 +90,7 @@ impl Metrics {
             firewall,
             log_bytes,
             log_dropped,
+            log_dropped_bytes,
             log_write_failures,
             log_write_failures_seen: AtomicU64::new(0),
             last_heartbeat_ms: AtomicU64::new(0),
@@ -108,9 +124,12 @@ impl Metrics {
         self.log_bytes.inc_by(bytes as u64);
     }
 
-    /// Log records dropped: `replayed` or `lost`.
-    pub fn log_dropped(&self, reason: &'static str) {
+    /// A log record dropped (one of [`DROP_REASONS`]), with its size when known.
+    pub fn log_dropped(&self, reason: &'static str, bytes: Option<usize>) {
         self.log_dropped.get_or_create(&Dropped { reason }).inc();
+        if let Some(n) = bytes {
+            self.log_dropped_bytes.get_or_create(&Dropped { reason }).inc_by(n as u64);
+        }
     }
 
     /// Ready: the orchestrator answered a heartbeat within the last three intervals (as it
@@ -142,6 +161,11 @@ pub fn get() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
+/// Why a log record is dropped: `replayed` (Docker sent a copy of a captured record again),
+/// `lost` (Docker no longer had records written while the agent was away; their size is
+/// unknown), `forward` (the syslog collector could not keep up; the files keep them).
+pub const DROP_REASONS: [&str; 3] = ["replayed", "lost", "forward"];
+
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -156,7 +180,8 @@ mod tests {
         m.heartbeat(true, Duration::from_millis(4));
         m.docker_error("list");
         m.log_captured(100);
-        m.log_dropped("lost");
+        m.log_dropped("lost", None);
+        m.log_dropped("replayed", Some(40));
         assert!(m.ready());
         let text = m.render();
         for want in [
@@ -165,6 +190,9 @@ mod tests {
             "herd_agent_docker_errors_total{op=\"list\"} 1",
             "herd_agent_log_captured_bytes_total 100",
             "herd_agent_log_records_dropped_total{reason=\"lost\"} 1",
+            "herd_agent_log_records_dropped_total{reason=\"forward\"} 0",
+            "herd_agent_log_dropped_bytes_total{reason=\"replayed\"} 40",
+            "herd_agent_log_dropped_bytes_total{reason=\"forward\"} 0",
         ] {
             assert!(text.contains(want), "no `{want}` in\n{text}");
         }

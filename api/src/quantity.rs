@@ -62,19 +62,49 @@ const UNITS: [(&str, u64); 8] = [
     ("T", 1_000_000_000_000),
 ];
 
+/// The most memory a quantity may say (10^18 bytes, about 888 PiB): what is stored must read
+/// back, in the forms the OpenAPI document's pattern allows.
+pub const MAX_MEMORY: u64 = 1_000_000_000_000_000_000;
+
 impl Memory {
-    /// Parses `536870912`, `512Mi`, `4Gi`, `1G`.
+    /// Parses `536870912`, `512Mi`, `4Gi`, `1G`; at most [`MAX_MEMORY`].
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let bad = || format!("`{s}` is not a memory quantity (write e.g. `512Mi`, `4Gi` or a number of bytes)");
+        let bad = || format!("`{s}` is not a memory quantity of at most 10^18 bytes (write e.g. `512Mi`, `4Gi` or a number of bytes)");
         for (suffix, factor) in UNITS {
             if let Some(n) = s.strip_suffix(suffix) {
                 let n: u64 = n.trim().parse().map_err(|_| bad())?;
-                return n.checked_mul(factor).map(Memory).ok_or_else(bad);
+                return n.checked_mul(factor).filter(|b| *b <= MAX_MEMORY).map(Memory).ok_or_else(bad);
             }
         }
-        s.parse::<u64>().map(Memory).map_err(|_| bad())
+        s.parse::<u64>().ok().filter(|b| *b <= MAX_MEMORY).map(Memory).ok_or_else(bad)
     }
+
+    /// A regex of exactly the texts [`Memory::parse`] takes (without spaces or a leading `+`):
+    /// per suffix, the whole numbers up to [`MAX_MEMORY`] over its factor.
+    pub fn pattern() -> String {
+        let mut forms = vec![at_most(MAX_MEMORY)];
+        forms.extend(UNITS.iter().map(|(suffix, factor)| format!("{}{suffix}", at_most(MAX_MEMORY / factor))));
+        format!("^({})$", forms.join("|"))
+    }
+}
+
+/// A regex of the decimal numbers from 0 to `bound` (leading zeros allowed up to its length).
+fn at_most(bound: u64) -> String {
+    let text = bound.to_string();
+    let n = text.len();
+    let mut forms = Vec::new();
+    if n > 1 {
+        forms.push(format!("[0-9]{{1,{}}}", n - 1));
+    }
+    for (i, c) in text.char_indices() {
+        let d = c.to_digit(10).unwrap_or(0);
+        if d > 0 {
+            forms.push(format!("{}[0-{}][0-9]{{{}}}", &text[..i], d - 1, n - i - 1));
+        }
+    }
+    forms.push(text);
+    format!("({})", forms.join("|"))
 }
 
 impl fmt::Display for Memory {
@@ -148,7 +178,7 @@ quantity_serde!(
 quantity_serde!(
     Memory,
     "a memory quantity such as `512Mi` or `4Gi`",
-    |v: u64| Some(Memory(v)),
+    |v: u64| (v <= MAX_MEMORY).then_some(Memory(v)),
     |_: f64| None::<Memory>
 );
 
@@ -210,10 +240,10 @@ mod schema {
     impl utoipa::PartialSchema for super::Memory {
         fn schema() -> RefOr<Schema> {
             string(
-                "Bytes, with an optional suffix Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal)",
+                "Bytes, with an optional suffix Ki, Mi, Gi, Ti (binary) or K, M, G, T (decimal); at most 10^18 bytes",
                 "4Gi",
-                r"^([0-9]{1,19}|[0-9]{1,15}(Ki|K)|[0-9]{1,12}(Mi|M)|[0-9]{1,9}(Gi|G)|[0-9]{1,7}(Ti|T))$",
-                1.0e18,
+                &super::Memory::pattern(),
+                super::MAX_MEMORY as f64,
             )
         }
     }
@@ -244,10 +274,23 @@ mod tests {
         for (text, bytes) in [("512Mi", 512 << 20), ("4Gi", 4 << 30), ("1G", 1_000_000_000), ("1024", 1024)] {
             assert_eq!(Memory::parse(text), Ok(Memory(bytes)), "{text}");
         }
-        for bad in ["", "1.5Gi", "-1Gi", "12Q", "99999999999999Ti"] {
+        for bad in ["", "1.5Gi", "-1Gi", "12Q", "99999999999999Ti", "1000000000000000001", "976562500000001Ki"] {
             assert!(Memory::parse(bad).is_err(), "{bad} should be rejected");
         }
+        assert_eq!(Memory::parse("976562500000000Ki"), Ok(Memory(MAX_MEMORY)));
     }
+
+    #[test]
+    fn the_largest_amounts_read_back() {
+        // Display of the largest amounts stays inside each suffix's bound (see
+        // `openapi::requests` in the orchestrator for the pattern checked against `parse`).
+        for (bytes, text) in [(MAX_MEMORY, "976562500000000Ki"), (1 << 50, "1024Ti"), (MAX_MEMORY - 1, "999999999999999999")] {
+            assert_eq!(Memory(bytes).to_string(), text);
+            assert_eq!(Memory::parse(text), Ok(Memory(bytes)));
+        }
+        assert_eq!(at_most(109), "([0-9]{1,2}|[0-0][0-9]{2}|10[0-8][0-9]{0}|109)");
+    }
+
 
     #[test]
     fn display_round_trips() {

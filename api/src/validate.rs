@@ -50,6 +50,11 @@ pub enum SpecError {
     /// The document parsed but some fields are invalid; all of them are listed.
     #[error("invalid spec: {}", join(.0))]
     Invalid(Vec<FieldError>),
+    /// Every field is valid on its own, but some contradict others (rules between fields,
+    /// which a JSON schema cannot state: a pool without an image, two pools publishing one
+    /// host port, a master given both as a pool and as external); all of them are listed.
+    #[error("inconsistent spec: {}", join(.0))]
+    Inconsistent(Vec<FieldError>),
 }
 
 impl SpecError {
@@ -57,7 +62,7 @@ impl SpecError {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             SpecError::Parse(e) => vec![e.clone()],
-            SpecError::Invalid(errors) => errors.clone(),
+            SpecError::Invalid(errors) | SpecError::Inconsistent(errors) => errors.clone(),
         }
     }
 }
@@ -124,9 +129,12 @@ impl PortPolicy {
     }
 }
 
-/// Checks a spec; returns every problem found.
+/// Checks a spec; returns every problem found: [`SpecError::Inconsistent`] when each field
+/// is valid alone and only rules between fields are broken.
 pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
     let mut errors = Vec::new();
+    // Rules between fields (see `SpecError::Inconsistent`).
+    let mut between = Vec::new();
     if let Err(m) = check_dns_label(&spec.tenant) {
         errors.push(FieldError::new("tenant", m));
     }
@@ -151,7 +159,7 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 errors.push(FieldError::new(field.clone(), "ports must be from 1 to 65535"));
             }
             if let Some(first) = host_ports.insert((p.protocol, p.host_port()), field.clone()) {
-                errors.push(FieldError::new(
+                between.push(FieldError::new(
                     field,
                     format!("{} host port {} is already published by {first}", p.protocol, p.host_port()),
                 ));
@@ -181,7 +189,7 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
                 }
             }
             (None, Some(_)) => {}
-            (None, None) => errors.push(FieldError::new(
+            (None, None) => between.push(FieldError::new(
                 format!("images.{role}"),
                 format!("no image for pool `{role}`: set `images.{role}` or `pools.{role}.image`"),
             )),
@@ -234,12 +242,19 @@ pub fn validate(spec: &ClusterSpec) -> Result<(), SpecError> {
         check_overrides(&at("configOverrides"), &pool.config_overrides, &mut errors);
     }
     check_overrides("configOverrides", &spec.config_overrides, &mut errors);
-    check_hadoop(spec, &mut errors);
-    if errors.is_empty() { Ok(()) } else { Err(SpecError::Invalid(errors)) }
+    check_hadoop(spec, &mut errors, &mut between);
+    match (errors.is_empty(), between.is_empty()) {
+        (true, true) => Ok(()),
+        (true, false) => Err(SpecError::Inconsistent(between)),
+        (false, _) => {
+            errors.extend(between);
+            Err(SpecError::Invalid(errors))
+        }
+    }
 }
 
 /// The Hadoop-level fields: replication, external masters.
-fn check_hadoop(spec: &ClusterSpec, errors: &mut Vec<FieldError>) {
+fn check_hadoop(spec: &ClusterSpec, errors: &mut Vec<FieldError>, between: &mut Vec<FieldError>) {
     if !(1..=MAX_REPLICATION).contains(&spec.hdfs.replication) {
         errors.push(FieldError::new(
             "hdfs.replication",
@@ -251,7 +266,7 @@ fn check_hadoop(spec: &ClusterSpec, errors: &mut Vec<FieldError>) {
         let Some(external) = external else { continue };
         let at = |field: &str| format!("external.{role}{field}");
         if spec.pools.contains_key(&role) {
-            errors.push(FieldError::new(
+            between.push(FieldError::new(
                 at(""),
                 format!("the {role} is given both as pool `pools.{role}` and as `external.{role}`: keep one"),
             ));
@@ -585,7 +600,7 @@ pools:
             let mut spec = hadoop();
             change(&mut spec);
             let errors = match validate(&spec) {
-                Err(SpecError::Invalid(errors)) => errors,
+                Err(SpecError::Invalid(errors) | SpecError::Inconsistent(errors)) => errors,
                 other => panic!("{name}: expected refusal, got {other:?}"),
             };
             assert_eq!(errors.len(), expected.len(), "{name}: {errors:?}");

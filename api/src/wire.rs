@@ -583,10 +583,23 @@ pub struct ScaleRequest {
     pub force: bool,
 }
 
+/// The problem type of a request that is valid (as the OpenAPI document describes it) but
+/// refused by the current state (a tenant not created yet, a pool the cluster lacks, a
+/// scale-down HDFS cannot absorb), the tenant's quota, or the orchestrator's limits and
+/// configuration. Every other problem is `about:blank`, its `code` saying which.
+pub const REFUSED_BY_STATE: &str = "urn:herd:problem:refused-by-state";
+
+/// The problem type of a request whose fields are each valid but contradict one another,
+/// by rules a JSON schema cannot state (listed in the OpenAPI document's description).
+pub const INCONSISTENT: &str = "urn:herd:problem:inconsistent";
+
 /// RFC 9457 problem details, the one error body of the HTTP API.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// A URI naming the problem type; `about:blank` plus `code` for now.
+    /// A URI naming the problem type: [`REFUSED_BY_STATE`] for a valid request the current
+    /// state, a quota or a limit refuses (the same request may succeed later),
+    /// [`INCONSISTENT`] for fields that contradict one another, else `about:blank`; `code`
+    /// says more.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,

@@ -11,17 +11,21 @@ use yaml_rust2::scanner::Marker;
 use crate::spec::ClusterSpec;
 use crate::validate::{FieldError, SpecError, validate};
 
-/// Parses and validates a cluster spec written in YAML (JSON is YAML too).
+/// Parses and validates a cluster spec written in YAML or JSON.
 pub fn parse_cluster_spec(text: &str) -> Result<ClusterSpec, SpecError> {
-    let spec: ClusterSpec = from_str(text)?;
-    validate(&spec).map_err(|e| match e {
-        SpecError::Invalid(mut errors) => {
-            let lines = key_lines(text);
-            for error in &mut errors {
-                error.line = lines.get(&error.field).copied();
-            }
-            SpecError::Invalid(errors)
+    // NB: JSON read as JSON: YAML's `\u` escapes take no surrogate pairs (characters beyond
+    // the Basic Multilingual Plane, as JSON encoders write them).
+    let spec: ClusterSpec = from_json_or_yaml(text)?;
+    let with_lines = |mut errors: Vec<FieldError>| {
+        let lines = key_lines(text);
+        for error in &mut errors {
+            error.line = lines.get(&error.field).copied();
         }
+        errors
+    };
+    validate(&spec).map_err(|e| match e {
+        SpecError::Invalid(errors) => SpecError::Invalid(with_lines(errors)),
+        SpecError::Inconsistent(errors) => SpecError::Inconsistent(with_lines(errors)),
         other => other,
     })?;
     Ok(spec)
@@ -30,7 +34,16 @@ pub fn parse_cluster_spec(text: &str) -> Result<ClusterSpec, SpecError> {
 /// Deserializes any type from YAML, naming the field path and line of the first error.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let strict: Result<T, _> = serde_path_to_error::deserialize(de);
+    // A whole number written as a float (`3.0`) is a whole number, as JSON Schema counts it.
+    let strict = strict.or_else(|e| {
+        let Ok(mut value) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return Err(e) };
+        if !whole_yaml(&mut value) {
+            return Err(e);
+        }
+        serde_path_to_error::deserialize(value).map_err(|_| e)
+    });
+    strict.map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line());
@@ -58,6 +71,10 @@ pub fn from_json_or_yaml<T: DeserializeOwned>(text: &str) -> Result<T, SpecError
         Ok(_) => from_str(text),
         Err(e) if e.inner().is_syntax() || e.inner().is_eof() => from_str(text),
         Err(e) => {
+            // A whole number written as a float (`3.0`) is a whole number, as JSON Schema counts it.
+            if let Some(v) = whole_json_again(text) {
+                return Ok(v);
+            }
             let field = e.path().to_string();
             let inner = e.into_inner();
             let mut message = inner.to_string();
@@ -67,6 +84,74 @@ pub fn from_json_or_yaml<T: DeserializeOwned>(text: &str) -> Result<T, SpecError
             let field = if field == "." { String::new() } else { field };
             Err(SpecError::Parse(FieldError { field, message, line: Some(inner.line()) }))
         }
+    }
+}
+
+/// `text` as JSON again with whole-number floats made integers, if it has any and then reads.
+fn whole_json_again<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let mut value: serde_json::Value = serde_json::from_str(text).ok()?;
+    if !whole_json(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+/// A float without a fraction as the integer it is, if it fits one.
+fn whole(f: f64) -> Option<Result<u64, i64>> {
+    if f.fract() != 0.0 || !f.is_finite() {
+        return None;
+    }
+    // NB: 2^64 and -2^63 are exact in f64; the casts below are exact inside these bounds.
+    if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+        Some(Ok(f as u64))
+    } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+        Some(Err(f as i64))
+    } else {
+        None
+    }
+}
+
+/// Makes every whole-number float in `v` an integer; whether any was.
+fn whole_json(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => match n.as_f64().and_then(whole) {
+            Some(Ok(u)) => {
+                *v = Value::from(u);
+                true
+            }
+            Some(Err(i)) => {
+                *v = Value::from(i);
+                true
+            }
+            None => false,
+        },
+        // NB: every element, not up to the first change.
+        Value::Array(a) => a.iter_mut().map(whole_json).collect::<Vec<_>>().contains(&true),
+        Value::Object(m) => m.values_mut().map(whole_json).collect::<Vec<_>>().contains(&true),
+        _ => false,
+    }
+}
+
+/// [`whole_json`] for YAML.
+fn whole_yaml(v: &mut serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => match n.as_f64().and_then(whole) {
+            Some(Ok(u)) => {
+                *v = Value::from(u);
+                true
+            }
+            Some(Err(i)) => {
+                *v = Value::from(i);
+                true
+            }
+            None => false,
+        },
+        Value::Sequence(a) => a.iter_mut().map(whole_yaml).collect::<Vec<_>>().contains(&true),
+        Value::Mapping(m) => m.iter_mut().map(|(_, v)| whole_yaml(v)).collect::<Vec<_>>().contains(&true),
+        Value::Tagged(t) => whole_yaml(&mut t.value),
+        _ => false,
     }
 }
 
@@ -174,6 +259,27 @@ mod tests {
         assert!(e.message.contains("unknown pool `datanodes`"), "{}", e.message);
         let e = parse_error("tenant: a\n  name: [b\n");
         assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_whole_numbers() {
+        let spec = "tenant: a\nname: b\nimages: {datanode: d}\npools:\n  datanode: {replicas: 3.0, cpu: 1, memory: 1Gi, maxPerHost: 2.0}\n";
+        let parsed = parse_cluster_spec(spec).map_err(|e| e.to_string());
+        assert_eq!(parsed.as_ref().map(|s| s.pools.values().map(|p| (p.replicas.0, p.max_per_host)).collect::<Vec<_>>()), Ok(vec![(3, Some(2))]));
+        let json: Result<crate::wire::ScaleRequest, _> = from_json_or_yaml("{\"replicas\": 143.0}");
+        assert_eq!(json.map(|r| r.replicas.0).map_err(|e| e.to_string()), Ok(143));
+        // A fraction is still refused, naming the field.
+        let e = parse_error(&spec.replace("3.0", "3.5"));
+        assert_eq!(e.field, "pools.datanode.replicas");
+        let json: Result<crate::wire::ScaleRequest, _> = from_json_or_yaml("{\"replicas\": 1.5}");
+        assert!(json.is_err());
+    }
+
+    #[test]
+    fn json_specs_take_any_character() {
+        let spec = r#"{"tenant": "a", "name": "b", "images": {"datanode": "d"}, "pools": {"datanode": {"replicas": 1, "cpu": 1, "memory": "1Gi", "command": ["\ud83d\ude00"]}}}"#;
+        let parsed = parse_cluster_spec(spec).map_err(|e| e.to_string());
+        assert_eq!(parsed.map(|s| s.pools.values().flat_map(|p| p.command.clone().unwrap_or_default()).collect::<Vec<_>>()), Ok(vec!["😀".to_string()]));
     }
 
     #[test]

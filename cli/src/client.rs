@@ -87,10 +87,13 @@ impl std::error::Error for Unreachable {}
 
 /// A write whose every answer was lost: the orchestrator may or may not have applied it.
 /// The command that sent it says which, when it can find out (e.g. by reading the cluster).
+/// Also a write with `If-Match` whose first answers were lost and whose retry found the
+/// cluster at another generation: perhaps by this very change.
 #[derive(Debug)]
 pub struct Unconfirmed {
     pub attempts: usize,
-    pub cause: Unreachable,
+    /// Why: the orchestrator could not be reached, or the retry's 412.
+    pub cause: String,
 }
 
 impl fmt::Display for Unconfirmed {
@@ -183,7 +186,7 @@ impl Client {
     /// `PUT /v1/tenants/{t}/quota`.
     pub async fn set_quota(&self, name: &str, quota: Quota) -> Result<Tenant> {
         let request = UpdateQuota { quota };
-        Ok(self.write_call(Method::PUT, &format!("/v1/tenants/{name}/quota"), || json_body(&request).map(Some)).await?.1)
+        Ok(self.write_call(Method::PUT, &format!("/v1/tenants/{name}/quota"), || json_body(&request).map(Some), None).await?.1)
     }
 
     /// `DELETE /v1/tenants/{t}`.
@@ -198,7 +201,7 @@ impl Client {
 
     /// `POST /v1/hosts/{id}/{cordon|uncordon|drain}`: the host after the change.
     pub async fn host_action(&self, id: &str, action: &str) -> Result<HostStatus> {
-        Ok(self.write_call(Method::POST, &format!("/v1/hosts/{id}/{action}"), || Ok(None)).await?.1)
+        Ok(self.write_call(Method::POST, &format!("/v1/hosts/{id}/{action}"), || Ok(None), None).await?.1)
     }
 
     /// `DELETE /v1/hosts/{id}`.
@@ -287,17 +290,30 @@ impl Client {
         let answer = send.retry(policy).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
         let attempts = attempts.into_inner();
         match answer {
+            // NB: a retry's precondition may fail because the lost first attempt applied.
+            Ok((status, body)) if status == StatusCode::PRECONDITION_FAILED && attempts > 1 => Err(Unconfirmed {
+                attempts,
+                cause: format!("the earlier answers were lost and the last found the cluster changed ({})", refusal(status, &body)),
+            }
+            .into()),
             Ok((status, body)) => Ok(Sent { status, body, attempts }),
             Err(e) => match e.downcast::<Unreachable>() {
-                Ok(cause) => Err(Unconfirmed { attempts, cause }.into()),
+                Ok(cause) => Err(Unconfirmed { attempts, cause: cause.to_string() }.into()),
                 Err(e) => Err(e),
             },
         }
     }
 
-    /// A write that decodes a successful answer.
-    async fn write_call<T: DeserializeOwned>(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>) -> Result<(StatusCode, T)> {
-        let sent = self.write(method.clone(), path, body).await?;
+    /// A write that decodes a successful answer; with `if_match`, refused (412) when the
+    /// cluster is no longer at that generation.
+    async fn write_call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Fn() -> Result<Option<Body>>,
+        if_match: Option<u64>,
+    ) -> Result<(StatusCode, T)> {
+        let sent = self.write_if(method.clone(), path, body, if_match).await?;
         Ok((sent.status, decode(&method, path, sent.status, &sent.body, self.token.is_some())?))
     }
 
@@ -352,27 +368,30 @@ impl Client {
     }
 
     /// `PUT /v1/tenants/{t}/clusters/{c}` with the spec as written: the cluster, and whether
-    /// it was created (rather than updated or unchanged).
-    pub async fn apply(&self, cluster: &ClusterRef, spec: String) -> Result<(ClusterStatus, bool)> {
+    /// it was created (rather than updated or unchanged). With `generation` (as read),
+    /// refused (412) when the cluster changed since.
+    pub async fn apply(&self, cluster: &ClusterRef, spec: String, generation: Option<u64>) -> Result<(ClusterStatus, bool)> {
         let body = || Ok(Some(Body { content_type: "application/yaml", text: spec.clone() }));
-        let (status, applied) = self.write_call(Method::PUT, &cluster_path(cluster), body).await?;
+        let (status, applied) = self.write_call(Method::PUT, &cluster_path(cluster), body, generation).await?;
         Ok((applied, status == StatusCode::CREATED))
     }
 
-    /// `PATCH /v1/tenants/{t}/clusters/{c}/pools/{pool}`.
+    /// `PATCH /v1/tenants/{t}/clusters/{c}/pools/{pool}`. With `generation` (as read),
+    /// refused (412) when the cluster changed since.
     pub async fn scale(
         &self,
         cluster: &ClusterRef,
         pool: Role,
         replicas: u32,
         force: bool,
+        generation: Option<u64>,
     ) -> Result<ClusterStatus> {
         let request = ScaleRequest {
             replicas: Replicas(replicas),
             force,
         };
         let path = format!("{}/pools/{pool}", cluster_path(cluster));
-        Ok(self.write_call(Method::PATCH, &path, || json_body(&request).map(Some)).await?.1)
+        Ok(self.write_call(Method::PATCH, &path, || json_body(&request).map(Some), generation).await?.1)
     }
 
     /// `DELETE /v1/tenants/{t}/clusters/{c}`, with `?purgeData=true` when `purge_data`.
@@ -563,6 +582,9 @@ fn refusal(status: StatusCode, body: &[u8]) -> String {
     };
     for e in &problem.errors {
         text.push_str(&format!("\n  - {e}"));
+    }
+    if status == StatusCode::PRECONDITION_FAILED {
+        text.push_str("\n  it changed since herd read it: see what changed with `herd status`, then run the command again");
     }
     text
 }

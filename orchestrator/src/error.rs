@@ -21,6 +21,14 @@ pub enum Error {
     /// An update was based on an older generation than the stored one.
     #[error("{resource} is at generation {current}, the request was based on generation {given}: read it again and retry")]
     Stale { resource: String, current: u64, given: u64 },
+    /// A valid request that the current state refuses (a tenant that does not exist yet, a
+    /// pool the cluster lacks, a scale-down its NameNode cannot absorb) or the orchestrator's
+    /// configuration does (an address in the cluster CIDR, a port outside the published range):
+    /// the same request may be accepted later, or by another orchestrator. Answered 422 with
+    /// the problem type [`herd_api::wire::REFUSED_BY_STATE`], so a client (and the contract
+    /// test) can tell it from a malformed request.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused(Vec<herd_api::FieldError>),
     /// The change would take a tenant over its quota; each resource over names its field.
     #[error("over the tenant's quota: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Quota(Vec<herd_api::FieldError>),
@@ -64,6 +72,10 @@ pub enum Error {
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn refused(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Refused(vec![herd_api::FieldError::new(field, message)])
     }
 
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {

@@ -39,18 +39,7 @@ pub fn check_addresses(hb: &Heartbeat, subnet: Option<Ipv4Net>) -> Result<(), St
 /// on the host's registered `address`, or, for a host without one, on the address the
 /// registration came from (`peer`, when known).
 pub fn check_log_endpoint(ep: &LogEndpoint, address: Option<Ipv4Addr>, peer: Option<IpAddr>) -> Result<(), String> {
-    let url = url::Url::parse(&ep.url).map_err(|e| format!("`{}` is not a URL: {e}", ep.url))?;
-    if !matches!(url.scheme(), "http" | "https") || url.port_or_known_default().is_none() || url.path() != "/" {
-        return Err(format!("`{}` is not an http(s)://ADDRESS:PORT URL", ep.url));
-    }
-    let host: Option<IpAddr> = match url.host() {
-        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        _ => None,
-    };
-    let Some(host) = host else {
-        return Err(format!("`{}` must name the host's address, not a name", ep.url));
-    };
+    let host = log_url_address(ep)?;
     let want = address.map(IpAddr::V4).or(peer);
     match want {
         Some(w) if w != host => Err(format!(
@@ -60,6 +49,20 @@ pub fn check_log_endpoint(ep: &LogEndpoint, address: Option<Ipv4Addr>, peer: Opt
         )),
         _ => Ok(()),
     }
+}
+
+/// The address a log endpoint's URL names, if it is a plain `http(s)://ADDRESS:PORT` URL.
+fn log_url_address(ep: &LogEndpoint) -> Result<IpAddr, String> {
+    let url = url::Url::parse(&ep.url).map_err(|e| format!("`{}` is not a URL: {e}", ep.url))?;
+    if !matches!(url.scheme(), "http" | "https") || url.port_or_known_default().is_none() || url.path() != "/" {
+        return Err(format!("`{}` is not an http(s)://ADDRESS:PORT URL", ep.url));
+    }
+    let host: Option<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    };
+    host.ok_or_else(|| format!("`{}` must name the host's address, not a name", ep.url))
 }
 
 impl State {
@@ -80,11 +83,15 @@ impl State {
         Ok(())
     }
 
-    /// Refuses (422 on `logs.url`, audited) a log endpoint that is not on the host's address.
+    /// Refuses (422 on `logs.url`; refused by state and audited when the URL is well formed) a
+    /// log endpoint that is not on the host's address.
     pub async fn check_log_endpoint(&self, actor: &str, host: &str, ep: &LogEndpoint, address: Option<Ipv4Addr>, peer: Option<IpAddr>) -> Result<()> {
+        // A malformed URL is the request's fault; one on another address is refused (audited)
+        // as the identity check it is.
+        log_url_address(ep).map_err(|why| Error::invalid("logs.url", why))?;
         if let Err(why) = check_log_endpoint(ep, address, peer) {
             self.audit_refusal(actor, "agent.register.refused", host, &why).await?;
-            return Err(Error::invalid("logs.url", why));
+            return Err(Error::refused("logs.url", why));
         }
         Ok(())
     }

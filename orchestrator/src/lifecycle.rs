@@ -63,7 +63,7 @@ pub fn plan_pool(
         if mine.is_empty() {
             return Ok(PoolPlan::default());
         }
-        return Err(Error::invalid(
+        return Err(Error::refused(
             format!("pools.{role}"),
             format!(
                 "the {role} pool still has {} instances, which leave one by one through the {}: keep the pool and \
@@ -112,9 +112,10 @@ pub fn plan_pool(
     Ok(PoolPlan { selection, add })
 }
 
-/// A refused selection as a 422 naming the field that asked for it.
+/// A refused selection as a 422 naming the field that asked for it (refused by the state:
+/// what HDFS holds now).
 fn refusal(role: Role, e: &SelectError) -> Error {
-    Error::invalid(format!("pools.{role}.replicas"), e.to_string())
+    Error::refused(format!("pools.{role}.replicas"), e.to_string())
 }
 
 #[cfg(test)]

@@ -9,13 +9,18 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http;
 
+mod requests;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "herd",
         description = "Tenant provisioning API of herd-orchestrator: tenants, quotas, tokens, clusters and hosts. \
 Every route but /healthz and this document needs `Authorization: Bearer SECRET`. Errors are RFC 9457 problem+json \
-(`Problem`) with a stable `code` and every offending field. Lists take `?limit=N&after=CURSOR` and answer a page with \
+(`Problem`) with a stable `code` and every offending field. A request this document calls valid is never refused for its \
+shape; it may be refused (422) by rules between its fields that a schema cannot state (problem type \
+`urn:herd:problem:inconsistent`, the rules listed on the request schema), or by the current state, a quota or the \
+orchestrator's limits and flags (problem type `urn:herd:problem:refused-by-state`). Lists take `?limit=N&after=CURSOR` and answer a page with \
 `items` and `next`. Cluster reads carry the generation as `ETag`; changes honour `If-Match`.",
         license(name = "Apache-2.0")
     ),
@@ -90,11 +95,12 @@ fn problem(description: &str) -> serde_json::Value {
 /// - `/healthz`, `/readyz` and `/metrics`, which need no token.
 pub fn contract(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
-    let dns_label = json!({ "type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "minLength": 1, "maxLength": 63 });
+    let dns_label = requests::dns_label();
     let constraints: Vec<(&str, Value)> = vec![
         ("tenant", dns_label.clone()),
         ("cluster", dns_label.clone()),
-        ("instance", dns_label),
+        ("instance", dns_label.clone()),
+        ("host", dns_label.clone()),
         ("id", json!({ "type": "string", "pattern": "^[0-9a-f]{1,64}$" })),
         ("limit", json!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 1000 })),
         ("after", json!({ "type": "string", "minLength": 1, "maxLength": 300 })),
@@ -118,6 +124,17 @@ pub fn contract(doc: &mut serde_json::Value) {
                     }
                 }
                 let has_body = op.get("requestBody").is_some();
+                // Request bodies get the schemas of what the server checks (see `requests`).
+                if let Some(content) = op.get_mut("requestBody").and_then(|b| b.get_mut("content")).and_then(Value::as_object_mut) {
+                    for media in content.values_mut() {
+                        let to = match media["schema"]["$ref"].as_str() {
+                            Some("#/components/schemas/ClusterSpec") => "ClusterSpecRequest",
+                            Some("#/components/schemas/CreateToken") => "CreateTokenRequest",
+                            _ => continue,
+                        };
+                        media["schema"] = json!({ "$ref": format!("#/components/schemas/{to}") });
+                    }
+                }
                 let params: Vec<(String, String)> = op
                     .get("parameters")
                     .and_then(Value::as_array)
@@ -173,6 +190,9 @@ pub fn contract(doc: &mut serde_json::Value) {
                     add("413", problem("the body is over 1 MiB"));
                     add("422", problem("an invalid body; `errors` names each field"));
                 }
+                if params.iter().any(|(name, _)| name == "If-Match") {
+                    add("412", problem("`If-Match` names another generation than the stored one: read it again (`ETag`) and retry"));
+                }
             }
         }
         let text = |description: &str, ct: &str| json!({ "description": description, "content": { ct: { "schema": { "type": "string" } } } });
@@ -183,8 +203,94 @@ pub fn contract(doc: &mut serde_json::Value) {
         paths.insert("/metrics".into(), json!({ "get": { "tags": ["health"], "summary": "Prometheus metrics, OpenMetrics text (no token).", "operationId": "metrics",
             "responses": { "200": text("the metrics", "application/openmetrics-text") } } }));
     }
+    unique_operation_ids(doc);
+    links(doc);
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        schemas.extend(requests::schemas());
+        for schema in schemas.values_mut() {
+            requests::use_totals(schema);
+        }
+        schemas.extend(requests::totals());
+        // What the server checks of an agent's registration.
+        if let Some(id) = schemas.get_mut("HostInfo").and_then(|h| h.pointer_mut("/properties/id")) {
+            let description = id["description"].clone();
+            *id = dns_label.clone();
+            id["description"] = description;
+        }
+        // NB: `format` alone only annotates (JSON Schema 2020-12); the pattern is what holds.
+        for (schema, field) in [("HostInfo", "address"), ("Observed", "ip")] {
+            if let Some(address) = schemas.get_mut(schema).and_then(|h| h.pointer_mut(&format!("/properties/{field}"))) {
+                address["format"] = json!("ipv4");
+                address["pattern"] = json!(format!("^{}$", requests::IPV4));
+            }
+        }
+        if let Some(url) = schemas.get_mut("LogEndpoint").and_then(|h| h.pointer_mut("/properties/url")) {
+            url["pattern"] = json!(format!(
+                "^https?://{}:([1-9][0-9]{{0,3}}|[1-5][0-9]{{4}}|6[0-4][0-9]{{3}}|65[0-4][0-9]{{2}}|655[0-2][0-9]|6553[0-5])/?$",
+                requests::IPV4
+            ));
+        }
+    }
     if let Some(tags) = doc.get_mut("tags").and_then(Value::as_array_mut) {
         tags.push(json!({ "name": "health", "description": "Liveness, readiness and metrics" }));
+    }
+}
+
+/// Operation ids are unique in a document (OpenAPI 3.1, 4.8.10.1); the handlers' names are
+/// not (`get`, `delete`, `list` in several modules): a repeated one is prefixed with its tag.
+fn unique_operation_ids(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for op in paths.values().filter_map(Value::as_object).flat_map(|item| item.values()) {
+        if let Some(id) = op["operationId"].as_str() {
+            *seen.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    for op in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
+        let (Some(id), Some(tag)) = (op["operationId"].as_str(), op["tags"][0].as_str()) else { continue };
+        if seen.get(id).is_some_and(|n| *n > 1) {
+            op["operationId"] = serde_json::json!(format!("{tag}_{id}"));
+        }
+    }
+}
+
+/// OpenAPI links from what a write answers to what a client does next with it (and the
+/// stateful phase of the contract test follows): a new tenant to its quota and clusters, an
+/// applied cluster to its reads, scaling, logs and deletion, a new token to its revocation.
+fn links(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let link = |op: &str, params: Value| json!({ "operationId": op, "parameters": params });
+    let tenant = json!({ "tenant": "$response.body#/name" });
+    let cluster = json!({ "tenant": "$response.body#/tenant", "cluster": "$response.body#/name" });
+    let mut logs = cluster.clone();
+    logs["instance"] = json!("$response.body#/instances/0/instance/name");
+    let tenant_links = json!({
+        "GetTenant": link("tenants_get", tenant.clone()),
+        "SetQuota": link("set_quota", tenant.clone()),
+        "ApplyCluster": link("apply", tenant.clone()),
+        "DeleteTenant": link("tenants_delete", tenant),
+    });
+    let cluster_links = json!({
+        "GetCluster": link("clusters_get", cluster.clone()),
+        "ScalePool": link("scale", cluster.clone()),
+        "InstanceLogs": link("logs", logs),
+        "DeleteCluster": link("clusters_delete", cluster),
+    });
+    let token_links = json!({ "RevokeToken": link("revoke", json!({ "id": "$response.body#/token/id" })) });
+    for (path, method, codes, links) in [
+        ("/v1/tenants", "post", &["200", "201"][..], &tenant_links),
+        ("/v1/tenants/{tenant}/clusters/{cluster}", "put", &["200", "201"], &cluster_links),
+        ("/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", "patch", &["200"], &cluster_links),
+        ("/v1/tokens", "post", &["201"], &token_links),
+    ] {
+        for code in codes {
+            if let Some(r) = doc.pointer_mut(&format!("/paths/{}/{method}/responses/{code}", path.replace('/', "~1")))
+                && let Some(r) = r.as_object_mut()
+            {
+                r.insert("links".into(), links.clone());
+            }
+        }
     }
 }
 
@@ -201,6 +307,24 @@ mod tests {
             "manifests/openapi.json differs from the API the code serves; regenerate it with\n  \
              cargo run -p herd-orchestrator -- openapi > manifests/openapi.json\nand commit it"
         );
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_name_them() {
+        let doc = served();
+        let mut ids = std::collections::BTreeSet::new();
+        for op in doc["paths"].as_object().into_iter().flat_map(|p| p.values()).filter_map(|i| i.as_object()).flat_map(|i| i.values()) {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(ids.insert(id.clone()), "operationId {id} twice");
+        }
+        let text = doc.to_string();
+        let mut named = 0;
+        for part in text.split("\"operationId\":\"").skip(1) {
+            let id = part.split('"').next().unwrap_or_default();
+            assert!(ids.contains(id), "{id} is named but not an operation");
+            named += 1;
+        }
+        assert!(named > ids.len(), "no links");
     }
 
     #[test]

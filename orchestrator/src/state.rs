@@ -272,7 +272,7 @@ impl State {
         }
         let settings = self.network;
         if let Some(address) = info.address {
-            settings.check_address(address).map_err(|m| Error::invalid("host.address", m))?;
+            settings.check_address(address).map_err(|m| Error::refused("host.address", m))?;
         }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let (hot, host_id) = (self.hot.clone(), info.id.clone());
@@ -439,7 +439,7 @@ impl State {
             .store
             .write(move |tx| {
                 let Some(tenant) = tx.tenant(&spec.tenant)? else {
-                    return Err(Error::invalid(
+                    return Err(Error::refused(
                         "tenant",
                         format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
                     ));
@@ -483,13 +483,18 @@ impl State {
                 let mut spec = row.spec;
                 let Some(p) = spec.pools.get_mut(&pool) else {
                     let have: Vec<_> = spec.pools.keys().map(|r| r.as_str()).collect();
-                    return Err(Error::invalid(
+                    return Err(Error::refused(
                         "pool",
                         format!("cluster {tenant}/{cluster} has no {pool} pool (it has: {}); add it with `herd apply`", have.join(", ")),
                     ));
                 };
                 p.replicas = replicas;
-                validate(&spec)?;
+                // NB: the request is valid; the stored cluster with it would not be (e.g. two
+                // NameNodes): refused by the state, each field named.
+                validate(&spec).map_err(|e| match e.field_errors().into_iter().next() {
+                    Some(f) => Error::refused(f.field, f.message),
+                    None => Error::from(e),
+                })?;
                 let quota = tx.tenant(&tenant)?.map(|t| t.quota).unwrap_or_default();
                 let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
                 if outcome.applied != Applied::Unchanged {
@@ -731,7 +736,7 @@ fn apply_in(
             datanodes_now - datanodes_next
         );
         if !force {
-            return Err(Error::invalid("pools.datanode.replicas", why));
+            return Err(Error::refused("pools.datanode.replicas", why));
         }
         forced.push(why);
     }
@@ -847,7 +852,7 @@ fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
                 .map(|i| i.instance.name.as_str())
                 .collect();
             let role = resized.iter().find(|i| i.role.has_data()).map_or(Role::Datanode, |i| i.role);
-            return Err(Error::invalid(
+            return Err(Error::refused(
                 format!("pools.{role}"),
                 format!(
                     "{} must stay on host {} with its data, which cannot fit the new size ({} CPU and {} memory asked, \

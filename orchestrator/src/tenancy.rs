@@ -74,7 +74,7 @@ fn once_in(tx: &dyn Tx, once: Option<&Once>, now: u64, f: impl FnOnce(&dyn Tx) -
 }
 
 fn check_quota(q: &Quota) -> Result<()> {
-    quota::validate(q).map_err(|errors| Error::Spec(herd_api::SpecError::Invalid(errors)))
+    quota::validate(q).map_err(|errors| Error::Spec(herd_api::SpecError::Inconsistent(errors)))
 }
 
 /// Live tokens already checked, by the hash of their secret, so a request checks its token
@@ -241,7 +241,7 @@ impl State {
                     if let Some(t) = &req.tenant
                         && !tx.tenant_exists(t)?
                     {
-                        return Err(Error::invalid("tenant", format!("tenant `{t}` does not exist; create it first with `herd tenants create {t}`")));
+                        return Err(Error::refused("tenant", format!("tenant `{t}` does not exist; create it first with `herd tenants create {t}`")));
                     }
                     let binding = Binding { tenant: req.tenant.clone(), host: req.host.clone() };
                     let (created, secret) = new_token(tx, req.scope, binding, req.description.clone(), now)?;

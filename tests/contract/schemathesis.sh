@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs Schemathesis (pinned, from PyPI) against a live orchestrator's served OpenAPI document.
+# Runs Schemathesis (pinned, from PyPI) against a live orchestrator's served OpenAPI document,
+# with herd's hooks (tests/contract/hooks.py: fresh Idempotency-Keys, and the check that a
+# valid request is never refused for its shape).
 # Installs it once into a venv under the target directory; fails loudly if it cannot.
 #   tests/contract/schemathesis.sh URL TOKEN [extra st run flags]
 set -euo pipefail
@@ -16,4 +18,5 @@ url=$1 token=$2
 shift 2
 # Its cache (.schemathesis/) goes beside it, not into the checkout.
 cd "$venv"
-exec "$venv/bin/st" run "$url/v1/openapi.json" --url "$url" -H "Authorization: Bearer $token" "$@"
+export SCHEMATHESIS_HOOKS=$root/tests/contract/hooks.py
+exec "$venv/bin/st" --config-file "$root/tests/contract/schemathesis.toml" run "$url/v1/openapi.json" --url "$url" -H "Authorization: Bearer $token" "$@"

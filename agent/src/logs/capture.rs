@@ -287,7 +287,7 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
     let mut synced = Instant::now();
     let mut write = |(ts, stream, payload): Line<'_>, w: &mut Writer| -> io::Result<()> {
         if !dedupe.admit(ts, stream, payload) {
-            crate::metrics::get().log_dropped("replayed");
+            crate::metrics::get().log_dropped("replayed", Some(payload.len()));
             if dedupe.dropped.is_power_of_two() {
                 info!(instance = %t.instance, dropped = dedupe.dropped, "Docker sent records again; dropped the copies");
             }
@@ -297,7 +297,7 @@ async fn once(t: &Target, ctx: &Context, shutdown: &CancellationToken) -> Result
         while expect.front().is_some_and(|(e, _)| e.as_slice() < ts) {
             expect.pop_front();
             missing += 1;
-            crate::metrics::get().log_dropped("lost");
+            crate::metrics::get().log_dropped("lost", None);
             if missing == 1 {
                 warn!(instance = %t.instance, "Docker's copy no longer reaches back to the last captured line: lines written while the agent was away may be lost (raise --docker-log-max-size)");
             }

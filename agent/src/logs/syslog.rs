@@ -93,6 +93,7 @@ impl Forwarder {
     pub fn send(&self, m: Message<'_>) {
         let frame = format(&self.host, &m);
         if self.tx.try_send(frame).is_err() {
+            crate::metrics::get().log_dropped("forward", Some(m.payload.len()));
             let n = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if n.is_power_of_two() {
                 warn!(dropped = n + 1, "syslog collector too slow or unreachable; dropping forwarded lines (the files keep them)");

@@ -5,12 +5,13 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use herd_api::{FieldError, yaml};
+use anyhow::{Context, Result, bail};
+use herd_api::wire::ClusterStatus;
+use herd_api::{ClusterSpec, FieldError, yaml};
 
 use super::{status, wait};
 use crate::args::ClusterRef;
-use crate::client::Client;
+use crate::client::{Client, Unconfirmed};
 use crate::output::{self, Format};
 
 pub async fn run(
@@ -26,18 +27,22 @@ pub async fn run(
         errors: e.field_errors(),
     })?;
     let cluster = ClusterRef {
-        tenant: spec.tenant,
-        name: spec.name,
+        tenant: spec.tenant.clone(),
+        name: spec.name.clone(),
     };
+    let spec_read = spec;
 
     let before = client
         .cluster(&cluster)
         .await
         .with_context(|| format!("reading {cluster} before applying"))?;
-    let (after, created) = client
-        .apply(&cluster, text)
-        .await
-        .with_context(|| format!("applying {cluster}"))?;
+    // NB: based on what was read: a cluster changed in between is refused (412), not
+    // overwritten unseen, and the verb below is true.
+    let (after, created) = match client.apply(&cluster, text, before.as_ref().map(|b| b.generation)).await {
+        Ok(applied) => applied,
+        Err(e) if e.is::<Unconfirmed>() => (confirm(client, &cluster, &spec_read, &e).await?, before.is_none()),
+        Err(e) => return Err(e.context(format!("applying {cluster}"))),
+    };
     let verb = match before {
         _ if created => "created",
         Some(b) if b.generation == after.generation => "unchanged",
@@ -54,6 +59,27 @@ pub async fn run(
         ),
         None if out != Format::Table => status::print(out, &after),
         None => Ok(()),
+    }
+}
+
+/// Every answer to the apply was lost: reads the cluster to tell whether it holds the spec,
+/// and says so plainly, with what to do next.
+async fn confirm(client: &Client, cluster: &ClusterRef, spec: &ClusterSpec, lost: &anyhow::Error) -> Result<ClusterStatus> {
+    let what = format!("applying {cluster}");
+    match client.cluster(cluster).await {
+        Ok(Some(c)) if c.spec == *spec => {
+            eprintln!("{what}: APPLIED (the answer was lost: {lost}; reading the cluster shows the spec applied)");
+            Ok(c)
+        }
+        Ok(Some(c)) => bail!(
+            "{what}: NOT APPLIED ({lost}); the cluster is at generation {} with another spec: see it with `herd status {cluster}` and apply again",
+            c.generation
+        ),
+        Ok(None) => bail!("{what}: NOT APPLIED ({lost}); {cluster} does not exist: apply again"),
+        Err(e) => bail!(
+            "{what}: UNKNOWN whether it was applied ({lost}), and reading the cluster failed too ({e:#}); once the \
+             orchestrator answers, check with `herd status {cluster}` and apply again if it does not hold the spec"
+        ),
     }
 }
 

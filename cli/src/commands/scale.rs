@@ -1,4 +1,6 @@
-//! `herd scale`: set pools' replica counts, one request per pool.
+//! `herd scale`: set pools' replica counts, one request per pool, each with `If-Match` of the
+//! generation read before it (the cluster read first, then each answer's), so a cluster
+//! changed meanwhile is refused (412) rather than scaled blind.
 
 use std::time::Duration;
 
@@ -7,7 +9,7 @@ use herd_api::wire::ClusterStatus;
 
 use super::{status, wait};
 use crate::args::{ClusterRef, PoolReplicas};
-use crate::client::{Client, Unconfirmed};
+use crate::client::{Client, Unconfirmed, Unreachable};
 use crate::output::{self, Format};
 
 pub async fn run(
@@ -18,13 +20,22 @@ pub async fn run(
     force: bool,
     wait_limit: Option<Duration>,
 ) -> Result<()> {
+    // NB: a cluster that cannot be read now is scaled without a precondition; the write has
+    // its own retries and says plainly whether it was applied.
+    let mut generation = match client.cluster(cluster).await {
+        Ok(Some(c)) => Some(c.generation),
+        Ok(None) => bail!("cluster {cluster} not found; `herd status` lists every cluster"),
+        Err(e) if e.is::<Unreachable>() => None,
+        Err(e) => return Err(e.context(format!("reading {cluster}"))),
+    };
     let mut last = None;
     for p in pools {
-        let after = match client.scale(cluster, p.pool, p.replicas, force).await {
+        let after = match client.scale(cluster, p.pool, p.replicas, force, generation).await {
             Ok(after) => after,
             Err(e) if e.is::<Unconfirmed>() => confirm(client, cluster, p, &e).await?,
             Err(e) => return Err(e.context(format!("scaling {cluster} {} to {}", p.pool, p.replicas))),
         };
+        generation = Some(after.generation);
         output::note(
             out,
             &format!("scaled {cluster} {} to {}", p.pool, p.replicas),

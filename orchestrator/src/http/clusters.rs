@@ -108,14 +108,16 @@ pub async fn get(
 
 /// Creates (201) or replaces (200) a cluster from its spec, JSON or YAML, as `herd apply`
 /// sends it. Idempotent: the same spec again changes nothing. With `If-Match`, refused
-/// with 409 unless the cluster is at that generation.
+/// with 412 unless the cluster is at that generation; a spec naming another tenant or
+/// cluster than the URL is refused with 409.
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
     params(("tenant" = String, Path), ("cluster" = String, Path),
         ("If-Match" = Option<String>, Header, description = "the generation the change is based on, e.g. \"3\"")),
     request_body(content((herd_api::ClusterSpec = "application/json"), (herd_api::ClusterSpec = "application/yaml"))),
     responses((status = 200, body = ClusterStatus), (status = 201, body = ClusterStatus),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "stale generation"),
-        (status = 413, body = Problem), (status = 422, body = Problem, description = "invalid spec or over quota")),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "the spec names another tenant or cluster than the URL"),
+        (status = 412, body = Problem, description = "stale generation (If-Match)"),
+        (status = 413, body = Problem), (status = 422, body = Problem, description = "invalid spec, or refused by the state (over quota, unknown tenant)")),
     security(("bearer" = [])))]
 pub async fn apply(
     AxumState(s): AxumState<State>,
@@ -131,11 +133,13 @@ pub async fn apply(
     let body = body?;
     let text = std::str::from_utf8(&body).map_err(|_| Error::invalid("", "request body is not UTF-8"))?;
     let spec = yaml::parse_cluster_spec(text).map_err(Error::from)?;
+    // NB: a representation that names another resource than the URL conflicts with its
+    // target: 409, as RFC 9110 (section 9.3.4) suggests for PUT.
     if spec.tenant != tenant {
-        return Err(Error::invalid("tenant", format!("`{}` does not match the URL's tenant `{tenant}`", spec.tenant)).into());
+        return Err(Error::Conflict(format!("tenant: `{}` does not match the URL's tenant `{tenant}`", spec.tenant)).into());
     }
     if spec.name != cluster {
-        return Err(Error::invalid("name", format!("`{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
+        return Err(Error::Conflict(format!("name: `{}` does not match the URL's cluster `{cluster}`", spec.name)).into());
     }
     // The orchestrator's port range (its flag; the default when the router runs without it),
     // and never a port an agent serves on.
@@ -143,7 +147,8 @@ pub async fn apply(
     if spec.pools.values().any(|p| !p.publish.is_empty()) {
         policy.reserved.extend(s.agent_ports().await?);
     }
-    policy.check(&spec).map_err(Error::from)?;
+    // The admin's range and herd's own ports: this orchestrator's configuration refuses it.
+    policy.check(&spec).map_err(|e| Error::Refused(e.field_errors()))?;
     if caller.principal.scope != Scope::Admin {
         // Capabilities are the admin's: a tenant may keep what an admin granted, no more.
         let stored = match s.cluster(tenant.clone(), cluster.clone()).await {
@@ -197,7 +202,7 @@ pub async fn delete(
 }
 
 /// Sets one pool's replicas; the rest of the spec stays. Refused over the tenant's quota
-/// (422) or, with `If-Match`, when the cluster moved on (409). DataNodes of a cluster with a
+/// (422) or, with `If-Match`, when the cluster moved on (412). DataNodes of a cluster with a
 /// NameNode leave by decommission, NodeManagers of one with a ResourceManager by a graceful
 /// drain; a DataNode scale-down below `hdfs.replication` is refused (422) unless `force`.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", tag = "clusters",

@@ -4,7 +4,8 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herd_api::validate::FieldError;
-use herd_api::wire::Problem;
+use herd_api::SpecError;
+use herd_api::wire::{INCONSISTENT, Problem, REFUSED_BY_STATE};
 use tracing::error;
 
 use crate::error::Error;
@@ -28,12 +29,23 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, detail: String) -> Self {
         problem(status, code, detail, vec![])
     }
+
+    /// A valid request refused by the current state, a quota or a limit: its own problem type.
+    fn by_state(mut self) -> Self {
+        self.0.kind = REFUSED_BY_STATE.into();
+        self
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
             Error::NotFound { .. } => problem(StatusCode::NOT_FOUND, "not_found", e.to_string(), vec![]),
+            Error::Spec(spec @ SpecError::Inconsistent(_)) => {
+                let mut p = problem(StatusCode::UNPROCESSABLE_ENTITY, "inconsistent_spec", e.to_string(), spec.field_errors());
+                p.0.kind = INCONSISTENT.into();
+                p
+            }
             Error::Spec(spec) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec", e.to_string(), spec.field_errors()),
             Error::Invalid { field, message } => problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -42,16 +54,19 @@ impl From<Error> for ApiError {
                 vec![FieldError::new(field.clone(), message.clone())],
             ),
             Error::Conflict(_) => problem(StatusCode::CONFLICT, "conflict", e.to_string(), vec![]),
+            // NB: RFC 9110 section 13.1.1: a false `If-Match` is 412, not 409.
             Error::Stale { .. } => problem(
-                StatusCode::CONFLICT,
+                StatusCode::PRECONDITION_FAILED,
                 "stale_generation",
                 e.to_string(),
                 vec![FieldError::new("If-Match", "older than the stored generation")],
             ),
-            Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()),
+            Error::Refused(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string(), fields.clone()).by_state(),
+            Error::Quota(fields) => problem(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", e.to_string(), fields.clone()).by_state(),
             Error::Limit { field, message, reason } => {
                 crate::metrics::get().refused(reason);
                 problem(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", e.to_string(), vec![FieldError::new(field.clone(), message.clone())])
+                    .by_state()
             }
             Error::IdempotencyKeyReused { .. } => problem(
                 StatusCode::UNPROCESSABLE_ENTITY,

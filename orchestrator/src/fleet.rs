@@ -488,7 +488,7 @@ impl State {
     pub(crate) async fn status_now(&self, tenant: &str, name: &str) -> Result<herd_api::wire::ClusterStatus> {
         let (now, lost_after, hot) = (now_ms(), 3 * self.interval_ms(), self.hot.clone());
         let (t, n) = (tenant.to_string(), name.to_string());
-        self.store.read(move |c| crate::state::cluster_status(c, &hot, &t, &n, now, lost_after)).await
+        self.store.read(move |c| crate::clusters::cluster_status(c, &hot, &t, &n, now, lost_after)).await
     }
 }
 

@@ -28,12 +28,14 @@
 
 pub mod auth;
 pub mod backup;
+pub mod clusters;
 pub mod config;
 pub mod delta;
 pub mod desired;
 pub mod error;
 pub mod fleet;
 pub mod hadoop;
+pub mod hosts;
 pub mod hot;
 pub mod http;
 pub mod identity;

@@ -1,36 +1,30 @@
-//! The orchestrator's cluster and host operations. Each is one store transaction that
-//! validates, checks the generation (`If-Match`) and the tenant's quota, plans
-//! (`reconciler::plan`), places (`scheduler::place`), writes and records the change in the
-//! audit trail, so a failure halfway stores nothing. Tenants and tokens are in
-//! [`crate::tenancy`].
-
+//! The orchestrator's shared state ([`State`]: the store, the hot state, caches and
+//! settings) and what its operations share: generations and `If-Match` ([`Expect`]),
+//! pages, and stepping leaving instances through the decommission/drain lifecycle inside a
+//! transaction ([`drive_lifecycle`], with the Hadoop view of a cluster, [`HadoopContext`]).
+//! The operations themselves are split by noun: clusters ([`crate::clusters`]: apply, scale,
+//! delete, status), hosts ([`crate::hosts`]: register, heartbeat, watch), placement
+//! ([`crate::placement`]), desired state ([`crate::desired`], [`crate::delta`]), the fleet
+//! ([`crate::fleet`]), tenants and tokens ([`crate::tenancy`]).
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_api::lifecycle::{LifecycleConditionKind, Phase};
-use herd_api::names::{InstanceRef, check_host_id};
-use herd_api::quantity::{Cpu, Memory};
-use herd_api::validate::validate;
-use herd_api::network::{HostNetwork, NetworkPlan};
-use herd_api::wire::{
-    ClusterStatus, Heartbeat, HeartbeatReply, HostInfo, InstanceStatus, Observed,
-    Page, Quota, RegisterReply, ScaleRequest,
-};
-use herd_api::{ClusterSpec, Role};
+use herd_api::names::InstanceRef;
+use herd_api::wire::{HostInfo, Observed, Page};
+use herd_api::ClusterSpec;
 use crate::store::Tx;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::desired::{self, DesiredCache};
+use crate::desired::DesiredCache;
 use crate::hadoop;
 use crate::hot::Hot;
-use crate::lifecycle;
 use crate::network;
-use crate::reconciler::{self, Instance};
+use crate::reconciler::Instance;
 use crate::placement::{self, schedule_pending};
-use crate::quota;
 use crate::store::audit::{self, Change};
 use crate::store::Store;
 
@@ -52,9 +46,9 @@ pub struct State {
     /// What each host was last told, for delta replies (see [`crate::delta`]).
     pub sents: Arc<crate::delta::Sents>,
     /// Watches open per host (see [`State::watch`]).
-    watching: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    pub(crate) watching: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Clusters' status, as last assembled (see [`State::cluster_page`]).
-    statuses: Arc<std::sync::Mutex<HashMap<(String, String), CachedStatus>>>,
+    pub(crate) statuses: Arc<std::sync::Mutex<HashMap<(String, String), crate::clusters::CachedStatus>>>,
     /// The cluster CIDR and host subnet size.
     pub network: network::Settings,
     /// When the instances of a lost host move (see [`crate::fleet`]).
@@ -65,51 +59,12 @@ pub struct State {
     /// Bumped after every change that may store a leaving phase; `leaving_none_at` is the
     /// value it had when the store was last seen with no leaving instance. Heartbeats step
     /// the lifecycle only while the two differ.
-    leaving_epoch: Arc<AtomicU64>,
-    leaving_none_at: Arc<AtomicU64>,
+    pub(crate) leaving_epoch: Arc<AtomicU64>,
+    pub(crate) leaving_none_at: Arc<AtomicU64>,
 }
-
-/// A cluster's status as assembled at `at_ms`, valid while no commit touched a host or
-/// tenant (`touches`) and no report about the cluster changed (`version`), for at most
-/// [`STATUS_TTL_MS`] (liveness ages).
-struct CachedStatus {
-    touches: u64,
-    version: u64,
-    at_ms: u64,
-    status: Arc<ClusterStatus>,
-}
-
-/// Watches one host may hold open at once: its agent needs one (two while a new one
-/// replaces a timed-out one); a stolen agent token cannot pile up long polls.
-pub const WATCHES_PER_HOST: usize = 2;
-
-/// One open watch of a host, counted while it lives.
-struct Watching {
-    map: Arc<std::sync::Mutex<HashMap<String, usize>>>,
-    host: String,
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&self.host) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.host);
-            }
-        }
-    }
-}
-
-/// How long a cluster's assembled status answers reads when nothing changed.
-pub const STATUS_TTL_MS: u64 = 250;
 
 /// Heartbeats per second the fleet is asked for at most, all hosts together, by default.
 pub const DEFAULT_HEARTBEAT_RATE: u64 = 10_000;
-
-/// The most instances one page of a cluster list holds before it ends (the cluster that
-/// crosses it included).
-pub const PAGE_INSTANCES: usize = 10_000;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -134,7 +89,7 @@ pub enum Expect {
 
 /// Fails with [`Error::Stale`] unless `current` (the stored generation, `None` when the
 /// cluster does not exist) meets `expect`.
-fn check_expect(resource: &str, current: Option<u64>, expect: Option<Expect>) -> Result<()> {
+pub(crate) fn check_expect(resource: &str, current: Option<u64>, expect: Option<Expect>) -> Result<()> {
     match (expect, current) {
         (None, _) | (Some(Expect::Exists), Some(_)) => Ok(()),
         (Some(Expect::Generation(given)), Some(current)) if given == current => Ok(()),
@@ -223,651 +178,6 @@ impl State {
         self.leaving_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Writes the reports that changed since the last call to the store, in one
-    /// transaction (write-behind; see [`crate::hot`]).
-    pub async fn flush_reports(&self) -> Result<usize> {
-        let dirty = self.hot.take_dirty();
-        if dirty.is_empty() {
-            return Ok(0);
-        }
-        let hosts: Vec<String> = dirty.iter().map(|d| d.host.clone()).collect();
-        let n = dirty.len();
-        let written = self
-            .store
-            .write(move |tx| {
-                for d in &dirty {
-                    tx.replace_observed(&d.host, &d.observed)?;
-                    tx.set_conditions(&d.host, &d.conditions)?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            self.hot.mark_dirty(hosts);
-            return Err(e);
-        }
-        Ok(n)
-    }
-
-    /// Flushes reports every second until `stop` is cancelled, then once more.
-    pub async fn flush_reports_until(&self, stop: tokio_util::sync::CancellationToken) {
-        loop {
-            let cancelled = tokio::select! {
-                _ = stop.cancelled() => true,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-            };
-            if let Err(e) = self.flush_reports().await {
-                warn!(error = %e, "cannot write agents' reports to the store; retrying");
-            }
-            if cancelled {
-                return;
-            }
-        }
-    }
-
-    /// Registers a host or updates its capacity; then places pending instances.
-    pub async fn register(&self, actor: String, info: HostInfo) -> Result<RegisterReply> {
-        if let Err(m) = check_host_id(&info.id) {
-            return Err(Error::invalid("host.id", m));
-        }
-        let settings = self.network;
-        if let Some(address) = info.address {
-            settings.check_address(address).map_err(|m| Error::refused("host.address", m))?;
-        }
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let (hot, host_id) = (self.hot.clone(), info.id.clone());
-        let (new, network) = self
-            .store
-            .write(move |tx| {
-                let new = tx.upsert_host(&info, now)?;
-                if new {
-                    let resource = format!("hosts/{}", info.id);
-                    let change = Change { actor: &actor, action: "host.register", resource: &resource, before: None, after: None };
-                    audit::record(tx, now, &change)?;
-                }
-                let network = match info.address {
-                    Some(_) => Some(lease_subnet(tx, &hot, &settings, &info.id)?),
-                    None => None,
-                };
-                hot.register(info.clone(), network.map(|n| n.subnet), now);
-                schedule_pending(tx, &hot, now, lost_after)?;
-                Ok((new, network))
-            })
-            .await?;
-        // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
-        self.leaving_may_exist();
-        // A new lease or description: the next reply is computed, not taken as idle.
-        self.sents.forget(&host_id);
-        info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
-        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
-    }
-
-    /// Records what a host observed (in memory) and answers with its full desired set. The
-    /// store is written only when something durable moves: a purge acknowledged, a leaving
-    /// instance's phase, or placements when a host comes back from `lost`.
-    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let Heartbeat { host_id: host, observed, conditions, purged, applied } = hb;
-        let Some(was_ready) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
-            return Err(Error::not_found("host", host));
-        };
-        let acked = !purged.is_empty();
-        if acked {
-            let host = host.clone();
-            self.store
-                .write(move |tx| {
-                    for done in &purged {
-                        tx.delete_purge(&host, done)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
-        // Masters' health and removed containers arrive here: move leaving instances on.
-        let epoch = self.leaving_epoch.load(Ordering::SeqCst);
-        if epoch != self.leaving_none_at.load(Ordering::SeqCst) {
-            let h = host.clone();
-            let (any, mine) = self
-                .store
-                .read(move |c| {
-                    let leaving = c.leaving(None)?;
-                    let clusters: BTreeSet<(String, String)> =
-                        leaving.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
-                    let mine: BTreeSet<(String, String)> = c.instances_on_host(&h)?
-                        .into_iter()
-                        .map(|i| (i.instance.tenant, i.instance.cluster))
-                        .filter(|k| clusters.contains(k))
-                        .collect();
-                    Ok((!leaving.is_empty(), mine))
-                })
-                .await?;
-            if !any {
-                self.leaving_none_at.fetch_max(epoch, Ordering::SeqCst);
-            } else if !mine.is_empty() {
-                let hot = self.hot.clone();
-                self.store.write(move |tx| drive_lifecycle(tx, &hot, now, lost_after, Some(&mine))).await?;
-                self.leaving_may_exist();
-            }
-        }
-        // A host coming back may make room for what is pending.
-        if !was_ready {
-            let hot = self.hot.clone();
-            self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
-            self.leaving_may_exist();
-        }
-        self.reply_for(&host, applied, now, lost_after, !acked).await
-    }
-
-    /// The reply for `host`, which applied generation `applied`: a delta against it when the
-    /// orchestrator knows it (see [`crate::delta`]). With `may_skip`, a host whose set was
-    /// empty at the current store revision is answered without reading the store.
-    async fn reply_for(&self, host: &str, applied: Option<u64>, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
-        let (interval, settings) = (self.interval_ms(), self.network);
-        loop {
-            let revision = self.store.current_revision();
-            if may_skip && let Some(generation) = self.sents.idle_at(host, revision) {
-                return Ok(crate::delta::unchanged(generation, applied, interval));
-            }
-            let (hot, cache, h) = (self.hot.clone(), self.desired.clone(), host.to_string());
-            let full = self
-                .store
-                .read(move |c| {
-                    // One snapshot for the whole reply (as every read is).
-                    let desired = desired::desired_for(c, &hot, &cache, &h, now, lost_after)?;
-                    let network = network_plan(c, &hot, &settings, &h)?;
-                    let purge = c.purges(&h)?;
-                    let revision = c.revision()?;
-                    Ok(crate::delta::Full { desired, network, purge, revision })
-                })
-                .await?;
-            // `None`: a racing request told the host a newer set; read again.
-            if let Some(reply) = self.sents.reply(host, applied, full, interval) {
-                return Ok(reply);
-            }
-        }
-    }
-
-    /// A long poll: answers as soon as `host`'s desired set differs from generation `applied`
-    /// (a commit touched the host or a tenant it runs: see [`store::Touched`]), else after
-    /// `wait` with an empty delta. What agents report (rollout steps, other hosts' container
-    /// addresses) reaches a host with its next heartbeat instead.
-    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration) -> Result<HeartbeatReply> {
-        let lost_after = 3 * self.interval_ms();
-        if self.hot.host(host).is_none() {
-            return Err(Error::not_found("host", host));
-        }
-        let _watching = {
-            let mut map = self.watching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = map.entry(host.to_string()).or_default();
-            if *n >= WATCHES_PER_HOST {
-                return Err(Error::Conflict(format!(
-                    "host {host} already holds {WATCHES_PER_HOST} watches open (its agent needs one); wait for one to be answered"
-                )));
-            }
-            *n += 1;
-            Watching { map: self.watching.clone(), host: host.to_string() }
-        };
-        let deadline = tokio::time::Instant::now() + wait;
-        // Subscribed before reading: no commit falls between the read and the wait.
-        let mut changes = self.store.changes();
-        loop {
-            let reply = self.reply_for(host, applied, now_ms(), lost_after, true).await?;
-            if reply.base != Some(reply.generation) || applied.is_none() {
-                return Ok(reply);
-            }
-            let tenants = self.sents.tenants(host);
-            loop {
-                tokio::select! {
-                    change = changes.recv() => match change {
-                        Ok(t) if t.concerns(host, &tenants) => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(reply),
-                    },
-                    _ = tokio::time::sleep_until(deadline) => return Ok(reply),
-                }
-            }
-        }
-    }
-
-    /// Creates or replaces a cluster from its spec, within the tenant's quota.
-    pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
-        validate(&spec)?;
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let (hot, limits) = (self.hot.clone(), self.limits.clone());
-        let out = self
-            .store
-            .write(move |tx| {
-                let Some(tenant) = tx.tenant(&spec.tenant)? else {
-                    return Err(Error::refused(
-                        "tenant",
-                        format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
-                    ));
-                };
-                let resource = format!("{}/{}", spec.tenant, spec.name);
-                let current = tx.cluster(&spec.tenant, &spec.name)?;
-                check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
-                let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
-                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec.clone(), now, lost_after, false)?;
-                let applied = outcome.applied;
-                if applied != Applied::Unchanged {
-                    let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
-                    audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
-                }
-                Ok((cluster_status(tx, &hot, &tenant_name, &name, now, lost_after)?, applied))
-            })
-            .await;
-        self.leaving_may_exist();
-        out
-    }
-
-    /// Sets one pool's replica count, leaving the rest of the spec as it is.
-    pub async fn scale(
-        &self,
-        actor: String,
-        tenant: String,
-        cluster: String,
-        pool: Role,
-        req: ScaleRequest,
-        expect: Option<Expect>,
-    ) -> Result<ClusterStatus> {
-        let ScaleRequest { replicas, force } = req;
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let (hot, limits) = (self.hot.clone(), self.limits.clone());
-        let out = self
-            .store
-            .write(move |tx| {
-                let resource = format!("{tenant}/{cluster}");
-                let row = tx.cluster(&tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
-                check_expect(&resource, Some(row.generation), expect)?;
-                let mut spec = row.spec;
-                let Some(p) = spec.pools.get_mut(&pool) else {
-                    let have: Vec<_> = spec.pools.keys().map(|r| r.as_str()).collect();
-                    return Err(Error::refused(
-                        "pool",
-                        format!("cluster {tenant}/{cluster} has no {pool} pool (it has: {}); add it with `herd apply`", have.join(", ")),
-                    ));
-                };
-                p.replicas = replicas;
-                // NB: the request is valid; the stored cluster with it would not be (e.g. two
-                // NameNodes): refused by the state, each field named.
-                validate(&spec).map_err(|e| match e.field_errors().into_iter().next() {
-                    Some(f) => Error::refused(f.field, f.message),
-                    None => Error::from(e),
-                })?;
-                let quota = tx.tenant(&tenant)?.map(|t| t.quota).unwrap_or_default();
-                let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
-                if outcome.applied != Applied::Unchanged {
-                    let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
-                    audit::record(tx, now, &change)?;
-                }
-                if let Some(risk) = outcome.forced.as_deref() {
-                    let change =
-                        Change { actor: &actor, action: "cluster.scale.force", resource: &resource, before, after: Some(after) };
-                    audit::record_detail(tx, now, &change, Some(risk))?;
-                    warn!(cluster = %resource, %pool, risk, "forced scale-down");
-                }
-                cluster_status(tx, &hot, &tenant, &cluster, now, lost_after)
-            })
-            .await;
-        self.leaving_may_exist();
-        out
-    }
-
-    /// Deletes a cluster: its instances go from every host's desired set. Their data folders
-    /// stay on their hosts unless `purge_data`, which asks each host's agent to remove them
-    /// once the container is gone.
-    pub async fn delete(
-        &self,
-        actor: String,
-        tenant: String,
-        cluster: String,
-        purge_data: bool,
-        expect: Option<Expect>,
-    ) -> Result<()> {
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
-        self.store
-            .write(move |tx| {
-                let resource = format!("{tenant}/{cluster}");
-                let Some(row) = tx.cluster(&tenant, &cluster)? else {
-                    return Err(Error::not_found("cluster", resource));
-                };
-                check_expect(&resource, Some(row.generation), expect)?;
-                let existing = tx.instances(Some((&tenant, &cluster)))?;
-                let plan = reconciler::plan(&tenant, &cluster, None, &existing, &BTreeSet::new(), &BTreeSet::new());
-                for gone in &plan.remove {
-                    tx.delete_instance(gone)?;
-                }
-                if purge_data {
-                    for i in existing.iter().filter(|i| i.role.has_data()) {
-                        if let Some(host) = &i.host {
-                            tx.put_purge(host, &i.instance)?;
-                        }
-                    }
-                }
-                tx.delete_cluster(&tenant, &cluster)?;
-                tx.bump_revision()?;
-                let change =
-                    Change { actor: &actor, action: "cluster.delete", resource: &resource, before: Some(row.generation), after: None };
-                let detail = purge_data.then_some("data folders purged (--purge-data)");
-                audit::record_detail(tx, now, &change, detail)?;
-                // Freed capacity may let another cluster's pending instances in.
-                schedule_pending(tx, &hot, now, lost_after)?;
-                Ok((tenant.clone(), cluster.clone()))
-            })
-            .await
-            .map(|(tenant, cluster)| {
-                self.leaving_may_exist();
-                self.desired.forget(&tenant, &cluster)
-            })
-    }
-
-    pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
-        self.cluster_page(tenant, cluster, None, usize::MAX).await
-    }
-
-    /// A cluster's status with one page of its instances: at most `limit`, starting after
-    /// the instance named `after` (the order is by pool, then ordinal). Its pool summaries
-    /// count every instance.
-    pub async fn cluster_page(&self, tenant: String, cluster: String, after: Option<String>, limit: usize) -> Result<ClusterStatus> {
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let key = (tenant, cluster);
-        // NB: read before the store, so a commit racing the read makes the entry stale, never
-        // an old status fresh.
-        let (touches, version) = (self.store.touches(), self.hot.cluster_version(&key.0, &key.1));
-        let cached = {
-            let statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            statuses
-                .get(&key)
-                .filter(|c| c.touches == touches && c.version == version && now.saturating_sub(c.at_ms) < STATUS_TTL_MS)
-                .map(|c| c.status.clone())
-        };
-        let status = match cached {
-            Some(s) => s,
-            None => {
-                let (hot, (t, c)) = (self.hot.clone(), key.clone());
-                let fresh = self.store.read(move |conn| cluster_status(conn, &hot, &t, &c, now, lost_after)).await;
-                let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match fresh {
-                    Ok(s) => {
-                        let s = Arc::new(s);
-                        statuses.insert(key, CachedStatus { touches, version, at_ms: now, status: s.clone() });
-                        s
-                    }
-                    Err(e) => {
-                        statuses.remove(&key);
-                        return Err(e);
-                    }
-                }
-            }
-        };
-        let mut status = Arc::unwrap_or_clone(status);
-        let start = match after {
-            None => 0,
-            Some(a) => match status.instances.iter().position(|i| i.instance.name == a) {
-                Some(n) => n + 1,
-                None => return Err(Error::invalid("after", format!("no instance `{}` in this cluster: pass the `instances_next` cursor of the previous page", a.escape_default()))),
-            },
-        };
-        let end = start.saturating_add(limit).min(status.instances.len());
-        if start > 0 || end < status.instances.len() {
-            status.instances_next = (end < status.instances.len()).then(|| status.instances[end - 1].instance.name.clone()).filter(|_| end > start);
-            status.instances = status.instances.drain(start..end).collect();
-        }
-        Ok(status)
-    }
-
-    /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
-    pub async fn clusters(&self, tenant: Option<String>, after: Option<String>, limit: usize) -> Result<Page<ClusterStatus>> {
-        let after = match after {
-            None => None,
-            Some(a) => match a.split_once('/') {
-                Some((t, c)) => Some((t.to_string(), c.to_string())),
-                None => return Err(Error::invalid("after", format!("`{}` is not a cluster cursor (TENANT/CLUSTER)", a.escape_default()))),
-            },
-        };
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
-        self.store
-            .read(move |c| {
-                let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
-                let rows = c.clusters_page(tenant.as_deref(), after, limit + 1)?;
-                // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
-                // instances, so no answer grows with the size of the clusters in it.
-                let mut items = Vec::new();
-                let mut instances = 0;
-                for r in &rows {
-                    if items.len() == limit || instances >= PAGE_INSTANCES {
-                        break;
-                    }
-                    let s = cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)?;
-                    instances += s.instances.len();
-                    items.push(s);
-                }
-                let next = (items.len() < rows.len()).then(|| items.last().map(|s| format!("{}/{}", s.tenant, s.name))).flatten();
-                Ok(Page { items, next })
-            })
-            .await
-    }
-}
-
-/// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
-/// when it would take the tenant over `quota`. Returns how it ended and the generations
-/// before (`None` for a new cluster) and after.
-///
-/// Graceful pools ([`lifecycle::graceful`]) change through the decommission/drain
-/// lifecycle: shrinking stores the first phase of each leaving instance (they keep running
-/// until the lifecycle removes them), growing recommissions leaving ones before creating
-/// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
-#[allow(clippy::too_many_arguments)]
-fn apply_in(
-    tx: &dyn Tx,
-    hot: &Hot,
-    limits: &crate::limits::Limits,
-    quota: &Quota,
-    spec: ClusterSpec,
-    now: u64,
-    lost_after: u64,
-    force: bool,
-) -> Result<(Outcome, Option<u64>, u64)> {
-    let (tenant, name) = (spec.tenant.clone(), spec.name.clone());
-    let current = tx.cluster(&tenant, &name)?;
-    let before = current.as_ref().map(|r| r.generation);
-    let applied = match &current {
-        None => Applied::Created,
-        Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
-        Some(_) => Applied::Updated,
-    };
-    if current.is_none() && tx.cluster_count(&tenant)? >= u64::from(limits.max_clusters_per_tenant) {
-        return Err(Error::Limit {
-            field: "name".into(),
-            reason: "clusters_per_tenant",
-            message: format!(
-                "tenant `{tenant}` already has {} clusters, the most one tenant may have (herd-orchestrator --max-clusters-per-tenant); delete one first",
-                limits.max_clusters_per_tenant
-            ),
-        });
-    }
-    let pending_before = tx.pending_count(Some((&tenant, &name)))?;
-    let change = quota::Change {
-        others: tx.usage(&tenant, Some(&name))?,
-        before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
-        after: spec.requests(),
-    };
-    quota::check(quota, change).map_err(Error::Quota)?;
-    placement::check_borrowing(tx, quota, &spec, current.as_ref().map(|r| &r.spec))?;
-    let existing = tx.instances(Some((&tenant, &name)))?;
-    // Admission, at once when the fleet cannot possibly take what would wait (an upper bound:
-    // every ready host's whole CPU, filled with the smallest request), so that an absurd
-    // request does not hold the writer while it is planned and placed; exactly below.
-    let wanted: u64 = spec.pools.values().map(|p| u64::from(p.replicas.0)).sum();
-    let new = wanted.saturating_sub(existing.len() as u64);
-    let smallest = spec.pools.values().map(|p| p.cpu.0).min().unwrap_or(0).max(1);
-    let placeable: u64 = hot.with_hosts(|hosts| {
-        hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
-    });
-    let at_least = (pending_before + new).saturating_sub(placeable);
-    if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {
-        return Err(too_many_pending(limits, &tenant, &name, at_least));
-    }
-    let leaving = tx.leaving(Some((&tenant, &name)))?;
-    let graceful = lifecycle::graceful(&spec);
-
-    // The NameNode's report chooses which DataNodes leave; read it before anything changes.
-    let namenode = match &current {
-        Some(row) if graceful.contains(&Role::Datanode) => {
-            let ctx = HadoopContext::load(hot, &existing, now, lost_after);
-            ctx.with_data(&row.spec, &existing, &leaving, |d| d.fresh_namenode())
-        }
-        _ => None,
-    };
-    let mut forced = Vec::new();
-    // DataNodes that joined a NameNode herd does not run: herd cannot decommission them through
-    // it, so removing them could lose the last replicas of blocks. Only `--force`, audited.
-    let datanodes_now = existing.iter().filter(|i| i.role == Role::Datanode).count();
-    let datanodes_next = spec.pools.get(&Role::Datanode).map_or(0, |p| p.replicas.0 as usize);
-    if spec.external.namenode.is_some() && !graceful.contains(&Role::Datanode) && datanodes_next < datanodes_now {
-        let why = format!(
-            "the DataNodes of {tenant}/{name} joined an external NameNode ({}), which herd cannot decommission them through: \
-             removing {} of them could lose the only replicas of blocks. Decommission them on your NameNode first \
-             (exclude file, `hdfs dfsadmin -refreshNodes`, wait for Decommissioned), then scale with --force",
-            spec.external.namenode.as_ref().map(|m| m.host.as_str()).unwrap_or_default(),
-            datanodes_now - datanodes_next
-        );
-        if !force {
-            return Err(Error::refused("pools.datanode.replicas", why));
-        }
-        forced.push(why);
-    }
-    let mut pools = Vec::new();
-    for role in &graceful {
-        let plan = lifecycle::plan_pool(&spec, *role, &existing, &leaving, namenode.as_ref(), force, now)?;
-        if let Some(refusal) = &plan.selection.forced_below_minimum {
-            forced.push(refusal.to_string());
-        }
-        pools.push(plan);
-    }
-    let generation = match (&current, before) {
-        (Some(row), Some(g)) if row.spec == spec => g,
-        _ => before.map(|g| g + 1).unwrap_or(1),
-    };
-    tx.put_cluster(generation, &spec)?;
-    let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
-    for gone in &plan.remove {
-        tx.delete_instance(gone)?;
-    }
-    resize(tx, &plan.resize)?;
-    for new in &plan.add {
-        tx.put_instance(new)?;
-    }
-    let (mut leave, mut back, mut add) = (0, 0, 0);
-    for p in &pools {
-        for (instance, phase) in &p.selection.phases {
-            tx.put_phase(instance, phase)?;
-            leave += 1;
-        }
-        for instance in &p.selection.recommission {
-            tx.delete_phase(instance)?;
-            back += 1;
-        }
-        for new in &p.add {
-            tx.put_instance(new)?;
-            add += 1;
-        }
-    }
-    schedule_pending(tx, hot, now, lost_after)?;
-    // Admission: instances no host can take now wait in the store, and every heartbeat and
-    // scheduling pass carries them; a cluster may not leave more than its share waiting.
-    let pending = tx.pending_count(Some((&tenant, &name)))?;
-    if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
-        return Err(too_many_pending(limits, &tenant, &name, pending));
-    }
-    tx.bump_revision()?;
-    info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
-        resize = plan.resize.len(), leave, recommission = back, "cluster applied");
-    let forced = (!forced.is_empty()).then(|| {
-        format!("forced below the replication minimum ({}); refused otherwise: {}", spec.hdfs.replication, forced.join("; "))
-    });
-    let forced = forced.or_else(|| {
-        (force && leave > 0).then(|| {
-            format!(
-                "{leave} DataNodes may be removed before their decommission completes: blocks they alone hold are \
-                 under-replicated until HDFS copies them, and lost if a remaining DataNode fails meanwhile"
-            )
-        })
-    });
-    Ok((Outcome { applied, forced }, before, generation))
-}
-
-fn too_many_pending(limits: &crate::limits::Limits, tenant: &str, name: &str, pending: u64) -> Error {
-    Error::Limit {
-        field: "pools".into(),
-        reason: "pending_instances",
-        message: format!(
-            "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
-             (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
-            limits.max_pending_per_cluster
-        ),
-    }
-}
-
-/// How an apply ended, with what a forced scale-down risks (for the audit trail).
-struct Outcome {
-    applied: Applied,
-    forced: Option<String>,
-}
-
-impl Outcome {
-    fn of(applied: Applied) -> Self {
-        Outcome { applied, forced: None }
-    }
-}
-
-/// Stores new sizes. Roles that keep data (DataNodes, NameNodes) restart in place on the
-/// host that holds their data; when that host cannot fit the new size the whole change is
-/// refused. Other roles are placed again by the scheduler.
-fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
-    let mut kept_on: BTreeSet<String> = BTreeSet::new();
-    for i in resized {
-        match (&i.host, i.role.has_data()) {
-            (Some(host), true) => {
-                tx.put_instance(i)?;
-                kept_on.insert(host.clone());
-            }
-            _ => tx.put_instance(&Instance { host: None, pending: Some("resized".into()), ..i.clone() })?,
-        }
-    }
-    if kept_on.is_empty() {
-        return Ok(());
-    }
-    let all = tx.instances(None)?;
-    for h in tx.hosts()?.into_iter().filter(|h| kept_on.contains(&h.info.id)) {
-        let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(h.info.id.as_str())).collect();
-        let (cpu, memory): (u64, u64) = (mine.iter().map(|i| i.cpu.0).sum(), mine.iter().map(|i| i.memory.0).sum());
-        if cpu > h.info.cpu.0 || memory > h.info.memory.0 {
-            let names: Vec<&str> = resized
-                .iter()
-                .filter(|i| i.host.as_deref() == Some(h.info.id.as_str()) && i.role.has_data())
-                .map(|i| i.instance.name.as_str())
-                .collect();
-            let role = resized.iter().find(|i| i.role.has_data()).map_or(Role::Datanode, |i| i.role);
-            return Err(Error::refused(
-                format!("pools.{role}"),
-                format!(
-                    "{} must stay on host {} with its data, which cannot fit the new size ({} CPU and {} memory asked, \
-                     {} and {} there): ask for less, or free room on that host",
-                    names.join(", "),
-                    h.info.id,
-                    Cpu(cpu),
-                    Memory(memory),
-                    h.info.cpu,
-                    h.info.memory
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Moves every cluster's leaving instances on (`herd_hadoop::lifecycle::step`) from the
@@ -974,9 +284,9 @@ pub(crate) fn drive_lifecycle(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64,
 
 /// The hosts of one cluster's members and what they observed, copied from the hot state.
 pub(crate) struct HadoopContext {
-    hosts: Vec<(String, HostInfo, u64)>,
+    pub(crate) hosts: Vec<(String, HostInfo, u64)>,
     poll_interval_ms: u64,
-    observed: HashMap<(InstanceRef, String), Observed>,
+    pub(crate) observed: HashMap<(InstanceRef, String), Observed>,
 }
 
 impl HadoopContext {
@@ -1026,111 +336,6 @@ impl HadoopContext {
     }
 }
 
-pub(crate) fn cluster_status(c: &dyn Tx, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
-    let row = c.cluster(tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
-    let members = c.instances(Some((tenant, name)))?;
-    let leaving = c.leaving(Some((tenant, name)))?;
-    let ctx = HadoopContext::load(hot, &members, now, lost_after);
-    let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
-    // What the lifecycle would do now, for status only (the heartbeat persists it).
-    let mut step = if leaving.is_empty() {
-        herd_hadoop::lifecycle::Step::default()
-    } else {
-        ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now))
-    };
-    outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
-    outcome.conditions.extend(crate::fleet::lost_conditions(&members, &leaving, |h| ctx.lost_ms(h)));
-    let lost: HashMap<String, u64> =
-        members.iter().filter_map(|i| i.host.as_ref()).filter_map(|h| Some((h.clone(), ctx.lost_ms(h)?))).collect();
-    let mut observed = ctx.observed;
-    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, info, _)| Some((id.as_str(), info.rack.as_deref()?))).collect();
-    let instances = members
-        .into_iter()
-        .map(|i| InstanceStatus {
-            host_lost_ms_ago: i.host.as_ref().and_then(|h| lost.get(h).copied()),
-            // Nobody knows what runs on a lost host: never shown `running`.
-            observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))).map(|mut o| {
-                if i.host.as_ref().is_some_and(|h| lost.contains_key(h)) {
-                    o.state = herd_api::wire::ContainerState::Unknown;
-                }
-                o
-            }),
-            hadoop: outcome.instances.remove(&i.instance),
-            leaving: step.status.remove(&i.instance),
-            instance: i.instance,
-            pool: i.role,
-            rack: i.host.as_deref().and_then(|h| racks.get(h)).map(|r| r.to_string()),
-            host: i.host,
-            cpu: i.cpu,
-            memory: i.memory,
-            pending: i.pending,
-        })
-        .collect();
-    let instances: Vec<InstanceStatus> = instances;
-    Ok(ClusterStatus {
-        tenant: tenant.into(),
-        name: name.into(),
-        generation: row.generation,
-        pools: herd_api::wire::PoolSummary::of(&row.spec, &instances),
-        spec: row.spec,
-        instances,
-        hdfs: outcome.hdfs,
-        yarn: outcome.yarn,
-        conditions: outcome.conditions,
-        instances_next: None,
-    })
-}
-
-/// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
-/// Leases come from the hot state's set of leases (no scan of the store per registration);
-/// a new one is stored in the registration's transaction.
-fn lease_subnet(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
-    let (subnet, stale) = hot
-        .lease(host, |s| settings.fits(s), |taken| settings.lease(taken))
-        .map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
-    if stale.is_some() || tx.subnets_of(host)? != Some(subnet) {
-        if let Some(old) = stale {
-            warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
-        }
-        tx.put_subnet(host, subnet)?;
-    }
-    Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
-}
-
-/// Routes and address owners for `host`, if it has a subnet lease: only what its own
-/// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
-/// their instances and the addresses of those instances. (Every other address is dropped by
-/// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
-fn network_plan(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
-    if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
-        return Ok(None);
-    }
-    let tenants: BTreeSet<String> = tx.instances_on_host(host)?.into_iter().map(|i| i.instance.tenant).collect();
-    let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
-    for t in &tenants {
-        placed.extend(tx.instances_of_tenant(t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
-    }
-    let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
-    relevant.insert(host);
-    let (leases, observed): (Vec<network::HostLease>, Vec<_>) = hot.with_hosts(|hosts| {
-        let mine = relevant.iter().filter_map(|id| hosts.get(*id));
-        let leases = mine
-            .clone()
-            .filter_map(|h| Some(network::HostLease { host: h.info.id.clone(), subnet: h.subnet?, address: h.info.address }))
-            .collect();
-        let observed = mine
-            .flat_map(|h| {
-                h.observed
-                    .iter()
-                    .filter(|o| tenants.contains(&o.instance.tenant))
-                    .filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?)))
-            })
-            .collect();
-        (leases, observed)
-    });
-    Ok(network::plan(settings, host, &leases, &placed, &observed))
-}
-
 #[cfg(test)]
 mod tests {
     //! The decommission flow through the real operations and store, with the NameNode's
@@ -1139,6 +344,8 @@ mod tests {
     //! container to be gone, and scaling back up recommissions.
 
     use super::*;
+    use herd_api::Role;
+    use herd_api::wire::{Heartbeat, HeartbeatReply, Quota, ScaleRequest};
     use herd_api::hadoop::{DataNodeReport, MasterHealth, NameNodeHealth};
     use herd_api::spec::Replicas;
     use herd_api::wire::{ContainerState, Observed};

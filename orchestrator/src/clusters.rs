@@ -1,0 +1,538 @@
+//! Cluster operations of the orchestrator: apply, scale, delete and status. Each change is
+//! one store transaction that validates, checks the generation (`If-Match`) and the
+//! tenant's quota, plans (`reconciler::plan`), places (`scheduler::place`), writes and records
+//! the change in the audit trail, so a failure halfway stores nothing. Status is assembled
+//! from the store and the hot state and served from memory while nothing changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use herd_api::quantity::{Cpu, Memory};
+use herd_api::validate::validate;
+use herd_api::wire::{ClusterStatus, InstanceStatus, Page, Quota, ScaleRequest};
+use herd_api::{ClusterSpec, Role};
+
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::hot::Hot;
+use crate::lifecycle;
+use crate::placement::{self, schedule_pending};
+use crate::quota;
+use crate::reconciler::{self, Instance};
+use crate::state::{Applied, Expect, HadoopContext, State, check_expect, now_ms};
+use crate::store::Tx;
+use crate::store::audit::{self, Change};
+
+impl State {
+    /// Creates or replaces a cluster from its spec, within the tenant's quota.
+    pub async fn apply(&self, actor: String, spec: ClusterSpec, expect: Option<Expect>) -> Result<(ClusterStatus, Applied)> {
+        validate(&spec)?;
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
+        let out = self
+            .store
+            .write(move |tx| {
+                let Some(tenant) = tx.tenant(&spec.tenant)? else {
+                    return Err(Error::refused(
+                        "tenant",
+                        format!("tenant `{0}` does not exist; create it first with `herd tenants create {0}`", spec.tenant),
+                    ));
+                };
+                let resource = format!("{}/{}", spec.tenant, spec.name);
+                let current = tx.cluster(&spec.tenant, &spec.name)?;
+                check_expect(&resource, current.as_ref().map(|r| r.generation), expect)?;
+                let (tenant_name, name) = (spec.tenant.clone(), spec.name.clone());
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &tenant.quota, spec.clone(), now, lost_after, false)?;
+                let applied = outcome.applied;
+                if applied != Applied::Unchanged {
+                    let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
+                    audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
+                }
+                Ok((cluster_status(tx, &hot, &tenant_name, &name, now, lost_after)?, applied))
+            })
+            .await;
+        self.leaving_may_exist();
+        out
+    }
+
+    /// Sets one pool's replica count, leaving the rest of the spec as it is.
+    pub async fn scale(
+        &self,
+        actor: String,
+        tenant: String,
+        cluster: String,
+        pool: Role,
+        req: ScaleRequest,
+        expect: Option<Expect>,
+    ) -> Result<ClusterStatus> {
+        let ScaleRequest { replicas, force } = req;
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let (hot, limits) = (self.hot.clone(), self.limits.clone());
+        let out = self
+            .store
+            .write(move |tx| {
+                let resource = format!("{tenant}/{cluster}");
+                let row = tx.cluster(&tenant, &cluster)?.ok_or_else(|| Error::not_found("cluster", &resource))?;
+                check_expect(&resource, Some(row.generation), expect)?;
+                let mut spec = row.spec;
+                let Some(p) = spec.pools.get_mut(&pool) else {
+                    let have: Vec<_> = spec.pools.keys().map(|r| r.as_str()).collect();
+                    return Err(Error::refused(
+                        "pool",
+                        format!("cluster {tenant}/{cluster} has no {pool} pool (it has: {}); add it with `herd apply`", have.join(", ")),
+                    ));
+                };
+                p.replicas = replicas;
+                // NB: the request is valid; the stored cluster with it would not be (e.g. two
+                // NameNodes): refused by the state, each field named.
+                validate(&spec).map_err(|e| match e.field_errors().into_iter().next() {
+                    Some(f) => Error::refused(f.field, f.message),
+                    None => Error::from(e),
+                })?;
+                let quota = tx.tenant(&tenant)?.map(|t| t.quota).unwrap_or_default();
+                let (outcome, before, after) = apply_in(tx, &hot, &limits, &quota, spec, now, lost_after, force)?;
+                if outcome.applied != Applied::Unchanged {
+                    let change = Change { actor: &actor, action: "cluster.scale", resource: &resource, before, after: Some(after) };
+                    audit::record(tx, now, &change)?;
+                }
+                if let Some(risk) = outcome.forced.as_deref() {
+                    let change =
+                        Change { actor: &actor, action: "cluster.scale.force", resource: &resource, before, after: Some(after) };
+                    audit::record_detail(tx, now, &change, Some(risk))?;
+                    warn!(cluster = %resource, %pool, risk, "forced scale-down");
+                }
+                cluster_status(tx, &hot, &tenant, &cluster, now, lost_after)
+            })
+            .await;
+        self.leaving_may_exist();
+        out
+    }
+
+    /// Deletes a cluster: its instances go from every host's desired set. Their data folders
+    /// stay on their hosts unless `purge_data`, which asks each host's agent to remove them
+    /// once the container is gone.
+    pub async fn delete(
+        &self,
+        actor: String,
+        tenant: String,
+        cluster: String,
+        purge_data: bool,
+        expect: Option<Expect>,
+    ) -> Result<()> {
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hot = self.hot.clone();
+        self.store
+            .write(move |tx| {
+                let resource = format!("{tenant}/{cluster}");
+                let Some(row) = tx.cluster(&tenant, &cluster)? else {
+                    return Err(Error::not_found("cluster", resource));
+                };
+                check_expect(&resource, Some(row.generation), expect)?;
+                let existing = tx.instances(Some((&tenant, &cluster)))?;
+                let plan = reconciler::plan(&tenant, &cluster, None, &existing, &BTreeSet::new(), &BTreeSet::new());
+                for gone in &plan.remove {
+                    tx.delete_instance(gone)?;
+                }
+                if purge_data {
+                    for i in existing.iter().filter(|i| i.role.has_data()) {
+                        if let Some(host) = &i.host {
+                            tx.put_purge(host, &i.instance)?;
+                        }
+                    }
+                }
+                tx.delete_cluster(&tenant, &cluster)?;
+                tx.bump_revision()?;
+                let change =
+                    Change { actor: &actor, action: "cluster.delete", resource: &resource, before: Some(row.generation), after: None };
+                let detail = purge_data.then_some("data folders purged (--purge-data)");
+                audit::record_detail(tx, now, &change, detail)?;
+                // Freed capacity may let another cluster's pending instances in.
+                schedule_pending(tx, &hot, now, lost_after)?;
+                Ok((tenant.clone(), cluster.clone()))
+            })
+            .await
+            .map(|(tenant, cluster)| {
+                self.leaving_may_exist();
+                self.desired.forget(&tenant, &cluster)
+            })
+    }
+
+    pub async fn cluster(&self, tenant: String, cluster: String) -> Result<ClusterStatus> {
+        self.cluster_page(tenant, cluster, None, usize::MAX).await
+    }
+
+    /// A cluster's status with one page of its instances: at most `limit`, starting after
+    /// the instance named `after` (the order is by pool, then ordinal). Its pool summaries
+    /// count every instance.
+    pub async fn cluster_page(&self, tenant: String, cluster: String, after: Option<String>, limit: usize) -> Result<ClusterStatus> {
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let key = (tenant, cluster);
+        // NB: read before the store, so a commit racing the read makes the entry stale, never
+        // an old status fresh.
+        let (touches, version) = (self.store.touches(), self.hot.cluster_version(&key.0, &key.1));
+        let cached = {
+            let statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            statuses
+                .get(&key)
+                .filter(|c| c.touches == touches && c.version == version && now.saturating_sub(c.at_ms) < STATUS_TTL_MS)
+                .map(|c| c.status.clone())
+        };
+        let status = match cached {
+            Some(s) => s,
+            None => {
+                let (hot, (t, c)) = (self.hot.clone(), key.clone());
+                let fresh = self.store.read(move |conn| cluster_status(conn, &hot, &t, &c, now, lost_after)).await;
+                let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match fresh {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        statuses.insert(key, CachedStatus { touches, version, at_ms: now, status: s.clone() });
+                        s
+                    }
+                    Err(e) => {
+                        statuses.remove(&key);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let mut status = Arc::unwrap_or_clone(status);
+        let start = match after {
+            None => 0,
+            Some(a) => match status.instances.iter().position(|i| i.instance.name == a) {
+                Some(n) => n + 1,
+                None => return Err(Error::invalid("after", format!("no instance `{}` in this cluster: pass the `instances_next` cursor of the previous page", a.escape_default()))),
+            },
+        };
+        let end = start.saturating_add(limit).min(status.instances.len());
+        if start > 0 || end < status.instances.len() {
+            status.instances_next = (end < status.instances.len()).then(|| status.instances[end - 1].instance.name.clone()).filter(|_| end > start);
+            status.instances = status.instances.drain(start..end).collect();
+        }
+        Ok(status)
+    }
+
+    /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
+    pub async fn clusters(&self, tenant: Option<String>, after: Option<String>, limit: usize) -> Result<Page<ClusterStatus>> {
+        let after = match after {
+            None => None,
+            Some(a) => match a.split_once('/') {
+                Some((t, c)) => Some((t.to_string(), c.to_string())),
+                None => return Err(Error::invalid("after", format!("`{}` is not a cluster cursor (TENANT/CLUSTER)", a.escape_default()))),
+            },
+        };
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let hot = self.hot.clone();
+        self.store
+            .read(move |c| {
+                let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
+                let rows = c.clusters_page(tenant.as_deref(), after, limit + 1)?;
+                // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
+                // instances, so no answer grows with the size of the clusters in it.
+                let mut items = Vec::new();
+                let mut instances = 0;
+                for r in &rows {
+                    if items.len() == limit || instances >= PAGE_INSTANCES {
+                        break;
+                    }
+                    let s = cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)?;
+                    instances += s.instances.len();
+                    items.push(s);
+                }
+                let next = (items.len() < rows.len()).then(|| items.last().map(|s| format!("{}/{}", s.tenant, s.name))).flatten();
+                Ok(Page { items, next })
+            })
+            .await
+    }
+}
+
+/// A cluster's status as assembled at `at_ms`, valid while no commit touched a host or
+/// tenant (`touches`) and no report about the cluster changed (`version`), for at most
+/// [`STATUS_TTL_MS`] (liveness ages).
+pub(crate) struct CachedStatus {
+    touches: u64,
+    version: u64,
+    at_ms: u64,
+    status: Arc<ClusterStatus>,
+}
+
+/// How long a cluster's assembled status answers reads when nothing changed.
+pub const STATUS_TTL_MS: u64 = 250;
+
+/// The most instances one page of a cluster list holds before it ends (the cluster that
+/// crosses it included).
+pub const PAGE_INSTANCES: usize = 10_000;
+
+/// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
+/// when it would take the tenant over `quota`. Returns how it ended and the generations
+/// before (`None` for a new cluster) and after.
+///
+/// Graceful pools ([`lifecycle::graceful`]) change through the decommission/drain
+/// lifecycle: shrinking stores the first phase of each leaving instance (they keep running
+/// until the lifecycle removes them), growing recommissions leaving ones before creating
+/// any. A resized DataNode keeps its host (its blocks are there), or the change is refused.
+#[allow(clippy::too_many_arguments)]
+fn apply_in(
+    tx: &dyn Tx,
+    hot: &Hot,
+    limits: &crate::limits::Limits,
+    quota: &Quota,
+    spec: ClusterSpec,
+    now: u64,
+    lost_after: u64,
+    force: bool,
+) -> Result<(Outcome, Option<u64>, u64)> {
+    let (tenant, name) = (spec.tenant.clone(), spec.name.clone());
+    let current = tx.cluster(&tenant, &name)?;
+    let before = current.as_ref().map(|r| r.generation);
+    let applied = match &current {
+        None => Applied::Created,
+        Some(row) if row.spec == spec && !force => return Ok((Outcome::of(Applied::Unchanged), before, row.generation)),
+        Some(_) => Applied::Updated,
+    };
+    if current.is_none() && tx.cluster_count(&tenant)? >= u64::from(limits.max_clusters_per_tenant) {
+        return Err(Error::Limit {
+            field: "name".into(),
+            reason: "clusters_per_tenant",
+            message: format!(
+                "tenant `{tenant}` already has {} clusters, the most one tenant may have (herd-orchestrator --max-clusters-per-tenant); delete one first",
+                limits.max_clusters_per_tenant
+            ),
+        });
+    }
+    let pending_before = tx.pending_count(Some((&tenant, &name)))?;
+    let change = quota::Change {
+        others: tx.usage(&tenant, Some(&name))?,
+        before: current.as_ref().map(|r| r.spec.requests()).unwrap_or_default(),
+        after: spec.requests(),
+    };
+    quota::check(quota, change).map_err(Error::Quota)?;
+    placement::check_borrowing(tx, quota, &spec, current.as_ref().map(|r| &r.spec))?;
+    let existing = tx.instances(Some((&tenant, &name)))?;
+    // Admission, at once when the fleet cannot possibly take what would wait (an upper bound:
+    // every ready host's whole CPU, filled with the smallest request), so that an absurd
+    // request does not hold the writer while it is planned and placed; exactly below.
+    let wanted: u64 = spec.pools.values().map(|p| u64::from(p.replicas.0)).sum();
+    let new = wanted.saturating_sub(existing.len() as u64);
+    let smallest = spec.pools.values().map(|p| p.cpu.0).min().unwrap_or(0).max(1);
+    let placeable: u64 = hot.with_hosts(|hosts| {
+        hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
+    });
+    let at_least = (pending_before + new).saturating_sub(placeable);
+    if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {
+        return Err(too_many_pending(limits, &tenant, &name, at_least));
+    }
+    let leaving = tx.leaving(Some((&tenant, &name)))?;
+    let graceful = lifecycle::graceful(&spec);
+
+    // The NameNode's report chooses which DataNodes leave; read it before anything changes.
+    let namenode = match &current {
+        Some(row) if graceful.contains(&Role::Datanode) => {
+            let ctx = HadoopContext::load(hot, &existing, now, lost_after);
+            ctx.with_data(&row.spec, &existing, &leaving, |d| d.fresh_namenode())
+        }
+        _ => None,
+    };
+    let mut forced = Vec::new();
+    // DataNodes that joined a NameNode herd does not run: herd cannot decommission them through
+    // it, so removing them could lose the last replicas of blocks. Only `--force`, audited.
+    let datanodes_now = existing.iter().filter(|i| i.role == Role::Datanode).count();
+    let datanodes_next = spec.pools.get(&Role::Datanode).map_or(0, |p| p.replicas.0 as usize);
+    if spec.external.namenode.is_some() && !graceful.contains(&Role::Datanode) && datanodes_next < datanodes_now {
+        let why = format!(
+            "the DataNodes of {tenant}/{name} joined an external NameNode ({}), which herd cannot decommission them through: \
+             removing {} of them could lose the only replicas of blocks. Decommission them on your NameNode first \
+             (exclude file, `hdfs dfsadmin -refreshNodes`, wait for Decommissioned), then scale with --force",
+            spec.external.namenode.as_ref().map(|m| m.host.as_str()).unwrap_or_default(),
+            datanodes_now - datanodes_next
+        );
+        if !force {
+            return Err(Error::refused("pools.datanode.replicas", why));
+        }
+        forced.push(why);
+    }
+    let mut pools = Vec::new();
+    for role in &graceful {
+        let plan = lifecycle::plan_pool(&spec, *role, &existing, &leaving, namenode.as_ref(), force, now)?;
+        if let Some(refusal) = &plan.selection.forced_below_minimum {
+            forced.push(refusal.to_string());
+        }
+        pools.push(plan);
+    }
+    let generation = match (&current, before) {
+        (Some(row), Some(g)) if row.spec == spec => g,
+        _ => before.map(|g| g + 1).unwrap_or(1),
+    };
+    tx.put_cluster(generation, &spec)?;
+    let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
+    for gone in &plan.remove {
+        tx.delete_instance(gone)?;
+    }
+    resize(tx, &plan.resize)?;
+    for new in &plan.add {
+        tx.put_instance(new)?;
+    }
+    let (mut leave, mut back, mut add) = (0, 0, 0);
+    for p in &pools {
+        for (instance, phase) in &p.selection.phases {
+            tx.put_phase(instance, phase)?;
+            leave += 1;
+        }
+        for instance in &p.selection.recommission {
+            tx.delete_phase(instance)?;
+            back += 1;
+        }
+        for new in &p.add {
+            tx.put_instance(new)?;
+            add += 1;
+        }
+    }
+    schedule_pending(tx, hot, now, lost_after)?;
+    // Admission: instances no host can take now wait in the store, and every heartbeat and
+    // scheduling pass carries them; a cluster may not leave more than its share waiting.
+    let pending = tx.pending_count(Some((&tenant, &name)))?;
+    if pending > u64::from(limits.max_pending_per_cluster) && pending > pending_before {
+        return Err(too_many_pending(limits, &tenant, &name, pending));
+    }
+    tx.bump_revision()?;
+    info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
+        resize = plan.resize.len(), leave, recommission = back, "cluster applied");
+    let forced = (!forced.is_empty()).then(|| {
+        format!("forced below the replication minimum ({}); refused otherwise: {}", spec.hdfs.replication, forced.join("; "))
+    });
+    let forced = forced.or_else(|| {
+        (force && leave > 0).then(|| {
+            format!(
+                "{leave} DataNodes may be removed before their decommission completes: blocks they alone hold are \
+                 under-replicated until HDFS copies them, and lost if a remaining DataNode fails meanwhile"
+            )
+        })
+    });
+    Ok((Outcome { applied, forced }, before, generation))
+}
+
+fn too_many_pending(limits: &crate::limits::Limits, tenant: &str, name: &str, pending: u64) -> Error {
+    Error::Limit {
+        field: "pools".into(),
+        reason: "pending_instances",
+        message: format!(
+            "{tenant}/{name} would have {pending} instances waiting for a host, more than the {} one cluster may have waiting \
+             (herd-orchestrator --max-pending-per-cluster); ask for fewer replicas, or add hosts first",
+            limits.max_pending_per_cluster
+        ),
+    }
+}
+
+/// How an apply ended, with what a forced scale-down risks (for the audit trail).
+struct Outcome {
+    applied: Applied,
+    forced: Option<String>,
+}
+
+impl Outcome {
+    fn of(applied: Applied) -> Self {
+        Outcome { applied, forced: None }
+    }
+}
+
+/// Stores new sizes. Roles that keep data (DataNodes, NameNodes) restart in place on the
+/// host that holds their data; when that host cannot fit the new size the whole change is
+/// refused. Other roles are placed again by the scheduler.
+fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
+    let mut kept_on: BTreeSet<String> = BTreeSet::new();
+    for i in resized {
+        match (&i.host, i.role.has_data()) {
+            (Some(host), true) => {
+                tx.put_instance(i)?;
+                kept_on.insert(host.clone());
+            }
+            _ => tx.put_instance(&Instance { host: None, pending: Some("resized".into()), ..i.clone() })?,
+        }
+    }
+    if kept_on.is_empty() {
+        return Ok(());
+    }
+    let all = tx.instances(None)?;
+    for h in tx.hosts()?.into_iter().filter(|h| kept_on.contains(&h.info.id)) {
+        let mine: Vec<&Instance> = all.iter().filter(|i| i.host.as_deref() == Some(h.info.id.as_str())).collect();
+        let (cpu, memory): (u64, u64) = (mine.iter().map(|i| i.cpu.0).sum(), mine.iter().map(|i| i.memory.0).sum());
+        if cpu > h.info.cpu.0 || memory > h.info.memory.0 {
+            let names: Vec<&str> = resized
+                .iter()
+                .filter(|i| i.host.as_deref() == Some(h.info.id.as_str()) && i.role.has_data())
+                .map(|i| i.instance.name.as_str())
+                .collect();
+            let role = resized.iter().find(|i| i.role.has_data()).map_or(Role::Datanode, |i| i.role);
+            return Err(Error::refused(
+                format!("pools.{role}"),
+                format!(
+                    "{} must stay on host {} with its data, which cannot fit the new size ({} CPU and {} memory asked, \
+                     {} and {} there): ask for less, or free room on that host",
+                    names.join(", "),
+                    h.info.id,
+                    Cpu(cpu),
+                    Memory(memory),
+                    h.info.cpu,
+                    h.info.memory
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn cluster_status(c: &dyn Tx, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
+    let row = c.cluster(tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
+    let members = c.instances(Some((tenant, name)))?;
+    let leaving = c.leaving(Some((tenant, name)))?;
+    let ctx = HadoopContext::load(hot, &members, now, lost_after);
+    let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
+    // What the lifecycle would do now, for status only (the heartbeat persists it).
+    let mut step = if leaving.is_empty() {
+        herd_hadoop::lifecycle::Step::default()
+    } else {
+        ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now))
+    };
+    outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
+    outcome.conditions.extend(crate::fleet::lost_conditions(&members, &leaving, |h| ctx.lost_ms(h)));
+    let lost: HashMap<String, u64> =
+        members.iter().filter_map(|i| i.host.as_ref()).filter_map(|h| Some((h.clone(), ctx.lost_ms(h)?))).collect();
+    let mut observed = ctx.observed;
+    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, info, _)| Some((id.as_str(), info.rack.as_deref()?))).collect();
+    let instances = members
+        .into_iter()
+        .map(|i| InstanceStatus {
+            host_lost_ms_ago: i.host.as_ref().and_then(|h| lost.get(h).copied()),
+            // Nobody knows what runs on a lost host: never shown `running`.
+            observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))).map(|mut o| {
+                if i.host.as_ref().is_some_and(|h| lost.contains_key(h)) {
+                    o.state = herd_api::wire::ContainerState::Unknown;
+                }
+                o
+            }),
+            hadoop: outcome.instances.remove(&i.instance),
+            leaving: step.status.remove(&i.instance),
+            instance: i.instance,
+            pool: i.role,
+            rack: i.host.as_deref().and_then(|h| racks.get(h)).map(|r| r.to_string()),
+            host: i.host,
+            cpu: i.cpu,
+            memory: i.memory,
+            pending: i.pending,
+        })
+        .collect();
+    let instances: Vec<InstanceStatus> = instances;
+    Ok(ClusterStatus {
+        tenant: tenant.into(),
+        name: name.into(),
+        generation: row.generation,
+        pools: herd_api::wire::PoolSummary::of(&row.spec, &instances),
+        spec: row.spec,
+        instances,
+        hdfs: outcome.hdfs,
+        yarn: outcome.yarn,
+        conditions: outcome.conditions,
+        instances_next: None,
+    })
+}

@@ -1,0 +1,305 @@
+//! Host operations of the orchestrator: registration (with the host's subnet lease),
+//! heartbeats (what agents report goes to the hot state; the answer is the host's desired set
+//! as a delta, see [`crate::delta`]), watches (long polls woken by commits that concern the
+//! host), the write-behind of reports, and each host's network plan. Fleet-level host
+//! operations (lost hosts, cordon, drain, delete) are in [`crate::fleet`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use herd_api::names::{InstanceRef, check_host_id};
+use herd_api::network::{HostNetwork, NetworkPlan};
+use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, RegisterReply};
+use tracing::{info, warn};
+
+use crate::desired;
+use crate::error::{Error, Result};
+use crate::hot::Hot;
+use crate::network;
+use crate::placement::schedule_pending;
+use crate::state::{State, drive_lifecycle, now_ms};
+use crate::store::Tx;
+use crate::store::audit::{self, Change};
+
+impl State {
+    /// Writes the reports that changed since the last call to the store, in one
+    /// transaction (write-behind; see [`crate::hot`]).
+    pub async fn flush_reports(&self) -> Result<usize> {
+        let dirty = self.hot.take_dirty();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let hosts: Vec<String> = dirty.iter().map(|d| d.host.clone()).collect();
+        let n = dirty.len();
+        let written = self
+            .store
+            .write(move |tx| {
+                for d in &dirty {
+                    tx.replace_observed(&d.host, &d.observed)?;
+                    tx.set_conditions(&d.host, &d.conditions)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            self.hot.mark_dirty(hosts);
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Flushes reports every second until `stop` is cancelled, then once more.
+    pub async fn flush_reports_until(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let cancelled = tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            };
+            if let Err(e) = self.flush_reports().await {
+                warn!(error = %e, "cannot write agents' reports to the store; retrying");
+            }
+            if cancelled {
+                return;
+            }
+        }
+    }
+
+    /// Registers a host or updates its capacity; then places pending instances.
+    pub async fn register(&self, actor: String, info: HostInfo) -> Result<RegisterReply> {
+        if let Err(m) = check_host_id(&info.id) {
+            return Err(Error::invalid("host.id", m));
+        }
+        let settings = self.network;
+        if let Some(address) = info.address {
+            settings.check_address(address).map_err(|m| Error::refused("host.address", m))?;
+        }
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let (hot, host_id) = (self.hot.clone(), info.id.clone());
+        let (new, network) = self
+            .store
+            .write(move |tx| {
+                let new = tx.upsert_host(&info, now)?;
+                if new {
+                    let resource = format!("hosts/{}", info.id);
+                    let change = Change { actor: &actor, action: "host.register", resource: &resource, before: None, after: None };
+                    audit::record(tx, now, &change)?;
+                }
+                let network = match info.address {
+                    Some(_) => Some(lease_subnet(tx, &hot, &settings, &info.id)?),
+                    None => None,
+                };
+                hot.register(info.clone(), network.map(|n| n.subnet), now);
+                schedule_pending(tx, &hot, now, lost_after)?;
+                Ok((new, network))
+            })
+            .await?;
+        // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
+        self.leaving_may_exist();
+        // A new lease or description: the next reply is computed, not taken as idle.
+        self.sents.forget(&host_id);
+        info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
+        Ok(RegisterReply { heartbeat_interval_ms: self.interval_ms(), network, log_secret: None })
+    }
+
+    /// Records what a host observed (in memory) and answers with its full desired set. The
+    /// store is written only when something durable moves: a purge acknowledged, a leaving
+    /// instance's phase, or placements when a host comes back from `lost`.
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let Heartbeat { host_id: host, observed, conditions, purged, applied } = hb;
+        let Some(was_ready) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
+            return Err(Error::not_found("host", host));
+        };
+        let acked = !purged.is_empty();
+        if acked {
+            let host = host.clone();
+            self.store
+                .write(move |tx| {
+                    for done in &purged {
+                        tx.delete_purge(&host, done)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        // Masters' health and removed containers arrive here: move leaving instances on.
+        let epoch = self.leaving_epoch.load(Ordering::SeqCst);
+        if epoch != self.leaving_none_at.load(Ordering::SeqCst) {
+            let h = host.clone();
+            let (any, mine) = self
+                .store
+                .read(move |c| {
+                    let leaving = c.leaving(None)?;
+                    let clusters: BTreeSet<(String, String)> =
+                        leaving.keys().map(|i| (i.tenant.clone(), i.cluster.clone())).collect();
+                    let mine: BTreeSet<(String, String)> = c.instances_on_host(&h)?
+                        .into_iter()
+                        .map(|i| (i.instance.tenant, i.instance.cluster))
+                        .filter(|k| clusters.contains(k))
+                        .collect();
+                    Ok((!leaving.is_empty(), mine))
+                })
+                .await?;
+            if !any {
+                self.leaving_none_at.fetch_max(epoch, Ordering::SeqCst);
+            } else if !mine.is_empty() {
+                let hot = self.hot.clone();
+                self.store.write(move |tx| drive_lifecycle(tx, &hot, now, lost_after, Some(&mine))).await?;
+                self.leaving_may_exist();
+            }
+        }
+        // A host coming back may make room for what is pending.
+        if !was_ready {
+            let hot = self.hot.clone();
+            self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
+            self.leaving_may_exist();
+        }
+        self.reply_for(&host, applied, now, lost_after, !acked).await
+    }
+
+    /// The reply for `host`, which applied generation `applied`: a delta against it when the
+    /// orchestrator knows it (see [`crate::delta`]). With `may_skip`, a host whose set was
+    /// empty at the current store revision is answered without reading the store.
+    async fn reply_for(&self, host: &str, applied: Option<u64>, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
+        let (interval, settings) = (self.interval_ms(), self.network);
+        loop {
+            let revision = self.store.current_revision();
+            if may_skip && let Some(generation) = self.sents.idle_at(host, revision) {
+                return Ok(crate::delta::unchanged(generation, applied, interval));
+            }
+            let (hot, cache, h) = (self.hot.clone(), self.desired.clone(), host.to_string());
+            let full = self
+                .store
+                .read(move |c| {
+                    // One snapshot for the whole reply (as every read is).
+                    let desired = desired::desired_for(c, &hot, &cache, &h, now, lost_after)?;
+                    let network = network_plan(c, &hot, &settings, &h)?;
+                    let purge = c.purges(&h)?;
+                    let revision = c.revision()?;
+                    Ok(crate::delta::Full { desired, network, purge, revision })
+                })
+                .await?;
+            // `None`: a racing request told the host a newer set; read again.
+            if let Some(reply) = self.sents.reply(host, applied, full, interval) {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// A long poll: answers as soon as `host`'s desired set differs from generation `applied`
+    /// (a commit touched the host or a tenant it runs: see [`store::Touched`]), else after
+    /// `wait` with an empty delta. What agents report (rollout steps, other hosts' container
+    /// addresses) reaches a host with its next heartbeat instead.
+    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration) -> Result<HeartbeatReply> {
+        let lost_after = 3 * self.interval_ms();
+        if self.hot.host(host).is_none() {
+            return Err(Error::not_found("host", host));
+        }
+        let _watching = {
+            let mut map = self.watching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = map.entry(host.to_string()).or_default();
+            if *n >= WATCHES_PER_HOST {
+                return Err(Error::Conflict(format!(
+                    "host {host} already holds {WATCHES_PER_HOST} watches open (its agent needs one); wait for one to be answered"
+                )));
+            }
+            *n += 1;
+            Watching { map: self.watching.clone(), host: host.to_string() }
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before reading: no commit falls between the read and the wait.
+        let mut changes = self.store.changes();
+        loop {
+            let reply = self.reply_for(host, applied, now_ms(), lost_after, true).await?;
+            if reply.base != Some(reply.generation) || applied.is_none() {
+                return Ok(reply);
+            }
+            let tenants = self.sents.tenants(host);
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(t) if t.concerns(host, &tenants) => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(reply),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return Ok(reply),
+                }
+            }
+        }
+    }
+}
+
+/// Watches one host may hold open at once: its agent needs one (two while a new one
+/// replaces a timed-out one); a stolen agent token cannot pile up long polls.
+pub const WATCHES_PER_HOST: usize = 2;
+
+/// One open watch of a host, counted while it lives.
+pub(crate) struct Watching {
+    map: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    host: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.host);
+            }
+        }
+    }
+}
+
+/// The host's subnet: its stored lease if that still fits the cluster CIDR, else a new one.
+/// Leases come from the hot state's set of leases (no scan of the store per registration);
+/// a new one is stored in the registration's transaction.
+fn lease_subnet(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<HostNetwork> {
+    let (subnet, stale) = hot
+        .lease(host, |s| settings.fits(s), |taken| settings.lease(taken))
+        .map_err(|m| Error::Conflict(format!("host {host}: {m}")))?;
+    if stale.is_some() || tx.subnets_of(host)? != Some(subnet) {
+        if let Some(old) = stale {
+            warn!(host, old = %old, new = %subnet, "host subnet outside the cluster CIDR now; leased a new one");
+        }
+        tx.put_subnet(host, subnet)?;
+    }
+    Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
+}
+
+/// Routes and address owners for `host`, if it has a subnet lease: only what its own
+/// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
+/// their instances and the addresses of those instances. (Every other address is dropped by
+/// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
+fn network_plan(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
+    if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
+        return Ok(None);
+    }
+    let tenants: BTreeSet<String> = tx.instances_on_host(host)?.into_iter().map(|i| i.instance.tenant).collect();
+    let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
+    for t in &tenants {
+        placed.extend(tx.instances_of_tenant(t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
+    }
+    let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
+    relevant.insert(host);
+    let (leases, observed): (Vec<network::HostLease>, Vec<_>) = hot.with_hosts(|hosts| {
+        let mine = relevant.iter().filter_map(|id| hosts.get(*id));
+        let leases = mine
+            .clone()
+            .filter_map(|h| Some(network::HostLease { host: h.info.id.clone(), subnet: h.subnet?, address: h.info.address }))
+            .collect();
+        let observed = mine
+            .flat_map(|h| {
+                h.observed
+                    .iter()
+                    .filter(|o| tenants.contains(&o.instance.tenant))
+                    .filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?)))
+            })
+            .collect();
+        (leases, observed)
+    });
+    Ok(network::plan(settings, host, &leases, &placed, &observed))
+}

@@ -226,6 +226,8 @@ impl State {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(reply),
                     },
                     _ = tokio::time::sleep_until(deadline) => return Ok(reply),
+                    // Shutting down: the agent watches again, here or elsewhere.
+                    _ = self.shutdown.cancelled() => return Ok(reply),
                 }
             }
         }

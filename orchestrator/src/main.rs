@@ -98,10 +98,13 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     let store_kind = store.kind();
+    // SIGTERM/SIGINT: stops serving, answers open watches at once (see `State::watch`).
+    let shutdown = CancellationToken::new();
     let state = State::new(store, config.heartbeat_interval, config.network)
         .context("cannot load the store")?
         .with_limits(config.limits.clone())
         .with_heartbeat_rate(config.max_heartbeat_rate.into())
+        .with_shutdown(shutdown.clone())
         .with_fleet(config.fleet);
     let token_file = config.data_dir.join("admin.token");
     state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
@@ -126,7 +129,6 @@ async fn run() -> anyhow::Result<()> {
     }
     info!(%addr, store = store_kind, "serving");
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
     let stop_flush = CancellationToken::new();
     let flusher = tokio::spawn({

@@ -45,6 +45,8 @@ pub struct State {
     pub heartbeat_rate: u64,
     /// What each host was last told, for delta replies (see [`crate::delta`]).
     pub sents: Arc<crate::delta::Sents>,
+    /// Cancelled when the orchestrator shuts down: open watches are answered at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Watches open per host (see [`State::watch`]).
     pub(crate) watching: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Clusters' status, as last assembled (see [`State::cluster_page`]).
@@ -133,6 +135,7 @@ impl State {
             heartbeat_interval,
             heartbeat_rate: DEFAULT_HEARTBEAT_RATE,
             sents: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             watching: Arc::default(),
             statuses: Arc::default(),
             network,
@@ -165,6 +168,12 @@ impl State {
         let base = self.heartbeat_interval.as_millis() as u64;
         let hosts = self.hot.count() as u64;
         base.max((hosts * 1000).div_ceil(self.heartbeat_rate.max(1)))
+    }
+
+    /// The same state, answering open watches as soon as `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// The same state, asking the fleet for at most `rate` heartbeats per second.

@@ -60,7 +60,7 @@ async fn the_orchestrator_runs_on_etcd_and_a_restart_keeps_everything() -> Resul
     let (status, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": 3})).await?;
     assert_eq!((status, hosts_of(&body).len(), &body["generation"]), (200, 3, &json!(2)), "{body}");
     let (status, _, _) = api.json_with("PATCH", &format!("{path}/pools/datanode"), &[("If-Match", "\"1\"")], &json!({"replicas": 1})).await?;
-    assert_eq!(status, 409, "a stale generation");
+    assert_eq!(status, 412, "a stale generation (If-Match failed)");
     // Over the host's capacity (4 CPU, 500m each, at most 3 per host): waits, pending.
     let (status, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": 4})).await?;
     assert_eq!(status, 200, "{body}");

@@ -273,6 +273,12 @@ mod tests {
         assert_eq!(e.field, "pools.datanode.replicas");
         let json: Result<crate::wire::ScaleRequest, _> = from_json_or_yaml("{\"replicas\": 1.5}");
         assert!(json.is_err());
+        // Read exactly (serde_json's float_roundtrip): a large whole float is not read as
+        // 2251799813685247.2 and refused (Schemathesis found it in an agent's YARN report).
+        let json: Result<std::collections::BTreeMap<String, u64>, _> =
+            from_json_or_yaml("{\"active_nodes\": 2251799813685247.0, \"decommissioning_nodes\": 1125899906842624.0}");
+        let want = std::collections::BTreeMap::from([("active_nodes".to_string(), 2251799813685247), ("decommissioning_nodes".to_string(), 1125899906842624)]);
+        assert_eq!(json.map_err(|e| e.to_string()), Ok(want));
     }
 
     #[test]

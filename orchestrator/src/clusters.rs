@@ -202,7 +202,7 @@ impl State {
             None => 0,
             Some(a) => match status.instances.iter().position(|i| i.instance.name == a) {
                 Some(n) => n + 1,
-                None => return Err(Error::invalid("after", format!("no instance `{}` in this cluster: pass the `instances_next` cursor of the previous page", a.escape_default()))),
+                None => return Err(Error::refused("after", format!("no instance `{}` in this cluster (any more): read the cluster again from its first page", a.escape_default()))),
             },
         };
         let end = start.saturating_add(limit).min(status.instances.len());

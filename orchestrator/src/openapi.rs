@@ -145,11 +145,16 @@ pub fn contract(doc: &mut serde_json::Value) {
                         if let Some((_, schema)) = constraints.iter().find(|(n, _)| p["name"] == *n) {
                             p["schema"] = schema.clone();
                         }
+                        // A cluster's instances page by instance name, up to 10,000 at once.
+                        if path == "/v1/tenants/{tenant}/clusters/{cluster}" && p["name"] == "limit" {
+                            p["schema"]["maximum"] = json!(10_000);
+                        }
                         // Each list's cursor is what its `next` holds.
                         if p["name"] == "after" {
                             p["schema"]["pattern"] = match path.as_str() {
                                 "/v1/audit" => json!("^[0-9]{1,19}$"),
                                 "/v1/clusters" | "/v1/tenants/{tenant}/clusters" => json!("^[^/]{1,150}/[^/]{1,150}$"),
+                                "/v1/tenants/{tenant}/clusters/{cluster}" => dns_label["pattern"].clone(),
                                 _ => Value::Null,
                             };
                             if let Some(schema) = p["schema"].as_object_mut() {

@@ -457,7 +457,7 @@ mod tests {
         let dn = all.pools.iter().find(|p| p.pool == Role::Datanode).map(|p| (p.desired, p.instances, p.pending));
         assert_eq!(dn, Some((6, 6, 0)));
         let bad = state.cluster_page("t".into(), "c".into(), Some("datanode-99".into()), 3).await;
-        assert!(matches!(&bad, Err(Error::Invalid { field, .. }) if field == "after"), "{bad:?}");
+        assert!(matches!(&bad, Err(Error::Refused(fields)) if fields[0].field == "after"), "{bad:?}");
         Ok(())
     }
 

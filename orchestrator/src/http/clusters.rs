@@ -72,8 +72,9 @@ pub struct InstanceParams {
     /// Instances per page, 1 to 10000 (default 1000); `pools` always counts them all.
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
-    /// The `instances_next` cursor of the previous page (an instance name).
-    #[param(max_length = 300)]
+    /// The `instances_next` cursor of the previous page (an instance name); one that names no
+    /// instance of the cluster (any more) is refused by the state (422).
+    #[param(min_length = 1, max_length = 63, pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
     pub after: Option<String>,
 }
 
@@ -100,8 +101,10 @@ pub async fn get(
     if limit == 0 || limit > INSTANCES_MAX {
         return Err(Error::invalid("limit", format!("must be from 1 to {INSTANCES_MAX}, got {limit}")).into());
     }
-    if q.after.as_ref().is_some_and(|a| a.is_empty() || a.len() > 300) {
-        return Err(Error::invalid("after", "must be the `instances_next` cursor of the previous page").into());
+    if let Some(a) = &q.after
+        && herd_api::names::check_dns_label(a).is_err()
+    {
+        return Err(Error::invalid("after", "must be the `instances_next` cursor of the previous page (an instance name)").into());
     }
     Ok(with_etag(StatusCode::OK, s.cluster_page(tenant, cluster, q.after, limit as usize).await?))
 }

@@ -33,12 +33,6 @@ pub struct Full {
     pub revision: u64,
 }
 
-impl Full {
-    pub fn is_idle(&self) -> bool {
-        self.desired.is_empty() && self.network.is_none() && self.purge.is_empty()
-    }
-}
-
 /// What a host was last told.
 #[derive(Debug, Clone)]
 struct Sent {
@@ -132,12 +126,6 @@ impl Sents {
     pub fn idle_at(&self, host: &str, revision: u64) -> Option<u64> {
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         hosts.get(host).filter(|s| s.idle && s.revision == revision).map(|s| s.generation)
-    }
-
-    /// The generation `host` was last told.
-    pub fn generation(&self, host: &str) -> Option<u64> {
-        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        hosts.get(host).map(|s| s.generation)
     }
 
     /// The tenants with instances on `host` when it was last told.

@@ -321,6 +321,7 @@ fn play_pods(api: Arc<Api>, hdfs: Arc<Mutex<Hdfs>>) -> Pods {
     let (e, s, shrink) = (enabled.clone(), stop.clone(), first_shrink.clone());
     let thread = std::thread::spawn(move || {
         let mut applied = String::new();
+        let mut seen = std::collections::BTreeSet::new();
         // NB: in the order of a real cluster: the StatefulSet shrinks, its pods' containers
         // stop, and only then is the exclude list (emptied by the operator) re-read.
         while !s.load(Ordering::SeqCst) {
@@ -332,13 +333,22 @@ fn play_pods(api: Arc<Api>, hdfs: Arc<Mutex<Hdfs>>) -> Pods {
             }
             let pods: Vec<String> = api.double.list("", "pods", Some(NS)).iter().filter_map(|p| p["metadata"]["name"].as_str().map(String::from)).collect();
             {
+                // A DataNode process stops only once its pod was seen and is gone again: right
+                // after the StatefulSet appears its pods are still being created one by one, and
+                // a pod not made yet is not a removed one.
                 let mut h = hdfs.lock().unwrap();
-                let gone: Vec<u32> = h.datanodes.keys().copied().filter(|i| !pods.contains(&format!("{CLUSTER}-datanode-{i}"))).collect();
-                // Only once the StatefulSet exists do missing pods mean removed ones.
-                if api.sts_replicas("datanode").is_some() {
-                    for i in gone {
-                        h.datanodes.remove(&i);
-                    }
+                seen.extend(pods.iter().cloned());
+                let gone: Vec<u32> = h
+                    .datanodes
+                    .keys()
+                    .copied()
+                    .filter(|i| {
+                        let pod = format!("{CLUSTER}-datanode-{i}");
+                        seen.contains(&pod) && !pods.contains(&pod)
+                    })
+                    .collect();
+                for i in gone {
+                    h.datanodes.remove(&i);
                 }
             }
             if e.load(Ordering::SeqCst)
@@ -847,6 +857,7 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
         let (api, yarn, first_shrink, stop) = (api.clone(), yarn.clone(), first_shrink.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut applied = String::new();
+            let mut seen_pods = std::collections::BTreeSet::new();
             while !stop.load(Ordering::SeqCst) {
                 if let Some(r) = api.sts_replicas("nodemanager").filter(|r| *r < 4) {
                     let mut seen = first_shrink.lock().unwrap();
@@ -856,8 +867,13 @@ fn nodemanagers_drain_gracefully_before_their_statefulset_shrinks() {
                 }
                 let pods: Vec<String> = api.double.list("", "pods", Some(NS)).iter().filter_map(|p| p["metadata"]["name"].as_str().map(String::from)).collect();
                 {
+                    // As for DataNodes: only a pod seen and gone again stops its NodeManager.
                     let mut y = yarn.lock().unwrap();
-                    y.daemons.retain(|name, _| !name.starts_with(&format!("{CLUSTER}-nodemanager-")) || pods.iter().any(|p| name.starts_with(&format!("{p}."))));
+                    seen_pods.extend(pods.iter().cloned());
+                    y.daemons.retain(|name, _| {
+                        let removed = |p: &String| name.starts_with(&format!("{p}.")) && !pods.contains(p);
+                        !name.starts_with(&format!("{CLUSTER}-nodemanager-")) || !seen_pods.iter().any(removed)
+                    });
                 }
                 if let Some(cm) = api.get("", "configmaps", &format!("{CLUSTER}-hosts")) {
                     let exclude = cm["data"]["yarn.exclude"].as_str().unwrap_or_default().to_string();

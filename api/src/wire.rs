@@ -593,6 +593,19 @@ pub const REFUSED_BY_STATE: &str = "urn:herd:problem:refused-by-state";
 /// by rules a JSON schema cannot state (listed in the OpenAPI document's description).
 pub const INCONSISTENT: &str = "urn:herd:problem:inconsistent";
 
+/// `GET /v1/leader`: which orchestrator of a control plane leads (several share an etcd
+/// store; one leads, the others redirect to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LeaderInfo {
+    /// `leader` or `follower`.
+    pub role: String,
+    /// The URL of the orchestrator that answered.
+    #[serde(rename = "self")]
+    pub me: String,
+    /// The leader's URL; null while none is known (an election under way, etcd without a quorum).
+    pub leader: Option<String>,
+}
+
 /// RFC 9457 problem details, the one error body of the HTTP API.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {

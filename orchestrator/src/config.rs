@@ -18,7 +18,7 @@ use crate::network::Settings;
     version,
     // A flag given twice takes the last value (scripts append their own to defaults).
     args_override_self = true,
-    after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator --data-dir /var/lib/herd --backup-dir /backup/herd --backup-every 1h --backup-keep 48\n  herd-orchestrator --data-dir /var/lib/herd backup --to /backup/herd-now.db   (while it serves)\n  herd-orchestrator --data-dir /var/lib/herd restore --from /backup/herd-now.db  (stopped)\n  herd-orchestrator openapi > manifests/openapi.json"
+    after_help = "On first start it creates an admin token and writes its secret to DATA_DIR/admin.token (mode 0600).\n\nExamples:\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480\n  herd-orchestrator --data-dir /var/lib/herd --listen 0.0.0.0:7480 --store etcd --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379 \\\n                    --advertise-url https://10.0.0.1:7480 --tls-cert server.pem --tls-key server.key   (one of several; one leads)\n  herd-orchestrator --data-dir /var/lib/herd --backup-dir /backup/herd --backup-every 1h --backup-keep 48\n  herd-orchestrator --data-dir /var/lib/herd backup --to /backup/herd-now.db   (while it serves)\n  herd-orchestrator --data-dir /var/lib/herd restore --from /backup/herd-now.db  (stopped)\n  herd-orchestrator openapi > manifests/openapi.json"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -51,6 +51,14 @@ pub struct Args {
     /// Every key herd writes in etcd starts with this [default: /herd/v1].
     #[arg(long, env = "HERD_ETCD_PREFIX", global = true)]
     pub etcd_prefix: Option<String>,
+    /// With --store etcd: the URL clients are sent to while this orchestrator leads (followers
+    /// redirect to it) [default: http(s)://LISTEN, which must then not be 0.0.0.0].
+    #[arg(long, env = "HERD_ADVERTISE_URL")]
+    pub advertise_url: Option<url::Url>,
+    /// With --store etcd: the leader's etcd lease, e.g. `5s` (1s to 1m). A leader that cannot
+    /// renew it stops acting before it ends; another takes over within about this long.
+    #[arg(long, env = "HERD_LEASE_TTL", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Option<Duration>,
     /// How often agents heartbeat, e.g. `2s`; a host missing three is `lost`.
     #[arg(long, env = "HERD_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
@@ -198,6 +206,9 @@ struct File {
     etcd_cert_file: Option<PathBuf>,
     etcd_key_file: Option<PathBuf>,
     etcd_prefix: Option<String>,
+    advertise_url: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    lease_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     heartbeat_interval: Option<Duration>,
     max_heartbeat_rate: Option<u32>,
@@ -275,6 +286,11 @@ pub struct Config {
     pub backups: Option<crate::backup::Schedule>,
     /// Admission limits, default quota and rate limits.
     pub limits: crate::limits::Limits,
+    /// With etcd: the URL followers send clients to while this one leads (`None`: from the
+    /// bound address, see [`Config::advertise`]).
+    pub advertise_url: Option<url::Url>,
+    /// With etcd: the leader's lease.
+    pub lease_ttl: Duration,
 }
 
 /// Why the configuration cannot be used.
@@ -311,6 +327,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The URL followers send clients to while this orchestrator leads: `--advertise-url`, or
+    /// the address it bound (`bound`, with the port picked for port 0).
+    pub fn advertise(&self, bound: SocketAddr) -> String {
+        match &self.advertise_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => format!("{}://{bound}", if self.tls.is_some() { "https" } else { "http" }),
+        }
+    }
+
     pub fn resolve(args: Args) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => {
@@ -438,6 +463,24 @@ impl Config {
                 crate::store::Options::Etcd(o)
             }
         };
+        let advertise_url = match (args.advertise_url, file.advertise_url) {
+            (Some(u), _) => Some(u),
+            (None, Some(u)) => Some(u.parse::<url::Url>().map_err(|e| ConfigError::Store(format!("advertise_url: `{u}`: {e}")))?),
+            (None, None) => None,
+        };
+        if let Some(u) = advertise_url.as_ref().filter(|u| !matches!(u.scheme(), "http" | "https") || u.host().is_none()) {
+            return Err(ConfigError::Store(format!("advertise_url: `{u}` is not an http:// or https:// URL with a host")));
+        }
+        let lease_ttl = args.lease_ttl.or(file.lease_ttl).unwrap_or(Duration::from_secs(5));
+        if lease_ttl < Duration::from_secs(1) || lease_ttl > Duration::from_secs(60) {
+            return Err(ConfigError::Store(format!("lease_ttl must be between 1s and 1m, got {lease_ttl:?}")));
+        }
+        if matches!(store, crate::store::Options::Etcd(_)) && advertise_url.is_none() && listen.ip().is_unspecified() {
+            return Err(ConfigError::Store(format!(
+                "advertise_url: listening on {listen}, this orchestrator cannot tell followers where to send clients: give --advertise-url, e.g. https://10.0.0.1:{}",
+                listen.port()
+            )));
+        }
         let mut publish_ports = herd_api::validate::PortPolicy { first, last, ..Default::default() };
         publish_ports.reserved.insert(listen.port());
         Ok(Config {
@@ -455,6 +498,8 @@ impl Config {
             backups,
             limits,
             data_dir,
+            advertise_url,
+            lease_ttl,
         })
     }
 }

@@ -47,6 +47,14 @@ pub enum Error {
     /// Something the request needs elsewhere (an agent) cannot be reached now.
     #[error("{0}")]
     Unavailable(String),
+    /// The store cannot be reached now (no etcd member answered, or none has a quorum):
+    /// nothing was changed; the same request may succeed later. Answered 503.
+    #[error("the store cannot be reached: {0}")]
+    StoreUnavailable(String),
+    /// This orchestrator stopped leading (its etcd lease is gone) before the write committed:
+    /// nothing was changed; another orchestrator leads, or will. Answered 503.
+    #[error("{0}")]
+    NotLeader(String),
     /// The store failed (SQLite or etcd: `backend` says which, the cause why).
     #[error("store operation failed ({backend})")]
     Store {

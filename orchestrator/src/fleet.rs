@@ -513,7 +513,9 @@ mod tests {
     fn what_moves_and_when() {
         let both: BTreeSet<Role> = [Role::Datanode, Role::Nodemanager].into();
         let none = BTreeSet::new();
-        let cases: Vec<(&str, Role, &BTreeSet<Role>, bool, bool, &str)> = vec![
+        // (case, role, graceful roles, ..., ..., what happens)
+        type Case<'a> = (&'a str, Role, &'a BTreeSet<Role>, bool, bool, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("namenode never moves", Role::Namenode, &both, false, true, "stay"),
             ("datanode of an external namenode stays", Role::Datanode, &none, false, true, "stay"),
             ("datanode waits for its grace", Role::Datanode, &both, false, false, "wait"),

@@ -27,6 +27,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod clusters;
+pub mod front;
 pub mod hosts;
 pub mod idempotent;
 pub mod problem;
@@ -96,7 +97,7 @@ async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Respons
 /// `/metrics` in the OpenMetrics text format (see [`crate::metrics`]); no token needed.
 async fn metrics(axum::extract::State(s): axum::extract::State<State>) -> Response {
     let pending = s.store.read(|c| c.pending_count(None)).await.unwrap_or(0);
-    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(pending)).into_response()
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(Some(pending))).into_response()
 }
 
 /// Counts every answered request by its route template, method and status, with its latency.
@@ -114,7 +115,7 @@ async fn count(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     resp
 }
 
-async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     axum::Json(DOC.get_or_init(crate::openapi::served)).into_response()
 }

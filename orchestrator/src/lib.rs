@@ -18,7 +18,9 @@
 //! - [`tenancy`]: tenants, quotas and tokens; the first admin token.
 //! - [`auth`]: bearer tokens and who may see what; [`quota`]: the pure quota check.
 //! - [`identity`]: what an agent may claim for its host (addresses, log endpoint).
-//! - [`http`]: the axum routes, authentication, and the one problem+json error mapping.
+//! - [`http`]: the axum routes, authentication, and the one problem+json error mapping;
+//!   `http::front` answers by role (the leader serves, a follower redirects to it).
+//! - [`leader`]: leader election through an etcd lease, fencing every write (`--store etcd`).
 //! - [`openapi`]: the OpenAPI document, generated from the routes and wire types.
 //! - [`logs`]: proxying an instance's logs from the agent that holds it.
 //! - [`config`]: typed configuration from flags, environment and file.
@@ -39,6 +41,7 @@ pub mod hosts;
 pub mod hot;
 pub mod http;
 pub mod identity;
+pub mod leader;
 pub mod lifecycle;
 pub mod limits;
 pub mod logs;

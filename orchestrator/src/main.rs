@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use herd_orchestrator::config::{Args, Command, Config};
+use herd_orchestrator::http::front::Front;
+use herd_orchestrator::leader::Election;
 use herd_orchestrator::state::State;
 use herd_orchestrator::store::sqlite::Sqlite;
 use herd_orchestrator::store::{Options as StoreOptions, Store};
@@ -98,16 +100,26 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     let store_kind = store.kind();
+    if let Some(etcd) = store.as_etcd() {
+        let token = config.data_dir.join("admin.token");
+        if token.exists() && etcd.is_empty().context("cannot read the etcd store")? {
+            anyhow::bail!(
+                "the etcd store under {} is empty, but {} shows this data directory served a control plane before: \
+                 is --etcd-endpoints or --etcd-prefix wrong? Restore etcd from its snapshot (`etcdctl snapshot restore`), \
+                 or move {} away to start a new, empty control plane",
+                etcd.prefix(),
+                token.display(),
+                token.display()
+            );
+        }
+    }
     // SIGTERM/SIGINT: stops serving, answers open watches at once (see `State::watch`).
     let shutdown = CancellationToken::new();
-    let state = State::new(store, config.heartbeat_interval, config.network)
-        .context("cannot load the store")?
-        .with_limits(config.limits.clone())
-        .with_heartbeat_rate(config.max_heartbeat_rate.into())
-        .with_shutdown(shutdown.clone())
-        .with_fleet(config.fleet);
     let token_file = config.data_dir.join("admin.token");
-    state.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
+    // NB: the first state also checks the store can be loaded before anything is served; on
+    // etcd each term as leader loads its own (another orchestrator may have led meanwhile).
+    let first = new_state(&config, &store, shutdown.clone())?;
+    first.bootstrap_admin(&token_file).await.context("cannot create the first admin token")?;
 
     if let Some(path) = &config.agent_ca_file {
         let pem = std::fs::read(path).with_context(|| format!("cannot read --agent-ca-file {}", path.display()))?;
@@ -122,46 +134,41 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let me = config.advertise(addr);
     // NB: the one line on stdout; scripts and tests read the bound address from it.
     herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on {scheme}://{addr}"));
     if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
         warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
     }
-    info!(%addr, store = store_kind, "serving");
+    info!(%addr, store = store_kind, advertise = %me, "serving");
 
     tokio::spawn(signal(shutdown.clone()));
-    let stop_flush = CancellationToken::new();
-    let flusher = tokio::spawn({
-        let (state, stop) = (state.clone(), stop_flush.clone());
-        async move { state.flush_reports_until(stop).await }
-    });
-    // Lost hosts' instances move after their grace; drains move on.
-    let sweeper = tokio::spawn({
-        let (state, stop) = (state.clone(), stop_flush.clone());
-        async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                if let Err(e) = state.sweep().await {
-                    warn!(error = %e, "moving instances off lost or draining hosts failed; retrying in a second");
-                }
-            }
-        }
-    });
-    let backups = config.backups.clone().map(|schedule| {
-        info!(dir = %schedule.dir.display(), every = ?schedule.every, keep = schedule.keep, "scheduled backups");
-        tokio::spawn(backup::run_schedule(config.sqlite_path.clone(), schedule, stop_flush.clone()))
-    });
     let mut ports = config.publish_ports.clone();
     ports.reserved.insert(addr.port());
     let key_file = config.data_dir.join("agent-logs.key");
     let log_key = herd_orchestrator::logs::LogKey::load_or_create(&key_file)
         .with_context(|| format!("cannot read or create the agents' log key {}", key_file.display()))?;
-    let app = http::router(state).layer(axum::Extension(ports)).layer(axum::Extension(log_key));
+    let ctx = Ctx { config: config.clone(), store: store.clone(), ports, log_key };
+    let front = Front::following(me.clone());
+    // Cancelled once serving ended: the leader's background work stops (after flushing).
+    let served = CancellationToken::new();
+    let leading = match store.as_etcd() {
+        None => {
+            let term = ctx.lead(first, &shutdown);
+            front.lead(term.router.clone());
+            let served = served.clone();
+            tokio::spawn(async move {
+                served.cancelled().await;
+                term.stop().await;
+            })
+        }
+        Some(etcd) => {
+            drop(first);
+            let election = Election::new(etcd.clone(), me, config.lease_ttl);
+            tokio::spawn(elected(election, ctx, front.clone(), shutdown.clone(), served.clone()))
+        }
+    };
+    let app = front.router();
     let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(tls) => {
             use axum::serve::ListenerExt;
@@ -187,15 +194,118 @@ async fn run() -> anyhow::Result<()> {
         served = serve => served.context("HTTP server failed")?,
         () = deadline => warn!(deadline = ?config.shutdown_timeout, "open requests and log streams cut at the shutdown deadline"),
     }
-    // Agents' last reports, written behind: flush them before going.
-    stop_flush.cancel();
-    let _ = flusher.await;
-    let _ = sweeper.await;
-    if let Some(b) = backups {
-        let _ = b.await;
-    }
+    // Agents' last reports, written behind: flushed before going; then the lease is revoked.
+    served.cancel();
+    let _ = leading.await;
     info!("stopped");
     Ok(())
+}
+
+/// The state a leader serves, loaded from the store now.
+fn new_state(config: &Config, store: &Store, watches: CancellationToken) -> anyhow::Result<State> {
+    Ok(State::new(store.clone(), config.heartbeat_interval, config.network)
+        .context("cannot load the store")?
+        .with_limits(config.limits.clone())
+        .with_heartbeat_rate(config.max_heartbeat_rate.into())
+        .with_shutdown(watches)
+        .with_fleet(config.fleet))
+}
+
+/// What every term as leader is built from.
+struct Ctx {
+    config: Config,
+    store: Store,
+    ports: herd_api::validate::PortPolicy,
+    log_key: herd_orchestrator::logs::LogKey,
+}
+
+/// A term as leader: the API over its state, and the background work it runs.
+struct Leading {
+    router: axum::Router,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Leading {
+    /// Stops the background work (the report flusher writes what it holds first).
+    async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Ctx {
+    /// Starts leading with `state`: its background work and its API.
+    fn lead(&self, state: State, shutdown: &CancellationToken) -> Leading {
+        let stop = shutdown.child_token();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn({
+            let (state, stop) = (state.clone(), stop.clone());
+            async move { state.flush_reports_until(stop).await }
+        }));
+        // Lost hosts' instances move after their grace; drains move on.
+        tasks.push(tokio::spawn({
+            let (state, stop) = (state.clone(), stop.clone());
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = stop.cancelled() => return,
+                    }
+                    if let Err(e) = state.sweep().await {
+                        warn!(error = %e, "moving instances off lost or draining hosts failed; retrying in a second");
+                    }
+                }
+            }
+        }));
+        if let Some(schedule) = self.config.backups.clone() {
+            info!(dir = %schedule.dir.display(), every = ?schedule.every, keep = schedule.keep, "scheduled backups");
+            tasks.push(tokio::spawn(backup::run_schedule(self.config.sqlite_path.clone(), schedule, stop.clone())));
+        }
+        let router = http::router(state).layer(axum::Extension(self.ports.clone())).layer(axum::Extension(self.log_key.clone()));
+        Leading { router, stop, tasks }
+    }
+}
+
+/// On etcd: campaigns, leads while elected, follows otherwise, until serving ended.
+async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: CancellationToken, served: CancellationToken) {
+    loop {
+        let seen = |leader: Option<String>| front.follow(leader);
+        let Some(term) = election.campaign(&shutdown, seen).await else { break };
+        // Open watches are answered when the term ends or at shutdown.
+        let watches = CancellationToken::new();
+        let state = match new_state(&ctx.config, &ctx.store, watches.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "elected, but cannot load the store: stepping down");
+                term.resign().await;
+                tokio::time::sleep(election.poll()).await;
+                continue;
+            }
+        };
+        let leading = ctx.lead(state, &shutdown);
+        front.lead(leading.router.clone());
+        let lost = tokio::select! {
+            () = term.lost.cancelled() => true,
+            () = shutdown.cancelled() => false,
+        };
+        // NB: stop answering as leader first, then stop the work; whatever is still under way
+        // fails on the fence once the lease is gone.
+        front.step_down();
+        watches.cancel();
+        if lost {
+            leading.stop().await;
+            continue;
+        }
+        served.cancelled().await;
+        leading.stop().await;
+        term.resign().await;
+        break;
+    }
 }
 
 /// `migrate --from sqlite:PATH --to etcd:URL,...` (see `herd_orchestrator::store::migrate`).

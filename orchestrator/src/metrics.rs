@@ -63,6 +63,8 @@ pub struct Metrics {
     log_write_failures: Counter,
     /// The daemon log's count as last copied into `log_write_failures`.
     log_write_failures_seen: AtomicU64,
+    leader: Gauge,
+    terms: Counter,
 }
 
 fn latency() -> Histogram {
@@ -109,7 +111,13 @@ impl Metrics {
             "herd's own log lines that could not be written to stderr",
             log_write_failures.clone(),
         );
+        let leader = Gauge::default();
+        registry.register("herd_leader", "1 while this orchestrator leads (always, on the SQLite store), else 0", leader.clone());
+        let terms = Counter::default();
+        registry.register("herd_leader_terms", "Times this orchestrator became the leader", terms.clone());
         Metrics {
+            leader,
+            terms,
             registry,
             requests,
             latency,
@@ -144,6 +152,14 @@ impl Metrics {
         self.placements.inc_by(n);
     }
 
+    /// This orchestrator starts (`true`) or stops leading.
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        if leading {
+            self.terms.inc();
+        }
+    }
+
     pub fn backup(&self, ok: bool) {
         self.backups.get_or_create(&Result_ { result: if ok { "ok" } else { "failed" } }).inc();
     }
@@ -153,9 +169,12 @@ impl Metrics {
         self.refused.get_or_create(&Reason { reason }).inc();
     }
 
-    /// The text to serve, with the gauges read now: `pending` instances.
-    pub fn render(&self, pending: u64) -> String {
-        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    /// The text to serve, with the gauges read now: `pending` instances (`None` on a
+    /// follower, which leaves the gauge as it was when it last led).
+    pub fn render(&self, pending: Option<u64>) -> String {
+        if let Some(pending) = pending {
+            self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
         let failed = herd_api::daemon_log::failed_writes();
         let seen = self.log_write_failures_seen.swap(failed, Ordering::Relaxed);
         self.log_write_failures.inc_by(failed.saturating_sub(seen));
@@ -185,13 +204,16 @@ mod tests {
         m.request("GET", "/v1/tenants/{tenant}", 200, Duration::from_millis(3));
         m.placed(2);
         m.refused("rate_limit");
-        let text = m.render(7);
+        m.leading(true);
+        let text = m.render(Some(7));
         for want in [
             "herd_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}\",status=\"200\"} 1",
             "herd_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tenants/{tenant}\"} 1",
             "herd_placements_total 2",
             "herd_pending_instances 7",
             "herd_limit_refusals_total{reason=\"rate_limit\"} 1",
+            "herd_leader 1",
+            "herd_leader_terms_total 1",
             "# EOF",
         ] {
             assert!(text.contains(want), "no `{want}` in\n{text}");

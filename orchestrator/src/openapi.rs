@@ -31,7 +31,7 @@ orchestrator's limits and flags (problem type `urn:herd:problem:refused-by-state
         http::clusters::delete, http::clusters::scale,
         http::agents::register, http::agents::heartbeat, http::agents::watch, http::agents::hosts,
         http::hosts::get, http::hosts::cordon, http::hosts::uncordon, http::hosts::drain, http::hosts::delete,
-        http::audit::list, crate::logs::logs,
+        http::audit::list, crate::logs::logs, http::front::leader,
     ),
     modifiers(&Bearer),
     tags(
@@ -41,6 +41,7 @@ orchestrator's limits and flags (problem type `urn:herd:problem:refused-by-state
         (name = "hosts", description = "The fleet (admin)"),
         (name = "agents", description = "The agent protocol"),
         (name = "audit", description = "Who changed what, when (admin)"),
+        (name = "leader", description = "Which orchestrator leads (several on etcd; no token)"),
     )
 )]
 struct ApiDoc;
@@ -92,6 +93,8 @@ fn problem(description: &str) -> serde_json::Value {
 ///   named in `errors`); one with path parameters 404; one with a body 413 and 422;
 /// - the constraints the server enforces on path, query and header parameters (name patterns,
 ///   lengths, ranges);
+/// - `307` (a follower's redirect to the leader) and `503` (no leader, no store) on every route
+///   with a token;
 /// - `/healthz`, `/readyz` and `/metrics`, which need no token.
 pub fn contract(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
@@ -183,6 +186,17 @@ pub fn contract(doc: &mut serde_json::Value) {
                     let mut limited = problem("over the token's request rate (herd-orchestrator --rate-limit)");
                     limited["headers"] = json!({ "Retry-After": { "description": "seconds to wait", "schema": { "type": "integer" } } });
                     add("429", limited);
+                    // Several orchestrators on etcd (see `crate::leader`): a follower redirects,
+                    // and nobody answers for the store while none leads or etcd has no quorum.
+                    let mut redirect = problem("this orchestrator follows: send the same request, with its token, to the leader");
+                    redirect["headers"] = json!({
+                        "Location": { "description": "the same path on the leader", "schema": { "type": "string" } },
+                        "Herd-Leader": { "description": "the leader's URL", "schema": { "type": "string" } },
+                    });
+                    add("307", redirect);
+                    let mut unavailable = problem("no orchestrator leads now, or the store cannot be reached: nothing was changed; retry");
+                    unavailable["headers"] = json!({ "Retry-After": { "description": "seconds to wait", "schema": { "type": "integer" } } });
+                    add("503", unavailable);
                 }
                 if !params.is_empty() {
                     add("400", problem("a parameter that cannot be decoded"));

@@ -360,6 +360,14 @@ impl Store {
         }
     }
 
+    /// The etcd store behind this handle, if it is one (for leader election).
+    pub fn as_etcd(&self) -> Option<&etcd::Etcd> {
+        match &self.0 {
+            Backend::Etcd(e) => Some(e),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// Which implementation this is: `sqlite` or `etcd`.
     pub fn kind(&self) -> &'static str {
         match &self.0 {

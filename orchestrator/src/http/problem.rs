@@ -77,6 +77,11 @@ impl From<Error> for ApiError {
             Error::Unauthorized(_) => problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string(), vec![]),
             Error::Forbidden(_) => problem(StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
             Error::Unavailable(_) => problem(StatusCode::BAD_GATEWAY, "unavailable", e.to_string(), vec![]),
+            Error::StoreUnavailable(_) => {
+                error!(error = %e, "the store cannot be reached");
+                problem(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{e}; nothing was changed: retry later"), vec![])
+            }
+            Error::NotLeader(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "not_leader", format!("{e}; retry: another orchestrator leads"), vec![]),
             Error::Store { .. } | Error::Corrupt { .. } | Error::Worker(_) | Error::Writer(_) => {
                 error!(error = %e, source = ?std::error::Error::source(&e), "request failed");
                 problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the orchestrator's log".into(), vec![])
@@ -108,6 +113,9 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.0).unwrap_or_default();
         let mut resp = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }

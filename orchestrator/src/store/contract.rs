@@ -705,7 +705,7 @@ async fn etcd_a_fenced_write_is_refused_once_the_leader_key_is_gone() -> Result<
     // The lease is gone (the key deleted): the leader's next write is refused, not retried.
     write(&other, |tx| tx.delete_tenant("leader-key-stand-in")).await?;
     let refused = write(&leader, |tx| tx.insert_tenant("b", &Quota::default(), 1)).await;
-    assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+    assert!(matches!(refused, Err(Error::NotLeader(_))), "{refused:?}");
     assert!(!read(&other, |c| c.tenant_exists("b")).await?);
     Ok(())
 }

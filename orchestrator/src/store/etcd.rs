@@ -19,10 +19,11 @@
 //! Reads ([`Etcd::read_now`]) are linearizable at their first request and then pinned to
 //! that revision.
 //!
-//! Fencing hook (for leader election, not done yet): [`Etcd::set_fence`] adds one compare to
+//! Fencing (leader election, [`crate::leader`]): [`Etcd::set_fence`] adds one compare to
 //! every commit, `create_revision(KEY) == REV`, the leader key this orchestrator created
 //! under its lease. When the lease expires etcd deletes the key, the compare fails, and the
-//! write is refused ([`Error::Unavailable`]) instead of retried.
+//! write is refused ([`Error::NotLeader`]) instead of retried. [`Etcd::grant`] and the other
+//! calls of [`crate::leader`] are in `etcd/lease.rs`.
 //!
 //! # Client
 //! etcd's JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, keys and values in base64) over the
@@ -46,6 +47,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::json;
+
+mod lease;
+
+pub use lease::Campaign;
 
 use super::kv::{Kv, Typed};
 use super::Tx;
@@ -95,6 +100,9 @@ pub struct Etcd {
 
 struct Inner {
     http: reqwest::Client,
+    /// For [`Etcd::grant`], [`Etcd::keep_alive`] and the other calls of leader election, made
+    /// from async code on the orchestrator's runtime.
+    lease_http: reqwest::Client,
     endpoints: Vec<url::Url>,
     /// The endpoint that answered last.
     current: AtomicUsize,
@@ -126,6 +134,28 @@ fn store_error(message: impl Into<String>) -> Error {
     Error::Store { backend: "etcd", source: message.into().into() }
 }
 
+/// An HTTP client for the members: their CA, this orchestrator's client certificate.
+fn client(options: &Options) -> Result<reqwest::Client> {
+    let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(10));
+    if let Some(ca) = &options.ca_file {
+        let pem = read_file("etcd-ca-file", ca)?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| Error::invalid("etcd-ca-file", e.to_string()))?;
+        http = http.add_root_certificate(cert);
+    }
+    match (&options.cert_file, &options.key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read_file("etcd-cert-file", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_file("etcd-key-file", key)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| Error::invalid("etcd-cert-file", e.to_string()))?;
+            http = http.identity(id);
+        }
+        (None, None) => {}
+        _ => return Err(Error::invalid("etcd-cert-file", "give both --etcd-cert-file and --etcd-key-file, or neither")),
+    }
+    http.build().map_err(|e| store_error(format!("cannot build the etcd client: {e}")))
+}
+
 fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::invalid(what, format!("cannot read {}: {e}", path.display())))
 }
@@ -137,24 +167,9 @@ impl Etcd {
         if options.endpoints.is_empty() {
             return Err(Error::invalid("etcd-endpoints", "name at least one etcd client URL"));
         }
-        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(10));
-        if let Some(ca) = &options.ca_file {
-            let pem = read_file("etcd-ca-file", ca)?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| Error::invalid("etcd-ca-file", e.to_string()))?;
-            http = http.add_root_certificate(cert);
-        }
-        match (&options.cert_file, &options.key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_file("etcd-cert-file", cert)?;
-                pem.push(b'\n');
-                pem.extend(read_file("etcd-key-file", key)?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| Error::invalid("etcd-cert-file", e.to_string()))?;
-                http = http.identity(id);
-            }
-            (None, None) => {}
-            _ => return Err(Error::invalid("etcd-cert-file", "give both --etcd-cert-file and --etcd-key-file, or neither")),
-        }
-        let http = http.build().map_err(|e| store_error(format!("cannot build the etcd client: {e}")))?;
+        let http = client(&options)?;
+        // NB: the lease calls run on the caller's runtime, with a client (and connections) of their own.
+        let lease_http = client(&options)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("herd-etcd")
@@ -164,6 +179,7 @@ impl Etcd {
         let prefix = options.prefix.trim_end_matches('/').to_string();
         let inner = Inner {
             http,
+            lease_http,
             endpoints: options.endpoints,
             current: AtomicUsize::new(0),
             prefix,
@@ -313,6 +329,11 @@ impl Inner {
                     return serde_json::from_str(&text)
                         .map_err(|e| store_error(format!("unexpected answer from etcd at {url}: {e}: {text}")));
                 }
+                Some(Ok((status, text))) if status.is_server_error() => {
+                    // A member that cannot serve now (no leader, no quorum): another may.
+                    let message = serde_json::from_str::<GatewayError>(&text).map(|e| e.message).unwrap_or(text);
+                    errors.push(format!("{url} ({status}): {message}"));
+                }
                 Some(Ok((status, text))) => {
                     // An answer from etcd itself (a request it refuses): no use trying another member.
                     let message = serde_json::from_str::<GatewayError>(&text).map(|e| e.message).unwrap_or(text);
@@ -322,7 +343,7 @@ impl Inner {
                 None => errors.push("the etcd client's runtime is gone".into()),
             }
         }
-        Err(store_error(format!("no etcd endpoint answered: {}", errors.join("; "))))
+        Err(Error::StoreUnavailable(format!("no etcd endpoint answered: {}", errors.join("; "))))
     }
 
     fn range(&self, key: &str, end: Option<&str>, limit: usize, revision: Option<i64>) -> Result<RangeResponse> {
@@ -427,7 +448,7 @@ impl<'a> EtcdTx<'a> {
             if let Some(f) = fence {
                 let r = etcd.range(&f.key, None, 1, None)?;
                 if r.kvs.first().is_none_or(|kv| kv.create_revision != f.create_revision) {
-                    return Err(Error::Unavailable(format!(
+                    return Err(Error::NotLeader(format!(
                         "this orchestrator lost its lease (leader key {} is gone): the write was not applied",
                         f.key
                     )));

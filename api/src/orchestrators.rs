@@ -78,19 +78,21 @@ mod tests {
     #[test]
     fn redirects_go_to_an_origin_never_down_to_http() {
         let from = url("http://10.0.0.1:7480");
-        let cases: &[(&Url, Option<&str>, Option<&str>, Option<&str>)] = &[
-            (&from, Some("http://10.0.0.2:7480"), Some("http://10.0.0.9:1/v1/x"), Some("http://10.0.0.2:7480")),
-            (&from, None, Some("http://10.0.0.3:7480/v1/hosts?limit=5"), Some("http://10.0.0.3:7480")),
-            (&from, Some("http://10.0.0.2:7480/base/"), None, Some("http://10.0.0.2:7480")),
-            (&from, Some("https://10.0.0.2:7480"), None, Some("https://10.0.0.2:7480")),
-            (&from, Some("ftp://10.0.0.2"), None, None),
-            (&from, Some("file:///etc/passwd"), None, None),
-            (&from, Some("not a url"), None, None),
-            (&from, None, Some("/v1/hosts"), Some("http://10.0.0.1:7480")),
-            (&from, None, None, None),
+        // Herd-Leader, Location, where the client goes.
+        type Case = (Option<&'static str>, Option<&'static str>, Option<&'static str>);
+        let cases: &[Case] = &[
+            (Some("http://10.0.0.2:7480"), Some("http://10.0.0.9:1/v1/x"), Some("http://10.0.0.2:7480")),
+            (None, Some("http://10.0.0.3:7480/v1/hosts?limit=5"), Some("http://10.0.0.3:7480")),
+            (Some("http://10.0.0.2:7480/base/"), None, Some("http://10.0.0.2:7480")),
+            (Some("https://10.0.0.2:7480"), None, Some("https://10.0.0.2:7480")),
+            (Some("ftp://10.0.0.2"), None, None),
+            (Some("file:///etc/passwd"), None, None),
+            (Some("not a url"), None, None),
+            (None, Some("/v1/hosts"), Some("http://10.0.0.1:7480")),
+            (None, None, None),
         ];
-        for (from, leader, location, want) in cases {
-            let got = redirect_target(from, *leader, *location);
+        for (leader, location, want) in cases {
+            let got = redirect_target(&from, *leader, *location);
             assert_eq!(got.as_ref().map(origin).as_deref(), *want, "{leader:?} {location:?}");
         }
         let tls = url("https://10.0.0.1:7480");

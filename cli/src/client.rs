@@ -748,10 +748,8 @@ fn refusal(status: StatusCode, body: &[u8]) -> String {
 /// reqwest's own message only names the URL.
 fn cause(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        return format!(
-            "no answer within {}",
-            humantime::format_duration(REQUEST_TIMEOUT)
-        );
+        let (what, within) = if e.is_connect() { ("no connection", CONNECT_TIMEOUT) } else { ("no answer", REQUEST_TIMEOUT) };
+        return format!("{what} within {}", humantime::format_duration(within));
     }
     let mut inner: &dyn std::error::Error = e;
     while let Some(source) = inner.source() {

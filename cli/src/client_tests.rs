@@ -29,6 +29,8 @@ enum Behaviour {
     Follower(Arc<Mutex<String>>),
     /// `503` `no_leader`, as during an election.
     NoLeader,
+    /// `404` to everything: a leader that has no such thing.
+    NotFound,
 }
 
 struct Fake {
@@ -91,6 +93,7 @@ fn answer(behaviour: &Behaviour, method: &HttpMethod, path: &str) -> Response {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             resp
         }
+        Behaviour::NotFound => problem(HttpStatus::NOT_FOUND, "not_found"),
         Behaviour::Leader if path.contains("/logs") => "a line\n".into_response(),
         Behaviour::Leader if method == HttpMethod::DELETE => HttpStatus::NO_CONTENT.into_response(),
         Behaviour::Leader => ([(header::CONTENT_TYPE, "application/json")], r#"{"items": []}"#).into_response(),
@@ -179,6 +182,19 @@ async fn no_orchestrator_answering_is_unreachable_naming_each() {
     assert_eq!(no_leader.seen().len(), 1 + 1 + WRITE_RETRIES);
     let keys: BTreeSet<Option<String>> = no_leader.seen()[1..].iter().map(|s| s.idempotency_key.clone()).collect();
     assert_eq!(keys.len(), 1, "one key across retries: {keys:?}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_before_a_404_is_not_taken_for_an_earlier_delete() {
+    // NB: a connection refused carried no request, so the 404 is the only answer there is:
+    // the thing never existed, and the DELETE must not say it deleted it.
+    let leader = fake(Behaviour::NotFound).await;
+    let dead = dead();
+    let client = client(&[&dead, &leader.url]);
+
+    let e = client.delete_tenant("ghost").await.unwrap_err();
+    assert!(e.to_string().contains("fake not_found"), "{e}");
+    assert_eq!(leader.seen().len(), 1);
 }
 
 #[tokio::test]

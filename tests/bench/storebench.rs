@@ -238,13 +238,13 @@ async fn main() -> Result<()> {
     let [a, b] = &mut subjects;
     let (fa, fb) = (figures(a), figures(b));
     println!();
-    println!("{:<10} {:>9} {:>9} {:>9} | {:>10} {:>9} {:>9}", "", "seq p50", "seq p99", "seq mean", "8 clients", "p50", "p99");
-    println!("{:<10} {:>9} {:>9} {:>9} | {:>10} {:>9} {:>9}", "store", "(ms)", "(ms)", "(ms)", "(ops/s)", "(ms)", "(ms)");
+    println!("{:<11} {:>9} {:>9} {:>9} | {:>10} {:>9} {:>9}", "", "seq p50", "seq p99", "seq mean", "8 clients", "p50", "p99");
+    println!("{:<11} {:>9} {:>9} {:>9} | {:>10} {:>9} {:>9}", "store", "(ms)", "(ms)", "(ms)", "(ops/s)", "(ms)", "(ms)");
     for (s, f) in [(&a, fa), (&b, fb)] {
-        println!("{:<10} {:>9.2} {:>9.2} {:>9.2} | {:>10.0} {:>9.2} {:>9.2}", s.name, f[0], f[1], f[2], f[3], f[4], f[5]);
+        println!("{:<11} {:>9.2} {:>9.2} {:>9.2} | {:>10.0} {:>9.2} {:>9.2}", s.name, f[0], f[1], f[2], f[3], f[4], f[5]);
     }
     let r: Vec<f64> = fa.iter().zip(fb).map(|(x, y)| y / x).collect();
-    println!("{:<10} {:>8.2}x {:>8.2}x {:>8.2}x | {:>9.2}x {:>8.2}x {:>8.2}x", "etcd/sqlite", r[0], r[1], r[2], r[3], r[4], r[5]);
+    println!("{:<11} {:>8.2}x {:>8.2}x {:>8.2}x | {:>9.2}x {:>8.2}x {:>8.2}x", "etcd/sqlite", r[0], r[1], r[2], r[3], r[4], r[5]);
     println!("({} and {} operations in the throughput phase)", a.conc_ops, b.conc_ops);
     drop((sqlite, on_etcd, etcd));
     Ok(())

@@ -10,9 +10,10 @@
 //! - throughput: `CLIENTS` clients at once, each scaling its own cluster as fast as answers
 //!   come, for ~10 s per store (also in alternating rounds), with the latency they saw.
 //!
-//!     cargo run --release -p herd-tests --bin storebench -- [--quick] [--prebuilt] [--ops N] [--seconds S]
+//!     cargo run --release -p herd-tests --bin storebench -- [--quick] [--prebuilt] [--ops N] [--seconds S] [--members M]
 //!
-//! `--quick`: 60 sequential operations and 2 s of throughput per store. `--prebuilt` runs the
+//! `--quick`: 60 sequential operations and 2 s of throughput per store. `--members 1`: a
+//! single etcd member instead of three (what replication costs). `--prebuilt` runs the
 //! release orchestrator already in the target directory (`cargo build --release --bin
 //! herd-orchestrator`); otherwise that one binary is built first (not the whole workspace).
 //! Needs Debian's etcd-server (deploy/lib/etcd.sh); no Docker.
@@ -203,9 +204,10 @@ async fn main() -> Result<()> {
     let prebuilt = std::env::args().any(|a| a == "--prebuilt");
     let ops: u32 = arg("--ops")?.unwrap_or(if quick { 60 } else { 300 });
     let seconds: f64 = arg("--seconds")?.unwrap_or(if quick { 2.0 } else { 10.0 });
+    let members: usize = arg("--members")?.unwrap_or(3);
     let bin = orchestrator_bin(prebuilt)?;
     let tmp = tempfile::Builder::new().prefix("storebench").tempdir()?;
-    let etcd = EtcdCluster::start(&tmp.path().join("etcd"), 3)?;
+    let etcd = EtcdCluster::start(&tmp.path().join("etcd"), members)?;
     let sqlite = start(&bin, &tmp.path().join("sqlite"), &[])?;
     let on_etcd = start(&bin, &tmp.path().join("etcd-orch"), &["--store", "etcd", "--etcd-endpoints", &etcd.endpoints()])?;
     let mut subjects = [Subject::new("sqlite", &sqlite).await?, Subject::new("etcd", &on_etcd).await?];
@@ -214,7 +216,8 @@ async fn main() -> Result<()> {
         "storebench: herd scale (PATCH .../pools/datanode) through the HTTP API; {ops} sequential, then {CLIENTS} clients for {seconds} s, per store"
     );
     println!(
-        "  release orchestrator; SQLite file and etcd data (3 members, loopback) under {}; {} CPUs, load average {}",
+        "  release orchestrator; SQLite file and etcd data ({members} member{}, loopback) under {}; {} CPUs, load average {}",
+        if members == 1 { "" } else { "s" },
         tmp.path().display(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")

@@ -9,9 +9,9 @@
 //!   under that lease unless it exists (`create_revision == 0`). Whoever commits first leads;
 //!   the others read it back and follow. Followers look again every `ttl / 10` (100–500 ms),
 //!   so a new leader is in place within the TTL and a poll after the old lease ends.
-//! - **Holding.** The leader renews its lease every `ttl / 3` and checks that the key is still
+//! - **Holding.** The leader renews its lease every `ttl / 4` and checks that the key is still
 //!   the one it created. It keeps a local deadline: the instant it *sent* the last successful
-//!   renewal plus the TTL etcd granted, less a margin (`ttl / 5`, at least 300 ms). etcd
+//!   renewal plus the TTL etcd granted, less a margin (`ttl / 10`, at least 300 ms). etcd
 //!   counts the TTL from when it *received* the renewal, so the lease cannot end before the
 //!   local deadline: a leader that cannot renew in time (etcd unreachable, no quorum, the
 //!   process paused) stops acting at its deadline, **before** etcd lets another one start.
@@ -25,6 +25,10 @@
 //!
 //! etcd does the consensus; herd only compares revisions (no clock is trusted across
 //! machines: only the leader's own monotonic clock, against a TTL etcd guarantees).
+//!
+//! NB: etcd renews no lease while it elects a leader of its own (about one to two election
+//! timeouts after its leader dies, 1–2 s with etcd's defaults), so the TTL must outlast that
+//! with room: the default 5 s leaves a leader at least 3 s of its deadline at any moment.
 
 use std::time::Duration;
 
@@ -146,9 +150,9 @@ impl Election {
 /// Keeps lease `lease` alive until `resign` (then revokes it) or until it cannot be kept
 /// (then cancels `lost`). `asked`: when the lease was asked for.
 async fn hold(e: Election, lease: i64, create_revision: i64, asked: Instant, lost: CancellationToken, resign: CancellationToken) {
-    let margin = (e.ttl / 5).max(Duration::from_millis(300));
+    let margin = (e.ttl / 10).max(Duration::from_millis(300));
     let mut deadline = asked + e.ttl.saturating_sub(margin);
-    let mut wait = e.ttl / 3;
+    let mut wait = e.ttl / 4;
     loop {
         let next = (Instant::now() + wait).min(deadline);
         tokio::select! {
@@ -179,7 +183,7 @@ async fn hold(e: Election, lease: i64, create_revision: i64, asked: Instant, los
         match renewed.await {
             Ok(Some(left)) => {
                 deadline = now + Duration::from_secs(left.unsigned_abs()).saturating_sub(margin);
-                wait = e.ttl / 3;
+                wait = e.ttl / 4;
             }
             Ok(None) => {
                 warn!(lease, key = %e.key, "the lease or the leader key is gone: stopped leading");

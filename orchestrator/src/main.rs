@@ -288,6 +288,9 @@ async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: Cancellat
             }
         };
         let leading = ctx.lead(state, &shutdown);
+        if let Some(etcd) = ctx.store.as_etcd() {
+            etcd.set_stale_reads(false);
+        }
         front.lead(leading.router.clone());
         let lost = tokio::select! {
             () = term.lost.cancelled() => true,
@@ -297,6 +300,10 @@ async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: Cancellat
         // fails on the fence once the lease is gone.
         front.step_down();
         watches.cancel();
+        // The last state answers GETs while nobody leads, from any etcd member that answers.
+        if let Some(etcd) = ctx.store.as_etcd() {
+            etcd.set_stale_reads(true);
+        }
         if lost {
             leading.stop().await;
             continue;

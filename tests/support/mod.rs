@@ -285,9 +285,11 @@ impl Api {
         Ok(())
     }
 
-    /// A client without a token.
+    /// A client without a token. It never follows redirects: a test sees a follower's 307
+    /// as it is.
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').into(), http: reqwest::Client::new(), token: None }
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        Self { base: base.trim_end_matches('/').into(), http, token: None }
     }
 
     /// The bearer token it sends, if any (for running the `herd` CLI as the same caller).

@@ -1,13 +1,14 @@
 //! What answers on an orchestrator's address, by its role ([`crate::leader`]):
 //! - the **leader** serves the whole API ([`super::router`] over its [`crate::state::State`]);
-//! - a **follower** serves `/healthz`, `/readyz`, `/metrics`, `/v1/openapi.json` and
-//!   `/v1/leader` itself, and sends every other request to the leader: `307 Temporary
+//! - a **follower** serves `/healthz`, `/readyz` (ready while it knows a leader),
+//!   `/metrics`, `/v1/openapi.json` and `/v1/leader` itself, and sends every other request to the leader: `307 Temporary
 //!   Redirect` to the same path there, with `Herd-Leader: URL` (herd's CLI and agents re-send
 //!   it with its token; they also accept a list of orchestrators and move on when one fails);
 //! - while **no leader is known** (an election under way, etcd without a quorum), `503` with
 //!   `Retry-After: 1`, except GETs on an orchestrator that led before: those are answered from
-//!   its last state, marked `Warning: 110 herd "stale: ..."` (reads of the last state where that
-//!   is safe; every write that state could try is fenced off in the store).
+//!   its last state, marked `Warning: 110 herd "stale: ..."`, with the store read from any one
+//!   etcd member's copy (serializable reads, no quorum needed): reads of the last state where
+//!   that is safe; every write that state could try is fenced off in the store.
 //!
 //! Followers redirect rather than proxy: the observed state (what agents report) lives in
 //! the leader's memory only, a redirected client keeps its own TLS trust and its source
@@ -119,8 +120,10 @@ async fn dispatch(Extension(front): Extension<Front>, req: Request) -> Response 
     match path {
         "/healthz" => return "ok".into_response(),
         "/readyz" => {
-            let what = leader.as_deref().map_or_else(|| "no leader known yet".to_string(), |l| format!("following {l}"));
-            return format!("ready ({what})").into_response();
+            return match &leader {
+                Some(l) => format!("ready (following {l})").into_response(),
+                None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no orchestrator leads now").into_response(),
+            };
         }
         "/metrics" => {
             return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::get().render(None)).into_response();

@@ -111,6 +111,10 @@ struct Inner {
     /// herd's revision as of the last commit through this handle.
     revision: AtomicU64,
     fence: Mutex<Option<Fence>>,
+    /// Reads are served by any one member from its own copy (etcd's serializable reads),
+    /// without a quorum: for an orchestrator that stopped leading and answers GETs from its
+    /// last state while etcd has no quorum (see `crate::http::front`). Off while leading.
+    stale_reads: std::sync::atomic::AtomicBool,
     /// Held by the write being attempted: within one process writes run one at a time, as
     /// nearly all of them bump the revision or append to the audit trail and would only
     /// conflict (and back off) otherwise. Not what makes them safe: across processes the
@@ -186,6 +190,7 @@ impl Etcd {
             runtime: Runtime(Some(runtime)),
             revision: AtomicU64::new(0),
             fence: Mutex::new(None),
+            stale_reads: std::sync::atomic::AtomicBool::new(false),
             writer: Mutex::new(()),
         };
         let etcd = Etcd { inner: Arc::new(inner) };
@@ -197,6 +202,12 @@ impl Etcd {
     /// Adds (or, with `None`, removes) the fencing compare on every later commit.
     pub fn set_fence(&self, fence: Option<Fence>) {
         *self.inner.fence.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
+    }
+
+    /// Serves reads from any one member's copy, without a quorum (`true`), or linearizably
+    /// (`false`, the default); see `Inner::stale_reads`.
+    pub fn set_stale_reads(&self, stale: bool) {
+        self.inner.stale_reads.store(stale, Ordering::Relaxed);
     }
 
     /// See [`super::Store::write`]: `f` runs until its transaction commits without conflict.
@@ -356,6 +367,9 @@ impl Inner {
         }
         if let Some(rev) = revision {
             body["revision"] = json!(rev.to_string());
+        }
+        if self.stale_reads.load(Ordering::Relaxed) {
+            body["serializable"] = json!(true);
         }
         self.call("/v3/kv/range", &body)
     }

@@ -71,13 +71,17 @@ impl Etcd {
                 errors.push(format!("{url}: no time left"));
                 break;
             }
+            // NB: a member that does not answer (a dead machine, one cut off from its peers)
+            // gets its share of the time left, not all of it.
+            let share = (left / u32::try_from(n - i).unwrap_or(1)).max(Duration::from_millis(100)).min(left);
             let sent = async {
-                let resp = inner.lease_http.post(url.clone()).json(body).timeout(left).send().await?;
+                let resp = inner.lease_http.post(url.clone()).json(body).timeout(share).send().await?;
                 let status = resp.status();
                 Ok::<_, reqwest::Error>((status, resp.text().await?))
             };
             match sent.await {
                 Ok((status, text)) if status.is_success() => {
+                    inner.current.store(at, Ordering::Relaxed);
                     return serde_json::from_str(&text).map_err(|e| store_error(format!("unexpected answer from etcd at {url}: {e}: {text}")));
                 }
                 Ok((status, text)) => {

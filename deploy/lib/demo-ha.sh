@@ -18,13 +18,24 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug
 ETCD=/usr/bin/etcd
 HOST=demo-ha-host
 
-# Stops the HA demo's processes (pid files in $HA); removes nothing else.
+# Stops the HA demo's processes (pid files in $HA) and waits until they are gone (an etcd
+# member left without a quorum takes seconds to give up its leadership); removes nothing else.
 ha_stop() {
-    local f
+    local f pids=() deadline=$((SECONDS + 20))
     for f in "$HA"/*.pid; do
         [[ -e $f ]] || continue
-        kill "$(cat "$f")" 2>/dev/null || true
+        pids+=("$(cat "$f")")
+        kill "${pids[-1]}" 2>/dev/null || true
         rm -f "$f"
+    done
+    for p in "${pids[@]}"; do
+        while kill -0 "$p" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then
+                kill -KILL "$p" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
     done
 }
 
@@ -72,6 +83,8 @@ start_orchestrator() { # NAME PORT
         --tls-cert "$HA/tls/server.pem" --tls-key "$HA/tls/server.key" \
         >>"$HA/$name.out" 2>>"$HA/$name.log" &
     echo $! >"$HA/$name.pid"
+    # NB: the demo SIGKILLs it: no "Killed" notice from bash.
+    disown
 }
 
 if [[ ! -x $ETCD ]]; then
@@ -158,8 +171,6 @@ echo "==> applying manifests/examples/quickstart.yaml"
 "$BIN/herd" tenants create acme
 "$BIN/herd" tenants quota acme --cpu 4 --memory 8Gi >/dev/null
 "$BIN/herd" apply -f manifests/examples/quickstart.yaml --wait --timeout 2m
-echo
-"$BIN/herd" status acme/quickstart
 
 echo
 echo "==> GET /v1/leader from both orchestrators"
@@ -178,11 +189,10 @@ took=$(python3 -c "import time; print(f'{time.time() - $killed_at:.1f}')")
 printf '    %s leads %s s after the kill: %s\n' "$follower" "$took" "$(leader_of "${url_of[$follower]}")"
 
 echo
-echo "==> herd scale acme/quickstart datanode=4 --wait, with HERD_SERVER=$HERD_SERVER ($leader is gone)"
+echo "==> herd scale acme/quickstart nodemanager=3 --wait, with HERD_SERVER=$HERD_SERVER ($leader is gone)"
 start=$(date +%s.%N)
-"$BIN/herd" scale acme/quickstart datanode=4 --wait --timeout 2m
+"$BIN/herd" scale acme/quickstart nodemanager=3 --wait --timeout 2m
 printf '    scaled in %s s\n' "$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")"
-"$BIN/herd" status acme/quickstart
 
 echo
 echo "==> starting $leader again: it comes back as a follower"
@@ -202,6 +212,6 @@ The HA demo is running (state and logs in $HA). Try:
   curl -si --cacert \$HERD_CA_FILE -H "Authorization: Bearer \$(cat \$HERD_TOKEN_FILE)" ${url_of[$leader]}/v1/hosts   # $leader follows: 307 to the leader
   kill -9 \$(cat $HA/$follower.pid)   # the leader now; $leader takes over within --lease-ttl (5 s)
   kill -9 \$(cat $HA/etcd-m1.pid)      # etcd keeps its quorum with two of three members
-  $BIN/herd scale acme/quickstart datanode=3 --wait
+  $BIN/herd scale acme/quickstart nodemanager=2 --wait
 Stop it with: deploy/demo.sh down
 MSG

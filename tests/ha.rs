@@ -238,3 +238,115 @@ async fn one_etcd_member_lost_changes_nothing_two_refuse_writes_and_serve_the_la
     }
     result
 }
+
+fn spec(tenant: &str, n: u32) -> String {
+    format!(
+        "tenant: {tenant}\nname: c\nimages:\n  datanode: herd/testbed-base:latest\npools:\n  datanode: {{replicas: {n}, cpu: 100m, memory: 64Mi, maxPerHost: 100, command: {}}}\n",
+        herd_tests::IDLE
+    )
+}
+
+/// `herd` with `--server` listing every orchestrator (the CLI moves to the next when one fails).
+fn herd(servers: &str, token: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(bins().join("herd")).args(["--server", servers, "--token-file"]).arg(token).args(args).output()?)
+}
+
+/// The tenant's containers as Docker reports them: (instance label, host label, running).
+fn containers(tenant: &str) -> Result<Vec<(String, String, bool)>> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-a", "--filter", &format!("label=herd.tenant={tenant}"), "--format", "{{.Label \"herd.instance\"}} {{.Label \"herd.host\"}} {{.State}}"])
+        .output()?;
+    ensure!(out.status.success(), "docker ps: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_string(), f.next()?.to_string(), f.next()? == "running"))
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_leader_during_a_stream_of_scales_loses_and_doubles_nothing() -> Result<()> {
+    herd_tests::docker();
+    let tmp = tempfile::tempdir()?;
+    let etcd = EtcdCluster::start(&tmp.path().join("etcd"), 3)?;
+    let mut a = orchestrator(&etcd, &tmp.path().join("a"), None, TTL)?;
+    until_leading(&a, Duration::from_secs(20)).await?;
+    let b = orchestrator(&etcd, &tmp.path().join("b"), Some(&a), TTL)?;
+    let servers = format!("{},{}", a.url, b.url);
+    let token = tmp.path().join("a").join("admin.token");
+    let tenant = unique("ha");
+    let _cleanup = herd_tests::TenantContainers(tenant.clone());
+    let mut agents = Vec::new();
+    for i in 0..2 {
+        let host = unique(&format!("hah{i}"));
+        let secret = a.agent_token(&host).await?;
+        agents.push(herd_tests::Agent::start(&servers, &secret, &host, &tmp.path().join(&host), "4", "4Gi")?);
+    }
+    let result = async {
+        let (status, body) = a.api().post("/v1/tenants", json!({ "name": tenant })).await?;
+        ensure!(status == 201, "{status} {body}");
+        let spec_file = tmp.path().join("spec.yaml");
+        std::fs::write(&spec_file, spec(&tenant, 2))?;
+        let out = herd(&servers, &token, &["apply", "-f", spec_file.to_str().unwrap_or_default()])?;
+        ensure!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+
+        // A stream of scales through the CLI; the leader is SIGKILLed after the fourth.
+        let cluster = format!("{tenant}/c");
+        let sizes = [3u32, 5, 4, 6, 8, 7, 9, 6, 10, 8, 11, 9];
+        let mut took = None;
+        for (i, n) in sizes.iter().enumerate() {
+            if i == 4 {
+                a.proc.kill();
+                let killed = Instant::now();
+                until_leading(&b, TTL + Duration::from_secs(10)).await?;
+                took = Some(killed.elapsed());
+            }
+            let out = herd(&servers, &token, &["scale", &cluster, &format!("datanode={n}")])?;
+            ensure!(out.status.success(), "scale to {n} (#{i}) was not acknowledged: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let took = took.context("no kill")?;
+        ensure!(took <= TTL + Duration::from_secs(1), "the follower took {took:?} to lead (lease {TTL:?})");
+
+        // Every acknowledged scale is there: the last size, and one generation per change.
+        let last = *sizes.last().unwrap_or(&0);
+        let (status, body) = b.api().get(&format!("/v1/tenants/{tenant}/clusters/c")).await?;
+        ensure!(status == 200, "{status} {body}");
+        ensure!(body["spec"]["pools"]["datanode"]["replicas"] == last, "replicas: {}", body["spec"]["pools"]["datanode"]);
+        ensure!(body["generation"] == 1 + sizes.len() as u64, "generation {} after {} acknowledged scales", body["generation"], sizes.len());
+
+        // The containers converge to exactly that many, each instance once, on the host the
+        // orchestrator placed it on.
+        let placed = wait_for("exactly the last size running, each instance once", Duration::from_secs(90), || async {
+            let (_, body) = b.api().get(&format!("/v1/tenants/{tenant}/clusters/c")).await?;
+            let running: Vec<_> = containers(&tenant)?.into_iter().filter(|c| c.2).collect();
+            let ready = body["instances"].as_array().map(|v| v.len()) == Some(last as usize) && running.len() == last as usize;
+            Ok(ready.then_some((body, running)))
+        })
+        .await;
+        let (body, running) = match placed {
+            Ok(v) => v,
+            Err(e) => bail!("{e}\ncontainers: {:?}", containers(&tenant)?),
+        };
+        let mut names: Vec<&String> = running.iter().map(|c| &c.0).collect();
+        names.sort();
+        names.dedup();
+        ensure!(names.len() == last as usize, "an instance runs twice: {running:?}");
+        for inst in body["instances"].as_array().into_iter().flatten() {
+            let name = inst["instance"]["name"].as_str().unwrap_or_default();
+            let host = inst["host"].as_str().unwrap_or_default();
+            let found: Vec<_> = running.iter().filter(|c| c.0 == name).collect();
+            ensure!(found.len() == 1 && found[0].1 == host, "{name} is placed on {host}, runs as {found:?}");
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("a:\n{}\nb:\n{}", a.proc.log_text(), b.proc.log_text());
+        for ag in &agents {
+            eprintln!("agent {}:\n{}", ag.host_id, ag.proc.log_text());
+        }
+    }
+    result
+}

@@ -100,12 +100,24 @@ async fn the_api_over_tls_with_the_local_ca_and_an_unknown_certificate_refused()
         let spec = tmp.path().join("spec.yaml");
         std::fs::write(
             &spec,
-            format!("tenant: {tenant}\nname: c\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: 1, cpu: 100m, memory: 256Mi}}\n"),
+            // NB: a NameNode, which runs alone (a DataNode without one exits, as Hadoop's does:
+            // `fs.defaultFS` is `file:///`, and an apply waiting for it running then fails).
+            format!("tenant: {tenant}\nname: c\nimages: {{namenode: herd/namenode:testbed}}\npools:\n  namenode: {{replicas: 1, cpu: 100m, memory: 512Mi}}\n"),
         )?;
         let spec_arg = spec.display().to_string();
         let out = herd(&url, &admin, Some(&ca), &["apply", "-f", &spec_arg, "--wait", "--timeout", "60s"])?;
-        ensure!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
-        let instance = format!("{tenant}/c/datanode-0");
+        if !out.status.success() {
+            let containers = Command::new("sh")
+                .args(["-c", &format!("for c in $(docker ps -aq --filter label=herd.tenant={tenant}); do docker inspect --format '{{{{.Name}}}} exit={{{{.State.ExitCode}}}} oom={{{{.State.OOMKilled}}}} restarts={{{{.RestartCount}}}}' $c; docker logs --tail 30 $c 2>&1; done")])
+                .output()?;
+            anyhow::bail!(
+                "apply: {}\ncontainers:\n{}\nagent:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&containers.stdout),
+                agent.proc.log_text()
+            );
+        }
+        let instance = format!("{tenant}/c/namenode-0");
         let logs = wait_for("the instance's logs through the agent's HTTPS endpoint", Duration::from_secs(30), || async {
             let out = herd(&url, &admin, Some(&ca), &["logs", &instance, "--tail", "5"])?;
             Ok((out.status.success() && !out.stdout.is_empty()).then_some(()))

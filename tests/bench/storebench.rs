@@ -165,6 +165,9 @@ async fn scale(api: &Api, path: &str, replicas: u32) -> Result<()> {
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     ms(sorted[i])
 }
@@ -205,6 +208,7 @@ async fn main() -> Result<()> {
     let ops: u32 = arg("--ops")?.unwrap_or(if quick { 60 } else { 300 });
     let seconds: f64 = arg("--seconds")?.unwrap_or(if quick { 2.0 } else { 10.0 });
     let members: usize = arg("--members")?.unwrap_or(3);
+    ensure!(ops > 0 && seconds > 0.0 && members > 0, "--ops, --seconds and --members must be above 0");
     let bin = orchestrator_bin(prebuilt)?;
     let tmp = tempfile::Builder::new().prefix("storebench").tempdir()?;
     let etcd = EtcdCluster::start(&tmp.path().join("etcd"), members)?;
@@ -230,7 +234,7 @@ async fn main() -> Result<()> {
     let per_round = ops.div_ceil(ROUNDS);
     for round in 0..ROUNDS {
         for s in &mut subjects {
-            s.sequential(per_round.min(ops - round * per_round)).await?;
+            s.sequential(per_round.min(ops.saturating_sub(round * per_round))).await?;
         }
     }
     for _ in 0..ROUNDS {

@@ -241,7 +241,7 @@ async fn one_etcd_member_lost_changes_nothing_two_refuse_writes_and_serve_the_la
 
 fn spec(tenant: &str, n: u32) -> String {
     format!(
-        "tenant: {tenant}\nname: c\nimages:\n  datanode: herd/testbed-base:latest\npools:\n  datanode: {{replicas: {n}, cpu: 100m, memory: 64Mi, maxPerHost: 100, command: {}}}\n",
+        "tenant: {tenant}\nname: c\nimages:\n  datanode: herd/testbed-base:latest\npools:\n  datanode: {{replicas: {n}, cpu: 100m, memory: 256Mi, maxPerHost: 100, command: {}}}\n",
         herd_tests::IDLE
     )
 }

@@ -10,7 +10,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use herd_api::network::NetworkPlan;
 use herd_api::quantity::Memory;
 use herd_api::Role;
 use herd_api::wire::{ContainerState, DesiredContainer, DesiredSet, Heartbeat, HostInfo, LogEndpoint, Watch};
-use rand::Rng;
+use backon::BackoffBuilder;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -38,6 +38,7 @@ use crate::runtime::{Container, Runtime, RuntimeError};
 const AFTER_ACTION: Duration = Duration::from_millis(250);
 /// How long a watch is held open when nothing changes.
 const WATCH_WAIT: Duration = Duration::from_secs(25);
+/// The longest pause between two tries of a failing exchange (jitter included).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How many containers are plumbed at once.
 const PARALLEL_PLUMB: usize = 8;
@@ -50,6 +51,10 @@ pub struct Agent<R> {
     pub logs: Logs,
     /// Sent at registration so the orchestrator can proxy `herd logs` here.
     pub log_endpoint: Option<LogEndpoint>,
+    /// Where the log endpoint listens when that is every address (and `--address` is not
+    /// set), with its scheme: its URL is then made at each registration, on the address
+    /// this host reaches the orchestrator it registers with from.
+    pub log_bound: Option<(SocketAddr, &'static str)>,
     /// What the log endpoint accepts; replaced by the credential a registration answers with.
     pub log_auth: Option<crate::logs::serve::Auth>,
     /// Images being pulled or backing off after a failed pull.
@@ -92,15 +97,14 @@ impl<R: Runtime> Agent<R> {
         }
     }
 
-    /// The underlay address: configured, or the one that reaches the orchestrator.
-    fn address(&self) -> Result<Option<Ipv4Addr>, String> {
+    /// The underlay address: configured, or the one that reaches the orchestrator at `url`.
+    fn address(&self, url: &url::Url) -> Result<Option<Ipv4Addr>, String> {
         if self.config.network == NetworkMode::None {
             return Ok(None);
         }
         if let Some(a) = self.config.address {
             return Ok(Some(a));
         }
-        let url = &self.config.orchestrator;
         let peer = url
             .socket_addrs(|| None)
             .map_err(|e| format!("resolving {url}: {e}"))?
@@ -130,36 +134,55 @@ impl<R: Runtime> Agent<R> {
         self.run_inner(shutdown).instrument(span).await
     }
 
+    /// The log endpoint to register, its URL on the address towards the orchestrator at `url`
+    /// when the endpoint listens on every address.
+    fn log_endpoint(&self, url: &url::Url) -> Option<LogEndpoint> {
+        let mut endpoint = self.log_endpoint.clone()?;
+        if let Some((bound, scheme)) = self.log_bound {
+            endpoint.url = crate::logs::serve::advertised_url(bound, url, scheme);
+        }
+        Some(endpoint)
+    }
+
     async fn run_inner(self, shutdown: CancellationToken) {
         let layout = self.layout();
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new();
         while !shutdown.is_cancelled() {
-            let address = match self.address() {
+            // NB: the addresses this host registers are those towards the orchestrator it
+            // reaches: the one that answered last, else the first of the list.
+            let towards = self.client.current();
+            let address = match self.address(&towards) {
                 Ok(a) => a,
                 Err(e) => {
-                    failures += 1;
                     warn!(error = %e, "no underlay address, retrying");
-                    sleep_or_cancel(backoff(failures), &shutdown).await;
+                    sleep_or_cancel(backoff.next(), &shutdown).await;
                     continue;
                 }
             };
-            let reply = match self.client.register(self.host_info(address), self.log_endpoint.clone()).await {
+            let endpoint = self.log_endpoint(&towards);
+            let reply = match self.client.register(self.host_info(address), endpoint.clone()).await {
                 Ok(reply) => {
+                    let reached = self.client.current();
+                    if reached != towards
+                        && (self.address(&reached).ok() != Some(address) || self.log_endpoint(&reached) != endpoint)
+                    {
+                        info!(orchestrator = %reached, "registered through another orchestrator than the addresses were found towards; registering again");
+                        continue;
+                    }
                     if let (Some(auth), Some(secret)) = (&self.log_auth, &reply.log_secret) {
                         auth.set(secret);
                     }
                     info!(cpu = %self.config.cpu, memory = %self.config.memory, address = ?address, heartbeat_ms = reply.heartbeat_interval_ms, "registered");
-                    failures = 0;
+                    backoff.reset();
                     reply
                 }
                 Err(e) => {
-                    failures += 1;
                     warn!(error = %e, source = ?std::error::Error::source(&e), "registration failed, retrying");
                     // Capture does not wait for the orchestrator.
                     if let Ok(found) = self.runtime.list(&self.config.host_id).await {
                         self.logs.sync(&found);
                     }
-                    sleep_or_cancel(backoff(failures), &shutdown).await;
+                    sleep_or_cancel(backoff.next(), &shutdown).await;
                     continue;
                 }
             };
@@ -183,19 +206,21 @@ impl<R: Runtime> Agent<R> {
     /// Heartbeats until shutdown or until the orchestrator forgets this host, with a watch
     /// (a long poll) beside it so a change reaches the host at once, not at its next beat.
     async fn heartbeat_loop(&self, layout: &Layout, net: Net, address: Option<Ipv4Addr>, shutdown: &CancellationToken) {
-        let held = std::sync::Mutex::new(DesiredSet::default());
-        // `changed`: the watch took in a change (wakes the beat loop); `holding`: a heartbeat
-        // gave the first set (wakes the watch loop).
-        let (changed, holding) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let shared = Shared {
+            held: std::sync::Mutex::new(DesiredSet::default()),
+            changed: tokio::sync::Notify::new(),
+            holding: tokio::sync::Notify::new(),
+        };
         tokio::select! {
-            _ = self.beat_loop(layout, net, address, shutdown, &held, &changed, &holding) => {}
-            _ = self.watch_loop(&held, &changed, &holding).instrument(info_span!("watch")) => {}
+            _ = self.beat_loop(layout, net, address, shutdown, &shared) => {}
+            _ = self.watch_loop(&shared).instrument(info_span!("watch")) => {}
         }
     }
 
     /// Keeps a watch open; each change it brings is taken into `held` and wakes the beat loop.
-    async fn watch_loop(&self, held: &std::sync::Mutex<DesiredSet>, changed: &tokio::sync::Notify, holding: &tokio::sync::Notify) {
-        let mut failures = 0u32;
+    async fn watch_loop(&self, shared: &Shared) {
+        let Shared { held, changed, holding } = shared;
+        let mut backoff = Backoff::new();
         loop {
             let applied = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).generation;
             // Nothing to watch from before the first heartbeat's answer.
@@ -206,7 +231,7 @@ impl<R: Runtime> Agent<R> {
             let w = Watch { host_id: self.config.host_id.clone(), applied, wait_ms: WATCH_WAIT.as_millis() as u64 };
             match self.client.watch(&w).await {
                 Ok(reply) => {
-                    failures = 0;
+                    backoff.reset();
                     let mut set = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match set.apply(&reply) {
                         Ok(false) => {}
@@ -228,27 +253,18 @@ impl<R: Runtime> Agent<R> {
                 }
                 Err(e) => {
                     // The heartbeat loop reports and handles failures (and an unknown host).
-                    failures += 1;
                     debug!(error = %e, "watch failed");
-                    tokio::time::sleep(backoff(failures)).await;
+                    tokio::time::sleep(backoff.next()).await;
                 }
             }
         }
     }
 
     /// Heartbeats: reports what runs, takes in the answer, converges.
-    async fn beat_loop(
-        &self,
-        layout: &Layout,
-        mut net: Net,
-        address: Option<Ipv4Addr>,
-        shutdown: &CancellationToken,
-        held: &std::sync::Mutex<DesiredSet>,
-        changed: &tokio::sync::Notify,
-        holding: &tokio::sync::Notify,
-    ) {
+    async fn beat_loop(&self, layout: &Layout, mut net: Net, address: Option<Ipv4Addr>, shutdown: &CancellationToken, shared: &Shared) {
+        let Shared { held, changed, holding } = shared;
         let mut errors: HashMap<InstanceRef, String> = HashMap::new();
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new();
         let mut starts: Option<BoxStream<'static, Result<String, RuntimeError>>> = None;
         let live = hadoop::Live::new(layout.conf.clone());
         let probe = hadoop::Probe::new();
@@ -262,9 +278,8 @@ impl<R: Runtime> Agent<R> {
             let found = match self.runtime.list(&self.config.host_id).await {
                 Ok(found) => found,
                 Err(e) => {
-                    failures += 1;
                     warn!(error = %e, "cannot list containers");
-                    sleep_or_cancel(backoff(failures), shutdown).await;
+                    sleep_or_cancel(backoff.next(), shutdown).await;
                     continue;
                 }
             };
@@ -299,15 +314,14 @@ impl<R: Runtime> Agent<R> {
                     return;
                 }
                 Err(e) => {
-                    failures += 1;
                     warn!(error = %e, "heartbeat failed");
                     // Capture does not wait for the orchestrator.
                     self.logs.sync(&found);
-                    sleep_or_cancel(backoff(failures), shutdown).await;
+                    sleep_or_cancel(backoff.next(), shutdown).await;
                     continue;
                 }
             };
-            failures = 0;
+            backoff.reset();
             let (desired, plan, generation) = {
                 let mut set = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let first = set.generation.is_none();
@@ -472,11 +486,38 @@ async fn next_start(starts: &mut Option<BoxStream<'static, Result<String, Runtim
     }
 }
 
-/// Exponential backoff with full jitter, capped.
-fn backoff(failures: u32) -> Duration {
-    let cap = Duration::from_millis(250u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF);
-    let ms = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64);
-    Duration::from_millis(ms)
+/// What the beat loop and the watch loop share.
+struct Shared {
+    /// The desired set as last taken in, by either loop.
+    held: std::sync::Mutex<DesiredSet>,
+    /// The watch took in a change: wakes the beat loop.
+    changed: tokio::sync::Notify,
+    /// A heartbeat gave the first set: wakes the watch loop.
+    holding: tokio::sync::Notify,
+}
+
+/// The pause before trying a failing exchange again: exponential from 250 ms with jitter,
+/// capped at [`MAX_BACKOFF`], for ever (backon's policy); [`Backoff::reset`] after a success.
+struct Backoff(backon::ExponentialBackoff);
+
+impl Backoff {
+    fn new() -> Self {
+        let policy = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            // NB: jitter adds up to the delay itself.
+            .with_max_delay(MAX_BACKOFF / 2)
+            .with_jitter()
+            .without_max_times();
+        Self(policy.build())
+    }
+
+    fn next(&mut self) -> Duration {
+        self.0.next().unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
 }
 
 async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
@@ -534,10 +575,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(500));
-        assert!(backoff(3) >= Duration::from_millis(1000));
-        assert!(backoff(40) <= MAX_BACKOFF);
+    fn backoff_grows_is_capped_and_restarts() {
+        let mut b = Backoff::new();
+        let first = b.next();
+        assert!((Duration::from_millis(250)..=Duration::from_millis(500)).contains(&first), "{first:?}");
+        let later: Vec<Duration> = (0..40).map(|_| b.next()).collect();
+        assert!(later[3] >= Duration::from_secs(2), "{later:?}");
+        assert!(later.iter().all(|d| *d <= MAX_BACKOFF), "{later:?}");
+        assert!(later[39] >= MAX_BACKOFF / 2, "{later:?}");
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(500));
     }
 
     #[test]

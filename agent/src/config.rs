@@ -22,11 +22,13 @@ use std::net::SocketAddr;
 #[command(
     name = "herd-agent",
     version,
-    after_help = "Example:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --label disk=ssd --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514"
+    after_help = "Examples:\n  herd-agent --orchestrator http://10.0.0.1:7480 --host-id rack1-h07 --data-dir /var/lib/herd/agent \\\n             --rack rack1 --label disk=ssd --data-disk /data/1 --data-disk /data/2 \\\n             --listen 0.0.0.0:7481 --log-max-size 16Mi --log-max-files 5 --syslog udp://10.0.0.9:514\n  herd-agent --orchestrator http://10.0.0.1:7480,http://10.0.0.2:7480,http://10.0.0.3:7480 \\\n             --host-id rack1-h07 --token-file /etc/herd/agent.token"
 )]
 pub struct Args {
-    /// URL of the orchestrator's API.
-    #[arg(long, env = "HERD_ORCHESTRATOR")]
+    /// URL of the orchestrator's API; for a highly available control plane, its
+    /// orchestrators' URLs, comma-separated: the agent follows the leader, and moves on to
+    /// the next URL when one cannot be reached or has no leader.
+    #[arg(long, env = "HERD_ORCHESTRATOR", value_name = "URL[,URL...]")]
     pub orchestrator: Option<String>,
     /// This host's id: a DNS label, stable for the host's life.
     #[arg(long, env = "HERD_HOST_ID")]
@@ -75,7 +77,7 @@ pub struct Args {
     #[arg(long, env = "HERD_BRIDGE")]
     pub bridge: Option<String>,
     /// This host's underlay IPv4 address, which other hosts route its containers through
-    /// [default: the address this host uses to reach the orchestrator].
+    /// [default: the address this host uses to reach the orchestrator it registers with].
     #[arg(long, env = "HERD_ADDRESS")]
     pub address: Option<Ipv4Addr>,
     /// MTU of container links, e.g. the underlay's when it is below 1500 [default: 1500].
@@ -157,7 +159,8 @@ struct File {
 /// The settings the agent runs with, all checked.
 #[derive(Clone)]
 pub struct Config {
-    pub orchestrator: Url,
+    /// The orchestrators of the control plane (`--orchestrator`), in the order given; never empty.
+    pub orchestrators: Vec<Url>,
     pub host_id: String,
     pub data_dir: PathBuf,
     pub rack: Option<String>,
@@ -196,7 +199,7 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("orchestrator", &self.orchestrator)
+            .field("orchestrators", &self.orchestrators)
             .field("host_id", &self.host_id)
             .field("data_dir", &self.data_dir)
             .field("rack", &self.rack)
@@ -238,18 +241,12 @@ impl Config {
             },
             None => File::default(),
         };
-        let orchestrator = match args.orchestrator.or(file.orchestrator) {
+        let orchestrators = match args.orchestrator.or(file.orchestrator) {
             None => {
                 problems.push("--orchestrator is required (the orchestrator's URL, e.g. http://10.0.0.1:7480)".into());
                 None
             }
-            Some(u) => match Url::parse(&u) {
-                Ok(url) if url.scheme() == "http" || url.scheme() == "https" => Some(url),
-                _ => {
-                    problems.push(format!("--orchestrator: `{u}` is not an http(s) URL"));
-                    None
-                }
-            },
+            Some(u) => herd_api::orchestrators::parse_list("--orchestrator", &u).map_err(|e| problems.push(e)).ok(),
         };
         let host_id = args.host_id.or(file.host_id).or_else(hostname);
         match &host_id {
@@ -351,13 +348,13 @@ impl Config {
             None => None,
             Some(s) => s.parse::<syslog::Target>().map_err(|m| problems.push(format!("--syslog: {m}"))).ok(),
         };
-        match (orchestrator, host_id, token, listen, problems.is_empty()) {
-            (Some(orchestrator), Some(host_id), Some(token), Ok(listen), true) => Ok(Config {
+        match (orchestrators, host_id, token, listen, problems.is_empty()) {
+            (Some(orchestrators), Some(host_id), Some(token), Ok(listen), true) => Ok(Config {
                 listen,
                 log_rotation,
                 docker_log_max_size,
                 syslog,
-                orchestrator,
+                orchestrators,
                 host_id,
                 data_dir,
                 rack: args.rack.or(file.rack),
@@ -437,6 +434,18 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:7481".parse().unwrap());
         assert_eq!(c.log_rotation, Rotation { max_bytes: 16 << 20, max_files: 5 });
         assert!(c.syslog.is_none());
+    }
+
+    #[test]
+    fn orchestrators_are_a_list_and_a_bad_entry_is_named() {
+        let base = ["herd-agent", "--host-id", "h1", "--token", "t", "--orchestrator"];
+        let c = Config::resolve(Args::parse_from(base.iter().copied().chain(["http://o1:7480, https://o2:7480"]))).unwrap();
+        let urls: Vec<&str> = c.orchestrators.iter().map(Url::as_str).collect();
+        assert_eq!(urls, ["http://o1:7480/", "https://o2:7480/"]);
+        let Err(ConfigError(problems)) = Config::resolve(Args::parse_from(base.iter().copied().chain(["http://o1:7480,o2:7480"]))) else {
+            panic!("bad URL accepted")
+        };
+        assert_eq!(problems, ["--orchestrator: `o2:7480` is not an http(s) URL; write e.g. http://10.0.0.1:7480"]);
     }
 
     #[test]

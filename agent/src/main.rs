@@ -41,13 +41,14 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("cannot read --ca-file {}", path.display()))?),
         None => None,
     };
-    let client = Client::new(config.orchestrator.clone(), config.token.clone(), roots.as_deref())
+    let client = Client::new(config.orchestrators.clone(), config.token.clone(), roots.as_deref())
         .with_context(|| format!("cannot set up the HTTP client (--ca-file {:?})", config.ca_file))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the log endpoint (set --listen)", config.listen))?;
     let bound = listener.local_addr().context("cannot read the log endpoint's address")?;
-    info!(host = %config.host_id, orchestrator = %config.orchestrator, logs = %bound, "starting");
+    let orchestrators: Vec<&str> = config.orchestrators.iter().map(url::Url::as_str).collect();
+    info!(host = %config.host_id, orchestrators = %orchestrators.join(","), logs = %bound, "starting");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
@@ -67,16 +68,19 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let advertised = match (bound.ip().is_unspecified(), config.address) {
-        (true, Some(a)) => format!("{scheme}://{}", std::net::SocketAddr::new(a.into(), bound.port())),
-        _ => serve::advertised_url(bound, &config.orchestrator, scheme),
+    // Listening on all addresses without --address: the URL is made at each registration,
+    // towards the orchestrator reached (see `Agent::log_bound`).
+    let (advertised, log_bound) = match (bound.ip().is_unspecified(), config.address) {
+        (true, Some(a)) => (format!("{scheme}://{}", std::net::SocketAddr::new(a.into(), bound.port())), None),
+        (true, None) => (serve::advertised_url(bound, &client.current(), scheme), Some((bound, scheme))),
+        (false, _) => (serve::advertised_url(bound, &client.current(), scheme), None),
     };
     let endpoint = LogEndpoint { url: advertised, secret: secret.clone() };
     let log_auth = serve::Auth::new(&secret);
     let server = serve::Server::new(log_root, config.log_rotation.max_files, log_auth.clone());
     let served = tokio::spawn(server.serve(listener, tls, shutdown.clone()));
     let pulls = herd_agent::pull::Pulls::new(config.registries.clone());
-    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_auth: Some(log_auth), pulls }.run(shutdown).await;
+    Agent { config, runtime, client, logs: logs.clone(), log_endpoint: Some(endpoint), log_bound, log_auth: Some(log_auth), pulls }.run(shutdown).await;
     // Captures make what they wrote durable on shutdown; bounded, as a stuck disk must not hang us.
     if tokio::time::timeout(Duration::from_secs(10), logs.drain()).await.is_err() {
         tracing::warn!("log captures did not stop within 10s");

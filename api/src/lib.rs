@@ -18,6 +18,8 @@
 //! - [`hash`]: the one stable hash of herd's values (container specs, rendered config).
 //! - [`daemon_log`]: the daemons' own log writer, which never fails the process.
 //! - [`names`]: DNS-label names and the names derived from them (instances, containers).
+//! - [`orchestrators`]: the `URL[,URL...]` list of a control plane's orchestrators, and where
+//!   a follower's redirect may send a client (the leader's origin, never https to http).
 //! - `schema` (feature `schema`): JSON schemas of the spec types, for operator mode's
 //!   `HadoopCluster` custom resource.
 
@@ -28,6 +30,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod network;
+pub mod orchestrators;
 pub mod quantity;
 pub mod record;
 #[cfg(feature = "schema")]

@@ -33,19 +33,22 @@ use crate::output::Format;
   herd scale acme/quickstart datanode=5 nodemanager=3 --wait
   herd hosts -o yaml
   HERD_SERVER=http://10.0.0.5:7480 HERD_TOKEN_FILE=~/.herd-token herd status
+  herd --server https://10.0.0.5:7480,https://10.0.0.6:7480,https://10.0.0.7:7480 hosts
 
 Every command but --help needs a token: --token, HERD_TOKEN, or a file named by --token-file
 or HERD_TOKEN_FILE. An admin issues tokens with `herd tokens create`; the first admin token
 is in the orchestrator's data directory, file admin.token."
 )]
 pub struct Cli {
-    /// The orchestrator's URL.
+    /// The orchestrator's URL; for a highly available control plane, its orchestrators' URLs,
+    /// comma-separated: herd follows the leader, and moves on to the next URL when one cannot
+    /// be reached or has no leader.
     #[arg(
         long,
         global = true,
         env = "HERD_SERVER",
         default_value = "http://127.0.0.1:7480",
-        value_name = "URL"
+        value_name = "URL[,URL...]"
     )]
     pub server: String,
     /// The API token's secret; wins over --token-file (prefer HERD_TOKEN or a file: `ps` shows arguments).

@@ -3,12 +3,22 @@
 //! and each offending field on its own line; a server that cannot be reached becomes
 //! [`Unreachable`], which `--wait` retries; a refused token becomes [`NoToken`], which says
 //! how to get one. Lists are followed page by page; `POST`s carry an `Idempotency-Key`.
+//!
+//! `--server` may list several orchestrators of one control plane. A request goes to the
+//! current one (the last that answered); a follower's `307` is followed by re-sending the
+//! same request, headers and all, to the leader (at most [`MAX_HOPS`] hops), which becomes
+//! the current one; an orchestrator that cannot be reached or answers `503` (no leader yet,
+//! lease lost) is left for the next of the list. A round is every orchestrator once; reads
+//! make one round, writes go round again after a backoff within their retry budget.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use herd_api::Role;
+use herd_api::orchestrators::{self, MAX_HOPS};
 use herd_api::spec::Replicas;
 use herd_api::wire::{
     AuditEntry, ClusterStatus, CreateTenant, CreateToken, HostStatus, Page, Problem, Quota, ScaleRequest, Tenant, TenantQuota,
@@ -22,20 +32,29 @@ use crate::args::ClusterRef;
 /// How long one request may take; the API's answers are small and quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long connecting to one orchestrator may take before the next of `--server` is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Items asked for per page when following a list.
 const PAGE: u32 = 500;
 
 /// How often a write is sent again, with the same `Idempotency-Key`, when its answer is lost
-/// (the orchestrator could not be reached, or the connection dropped before the answer). Every
-/// write the CLI sends is safe to repeat: `POST`s by their key, `PUT`/`PATCH` because they
-/// set absolute values, `DELETE` because a second one finds nothing to delete.
+/// (no orchestrator of `--server` could be reached or had a leader, or the connection dropped
+/// before the answer): rounds after the first. Every write the CLI sends is safe to repeat:
+/// `POST`s by their key, `PUT`/`PATCH` because they set absolute values, `DELETE` because a
+/// second one finds nothing to delete.
 const WRITE_RETRIES: usize = 3;
 
-/// A client of one orchestrator.
+/// A client of the orchestrators of one control plane (`--server URL[,URL...]`).
 pub struct Client {
     http: reqwest::Client,
-    /// The `--server` URL without a trailing `/`.
-    server: String,
+    /// The `--server` URLs, in the order given.
+    servers: Vec<Url>,
+    /// Where the next request goes first: the orchestrator that last answered (perhaps a
+    /// leader a follower sent us to, not in `servers`). NB: a std mutex, held only to copy.
+    current: Mutex<Url>,
+    /// Moves from one orchestrator to another already reported on stderr: each is said once.
+    said: Mutex<BTreeSet<(String, String)>>,
     /// The bearer token (`--token`, `HERD_TOKEN`, `HERD_TOKEN_FILE`); never printed.
     token: Option<String>,
     /// CA certificates trusted besides the public ones (`--ca-file`).
@@ -66,19 +85,22 @@ impl fmt::Display for NoToken {
 
 impl std::error::Error for NoToken {}
 
-/// The orchestrator could not be reached at all, as opposed to answering with an error.
+/// No orchestrator of `--server` could be reached (or had a leader), as opposed to one
+/// answering with an error.
 #[derive(Debug)]
 pub struct Unreachable {
-    server: String,
-    cause: String,
+    /// Each orchestrator tried in the last round, and why it gave no answer.
+    tried: Vec<(String, String)>,
 }
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tried: Vec<String> = self.tried.iter().map(|(server, cause)| format!("{server}: {cause}")).collect();
+        let whom = if self.tried.len() > 1 { "any orchestrator" } else { "the orchestrator" };
         write!(
             f,
-            "cannot reach the orchestrator at {}: {} (is herd-orchestrator running? set --server or HERD_SERVER)",
-            self.server, self.cause
+            "cannot reach {whom} at {} (is herd-orchestrator running? set --server or HERD_SERVER)",
+            tried.join("; ")
         )
     }
 }
@@ -104,11 +126,43 @@ impl fmt::Display for Unconfirmed {
 
 impl std::error::Error for Unconfirmed {}
 
-/// A write's answer, and how many times it was sent.
+/// A write's answer, and whether an earlier send of it may have been applied.
 struct Sent {
     status: StatusCode,
     body: Vec<u8>,
-    attempts: usize,
+    /// Sends whose answer was lost after the request may have reached an orchestrator.
+    lost: usize,
+}
+
+/// One request as the CLI sends it, the same to every orchestrator it goes to.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    body: Option<Body>,
+    /// `Idempotency-Key`, `If-Match`: kept across redirects and retries.
+    headers: &'a [(&'static str, String)],
+    /// A log stream: a success is handed over unread.
+    stream: bool,
+}
+
+/// What came back from the control plane.
+enum Answer {
+    Read(StatusCode, Vec<u8>),
+    /// A success to a streaming request, its body not yet read.
+    Streaming(reqwest::Response),
+}
+
+/// What one orchestrator, and the leader it sent the request to, made of it.
+enum Tried {
+    Answered { at: Url, answer: Answer },
+    /// No answer: `503`, too many redirects, or a transport error; `lost` when the request
+    /// may have reached the orchestrator (not a refused connection).
+    Failed { at: Url, cause: String, lost: bool },
+}
+
+/// Every orchestrator of a round gave no answer.
+struct Round {
+    tried: Vec<(String, String)>,
 }
 
 /// A body to send and its content type.
@@ -118,29 +172,49 @@ struct Body {
     text: String,
 }
 
-/// The client's settings but TLS roots: an overall timeout, herd's user agent.
-fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().timeout(timeout).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+/// The client's settings but TLS roots: herd's user agent, a connect timeout, no redirects
+/// followed by reqwest (it drops `Authorization` when the port changes: herd re-sends itself).
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The backoff between rounds of a write: exponential with jitter, capped, [`WRITE_RETRIES`] times.
+fn write_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(WRITE_RETRIES)
+        .with_jitter()
+}
+
+/// `url` as a prefix for paths: without the trailing `/`.
+fn base(url: &Url) -> &str {
+    url.as_str().trim_end_matches('/')
 }
 
 impl Client {
-    /// A client for the orchestrator at `server`, e.g. `http://127.0.0.1:7480`.
-    pub fn new(server: &str, token: Option<String>) -> Result<Self> {
-        let url = Url::parse(server)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                anyhow!(
-                    "--server `{server}` is not an http(s) URL; write e.g. http://127.0.0.1:7480"
-                )
-            })?;
-        let http = http_builder(REQUEST_TIMEOUT).build().context("cannot set up the HTTP client")?;
+    /// A client for the orchestrators at `servers` (`--server`): one URL, e.g.
+    /// `http://127.0.0.1:7480`, or several of one control plane, comma-separated.
+    pub fn new(servers: &str, token: Option<String>) -> Result<Self> {
+        let servers = orchestrators::parse_list("--server", servers).map_err(|e| anyhow!(e))?;
+        let first = servers.first().cloned().ok_or_else(|| anyhow!("--server: no URL given"))?;
+        let http = http_builder().timeout(REQUEST_TIMEOUT).build().context("cannot set up the HTTP client")?;
         Ok(Self {
             http,
-            server: url.as_str().trim_end_matches('/').to_string(),
+            servers,
+            current: Mutex::new(first),
+            said: Mutex::new(BTreeSet::new()),
             token,
             roots: Vec::new(),
         })
+    }
+
+    /// The orchestrator requests go to first now.
+    fn current(&self) -> Url {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The same client, trusting the CA certificates in `ca_file` (PEM) besides the public ones.
@@ -151,7 +225,7 @@ impl Client {
         if certs.is_empty() {
             anyhow::bail!("--ca-file {}: no certificate in it", path.display());
         }
-        let mut builder = http_builder(REQUEST_TIMEOUT);
+        let mut builder = http_builder().timeout(REQUEST_TIMEOUT);
         for c in &certs {
             builder = builder.add_root_certificate(c.clone());
         }
@@ -273,30 +347,32 @@ impl Client {
 
     /// [`Client::write`] with `If-Match: "GENERATION"` when the caller read one.
     async fn write_if(&self, method: Method, path: &str, body: impl Fn() -> Result<Option<Body>>, if_match: Option<u64>) -> Result<Sent> {
-        use backon::{ExponentialBuilder, Retryable};
+        use backon::Retryable;
         let key = idempotency_key();
         let mut headers = vec![("idempotency-key", key)];
         headers.extend(if_match.map(|g| ("if-match", format!("\"{g}\""))));
-        let attempts = std::sync::atomic::AtomicUsize::new(0);
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(250))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(WRITE_RETRIES)
-            .with_jitter();
+        let (sends, lost) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
         let send = || async {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.send_with(method.clone(), path, body()?, &headers).await
+            let request = Request { method: method.clone(), path, body: body()?, headers: &headers, stream: false };
+            let (answer, sent) = self.exchange(&self.http, &request).await;
+            sends.fetch_add(sent.sends, std::sync::atomic::Ordering::Relaxed);
+            lost.fetch_add(sent.lost, std::sync::atomic::Ordering::Relaxed);
+            match answer {
+                Ok(Answer::Read(status, body)) => Ok((status, body)),
+                Ok(Answer::Streaming(_)) => Err(anyhow!("unexpected streaming answer to {method} {path}")),
+                Err(round) => Err(Unreachable { tried: round.tried }.into()),
+            }
         };
-        let answer = send.retry(policy).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
-        let attempts = attempts.into_inner();
+        let answer = send.retry(write_backoff()).when(|e: &anyhow::Error| e.is::<Unreachable>()).await;
+        let (attempts, lost) = (sends.into_inner(), lost.into_inner());
         match answer {
-            // NB: a retry's precondition may fail because the lost first attempt applied.
-            Ok((status, body)) if status == StatusCode::PRECONDITION_FAILED && attempts > 1 => Err(Unconfirmed {
+            // NB: a retry's precondition may fail because a lost earlier send applied.
+            Ok((status, body)) if status == StatusCode::PRECONDITION_FAILED && lost > 0 => Err(Unconfirmed {
                 attempts,
                 cause: format!("the earlier answers were lost and the last found the cluster changed ({})", refusal(status, &body)),
             }
             .into()),
-            Ok((status, body)) => Ok(Sent { status, body, attempts }),
+            Ok((status, body)) => Ok(Sent { status, body, lost }),
             Err(e) => match e.downcast::<Unreachable>() {
                 Ok(cause) => Err(Unconfirmed { attempts, cause: cause.to_string() }.into()),
                 Err(e) => Err(e),
@@ -317,11 +393,11 @@ impl Client {
         Ok((sent.status, decode(&method, path, sent.status, &sent.body, self.token.is_some())?))
     }
 
-    /// A `DELETE` (retried as a write): success, or the refusal. A 404 to a retry means an
-    /// earlier attempt deleted it and its answer was lost.
+    /// A `DELETE` (retried as a write): success, or the refusal. A 404 after a send whose
+    /// answer was lost means that send deleted it.
     async fn call_empty(&self, method: Method, path: &str, if_match: Option<u64>) -> Result<()> {
         let sent = self.write_if(method, path, || Ok(None), if_match).await?;
-        let gone_earlier = sent.attempts > 1 && sent.status == StatusCode::NOT_FOUND;
+        let gone_earlier = sent.lost > 0 && sent.status == StatusCode::NOT_FOUND;
         if !sent.status.is_success() && !gone_earlier {
             return Err(refused(sent.status, &sent.body, self.token.is_some()));
         }
@@ -407,29 +483,17 @@ impl Client {
     /// `GET {path}` as a stream (a log read): the response once it is a success. No overall
     /// timeout, as a followed log streams for as long as the reader wants.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
-        let mut builder = reqwest::Client::builder().connect_timeout(REQUEST_TIMEOUT).user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")));
+        let mut builder = http_builder();
         for c in &self.roots {
             builder = builder.add_root_certificate(c.clone());
         }
         let http = builder.build().context("cannot set up the HTTP client")?;
-        let unreachable = |e: reqwest::Error| Unreachable {
-            server: self.server.clone(),
-            cause: cause(&e),
-        };
-        let mut request = http.get(format!("{}{path}", self.server));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let request = Request { method: Method::GET, path, body: None, headers: &[], stream: true };
+        match self.exchange(&http, &request).await.0 {
+            Ok(Answer::Streaming(response)) => Ok(response),
+            Ok(Answer::Read(status, body)) => Err(refused(status, &body, self.token.is_some())),
+            Err(round) => Err(Unreachable { tried: round.tried }.into()),
         }
-        let response = request
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.bytes().await.map_err(unreachable)?;
-            return Err(refused(status, &body, self.token.is_some()));
-        }
-        Ok(response)
     }
 
     async fn read<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -452,6 +516,7 @@ impl Client {
         self.send_with(method, path, body, &[]).await
     }
 
+    /// Sends a request in one round and reads the whole answer.
     async fn send_with(
         &self,
         method: Method,
@@ -459,44 +524,134 @@ impl Client {
         body: Option<Body>,
         headers: &[(&'static str, String)],
     ) -> Result<(StatusCode, Vec<u8>)> {
-        let mut limited = 0;
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.server))
-                .header("accept", "application/json");
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
-            }
-            for (name, value) in headers {
-                request = request.header(*name, value);
-            }
-            if let Some(body) = body.clone() {
-                request = request
-                    .header("content-type", body.content_type)
-                    .body(body.text);
-            }
-            let unreachable = |e: reqwest::Error| Unreachable {
-                server: self.server.clone(),
-                cause: cause(&e),
-            };
-            let response = request.send().await.map_err(unreachable)?;
-            let status = response.status();
-            // Over the token's request rate: wait as the server says (at most 10 s), a few times.
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let bytes = response.bytes().await.map_err(unreachable)?;
-            if status == StatusCode::TOO_MANY_REQUESTS && limited < RATE_RETRIES {
-                limited += 1;
-                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1).clamp(1, 10))).await;
-                continue;
-            }
-            return Ok((status, bytes.to_vec()));
+        let request = Request { method, path, body, headers, stream: false };
+        match self.exchange(&self.http, &request).await.0 {
+            Ok(Answer::Read(status, body)) => Ok((status, body)),
+            Ok(Answer::Streaming(_)) => Err(anyhow!("unexpected streaming answer to {} {path}", request.method)),
+            Err(round) => Err(Unreachable { tried: round.tried }.into()),
         }
     }
+
+    /// One round, repeated while the answer is `429` (over the token's request rate: waits
+    /// as the server says, at most 10 s, a few times). Also says how often the request was
+    /// sent and how many of those answers were lost.
+    async fn exchange(&self, http: &reqwest::Client, request: &Request<'_>) -> (Result<Answer, Round>, Counts) {
+        let mut counts = Counts::default();
+        let mut limited = 0;
+        loop {
+            let answer = self.round(http, request, &mut counts).await;
+            if let Ok(Answer::Read(status, _)) = &answer
+                && *status == StatusCode::TOO_MANY_REQUESTS
+                && limited < RATE_RETRIES
+            {
+                limited += 1;
+                let wait = counts.retry_after.take().unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
+                continue;
+            }
+            return (answer, counts);
+        }
+    }
+
+    /// Sends `request` to each orchestrator once, the current one first, until one answers;
+    /// the one that answered becomes the current one.
+    async fn round(&self, http: &reqwest::Client, request: &Request<'_>, counts: &mut Counts) -> Result<Answer, Round> {
+        let first = self.current();
+        let at = self.servers.iter().position(|s| *s == first);
+        let rest = match at {
+            Some(i) => self.servers[i + 1..].iter().chain(&self.servers[..i]).cloned().collect::<Vec<_>>(),
+            None => self.servers.clone(),
+        };
+        let mut tried = Vec::new();
+        let mut next = Some(first);
+        let mut rest = rest.into_iter();
+        while let Some(server) = next.take() {
+            next = rest.next();
+            match self.send_to(http, server, request, counts).await {
+                Tried::Answered { at, answer } => {
+                    *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+                    return Ok(answer);
+                }
+                Tried::Failed { at, cause, lost } => {
+                    counts.lost += usize::from(lost);
+                    if let Some(to) = &next {
+                        self.say_move(&at, to, &cause);
+                    }
+                    tried.push((base(&at).to_string(), cause));
+                }
+            }
+        }
+        Err(Round { tried })
+    }
+
+    /// Says on stderr, once per pair, that herd moves from one orchestrator to another.
+    fn say_move(&self, from: &Url, to: &Url, cause: &str) {
+        let pair = (base(from).to_string(), base(to).to_string());
+        if self.said.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(pair.clone()) {
+            eprintln!("orchestrator {} unreachable ({cause}); trying {}", pair.0, pair.1);
+        }
+    }
+
+    /// Sends `request` to `server`, and on to the leader while a follower redirects.
+    async fn send_to(&self, http: &reqwest::Client, server: Url, request: &Request<'_>, counts: &mut Counts) -> Tried {
+        let mut at = server;
+        let mut hops = 0;
+        loop {
+            let mut builder = http
+                .request(request.method.clone(), format!("{}{}", base(&at), request.path))
+                .header("accept", "application/json");
+            if let Some(token) = &self.token {
+                builder = builder.bearer_auth(token);
+            }
+            for (name, value) in request.headers {
+                builder = builder.header(*name, value);
+            }
+            if let Some(body) = request.body.clone() {
+                builder = builder.header("content-type", body.content_type).body(body.text);
+            }
+            counts.sends += 1;
+            let response = match builder.send().await {
+                Ok(r) => r,
+                Err(e) => return Tried::Failed { cause: cause(&e), lost: !e.is_connect(), at },
+            };
+            let status = response.status();
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+            if matches!(status, StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT)
+                && let Some(leader) = orchestrators::redirect_target(&at, header("herd-leader"), header("location"))
+            {
+                if hops == MAX_HOPS {
+                    return Tried::Failed { cause: format!("redirected more than {MAX_HOPS} times"), lost: false, at };
+                }
+                hops += 1;
+                at = leader;
+                continue;
+            }
+            counts.retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+            if request.stream && status.is_success() {
+                return Tried::Answered { at, answer: Answer::Streaming(response) };
+            }
+            let body = match response.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => return Tried::Failed { cause: cause(&e), lost: true, at },
+            };
+            // No leader yet, or the leader lost its lease: nothing was done; try another.
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                return Tried::Failed { cause: refusal(status, &body), lost: false, at };
+            }
+            return Tried::Answered { at, answer: Answer::Read(status, body) };
+        }
+    }
+}
+
+/// How a request fared over its rounds.
+#[derive(Default)]
+struct Counts {
+    /// Times it was sent (redirects included).
+    sends: usize,
+    /// Sends whose answer was lost after the request may have reached an orchestrator.
+    lost: usize,
+    /// `Retry-After` of the last answer, in seconds.
+    retry_after: Option<u64>,
 }
 
 /// Instances per page when the CLI reads a whole cluster (the API's maximum).
@@ -593,10 +748,8 @@ fn refusal(status: StatusCode, body: &[u8]) -> String {
 /// reqwest's own message only names the URL.
 fn cause(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        return format!(
-            "no answer within {}",
-            humantime::format_duration(REQUEST_TIMEOUT)
-        );
+        let (what, within) = if e.is_connect() { ("no connection", CONNECT_TIMEOUT) } else { ("no answer", REQUEST_TIMEOUT) };
+        return format!("{what} within {}", humantime::format_duration(within));
     }
     let mut inner: &dyn std::error::Error = e;
     while let Some(source) = inner.source() {
@@ -682,10 +835,13 @@ mod tests {
         for bad in ["127.0.0.1:7480", "localhost", "ftp://host", ""] {
             assert!(Client::new(bad, None).is_err(), "{bad}");
         }
-        let c = Client::new("http://127.0.0.1:7480/", None);
-        assert_eq!(
-            c.map(|c| c.server).ok().as_deref(),
-            Some("http://127.0.0.1:7480")
-        );
+        let c = Client::new("http://127.0.0.1:7480/", None).unwrap();
+        assert_eq!(base(&c.current()), "http://127.0.0.1:7480");
+        let e = Client::new("http://10.0.0.1:7480,10.0.0.2:7480", None).err().unwrap().to_string();
+        assert!(e.starts_with("--server: `10.0.0.2:7480` is not an http(s) URL"), "{e}");
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod failover_tests;

@@ -135,12 +135,6 @@ async fn run() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let me = config.advertise(addr);
-    // NB: the one line on stdout; scripts and tests read the bound address from it.
-    herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on {scheme}://{addr}"));
-    if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
-        warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
-    }
-    info!(%addr, store = store_kind, advertise = %me, "serving");
 
     tokio::spawn(signal(shutdown.clone()));
     let mut ports = config.publish_ports.clone();
@@ -164,10 +158,24 @@ async fn run() -> anyhow::Result<()> {
         }
         Some(etcd) => {
             drop(first);
-            let election = Election::new(etcd.clone(), me, config.lease_ttl);
-            tokio::spawn(elected(election, ctx, front.clone(), shutdown.clone(), served.clone()))
+            let election = Election::new(etcd.clone(), me.clone(), config.lease_ttl);
+            let (settled, mut known) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(elected(election, ctx, front.clone(), shutdown.clone(), served.clone(), settled));
+            // Say it listens once it leads or knows who does (a term of its own from before a
+            // restart holds the key for up to a TTL), so a client's first request is served.
+            let wait = config.lease_ttl * 2 + std::time::Duration::from_secs(5);
+            if tokio::time::timeout(wait, known.wait_for(|k| *k)).await.is_err() {
+                warn!(waited = ?wait, "no leader yet; serving anyway (503 until one is elected)");
+            }
+            task
         }
     };
+    // NB: the one line on stdout; scripts and tests read the bound address from it.
+    herd_api::daemon_log::stdout_line(&format!("herd-orchestrator listening on {scheme}://{addr}"));
+    if tls.is_none() && herd_orchestrator::tls::plain_needs_consent(&addr) {
+        warn!(%addr, "serving plain HTTP off loopback (--insecure-http): tokens and specs cross the network in clear");
+    }
+    info!(%addr, store = store_kind, advertise = %me, leader = front.is_leader(), "serving");
     let app = front.router();
     let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(tls) => {
@@ -272,9 +280,16 @@ impl Ctx {
 }
 
 /// On etcd: campaigns, leads while elected, follows otherwise, until serving ended.
-async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: CancellationToken, served: CancellationToken) {
+/// `settled` turns true once this one leads or knows who does.
+async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: CancellationToken, served: CancellationToken, settled: tokio::sync::watch::Sender<bool>) {
     loop {
-        let seen = |leader: Option<String>| front.follow(leader);
+        let seen = |leader: Option<String>| {
+            let known = leader.as_deref().is_some_and(|l| l != election.me());
+            front.follow(leader);
+            if known {
+                settled.send_replace(true);
+            }
+        };
         let Some(term) = election.campaign(&shutdown, seen).await else { break };
         // Open watches are answered when the term ends or at shutdown.
         let watches = CancellationToken::new();
@@ -292,6 +307,7 @@ async fn elected(election: Election, ctx: Ctx, front: Front, shutdown: Cancellat
             etcd.set_stale_reads(false);
         }
         front.lead(leading.router.clone());
+        settled.send_replace(true);
         let lost = tokio::select! {
             () = term.lost.cancelled() => true,
             () = shutdown.cancelled() => false,

@@ -47,7 +47,7 @@ async fn main() -> Result<()> {
     let etcd = EtcdCluster::start(&tmp.path().join("etcd"), 3)?;
     let dirs = [tmp.path().join("a"), tmp.path().join("b")];
     let ports = [free_port(), free_port()];
-    let mut orchs: [Option<Orchestrator>; 2] = [Some(start(&bin, &etcd, &dirs[0], ports[0], &ttl, None)?), None];
+    let mut orchs: [Option<Orchestrator>; 2] = [Some(start(bin, &etcd, &dirs[0], ports[0], &ttl, None)?), None];
     let t = Instant::now();
     while !leads(orchs[0].as_ref().unwrap()).await {
         if t.elapsed() > Duration::from_secs(30) {
@@ -55,7 +55,7 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    orchs[1] = Some(start(&bin, &etcd, &dirs[1], ports[1], &ttl, Some(&dirs[0]))?);
+    orchs[1] = Some(start(bin, &etcd, &dirs[1], ports[1], &ttl, Some(&dirs[0]))?);
     let (mut elected, mut written) = (Vec::new(), Vec::new());
     println!("{kills} leader kills, lease {ttl}, three etcd members on loopback");
     println!("{:>4}  {:>12}  {:>14}", "kill", "new leader", "write acked");
@@ -91,7 +91,7 @@ async fn main() -> Result<()> {
         println!("{:>4}  {:>10.2} s  {:>12.2} s", k + 1, e.as_secs_f64(), w.as_secs_f64());
         elected.push(e);
         written.push(w);
-        orchs[leader] = Some(start(&bin, &etcd, &dirs[leader], ports[leader], &ttl, None)?);
+        orchs[leader] = Some(start(bin, &etcd, &dirs[leader], ports[leader], &ttl, None)?);
         leader = other;
     }
     let (me, mw) = (median(&mut elected), median(&mut written));

@@ -6,9 +6,13 @@
 # NodeManager RUNNING in YARN, and prints the cluster's status.
 #
 #   deploy/demo.sh        start (or restart) the demo; leaves it running
-#   deploy/demo.sh down   stop the demo's processes, remove its containers and its host networking
+#   deploy/demo.sh ha     the high-availability variant instead (deploy/lib/demo-ha.sh): etcd,
+#                         two orchestrators, the leader killed and replaced
+#   deploy/demo.sh down   stop the demo's processes (either variant's), remove its containers
+#                         and its host networking
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[[ ${1:-} != ha ]] || exec deploy/lib/demo-ha.sh
 
 DEMO_DIR=${HERD_DEMO_DIR:-$PWD/.herd-demo}
 PORT=${HERD_DEMO_PORT:-7480}
@@ -28,6 +32,7 @@ stop() {
 
 if [[ ${1:-} == down ]]; then
     stop
+    deploy/lib/demo-ha.sh down
     ids=$(docker ps -aq --filter label=herd.host=demo-host)
     [[ -z $ids ]] || docker rm -f $ids >/dev/null
     # The demo agent's host networking: its bridge, firewall tables, routes, DOCKER-USER accepts.

@@ -64,9 +64,66 @@ pub const PART: usize = 16 << 10;
 /// NB: Docker 20.10's `local` driver gives the last part of a split line back *without* its
 /// newline, so a message without one ends the line unless it is exactly [`PART`] bytes
 /// long. (A line that ends with no newline at all when the container exits is a whole line too.)
+///
+/// Replays (see [`Dedupe`]) can fall inside a long line: when Docker rotates its file between
+/// a line's parts, its follow sends the parts again from the new file's start. So while a
+/// line is pending:
+/// - a message older than it (an earlier timestamp) is a replay of a line already taken: dropped;
+/// - a newer one means the line was cut (its container stopped mid-line): it is emitted as it is;
+/// - its own first part again starts a replay of the line: the parts that follow are held
+///   while they repeat the line's parts in order and dropped once they all did; anything else
+///   gives the held parts back to the line. Only a line of two parts or more whose first two
+///   parts differ is judged this way (a first part, with the line's start in it, does not
+///   come back inside the same line; a line of identical parts could not be told from its replay).
 #[derive(Debug, Default)]
 pub struct Assembler {
-    pending: [Option<(Bytes, Vec<u8>)>; 2],
+    pending: [Option<Pending>; 2],
+}
+
+#[derive(Debug)]
+struct Pending {
+    ts: Bytes,
+    /// The line's parts so far, each [`PART`] bytes.
+    buf: Vec<u8>,
+    /// While a replay of the line is under way: the parts taken since its first part came again.
+    held: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn parts(&self) -> usize {
+        self.buf.len() / PART
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        &self.buf[i * PART..(i + 1) * PART]
+    }
+
+    /// Gives held parts back to the line (they were not a replay after all).
+    fn release(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.buf.extend_from_slice(&held);
+        }
+    }
+
+    /// Takes one more full part of the line.
+    fn take(&mut self, part: &[u8]) {
+        if let Some(held) = &mut self.held {
+            let at = held.len() / PART;
+            if held.len() < self.buf.len() && self.buf[at * PART..(at + 1) * PART] == *part {
+                held.extend_from_slice(part);
+                if held.len() == self.buf.len() {
+                    // The whole line so far came again: a replay; drop it.
+                    self.held = None;
+                }
+                return;
+            }
+            self.release();
+        } else if self.parts() >= 2 && self.part(0) == part && self.part(0) != self.part(1) {
+            self.held = Some(part.to_vec());
+            return;
+        }
+        self.buf.extend_from_slice(part);
+    }
 }
 
 /// A whole line: timestamp, stream, bytes without the newline.
@@ -82,21 +139,39 @@ impl Assembler {
             None => (Bytes::new(), &b[..]),
         };
         let slot = &mut self.pending[usize::from(chunk.stream == Stream::Stderr)];
+        if let Some(p) = slot.as_mut()
+            && !ts.is_empty()
+            && ts != p.ts
+        {
+            if ts < p.ts {
+                // A replay of a line taken before the pending one.
+                return Ok(());
+            }
+            // The pending line was cut: it ends here.
+            if let Some(mut p) = slot.take() {
+                p.release();
+                emit((&p.ts, chunk.stream, &p.buf))?;
+            }
+        }
         let whole = match body.strip_suffix(b"\n") {
             Some(line) => Some(line),
             None if body.len() != PART => Some(body),
             None => None,
         };
-        match whole {
-            Some(line) => match slot.take() {
-                None => emit((&ts, chunk.stream, line)),
-                Some((first_ts, mut buf)) => {
-                    buf.extend_from_slice(line);
-                    emit((&first_ts, chunk.stream, &buf))
-                }
-            },
-            None => {
-                slot.get_or_insert_with(|| (ts, Vec::new())).1.extend_from_slice(body);
+        match (whole, slot.as_mut()) {
+            (Some(line), None) => emit((&ts, chunk.stream, line)),
+            (Some(line), Some(_)) => {
+                let Some(mut p) = slot.take() else { return Ok(()) };
+                p.release();
+                p.buf.extend_from_slice(line);
+                emit((&p.ts, chunk.stream, &p.buf))
+            }
+            (None, Some(p)) => {
+                p.take(body);
+                Ok(())
+            }
+            (None, None) => {
+                *slot = Some(Pending { ts, buf: body.to_vec(), held: None });
                 Ok(())
             }
         }
@@ -105,8 +180,9 @@ impl Assembler {
     /// Emits lines left without a newline when the container's output ended.
     pub fn finish<E>(&mut self, mut emit: impl FnMut(Line<'_>) -> Result<(), E>) -> Result<(), E> {
         for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-            if let Some((ts, buf)) = self.pending[i].take() {
-                emit((&ts, stream, &buf))?;
+            if let Some(mut p) = self.pending[i].take() {
+                p.release();
+                emit((&p.ts, stream, &p.buf))?;
             }
         }
         Ok(())
@@ -405,6 +481,69 @@ mod tests {
                 // Output that ended in the middle of a long line.
                 ("T6".into(), Stream::Stdout, vec![b'e'; PART]),
             ]
+        );
+    }
+
+    fn assemble(chunks: &[Chunk]) -> Vec<(String, Vec<u8>)> {
+        let mut a = Assembler::default();
+        let mut got = Vec::new();
+        for c in chunks {
+            a.push::<()>(c, |(ts, _, p)| {
+                got.push((String::from_utf8_lossy(ts).into_owned(), p.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        }
+        a.finish::<()>(|(ts, _, p)| {
+            got.push((String::from_utf8_lossy(ts).into_owned(), p.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        got
+    }
+
+    /// A full part of a line at `ts`, filled with `fill` after `head`.
+    fn part(ts: &str, head: &[u8], fill: u8) -> Chunk {
+        let mut body = head.to_vec();
+        body.resize(PART, fill);
+        chunk(Stream::Stdout, &[format!("{ts} ").as_bytes(), &body].concat())
+    }
+
+    #[test]
+    fn a_replay_inside_a_long_line_is_dropped_and_repeated_parts_are_kept() {
+        let (h, l) = (part("T5", b"long 1450 ", b'L'), part("T5", b"", b'L'));
+        let body = |c: &Chunk| c.bytes[3..].to_vec();
+        // As seen: Docker rotated between the parts of a line and sent its first three parts
+        // again before the rest (the line came out 7 parts long).
+        let replayed = [
+            chunk(Stream::Stdout, b"T1 before\n"),
+            h.clone(),
+            l.clone(),
+            l.clone(),
+            // The replay: an older whole line, then the line's parts again.
+            chunk(Stream::Stdout, b"T1 before\n"),
+            h.clone(),
+            l.clone(),
+            l.clone(),
+            l.clone(),
+            chunk(Stream::Stdout, b"T5 tail"),
+        ];
+        let line = [body(&h), body(&l), body(&l), body(&l), b"tail".to_vec()].concat();
+        assert_eq!(assemble(&replayed), vec![("T1".into(), b"before".to_vec()), ("T5".into(), line.clone())]);
+        // The same line without a replay, and lines whose parts repeat, come out whole.
+        assert_eq!(assemble(&[h.clone(), l.clone(), l.clone(), l.clone(), chunk(Stream::Stdout, b"T5 tail")]), vec![("T5".into(), line)]);
+        let a = part("T6", b"", b'a');
+        assert_eq!(assemble(&[a.clone(), a.clone(), a.clone(), a.clone()]), vec![("T6".into(), vec![b'a'; 4 * PART])]);
+        // The first part again but not followed by the rest: not a replay, nothing lost.
+        let x = part("T5", b"x", b'x');
+        assert_eq!(
+            assemble(&[h.clone(), l.clone(), h.clone(), x.clone(), chunk(Stream::Stdout, b"T5 end")]),
+            vec![("T5".into(), [body(&h), body(&l), body(&h), body(&x), b"end".to_vec()].concat())]
+        );
+        // A newer record while a line is pending: the line was cut and ends there.
+        assert_eq!(
+            assemble(&[h.clone(), chunk(Stream::Stdout, b"T7 next\n")]),
+            vec![("T5".into(), body(&h)), ("T7".into(), b"next".to_vec())]
         );
     }
 

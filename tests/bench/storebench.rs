@@ -19,7 +19,6 @@
 //! Needs Debian's etcd-server (deploy/lib/etcd.sh); no Docker.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -48,18 +47,7 @@ pools:
 fn orchestrator_bin(prebuilt: bool) -> Result<PathBuf> {
     let dir = herd_tests::target_dir().join("release");
     if !prebuilt {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        // NB: as herd_tests::bins does: `cargo run` sets variables some build scripts watch.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_str());
-            if (key.starts_with("CARGO_") && !keep) || key == "CARGO" || key.starts_with("RUST_") {
-                build.env_remove(key);
-            }
-        }
-        let status = build
-            .current_dir(herd_tests::root())
+        let status = herd_tests::cargo()
             .args(["build", "--release", "-p", "herd-orchestrator", "--bin", "herd-orchestrator"])
             .status()
             .context("cannot run cargo")?;

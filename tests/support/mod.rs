@@ -43,24 +43,31 @@ pub fn release_bins() -> &'static Path {
     BINS.get_or_init(|| build_bins(true))
 }
 
+/// `cargo` in the workspace's root, without the variables `cargo test` and `cargo run` set
+/// (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...): some build scripts watch them, and passing them
+/// on would rebuild half the tree on every run.
+pub fn cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_str());
+        if (key.starts_with("CARGO_") && !keep) || key == "CARGO" || key.starts_with("RUST_") {
+            build.env_remove(key);
+        }
+    }
+    build.current_dir(root());
+    build
+}
+
 fn build_bins(release: bool) -> PathBuf {
     {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        // NB: `cargo test` sets variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) that some
-        // build scripts watch; passing them on would rebuild half the tree on every run.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_JOBS"].contains(&key.as_str());
-            if (key.starts_with("CARGO_") && !keep) || key == "CARGO" || key.starts_with("RUST_") {
-                build.env_remove(key);
-            }
-        }
+        let mut build = cargo();
         build.args(["build", "--workspace", "--bins"]);
         if release {
             build.arg("--release");
         }
-        let status = build.current_dir(root()).status();
+        let status = build.status();
         assert!(matches!(status, Ok(s) if s.success()), "building herd's binaries failed: {status:?}");
         target_dir().join(if release { "release" } else { "debug" })
     }

@@ -123,12 +123,7 @@ impl Client {
     /// (anything but a `503`); that one becomes the current one.
     async fn round(&self, path: &str, body: &[u8], timeout: Option<Duration>) -> Result<(Url, reqwest::Response), ClientError> {
         let first = self.current();
-        let mut order = vec![first.clone()];
-        let at = self.orchestrators.iter().position(|o| *o == first);
-        match at {
-            Some(i) => order.extend(self.orchestrators[i + 1..].iter().chain(&self.orchestrators[..i]).cloned()),
-            None => order.extend(self.orchestrators.iter().cloned()),
-        }
+        let order = orchestrators::round(&self.orchestrators, &first);
         let mut tried = Vec::new();
         for (i, server) in order.iter().enumerate() {
             match self.send_to(server.clone(), path, body, timeout).await {

@@ -28,6 +28,17 @@ pub fn parse_list(flag: &str, text: &str) -> Result<Vec<Url>, String> {
     Ok(urls)
 }
 
+/// The order a round tries the orchestrators in: `current` (the one that answered last,
+/// perhaps a leader not in the list) first, then the rest of `list` from the one after it,
+/// wrapping; the whole list after it when it is not in the list.
+pub fn round(list: &[Url], current: &Url) -> Vec<Url> {
+    let rest: Vec<Url> = match list.iter().position(|u| u == current) {
+        Some(i) => list[i + 1..].iter().chain(&list[..i]).cloned().collect(),
+        None => list.to_vec(),
+    };
+    std::iter::once(current.clone()).chain(rest).collect()
+}
+
 /// The origin (`scheme://host:port`) of `url`, without a trailing `/`.
 pub fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
@@ -73,6 +84,15 @@ mod tests {
             let e = parse_list("--server", text).unwrap_err();
             assert!(e.starts_with("--server: ") && e.contains(bad), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_round_starts_at_the_current_one_and_wraps() {
+        let list = [url("http://a:1"), url("http://b:1"), url("http://c:1")];
+        assert_eq!(round(&list, &list[1]), vec![list[1].clone(), list[2].clone(), list[0].clone()]);
+        assert_eq!(round(&list, &list[0]), list.to_vec());
+        let leader = url("http://d:1");
+        assert_eq!(round(&list, &leader), [vec![leader.clone()], list.to_vec()].concat());
     }
 
     #[test]

@@ -556,25 +556,18 @@ impl Client {
     /// Sends `request` to each orchestrator once, the current one first, until one answers;
     /// the one that answered becomes the current one.
     async fn round(&self, http: &reqwest::Client, request: &Request<'_>, counts: &mut Counts) -> Result<Answer, Round> {
-        let first = self.current();
-        let at = self.servers.iter().position(|s| *s == first);
-        let rest = match at {
-            Some(i) => self.servers[i + 1..].iter().chain(&self.servers[..i]).cloned().collect::<Vec<_>>(),
-            None => self.servers.clone(),
-        };
+        let order = orchestrators::round(&self.servers, &self.current());
         let mut tried = Vec::new();
-        let mut next = Some(first);
-        let mut rest = rest.into_iter();
-        while let Some(server) = next.take() {
-            next = rest.next();
-            match self.send_to(http, server, request, counts).await {
+        for (i, server) in order.iter().enumerate() {
+            let next = order.get(i + 1);
+            match self.send_to(http, server.clone(), request, counts).await {
                 Tried::Answered { at, answer } => {
                     *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
                     return Ok(answer);
                 }
                 Tried::Failed { at, cause, lost } => {
                     counts.lost += usize::from(lost);
-                    if let Some(to) = &next {
+                    if let Some(to) = next {
                         self.say_move(&at, to, &cause);
                     }
                     tried.push((base(&at).to_string(), cause));

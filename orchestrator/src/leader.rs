@@ -74,10 +74,6 @@ impl Election {
         Election { etcd, key, me, ttl }
     }
 
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     pub fn me(&self) -> &str {
         &self.me
     }

@@ -318,43 +318,67 @@ impl Inner {
         format!("{}/counters/{table}", self.prefix)
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers.
+    /// POSTs `body` to `path` on the first endpoint that answers (blocking, on this store's
+    /// own runtime; see [`Inner::request`]).
     fn call<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> Result<T> {
+        match &self.runtime.0 {
+            Some(rt) => rt.block_on(self.request(&self.http, path, body, None)),
+            None => Err(Error::StoreUnavailable("the etcd client's runtime is gone".into())),
+        }
+    }
+
+    /// POSTs `body` to `path` with `http`, on each member in turn from the one that answered
+    /// last, until one answers. With `within`, the whole call has that long, and a member that
+    /// does not answer gets its share of the time left, not all of it (a dead machine, one cut
+    /// off from its peers). A member that cannot serve now (a 5xx: no leader, no quorum) is
+    /// left for the next; a request etcd refuses (a 4xx) is refused by every member alike.
+    async fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: &serde_json::Value,
+        within: Option<Duration>,
+    ) -> Result<T> {
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed);
+        let deadline = within.map(|w| tokio::time::Instant::now() + w);
         let mut errors = Vec::new();
         for i in 0..n {
             let at = (first + i) % n;
             let Ok(url) = self.endpoints[at].join(path) else { continue };
-            let sent = self.runtime.0.as_ref().map(|rt| {
-                rt.block_on(async {
-                    let resp = self.http.post(url.clone()).json(body).send().await?;
-                    let status = resp.status();
-                    let text = resp.text().await?;
-                    Ok::<_, reqwest::Error>((status, text))
-                })
-            });
-            match sent {
-                Some(Ok((status, text))) if status.is_success() => {
+            let mut req = http.post(url.clone()).json(body);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    errors.push(format!("{url}: no time left"));
+                    break;
+                }
+                let share = (left / u32::try_from(n - i).unwrap_or(1)).max(Duration::from_millis(100)).min(left);
+                req = req.timeout(share);
+            }
+            let sent = async {
+                let resp = req.send().await?;
+                let status = resp.status();
+                Ok::<_, reqwest::Error>((status, resp.text().await?))
+            };
+            match sent.await {
+                Ok((status, text)) if status.is_success() => {
                     self.current.store(at, Ordering::Relaxed);
                     return serde_json::from_str(&text)
                         .map_err(|e| store_error(format!("unexpected answer from etcd at {url}: {e}: {text}")));
                 }
-                Some(Ok((status, text))) if status.is_server_error() => {
-                    // A member that cannot serve now (no leader, no quorum): another may.
+                Ok((status, text)) if status.is_server_error() => {
                     let message = serde_json::from_str::<GatewayError>(&text).map(|e| e.message).unwrap_or(text);
                     errors.push(format!("{url} ({status}): {message}"));
                 }
-                Some(Ok((status, text))) => {
-                    // An answer from etcd itself (a request it refuses): no use trying another member.
+                Ok((status, text)) => {
                     let message = serde_json::from_str::<GatewayError>(&text).map(|e| e.message).unwrap_or(text);
                     return Err(store_error(format!("etcd at {url} refused {path} ({status}): {message}")));
                 }
-                Some(Err(e)) => errors.push(format!("{url}: {e}")),
-                None => errors.push("the etcd client's runtime is gone".into()),
+                Err(e) => errors.push(format!("{url}: {e}")),
             }
         }
-        Err(Error::StoreUnavailable(format!("no etcd endpoint answered: {}", errors.join("; "))))
+        Err(Error::StoreUnavailable(format!("no etcd endpoint answered {path}: {}", errors.join("; "))))
     }
 
     fn range(&self, key: &str, end: Option<&str>, limit: usize, revision: Option<i64>) -> Result<RangeResponse> {

@@ -3,7 +3,6 @@
 //! `/v3/lease/revoke`, `/v3/kv/txn`). Async, on the caller's runtime, each with a deadline of
 //! its own (a member that does not answer must not hold a leader past its lease).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Etcd, GatewayError, RangeResponse, int, store_error};
-use crate::error::{Error, Result};
+use super::{Etcd, RangeResponse, int, store_error};
+use crate::error::Result;
 
 /// What a campaign found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,43 +55,10 @@ struct TxnOp {
 }
 
 impl Etcd {
-    /// POSTs `body` to `path` on the first member that answers within `within`.
+    /// POSTs `body` to `path` on the first member that answers within `within`, on the
+    /// caller's runtime with the lease calls' own client.
     async fn call_async<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value, within: Duration) -> Result<T> {
-        let inner = &self.inner;
-        let n = inner.endpoints.len();
-        let first = inner.current.load(Ordering::Relaxed);
-        let mut errors = Vec::new();
-        let deadline = tokio::time::Instant::now() + within;
-        for i in 0..n {
-            let at = (first + i) % n;
-            let Ok(url) = inner.endpoints[at].join(path) else { continue };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                errors.push(format!("{url}: no time left"));
-                break;
-            }
-            // NB: a member that does not answer (a dead machine, one cut off from its peers)
-            // gets its share of the time left, not all of it.
-            let share = (left / u32::try_from(n - i).unwrap_or(1)).max(Duration::from_millis(100)).min(left);
-            let sent = async {
-                let resp = inner.lease_http.post(url.clone()).json(body).timeout(share).send().await?;
-                let status = resp.status();
-                Ok::<_, reqwest::Error>((status, resp.text().await?))
-            };
-            match sent.await {
-                Ok((status, text)) if status.is_success() => {
-                    inner.current.store(at, Ordering::Relaxed);
-                    return serde_json::from_str(&text).map_err(|e| store_error(format!("unexpected answer from etcd at {url}: {e}: {text}")));
-                }
-                Ok((status, text)) => {
-                    let message = serde_json::from_str::<GatewayError>(&text).map(|e| e.message).unwrap_or(text);
-                    // NB: a member without a leader (no quorum) says so; another may have one.
-                    errors.push(format!("{url} refused {path} ({status}): {message}"));
-                }
-                Err(e) => errors.push(format!("{url}: {e}")),
-            }
-        }
-        Err(Error::StoreUnavailable(format!("no etcd member answered {path}: {}", errors.join("; "))))
+        self.inner.request(&self.inner.lease_http, path, body, Some(within)).await
     }
 
     /// Grants a lease of `ttl` (whole seconds, at least 1).

@@ -45,14 +45,8 @@ if [[ ${1:-} == down ]]; then
     echo "demo stopped; its state is in $DEMO_DIR (delete it to start afresh)"
     exit 0
 fi
-source deploy/lib/network-tools.sh
-ensure_network_tools
-
-docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers; start dockerd first" >&2; exit 1; }
-echo "==> building herd"
-cargo build --workspace --quiet
-echo "==> building testbed images"
-./images/testbed/build.sh
+source deploy/lib/demo-build.sh
+demo_build
 stop
 mkdir -p "$DEMO_DIR"
 

@@ -91,13 +91,8 @@ if [[ ! -x $ETCD ]]; then
     echo "error: $ETCD is missing: run deploy/lib/etcd.sh as root (Debian's etcd-server)" >&2
     exit 1
 fi
-source deploy/lib/network-tools.sh
-ensure_network_tools
-docker info >/dev/null 2>&1 || { echo "error: no Docker engine answers; start dockerd first" >&2; exit 1; }
-echo "==> building herd"
-cargo build --workspace --quiet
-echo "==> building testbed images"
-./images/testbed/build.sh
+source deploy/lib/demo-build.sh
+demo_build
 
 # Afresh: one agent per machine runs herd's host networking (bridge herd0, herd's nft
 # tables), so the plain demo stops too, and both demos' containers and networking go.

@@ -27,6 +27,21 @@ impl Etcd {
             bail!("{ETCD} is missing: the etcd store tests need Debian's etcd-server (run deploy/lib/etcd.sh as root)");
         }
         std::fs::create_dir_all(dir)?;
+        // NB: a free port can be taken by another test between `free_port` and etcd's bind:
+        // then etcd exits saying so, and starts again on other ports (a few times at most).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(dir) {
+                Err(e) if attempt < 5 && e.to_string().contains("address already in use") => {
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path) -> Result<Self> {
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");

@@ -59,28 +59,37 @@ impl EtcdServer {
             std::path::Path::new(ETCD).exists(),
             "{ETCD} is missing: the etcd store tests need Debian's etcd-server (run deploy/lib/etcd.sh as root)"
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let url: url::Url = client_url.parse().expect("url");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(ETCD)
-            .args(["--name", "contract", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("contract={peer_url}"), "--max-txn-ops", "10000"])
-            .args(["--logger", "zap", "--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"))
-            .spawn()
-            .expect("start etcd");
-        let mut server = EtcdServer { child, url, _dir: dir };
-        server.wait_ready();
-        server
+        // NB: a free port can be taken by another test between `free_port` and etcd's bind:
+        // then etcd exits saying so, and starts again on other ports (a few times at most).
+        for attempt in 1.. {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (client, peer) = (free_port(), free_port());
+            let client_url = format!("http://127.0.0.1:{client}");
+            let url: url::Url = client_url.parse().expect("url");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let child = Command::new(ETCD)
+                .args(["--name", "contract", "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &format!("contract={peer_url}"), "--max-txn-ops", "10000"])
+                .args(["--logger", "zap", "--log-level", "error"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"))
+                .spawn()
+                .expect("start etcd");
+            let mut server = EtcdServer { child, url, _dir: dir };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < 5 && log.contains("address already in use") => continue,
+                Err(log) => panic!("etcd exited before it answered; its log:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until etcd answers; its log when it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = std::net::TcpStream::connect_timeout(
@@ -89,11 +98,11 @@ impl EtcdServer {
             )
             .is_ok();
             if ok && etcd::Etcd::connect(etcd::Options::new(vec![self.url.clone()])).is_ok() {
-                return;
+                return Ok(());
             }
             let log = std::fs::read_to_string(self._dir.path().join("etcd.log")).unwrap_or_default();
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("etcd exited ({status}) before it answered; its log:\n{log}");
+                return Err(format!("({status})\n{log}"));
             }
             assert!(Instant::now() < deadline, "etcd did not answer on {} within 30 s; its log:\n{log}", self.url);
             std::thread::sleep(Duration::from_millis(50));

@@ -76,17 +76,13 @@ pub fn new_secret() -> (String, String) {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut id);
     rand::rng().fill_bytes(&mut key);
-    let id = hex(&id);
-    (id.clone(), format!("herd_{id}_{}", hex(&key)))
+    let id = hex::encode(id);
+    (id.clone(), format!("herd_{id}_{}", hex::encode(key)))
 }
 
 /// The stored form of a secret.
 pub fn hash(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Writes the bootstrap admin secret for the operator, readable by the owner only.

@@ -31,6 +31,9 @@ pub struct Full {
     pub purge: Vec<InstanceRef>,
     /// The store revision it was computed at.
     pub revision: u64,
+    /// [`crate::store::Store::touches`] read before that snapshot: every commit counted up
+    /// to it is in the snapshot.
+    pub touches: u64,
 }
 
 /// What a host was last told.
@@ -38,10 +41,14 @@ pub struct Full {
 struct Sent {
     generation: u64,
     revision: u64,
+    touches: u64,
     containers: HashMap<InstanceRef, u64>,
     network: u64,
     /// Tenants with instances on the host: a change to one of them may concern it.
     tenants: BTreeSet<String>,
+    /// Nothing placed, nothing to purge: the set moves only with a commit naming the host
+    /// (a placement, a purge) or a new registration (a new lease), never through a tenant
+    /// or what other agents report.
     idle: bool,
 }
 
@@ -87,7 +94,7 @@ impl Sents {
             Some(s) if same => s.generation,
             _ => self.next.fetch_add(1, Ordering::Relaxed) + 1,
         };
-        let idle = hashes.is_empty() && network == 0 && full.purge.is_empty();
+        let idle = hashes.is_empty() && full.purge.is_empty();
         let mut reply = HeartbeatReply {
             generation,
             desired: vec![],
@@ -117,15 +124,18 @@ impl Sents {
                 reply.network = full.network;
             }
         }
-        hosts.insert(host.to_string(), Sent { generation, revision: full.revision, containers: hashes, network, tenants, idle });
+        let touches = full.touches;
+        hosts.insert(host.to_string(), Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle });
         Some(reply)
     }
 
-    /// Whether `host` was last told an empty set at store `revision` (still empty until the
-    /// revision moves), and that set's generation.
-    pub fn idle_at(&self, host: &str, revision: u64) -> Option<u64> {
+    /// Whether `host` was last told a set with nothing placed, computed after the last
+    /// commit that named it (`touched`: that commit's [`crate::store::Store::touches`] count),
+    /// so still what it would be told; and that set's generation. Commits for other hosts
+    /// and tenants leave it idle: an idle fleet is answered from memory while clusters move.
+    pub fn idle_since(&self, host: &str, touched: u64) -> Option<u64> {
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        hosts.get(host).filter(|s| s.idle && s.revision == revision).map(|s| s.generation)
+        hosts.get(host).filter(|s| s.idle && s.touches >= touched).map(|s| s.generation)
     }
 
     /// The tenants with instances on `host` when it was last told.
@@ -197,7 +207,7 @@ mod tests {
     }
 
     fn full(desired: Vec<DesiredContainer>, network: Option<NetworkPlan>, revision: u64) -> Full {
-        Full { desired, network, purge: vec![], revision }
+        Full { desired, network, purge: vec![], revision, touches: revision }
     }
 
     /// The set `f` describes, as the agent would hold it.
@@ -271,14 +281,22 @@ mod tests {
     }
 
     #[test]
-    fn idle_hosts_are_known_until_the_revision_moves() {
+    fn idle_hosts_are_known_until_a_commit_names_them() {
         let sents = Sents::default();
-        let r = sents.reply("h", None, full(vec![], None, 3), 1000).unwrap();
-        assert_eq!(sents.idle_at("h", 3), Some(r.generation));
-        assert_eq!(sents.idle_at("h", 4), None);
+        // Told an empty set (with its own lease) computed after commit 3.
+        let r = sents.reply("h", None, full(vec![], Some(plan(1)), 3), 1000).unwrap();
+        // The last commit naming it came before (or is that one): still idle.
+        assert_eq!(sents.idle_since("h", 0), Some(r.generation));
+        assert_eq!(sents.idle_since("h", 3), Some(r.generation));
+        // A later commit named it (a placement, a purge): compute again.
+        assert_eq!(sents.idle_since("h", 4), None);
         assert_eq!(unchanged(r.generation, Some(r.generation), 1000).base, Some(r.generation));
         assert_eq!(unchanged(r.generation, None, 1000).base, None);
+        // A host running something is never answered from memory.
+        let busy = sents.reply("b", None, full(vec![dc(0, "a")], None, 3), 1000).unwrap();
+        assert_ne!(busy.generation, 0);
+        assert_eq!(sents.idle_since("b", 0), None);
         sents.forget("h");
-        assert_eq!(sents.idle_at("h", 3), None);
+        assert_eq!(sents.idle_since("h", 0), None);
     }
 }

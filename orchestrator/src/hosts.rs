@@ -77,7 +77,7 @@ impl State {
         }
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let (hot, host_id) = (self.hot.clone(), info.id.clone());
-        let (new, network) = self
+        let (new, network, took_back) = self
             .store
             .write(move |tx| {
                 let new = tx.upsert_host(&info, now)?;
@@ -91,12 +91,15 @@ impl State {
                     None => None,
                 };
                 hot.register(info.clone(), network.map(|n| n.subnet), now);
-                schedule_pending(tx, &hot, now, lost_after)?;
-                Ok((new, network))
+                let took_back = schedule_pending(tx, &hot, now, lost_after)?;
+                Ok((new, network, took_back))
             })
             .await?;
         // Placement may have taken borrowed NodeManagers back for a guarantee (a drain).
-        self.leaving_may_exist();
+        // NB: only then: every heartbeat reads the store while leaving instances may exist.
+        if took_back {
+            self.leaving_may_exist();
+        }
         // A new lease or description: the next reply is computed, not taken as idle.
         self.sents.forget(&host_id);
         info!(new, subnet = ?network.map(|n| n.subnet), "host registered");
@@ -165,8 +168,8 @@ impl State {
     async fn reply_for(&self, host: &str, applied: Option<u64>, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
-            let revision = self.store.current_revision();
-            if may_skip && let Some(generation) = self.sents.idle_at(host, revision) {
+            let touches = self.store.touches();
+            if may_skip && let Some(generation) = self.sents.idle_since(host, self.store.host_touched(host)) {
                 return Ok(crate::delta::unchanged(generation, applied, interval));
             }
             let (hot, cache, h) = (self.hot.clone(), self.desired.clone(), host.to_string());
@@ -178,7 +181,7 @@ impl State {
                     let network = network_plan(c, &hot, &settings, &h)?;
                     let purge = c.purges(&h)?;
                     let revision = c.revision()?;
-                    Ok(crate::delta::Full { desired, network, purge, revision })
+                    Ok(crate::delta::Full { desired, network, purge, revision, touches })
                 })
                 .await?;
             // `None`: a racing request told the host a newer set; read again.

@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 
+/// See the workspace's Cargo.toml for why not glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // NB: blocking threads serve store reads (four reader connections) and little else;
     // tokio's default of 512 only lets a burst of requests park hundreds of threads, each

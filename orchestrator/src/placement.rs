@@ -160,18 +160,20 @@ fn held(all: &[Instance], rules: &HashMap<String, Rules>, leaving: &BTreeSet<Ins
 /// role, requests inside their tenant's guarantee before borrowing ones); the rest stay
 /// pending with the reason. A request within its tenant's guarantee that finds no room has
 /// borrowed NodeManagers of other tenants drained for it.
-pub(crate) fn schedule_pending(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64) -> Result<()> {
+/// Whether it took borrowed NodeManagers back (they leave through their drain: a leaving
+/// phase was stored).
+pub(crate) fn schedule_pending(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64) -> Result<bool> {
     schedule(tx, hot, now, lost_after, true)
 }
 
-fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bool) -> Result<()> {
+fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bool) -> Result<bool> {
     if !tx.any_unplaced()? {
-        return Ok(());
+        return Ok(false);
     }
     let all = tx.instances(None)?;
     let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let rules = rules(tx)?;
     let guaranteed = guarantees(tx)?;
@@ -261,7 +263,7 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
         // (the guarantee's requests go first), without taking back more.
         schedule(tx, hot, now, lost_after, false)?;
     }
-    Ok(())
+    Ok(taken_back > 0)
 }
 
 /// For each pending instance (in order), whether it lies within its tenant's guarantee:

@@ -29,9 +29,22 @@ use crate::store::audit::{self, Change};
 use crate::store::Store;
 
 /// The orchestrator's shared state: the store (intent), the hot state (what agents
-/// report) and the settings its operations need.
+/// report) and the settings its operations need. Cloned per request by every layer that
+/// extracts it, so a clone is one reference count (the fields live in [`StateData`]).
 #[derive(Clone)]
-pub struct State {
+pub struct State(Arc<StateData>);
+
+impl std::ops::Deref for State {
+    type Target = StateData;
+
+    fn deref(&self) -> &StateData {
+        &self.0
+    }
+}
+
+/// What a [`State`] holds.
+#[derive(Clone)]
+pub struct StateData {
     pub store: Store,
     pub hot: Arc<Hot>,
     /// Each cluster's desired containers, derived from both (see [`crate::desired`]).
@@ -127,7 +140,7 @@ impl State {
             }
             Ok(hot)
         })?;
-        Ok(State {
+        Ok(State(Arc::new(StateData {
             store,
             hot: Arc::new(hot),
             desired: Arc::default(),
@@ -144,19 +157,25 @@ impl State {
             rate: Arc::new(crate::limits::RateLimiter::new(&crate::limits::Limits::default())),
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
-        })
+        })))
+    }
+
+    /// The fields, for the builders below: copied first if this state is shared already.
+    fn data_mut(&mut self) -> &mut StateData {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state, moving lost hosts' instances per `fleet`.
     pub fn with_fleet(mut self, fleet: crate::fleet::FleetSettings) -> Self {
-        self.fleet = fleet;
+        self.data_mut().fleet = fleet;
         self
     }
 
     /// The state with these limits instead of the defaults.
     pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
-        self.rate = Arc::new(crate::limits::RateLimiter::new(&limits));
-        self.limits = Arc::new(limits);
+        let data = self.data_mut();
+        data.rate = Arc::new(crate::limits::RateLimiter::new(&limits));
+        data.limits = Arc::new(limits);
         self
     }
 
@@ -172,13 +191,13 @@ impl State {
 
     /// The same state, answering open watches as soon as `shutdown` is cancelled.
     pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
-        self.shutdown = shutdown;
+        self.data_mut().shutdown = shutdown;
         self
     }
 
     /// The same state, asking the fleet for at most `rate` heartbeats per second.
     pub fn with_heartbeat_rate(mut self, rate: u64) -> Self {
-        self.heartbeat_rate = rate.max(1);
+        self.data_mut().heartbeat_rate = rate.max(1);
         self
     }
 

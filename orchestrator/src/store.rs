@@ -318,11 +318,14 @@ struct Changes {
     /// How many commits touched a host or tenant: bumped before their writers are answered,
     /// so what is cached against it is never older than a write that returned.
     count: std::sync::atomic::AtomicU64,
+    /// Per host, the `count` of the last commit that touched it by name (not through a
+    /// tenant): a host with nothing placed is answered from memory until it moves.
+    hosts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes { sender: tokio::sync::broadcast::channel(1024).0, count: Default::default() }
+        Changes { sender: tokio::sync::broadcast::channel(1024).0, count: Default::default(), hosts: Default::default() }
     }
 }
 
@@ -403,7 +406,16 @@ impl Store {
         crate::metrics::get().store("write", started.elapsed());
         let (out, touched) = out?;
         if !touched.is_empty() {
-            self.1.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // The count and the hosts' marks move together (under the marks' lock): a mark
+            // is the count of its own commit, and whoever read a count below it read the
+            // store before that commit was counted.
+            {
+                let mut hosts = self.1.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mark = self.1.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                for h in &touched.hosts {
+                    hosts.insert(h.clone(), mark);
+                }
+            }
             // No receiver is no error: nobody is watching.
             let _ = self.1.sender.send(std::sync::Arc::new(touched));
         }
@@ -420,6 +432,13 @@ impl Store {
     /// from the store may be cached until it moves.
     pub fn touches(&self) -> u64 {
         self.1.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The [`Store::touches`] count of the last commit that touched `host` by name (0: none
+    /// since this handle was opened).
+    pub fn host_touched(&self, host: &str) -> u64 {
+        let hosts = self.1.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosts.get(host).copied().unwrap_or(0)
     }
 
     /// Runs a read-only `f` over one consistent snapshot of the store, off the async

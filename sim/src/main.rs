@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod conns;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use herd_api::names::InstanceRef;
@@ -107,12 +109,21 @@ struct Args {
     /// steady-state figures [default: the ramp plus one interval].
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
+    /// Registrations and heartbeats in flight at once, all agents together (each waits for
+    /// a free one; the wait counts in its latency). It bounds the open connections: a real
+    /// fleet holds one per agent, but one process here may hold only as many sockets as its
+    /// file limit allows (`ulimit -n`), and the orchestrator's side the same. Watches are
+    /// not counted (each holds its own connection).
+    #[arg(long, default_value_t = 1024)]
+    connections: usize,
 }
 
 /// What every agent task shares.
 struct Shared {
     args: Args,
     http: reqwest::Client,
+    /// Registrations and heartbeats (see `--connections`).
+    conns: conns::Conns,
     base: String,
     token: String,
     start: Instant,
@@ -170,6 +181,10 @@ struct Held {
     live_hash: Option<String>,
 }
 
+/// See the workspace's Cargo.toml for why not glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -180,9 +195,8 @@ async fn main() -> Result<()> {
     let base = args.orchestrator.trim_end_matches('/').to_string();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
-        // NB: one shared pool for all agents, unbounded: connections follow the concurrency,
-        // not the host count; capping idle ones made loopback run out of ephemeral ports
-        // (TIME_WAIT) at 30,000 hosts.
+        // NB: watches, readers and applies only; registrations and heartbeats go through
+        // `conns`.
         .pool_idle_timeout(Duration::from_secs(90))
         .build()?;
     let resp = http.get(format!("{base}/healthz")).send().await.with_context(|| format!("cannot reach {base}"))?;
@@ -194,6 +208,7 @@ async fn main() -> Result<()> {
     let deadline = start + args.duration;
     let shared = Arc::new(Shared {
         http,
+        conns: conns::Conns::new(&base, &token, args.connections)?,
         base,
         token,
         start,
@@ -250,7 +265,14 @@ fn host_info(args: &Args, i: usize) -> Result<HostInfo> {
     })
 }
 
-async fn post(s: &Shared, path: &str, body: &impl serde::Serialize) -> std::result::Result<(u16, Vec<u8>), String> {
+/// A registration or heartbeat, over one of the `--connections` connections.
+async fn post(s: &Shared, path: &'static str, body: &impl serde::Serialize) -> std::result::Result<(u16, bytes::Bytes), String> {
+    // NB: plain data; serde_json cannot fail on it.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    s.conns.post(path, body).await
+}
+
+async fn send(s: &Shared, path: &str, body: &impl serde::Serialize) -> std::result::Result<(u16, Vec<u8>), String> {
     let resp = s
         .http
         .post(format!("{}{path}", s.base))
@@ -314,7 +336,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
                 && let Some(g) = set.generation
             {
                 let (s2, w) = (s.clone(), Watch { host_id: info.id.clone(), applied: Some(g), wait_ms: 20_000 });
-                watch = Some(Box::pin(async move { post(&s2, "/v1/agent/watch", &w).await }));
+                watch = Some(Box::pin(async move { send(&s2, "/v1/agent/watch", &w).await }));
             }
             let Some(w) = watch.as_mut() else {
                 sleep_until(next).await;
@@ -655,6 +677,22 @@ fn latency_json(mut us: Vec<u32>) -> Value {
     })
 }
 
+/// Per second of the run (by when each heartbeat was sent): how many were answered and
+/// their p99 and max latency (ms), to see when a run stalled.
+fn per_second(all: &[Sample]) -> Vec<Value> {
+    let mut by: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for x in all {
+        by.entry(x.at_ms / 1000).or_default().push(x.latency_us);
+    }
+    by.into_iter()
+        .map(|(second, mut l)| {
+            l.sort_unstable();
+            let ms = |us: u32| (us as f64 / 10.0).round() / 100.0;
+            json!({"s": second, "answered": l.len(), "p99_ms": ms(percentile(&l, 0.99)), "max_ms": ms(l.last().copied().unwrap_or(0))})
+        })
+        .collect()
+}
+
 fn report(
     s: &Shared,
     pid: Option<u32>,
@@ -703,6 +741,7 @@ fn report(
         "churn": args.churn,
         "registrations": stats.iter().map(|a| a.registrations).sum::<u64>(),
         "watch": args.watch,
+        "connections": args.connections,
         "watch_changes": stats.iter().map(|a| a.watch_changes).sum::<u64>(),
         "heartbeats": {
             "ok": all.len(),
@@ -712,6 +751,7 @@ fn report(
             "served_per_s_steady": (steady.len() as f64 / steady_secs).round(),
             "latency_steady": latency_json(steady.iter().map(|x| x.latency_us).collect()),
             "latency_all": latency_json(all.iter().map(|x| x.latency_us).collect()),
+            "per_second": per_second(&all),
         },
         "reply_bytes": {
             "p50": percentile(&bytes, 0.5),

@@ -646,6 +646,9 @@ pub async fn touches(s: Store) -> Result<()> {
     write(&s, |tx| tx.set_conditions("h1", &["x".into()])).await?;
     assert!(matches!(changes.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty)));
     assert_eq!(s.touches(), before + 3);
+    // Each host carries the count of the last commit that named it: h1 the purge's, h2 the
+    // move's; a host never named has 0.
+    assert_eq!((s.host_touched("h1"), s.host_touched("h2"), s.host_touched("h3")), (before + 3, before + 2, 0));
     Ok(())
 }
 

@@ -15,6 +15,30 @@ use crate::error::{Error, Result};
 use crate::reconciler::Instance;
 use crate::store::{ClusterKey, ClusterRow, HostRow, TenantRow, Tx, audit, from_json, idempotency, to_json, tokens, touch};
 
+/// Statements through the connection's statement cache: each is parsed once per connection,
+/// not per call (parsing was most of a registration's cost at 2,000 registrations/s).
+pub(super) trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// [`Tx`] over a SQLite connection with a transaction open.
 pub struct SqliteTx<'a>(pub(super) &'a Connection);
 
@@ -35,7 +59,7 @@ impl Tx for SqliteTx<'_> {
 
     fn bump_revision(&self) -> Result<u64> {
         let c = self.0;
-        c.execute(
+        c.exec(
             "INSERT INTO meta (key, value) VALUES ('revision', 1)
              ON CONFLICT(key) DO UPDATE SET value = value + 1",
             [],
@@ -45,7 +69,7 @@ impl Tx for SqliteTx<'_> {
 
     fn set_host_schedule(&self, host: &str, cordoned: bool, drain_since_ms: Option<u64>) -> Result<bool> {
         let c = self.0;
-        let n = c.execute(
+        let n = c.exec(
             "UPDATE hosts SET cordoned = ?2, drain_since_ms = ?3 WHERE id = ?1",
             params![host, cordoned, drain_since_ms.map(|ms| ms as i64)],
         )?;
@@ -62,19 +86,19 @@ impl Tx for SqliteTx<'_> {
     fn delete_host(&self, host: &str) -> Result<Vec<String>> {
         let c = self.0;
         for table in ["subnets", "host_logs", "host_conditions", "observed", "purge"] {
-            c.execute(&format!("DELETE FROM {table} WHERE host_id = ?1"), [host])?;
+            c.exec(&format!("DELETE FROM {table} WHERE host_id = ?1"), [host])?;
         }
-        c.execute("DELETE FROM hosts WHERE id = ?1", [host])?;
+        c.exec("DELETE FROM hosts WHERE id = ?1", [host])?;
         let mut stmt = c.prepare_cached("SELECT id FROM tokens WHERE host = ?1 AND revoked = 0 ORDER BY id")?;
         let ids: Vec<String> = stmt.query_map([host], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        c.execute("UPDATE tokens SET revoked = 1 WHERE host = ?1", [host])?;
+        c.exec("UPDATE tokens SET revoked = 1 WHERE host = ?1", [host])?;
         Ok(ids)
     }
 
     fn upsert_host(&self, info: &HostInfo, now_ms: u64) -> Result<bool> {
         let c = self.0;
-        let existed = c.query_row("SELECT 1 FROM hosts WHERE id = ?1", [&info.id], |_| Ok(())).optional()?.is_some();
-        c.execute(
+        let existed = c.row("SELECT 1 FROM hosts WHERE id = ?1", [&info.id], |_| Ok(())).optional()?.is_some();
+        c.exec(
             "INSERT INTO hosts (id, info, registered_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT(id) DO UPDATE SET info = excluded.info, last_seen_ms = excluded.last_seen_ms",
             params![info.id, to_json(info), now_ms as i64],
@@ -84,7 +108,7 @@ impl Tx for SqliteTx<'_> {
 
     fn any_unplaced(&self) -> Result<bool> {
         let c = self.0;
-        Ok(c.query_row("SELECT 1 FROM instances WHERE host_id IS NULL LIMIT 1", [], |_| Ok(())).optional()?.is_some())
+        Ok(c.row("SELECT 1 FROM instances WHERE host_id IS NULL LIMIT 1", [], |_| Ok(())).optional()?.is_some())
     }
 
     fn pending_count(&self, cluster: Option<ClusterKey<'_>>) -> Result<u64> {
@@ -98,17 +122,17 @@ impl Tx for SqliteTx<'_> {
 
     fn cluster_count(&self, tenant: &str) -> Result<u64> {
         let c = self.0;
-        Ok(c.query_row("SELECT count(*) FROM clusters WHERE tenant = ?1", [tenant], |r| r.get::<_, i64>(0))? as u64)
+        Ok(c.row("SELECT count(*) FROM clusters WHERE tenant = ?1", [tenant], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn any_leaving(&self) -> Result<bool> {
         let c = self.0;
-        Ok(c.query_row("SELECT 1 FROM leaving LIMIT 1", [], |_| Ok(())).optional()?.is_some())
+        Ok(c.row("SELECT 1 FROM leaving LIMIT 1", [], |_| Ok(())).optional()?.is_some())
     }
 
     fn put_log_endpoint(&self, host: &str, ep: &LogEndpoint) -> Result<()> {
         let c = self.0;
-        c.execute(
+        c.exec(
             "INSERT INTO host_logs (host_id, url, secret) VALUES (?1, ?2, ?3)
              ON CONFLICT(host_id) DO UPDATE SET url = excluded.url, secret = excluded.secret",
             params![host, ep.url, ep.secret],
@@ -131,9 +155,9 @@ impl Tx for SqliteTx<'_> {
     fn set_conditions(&self, host: &str, conditions: &[String]) -> Result<()> {
         let c = self.0;
         if conditions.is_empty() {
-            c.execute("DELETE FROM host_conditions WHERE host_id = ?1", [host])?;
+            c.exec("DELETE FROM host_conditions WHERE host_id = ?1", [host])?;
         } else {
-            c.execute(
+            c.exec(
                 "INSERT INTO host_conditions (host_id, conditions) VALUES (?1, ?2)
                  ON CONFLICT(host_id) DO UPDATE SET conditions = excluded.conditions",
                 params![host, to_json(&conditions)],
@@ -169,7 +193,7 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_tenant(&self, name: &str, quota: &Quota, now_s: u64) -> Result<bool> {
         let c = self.0;
-        Ok(c.execute(
+        Ok(c.exec(
             "INSERT OR IGNORE INTO tenants (name, created_s, quota) VALUES (?1, ?2, ?3)",
             params![name, now_s as i64, to_json(quota)],
         )? == 1)
@@ -186,7 +210,7 @@ impl Tx for SqliteTx<'_> {
 
     fn tenant(&self, name: &str) -> Result<Option<TenantRow>> {
         let c = self.0;
-        let row = c.query_row("SELECT name, created_s, quota FROM tenants WHERE name = ?1", [name], tenant_columns).optional()?;
+        let row = c.row("SELECT name, created_s, quota FROM tenants WHERE name = ?1", [name], tenant_columns).optional()?;
         row.map(tenant_row).transpose()
     }
 
@@ -204,25 +228,25 @@ impl Tx for SqliteTx<'_> {
 
     fn tenant_exists(&self, name: &str) -> Result<bool> {
         let c = self.0;
-        Ok(c.query_row("SELECT 1 FROM tenants WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
+        Ok(c.row("SELECT 1 FROM tenants WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
     }
 
     fn set_quota(&self, name: &str, quota: &Quota) -> Result<bool> {
         let c = self.0;
-        Ok(c.execute("UPDATE tenants SET quota = ?2 WHERE name = ?1", params![name, to_json(quota)])? == 1)
+        Ok(c.exec("UPDATE tenants SET quota = ?2 WHERE name = ?1", params![name, to_json(quota)])? == 1)
     }
 
     fn delete_tenant(&self, name: &str) -> Result<()> {
         let c = self.0;
-        c.execute("UPDATE tokens SET revoked = 1 WHERE tenant = ?1", [name])?;
-        c.execute("DELETE FROM tenants WHERE name = ?1", [name])?;
+        c.exec("UPDATE tokens SET revoked = 1 WHERE tenant = ?1", [name])?;
+        c.exec("DELETE FROM tenants WHERE name = ?1", [name])?;
         Ok(())
     }
 
     fn cluster(&self, tenant: &str, name: &str) -> Result<Option<ClusterRow>> {
         let c = self.0;
         let row: Option<(i64, String)> = c
-            .query_row("SELECT generation, spec FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name], |r| {
+            .row("SELECT generation, spec FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
@@ -252,7 +276,7 @@ impl Tx for SqliteTx<'_> {
     fn put_cluster(&self, generation: u64, spec: &ClusterSpec) -> Result<()> {
         let c = self.0;
         touch(None, Some(&spec.tenant));
-        c.execute(
+        c.exec(
             "INSERT INTO clusters (tenant, name, generation, spec) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(tenant, name) DO UPDATE SET generation = excluded.generation, spec = excluded.spec",
             params![spec.tenant, spec.name, generation as i64, to_json(spec)],
@@ -263,9 +287,9 @@ impl Tx for SqliteTx<'_> {
     fn delete_cluster(&self, tenant: &str, name: &str) -> Result<()> {
         let c = self.0;
         touch(None, Some(tenant));
-        c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
-        c.execute("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
-        c.execute("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
+        c.exec("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
+        c.exec("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
+        c.exec("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
         Ok(())
     }
 
@@ -299,7 +323,7 @@ impl Tx for SqliteTx<'_> {
         let c = self.0;
         self.touch_instance(&i.instance)?;
         touch(i.host.as_deref(), None);
-        c.execute(
+        c.exec(
             "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)
              ON CONFLICT(tenant, cluster, name) DO UPDATE SET
@@ -325,7 +349,7 @@ impl Tx for SqliteTx<'_> {
         let c = self.0;
         self.touch_instance(i)?;
         self.delete_phase(i)?;
-        c.execute("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+        c.exec("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
         Ok(())
     }
 
@@ -349,7 +373,7 @@ impl Tx for SqliteTx<'_> {
     fn put_phase(&self, i: &InstanceRef, phase: &Phase) -> Result<()> {
         let c = self.0;
         touch(None, Some(&i.tenant));
-        c.execute(
+        c.exec(
             "INSERT INTO leaving (tenant, cluster, name, phase) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(tenant, cluster, name) DO UPDATE SET phase = excluded.phase",
             params![i.tenant, i.cluster, i.name, to_json(phase)],
@@ -360,14 +384,14 @@ impl Tx for SqliteTx<'_> {
     fn delete_phase(&self, i: &InstanceRef) -> Result<()> {
         let c = self.0;
         touch(None, Some(&i.tenant));
-        c.execute("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
+        c.exec("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
         Ok(())
     }
 
     fn put_purge(&self, host: &str, i: &InstanceRef) -> Result<()> {
         let c = self.0;
         touch(Some(host), None);
-        c.execute(
+        c.exec(
             "INSERT OR IGNORE INTO purge (host_id, tenant, cluster, name) VALUES (?1, ?2, ?3, ?4)",
             params![host, i.tenant, i.cluster, i.name],
         )?;
@@ -389,7 +413,7 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_purge(&self, host: &str, i: &InstanceRef) -> Result<()> {
         let c = self.0;
-        c.execute(
+        c.exec(
             "DELETE FROM purge WHERE host_id = ?1 AND tenant = ?2 AND cluster = ?3 AND name = ?4",
             params![host, i.tenant, i.cluster, i.name],
         )?;
@@ -398,7 +422,7 @@ impl Tx for SqliteTx<'_> {
 
     fn replace_observed(&self, host: &str, observed: &[Observed]) -> Result<()> {
         let c = self.0;
-        c.execute("DELETE FROM observed WHERE host_id = ?1", [host])?;
+        c.exec("DELETE FROM observed WHERE host_id = ?1", [host])?;
         let mut stmt = c.prepare_cached(
             "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -440,7 +464,7 @@ impl Tx for SqliteTx<'_> {
 
     fn subnets_of(&self, host: &str) -> Result<Option<Ipv4Net>> {
         let c = self.0;
-        let s: Option<String> = c.query_row("SELECT subnet FROM subnets WHERE host_id = ?1", [host], |r| r.get(0)).optional()?;
+        let s: Option<String> = c.row("SELECT subnet FROM subnets WHERE host_id = ?1", [host], |r| r.get(0)).optional()?;
         s.map(|s| {
             s.parse().map_err(|e: ipnet::AddrParseError| Error::Corrupt { what: "host subnet", source: serde::de::Error::custom(e) })
         })
@@ -450,11 +474,11 @@ impl Tx for SqliteTx<'_> {
     fn put_subnet(&self, host: &str, subnet: Ipv4Net) -> Result<()> {
         let c = self.0;
         let owner: Option<String> =
-            c.query_row("SELECT host_id FROM subnets WHERE subnet = ?1", [subnet.to_string()], |r| r.get(0)).optional()?;
+            c.row("SELECT host_id FROM subnets WHERE subnet = ?1", [subnet.to_string()], |r| r.get(0)).optional()?;
         if let Some(owner) = owner.filter(|o| o != host) {
             return Err(Error::Conflict(format!("subnet {subnet} is leased to host {owner}")));
         }
-        c.execute(
+        c.exec(
             "INSERT INTO subnets (host_id, subnet) VALUES (?1, ?2) ON CONFLICT(host_id) DO UPDATE SET subnet = excluded.subnet",
             params![host, subnet.to_string()],
         )?;
@@ -462,7 +486,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_token(&self, token: &TokenInfo, hash: &str) -> Result<()> {
-        self.0.execute(
+        self.0.exec(
             "INSERT INTO tokens (id, hash, scope, tenant, description, created_s, revoked, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
             params![token.id, hash, tokens::scope_str(token.scope), token.tenant, token.description, token.created_at as i64, token.host],
         )?;
@@ -472,13 +496,13 @@ impl Tx for SqliteTx<'_> {
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
         let r = self
             .0
-            .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked = 0"), [hash], token_columns)
+            .row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked = 0"), [hash], token_columns)
             .optional()?;
         r.map(token_info).transpose()
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenInfo>> {
-        let r = self.0.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_columns).optional()?;
+        let r = self.0.row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_columns).optional()?;
         r.map(token_info).transpose()
     }
 
@@ -491,13 +515,13 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn revoke_token(&self, id: &str) -> Result<bool> {
-        Ok(self.0.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id])? == 1)
+        Ok(self.0.exec("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id])? == 1)
     }
 
     fn has_live_admin(&self) -> Result<bool> {
         Ok(self
             .0
-            .query_row("SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked = 0 LIMIT 1", [], |_| Ok(()))
+            .row("SELECT 1 FROM tokens WHERE scope = 'admin' AND revoked = 0 LIMIT 1", [], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -529,7 +553,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn record_audit(&self, at_ms: u64, ch: &audit::Change<'_>, detail: Option<&str>) -> Result<()> {
-        self.0.execute(
+        self.0.exec(
             "INSERT INTO audit (at_ms, actor, action, resource, before_generation, after_generation, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![at_ms as i64, ch.actor, ch.action, ch.resource, ch.before.map(|g| g as i64), ch.after.map(|g| g as i64), detail],
@@ -560,7 +584,7 @@ impl Tx for SqliteTx<'_> {
     fn idempotent(&self, actor: &str, key: &str, now_ms: u64) -> Result<Option<idempotency::Stored>> {
         let row = self
             .0
-            .query_row(
+            .row(
                 "SELECT fingerprint, status, body FROM idempotency WHERE actor = ?1 AND key = ?2 AND at_ms >= ?3",
                 params![actor, key, now_ms.saturating_sub(idempotency::KEEP_MS) as i64],
                 |r| Ok(idempotency::Stored { fingerprint: r.get(0)?, status: r.get::<_, i64>(1)? as u16, body: r.get(2)? }),
@@ -571,8 +595,8 @@ impl Tx for SqliteTx<'_> {
 
     fn put_idempotent(&self, actor: &str, key: &str, stored: &idempotency::Stored, now_ms: u64) -> Result<()> {
         let c = self.0;
-        c.execute("DELETE FROM idempotency WHERE at_ms < ?1", [now_ms.saturating_sub(idempotency::KEEP_MS) as i64])?;
-        c.execute(
+        c.exec("DELETE FROM idempotency WHERE at_ms < ?1", [now_ms.saturating_sub(idempotency::KEEP_MS) as i64])?;
+        c.exec(
             "INSERT OR REPLACE INTO idempotency (actor, key, fingerprint, status, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![actor, key, stored.fingerprint, stored.status, stored.body, now_ms as i64],
         )?;

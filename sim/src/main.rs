@@ -80,6 +80,10 @@ struct Args {
     /// The tenant is created if missing.
     #[arg(long)]
     apply: Vec<PathBuf>,
+    /// Applies each `--apply` spec this many times, as clusters NAME-1 … NAME-N (a storm of
+    /// big applies from one file; the tenant's cluster cap still holds).
+    #[arg(long, default_value_t = 1)]
+    copies: usize,
     /// When to apply, from the start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     apply_at: Duration,
@@ -124,6 +128,8 @@ struct Shared {
     http: reqwest::Client,
     /// Registrations and heartbeats (see `--connections`).
     conns: conns::Conns,
+    /// Every simulated host's CPU and memory.
+    capacity: (Cpu, Memory),
     base: String,
     token: String,
     start: Instant,
@@ -171,6 +177,8 @@ struct AgentStats {
     registrations: u64,
     /// Watches answered with a change.
     watch_changes: u64,
+    /// Whether this host was ever given more than its capacity (CPU or memory).
+    over_capacity: bool,
 }
 
 /// An instance the agent was given: when it first saw it, and whether it said running.
@@ -209,6 +217,7 @@ async fn main() -> Result<()> {
     let shared = Arc::new(Shared {
         http,
         conns: conns::Conns::new(&base, &token, args.connections)?,
+        capacity: (Cpu::parse(&args.cpu).map_err(anyhow::Error::msg)?, Memory::parse(&args.memory).map_err(anyhow::Error::msg)?),
         base,
         token,
         start,
@@ -354,7 +363,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
                     match reply.map(|r| set.apply(&r)) {
                         Ok(Ok(true)) => {
                             stats.watch_changes += 1;
-                            apply_reply(&s, &mut held, set.desired());
+                            stats.over_capacity |= apply_reply(&s, &mut held, set.desired());
                         }
                         Ok(Ok(false)) => {}
                         Ok(Err(_)) => set.generation = None,
@@ -463,7 +472,7 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
         };
         // As an agent does: a delta against what it holds, else the full set.
         match set.apply(&reply) {
-            Ok(true) => apply_reply(&s, &mut held, set.desired()),
+            Ok(true) => stats.over_capacity |= apply_reply(&s, &mut held, set.desired()),
             Ok(false) => {}
             Err(_) => {
                 *stats.errors.entry("heartbeat delta against another generation".into()).or_default() += 1;
@@ -474,8 +483,11 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
     stats
 }
 
-/// Takes `desired` as what the host runs from now on.
-fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, desired: Vec<herd_api::wire::DesiredContainer>) {
+/// Takes `desired` as what the host runs from now on; whether it asks for more CPU or
+/// memory than the host has.
+fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, desired: Vec<herd_api::wire::DesiredContainer>) -> bool {
+    let (cpu, memory) = desired.iter().fold((0u64, 0u64), |(c, m), d| (c + d.cpu.0, m + d.memory.0));
+    let over = cpu > s.capacity.0.0 || memory > s.capacity.1.0;
     let desired: HashMap<InstanceRef, _> = desired.into_iter().map(|d| (d.instance.clone(), d)).collect();
     held.retain(|instance, h| {
         let keep = desired.contains_key(instance);
@@ -502,6 +514,7 @@ fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, desired: Vec<h
             h.live_hash = Some(config.live_hash());
         }
     }
+    over
 }
 
 struct ApplyReport {
@@ -516,7 +529,20 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     for path in &s.args.apply {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let spec = herd_api::yaml::parse_cluster_spec(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        specs.push((spec, text));
+        if s.args.copies <= 1 {
+            specs.push((spec, text));
+            continue;
+        }
+        for k in 1..=s.args.copies {
+            let name = format!("{}-{k}", spec.name);
+            let renamed: String = text
+                .lines()
+                .map(|l| if l.starts_with("name:") { format!("name: {name}\n") } else { format!("{l}\n") })
+                .collect();
+            let copy = herd_api::yaml::parse_cluster_spec(&renamed).map_err(|e| anyhow::anyhow!("{} as {name}: {e}", path.display()))?;
+            anyhow::ensure!(copy.name == name, "{}: no top-level `name:` line to rename", path.display());
+            specs.push((copy, renamed));
+        }
     }
     let expected: usize = specs.iter().map(|(spec, _)| spec.pools.values().map(|p| p.replicas.0 as usize).sum::<usize>()).sum();
     let mut errors = Vec::new();
@@ -554,7 +580,7 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     // Instances already delivered before the PUTs returned count too.
     s.check_done(s.delivered.load(Ordering::Relaxed), &s.delivered_all_ms);
     s.check_done(s.running.load(Ordering::Relaxed), &s.running_all_ms);
-    Ok(ApplyReport { specs: s.args.apply.len(), expected, put_ms, errors })
+    Ok(ApplyReport { specs: s.args.apply.len() * s.args.copies.max(1), expected, put_ms, errors })
 }
 
 /// Runs futures concurrently (each as a task) and returns their outputs in order.
@@ -768,12 +794,14 @@ fn report(
         "apply": apply.map(|a| json!({
             "specs": a.specs,
             "instances": a.expected,
+            "put_ms_max": a.put_ms.iter().max(),
             "put_ms": a.put_ms,
             "errors": a.errors,
             "at_s": s.applied_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             "all_placed_s": at(&s.delivered_all_ms),
             "all_running_s": at(&s.running_all_ms),
             "placed_at_end": s.delivered.load(Ordering::Relaxed),
+            "hosts_over_capacity": stats.iter().filter(|a| a.over_capacity).count(),
             "running_at_end": s.running.load(Ordering::Relaxed),
         })),
         "reads": (!reads.is_empty()).then(|| json!({
@@ -817,8 +845,8 @@ fn print_text(r: &Value) {
     );
     if let Some(a) = r["apply"].as_object() {
         println!(
-            "apply: {} specs, {} instances at {}s (PUT {:?} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running",
-            a["specs"], a["instances"], a["at_s"], a["put_ms"], a["errors"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"]
+            "apply: {} specs, {} instances at {}s (slowest PUT {} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running; {} hosts ever over capacity",
+            a["specs"], a["instances"], a["at_s"], a["put_ms_max"], a["errors"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"], a["hosts_over_capacity"]
         );
     }
     if let Some(rd) = r["reads"].as_object() {

@@ -11,6 +11,10 @@
 //!
 //! The orchestrator runs at its default heartbeat interval (2 s): a change reaches the agent
 //! through its watch, not its next heartbeat. Needs Docker and `docker-compose`.
+//!
+//! A third column is the engine's own floor: the same N containers (compose's config) created
+//! and started by this process straight through the Docker API, all at once, nothing else in
+//! the way. No orchestrator can start containers on this engine faster than that.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -18,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bollard::Docker;
-use bollard::query_parameters::ListContainersOptions;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions};
 use herd_tests::{Agent, IDLE, Orchestrator, TenantContainers, docker, free_port, release_bins, bins, unique, wait_for};
 use serde_json::json;
 
@@ -83,6 +88,46 @@ fn compose(dir: &std::path::Path, project: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The engine's floor: `n` containers as compose makes them (image, command, limits, no
+/// network), each created and started by its own task at once, until all run.
+async fn engine(d: &Docker, n: u32, label: &str) -> Result<f64> {
+    let cmd: Vec<String> = serde_json::from_str(IDLE)?;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|k| {
+            let (d, cmd, label) = (d.clone(), cmd.clone(), label.to_string());
+            tokio::spawn(async move {
+                let (key, value) = label.split_once('=').unwrap_or((&label, ""));
+                let body = ContainerCreateBody {
+                    image: Some("herd/testbed-base:latest".into()),
+                    cmd: Some(cmd),
+                    labels: Some(HashMap::from([(key.to_string(), value.to_string())])),
+                    host_config: Some(HostConfig {
+                        network_mode: Some("none".into()),
+                        nano_cpus: Some(100_000_000),
+                        memory: Some(256 << 20),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let name = format!("{}-{k}", value);
+                let created = d.create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body).await?;
+                d.start_container(&created.id, None::<StartContainerOptions>).await?;
+                anyhow::Ok(created.id)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await??);
+    }
+    let took = until_running(d, label, n as usize, start).await?.as_secs_f64();
+    for id in ids {
+        d.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await?;
+    }
+    Ok(took)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -130,8 +175,9 @@ async fn main() -> Result<()> {
     let compose_label = format!("bench={project}");
     std::fs::write(tmp.path().join("compose.yaml"), compose_file(&project))?;
     println!("scalebench: {n} DataNodes from 0 to running on one agent vs docker-compose up --scale, {runs} runs{}", if debug { " (debug build)" } else { "" });
-    println!("{:>4}  {:>10}  {:>13}  {:>11}", "run", "herd (s)", "compose (s)", "herd/compose");
-    let (mut herd_s, mut compose_s) = (Vec::new(), Vec::new());
+    println!("{:>4}  {:>10}  {:>13}  {:>12}  {:>12}  {:>11}", "run", "herd (s)", "compose (s)", "engine (s)", "herd/compose", "herd/engine");
+    let (mut herd_s, mut compose_s, mut engine_s) = (Vec::new(), Vec::new(), Vec::new());
+    let engine_label = format!("bench={project}-engine");
     for run in 1..=runs {
         let start = Instant::now();
         let (code, body) = api.patch(&format!("{path}/pools/datanode"), json!({"replicas": n})).await?;
@@ -150,14 +196,17 @@ async fn main() -> Result<()> {
         compose(tmp.path(), &project, &["up", "-d", "--scale", &format!("datanode={n}")])?;
         let c = until_running(&d, &compose_label, n as usize, start).await?.as_secs_f64();
         compose(tmp.path(), &project, &["down", "-t", "1"])?;
-        println!("{run:>4}  {h:>10.2}  {c:>13.2}  {:>11.2}", h / c);
+
+        let e = engine(&d, n, &engine_label).await?;
+        println!("{run:>4}  {h:>10.2}  {c:>13.2}  {e:>12.2}  {:>12.2}  {:>11.2}", h / c, h / e);
         herd_s.push(h);
         compose_s.push(c);
+        engine_s.push(e);
     }
     if std::env::var_os("SCALEBENCH_LOG").is_some() {
         eprintln!("{}", agent.proc.log_text());
     }
-    let (h, c) = (median(herd_s), median(compose_s));
-    println!("median  {h:>8.2}  {c:>13.2}  {:>11.2}", h / c);
+    let (h, c, e) = (median(herd_s), median(compose_s), median(engine_s));
+    println!("median  {h:>8.2}  {c:>13.2}  {e:>12.2}  {:>12.2}  {:>11.2}", h / c, h / e);
     Ok(())
 }

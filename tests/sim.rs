@@ -1,0 +1,50 @@
+//! herd-sim against a real orchestrator: the simulator the scale figures come from must count
+//! what happened. 200 simulated hosts heartbeat every 500 ms for 8 s over 16 connections; a
+//! 20-DataNode cluster applied twice (`--copies 2`) must be delivered to them and reported
+//! running, with every heartbeat answered and no host given more than its capacity.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use herd_tests::{Orchestrator, bins};
+use serde_json::Value;
+
+#[test]
+fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let orch = Orchestrator::start_with(
+        bins(),
+        &tmp.path().join("orch"),
+        0,
+        &["--rate-limit", "1000000", "--max-pending-per-cluster", "100000"],
+    )?;
+    let spec = tmp.path().join("dn20.yaml");
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/specs/dn20.yaml"))?;
+    std::fs::write(&spec, text)?;
+    let out = Command::new(bins().join("herd-sim"))
+        .args(["--orchestrator", &orch.url])
+        .args(["--token-file", &orch.data_dir.join("admin.token").display().to_string()])
+        .args(["--hosts", "200", "--interval", "500ms", "--duration", "8s", "--ramp", "500ms"])
+        .args(["--connections", "16", "--start-delay", "500ms"])
+        .args(["--apply", &spec.display().to_string(), "--copies", "2", "--apply-at", "2s"])
+        .args(["--orchestrator-pid", &orch.proc.child.id().to_string(), "-o", "json"])
+        .output()
+        .context("cannot run herd-sim")?;
+    ensure!(out.status.success(), "herd-sim failed: {}\n{}", String::from_utf8_lossy(&out.stderr), orch.proc.log_text());
+    let r: Value = serde_json::from_slice(&out.stdout).with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?;
+    let hb = &r["heartbeats"];
+    // Every host registered once and heartbeat about every 500 ms: at least 10 each in 8 s.
+    ensure!(r["registrations"] == 200, "registrations: {}", r["registrations"]);
+    ensure!(hb["errors"] == 0, "errors: {}", hb["error_kinds"]);
+    ensure!(hb["ok"].as_u64().is_some_and(|n| n >= 2_000), "heartbeats answered: {}", hb["ok"]);
+    ensure!(hb["latency_all"]["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0), "latency: {}", hb["latency_all"]);
+    ensure!(hb["per_second"].as_array().is_some_and(|s| s.len() >= 8), "per second: {}", hb["per_second"]);
+    let a = &r["apply"];
+    ensure!(a["specs"] == 2 && a["instances"] == 40, "apply: {a}");
+    ensure!(a["errors"].as_array().is_some_and(Vec::is_empty), "apply errors: {}", a["errors"]);
+    ensure!(a["placed_at_end"] == 40 && a["running_at_end"] == 40, "at end: {a}");
+    ensure!(a["all_placed_s"].is_number() && a["all_running_s"].is_number(), "times: {a}");
+    ensure!(a["hosts_over_capacity"] == 0, "over capacity: {a}");
+    ensure!(r["orchestrator"]["rss_max_mib"].as_u64().is_some_and(|m| m > 0), "RSS: {}", r["orchestrator"]);
+    Ok(())
+}

@@ -43,7 +43,7 @@ impl Conns {
             auth: HeaderValue::from_str(&format!("Bearer {token}")).context("the token file holds characters a header cannot")?,
             authority,
             idle: Mutex::new(Vec::with_capacity(max)),
-            slots: Semaphore::new(max.max(1)),
+            slots: Semaphore::new(max),
         })
     }
 

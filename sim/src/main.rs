@@ -82,7 +82,7 @@ struct Args {
     apply: Vec<PathBuf>,
     /// Applies each `--apply` spec this many times, as clusters NAME-1 … NAME-N (a storm of
     /// big applies from one file; the tenant's cluster cap still holds).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     copies: usize,
     /// When to apply, from the start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -118,7 +118,7 @@ struct Args {
     /// fleet holds one per agent, but one process here may hold only as many sockets as its
     /// file limit allows (`ulimit -n`), and the orchestrator's side the same. Watches are
     /// not counted (each holds its own connection).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: usize,
 }
 
@@ -529,7 +529,7 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     for path in &s.args.apply {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let spec = herd_api::yaml::parse_cluster_spec(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if s.args.copies <= 1 {
+        if s.args.copies == 1 {
             specs.push((spec, text));
             continue;
         }
@@ -580,7 +580,7 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     // Instances already delivered before the PUTs returned count too.
     s.check_done(s.delivered.load(Ordering::Relaxed), &s.delivered_all_ms);
     s.check_done(s.running.load(Ordering::Relaxed), &s.running_all_ms);
-    Ok(ApplyReport { specs: s.args.apply.len() * s.args.copies.max(1), expected, put_ms, errors })
+    Ok(ApplyReport { specs: s.args.apply.len() * s.args.copies, expected, put_ms, errors })
 }
 
 /// Runs futures concurrently (each as a task) and returns their outputs in order.

@@ -49,11 +49,23 @@ impl State {
                     let action = if applied == Applied::Created { "cluster.create" } else { "cluster.update" };
                     audit::record(tx, now, &Change { actor: &actor, action, resource: &resource, before, after: Some(after) })?;
                 }
-                Ok((cluster_status(tx, &hot, &tenant_name, &name, now, lost_after)?, applied))
+                Ok((tenant_name.clone(), name.clone(), applied))
             })
             .await;
         self.leaving_may_exist();
-        out
+        let (tenant, name, applied) = out?;
+        Ok((self.status_after_write(tenant, name).await?, applied))
+    }
+
+    /// The status of a cluster a write just changed, read after the commit (assembling it is
+    /// O(cluster): not while holding the writer). A delete racing in between is a conflict.
+    async fn status_after_write(&self, tenant: String, name: String) -> Result<ClusterStatus> {
+        match self.cluster(tenant.clone(), name.clone()).await {
+            Err(Error::NotFound { .. }) => Err(Error::Conflict(format!(
+                "{tenant}/{name} was changed as asked, then deleted by another request before its status was read"
+            ))),
+            other => other,
+        }
     }
 
     /// Sets one pool's replica count, leaving the rest of the spec as it is.
@@ -102,11 +114,12 @@ impl State {
                     audit::record_detail(tx, now, &change, Some(risk))?;
                     warn!(cluster = %resource, %pool, risk, "forced scale-down");
                 }
-                cluster_status(tx, &hot, &tenant, &cluster, now, lost_after)
+                Ok((tenant.clone(), cluster.clone()))
             })
             .await;
         self.leaving_may_exist();
-        out
+        let (tenant, cluster) = out?;
+        self.status_after_write(tenant, cluster).await
     }
 
     /// Deletes a cluster: its instances go from every host's desired set. Their data folders
@@ -171,11 +184,12 @@ impl State {
         // NB: read before the store, so a commit racing the read makes the entry stale, never
         // an old status fresh.
         let (touches, version) = (self.store.touches(), self.hot.cluster_version(&key.0, &key.1));
+        let mark = self.store.cluster_touched(&key.0, &key.1);
         let cached = {
             let statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             statuses
                 .get(&key)
-                .filter(|c| c.touches == touches && c.version == version && now.saturating_sub(c.at_ms) < STATUS_TTL_MS)
+                .filter(|c| c.touches >= mark && c.version == version && now.saturating_sub(c.at_ms) < STATUS_TTL_MS)
                 .map(|c| c.status.clone())
         };
         let status = match cached {
@@ -247,9 +261,10 @@ impl State {
     }
 }
 
-/// A cluster's status as assembled at `at_ms`, valid while no commit touched a host or
-/// tenant (`touches`) and no report about the cluster changed (`version`), for at most
-/// [`STATUS_TTL_MS`] (liveness ages).
+/// A cluster's status as assembled at `at_ms` from a snapshot taken after
+/// [`crate::store::Store::touches`] read `touches`: valid while no later commit named the
+/// cluster ([`crate::store::Store::cluster_touched`]) and no report about it changed
+/// (`version`), for at most [`STATUS_TTL_MS`] (liveness ages).
 pub(crate) struct CachedStatus {
     touches: u64,
     version: u64,

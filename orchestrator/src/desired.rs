@@ -5,7 +5,9 @@
 //! Deriving a cluster renders every member's config and decides its rollout: O(cluster).
 //! A heartbeat needs only its host's part, so each cluster's result is cached
 //! ([`DesiredCache`]) and derived again only when
-//! - the store's revision moved (a spec, placement or leaving phase changed): at once;
+//! - a commit named the cluster (its spec, a placement or a leaving phase changed:
+//!   [`Store::cluster_touched`]): at once. Commits about other clusters leave it cached, so
+//!   applying one cluster does not make every heartbeat render every other;
 //! - a report about one of its instances changed ([`Hot::cluster_version`]): at most every
 //!   [`REDERIVE_MS`], so a fleet of agents converging does not make every heartbeat render
 //!   the whole cluster;
@@ -21,7 +23,7 @@ use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
 use herd_api::wire::DesiredContainer;
 use herd_api::Role;
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 
 use crate::error::Result;
 use crate::hot::Hot;
@@ -30,11 +32,42 @@ use crate::state::HadoopContext;
 /// A cluster is derived again for changed reports at most this often.
 pub const REDERIVE_MS: u64 = 200;
 
+/// Derivations for changed or ageing reports (not for commits) take at most this share of
+/// one core, all clusters together: past it, hosts are answered from the last result until
+/// the budget allows again. One cluster alone was bounded (4× its cost apart), but ten
+/// 10,000-member clusters converging took every core, and heartbeats waited seconds.
+pub const REPORT_DERIVE_SHARE: f64 = 0.5;
+
+/// How much report-driven derivation time may be owed at once, in ms (a burst).
+const BUDGET_BURST_MS: f64 = 1000.0;
+
+/// The shared budget of report-driven derivations (see [`REPORT_DERIVE_SHARE`]): a debt in
+/// ms of derivation, paid back at `REPORT_DERIVE_SHARE` ms per ms.
+#[derive(Default)]
+struct Budget(Mutex<(f64, u64)>);
+
+impl Budget {
+    fn allows(&self, now: u64) -> bool {
+        let mut b = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (debt, at) = *b;
+        let debt = (debt - now.saturating_sub(at) as f64 * REPORT_DERIVE_SHARE).max(0.0);
+        *b = (debt, now.max(at));
+        debt < BUDGET_BURST_MS
+    }
+
+    fn charge(&self, cost_ms: u64) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).0 += cost_ms as f64;
+    }
+}
+
 /// One cluster's desired containers, and what they were derived from.
 struct Derived {
-    revision: u64,
+    /// [`Store::touches`] read before the snapshot it was derived from.
+    touches: u64,
     version: u64,
     at_ms: u64,
+    /// A master is placed: its report ages with its host, so the result does too.
+    masters: bool,
     desired: HashMap<InstanceRef, DesiredContainer>,
 }
 
@@ -53,11 +86,14 @@ impl Slot {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Whether `d` may answer for store `revision` and report `version` at `now`.
-    fn fresh(&self, d: &Derived, revision: u64, version: u64, now: u64, interval: u64) -> bool {
+    /// Whether `d` may answer when the last commit naming the cluster was `mark`, its
+    /// reports are at `version` and it is `now`; `budget` is asked only when reports alone
+    /// would have it derived again.
+    fn fresh(&self, d: &Derived, mark: u64, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
         let floor = 4 * self.cost_ms.load(std::sync::atomic::Ordering::Relaxed);
         let age = now.saturating_sub(d.at_ms);
-        d.revision >= revision && (d.version == version || age < REDERIVE_MS.max(floor)) && age < interval.max(floor)
+        let reports = (d.version == version || age < REDERIVE_MS.max(floor)) && (!d.masters || age < interval.max(floor));
+        d.touches >= mark && (reports || !budget.allows(now))
     }
 }
 
@@ -65,6 +101,7 @@ impl Slot {
 #[derive(Default)]
 pub struct DesiredCache {
     clusters: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    budget: Budget,
 }
 
 impl DesiredCache {
@@ -74,24 +111,39 @@ impl DesiredCache {
     }
 
     /// The desired containers of cluster `key`, derived again if stale (see the module).
-    /// One caller derives. Others wait for it only when what they have is older than their
-    /// store revision (a placement or phase they must see); for newer reports alone they
-    /// take the last result. Results only ever move forward, so no host is ever told less
-    /// than it was told before.
-    fn cluster(&self, c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
+    /// `c` is a snapshot taken after [`Store::touches`] read `touches`.
+    /// One caller derives. Others wait for it only when what they have is older than the
+    /// last commit naming the cluster (a placement or phase they must see); for newer reports
+    /// alone they take the last result. Results only ever move forward, so no host is ever
+    /// told less than it was told before.
+    #[allow(clippy::too_many_arguments)]
+    fn cluster(&self, c: &dyn Tx, store: &Store, hot: &Hot, key: &(String, String), touches: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
         let interval = lost_after / 3;
+        // NB: the clock now, not when the request arrived: a result derived after a wait in a
+        // queue must not be born old (it was derived again at once, and under load every
+        // derivation came out stale).
+        let now = now.max(crate::state::now_ms());
         let slot = self.slot(key);
         let version = hot.cluster_version(&key.0, &key.1);
+        let mark = store.cluster_touched(&key.0, &key.1);
         let current = slot.current();
         if let Some(d) = &current
-            && slot.fresh(d, revision, version, now, interval)
+            && slot.fresh(d, mark, version, now, interval, &self.budget)
+        {
+            return Ok(d.clone());
+        }
+        // A snapshot older than the cluster's last commit cannot derive a fresh result; one
+        // at least as new as it is answers (requests that waited in a queue while clusters
+        // were applied otherwise derived, one after the other, results stale at birth).
+        if touches < mark
+            && let Some(d) = current.as_ref().filter(|d| d.touches >= touches)
         {
             return Ok(d.clone());
         }
         let _deriving = match slot.deriving.try_lock() {
             Ok(g) => g,
             Err(_) => {
-                if let Some(d) = current.filter(|d| d.revision >= revision) {
+                if let Some(d) = current.clone().filter(|d| d.touches >= mark) {
                     return Ok(d);
                 }
                 slot.deriving.lock().unwrap_or_else(PoisonError::into_inner)
@@ -99,15 +151,19 @@ impl DesiredCache {
         };
         // Someone may have derived it while this waited.
         if let Some(d) = slot.current()
-            && slot.fresh(&d, revision, hot.cluster_version(&key.0, &key.1), now, interval)
+            && slot.fresh(&d, mark, hot.cluster_version(&key.0, &key.1), now, interval, &self.budget)
         {
             return Ok(d);
         }
         let started = std::time::Instant::now();
-        let derived = Arc::new(derive(c, hot, key, revision, version, now, lost_after)?);
-        slot.cost_ms.store(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        let derived = Arc::new(derive(c, hot, key, touches, version, now, lost_after)?);
+        let cost = started.elapsed().as_millis() as u64;
+        slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
+        if current.as_ref().is_some_and(|d| d.touches >= mark) {
+            self.budget.charge(cost);
+        }
         let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_none_or(|d| d.revision <= derived.revision) {
+        if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
             *current = Some(derived.clone());
         }
         Ok(current.clone().unwrap_or(derived))
@@ -117,14 +173,15 @@ impl DesiredCache {
     pub fn forget(&self, tenant: &str, name: &str) {
         let mut map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
         map.remove(&(tenant.to_string(), name.to_string()));
+        crate::hadoop::forget_rendered(tenant, name);
     }
 }
 
-fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, version: u64, now: u64, lost_after: u64) -> Result<Derived> {
+fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: u64, now: u64, lost_after: u64) -> Result<Derived> {
     let (tenant, name) = key;
     let mut desired = HashMap::new();
     let Some(row) = c.cluster(tenant, name)? else {
-        return Ok(Derived { revision, version, at_ms: now, desired });
+        return Ok(Derived { touches, version, at_ms: now, masters: false, desired });
     };
     let members = c.instances(Some((tenant, name)))?;
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
@@ -155,7 +212,7 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, version:
                 command: pool.and_then(|p| p.command.clone()),
                 env,
                 publish: pool.map(|p| p.publish.clone()).unwrap_or_default(),
-                rollout_hash: release.map(|r| crate::hadoop::rollout_hash(spec, i, &r.config)),
+                rollout_hash: release.map(|r| r.rollout.clone()),
                 cap_add: pool.map(|p| p.capabilities.add.clone()).unwrap_or_default(),
                 hadoop: release.map(|r| r.config.clone()),
                 hold_config: release.is_some_and(|r| r.hold),
@@ -163,22 +220,33 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), revision: u64, version:
             },
         );
     }
-    Ok(Derived { revision, version, at_ms: now, desired })
+    let masters = members.iter().any(|i| i.host.is_some() && matches!(i.role, Role::Namenode | Role::Resourcemanager));
+    Ok(Derived { touches, version, at_ms: now, masters, desired })
 }
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
-/// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot).
-pub fn desired_for(c: &dyn Tx, hot: &Hot, cache: &DesiredCache, host: &str, now: u64, lost_after: u64) -> Result<Vec<DesiredContainer>> {
+/// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot),
+/// taken after [`Store::touches`] read `touches`.
+#[allow(clippy::too_many_arguments)]
+pub fn desired_for(
+    c: &dyn Tx,
+    store: &Store,
+    hot: &Hot,
+    cache: &DesiredCache,
+    host: &str,
+    touches: u64,
+    now: u64,
+    lost_after: u64,
+) -> Result<Vec<DesiredContainer>> {
     let mine = c.instances_on_host(host)?;
     if mine.is_empty() {
         return Ok(vec![]);
     }
-    let revision = c.revision()?;
     let clusters: BTreeSet<(String, String)> =
         mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
     let mut out = Vec::new();
     for key in clusters {
-        let derived = cache.cluster(c, hot, &key, revision, now, lost_after)?;
+        let derived = cache.cluster(c, store, hot, &key, touches, now, lost_after)?;
         for i in mine.iter().filter(|i| i.instance.tenant == key.0 && i.instance.cluster == key.1) {
             if let Some(d) = derived.desired.get(&i.instance) {
                 out.push(d.clone());

@@ -57,6 +57,38 @@ pub struct Release {
     pub config: HadoopConfig,
     /// A newer config exists but it is not this instance's turn yet: keep running as it is.
     pub hold: bool,
+    /// [`rollout_hash`] of the config.
+    pub rollout: String,
+}
+
+/// One instance's rendered config with the hashes taken of it.
+#[derive(Debug)]
+pub struct Rendered {
+    pub config: HadoopConfig,
+    /// [`rollout_hash`] of `config` for this instance.
+    pub rollout: String,
+}
+
+/// Workers' rendered configs, per cluster (tenant, name): a DataNode's or NodeManager's
+/// config depends on the spec and on the member alone (where it is placed, its size, its
+/// address), so a cluster derived again because a report changed renders only the members
+/// that changed. Masters are rendered every time: their live files list every member.
+/// Process-wide: it memoizes a pure function (an entry answers only for an equal spec and an
+/// equal member), so it is never stale, only ever pruned.
+static RENDERED: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), RenderMemo>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// One cluster's entry in [`RENDERED`].
+struct RenderMemo {
+    /// The spec the workers were rendered with (its stable hash).
+    spec: String,
+    workers: HashMap<InstanceRef, (Member, std::sync::Arc<Rendered>)>,
+}
+
+/// Forgets a deleted cluster's rendered configs.
+pub fn forget_rendered(tenant: &str, name: &str) {
+    let mut memo = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    memo.remove(&(tenant.to_string(), name.to_string()));
 }
 
 impl<'a> ClusterData<'a> {
@@ -79,20 +111,57 @@ impl<'a> ClusterData<'a> {
             .collect()
     }
 
-    /// The newest config of every placed instance, rendered; instances whose config cannot
-    /// be rendered are left out (and logged): the agent then keeps what it has.
-    pub fn render_all(&self) -> HashMap<InstanceRef, HadoopConfig> {
+    /// The newest config of every placed instance (or only of the masters), rendered;
+    /// instances whose config cannot be rendered are left out (and logged): the agent then
+    /// keeps what it has. Workers come from [`RENDERED`] when neither the spec nor the member
+    /// changed.
+    pub fn render_all(&self) -> HashMap<InstanceRef, std::sync::Arc<Rendered>> {
+        self.render(false)
+    }
+
+    fn render(&self, masters_only: bool) -> HashMap<InstanceRef, std::sync::Arc<Rendered>> {
         let members = self.members();
         let view = ClusterView { spec: self.spec, members: &members, leaving: self.leaving.clone() };
+        let key = (self.spec.tenant.clone(), self.spec.name.clone());
+        let spec_hash = stable_hash(self.spec);
+        // NB: taken out while rendering, so that other clusters' derivations do not wait.
+        let memo = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        let mut workers = memo.filter(|m| m.spec == spec_hash).map(|m| m.workers).unwrap_or_default();
+        let mut seen: HashMap<&InstanceRef, u32> = HashMap::new();
+        for m in &members {
+            *seen.entry(&m.instance).or_insert(0) += 1;
+        }
+        let masters = render::site::Masters::of(&view);
         let mut out = HashMap::new();
-        for (instance, rendered) in render::render_each(&view) {
+        let mut kept = HashMap::new();
+        for m in &members {
+            let worker = matches!(m.role, Role::Datanode | Role::Nodemanager);
+            if masters_only && worker {
+                continue;
+            }
+            let rendered = match workers.remove(&m.instance) {
+                Some((was, r)) if worker && was == *m => Ok(r),
+                _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
+                _ => render::render_with(&view, &masters, m).map(|config| {
+                    let rollout = rollout_hash_of(self.spec, m.role, m.cpu, m.memory, &config);
+                    std::sync::Arc::new(Rendered { config, rollout })
+                }),
+            };
             match rendered {
-                Ok(config) => {
-                    out.insert(instance, config);
+                Ok(r) => {
+                    if worker {
+                        kept.insert(m.instance.clone(), (m.clone(), r.clone()));
+                    }
+                    out.insert(m.instance.clone(), r);
                 }
-                Err(e) => warn!(instance = %instance, error = %e, "cannot render Hadoop config"),
+                Err(e) => warn!(instance = %m.instance, error = %e, "cannot render Hadoop config"),
             }
         }
+        if masters_only {
+            // Workers not looked at this time stay as they were.
+            kept.extend(workers);
+        }
+        RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, RenderMemo { spec: spec_hash, workers: kept });
         out
     }
 
@@ -153,11 +222,11 @@ impl ClusterData<'_> {
             })
             .collect();
         let exclude = lifecycle::exclude_set(&list);
-        let configs = if exclude == self.leaving { self.render_all() } else { HashMap::new() };
+        let configs = if exclude == self.leaving { self.render(true) } else { HashMap::new() };
         let report = |role: Role| {
             let (inst, o, age_ms) = self.master(role)?;
             let refreshed = match (configs.get(&inst.instance), &o.live_hash) {
-                (Some(c), Some(have)) => c.live_hash() == *have,
+                (Some(c), Some(have)) => c.config.live_hash() == *have,
                 _ => false,
             };
             Some((o, age_ms, refreshed))
@@ -297,8 +366,12 @@ fn assess(data: &ClusterData<'_>) -> Assessed {
 /// config (a DataNode pool resized at once would otherwise take every replica of some
 /// blocks offline together).
 pub fn rollout_hash(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> String {
-    let pool = spec.pools.get(&i.role);
-    stable_hash(&(config.files_hash(), spec.image_for(i.role), i.cpu, i.memory, pool.map(|p| (&p.command, &p.env, &p.publish))))
+    rollout_hash_of(spec, i.role, i.cpu, i.memory, config)
+}
+
+fn rollout_hash_of(spec: &ClusterSpec, role: Role, cpu: herd_api::quantity::Cpu, memory: herd_api::quantity::Memory, config: &HadoopConfig) -> String {
+    let pool = spec.pools.get(&role);
+    stable_hash(&(config.files_hash(), spec.image_for(role), cpu, memory, pool.map(|p| (&p.command, &p.env, &p.publish))))
 }
 
 /// Whether an instance counts as healthy for a rollout: its master says so, or, for roles
@@ -324,7 +397,7 @@ pub fn healthy(role: Role, observed: Option<&Observed>, hadoop: Option<&Instance
 /// its rollout phase for `herd status` (`waiting` or `restarting`).
 pub fn releases(
     data: &ClusterData<'_>,
-    newest: HashMap<InstanceRef, HadoopConfig>,
+    newest: HashMap<InstanceRef, std::sync::Arc<Rendered>>,
     hadoop: &HashMap<InstanceRef, InstanceHadoop>,
 ) -> (HashMap<InstanceRef, Release>, HashMap<InstanceRef, &'static str>) {
     let mut order: Vec<&&Instance> = data.instances.iter().filter(|i| newest.contains_key(&i.instance)).collect();
@@ -340,13 +413,13 @@ pub fn releases(
             continue;
         }
         let observed = data.observed.get(&i.instance).copied();
-        let want = rollout_hash(data.spec, i, &newest[&i.instance]);
+        let want = &newest[&i.instance].rollout;
         let running = observed.is_some_and(|o| o.state == ContainerState::Running);
         let unhealthy = running && !healthy(i.role, observed, hadoop.get(&i.instance));
         match observed.and_then(|o| o.config_hash.as_deref()) {
             // Nothing runs yet, or it runs what it should.
             None => {}
-            Some(have) if have == want => busy |= unhealthy,
+            Some(have) if have == want.as_str() => busy |= unhealthy,
             // Stopped or failed containers restart anyway: nothing to protect.
             Some(_) if !running => {}
             Some(_) => {
@@ -365,7 +438,7 @@ pub fn releases(
     };
     let is_candidate: BTreeSet<&InstanceRef> = candidates.iter().collect();
     let mut out = HashMap::new();
-    for (instance, config) in newest {
+    for (instance, rendered) in newest {
         let hold = (is_candidate.contains(&instance) && Some(&instance) != released.as_ref())
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
         // NB: a leaving instance is held whatever its config, but it is not waiting for a
@@ -375,7 +448,7 @@ pub fn releases(
         } else if Some(&instance) == released.as_ref() {
             phases.insert(instance.clone(), "restarting");
         }
-        out.insert(instance, Release { config, hold });
+        out.insert(instance, Release { config: rendered.config.clone(), hold, rollout: rendered.rollout.clone() });
     }
     (out, phases)
 }
@@ -446,6 +519,10 @@ mod tests {
         InstanceHadoop { hdfs_state: Some("In Service".into()), live: Some(true), ..Default::default() }
     }
 
+    fn rendered(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> std::sync::Arc<Rendered> {
+        std::sync::Arc::new(Rendered { config: config.clone(), rollout: rollout_hash(spec, i, config) })
+    }
+
     #[test]
     fn one_restart_at_a_time_and_none_while_one_is_unhealthy() {
         let spec = empty_spec();
@@ -454,7 +531,7 @@ mod tests {
         let hosts = HashMap::new();
         let run = |observed: Vec<Observed>, hadoop: HashMap<InstanceRef, InstanceHadoop>| {
             let data = cluster_data(&spec, &dns, &hosts, &observed);
-            let newest = dns.iter().map(|i| (i.instance.clone(), new.clone())).collect();
+            let newest = dns.iter().map(|i| (i.instance.clone(), rendered(&spec, i, &new))).collect();
             let (r, phases) = releases(&data, newest, &hadoop);
             let held: Vec<u32> = dns.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();
             let restarting: Vec<u32> = dns.iter().filter(|i| phases.get(&i.instance) == Some(&"restarting")).map(|i| i.ordinal).collect();
@@ -513,7 +590,7 @@ mod tests {
         let observed: Vec<Observed> = before.iter().map(|i| obs(i, Some(&rollout_hash(&spec, i, &same)), ContainerState::Running)).collect();
         let hosts = HashMap::new();
         let data = cluster_data(&spec, &after, &hosts, &observed);
-        let newest: HashMap<InstanceRef, HadoopConfig> = after.iter().map(|i| (i.instance.clone(), same.clone())).collect();
+        let newest: HashMap<InstanceRef, std::sync::Arc<Rendered>> = after.iter().map(|i| (i.instance.clone(), rendered(&spec, i, &same))).collect();
         let healthy: HashMap<_, _> = after.iter().map(|i| (i.instance.clone(), in_service())).collect();
         let (r, _) = releases(&data, newest.clone(), &healthy);
         let held: Vec<u32> = after.iter().filter(|i| r[&i.instance].hold).map(|i| i.ordinal).collect();

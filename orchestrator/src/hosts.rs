@@ -172,12 +172,12 @@ impl State {
             if may_skip && let Some(generation) = self.sents.idle_since(host, self.store.host_touched(host)) {
                 return Ok(crate::delta::unchanged(generation, applied, interval));
             }
-            let (hot, cache, h) = (self.hot.clone(), self.desired.clone(), host.to_string());
+            let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
             let full = self
                 .store
                 .read(move |c| {
                     // One snapshot for the whole reply (as every read is).
-                    let desired = desired::desired_for(c, &hot, &cache, &h, now, lost_after)?;
+                    let desired = desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)?;
                     let network = network_plan(c, &hot, &settings, &h)?;
                     let purge = c.purges(&h)?;
                     let revision = c.revision()?;

@@ -282,6 +282,9 @@ pub enum Options {
 pub struct Touched {
     pub hosts: std::collections::BTreeSet<String>,
     pub tenants: std::collections::BTreeSet<String>,
+    /// The clusters (tenant, name) whose spec, instances or leaving phases moved: what is
+    /// derived from one cluster is cached until a commit names it.
+    pub clusters: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Touched {
@@ -300,14 +303,21 @@ thread_local! {
     static TOUCHED: std::cell::RefCell<Touched> = std::cell::RefCell::default();
 }
 
-/// Records that the running write changes what `host` (or every host of `tenant`) runs.
-pub(crate) fn touch(host: Option<&str>, tenant: Option<&str>) {
+/// Records that the running write changes what `host` (or every host of the cluster's
+/// tenant) runs, and what is derived from `cluster` (tenant, name).
+pub(crate) fn touch(host: Option<&str>, cluster: Option<(&str, &str)>) {
     TOUCHED.with_borrow_mut(|t| {
-        if let Some(h) = host {
+        // NB: a big apply names one cluster thousands of times: allocate once per name.
+        if let Some(h) = host.filter(|h| !t.hosts.contains(*h)) {
             t.hosts.insert(h.to_string());
         }
-        if let Some(tenant) = tenant {
-            t.tenants.insert(tenant.to_string());
+        if let Some((tenant, name)) = cluster {
+            if !t.tenants.contains(tenant) {
+                t.tenants.insert(tenant.to_string());
+            }
+            if !t.clusters.get(tenant).is_some_and(|names| names.contains(name)) {
+                t.clusters.entry(tenant.to_string()).or_default().insert(name.to_string());
+            }
         }
     });
 }
@@ -318,14 +328,23 @@ struct Changes {
     /// How many commits touched a host or tenant: bumped before their writers are answered,
     /// so what is cached against it is never older than a write that returned.
     count: std::sync::atomic::AtomicU64,
-    /// Per host, the `count` of the last commit that touched it by name (not through a
-    /// tenant): a host with nothing placed is answered from memory until it moves.
-    hosts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Per host and per cluster, the `count` of the last commit that touched it by name.
+    marks: std::sync::Mutex<Marks>,
+}
+
+/// See [`Changes::marks`].
+#[derive(Default)]
+struct Marks {
+    /// Touched by name (not through a tenant): a host with nothing placed is answered from
+    /// memory until it moves.
+    hosts: std::collections::HashMap<String, u64>,
+    /// A cluster's derived desired containers and status are cached until it moves.
+    clusters: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes { sender: tokio::sync::broadcast::channel(1024).0, count: Default::default(), hosts: Default::default() }
+        Changes { sender: tokio::sync::broadcast::channel(1024).0, count: Default::default(), marks: Default::default() }
     }
 }
 
@@ -410,10 +429,16 @@ impl Store {
             // is the count of its own commit, and whoever read a count below it read the
             // store before that commit was counted.
             {
-                let mut hosts = self.1.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mark = self.1.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 for h in &touched.hosts {
-                    hosts.insert(h.clone(), mark);
+                    marks.hosts.insert(h.clone(), mark);
+                }
+                for (tenant, names) in &touched.clusters {
+                    let per = marks.clusters.entry(tenant.clone()).or_default();
+                    for n in names {
+                        per.insert(n.clone(), mark);
+                    }
                 }
             }
             // No receiver is no error: nobody is watching.
@@ -437,8 +462,15 @@ impl Store {
     /// The [`Store::touches`] count of the last commit that touched `host` by name (0: none
     /// since this handle was opened).
     pub fn host_touched(&self, host: &str) -> u64 {
-        let hosts = self.1.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        hosts.get(host).copied().unwrap_or(0)
+        let marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        marks.hosts.get(host).copied().unwrap_or(0)
+    }
+
+    /// The [`Store::touches`] count of the last commit that touched cluster `tenant/name`
+    /// (its spec, instances or leaving phases; 0: none since this handle was opened).
+    pub fn cluster_touched(&self, tenant: &str, name: &str) -> u64 {
+        let marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        marks.clusters.get(tenant).and_then(|per| per.get(name)).copied().unwrap_or(0)
     }
 
     /// Runs a read-only `f` over one consistent snapshot of the store, off the async

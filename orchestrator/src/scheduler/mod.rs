@@ -228,6 +228,12 @@ struct Index {
     rack_of: Vec<usize>,
     /// Per pool, its instances in each rack.
     pool_racks: HashMap<String, Vec<u32>>,
+    /// Each host's rank (inverse of `by_rank`).
+    rank_of: Vec<usize>,
+    /// For pools whose spread skipped many hosts already holding one of them (a big pool:
+    /// without it, its n-th DataNode skipped the n-1 hosts holding one, O(n²) a batch): per
+    /// rack, the hosts in the orders that hold none of the pool, kept up to date as `all`.
+    empty: HashMap<String, Vec<Order>>,
     weights: Weights,
     /// The least CPU and memory any request of the batch asks for.
     least: (u64, u64),
@@ -249,9 +255,12 @@ impl Index {
             weights: Weights::of(hosts),
             least,
             by_rank: Vec::new(),
+            rank_of: vec![0; hosts.len()],
+            empty: HashMap::new(),
         };
         for (rank, &i) in by_rank.iter().enumerate() {
             let h = &hosts[i];
+            index.rank_of[i] = rank;
             let rack = names.binary_search(&h.rack.as_deref().unwrap_or("")).unwrap_or(0);
             index.rack_of[i] = rack;
             for (pool, n) in &h.per_pool {
@@ -271,16 +280,37 @@ impl Index {
         self.key[i] = Some(key);
         self.all.insert(key, rank);
         self.racks[self.rack_of[i]].insert(key, rank);
+        for (pool, orders) in &mut self.empty {
+            if h.per_pool.get(pool).copied().unwrap_or(0) == 0 {
+                orders[self.rack_of[i]].insert(key, rank);
+            }
+        }
     }
 
     fn remove(&mut self, i: usize, rank: usize) {
         if let Some(key) = self.key[i].take() {
             self.all.remove(key, rank);
             self.racks[self.rack_of[i]].remove(key, rank);
+            for orders in self.empty.values_mut() {
+                orders[self.rack_of[i]].remove(key, rank);
+            }
         }
     }
 
-    fn find(&self, hosts: &[HostView], r: &Request) -> Option<usize> {
+    /// Builds `empty` for `pool` from the hosts in the orders.
+    fn build_empty(&mut self, hosts: &[HostView], pool: &str) {
+        let mut orders: Vec<Order> = self.racks.iter().map(|_| Order::default()).collect();
+        for (i, key) in self.key.iter().enumerate() {
+            if let Some(key) = key
+                && hosts[i].per_pool.get(pool).copied().unwrap_or(0) == 0
+            {
+                orders[self.rack_of[i]].insert(*key, self.rank_of[i]);
+            }
+        }
+        self.empty.insert(pool.to_string(), orders);
+    }
+
+    fn find(&mut self, hosts: &[HostView], r: &Request, skip_limit: usize) -> Option<usize> {
         let need = self.weights.need(r);
         if !r.spread_racks {
             return self.all.best(need, hosts, &self.by_rank, r);
@@ -291,11 +321,28 @@ impl Index {
         let counts = self.pool_racks.get(&r.pool);
         let mut order: Vec<(u32, usize)> = (0..self.racks.len()).map(|k| (counts.map_or(0, |c| c[k]), k)).collect();
         order.sort_unstable();
-        let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
-        let empty = order.iter().find_map(|&(_, k)| self.racks[k].fitting(need, hosts, &self.by_rank, r).find(|&rank| held(rank) == 0));
+        let empty = match self.empty.get(&r.pool) {
+            Some(orders) => order.iter().find_map(|&(_, k)| orders[k].fitting(need, hosts, &self.by_rank, r).next()),
+            None => {
+                let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
+                let mut skipped = 0;
+                let found = order.iter().find_map(|&(_, k)| {
+                    self.racks[k].fitting(need, hosts, &self.by_rank, r).find(|&rank| {
+                        let none = held(rank) == 0;
+                        skipped += usize::from(!none);
+                        none
+                    })
+                });
+                if skipped > skip_limit {
+                    self.build_empty(hosts, &r.pool);
+                }
+                found
+            }
+        };
         if empty.is_some() || r.max_per_host == Some(1) {
             return empty;
         }
+        let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
         let mut least: Option<(u32, usize)> = None;
         for &(_, k) in &order {
             for rank in self.racks[k].fitting(need, hosts, &self.by_rank, r) {
@@ -350,6 +397,16 @@ impl Shape {
 /// batch leave the order; a request like one already found unplaceable gets the same
 /// reason without a scan.
 pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String, String>> {
+    place_with(hosts, requests, SPREAD_SKIP_LIMIT)
+}
+
+/// A spread that skipped more hosts holding one of its pool than this builds the pool's
+/// own order of hosts holding none (see `Index::empty`).
+const SPREAD_SKIP_LIMIT: usize = 64;
+
+/// [`place`], building a pool's order of empty hosts once a spread skipped more than
+/// `skip_limit` hosts (the tables test that the choices are those of a plain scan).
+fn place_with(hosts: &mut [HostView], requests: &[Request], skip_limit: usize) -> Vec<Result<String, String>> {
     let mut index = Index::new(hosts, requests);
     let mut unplaceable_memo: HashMap<Shape, String> = HashMap::new();
     let mut out = Vec::with_capacity(requests.len());
@@ -359,7 +416,7 @@ pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String,
             out.push(Err(why.clone()));
             continue;
         }
-        match index.find(hosts, r) {
+        match index.find(hosts, r, skip_limit) {
             Some(rank) => {
                 index.commit(hosts, rank, r);
                 out.push(Ok(hosts[index.by_rank[rank]].id.clone()));

@@ -250,3 +250,38 @@ fn pending_reason_names_the_rule() {
     let r = reason(&mut [HostView { ready: false, ..host("a", 1, 1) }], req("p", 1, 1));
     assert!(r.contains("none of the 1 hosts is ready"), "{r}");
 }
+
+/// A big pool's own order of empty hosts (built once its spread skipped many hosts) chooses
+/// exactly as the plain scan: mixed fleets with racks, two big spread pools sharing hosts
+/// with maxPerHost above one (so the spread also falls back to the least-held host), small
+/// pools in between, some hosts too small or not ready.
+#[test]
+fn a_big_pools_empty_hosts_order_chooses_as_the_plain_scan() {
+    for seed in 0..6u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut hosts = Vec::new();
+        for k in 0..300 {
+            let h = HostView { ready: next(20) != 0, ..racked(&format!("h{k:03}"), &format!("r{}", next(7))) };
+            hosts.push(if next(10) == 0 { HostView { free_cpu: 300, ..h } } else { h });
+        }
+        let mut requests = Vec::new();
+        for k in 0..700 {
+            let pool = ["t/a/datanode", "t/b/datanode"][k % 2];
+            requests.push(Request { max_per_host: Some(3), spread_racks: true, ..req(pool, 100 + 50 * next(4), 256) });
+            if k % 50 == 0 {
+                requests.push(req("t/c/nodemanager", 2000, 4096));
+            }
+        }
+        let (mut plain, mut indexed) = (hosts.clone(), hosts);
+        let want = place_with(&mut plain, &requests, usize::MAX);
+        let got = place_with(&mut indexed, &requests, 0);
+        assert_eq!(got, want, "seed {seed}");
+        assert!(want.iter().filter(|r| r.is_ok()).count() > 600, "seed {seed}: the case places most requests");
+    }
+}

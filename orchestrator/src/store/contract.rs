@@ -649,6 +649,12 @@ pub async fn touches(s: Store) -> Result<()> {
     // Each host carries the count of the last commit that named it: h1 the purge's, h2 the
     // move's; a host never named has 0.
     assert_eq!((s.host_touched("h1"), s.host_touched("h2"), s.host_touched("h3")), (before + 3, before + 2, 0));
+    // Each cluster likewise: t/c by the move (the purge names only its host), a cluster
+    // never named 0; a leaving phase names its cluster.
+    assert_eq!((s.cluster_touched("t", "c"), s.cluster_touched("t", "other"), s.cluster_touched("u", "c")), (before + 2, 0, 0));
+    write(&s, |tx| tx.put_phase(&InstanceRef::new("t", "c", Role::Datanode, 0), &Phase::Removing)).await?;
+    assert_eq!(changes.recv().await.expect("a change").clusters.get("t").map(|n| n.iter().map(String::as_str).collect::<Vec<_>>()), Some(vec!["c"]));
+    assert_eq!(s.cluster_touched("t", "c"), before + 4);
     Ok(())
 }
 

@@ -434,7 +434,7 @@ impl Tx for Typed<'_> {
     }
 
     fn put_cluster(&self, generation: u64, spec: &ClusterSpec) -> Result<()> {
-        super::touch(None, Some(&spec.tenant));
+        super::touch(None, Some((&spec.tenant, &spec.name)));
         if self.0.get(&key("tenants", &[&spec.tenant]))?.is_none() {
             return Err(Error::Conflict(format!("cannot store cluster {}/{}: no tenant {}", spec.tenant, spec.name, spec.tenant)));
         }
@@ -442,7 +442,7 @@ impl Tx for Typed<'_> {
     }
 
     fn delete_cluster(&self, tenant: &str, name: &str) -> Result<()> {
-        super::touch(None, Some(tenant));
+        super::touch(None, Some((tenant, name)));
         if !self.0.scan(&prefix("instances", &[tenant, name]), None, 1)?.is_empty() {
             return Err(Error::Conflict(format!("cluster {tenant}/{name} still has instances")));
         }
@@ -480,7 +480,7 @@ impl Tx for Typed<'_> {
     fn put_instance(&self, i: &Instance) -> Result<()> {
         let k = instance_key(&i.instance);
         let old: Option<InstanceDoc> = self.json("instance", &k)?;
-        super::touch(old.as_ref().and_then(|o| o.host.as_deref()), Some(&i.instance.tenant));
+        super::touch(old.as_ref().and_then(|o| o.host.as_deref()), Some((&i.instance.tenant, &i.instance.cluster)));
         super::touch(i.host.as_deref(), None);
         let doc = match &old {
             None => {
@@ -544,12 +544,12 @@ impl Tx for Typed<'_> {
     }
 
     fn put_phase(&self, i: &InstanceRef, phase: &Phase) -> Result<()> {
-        super::touch(None, Some(&i.tenant));
+        super::touch(None, Some((&i.tenant, &i.cluster)));
         self.0.put(&key("leaving", &[&i.tenant, &i.cluster, &i.name]), to_json(phase))
     }
 
     fn delete_phase(&self, i: &InstanceRef) -> Result<()> {
-        super::touch(None, Some(&i.tenant));
+        super::touch(None, Some((&i.tenant, &i.cluster)));
         self.0.delete(&key("leaving", &[&i.tenant, &i.cluster, &i.name]))
     }
 

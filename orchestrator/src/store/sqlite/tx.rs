@@ -48,7 +48,7 @@ impl SqliteTx<'_> {
     fn touch_instance(&self, i: &InstanceRef) -> Result<()> {
         let mut stmt = self.0.prepare_cached("SELECT host_id FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3")?;
         let host: Option<Option<String>> = stmt.query_row([&i.tenant, &i.cluster, &i.name], |r| r.get(0)).optional()?;
-        touch(host.flatten().as_deref(), Some(&i.tenant));
+        touch(host.flatten().as_deref(), Some((&i.tenant, &i.cluster)));
         Ok(())
     }
 }
@@ -276,7 +276,7 @@ impl Tx for SqliteTx<'_> {
 
     fn put_cluster(&self, generation: u64, spec: &ClusterSpec) -> Result<()> {
         let c = self.0;
-        touch(None, Some(&spec.tenant));
+        touch(None, Some((&spec.tenant, &spec.name)));
         c.exec(
             "INSERT INTO clusters (tenant, name, generation, spec) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(tenant, name) DO UPDATE SET generation = excluded.generation, spec = excluded.spec",
@@ -287,7 +287,7 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_cluster(&self, tenant: &str, name: &str) -> Result<()> {
         let c = self.0;
-        touch(None, Some(tenant));
+        touch(None, Some((tenant, name)));
         c.exec("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
         c.exec("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2", [tenant, name])?;
         c.exec("DELETE FROM clusters WHERE tenant = ?1 AND name = ?2", [tenant, name])?;
@@ -373,7 +373,7 @@ impl Tx for SqliteTx<'_> {
 
     fn put_phase(&self, i: &InstanceRef, phase: &Phase) -> Result<()> {
         let c = self.0;
-        touch(None, Some(&i.tenant));
+        touch(None, Some((&i.tenant, &i.cluster)));
         c.exec(
             "INSERT INTO leaving (tenant, cluster, name, phase) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(tenant, cluster, name) DO UPDATE SET phase = excluded.phase",
@@ -384,7 +384,7 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_phase(&self, i: &InstanceRef) -> Result<()> {
         let c = self.0;
-        touch(None, Some(&i.tenant));
+        touch(None, Some((&i.tenant, &i.cluster)));
         c.exec("DELETE FROM leaving WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
         Ok(())
     }

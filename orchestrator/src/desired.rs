@@ -11,7 +11,13 @@
 //! - a report about one of its instances changed ([`Hot::cluster_version`]): at most every
 //!   [`REDERIVE_MS`], so a fleet of agents converging does not make every heartbeat render
 //!   the whole cluster;
-//! - it is older than one heartbeat interval (masters' reports age with their hosts).
+//! - it is older than one heartbeat interval and a master is placed (masters' reports age
+//!   with their hosts).
+//!
+//! The last two (reports, not commits) share one budget across all clusters
+//! ([`REPORT_DERIVE_SHARE`] of a core); past it, hosts get the last result. Workers'
+//! rendered configs are memoized (`crate::hadoop::RENDERED`), so a derivation renders only
+//! the members that changed.
 //!
 //! The cached result is one consistent decision over the whole cluster, so a rollout still
 //! releases at most one instance at a time.

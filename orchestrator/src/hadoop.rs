@@ -61,7 +61,7 @@ pub struct Release {
     pub rollout: String,
 }
 
-/// One instance's rendered config with the hashes taken of it.
+/// One instance's rendered config with its rollout hash.
 #[derive(Debug)]
 pub struct Rendered {
     pub config: HadoopConfig,

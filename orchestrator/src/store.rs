@@ -281,20 +281,20 @@ pub enum Options {
 #[derive(Debug, Default, Clone)]
 pub struct Touched {
     pub hosts: std::collections::BTreeSet<String>,
-    pub tenants: std::collections::BTreeSet<String>,
-    /// The clusters (tenant, name) whose spec, instances or leaving phases moved: what is
-    /// derived from one cluster is cached until a commit names it.
+    /// Per tenant, its clusters whose spec, instances or leaving phases moved: every host of
+    /// the tenant may see another desired set, and what is derived from one cluster is
+    /// cached until a commit names it.
     pub clusters: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Touched {
     /// Whether a host running instances of `tenants` may see another desired set.
     pub fn concerns(&self, host: &str, tenants: &std::collections::BTreeSet<String>) -> bool {
-        self.hosts.contains(host) || self.tenants.iter().any(|t| tenants.contains(t))
+        self.hosts.contains(host) || self.clusters.keys().any(|t| tenants.contains(t))
     }
 
     fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.tenants.is_empty()
+        self.hosts.is_empty() && self.clusters.is_empty()
     }
 }
 
@@ -311,13 +311,10 @@ pub(crate) fn touch(host: Option<&str>, cluster: Option<(&str, &str)>) {
         if let Some(h) = host.filter(|h| !t.hosts.contains(*h)) {
             t.hosts.insert(h.to_string());
         }
-        if let Some((tenant, name)) = cluster {
-            if !t.tenants.contains(tenant) {
-                t.tenants.insert(tenant.to_string());
-            }
-            if !t.clusters.get(tenant).is_some_and(|names| names.contains(name)) {
-                t.clusters.entry(tenant.to_string()).or_default().insert(name.to_string());
-            }
+        if let Some((tenant, name)) = cluster
+            && !t.clusters.get(tenant).is_some_and(|names| names.contains(name))
+        {
+            t.clusters.entry(tenant.to_string()).or_default().insert(name.to_string());
         }
     });
 }

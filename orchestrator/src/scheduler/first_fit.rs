@@ -3,7 +3,7 @@
 //! first-fit), under the same rules ([`super::fits`]). Kept as the baseline the packing
 //! benchmark (`packbench`) measures [`super::place`] against; a linear scan per request.
 
-use super::{HostView, Request, commit, fits, unplaceable};
+use super::{HostView, Request, commit, fits, held, unplaceable};
 
 /// Places each request in order on the first fitting host by (instances of its pool, id).
 pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String, String>> {
@@ -15,7 +15,7 @@ pub fn place(hosts: &mut [HostView], requests: &[Request]) -> Vec<Result<String,
             .iter()
             .copied()
             .filter(|&i| fits(&hosts[i], r))
-            .min_by_key(|&i| hosts[i].per_pool.get(&r.pool).copied().unwrap_or(0));
+            .min_by_key(|&i| held(&hosts[i], &r.pool));
         match chosen {
             Some(i) => {
                 commit(&mut hosts[i], r);

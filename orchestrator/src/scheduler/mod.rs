@@ -94,8 +94,13 @@ fn selected(h: &HostView, selector: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| h.labels.get(k) == Some(v))
 }
 
+/// How many instances of `pool` the host holds.
+fn held(h: &HostView, pool: &str) -> u32 {
+    h.per_pool.get(pool).copied().unwrap_or(0)
+}
+
 fn under_max(h: &HostView, r: &Request) -> bool {
-    r.max_per_host.is_none_or(|m| h.per_pool.get(&r.pool).copied().unwrap_or(0) < m)
+    r.max_per_host.is_none_or(|m| held(h, &r.pool) < m)
 }
 
 fn roomy(h: &HostView, r: &Request) -> bool {
@@ -281,7 +286,7 @@ impl Index {
         self.all.insert(key, rank);
         self.racks[self.rack_of[i]].insert(key, rank);
         for (pool, orders) in &mut self.empty {
-            if h.per_pool.get(pool).copied().unwrap_or(0) == 0 {
+            if held(h, pool) == 0 {
                 orders[self.rack_of[i]].insert(key, rank);
             }
         }
@@ -302,7 +307,7 @@ impl Index {
         let mut orders: Vec<Order> = self.racks.iter().map(|_| Order::default()).collect();
         for (i, key) in self.key.iter().enumerate() {
             if let Some(key) = key
-                && hosts[i].per_pool.get(pool).copied().unwrap_or(0) == 0
+                && held(&hosts[i], pool) == 0
             {
                 orders[self.rack_of[i]].insert(*key, self.rank_of[i]);
             }
@@ -324,11 +329,10 @@ impl Index {
         let empty = match self.empty.get(&r.pool) {
             Some(orders) => order.iter().find_map(|&(_, k)| orders[k].fitting(need, hosts, &self.by_rank, r).next()),
             None => {
-                let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
                 let mut skipped = 0;
                 let found = order.iter().find_map(|&(_, k)| {
                     self.racks[k].fitting(need, hosts, &self.by_rank, r).find(|&rank| {
-                        let none = held(rank) == 0;
+                        let none = held(&hosts[self.by_rank[rank]], &r.pool) == 0;
                         skipped += usize::from(!none);
                         none
                     })
@@ -342,7 +346,7 @@ impl Index {
         if empty.is_some() || r.max_per_host == Some(1) {
             return empty;
         }
-        let held = |rank: usize| hosts[self.by_rank[rank]].per_pool.get(&r.pool).copied().unwrap_or(0);
+        let held = |rank: usize| held(&hosts[self.by_rank[rank]], &r.pool);
         let mut least: Option<(u32, usize)> = None;
         for &(_, k) in &order {
             for rank in self.racks[k].fitting(need, hosts, &self.by_rank, r) {

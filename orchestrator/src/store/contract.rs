@@ -629,7 +629,7 @@ pub async fn touches(s: Store) -> Result<()> {
     let before = s.touches();
     write(&s, |tx| tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))).await?;
     let t = changes.recv().await.expect("a change");
-    assert_eq!((t.hosts.iter().map(String::as_str).collect::<Vec<_>>(), t.tenants.iter().map(String::as_str).collect::<Vec<_>>()), (vec!["h1"], vec!["t"]));
+    assert_eq!((t.hosts.iter().map(String::as_str).collect::<Vec<_>>(), t.clusters.keys().map(String::as_str).collect::<Vec<_>>()), (vec!["h1"], vec!["t"]));
     // Moving it touches the host it left and the one it goes to.
     write(&s, |tx| tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h2")))).await?;
     let t = changes.recv().await.expect("a change");

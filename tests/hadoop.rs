@@ -146,10 +146,14 @@ async fn hadoop_dialtone_across_racks() -> Result<()> {
             "head -c 409600 /dev/urandom > /tmp/data && hdfs dfs -D dfs.blocksize=4096 -D dfs.replication=3 -put /tmp/data /data",
         );
         ensure!(code == 0, "hdfs dfs -put: {code} {out}");
-        let replicated = wait_for("100 blocks fully replicated", Duration::from_secs(60), || async {
+        // NB: the agent reads the NameNode's beans in three queries at once, so the per-DataNode
+        // block counts (NameNodeInfo) may trail the totals (FSNamesystemState) by one read:
+        // wait for both, then require exactly 300 replicas below.
+        let replicated = wait_for("100 blocks fully replicated on the DataNodes", Duration::from_secs(60), || async {
             let s = status(&api, &tenant).await?;
             let h = &s["hdfs"];
-            Ok((h["blocks_total"] == 100 && h["under_replicated_blocks"] == 0 && h["missing_blocks"] == 0).then_some(s))
+            let held: u64 = instances(&s, "datanode").iter().filter_map(|i| i["hadoop"]["blocks"].as_u64()).sum();
+            Ok((h["blocks_total"] == 100 && h["under_replicated_blocks"] == 0 && h["missing_blocks"] == 0 && held >= 300).then_some(s))
         })
         .await;
         let s = match replicated {

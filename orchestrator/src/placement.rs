@@ -32,6 +32,7 @@ use crate::reconciler::{self, Instance};
 use crate::scheduler::guarantee::{self, Choice, Held, Victim};
 use crate::scheduler::{self, HostView, Request, disk_share};
 use crate::store::audit::{self, Change};
+use crate::store::usage::{self, Usage};
 
 /// How long a NodeManager drained for another tenant's guarantee may keep running YARN
 /// containers before it is removed anyway (its pool's own `drainTimeoutSeconds` is for
@@ -45,7 +46,7 @@ pub fn ready(h: &HostLive, now: u64, lost_after: u64) -> bool {
 }
 
 pub(crate) fn pool_key(i: &Instance) -> String {
-    format!("{}/{}/{}", i.instance.tenant, i.instance.cluster, i.role)
+    usage::pool_key(&i.instance.tenant, &i.instance.cluster, i.role)
 }
 
 /// What placement needs of one pool, from its cluster's spec.
@@ -80,39 +81,35 @@ fn rules(tx: &dyn Tx) -> Result<HashMap<String, Rules>> {
     Ok(out)
 }
 
-/// Every host as the scheduler sees it, with what `all` places there taken off.
-fn views(hot: &Hot, all: &[Instance], rules: &HashMap<String, Rules>, now: u64, lost_after: u64) -> Vec<HostView> {
-    let mut on_host: HashMap<&str, Vec<&Instance>> = HashMap::new();
-    for i in all {
-        if let Some(h) = i.host.as_deref() {
-            on_host.entry(h).or_default().push(i);
-        }
-    }
+/// Every host as the scheduler sees it, with what is placed there (`usage`) taken off.
+fn views(hot: &Hot, usage: &Usage, rules: &HashMap<String, Rules>, now: u64, lost_after: u64) -> Vec<HostView> {
     let none = Rules::default();
-    let rules_of = |i: &Instance| rules.get(&pool_key(i)).unwrap_or(&none);
+    let empty = usage::HostUsage::default();
     hot.with_hosts(|hosts| {
         hosts
             .values()
             .map(|h| {
-                let mine = on_host.get(h.info.id.as_str()).map(Vec::as_slice).unwrap_or_default();
-                let mut per_pool = HashMap::new();
-                for i in mine {
-                    *per_pool.entry(pool_key(i)).or_insert(0) += 1;
-                }
+                let used = usage.host(&h.info.id).unwrap_or(&empty);
+                let rules_of = |pool: &str| rules.get(pool).unwrap_or(&none);
                 let capacity = &h.info.data_disk_capacity;
                 let free_disks = (!capacity.is_empty()).then(|| {
-                    let used: u64 = mine.iter().map(|i| disk_share(rules_of(i).disk.0, capacity.len())).sum();
+                    let used: u64 =
+                        used.pools.iter().map(|(pool, &n)| u64::from(n) * disk_share(rules_of(pool).disk.0, capacity.len())).sum();
                     capacity.iter().map(|c| c.0.saturating_sub(used)).collect()
                 });
                 HostView {
                     ready: ready(h, now, lost_after),
                     rack: h.info.rack.clone(),
                     labels: h.info.labels.clone(),
-                    free_cpu: h.info.cpu.0.saturating_sub(mine.iter().map(|i| i.cpu.0).sum()),
-                    free_memory: h.info.memory.0.saturating_sub(mine.iter().map(|i| i.memory.0).sum()),
+                    free_cpu: h.info.cpu.0.saturating_sub(used.cpu),
+                    free_memory: h.info.memory.0.saturating_sub(used.memory),
                     free_disks,
-                    per_pool,
-                    ports: mine.iter().flat_map(|i| rules_of(i).ports.iter().copied()).collect(),
+                    per_pool: used.pools.clone(),
+                    ports: used
+                        .pools
+                        .iter()
+                        .flat_map(|(pool, &n)| rules_of(pool).ports.iter().flat_map(move |p| std::iter::repeat_n(*p, n as usize)))
+                        .collect(),
                     id: h.info.id.clone(),
                 }
             })
@@ -170,14 +167,16 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
     if !tx.any_unplaced()? {
         return Ok(false);
     }
-    let all = tx.instances(None)?;
-    let mut pending: Vec<&Instance> = all.iter().filter(|i| i.host.is_none()).collect();
+    let unplaced = tx.unplaced()?;
+    let mut pending: Vec<&Instance> = unplaced.iter().collect();
     if pending.is_empty() {
         return Ok(false);
     }
     let rules = rules(tx)?;
     let guaranteed = guarantees(tx)?;
-    let leaving = tx.leaving(None)?;
+    // Every instance only when a guarantee may take borrowed ones back; else the store's sums.
+    let all = if guaranteed.is_empty() { Vec::new() } else { tx.instances(None)? };
+    let leaving = if guaranteed.is_empty() { BTreeMap::new() } else { tx.leaving(None)? };
     let leaving_set: BTreeSet<InstanceRef> = leaving.keys().cloned().collect();
     let held = if guaranteed.is_empty() { Vec::new() } else { held(&all, &rules, &leaving_set) };
     let usage = guarantee::usage(&guaranteed, &held);
@@ -189,7 +188,19 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
     let pending: Vec<&Instance> = order.iter().map(|&k| pending[k]).collect();
     let within: Vec<bool> = order.iter().map(|&k| within[k]).collect();
 
-    let mut views = views(hot, &all, &rules, now, lost_after);
+    let mut views = None;
+    let kept = tx.with_usage(&mut |sums| views = Some(self::views(hot, sums, &rules, now, lost_after)))?;
+    if !kept {
+        let read;
+        let all = if guaranteed.is_empty() {
+            read = tx.instances(None)?;
+            &read
+        } else {
+            &all
+        };
+        views = Some(self::views(hot, &Usage::of(all), &rules, now, lost_after));
+    }
+    let mut views = views.unwrap_or_default();
     let requests: Vec<Request> = pending.iter().map(|i| request(i, &rules)).collect();
     let mut placed = scheduler::place(&mut views, &requests);
 

@@ -39,6 +39,7 @@ pub mod kv;
 pub mod migrate;
 pub mod sqlite;
 pub mod tokens;
+pub mod usage;
 
 /// A stored host.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +196,17 @@ pub trait Tx {
     /// How many instances wait for a host: one cluster's, or every cluster's.
     fn pending_count(&self, cluster: Option<ClusterKey<'_>>) -> Result<u64> {
         Ok(self.instances(cluster)?.iter().filter(|i| i.host.is_none()).count() as u64)
+    }
+    /// Every instance waiting for a host, in the order of [`Tx::instances`].
+    fn unplaced(&self) -> Result<Vec<Instance>> {
+        Ok(self.instances(None)?.into_iter().filter(|i| i.host.is_none()).collect())
+    }
+    /// Runs `f` over what every host's placed instances take, when this store keeps that sum
+    /// as it writes ([`usage`]), and returns `true`; `false` (and `f` not run) when it does not
+    /// (sum [`Tx::instances`] instead). `f` must not write.
+    fn with_usage(&self, f: &mut dyn FnMut(&usage::Usage)) -> Result<bool> {
+        let _ = f;
+        Ok(false)
     }
     /// Whether some instance waits for a host.
     fn any_unplaced(&self) -> Result<bool> {

@@ -367,6 +367,8 @@ pub async fn instances(s: Store) -> Result<()> {
     assert_eq!(names(read(&s, |c| c.instances_of_tenant("t")).await?).len(), 3);
     assert_eq!(names(read(&s, |c| c.instances_on_host("h1")).await?), ["t/c/datanode-10", "u/c/datanode-0"]);
     assert_eq!(read(&s, |c| Ok((c.pending_count(None)?, c.pending_count(Some(("u", "c")))?, c.any_unplaced()?))).await?, (1, 0, true));
+    assert_eq!(names(read(&s, |c| c.unplaced()).await?), ["t/c/datanode-2"]);
+    sums_match(&s).await?;
 
     // Placement counts each landing on a host it was not on.
     let placement = |s: &Store| {
@@ -391,6 +393,18 @@ pub async fn instances(s: Store) -> Result<()> {
     write(&s, |tx| tx.put_instance(&Instance { cpu: Cpu(500), ..inst("t", "c", Role::Datanode, 2, Some("h2")) })).await?;
     let on_h2 = read(&s, |c| c.instances_on_host("h2")).await?;
     assert_eq!(on_h2.first().map(|i| (i.cpu, i.placement)), Some((Cpu(500), 1)));
+    sums_match(&s).await?;
+    // A write that fails after moving instances leaves the sums as the instances are.
+    let failed = write(&s, |tx| {
+        tx.put_instance(&inst("t", "c", Role::Datanode, 7, Some("h3")))?;
+        tx.put_instance(&inst("t", "c", Role::Datanode, 2, None))?;
+        sums_match_in(tx)?;
+        Err::<(), _>(Error::refused("replicas", "refused after writing"))
+    })
+    .await;
+    assert!(failed.is_err());
+    sums_match(&s).await?;
+    assert!(read(&s, |c| c.instances_on_host("h3")).await?.is_empty());
 
     // Deleting an instance takes its phase and its place on the host.
     let dn2 = InstanceRef::new("t", "c", Role::Datanode, 2);
@@ -402,7 +416,25 @@ pub async fn instances(s: Store) -> Result<()> {
     .await?;
     assert!(read(&s, |c| c.leaving(None)).await?.is_empty());
     assert_eq!(names(read(&s, |c| c.instances_on_host("h2")).await?), ["t/c/datanode-10", "t/c/namenode-0"]);
+    sums_match(&s).await?;
     Ok(())
+}
+
+/// Inside a write: what the store keeps of every host's usage (if it keeps it) is the sum of
+/// the instances the write sees.
+fn sums_match_in(tx: &dyn Tx) -> Result<()> {
+    let mut kept = None;
+    let keeps = tx.with_usage(&mut |u| kept = Some(u.clone()))?;
+    let sum = crate::store::usage::Usage::of(&tx.instances(None)?);
+    assert_eq!(keeps, kept.is_some(), "with_usage runs f exactly when it says it keeps the sums");
+    if let Some(kept) = kept {
+        assert_eq!(kept, sum, "the kept usage drifted from the instances");
+    }
+    Ok(())
+}
+
+async fn sums_match(s: &Store) -> Result<()> {
+    write(s, sums_match_in).await
 }
 
 pub async fn phases_and_purges(s: Store) -> Result<()> {

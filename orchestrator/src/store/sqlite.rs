@@ -160,6 +160,8 @@ pub struct Sqlite {
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// The revision as of the last commit (see [`Tx::revision`]), readable without a query.
     revision: Arc<std::sync::atomic::AtomicU64>,
+    /// What every host's placed instances take, kept by the writer ([`super::usage`]).
+    usage: Arc<Mutex<tx::Kept>>,
 }
 
 /// Read-only connections of a store on disk.
@@ -251,12 +253,13 @@ impl Sqlite {
         let conn = Arc::new(Mutex::new(conn));
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
         let (jobs, queue) = std::sync::mpsc::channel();
-        let (c, r) = (conn.clone(), revision.clone());
+        let usage: Arc<Mutex<tx::Kept>> = Arc::default();
+        let (c, r, u) = (conn.clone(), revision.clone(), usage.clone());
         std::thread::Builder::new()
             .name("herd-store-writer".into())
-            .spawn(move || writer(&c, &r, &queue))
+            .spawn(move || writer(&c, &r, &u, &queue))
             .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision })
+        Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision, usage })
     }
 
     /// Runs `f` as one atomic operation on the writer thread: all it changes is stored, or
@@ -269,8 +272,17 @@ impl Sqlite {
         F: Fn(&dyn Tx) -> Result<R> + Send + 'static,
     {
         let (done, answer) = tokio::sync::oneshot::channel::<Result<R>>();
+        let usage = self.usage.clone();
         let job: Job = Box::new(move |conn: &Connection| {
-            let out = savepoint(conn, |c| f(&SqliteTx(c)));
+            let moves = usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).moves;
+            let out = savepoint(conn, |c| f(&SqliteTx(c, Some(&usage))));
+            if out.is_err() {
+                // Rolled back: a usage it moved no longer matches the table.
+                let mut kept = usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.moves != moves {
+                    kept.usage = None;
+                }
+            }
             Box::new(move |failed: Option<&str>| {
                 let out = match (out, failed) {
                     (Ok(_), Some(why)) => Err(Error::Writer(why.to_string())),
@@ -294,7 +306,7 @@ impl Sqlite {
     pub fn read_now<R>(&self, f: impl FnOnce(&dyn Tx) -> Result<R>) -> Result<R> {
         let run = |conn: &Connection| {
             let snapshot = conn.unchecked_transaction()?;
-            f(&SqliteTx(&snapshot))
+            f(&SqliteTx(&snapshot, None))
         };
         if self.readers.is_empty() {
             // In memory: the writer's connection, made read-only for the read.
@@ -338,7 +350,7 @@ fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 
 /// The writer thread: takes queued operations, up to [`BATCH`] at a time, runs them in one
 /// transaction and commits it, then answers each.
-fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue: &std::sync::mpsc::Receiver<Job>) {
+fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, usage: &Mutex<tx::Kept>, queue: &std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
         while jobs.len() < BATCH {
@@ -372,6 +384,7 @@ fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, queue
             }
             Err(e) => {
                 let _ = conn.exec("ROLLBACK", []);
+                usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).usage = None;
                 let why = e.to_string();
                 for d in done {
                     d(Some(&why));
@@ -445,15 +458,15 @@ mod tests {
         }
         let store = Sqlite::open(&path)?;
         let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let t = SqliteTx(&conn).tenant("acme")?.ok_or_else(|| Error::not_found("tenant", "acme"))?;
+        let t = SqliteTx(&conn, None).tenant("acme")?.ok_or_else(|| Error::not_found("tenant", "acme"))?;
         assert_eq!((t.created_at, t.quota), (1_767_225_600, Quota::default()));
-        assert!(SqliteTx(&conn).set_quota("acme", &Quota { cpu: Some(Cpu(2000)), ..Quota::default() })?);
+        assert!(SqliteTx(&conn, None).set_quota("acme", &Quota { cpu: Some(Cpu(2000)), ..Quota::default() })?);
         drop(conn);
         drop(store);
         // Opening again is a no-op for the schema.
         let store = Sqlite::open(&path)?;
         let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
-        assert_eq!(SqliteTx(&conn).tenant("acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
+        assert_eq!(SqliteTx(&conn, None).tenant("acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
         Ok(())
     }
 }

@@ -13,7 +13,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::reconciler::Instance;
+use crate::store::usage::{Part, Usage};
 use crate::store::{ClusterKey, ClusterRow, HostRow, TenantRow, Tx, audit, from_json, idempotency, to_json, tokens, touch};
+use std::sync::Mutex;
 
 /// Statements through the connection's statement cache: each is parsed once per connection,
 /// not per call (`execute_batch` for the writer's savepoints alone was 12 % of the
@@ -40,15 +42,55 @@ impl Cached for Connection {
     }
 }
 
-/// [`Tx`] over a SQLite connection with a transaction open.
-pub struct SqliteTx<'a>(pub(super) &'a Connection);
+/// [`Tx`] over a SQLite connection with a transaction open; the writer's also keeps the
+/// store's [`Usage`] (reads and tests pass `None`).
+pub struct SqliteTx<'a>(pub(super) &'a Connection, pub(super) Option<&'a Mutex<Kept>>);
+
+/// The writer's [`Usage`] (see [`crate::store::usage`]): `None` until summed, and after a
+/// write that moved it failed.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    pub usage: Option<Usage>,
+    /// How many times a write moved it (a failed write that moved it drops it).
+    pub moves: u64,
+}
+
+/// What an instance row held before a write changed it.
+struct Before {
+    host: Option<String>,
+    role: String,
+    cpu: i64,
+    memory: i64,
+}
 
 impl SqliteTx<'_> {
-    /// Touches the tenant of `i` and the host it is placed on now (see [`crate::store::Touched`]).
-    fn touch_instance(&self, i: &InstanceRef) -> Result<()> {
-        let mut stmt = self.0.prepare_cached("SELECT host_id FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3")?;
-        let host: Option<Option<String>> = stmt.query_row([&i.tenant, &i.cluster, &i.name], |r| r.get(0)).optional()?;
-        touch(host.flatten().as_deref(), Some((&i.tenant, &i.cluster)));
+    /// Touches the tenant of `i` and the host it is placed on now (see [`crate::store::Touched`]);
+    /// returns what its row held.
+    fn touch_instance(&self, i: &InstanceRef) -> Result<Option<Before>> {
+        let mut stmt = self.0.prepare_cached("SELECT host_id, role, cpu, memory FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3")?;
+        let before = stmt
+            .query_row([&i.tenant, &i.cluster, &i.name], |r| Ok(Before { host: r.get(0)?, role: r.get(1)?, cpu: r.get(2)?, memory: r.get(3)? }))
+            .optional()?;
+        touch(before.as_ref().and_then(|b| b.host.as_deref()), Some((&i.tenant, &i.cluster)));
+        Ok(before)
+    }
+
+    /// Moves the writer's [`Usage`] (if summed) from what `i`'s row held to what it holds now.
+    fn move_usage(&self, i: &InstanceRef, before: Option<&Before>, now: Option<&Instance>) -> Result<()> {
+        let Some(kept) = self.1 else { return Ok(()) };
+        let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.moves += 1;
+        let Some(usage) = kept.usage.as_mut() else { return Ok(()) };
+        if let Some(b) = before
+            && let Some(host) = b.host.as_deref()
+        {
+            let role: Role = b.role.parse().map_err(|e: String| Error::Corrupt { what: "instance role", source: serde::de::Error::custom(e) })?;
+            let part = Part { host, tenant: &i.tenant, cluster: &i.cluster, role, cpu: b.cpu as u64, memory: b.memory as u64 };
+            usage.remove(&part);
+        }
+        if let Some(part) = now.and_then(Part::of) {
+            usage.add(&part);
+        }
         Ok(())
     }
 }
@@ -320,9 +362,28 @@ impl Tx for SqliteTx<'_> {
         collect_instances(&mut stmt, [host])
     }
 
+    fn unplaced(&self) -> Result<Vec<Instance>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE host_id IS NULL ORDER BY tenant, cluster, role, ordinal"
+        ))?;
+        collect_instances(&mut stmt, [])
+    }
+
+    fn with_usage(&self, f: &mut dyn FnMut(&Usage)) -> Result<bool> {
+        let Some(kept) = self.1 else { return Ok(false) };
+        let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.usage.is_none() {
+            kept.usage = Some(Usage::of(&self.instances(None)?));
+        }
+        if let Some(usage) = &kept.usage {
+            f(usage);
+        }
+        Ok(true)
+    }
+
     fn put_instance(&self, i: &Instance) -> Result<()> {
         let c = self.0;
-        self.touch_instance(&i.instance)?;
+        let before = self.touch_instance(&i.instance)?;
         touch(i.host.as_deref(), None);
         c.exec(
             "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
@@ -343,15 +404,15 @@ impl Tx for SqliteTx<'_> {
                 i.memory.0 as i64
             ],
         )?;
-        Ok(())
+        self.move_usage(&i.instance, before.as_ref(), Some(i))
     }
 
     fn delete_instance(&self, i: &InstanceRef) -> Result<()> {
         let c = self.0;
-        self.touch_instance(i)?;
+        let before = self.touch_instance(i)?;
         self.delete_phase(i)?;
         c.exec("DELETE FROM instances WHERE tenant = ?1 AND cluster = ?2 AND name = ?3", [&i.tenant, &i.cluster, &i.name])?;
-        Ok(())
+        self.move_usage(i, before.as_ref(), None)
     }
 
     fn leaving(&self, cluster: Option<ClusterKey<'_>>) -> Result<BTreeMap<InstanceRef, Phase>> {

@@ -200,7 +200,7 @@ pub async fn execute<R: Runtime>(
 ) -> HashMap<InstanceRef, String> {
     let mounts: HashMap<&InstanceRef, Vec<(PathBuf, String)>> =
         desired.iter().map(|d| (&d.instance, layout.mounts(d))).collect();
-    let hadoop: HashMap<&InstanceRef, &HadoopConfig> = desired.iter().filter_map(|d| Some((&d.instance, d.hadoop.as_ref()?))).collect();
+    let hadoop: HashMap<&InstanceRef, &HadoopConfig> = desired.iter().filter_map(|d| Some((&d.instance, d.hadoop.as_deref()?))).collect();
     // Fencing: what is no longer this host's goes first, before anything is created or
     // started (an instance moved away while this host was lost must never run twice).
     let (removes, rest): (Vec<Action>, Vec<Action>) = actions.into_iter().partition(|a| matches!(a, Action::Remove(..)));
@@ -366,9 +366,9 @@ mod tests {
             files: [("hdfs-site.xml".to_string(), v.to_string())].into(),
             ..Default::default()
         };
-        d.hadoop = Some(config("old"));
+        d.hadoop = Some(config("old").into());
         let running = found(&d, "c1", ContainerState::Running, None);
-        d.hadoop = Some(config("new"));
+        d.hadoop = Some(config("new").into());
         let released = configs(&layout(), std::slice::from_ref(&d), std::slice::from_ref(&running));
         assert_eq!(kinds(&plan(&released, std::slice::from_ref(&running))), ["recreate c1"]);
         let bind = format!("/c/t/c/datanode-0:{}:ro", herd_api::hadoop::CONF_DIR);

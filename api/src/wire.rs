@@ -236,8 +236,10 @@ pub struct DesiredContainer {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_add: Vec<String>,
     /// The instance's rendered Hadoop configuration, mounted at `/etc/hadoop/conf`.
+    // NB: shared: the orchestrator hands out the one config it rendered, not a copy per reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hadoop: Option<HadoopConfig>,
+    #[schema(value_type = Option<HadoopConfig>)]
+    pub hadoop: Option<std::sync::Arc<HadoopConfig>>,
     /// What the container is labelled with and reported back as [`Observed::config_hash`]:
     /// a hash of everything whose change restarts it (Hadoop files, image, resources,
     /// command, environment, ports), so that a rollout sees who runs the newest. Set by the

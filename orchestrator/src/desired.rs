@@ -78,13 +78,36 @@ struct Derived {
 }
 
 /// One cluster's cache entry: the last derived result, and a lock held while deriving.
-#[derive(Default)]
 struct Slot {
     current: Mutex<Option<Arc<Derived>>>,
     deriving: Mutex<()>,
+    /// How many derivations finished: who found the cluster being derived waits for it to move
+    /// ([`Busy`]).
+    done: tokio::sync::watch::Sender<u64>,
     /// How long the last derivation took: a cluster is not derived again for changed
     /// reports more often than every 4× that (bounds the CPU a big cluster takes).
     cost_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot { current: Mutex::default(), deriving: Mutex::default(), done: tokio::sync::watch::Sender::new(0), cost_ms: Default::default() }
+    }
+}
+
+/// A waiter on a cluster some other request is deriving.
+pub struct Busy(tokio::sync::watch::Receiver<u64>);
+
+/// How long a [`Busy`] waits at most before asking again anyway.
+const BUSY_RECHECK_MS: u64 = 100;
+
+impl Busy {
+    /// Waits (on the async side: no store thread is held) until the derivation it found
+    /// running finishes, or [`BUSY_RECHECK_MS`]; `true` when it finished.
+    pub async fn wait(mut self) -> bool {
+        let wait = std::time::Duration::from_millis(BUSY_RECHECK_MS);
+        matches!(tokio::time::timeout(wait, self.0.changed()).await, Ok(Ok(())))
+    }
 }
 
 impl Slot {
@@ -119,11 +142,22 @@ impl DesiredCache {
     /// The desired containers of cluster `key`, derived again if stale (see the module).
     /// `c` is a snapshot taken after [`Store::touches`] read `touches`.
     /// One caller derives. Others wait for it only when what they have is older than the
-    /// last commit naming the cluster (a placement or phase they must see); for newer reports
-    /// alone they take the last result. Results only ever move forward, so no host is ever
-    /// told less than it was told before.
+    /// last commit naming the cluster (a placement or phase they must see), and not here:
+    /// they get [`Busy`] to wait on without holding a store thread (the store's 32 threads
+    /// all waiting for derivations of freshly applied 10,000-instance clusters left every
+    /// other heartbeat queued for 30 s). For newer reports alone they take the last result.
+    /// Results only ever move forward, so no host is ever told less than it was told before.
     #[allow(clippy::too_many_arguments)]
-    fn cluster(&self, c: &dyn Tx, store: &Store, hot: &Hot, key: &(String, String), touches: u64, now: u64, lost_after: u64) -> Result<Arc<Derived>> {
+    fn cluster(
+        &self,
+        c: &dyn Tx,
+        store: &Store,
+        hot: &Hot,
+        key: &(String, String),
+        touches: u64,
+        now: u64,
+        lost_after: u64,
+    ) -> Result<std::result::Result<Arc<Derived>, Busy>> {
         let interval = lost_after / 3;
         // NB: the clock now, not when the request arrived: a result derived after a wait in a
         // queue must not be born old (it was derived again at once, and under load every
@@ -136,7 +170,7 @@ impl DesiredCache {
         if let Some(d) = &current
             && slot.fresh(d, mark, version, now, interval, &self.budget)
         {
-            return Ok(d.clone());
+            return Ok(Ok(d.clone()));
         }
         // A snapshot older than the cluster's last commit cannot derive a fresh result; one
         // at least as new as it is answers (requests that waited in a queue while clusters
@@ -144,22 +178,30 @@ impl DesiredCache {
         if touches < mark
             && let Some(d) = current.as_ref().filter(|d| d.touches >= touches)
         {
-            return Ok(d.clone());
+            return Ok(Ok(d.clone()));
         }
         let _deriving = match slot.deriving.try_lock() {
             Ok(g) => g,
-            Err(_) => {
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
                 if let Some(d) = current.clone().filter(|d| d.touches >= mark) {
-                    return Ok(d);
+                    return Ok(Ok(d));
                 }
-                slot.deriving.lock().unwrap_or_else(PoisonError::into_inner)
+                // NB: subscribed before looking again, so a derivation finishing in between
+                // is not missed.
+                let waiter = Busy(slot.done.subscribe());
+                match slot.deriving.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return Ok(Err(waiter)),
+                }
             }
         };
-        // Someone may have derived it while this waited.
+        // Someone may have derived it meanwhile.
         if let Some(d) = slot.current()
             && slot.fresh(&d, mark, hot.cluster_version(&key.0, &key.1), now, interval, &self.budget)
         {
-            return Ok(d);
+            return Ok(Ok(d));
         }
         let started = std::time::Instant::now();
         let derived = Arc::new(derive(c, hot, key, touches, version, now, lost_after)?);
@@ -168,11 +210,15 @@ impl DesiredCache {
         if current.as_ref().is_some_and(|d| d.touches >= mark) {
             self.budget.charge(cost);
         }
-        let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
-            *current = Some(derived.clone());
-        }
-        Ok(current.clone().unwrap_or(derived))
+        let out = {
+            let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
+                *current = Some(derived.clone());
+            }
+            current.clone().unwrap_or(derived)
+        };
+        slot.done.send_modify(|n| *n += 1);
+        Ok(Ok(out))
     }
 
     /// Forgets cluster `key` (deleted).
@@ -232,7 +278,8 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: 
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
 /// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot),
-/// taken after [`Store::touches`] read `touches`.
+/// taken after [`Store::touches`] read `touches`. [`Busy`] when a cluster it needs is being
+/// derived by another request: wait on it, then ask again.
 #[allow(clippy::too_many_arguments)]
 pub fn desired_for(
     c: &dyn Tx,
@@ -243,23 +290,26 @@ pub fn desired_for(
     touches: u64,
     now: u64,
     lost_after: u64,
-) -> Result<Vec<DesiredContainer>> {
+) -> Result<std::result::Result<Vec<DesiredContainer>, Busy>> {
     let mine = c.instances_on_host(host)?;
     if mine.is_empty() {
-        return Ok(vec![]);
+        return Ok(Ok(vec![]));
     }
     let clusters: BTreeSet<(String, String)> =
         mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
     let mut out = Vec::new();
     for key in clusters {
-        let derived = cache.cluster(c, store, hot, &key, touches, now, lost_after)?;
+        let derived = match cache.cluster(c, store, hot, &key, touches, now, lost_after)? {
+            Ok(d) => d,
+            Err(busy) => return Ok(Err(busy)),
+        };
         for i in mine.iter().filter(|i| i.instance.tenant == key.0 && i.instance.cluster == key.1) {
             if let Some(d) = derived.desired.get(&i.instance) {
                 out.push(d.clone());
             }
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
@@ -270,4 +320,31 @@ fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
         ("HERD_POOL".into(), role.as_str().into()),
         ("HERD_HOSTNAME".into(), i.hostname()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_finding_its_cluster_being_derived_gets_a_waiter_woken_when_it_is_done() -> Result<()> {
+        let (store, hot, cache) = (Store::in_memory()?, Hot::default(), DesiredCache::default());
+        let key = ("t".to_string(), "c".to_string());
+        let now = crate::state::now_ms();
+        let slot = cache.slot(&key);
+        let ask = || store.read_now(|c| cache.cluster(c, &store, &hot, &key, store.touches(), now, 9_000));
+        let busy = {
+            let _deriving = slot.deriving.lock().unwrap_or_else(PoisonError::into_inner);
+            match ask()? {
+                Ok(_) => panic!("derived while another request held the cluster's derivation"),
+                Err(busy) => busy,
+            }
+        };
+        // Free again: this one derives (the cluster is gone: nothing desired), and says so to
+        // whoever waits.
+        let derived = ask()?.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))?;
+        assert!(derived.desired.is_empty());
+        assert!(busy.wait().await, "the waiter was not woken by the derivation that finished");
+        Ok(())
+    }
 }

@@ -54,7 +54,8 @@ pub struct HostRef<'a> {
 /// What an instance is given: its rendered config, and whether to hold the config it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
-    pub config: HadoopConfig,
+    /// Shared with the rendering memo and every reply that carries it.
+    pub config: std::sync::Arc<HadoopConfig>,
     /// A newer config exists but it is not this instance's turn yet: keep running as it is.
     pub hold: bool,
     /// [`rollout_hash`] of the config.
@@ -64,7 +65,7 @@ pub struct Release {
 /// One instance's rendered config with its rollout hash.
 #[derive(Debug)]
 pub struct Rendered {
-    pub config: HadoopConfig,
+    pub config: std::sync::Arc<HadoopConfig>,
     /// [`rollout_hash`] of `config` for this instance.
     pub rollout: String,
 }
@@ -144,7 +145,7 @@ impl<'a> ClusterData<'a> {
                 _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
                 _ => render::render_with(&view, &masters, m).map(|config| {
                     let rollout = rollout_hash_of(self.spec, m.role, m.cpu, m.memory, &config);
-                    std::sync::Arc::new(Rendered { config, rollout })
+                    std::sync::Arc::new(Rendered { config: config.into(), rollout })
                 }),
             };
             match rendered {
@@ -520,7 +521,7 @@ mod tests {
     }
 
     fn rendered(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> std::sync::Arc<Rendered> {
-        std::sync::Arc::new(Rendered { config: config.clone(), rollout: rollout_hash(spec, i, config) })
+        std::sync::Arc::new(Rendered { config: config.clone().into(), rollout: rollout_hash(spec, i, config) })
     }
 
     #[test]

@@ -177,13 +177,26 @@ impl State {
                 .store
                 .read(move |c| {
                     // One snapshot for the whole reply (as every read is).
-                    let desired = desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)?;
+                    let desired = match desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)? {
+                        Ok(d) => d,
+                        Err(busy) => return Ok(Err(busy)),
+                    };
                     let network = network_plan(c, &hot, &settings, &h)?;
                     let purge = c.purges(&h)?;
                     let revision = c.revision()?;
-                    Ok(crate::delta::Full { desired, network, purge, revision, touches })
+                    Ok(Ok(crate::delta::Full { desired, network, purge, revision, touches }))
                 })
                 .await?;
+            // A cluster this host runs is being derived by another request: wait for it here,
+            // not on a store thread, then read again.
+            let full = match full {
+                Ok(full) => full,
+                Err(busy) => {
+                    crate::metrics::get().desired_wait();
+                    busy.wait().await;
+                    continue;
+                }
+            };
             // `None`: a racing request told the host a newer set; read again.
             if let Some(reply) = self.sents.reply(host, applied, full, interval) {
                 return Ok(reply);

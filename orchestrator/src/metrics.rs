@@ -57,6 +57,7 @@ pub struct Metrics {
     heartbeat: Histogram,
     store: Family<Op, Histogram>,
     placements: Counter,
+    desired_waits: Counter,
     pending: Gauge,
     backups: Family<Result_, Counter>,
     refused: Family<Reason, Counter>,
@@ -95,6 +96,12 @@ impl Metrics {
         );
         let placements = Counter::default();
         registry.register("herd_placements", "Instances the scheduler placed on a host", placements.clone());
+        let desired_waits = Counter::default();
+        registry.register(
+            "herd_desired_waits",
+            "Heartbeats that waited for a cluster another request was deriving (after an apply of a big cluster, its hosts all do)",
+            desired_waits.clone(),
+        );
         let pending = Gauge::default();
         registry.register("herd_pending_instances", "Instances waiting for a host, as of this scrape", pending.clone());
         let backups = Family::<Result_, Counter>::default();
@@ -124,6 +131,7 @@ impl Metrics {
             heartbeat,
             store,
             placements,
+            desired_waits,
             pending,
             backups,
             refused,
@@ -150,6 +158,11 @@ impl Metrics {
 
     pub fn placed(&self, n: u64) {
         self.placements.inc_by(n);
+    }
+
+    /// A heartbeat waits for a cluster another request derives ([`crate::desired::Busy`]).
+    pub fn desired_wait(&self) {
+        self.desired_waits.inc();
     }
 
     /// This orchestrator starts (`true`) or stops leading.

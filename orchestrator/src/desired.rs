@@ -98,8 +98,18 @@ impl Default for Slot {
 /// A waiter on a cluster some other request is deriving.
 pub struct Busy(tokio::sync::watch::Receiver<u64>);
 
-/// How long a [`Busy`] waits at most before asking again anyway.
-const BUSY_RECHECK_MS: u64 = 100;
+/// How long a [`Busy`] waits at most before asking again anyway (a safety net: every
+/// derivation wakes its waiters however it ends).
+const BUSY_RECHECK_MS: u64 = 1000;
+
+/// Wakes a slot's waiters when dropped.
+struct Wake<'a>(&'a tokio::sync::watch::Sender<u64>);
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n += 1);
+    }
+}
 
 impl Busy {
     /// Waits (on the async side: no store thread is held) until the derivation it found
@@ -197,6 +207,9 @@ impl DesiredCache {
                 }
             }
         };
+        // Whoever waits is woken however this ends (a failed derivation too), after the
+        // result is stored.
+        let _wake = Wake(&slot.done);
         // Someone may have derived it meanwhile.
         if let Some(d) = slot.current()
             && slot.fresh(&d, mark, hot.cluster_version(&key.0, &key.1), now, interval, &self.budget)
@@ -210,15 +223,11 @@ impl DesiredCache {
         if current.as_ref().is_some_and(|d| d.touches >= mark) {
             self.budget.charge(cost);
         }
-        let out = {
-            let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
-            if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
-                *current = Some(derived.clone());
-            }
-            current.clone().unwrap_or(derived)
-        };
-        slot.done.send_modify(|n| *n += 1);
-        Ok(Ok(out))
+        let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
+            *current = Some(derived.clone());
+        }
+        Ok(Ok(current.clone().unwrap_or(derived)))
     }
 
     /// Forgets cluster `key` (deleted).

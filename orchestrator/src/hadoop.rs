@@ -75,11 +75,16 @@ pub struct Rendered {
 /// address), so a cluster derived again because a report changed renders only the members
 /// that changed. Masters are rendered every time: their live files list every member.
 /// Process-wide: it memoizes a pure function (an entry answers only for an equal spec and an
-/// equal member), so it is never stale, only ever pruned.
-static RENDERED: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), RenderMemo>>> =
+/// equal member), so it is never stale, only ever pruned. One cluster's renders take turns
+/// on its entry (other clusters' do not wait): a status assembled while a derivation renders
+/// a 10,000-member cluster waits for it and then finds every worker rendered. (The entry
+/// used to be taken out while rendering, so the other found none and rendered all 10,000
+/// again: two of the four store readers during a 300,000-instance apply.)
+static RENDERED: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), std::sync::Arc<std::sync::Mutex<RenderMemo>>>>> =
     std::sync::LazyLock::new(Default::default);
 
 /// One cluster's entry in [`RENDERED`].
+#[derive(Default)]
 struct RenderMemo {
     /// The spec the workers were rendered with (its stable hash).
     spec: String,
@@ -125,9 +130,9 @@ impl<'a> ClusterData<'a> {
         let view = ClusterView { spec: self.spec, members: &members, leaving: self.leaving.clone() };
         let key = (self.spec.tenant.clone(), self.spec.name.clone());
         let spec_hash = stable_hash(self.spec);
-        // NB: taken out while rendering, so that other clusters' derivations do not wait.
-        let memo = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
-        let mut workers = memo.filter(|m| m.spec == spec_hash).map(|m| m.workers).unwrap_or_default();
+        let entry = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default().clone();
+        let mut memo = entry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut workers = if memo.spec == spec_hash { std::mem::take(&mut memo.workers) } else { HashMap::new() };
         let mut seen: HashMap<&InstanceRef, u32> = HashMap::new();
         for m in &members {
             *seen.entry(&m.instance).or_insert(0) += 1;
@@ -162,7 +167,7 @@ impl<'a> ClusterData<'a> {
             // Workers not looked at this time stay as they were.
             kept.extend(workers);
         }
-        RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, RenderMemo { spec: spec_hash, workers: kept });
+        *memo = RenderMemo { spec: spec_hash, workers: kept };
         out
     }
 

@@ -146,7 +146,7 @@ impl<'a> ClusterData<'a> {
                 continue;
             }
             let rendered = match workers.remove(&m.instance) {
-                Some((was, r)) if worker && was == *m => Ok(r),
+                Some((was, r)) if worker && was.same_worker_config(m) => Ok(r),
                 _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
                 _ => render::render_with(&view, &masters, m).map(|config| {
                     let rollout = rollout_hash_of(self.spec, m.role, m.cpu, m.memory, &config);

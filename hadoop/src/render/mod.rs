@@ -73,6 +73,17 @@ pub struct Member {
     pub memory: Memory,
 }
 
+impl Member {
+    /// Whether `other` renders the same worker (DataNode or NodeManager) config: all but the
+    /// container address, which only the masters' topology table names. Memos of workers'
+    /// configs compare with this, or every report of a new address would render again.
+    pub fn same_worker_config(&self, other: &Member) -> bool {
+        let Member { instance, role, host, rack, ip: _, data_dirs, cpu, memory } = self;
+        (instance, role, host, rack, data_dirs, cpu, memory)
+            == (&other.instance, &other.role, &other.host, &other.rack, &other.data_dirs, &other.cpu, &other.memory)
+    }
+}
+
 /// Everything the renderer needs about one cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterView<'a> {

@@ -227,6 +227,24 @@ fn golden_datanode_config() {
 }
 
 #[test]
+fn a_workers_config_does_not_depend_on_its_address() {
+    let spec = spec(SPEC);
+    for k in [2, 3, 4] {
+        let with = members();
+        let mut without = members();
+        without[k].ip = if with[k].ip.is_some() { None } else { Some([10, 88, 9, 9].into()) };
+        assert!(with[k].same_worker_config(&without[k]) && with[k] != without[k]);
+        let a = render(&view(&spec, &with), &with[k].instance).unwrap();
+        let b = render(&view(&spec, &without), &without[k].instance).unwrap();
+        assert_eq!(a, b, "{}'s config changed with its address: the workers' memo would serve a stale one", with[k].instance);
+    }
+    // What a worker's config does depend on is not the same.
+    let mut moved = members();
+    moved[2].data_dirs = 3;
+    assert!(!members()[2].same_worker_config(&moved[2]));
+}
+
+#[test]
 fn every_role_by_table() {
     let spec = spec(SPEC);
     let members = members();

@@ -80,8 +80,10 @@ pub struct Rendered {
 /// a 10,000-member cluster waits for it and then finds every worker rendered. (The entry
 /// used to be taken out while rendering, so the other found none and rendered all 10,000
 /// again: two of the four store readers during a 300,000-instance apply.)
-static RENDERED: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), std::sync::Arc<std::sync::Mutex<RenderMemo>>>>> =
-    std::sync::LazyLock::new(Default::default);
+static RENDERED: std::sync::LazyLock<std::sync::Mutex<HashMap<(String, String), MemoEntry>>> = std::sync::LazyLock::new(Default::default);
+
+/// One cluster's [`RenderMemo`], locked while its workers render.
+type MemoEntry = std::sync::Arc<std::sync::Mutex<RenderMemo>>;
 
 /// One cluster's entry in [`RENDERED`].
 #[derive(Default)]

@@ -84,13 +84,13 @@ fn rules(tx: &dyn Tx) -> Result<HashMap<String, Rules>> {
 /// Every host as the scheduler sees it, with what is placed there (`usage`) taken off.
 fn views(hot: &Hot, usage: &Usage, rules: &HashMap<String, Rules>, now: u64, lost_after: u64) -> Vec<HostView> {
     let none = Rules::default();
+    let rules_of = |pool: &str| rules.get(pool).unwrap_or(&none);
     let empty = usage::HostUsage::default();
     hot.with_hosts(|hosts| {
         hosts
             .values()
             .map(|h| {
                 let used = usage.host(&h.info.id).unwrap_or(&empty);
-                let rules_of = |pool: &str| rules.get(pool).unwrap_or(&none);
                 let capacity = &h.info.data_disk_capacity;
                 let free_disks = (!capacity.is_empty()).then(|| {
                     let used: u64 =
@@ -189,16 +189,10 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
     let within: Vec<bool> = order.iter().map(|&k| within[k]).collect();
 
     let mut views = None;
-    let kept = tx.with_usage(&mut |sums| views = Some(self::views(hot, sums, &rules, now, lost_after)))?;
-    if !kept {
-        let read;
-        let all = if guaranteed.is_empty() {
-            read = tx.instances(None)?;
-            &read
-        } else {
-            &all
-        };
-        views = Some(self::views(hot, &Usage::of(all), &rules, now, lost_after));
+    if !tx.with_usage(&mut |sums| views = Some(self::views(hot, sums, &rules, now, lost_after)))? {
+        // A store that keeps no sums: sum what it holds (read above when a guarantee needed it).
+        let sums = if guaranteed.is_empty() { Usage::of(&tx.instances(None)?) } else { Usage::of(&all) };
+        views = Some(self::views(hot, &sums, &rules, now, lost_after));
     }
     let mut views = views.unwrap_or_default();
     let requests: Vec<Request> = pending.iter().map(|i| request(i, &rules)).collect();

@@ -84,8 +84,7 @@ impl SqliteTx<'_> {
         if let Some(b) = before
             && let Some(host) = b.host.as_deref()
         {
-            let role: Role = b.role.parse().map_err(|e: String| Error::Corrupt { what: "instance role", source: serde::de::Error::custom(e) })?;
-            let part = Part { host, tenant: &i.tenant, cluster: &i.cluster, role, cpu: b.cpu as u64, memory: b.memory as u64 };
+            let part = Part { host, tenant: &i.tenant, cluster: &i.cluster, role: parse_role(&b.role)?, cpu: b.cpu as u64, memory: b.memory as u64 };
             usage.remove(&part);
         }
         if let Some(part) = now.and_then(Part::of) {
@@ -706,14 +705,16 @@ fn collect_instances(stmt: &mut rusqlite::CachedStatement<'_>, params: impl rusq
     let mut out = Vec::new();
     for row in rows {
         let (instance, role, ordinal, host, pending, cpu, memory, placement) = row?;
-        let role: Role = role.parse().map_err(|e: String| Error::Corrupt {
-            what: "instance role",
-            source: serde::de::Error::custom(e),
-        })?;
+        let role = parse_role(&role)?;
         let (cpu, memory, placement) = (Cpu(cpu as u64), Memory(memory as u64), placement as u64);
         out.push(Instance { instance, role, ordinal, host, pending, cpu, memory, placement });
     }
     Ok(out)
+}
+
+/// An instance row's role, as stored.
+fn parse_role(role: &str) -> Result<Role> {
+    role.parse().map_err(|e: String| Error::Corrupt { what: "instance role", source: serde::de::Error::custom(e) })
 }
 
 fn tenant_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, String)> {

@@ -239,19 +239,21 @@ impl Hot {
         f(&self.read())
     }
 
-    /// What each of `hosts` last reported, keyed by (instance, reporting host), with each
-    /// host's description and milliseconds since its last heartbeat.
-    pub fn view<'a>(&self, hosts: impl IntoIterator<Item = &'a str>, now_ms: u64) -> HostsView {
+    /// What each member's own host last reported about it, keyed by (instance, host), with
+    /// each of those hosts' description and milliseconds since its last heartbeat. Only the
+    /// members' own reports are copied: a host also reports other clusters' instances (30 or
+    /// more of them on a full fleet), and copying them all made one 10,000-member cluster's
+    /// view copy 300,000 reports.
+    pub fn view<'a>(&self, members: impl IntoIterator<Item = (&'a InstanceRef, &'a str)>, now_ms: u64) -> HostsView {
         let map = self.read();
         let mut out = HostsView::default();
-        for id in hosts {
+        for (instance, id) in members {
             let Some(h) = map.get(id) else { continue };
-            if out.hosts.contains_key(id) {
-                continue;
+            if !out.hosts.contains_key(id) {
+                out.hosts.insert(id.to_string(), (h.info.clone(), now_ms.saturating_sub(h.last_seen_ms)));
             }
-            out.hosts.insert(id.to_string(), (h.info.clone(), now_ms.saturating_sub(h.last_seen_ms)));
-            for o in &h.observed {
-                out.observed.insert((o.instance.clone(), id.to_string()), o.clone());
+            if let Some(o) = h.observed.iter().find(|o| &o.instance == instance) {
+                out.observed.insert((instance.clone(), id.to_string()), o.clone());
             }
         }
         out

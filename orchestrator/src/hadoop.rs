@@ -140,6 +140,7 @@ impl<'a> ClusterData<'a> {
             *seen.entry(&m.instance).or_insert(0) += 1;
         }
         let masters = render::site::Masters::of(&view);
+        let mut shapes = render::Shapes::default();
         let mut out = HashMap::new();
         let mut kept = HashMap::new();
         for m in &members {
@@ -150,7 +151,7 @@ impl<'a> ClusterData<'a> {
             let rendered = match workers.remove(&m.instance) {
                 Some((was, r)) if worker && was.same_worker_config(m) => Ok(r),
                 _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
-                _ => render::render_with(&view, &masters, m).map(|config| {
+                _ => shapes.render(&view, &masters, m).map(|config| {
                     let rollout = rollout_hash_of(self.spec, m.role, m.cpu, m.memory, &config);
                     std::sync::Arc::new(Rendered { config: config.into(), rollout })
                 }),
@@ -451,7 +452,7 @@ pub fn releases(
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
         // NB: a leaving instance is held whatever its config, but it is not waiting for a
         // rollout (it never restarts): only held candidates show `waiting`.
-        if hold && candidates.contains(&instance) {
+        if hold && is_candidate.contains(&instance) {
             phases.insert(instance.clone(), "waiting");
         } else if Some(&instance) == released.as_ref() {
             phases.insert(instance.clone(), "restarting");

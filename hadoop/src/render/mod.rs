@@ -200,6 +200,91 @@ pub fn render_with(cluster: &ClusterView<'_>, masters: &site::Masters, member: &
     Ok(HadoopConfig { files, live_files, refresh })
 }
 
+/// Workers' configs by shape, for rendering many members of one cluster: a DataNode's or a
+/// NodeManager's files differ from another's of the same shape (role, data folders, size)
+/// only by its instance name (its hostname and the files' header name it), so one render per
+/// shape, with a stand-in name, then has the member's name put in. The result is exactly
+/// [`render_with`]'s (a render test checks it member by member): a stand-in is used only after
+/// a second stand-in, put in the same way, gave exactly what rendering it gave (a config
+/// override that happens to hold the stand-in's name, say, is rendered per member instead).
+/// Rendering 10,000 DataNodes one by one was a tenth of the orchestrator's CPU while 300,000
+/// instances were applied.
+#[derive(Default)]
+pub struct Shapes {
+    /// Per shape: its config split at the stand-in's name, or `None` (rendered per member).
+    by: std::collections::HashMap<(Role, usize, Cpu, Memory), Option<Split>>,
+}
+
+/// A config with every occurrence of a name cut out: each text is the pieces between them.
+#[derive(Debug, PartialEq)]
+struct Split {
+    files: BTreeMap<String, Vec<String>>,
+    live_files: BTreeMap<String, Vec<String>>,
+    refresh: Vec<Vec<Vec<String>>>,
+}
+
+impl Split {
+    fn of(config: &HadoopConfig, name: &str) -> Self {
+        let cut = |text: &str| text.split(name).map(str::to_string).collect::<Vec<_>>();
+        let files = |f: &BTreeMap<String, String>| f.iter().map(|(k, v)| (k.clone(), cut(v))).collect();
+        Split {
+            files: files(&config.files),
+            live_files: files(&config.live_files),
+            refresh: config.refresh.iter().map(|c| c.iter().map(|a| cut(a)).collect()).collect(),
+        }
+    }
+
+    /// The config with `name` where the cuts are.
+    fn with(&self, name: &str) -> HadoopConfig {
+        let files = |f: &BTreeMap<String, Vec<String>>| f.iter().map(|(k, pieces)| (k.clone(), pieces.join(name))).collect();
+        HadoopConfig {
+            files: files(&self.files),
+            live_files: files(&self.live_files),
+            refresh: self.refresh.iter().map(|c| c.iter().map(|pieces| pieces.join(name)).collect()).collect(),
+        }
+    }
+}
+
+impl Shapes {
+    /// [`render_with`] for `member`, by its shape when it is a worker.
+    pub fn render(&mut self, cluster: &ClusterView<'_>, masters: &site::Masters, member: &Member) -> Result<HadoopConfig, RenderError> {
+        if !matches!(member.role, Role::Datanode | Role::Nodemanager) || !plain(&member.instance.name) {
+            return render_with(cluster, masters, member);
+        }
+        let key = (member.role, member.data_dirs, member.cpu, member.memory);
+        let shape = self.by.entry(key).or_insert_with(|| stand_in(cluster, masters, member));
+        match shape {
+            Some(split) => Ok(split.with(&member.instance.name)),
+            None => render_with(cluster, masters, member),
+        }
+    }
+}
+
+/// A name that substitution keeps exact: a DNS label of `[a-z0-9-]` without `--` (the
+/// files' header comment turns `--` into `- -`), beginning and ending with a letter or digit.
+fn plain(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !name.contains("--")
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// `member`'s shape rendered for a stand-in name and cut at it, if putting another name in
+/// gives exactly what rendering for that name gives.
+fn stand_in(cluster: &ClusterView<'_>, masters: &site::Masters, member: &Member) -> Option<Split> {
+    let named = |ordinal: u32| Member {
+        instance: InstanceRef { name: format!("{}-{ordinal}", member.role.as_str()), ..member.instance.clone() },
+        ..member.clone()
+    };
+    let (a, b) = (named(u32::MAX), named(u32::MAX - 1));
+    let config = render_with(cluster, masters, &a).ok()?;
+    let other = render_with(cluster, masters, &b).ok()?;
+    let split = Split::of(&config, &a.instance.name);
+    (split.with(&b.instance.name) == other).then_some(split)
+}
+
 /// The ResourceManager's refresh: `yarn rmadmin -refreshNodes`, and while a NodeManager is
 /// leaving `-g <drain timeout> -server`, so the ResourceManager drains it gracefully (its
 /// containers finish) for at most the pool's `lifecycle.drainTimeoutSeconds` (0: at once).

@@ -450,3 +450,37 @@ fn daemon_env_sets_the_heap() {
     assert_eq!(env(2), "512m"); // DataNode, 1 GiB: half
     assert_eq!(env(4), "512m"); // NodeManager, 4 GiB: an eighth
 }
+
+#[test]
+fn workers_rendered_by_shape_are_exactly_what_rendering_each_gives() {
+    // Workers of two shapes on many hosts, racks and addresses, named by ordinals of every
+    // length, and one override that holds the stand-in's own name (that shape is then
+    // rendered per member, and still exactly).
+    let text = SPEC.replace("dfs.blocksize: 256m", "dfs.blocksize: 256m\n        herd.note: datanode-4294967295 datanode-4294967294");
+    for (spec, by_stand_in) in [(spec(SPEC), 4), (spec(&text), 2)] {
+        let mut members = Vec::new();
+        for n in [0, 1, 7, 10, 99, 100, 4242, 4294967293] {
+            let rack = (n % 2 == 0).then_some("r1");
+            let ip = (n % 3 == 0).then_some([10, 88, 0, (n % 250) as u8 + 2]);
+            members.push(member(Role::Datanode, n, &format!("h{n}"), rack, ip, 1 + (n as usize % 2), (500, 1024)));
+            members.push(member(Role::Nodemanager, n, &format!("h{n}"), rack, ip, 0, (2500 + 500 * u64::from(n % 2), 4096)));
+        }
+        members.push(member(Role::Namenode, 0, "h1", Some("r1"), Some([10, 88, 0, 1]), 1, (1000, 2048)));
+        let cluster = view(&spec, &members);
+        let masters = site::Masters::of(&cluster);
+        let mut shapes = Shapes::default();
+        for m in &members {
+            assert_eq!(shapes.render(&cluster, &masters, m).unwrap(), render_with(&cluster, &masters, m).unwrap(), "{}", m.instance);
+        }
+        // Two DataNode and two NodeManager shapes were rendered once each.
+        assert_eq!(shapes.by.len(), 4);
+        assert_eq!(shapes.by.values().filter(|s| s.is_some()).count(), by_stand_in, "shapes rendered by a stand-in");
+    }
+}
+
+#[test]
+fn only_plain_names_take_a_stand_ins_place() {
+    for (name, ok) in [("datanode-3", true), ("a", true), ("datanode--3", false), ("-a", false), ("a-", false), ("A-1", false), ("a.b", false), ("", false)] {
+        assert_eq!(plain(name), ok, "{name}");
+    }
+}

@@ -195,8 +195,7 @@ impl State {
         let status = match cached {
             Some(s) => s,
             None => {
-                let (hot, (t, c)) = (self.hot.clone(), key.clone());
-                let fresh = self.store.read(move |conn| cluster_status(conn, &hot, &t, &c, now, lost_after)).await;
+                let fresh = self.assemble_status(&key, now, lost_after).await;
                 let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match fresh {
                     Ok(s) => {
@@ -227,6 +226,32 @@ impl State {
         Ok(status)
     }
 
+    /// A cluster's status assembled from its derived desired state ([`crate::desired::Parts`]),
+    /// derived again unless it was derived from the reports as they are now (and then the
+    /// heartbeats that follow find it fresh too). Assembled off the store's threads.
+    pub(crate) async fn assemble_status(&self, key: &(String, String), now: u64, lost_after: u64) -> Result<ClusterStatus> {
+        let want = crate::desired::Want::Status { max_age_ms: STATUS_TTL_MS };
+        let derived = loop {
+            // NB: read before the snapshot (see `DesiredCache::cluster`).
+            let touches = self.store.touches();
+            let (hot, cache, store, k) = (self.hot.clone(), self.desired.clone(), self.store.clone(), key.clone());
+            let asked = self.store.read(move |c| cache.cluster(c, &store, &hot, &k, want, touches, now, lost_after)).await?;
+            match asked {
+                Ok(d) => break d,
+                Err(busy) => {
+                    busy.wait().await;
+                }
+            }
+        };
+        let (tenant, name) = key.clone();
+        tokio::task::spawn_blocking(move || {
+            let parts = derived.parts.as_ref().ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
+            Ok(assemble(parts, derived.at_ms))
+        })
+        .await
+        .map_err(|e| Error::Writer(format!("assembling a status failed: {e}")))?
+    }
+
     /// A page of every cluster, or of one tenant's; `after` is `TENANT/CLUSTER`.
     pub async fn clusters(&self, tenant: Option<String>, after: Option<String>, limit: usize) -> Result<Page<ClusterStatus>> {
         let after = match after {
@@ -236,28 +261,38 @@ impl State {
                 None => return Err(Error::invalid("after", format!("`{}` is not a cluster cursor (TENANT/CLUSTER)", a.escape_default()))),
             },
         };
-        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let hot = self.hot.clone();
-        self.store
+        let rows = self
+            .store
             .read(move |c| {
                 let after = after.as_ref().map(|(t, n)| (t.as_str(), n.as_str()));
                 let rows = c.clusters_page(tenant.as_deref(), after, limit + 1)?;
-                // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES
-                // instances, so no answer grows with the size of the clusters in it.
-                let mut items = Vec::new();
-                let mut instances = 0;
-                for r in &rows {
-                    if items.len() == limit || instances >= PAGE_INSTANCES {
-                        break;
-                    }
-                    let s = cluster_status(c, &hot, &r.spec.tenant, &r.spec.name, now, lost_after)?;
+                Ok(rows.into_iter().map(|r| (r.spec.tenant, r.spec.name)).collect::<Vec<_>>())
+            })
+            .await?;
+        // A page ends at `limit` clusters, or sooner once it holds PAGE_INSTANCES instances,
+        // so no answer grows with the size of the clusters in it. Each cluster's status is
+        // its own snapshot (as `GET` of it would answer).
+        let mut items = Vec::new();
+        let mut instances = 0;
+        let mut last = None;
+        for (t, n) in rows.iter().take(limit) {
+            if instances >= PAGE_INSTANCES {
+                break;
+            }
+            last = Some((t, n));
+            match self.cluster(t.clone(), n.clone()).await {
+                Ok(s) => {
                     instances += s.instances.len();
                     items.push(s);
                 }
-                let next = (items.len() < rows.len()).then(|| items.last().map(|s| format!("{}/{}", s.tenant, s.name))).flatten();
-                Ok(Page { items, next })
-            })
-            .await
+                // Deleted since the page was read: not on it.
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ended = last.and_then(|l| rows.iter().position(|r| (&r.0, &r.1) == l)).is_some_and(|at| at + 1 < rows.len());
+        let next = ended.then(|| last.map(|(t, n)| format!("{t}/{n}"))).flatten();
+        Ok(Page { items, next })
     }
 }
 
@@ -497,57 +532,53 @@ fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn cluster_status(c: &dyn Tx, hot: &Hot, tenant: &str, name: &str, now: u64, lost_after: u64) -> Result<ClusterStatus> {
-    let row = c.cluster(tenant, name)?.ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
-    let members = c.instances(Some((tenant, name)))?;
-    let leaving = c.leaving(Some((tenant, name)))?;
-    let ctx = HadoopContext::load(hot, &members, now, lost_after);
-    let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
+/// A cluster's status from what its derivation at `at_ms` read and evaluated.
+pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64) -> ClusterStatus {
+    let crate::desired::Parts { row, members, leaving, ctx, .. } = parts;
+    let mut conditions = parts.conditions.clone();
     // What the lifecycle would do now, for status only (the heartbeat persists it).
     let mut step = if leaving.is_empty() {
         herd_hadoop::lifecycle::Step::default()
     } else {
-        ctx.with_data(&row.spec, &members, &leaving, |d| d.lifecycle_step(&leaving, now))
+        ctx.with_data(&row.spec, members, leaving, |d| d.lifecycle_step(leaving, at_ms))
     };
-    outcome.conditions.extend(step.conditions.drain(..).map(Into::into));
-    outcome.conditions.extend(crate::fleet::lost_conditions(&members, &leaving, |h| ctx.lost_ms(h)));
-    let lost: HashMap<String, u64> =
-        members.iter().filter_map(|i| i.host.as_ref()).filter_map(|h| Some((h.clone(), ctx.lost_ms(h)?))).collect();
-    let mut observed = ctx.observed;
-    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, info, _)| Some((id.as_str(), info.rack.as_deref()?))).collect();
-    let instances = members
-        .into_iter()
+    conditions.extend(step.conditions.drain(..).map(Into::into));
+    conditions.extend(crate::fleet::lost_conditions(members, leaving, |h| ctx.lost_ms(h)));
+    let lost: HashMap<&str, u64> = members.iter().filter_map(|i| i.host.as_deref()).filter_map(|h| Some((h, ctx.lost_ms(h)?))).collect();
+    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, (info, _))| Some((id.as_str(), info.rack.as_deref()?))).collect();
+    let instances: Vec<InstanceStatus> = members
+        .iter()
         .map(|i| InstanceStatus {
-            host_lost_ms_ago: i.host.as_ref().and_then(|h| lost.get(h).copied()),
+            host_lost_ms_ago: i.host.as_deref().and_then(|h| lost.get(h).copied()),
             // Nobody knows what runs on a lost host: never shown `running`.
-            observed: i.host.as_ref().and_then(|h| observed.remove(&(i.instance.clone(), h.clone()))).map(|mut o| {
-                if i.host.as_ref().is_some_and(|h| lost.contains_key(h)) {
+            observed: i.host.as_ref().and_then(|h| ctx.observed.get(&(i.instance.clone(), h.clone()))).map(|o| {
+                let mut o = o.clone();
+                if i.host.as_deref().is_some_and(|h| lost.contains_key(h)) {
                     o.state = herd_api::wire::ContainerState::Unknown;
                 }
                 o
             }),
-            hadoop: outcome.instances.remove(&i.instance),
+            hadoop: parts.hadoop.get(&i.instance).cloned(),
             leaving: step.status.remove(&i.instance),
-            instance: i.instance,
+            instance: i.instance.clone(),
             pool: i.role,
             rack: i.host.as_deref().and_then(|h| racks.get(h)).map(|r| r.to_string()),
-            host: i.host,
+            host: i.host.clone(),
             cpu: i.cpu,
             memory: i.memory,
-            pending: i.pending,
+            pending: i.pending.clone(),
         })
         .collect();
-    let instances: Vec<InstanceStatus> = instances;
-    Ok(ClusterStatus {
-        tenant: tenant.into(),
-        name: name.into(),
+    ClusterStatus {
+        tenant: row.spec.tenant.clone(),
+        name: row.spec.name.clone(),
         generation: row.generation,
         pools: herd_api::wire::PoolSummary::of(&row.spec, &instances),
-        spec: row.spec,
+        spec: row.spec.clone(),
         instances,
-        hdfs: outcome.hdfs,
-        yarn: outcome.yarn,
-        conditions: outcome.conditions,
+        hdfs: parts.hdfs.clone(),
+        yarn: parts.yarn.clone(),
+        conditions,
         instances_next: None,
-    })
+    }
 }

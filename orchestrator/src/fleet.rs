@@ -486,9 +486,8 @@ impl State {
     /// A cluster's status, for the host operations' tests.
     #[cfg(test)]
     pub(crate) async fn status_now(&self, tenant: &str, name: &str) -> Result<herd_api::wire::ClusterStatus> {
-        let (now, lost_after, hot) = (now_ms(), 3 * self.interval_ms(), self.hot.clone());
-        let (t, n) = (tenant.to_string(), name.to_string());
-        self.store.read(move |c| crate::clusters::cluster_status(c, &hot, &t, &n, now, lost_after)).await
+        let key = (tenant.to_string(), name.to_string());
+        self.assemble_status(&key, now_ms(), 3 * self.interval_ms()).await
     }
 }
 

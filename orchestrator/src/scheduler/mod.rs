@@ -52,7 +52,8 @@ pub struct HostView {
     /// Free bytes on each data disk; `None` when the host did not measure its disks (an
     /// older agent), in which case `disk` is not checked there.
     pub free_disks: Option<Vec<u64>>,
-    /// Instances already on the host, per pool (`tenant/cluster/role`).
+    /// Instances already on the host, per pool (`tenant/cluster/role`): at least the pools
+    /// of the requests placed (no other is asked about).
     pub per_pool: HashMap<String, u32>,
     /// Host ports already published there.
     pub ports: BTreeSet<(Protocol, u16)>,

@@ -624,12 +624,22 @@ fn kubectl_applies_gets_scales_and_deletes_through_the_operator() {
     });
     // What a HorizontalPodAutoscaler does: GET the Scale, PUT it back with new replicas (and
     // the resourceVersion read). NodeManager 4 drains; the pool keeps 4.
+    // NB: the operator may write the pool's status between the GET and the PUT (it moves the
+    // resourceVersion): the PUT is then refused with a Conflict, and an HPA reads again.
     let url = "/apis/herd.dev/v1alpha1/namespaces/acme/hadooppools/prod-nodemanager/scale";
-    let mut scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", url]))).unwrap();
-    scale["spec"]["replicas"] = json!(4);
     let file = api.dir.path().join("scale.json");
-    std::fs::write(&file, scale.to_string()).unwrap();
-    ok(kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]));
+    let mut conflicts = 0;
+    loop {
+        let mut scale: Value = serde_json::from_str(&ok(kubectl(&api, &["get", "--raw", url]))).unwrap();
+        scale["spec"]["replicas"] = json!(4);
+        std::fs::write(&file, scale.to_string()).unwrap();
+        let put = kubectl(&api, &["replace", "--raw", url, "-f", file.to_str().unwrap()]);
+        if put.status.success() {
+            break;
+        }
+        assert!(text(&put.stderr).contains("Conflict") && conflicts < 5, "the Scale's PUT failed: {}", text(&put.stderr));
+        conflicts += 1;
+    }
     wait_for(30, "prod-nodemanager-4 draining after the HPA's write", || {
         (leaving(&api.cluster()).get("prod-nodemanager-4").map(String::as_str) == Some("draining")).then_some(())
     });

@@ -110,6 +110,19 @@ pub enum Want {
     Status { max_age_ms: u64 },
 }
 
+impl Want {
+    /// Whether `d` is fresh enough for this asker on its reports, once it is as new as the
+    /// cluster's last commit: a heartbeat takes any (the module's rules and the budget decide
+    /// when it is derived again), a status read one from the reports at `version` derived less
+    /// than `max_age_ms` before `now`.
+    fn accepts(self, d: &Derived, version: u64, now: u64) -> bool {
+        match self {
+            Want::Heartbeat => true,
+            Want::Status { max_age_ms } => d.version == version && now.saturating_sub(d.at_ms) < max_age_ms,
+        }
+    }
+}
+
 /// One cluster's cache entry: the last derived result, and a lock held while deriving.
 struct Slot {
     current: Mutex<Option<Arc<Derived>>>,
@@ -163,10 +176,10 @@ impl Slot {
     /// would have it derived again.
     #[allow(clippy::too_many_arguments)]
     fn fresh(&self, d: &Derived, want: Want, mark: u64, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
-        let age = now.saturating_sub(d.at_ms);
-        if let Want::Status { max_age_ms } = want {
-            return d.touches >= mark && d.version == version && age < max_age_ms;
+        if want != Want::Heartbeat {
+            return d.touches >= mark && want.accepts(d, version, now);
         }
+        let age = now.saturating_sub(d.at_ms);
         let floor = 4 * self.cost_ms.load(std::sync::atomic::Ordering::Relaxed);
         let reports = (d.version == version || age < REDERIVE_MS.max(floor)) && (!d.masters || age < interval.max(floor));
         d.touches >= mark && (reports || !budget.allows(now))
@@ -224,7 +237,7 @@ impl DesiredCache {
         // at least as new as it is answers (requests that waited in a queue while clusters
         // were applied otherwise derived, one after the other, results stale at birth).
         if touches < mark
-            && let Some(d) = current.as_ref().filter(|d| d.touches >= touches && (want == Want::Heartbeat || d.version == version))
+            && let Some(d) = current.as_ref().filter(|d| d.touches >= touches && want.accepts(d, version, now))
         {
             return Ok(Ok(d.clone()));
         }
@@ -232,7 +245,7 @@ impl DesiredCache {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => {
-                if let Some(d) = current.clone().filter(|d| d.touches >= mark && want == Want::Heartbeat) {
+                if let Some(d) = current.clone().filter(|d| d.touches >= mark && want.accepts(d, version, now)) {
                     return Ok(Ok(d));
                 }
                 // NB: subscribed before looking again, so a derivation finishing in between

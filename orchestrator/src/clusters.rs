@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::hot::Hot;
 use crate::lifecycle;
-use crate::placement::{self, schedule_pending};
+use crate::placement::{self, schedule_new, schedule_pending};
 use crate::quota;
 use crate::reconciler::{self, Instance};
 use crate::state::{Applied, Expect, HadoopContext, State, check_expect, now_ms};
@@ -415,14 +415,14 @@ fn apply_in(
         _ => before.map(|g| g + 1).unwrap_or(1),
     };
     tx.put_cluster(generation, &spec)?;
-    let plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
+    let mut plan = reconciler::plan(&tenant, &name, Some(&spec), &existing, &graceful, &leaving.keys().cloned().collect());
     for gone in &plan.remove {
         tx.delete_instance(gone)?;
     }
     resize(tx, &plan.resize)?;
-    for new in &plan.add {
-        tx.put_instance(new)?;
-    }
+    // New instances are stored once, by the scheduling pass, placed or pending.
+    let mut fresh = std::mem::take(&mut plan.add);
+    let planned = fresh.len();
     let (mut leave, mut back, mut add) = (0, 0, 0);
     for p in &pools {
         for (instance, phase) in &p.selection.phases {
@@ -433,12 +433,10 @@ fn apply_in(
             tx.delete_phase(instance)?;
             back += 1;
         }
-        for new in &p.add {
-            tx.put_instance(new)?;
-            add += 1;
-        }
+        fresh.extend(p.add.iter().cloned());
+        add += p.add.len();
     }
-    schedule_pending(tx, hot, now, lost_after)?;
+    schedule_new(tx, hot, now, lost_after, fresh)?;
     // Admission: instances no host can take now wait in the store, and every heartbeat and
     // scheduling pass carries them; a cluster may not leave more than its share waiting.
     let pending = tx.pending_count(Some((&tenant, &name)))?;
@@ -446,7 +444,7 @@ fn apply_in(
         return Err(too_many_pending(limits, &tenant, &name, pending));
     }
     tx.bump_revision()?;
-    info!(tenant = %tenant, cluster = %name, generation, add = plan.add.len() + add, remove = plan.remove.len(),
+    info!(tenant = %tenant, cluster = %name, generation, add = planned + add, remove = plan.remove.len(),
         resize = plan.resize.len(), leave, recommission = back, "cluster applied");
     let forced = (!forced.is_empty()).then(|| {
         format!("forced below the replication minimum ({}); refused otherwise: {}", spec.hdfs.replication, forced.join("; "))

@@ -8,6 +8,9 @@
 //!                         g == g' and F changed   ──> { base: g, generation: g'', only the
 //!                                                       new/changed containers, removed, network if changed }
 //!                         g unknown (restart, lost reply) ──> F in full, generation g'
+//!  agent: applied = g' and no commit named the host since, each cluster F came from keeps
+//!         its result's stamp, no network plan, no purge ──> { base: g', generation: g' },
+//!         F not computed at all ([`Sents::unchanged_since`])
 //! ```
 //!
 //! Generations come from one counter seeded with the wall clock in microseconds at start, so
@@ -34,6 +37,8 @@ pub struct Full {
     /// [`crate::store::Store::touches`] read before that snapshot: every commit counted up
     /// to it is in the snapshot.
     pub touches: u64,
+    /// The clusters `desired` was taken from, each with its result's stamp.
+    pub sources: Vec<crate::desired::Source>,
 }
 
 /// What a host was last told.
@@ -50,6 +55,9 @@ struct Sent {
     /// (a placement, a purge) or a new registration (a new lease), never through a tenant
     /// or what other agents report.
     idle: bool,
+    /// Nothing to purge and no network plan (see [`Sents::unchanged_since`]).
+    plain: bool,
+    sources: Vec<crate::desired::Source>,
 }
 
 /// Per host, what it was last told.
@@ -124,6 +132,7 @@ impl Sents {
             _ => self.next.fetch_add(1, Ordering::Relaxed) + 1,
         };
         let idle = hashes.is_empty() && full.purge.is_empty();
+        let plain = full.purge.is_empty() && full.network.is_none();
         let mut reply = HeartbeatReply {
             generation,
             desired: vec![],
@@ -153,8 +162,9 @@ impl Sents {
                 reply.network = full.network;
             }
         }
-        let touches = full.touches;
-        hosts.insert(host.to_string(), Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle });
+        let (touches, sources) = (full.touches, full.sources);
+        let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources };
+        hosts.insert(host.to_string(), sent);
         Some(reply)
     }
 
@@ -165,6 +175,25 @@ impl Sents {
     pub fn idle_since(&self, host: &str, touched: u64) -> Option<u64> {
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         hosts.get(host).filter(|s| s.idle && s.touches >= touched).map(|s| s.generation)
+    }
+
+    /// Whether `host`, which applied generation `applied`, would be told exactly what it was
+    /// last told, known without reading the store: it holds that set (`applied` is its
+    /// generation), no commit named the host since (`touched`, as for [`Sents::idle_since`]:
+    /// no placement, purge or lease moved), and each cluster its set was taken from would
+    /// answer with a result of the same stamp (`stamp_of`, [`crate::desired::DesiredCache::stamp`]:
+    /// not derived again, or derived again to the same containers). Only for sets without a
+    /// network plan, which moves with other hosts' reports, and without purges. A busy fleet
+    /// at rest is then answered from memory: reading each host's instances and building,
+    /// hashing and comparing its containers on every heartbeat held 30,000 hosts running
+    /// 300,000 instances at 3,000 of their 10,000 heartbeats a second, p99 11 s.
+    pub fn unchanged_since(&self, host: &str, applied: Option<u64>, touched: u64, stamp_of: impl Fn(&(String, String)) -> Option<u64>) -> Option<u64> {
+        let (generation, sources) = {
+            let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = hosts.get(host).filter(|s| s.plain && s.touches >= touched && applied == Some(s.generation))?;
+            (s.generation, s.sources.clone())
+        };
+        sources.iter().all(|(key, stamp)| stamp_of(key) == Some(*stamp)).then_some(generation)
     }
 
     /// The tenants with instances on `host` when it was last told.
@@ -236,7 +265,7 @@ mod tests {
     }
 
     fn full(desired: Vec<DesiredContainer>, network: Option<NetworkPlan>, revision: u64) -> Full {
-        Full { desired, network, purge: vec![], revision, touches: revision }
+        Full { desired, network, purge: vec![], revision, touches: revision, sources: vec![] }
     }
 
     /// The set `f` describes, as the agent would hold it.
@@ -268,6 +297,40 @@ mod tests {
             agent.apply(&reply).expect("applies");
             assert_eq!((agent.containers.clone(), agent.network.clone()), want, "step {i}");
         }
+    }
+
+    #[test]
+    fn a_busy_host_is_unchanged_only_while_it_holds_its_set_and_every_source_keeps_its_stamp() {
+        let sents = Sents::default();
+        let key = ("t".to_string(), "c".to_string());
+        let told = |network: Option<NetworkPlan>, purge: Vec<InstanceRef>| Full {
+            desired: vec![dc(0, "a"), dc(1, "a")],
+            network,
+            purge,
+            revision: 3,
+            touches: 3,
+            sources: vec![(key.clone(), 5)],
+        };
+        let r = sents.reply("h", None, told(None, vec![]), 1000).unwrap();
+        let g = Some(r.generation);
+        let same = |_: &(String, String)| Some(5);
+        assert_eq!(sents.unchanged_since("h", g, 3, same), g);
+        // The agent does not hold it (restarted, lost the reply): it needs the set in full.
+        assert_eq!(sents.unchanged_since("h", None, 3, same), None);
+        assert_eq!(sents.unchanged_since("h", Some(r.generation - 1), 3, same), None);
+        // A commit named the host after it was told (a placement, a purge, a lease).
+        assert_eq!(sents.unchanged_since("h", g, 4, same), None);
+        // Its cluster was derived to other containers, or would be derived again now.
+        assert_eq!(sents.unchanged_since("h", g, 3, |_| Some(6)), None);
+        assert_eq!(sents.unchanged_since("h", g, 3, |_| None), None);
+        assert_eq!(sents.unchanged_since("other", g, 3, same), None);
+        // A network plan moves with other hosts' reports; purges are repeated until acked.
+        let r = sents.reply("h", g, told(Some(plan(1)), vec![]), 1000).unwrap();
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), None);
+        let r = sents.reply("h", Some(r.generation), told(None, vec![InstanceRef::new("t", "c", Role::Datanode, 9)]), 1000).unwrap();
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), None);
+        let r = sents.reply("h", Some(r.generation), told(None, vec![]), 1000).unwrap();
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), Some(r.generation));
     }
 
     #[test]

@@ -42,6 +42,9 @@ use crate::error::Result;
 use crate::hot::Hot;
 use crate::state::HadoopContext;
 
+/// Where [`Derived::stamp`]s come from (0 is never one: a result of no cluster).
+static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A cluster is derived again for changed reports at most this often.
 pub const REDERIVE_MS: u64 = 200;
 
@@ -82,6 +85,10 @@ pub(crate) struct Derived {
     /// A master is placed: its report ages with its host, so the result does too.
     masters: bool,
     desired: HashMap<InstanceRef, DesiredContainer>,
+    /// Names what `desired` holds: kept from the result before when a derivation found every
+    /// container as it was, new otherwise. A host told this cluster's part at one stamp is
+    /// told the same while the stamp stands ([`DesiredCache::stamp`]).
+    pub(crate) stamp: u64,
     /// What the cluster's status is assembled from; `None`: the cluster does not exist.
     pub(crate) parts: Option<Parts>,
 }
@@ -268,7 +275,14 @@ impl DesiredCache {
             return Ok(Ok(d));
         }
         let started = std::time::Instant::now();
-        let derived = Arc::new(derive(c, hot, key, touches, version, now, lost_after)?);
+        let mut derived = derive(c, hot, key, touches, version, now, lost_after)?;
+        // NB: cheap beside the derivation: unchanged workers share their config's allocation,
+        // and an `Arc` of an `Eq` value compares its pointer first.
+        derived.stamp = match slot.current() {
+            Some(d) if d.desired == derived.desired => d.stamp,
+            _ => STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        let derived = Arc::new(derived);
         let cost = started.elapsed().as_millis() as u64;
         slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
         if current.as_ref().is_some_and(|d| d.touches >= mark) {
@@ -279,6 +293,17 @@ impl DesiredCache {
             *current = Some(derived.clone());
         }
         Ok(Ok(current.clone().unwrap_or(derived)))
+    }
+
+    /// The stamp of the result a heartbeat asking for cluster `key` now would get, when that
+    /// is the last result (it would not be derived again): so a host whose part of it was
+    /// computed at that stamp is told the same. `None` when it would be derived, or never was.
+    pub(crate) fn stamp(&self, store: &Store, hot: &Hot, key: &(String, String), lost_after: u64) -> Option<u64> {
+        let slot = self.clusters.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
+        let d = slot.current()?;
+        let (mark, version) = (store.cluster_touched(&key.0, &key.1), hot.cluster_version(&key.0, &key.1));
+        let now = crate::state::now_ms();
+        slot.fresh(&d, Want::Heartbeat, mark, version, now, lost_after / 3, &self.budget).then_some(d.stamp)
     }
 
     /// Forgets cluster `key` (deleted).
@@ -293,7 +318,7 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: 
     let (tenant, name) = key;
     let mut desired = HashMap::new();
     let Some(row) = c.cluster(tenant, name)? else {
-        return Ok(Derived { touches, version, at_ms: now, masters: false, desired, parts: None });
+        return Ok(Derived { touches, version, at_ms: now, masters: false, desired, parts: None, stamp: 0 });
     };
     let members = c.instances(Some((tenant, name)))?;
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
@@ -343,7 +368,7 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: 
         yarn: outcome.yarn,
         conditions: outcome.conditions,
     };
-    Ok(Derived { touches, version, at_ms: now, masters, desired, parts: Some(parts) })
+    Ok(Derived { touches, version, at_ms: now, masters, desired, parts: Some(parts), stamp: 0 })
 }
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
@@ -360,14 +385,14 @@ pub fn desired_for(
     touches: u64,
     now: u64,
     lost_after: u64,
-) -> Result<std::result::Result<Vec<DesiredContainer>, Busy>> {
+) -> Result<std::result::Result<HostPart, Busy>> {
     let mine = c.instances_on_host(host)?;
     if mine.is_empty() {
-        return Ok(Ok(vec![]));
+        return Ok(Ok((vec![], vec![])));
     }
     let clusters: BTreeSet<(String, String)> =
         mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
-    let mut out = Vec::new();
+    let (mut out, mut sources) = (Vec::new(), Vec::new());
     for key in clusters {
         let derived = match cache.cluster(c, store, hot, &key, Want::Heartbeat, touches, now, lost_after)? {
             Ok(d) => d,
@@ -378,9 +403,16 @@ pub fn desired_for(
                 out.push(d.clone());
             }
         }
+        sources.push((key, derived.stamp));
     }
-    Ok(Ok(out))
+    Ok(Ok((out, sources)))
 }
+
+/// A cluster a host's desired set was taken from, and the [`Derived::stamp`] it was taken at.
+pub type Source = ((String, String), u64);
+
+/// A host's desired containers, and the clusters they were taken from.
+pub type HostPart = (Vec<DesiredContainer>, Vec<Source>);
 
 fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
     [

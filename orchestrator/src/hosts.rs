@@ -169,22 +169,30 @@ impl State {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
             let touches = self.store.touches();
-            if may_skip && let Some(generation) = self.sents.idle_since(host, self.store.host_touched(host)) {
-                return Ok(crate::delta::unchanged(generation, applied, interval));
+            if may_skip {
+                let touched = self.store.host_touched(host);
+                if let Some(generation) = self.sents.idle_since(host, touched) {
+                    return Ok(crate::delta::unchanged(generation, applied, interval));
+                }
+                let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
+                if let Some(generation) = self.sents.unchanged_since(host, applied, touched, stamp_of) {
+                    crate::metrics::get().heartbeat_unchanged();
+                    return Ok(crate::delta::unchanged(generation, applied, interval));
+                }
             }
             let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
             let full = self
                 .store
                 .read(move |c| {
                     // One snapshot for the whole reply (as every read is).
-                    let desired = match desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)? {
+                    let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)? {
                         Ok(d) => d,
                         Err(busy) => return Ok(Err(busy)),
                     };
                     let network = network_plan(c, &hot, &settings, &h)?;
                     let purge = c.purges(&h)?;
                     let revision = c.revision()?;
-                    Ok(Ok(crate::delta::Full { desired, network, purge, revision, touches }))
+                    Ok(Ok(crate::delta::Full { desired, network, purge, revision, touches, sources }))
                 })
                 .await?;
             // A cluster this host runs is being derived by another request: wait for it here,

@@ -58,6 +58,7 @@ pub struct Metrics {
     store: Family<Op, Histogram>,
     placements: Counter,
     desired_waits: Counter,
+    unchanged: Counter,
     pending: Gauge,
     backups: Family<Result_, Counter>,
     refused: Family<Reason, Counter>,
@@ -102,6 +103,12 @@ impl Metrics {
             "Heartbeats that waited for a cluster another request was deriving (after an apply of a big cluster, its hosts all do)",
             desired_waits.clone(),
         );
+        let unchanged = Counter::default();
+        registry.register(
+            "herd_heartbeats_unchanged",
+            "Heartbeats of hosts running instances answered from memory: nothing they run changed since they were last told",
+            unchanged.clone(),
+        );
         let pending = Gauge::default();
         registry.register("herd_pending_instances", "Instances waiting for a host, as of this scrape", pending.clone());
         let backups = Family::<Result_, Counter>::default();
@@ -132,6 +139,7 @@ impl Metrics {
             store,
             placements,
             desired_waits,
+            unchanged,
             pending,
             backups,
             refused,
@@ -158,6 +166,11 @@ impl Metrics {
 
     pub fn placed(&self, n: u64) {
         self.placements.inc_by(n);
+    }
+
+    /// A busy host's heartbeat answered from memory ([`crate::delta::Sents::unchanged_since`]).
+    pub fn heartbeat_unchanged(&self) {
+        self.unchanged.inc();
     }
 
     /// A heartbeat waits for a cluster another request derives ([`crate::desired::Busy`]).

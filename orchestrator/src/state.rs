@@ -544,6 +544,41 @@ mod tests {
         state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged, applied: None }).await
     }
 
+    /// How many busy hosts' heartbeats were answered from memory (the process's counter:
+    /// nextest runs each test in its own process).
+    fn unchanged_count() -> u64 {
+        let text = crate::metrics::get().render(None);
+        text.lines().find_map(|l| l.strip_prefix("herd_heartbeats_unchanged_total ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_busy_host_at_rest_is_answered_from_memory_until_something_it_runs_changes() -> Result<()> {
+        let state = setup().await?;
+        let hb = |applied| Heartbeat { host_id: "h1".into(), observed: vec![], conditions: vec![], purged: vec![], applied };
+        let first = state.heartbeat(hb(None)).await?;
+        assert_eq!((first.base, first.desired.len()), (None, 7), "the NameNode and six DataNodes, in full");
+        let before = unchanged_count();
+        let again = state.heartbeat(hb(Some(first.generation))).await?;
+        assert_eq!((again.generation, again.base, again.desired.len()), (first.generation, Some(first.generation), 0));
+        assert_eq!(unchanged_count(), before + 1, "answered without reading the store");
+        // An agent that lost its set (restarted) gets it in full, not an empty delta.
+        let lost = state.heartbeat(hb(None)).await?;
+        assert_eq!((lost.base, lost.desired.len()), (None, 7));
+        // A new image for the DataNodes: the cluster is derived again, and the host is told.
+        let spec = parse_cluster_spec(&SPEC.replace("datanode: d}", "datanode: d2}")).map_err(|e| Error::invalid("spec", e.to_string()))?;
+        state.apply("admin".into(), spec, None).await?;
+        let counted = unchanged_count();
+        let changed = state.heartbeat(hb(Some(lost.generation))).await?;
+        assert_eq!(changed.base, Some(lost.generation));
+        assert!(changed.generation > lost.generation && !changed.desired.is_empty(), "the change reached the host: {changed:?}");
+        assert_eq!(unchanged_count(), counted);
+        // At rest again.
+        let rest = state.heartbeat(hb(Some(changed.generation))).await?;
+        assert_eq!((rest.generation, rest.desired.len()), (changed.generation, 0));
+        assert_eq!(unchanged_count(), counted + 1);
+        Ok(())
+    }
+
     fn nn_live_hash(reply: &HeartbeatReply) -> Option<String> {
         reply.desired.iter().find(|d| d.role == Role::Namenode).and_then(|d| d.hadoop.as_ref()).map(|h| h.live_hash())
     }

@@ -45,6 +45,18 @@ fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Resul
     ensure!(a["placed_at_end"] == 40 && a["running_at_end"] == 40, "at end: {a}");
     ensure!(a["all_placed_s"].is_number() && a["all_running_s"].is_number(), "times: {a}");
     ensure!(a["hosts_over_capacity"] == 0, "over capacity: {a}");
+    // At rest: the last five intervals (from 5.5 s), measured only when every instance ran
+    // before they began.
+    let ran_at = a["at_s"].as_f64().unwrap_or(f64::MAX) + a["all_running_s"].as_f64().unwrap_or(f64::MAX);
+    let rest = &a["at_rest"];
+    if ran_at <= 5.5 {
+        ensure!(rest["from_s"] == 5.5, "at rest: {rest}");
+        ensure!(rest["heartbeats"].as_u64().is_some_and(|n| n >= 200), "every host heartbeat at rest: {rest}");
+        ensure!(rest["served_per_s"].as_f64().is_some_and(|n| n > 0.0), "at rest: {rest}");
+        ensure!(rest["latency"]["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "at rest: {rest}");
+    } else {
+        ensure!(rest.is_null(), "at rest measured though the instances ran only at {ran_at} s: {rest}");
+    }
     ensure!(r["orchestrator"]["rss_max_mib"].as_u64().is_some_and(|m| m > 0), "RSS: {}", r["orchestrator"]);
     Ok(())
 }

@@ -756,6 +756,23 @@ fn report(
         let applied = s.applied_ms.load(Ordering::Relaxed);
         (v != NEVER && applied != NEVER).then(|| (v.saturating_sub(applied)) as f64 / 1000.0)
     };
+    // At rest: heartbeats sent in the run's last five intervals, when every applied instance
+    // ran before they began: what a fleet running its work costs once the backlog of the
+    // apply drained (it takes tens of seconds after the last instance ran at 300,000).
+    let rest = {
+        let running = s.running_all_ms.load(Ordering::Relaxed);
+        let end = args.duration.as_millis() as u64;
+        let from = end.saturating_sub(5 * args.interval.as_millis() as u64);
+        (running != NEVER && running <= from).then(|| {
+            let lat: Vec<u32> = all.iter().filter(|x| u64::from(x.at_ms) >= from).map(|x| x.latency_us).collect();
+            json!({
+                "from_s": from as f64 / 1000.0,
+                "heartbeats": lat.len(),
+                "served_per_s": (lat.len() as f64 / ((end - from).max(1) as f64 / 1000.0)).round(),
+                "latency": latency_json(lat),
+            })
+        })
+    };
     let read_us: Vec<u32> = reads.iter().filter(|r| r.1).map(|r| r.0).collect();
     let read_window = (args.duration.as_secs_f64() - warmup(args).as_secs_f64()).max(0.001);
     json!({
@@ -803,6 +820,7 @@ fn report(
             "placed_at_end": s.delivered.load(Ordering::Relaxed),
             "hosts_over_capacity": stats.iter().filter(|a| a.over_capacity).count(),
             "running_at_end": s.running.load(Ordering::Relaxed),
+            "at_rest": rest,
         })),
         "reads": (!reads.is_empty()).then(|| json!({
             "path": args.read_path,
@@ -848,6 +866,16 @@ fn print_text(r: &Value) {
             "apply: {} specs, {} instances at {}s (slowest PUT {} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running; {} hosts ever over capacity",
             a["specs"], a["instances"], a["at_s"], a["put_ms_max"], a["errors"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"], a["hosts_over_capacity"]
         );
+        match a["at_rest"].as_object() {
+            Some(rest) => {
+                let l = &rest["latency"];
+                println!(
+                    "at rest (heartbeats sent from {}s, the last five intervals, all running): {} served/s; p50 {} ms, p99 {} ms, max {} ms",
+                    rest["from_s"], rest["served_per_s"], l["p50_ms"], l["p99_ms"], l["max_ms"]
+                );
+            }
+            None => println!("at rest: not measured (not every instance ran before the last five intervals: run longer)"),
+        }
     }
     if let Some(rd) = r["reads"].as_object() {
         let l = &rd["latency"];

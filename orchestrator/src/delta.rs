@@ -168,32 +168,39 @@ impl Sents {
         Some(reply)
     }
 
-    /// Whether `host` was last told a set with nothing placed, computed after the last
-    /// commit that named it (`touched`: that commit's [`crate::store::Store::touches`] count),
-    /// so still what it would be told; and that set's generation. Commits for other hosts
-    /// and tenants leave it idle: an idle fleet is answered from memory while clusters move.
-    pub fn idle_since(&self, host: &str, touched: u64) -> Option<u64> {
-        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        hosts.get(host).filter(|s| s.idle && s.touches >= touched).map(|s| s.generation)
-    }
-
     /// Whether `host`, which applied generation `applied`, would be told exactly what it was
-    /// last told, known without reading the store: it holds that set (`applied` is its
-    /// generation), no commit named the host since (`touched`, as for [`Sents::idle_since`]:
-    /// no placement, purge or lease moved), and each cluster its set was taken from would
-    /// answer with a result of the same stamp (`stamp_of`, [`crate::desired::DesiredCache::stamp`]:
-    /// not derived again, or derived again to the same containers). Only for sets without a
-    /// network plan, which moves with other hosts' reports, and without purges. A busy fleet
-    /// at rest is then answered from memory: reading each host's instances and building,
-    /// hashing and comparing its containers on every heartbeat held 30,000 hosts running
-    /// 300,000 instances at 3,000 of their 10,000 heartbeats a second, p99 11 s.
-    pub fn unchanged_since(&self, host: &str, applied: Option<u64>, touched: u64, stamp_of: impl Fn(&(String, String)) -> Option<u64>) -> Option<u64> {
+    /// last told, known without reading the store; and that set's generation. Never when a
+    /// commit named the host after the set was computed (`touched`: that commit's
+    /// [`crate::store::Store::touches`] count: a placement, a purge or a lease moved). Else:
+    /// - [`Unchanged::Idle`]: the set had nothing placed and nothing to purge. Commits for
+    ///   other hosts and tenants leave it idle: an idle fleet is answered from memory while
+    ///   clusters move (whatever `applied` is: an empty set is told in full as easily);
+    /// - [`Unchanged::Busy`]: the host holds the set (`applied` is its generation) and each
+    ///   cluster it was taken from would answer with a result of the same stamp (`stamp_of`,
+    ///   [`crate::desired::DesiredCache::stamp`]: not derived again, or derived again to the
+    ///   same containers). Only for sets without a network plan, which moves with other
+    ///   hosts' reports, and without purges. Reading each busy host's instances and building,
+    ///   hashing and comparing its containers on every heartbeat held 30,000 hosts running
+    ///   300,000 instances at 3,000 of their 10,000 heartbeats a second, p99 11 s.
+    pub fn unchanged_since(
+        &self,
+        host: &str,
+        applied: Option<u64>,
+        touched: u64,
+        stamp_of: impl Fn(&(String, String)) -> Option<u64>,
+    ) -> Option<Unchanged> {
         let (generation, sources) = {
             let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-            let s = hosts.get(host).filter(|s| s.plain && s.touches >= touched && applied == Some(s.generation))?;
+            let s = hosts.get(host).filter(|s| s.touches >= touched)?;
+            if s.idle {
+                return Some(Unchanged::Idle(s.generation));
+            }
+            if !s.plain || applied != Some(s.generation) {
+                return None;
+            }
             (s.generation, s.sources.clone())
         };
-        sources.iter().all(|(key, stamp)| stamp_of(key) == Some(*stamp)).then_some(generation)
+        sources.iter().all(|(key, stamp)| stamp_of(key) == Some(*stamp)).then_some(Unchanged::Busy(generation))
     }
 
     /// The tenants with instances on `host` when it was last told.
@@ -206,6 +213,13 @@ impl Sents {
     pub fn forget(&self, host: &str) {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner).remove(host);
     }
+}
+
+/// How [`Sents::unchanged_since`] knew a host's set is unchanged; its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unchanged {
+    Idle(u64),
+    Busy(u64),
 }
 
 /// The empty answer for a host whose set is still `generation`.
@@ -314,7 +328,8 @@ mod tests {
         let r = sents.reply("h", None, told(None, vec![]), 1000).unwrap();
         let g = Some(r.generation);
         let same = |_: &(String, String)| Some(5);
-        assert_eq!(sents.unchanged_since("h", g, 3, same), g);
+        let g_busy = g.map(Unchanged::Busy);
+        assert_eq!(sents.unchanged_since("h", g, 3, same), g_busy);
         // The agent does not hold it (restarted, lost the reply): it needs the set in full.
         assert_eq!(sents.unchanged_since("h", None, 3, same), None);
         assert_eq!(sents.unchanged_since("h", Some(r.generation - 1), 3, same), None);
@@ -330,7 +345,7 @@ mod tests {
         let r = sents.reply("h", Some(r.generation), told(None, vec![InstanceRef::new("t", "c", Role::Datanode, 9)]), 1000).unwrap();
         assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), None);
         let r = sents.reply("h", Some(r.generation), told(None, vec![]), 1000).unwrap();
-        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), Some(r.generation));
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), Some(Unchanged::Busy(r.generation)));
     }
 
     #[test]
@@ -422,20 +437,25 @@ mod tests {
     #[test]
     fn idle_hosts_are_known_until_a_commit_names_them() {
         let sents = Sents::default();
+        // Idle hosts are answered whatever generation they hold, and without asking a cluster.
+        let idle_since = |host: &str, touched: u64| match sents.unchanged_since(host, None, touched, |_| None) {
+            Some(Unchanged::Idle(g)) => Some(g),
+            _ => None,
+        };
         // Told an empty set (with its own lease) computed after commit 3.
         let r = sents.reply("h", None, full(vec![], Some(plan(1)), 3), 1000).unwrap();
         // The last commit naming it came before (or is that one): still idle.
-        assert_eq!(sents.idle_since("h", 0), Some(r.generation));
-        assert_eq!(sents.idle_since("h", 3), Some(r.generation));
+        assert_eq!(idle_since("h", 0), Some(r.generation));
+        assert_eq!(idle_since("h", 3), Some(r.generation));
         // A later commit named it (a placement, a purge): compute again.
-        assert_eq!(sents.idle_since("h", 4), None);
+        assert_eq!(idle_since("h", 4), None);
         assert_eq!(unchanged(r.generation, Some(r.generation), 1000).base, Some(r.generation));
         assert_eq!(unchanged(r.generation, None, 1000).base, None);
         // A host running something is never answered from memory.
         let busy = sents.reply("b", None, full(vec![dc(0, "a")], None, 3), 1000).unwrap();
         assert_eq!(busy.desired.len(), 1);
-        assert_eq!(sents.idle_since("b", 0), None);
+        assert_eq!(idle_since("b", 0), None);
         sents.forget("h");
-        assert_eq!(sents.idle_since("h", 0), None);
+        assert_eq!(idle_since("h", 0), None);
     }
 }

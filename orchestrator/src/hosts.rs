@@ -14,6 +14,7 @@ use herd_api::network::{HostNetwork, NetworkPlan};
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, RegisterReply};
 use tracing::{info, warn};
 
+use crate::delta::Unchanged;
 use crate::desired;
 use crate::error::{Error, Result};
 use crate::hot::Hot;
@@ -169,16 +170,16 @@ impl State {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
             let touches = self.store.touches();
-            if may_skip {
-                let touched = self.store.host_touched(host);
-                if let Some(generation) = self.sents.idle_since(host, touched) {
-                    return Ok(crate::delta::unchanged(generation, applied, interval));
-                }
-                let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
-                if let Some(generation) = self.sents.unchanged_since(host, applied, touched, stamp_of) {
-                    crate::metrics::get().heartbeat_unchanged();
-                    return Ok(crate::delta::unchanged(generation, applied, interval));
-                }
+            let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
+            if may_skip && let Some(known) = self.sents.unchanged_since(host, applied, self.store.host_touched(host), stamp_of) {
+                let generation = match known {
+                    Unchanged::Idle(generation) => generation,
+                    Unchanged::Busy(generation) => {
+                        crate::metrics::get().heartbeat_unchanged();
+                        generation
+                    }
+                };
+                return Ok(crate::delta::unchanged(generation, applied, interval));
             }
             let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
             let full = self

@@ -46,7 +46,7 @@ fn sim_agent(api: Api, host: String, release: Arc<AtomicBool>) -> SimAgent {
         let mut desired: Vec<herd_api::wire::DesiredContainer> = Vec::new();
         loop {
             let observed = desired.iter().map(|d| observe(d, &release)).collect();
-            let hb = Heartbeat { host_id: host.clone(), observed, conditions: vec![], purged: vec![], applied: None };
+            let hb = Heartbeat { host_id: host.clone(), observed, conditions: vec![], purged: vec![], applied: None, network_deltas: true };
             if let Ok((200, reply)) = api.post("/v1/agent/heartbeat", serde_json::to_value(&hb).unwrap()).await
                 && let Ok(reply) = serde_json::from_value::<HeartbeatReply>(reply)
             {

@@ -228,7 +228,7 @@ impl<R: Runtime> Agent<R> {
                 holding.notified().await;
                 continue;
             }
-            let w = Watch { host_id: self.config.host_id.clone(), applied, wait_ms: WATCH_WAIT.as_millis() as u64 };
+            let w = Watch { host_id: self.config.host_id.clone(), applied, wait_ms: WATCH_WAIT.as_millis() as u64, network_deltas: true };
             match self.client.watch(&w).await {
                 Ok(reply) => {
                     backoff.reset();
@@ -303,6 +303,7 @@ impl<R: Runtime> Agent<R> {
                 conditions,
                 purged: purged.clone(),
                 applied: held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).generation,
+                network_deltas: true,
             };
             let sent = std::time::Instant::now();
             let answered = self.client.heartbeat(&hb).await;

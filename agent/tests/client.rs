@@ -123,7 +123,7 @@ fn host() -> HostInfo {
 }
 
 fn heartbeat() -> Heartbeat {
-    Heartbeat { host_id: "h1".into(), observed: vec![], conditions: vec![], purged: vec![], applied: None }
+    Heartbeat { host_id: "h1".into(), observed: vec![], conditions: vec![], purged: vec![], applied: None, network_deltas: true }
 }
 
 fn origin(url: &Url) -> String {
@@ -146,7 +146,7 @@ async fn register_heartbeat_and_watch_reach_the_leader_through_a_follower_and_st
 
     // Later exchanges go straight to the leader.
     assert_eq!(client.heartbeat(&heartbeat()).await.unwrap().generation, 5);
-    let watch = Watch { host_id: "h1".into(), applied: Some(4), wait_ms: 0 };
+    let watch = Watch { host_id: "h1".into(), applied: Some(4), wait_ms: 0, network_deltas: true };
     assert_eq!(client.watch(&watch).await.unwrap().generation, 5);
     assert_eq!(follower.seen().len(), 1);
     assert_eq!(leader.paths(), ["/v1/agent/register", "/v1/agent/heartbeat", "/v1/agent/watch"]);
@@ -164,7 +164,7 @@ async fn a_503_moves_on_and_the_new_leader_is_kept() {
     // `a` lost its lease; `b` leads now.
     a.set(Behaviour::NoLeader);
     b.set(Behaviour::Leader);
-    let watch = Watch { host_id: "h1".into(), applied: Some(4), wait_ms: 0 };
+    let watch = Watch { host_id: "h1".into(), applied: Some(4), wait_ms: 0, network_deltas: true };
     assert_eq!(client.watch(&watch).await.unwrap().generation, 5);
     assert_eq!(origin(&client.current()), b.url);
     client.heartbeat(&heartbeat()).await.unwrap();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hadoop::{HadoopConfig, MasterHealth};
 use crate::names::InstanceRef;
-use crate::network::{HostNetwork, NetworkPlan, PortSpec};
+use crate::network::{HostNetwork, NetworkDelta, NetworkPlan, PortSpec};
 use crate::quantity::{Cpu, Memory, Resources};
 use crate::spec::{ClusterSpec, Replicas, Role};
 use crate::validate::FieldError;
@@ -100,6 +100,11 @@ pub struct Heartbeat {
     /// just started) asks for the full set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<u64>,
+    /// The agent takes a changed network plan as a [`NetworkDelta`]
+    /// ([`HeartbeatReply::network_delta`]); without it (an older agent) the plan is sent whole
+    /// whenever it changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_deltas: bool,
 }
 
 /// `POST /v1/agent/watch`: a long poll. Answered as soon as the host's desired set differs
@@ -115,6 +120,9 @@ pub struct Watch {
     #[serde(default = "default_watch_ms")]
     #[schema(minimum = 0, maximum = 60000)]
     pub wait_ms: u64,
+    /// As [`Heartbeat::network_deltas`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_deltas: bool,
 }
 
 pub const WATCH_MAX_MS: u64 = 60_000;
@@ -190,8 +198,9 @@ impl ContainerState {
 /// Full (`base` absent): `desired` is every container the host should run and `network` its
 /// plan. Delta (`base` = the generation the agent said it applied): `desired` holds only the
 /// containers that are new or changed, `removed` the ones to drop, `network` the plan only
-/// when it changed (`network_cleared` when the host no longer has one); a reply with
-/// `generation == base` changes nothing.
+/// when it changed (`network_cleared` when the host no longer has one) or, to agents that ask
+/// for it, `network_delta` (the same lease; only the routes and members that changed); a reply
+/// with `generation == base` changes nothing.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatReply {
     /// Identifies the host's desired set; a new one whenever it changes. Increases.
@@ -210,6 +219,10 @@ pub struct HeartbeatReply {
     /// In a delta: the host's network plan is gone (its last tenant left).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_cleared: bool,
+    /// In a delta, to an agent that asked for network deltas: what changed in the network plan
+    /// it holds (instead of `network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_delta: Option<NetworkDelta>,
     /// Instances of deleted clusters (`herd delete --purge-data`) whose data folders
     /// (`<disk>/herd/TENANT/CLUSTER/INSTANCE`) the agent removes once their container is gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -769,6 +782,10 @@ impl DesiredSet {
                 self.network = r.network.clone();
             }
             Some(base) if Some(base) == self.generation => {
+                // A plan delta needs the plan it was made against: checked before anything moves.
+                if r.network_delta.is_some() && r.network.is_none() && !r.network_cleared && self.network.is_none() {
+                    return Err(StaleDelta { base, held: self.generation });
+                }
                 for i in &r.removed {
                     self.containers.remove(i);
                 }
@@ -779,6 +796,8 @@ impl DesiredSet {
                     self.network = None;
                 } else if let Some(n) = &r.network {
                     self.network = Some(n.clone());
+                } else if let (Some(d), Some(n)) = (&r.network_delta, &mut self.network) {
+                    n.apply(d);
                 }
             }
             Some(base) => return Err(StaleDelta { base, held: self.generation }),

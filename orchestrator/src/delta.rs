@@ -3,10 +3,12 @@
 //!
 //! ```text
 //!  agent: applied = g ──> orchestrator computes the host's full set F (desired, network)
-//!                         Sent[host] = { generation g', hash per container, network hash }
+//!                         Sent[host] = { generation g', hash per container, network told:
+//!                                        lease + each tenant view's version }
 //!                         g == g' and F unchanged ──> { base: g, generation: g }      (empty)
 //!                         g == g' and F changed   ──> { base: g, generation: g'', only the
-//!                                                       new/changed containers, removed, network if changed }
+//!                                                       new/changed containers, removed, and
+//!                                                       the network's delta (or whole plan) if it moved }
 //!                         g unknown (restart, lost reply) ──> F in full, generation g'
 //!  agent: applied = g' and no commit named the host since, each cluster F came from keeps
 //!         its result's stamp, no network plan, no purge ──> { base: g', generation: g' },
@@ -23,14 +25,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use herd_api::names::InstanceRef;
-use herd_api::network::NetworkPlan;
 use herd_api::wire::{DesiredContainer, HeartbeatReply};
+
+use crate::netview::{HostNet, Told};
 
 /// One host's desired set in full, as computed from one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct Full {
     pub desired: Vec<DesiredContainer>,
-    pub network: Option<NetworkPlan>,
+    /// Its lease and the views of its tenants' networks ([`crate::netview`]).
+    pub network: Option<HostNet>,
+    /// The agent takes network plan deltas ([`herd_api::wire::Heartbeat::network_deltas`]).
+    pub network_deltas: bool,
     pub purge: Vec<InstanceRef>,
     /// The store revision it was computed at.
     pub revision: u64,
@@ -48,16 +54,18 @@ struct Sent {
     revision: u64,
     touches: u64,
     containers: HashMap<InstanceRef, u64>,
-    network: u64,
+    network: Option<Told>,
     /// Tenants with instances on the host: a change to one of them may concern it.
     tenants: BTreeSet<String>,
     /// Nothing placed, nothing to purge: the set moves only with a commit naming the host
     /// (a placement, a purge) or a new registration (a new lease), never through a tenant
     /// or what other agents report.
     idle: bool,
-    /// Nothing to purge and no network plan (see [`Sents::unchanged_since`]).
+    /// Nothing to purge (see [`Sents::unchanged_since`]).
     plain: bool,
     sources: Vec<crate::desired::Source>,
+    /// What it was told before, if that was another set: a delta is made against either.
+    prev: Option<Box<Sent>>,
 }
 
 /// Per host, what it was last told.
@@ -119,20 +127,26 @@ impl Sents {
     /// never take a newer set back.
     pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<HeartbeatReply> {
         let hashes: HashMap<InstanceRef, u64> = full.desired.iter().map(|d| (d.instance.clone(), digest(d))).collect();
-        let network = full.network.as_ref().map_or(0, hash_of);
+        let network = full.network.as_ref().map(HostNet::told);
         let tenants = full.desired.iter().map(|d| d.instance.tenant.clone()).collect();
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = hosts.get(host);
-        if before.is_some_and(|s| s.revision > full.revision) {
+        if hosts.get(host).is_some_and(|s| s.revision > full.revision) {
             return None;
         }
-        let same = before.is_some_and(|s| s.containers == hashes && s.network == network);
-        let generation = match before {
+        let (last, prev) = match hosts.remove(host) {
+            Some(mut s) => {
+                let prev = s.prev.take();
+                (Some(s), prev)
+            }
+            None => (None, None),
+        };
+        let same = last.as_ref().is_some_and(|s| s.containers == hashes && s.network == network);
+        let generation = match &last {
             Some(s) if same => s.generation,
             _ => self.next.fetch_add(1, Ordering::Relaxed) + 1,
         };
         let idle = hashes.is_empty() && full.purge.is_empty();
-        let plain = full.purge.is_empty() && full.network.is_none();
+        let plain = full.purge.is_empty();
         let mut reply = HeartbeatReply {
             generation,
             desired: vec![],
@@ -142,28 +156,40 @@ impl Sents {
             base: None,
             removed: vec![],
             network_cleared: false,
+            network_delta: None,
         };
-        match before {
-            Some(s) if applied == Some(s.generation) => {
+        // What the agent holds: the last set it was told, or the one before when that reply was
+        // lost (timed out under load: a full set then made the next reply slower still).
+        let base = [last.as_ref(), prev.as_deref()].into_iter().flatten().find(|s| applied == Some(s.generation));
+        match base {
+            Some(s) => {
                 reply.base = applied;
-                if !same {
+                if s.generation != generation {
                     reply.removed = s.containers.keys().filter(|i| !hashes.contains_key(*i)).cloned().collect();
                     reply.removed.sort();
                     reply.desired =
                         full.desired.into_iter().filter(|d| s.containers.get(&d.instance) != hashes.get(&d.instance)).collect();
                     if s.network != network {
-                        reply.network_cleared = full.network.is_none();
-                        reply.network = full.network;
+                        match (&s.network, &full.network) {
+                            (_, None) => reply.network_cleared = true,
+                            (Some(told), Some(now)) if full.network_deltas => match now.delta(told) {
+                                Some(d) => reply.network_delta = Some(d),
+                                None => reply.network = Some(now.plan()),
+                            },
+                            (_, Some(now)) => reply.network = Some(now.plan()),
+                        }
                     }
                 }
             }
-            _ => {
+            None => {
                 reply.desired = full.desired;
-                reply.network = full.network;
+                reply.network = full.network.as_ref().map(HostNet::plan);
             }
         }
         let (touches, sources) = (full.touches, full.sources);
-        let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources };
+        // The same set keeps its generation, and the one before it stays the one before.
+        let prev = if same { prev } else { last.map(Box::new) };
+        let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources, prev };
         hosts.insert(host.to_string(), sent);
         Some(reply)
     }
@@ -178,18 +204,21 @@ impl Sents {
     /// - [`Unchanged::Busy`]: the host holds the set (`applied` is its generation) and each
     ///   cluster it was taken from would answer with a result of the same stamp (`stamp_of`,
     ///   [`crate::desired::DesiredCache::stamp`]: not derived again, or derived again to the
-    ///   same containers). Only for sets without a network plan, which moves with other
-    ///   hosts' reports, and without purges. Reading each busy host's instances and building,
-    ///   hashing and comparing its containers on every heartbeat held 30,000 hosts running
-    ///   300,000 instances at 3,000 of their 10,000 heartbeats a second, p99 11 s.
+    ///   same containers), and each tenant's network view it was told would be answered at the
+    ///   same version (`view_of`, [`crate::netview::NetViews::fresh`]: fresh and not built
+    ///   again; the host's tenants and lease move only with commits naming it). Never with
+    ///   purges, which are repeated until acknowledged. Reading each busy host's instances and
+    ///   building, hashing and comparing its containers on every heartbeat held 30,000 hosts
+    ///   running 300,000 instances at 3,000 of their 10,000 heartbeats a second, p99 11 s.
     pub fn unchanged_since(
         &self,
         host: &str,
         applied: Option<u64>,
         touched: u64,
         stamp_of: impl Fn(&(String, String)) -> Option<u64>,
+        view_of: impl Fn(&str) -> Option<u64>,
     ) -> Option<Unchanged> {
-        let (generation, sources) = {
+        let (generation, sources, views) = {
             let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
             let s = hosts.get(host).filter(|s| s.touches >= touched)?;
             if s.idle {
@@ -198,9 +227,11 @@ impl Sents {
             if !s.plain || applied != Some(s.generation) {
                 return None;
             }
-            (s.generation, s.sources.clone())
+            (s.generation, s.sources.clone(), s.network.as_ref().map(|(_, views)| views.clone()).unwrap_or_default())
         };
-        sources.iter().all(|(key, stamp)| stamp_of(key) == Some(*stamp)).then_some(Unchanged::Busy(generation))
+        let same = sources.iter().all(|(key, stamp)| stamp_of(key) == Some(*stamp))
+            && views.iter().all(|(tenant, version)| view_of(tenant) == Some(*version));
+        same.then_some(Unchanged::Busy(generation))
     }
 
     /// The tenants with instances on `host` when it was last told.
@@ -234,6 +265,7 @@ pub fn unchanged(generation: u64, applied: Option<u64>, interval_ms: u64) -> Hea
         base: (!full).then_some(generation),
         removed: vec![],
         network_cleared: false,
+        network_delta: None,
     }
 }
 
@@ -273,18 +305,22 @@ mod tests {
     fn plan(octet: u8) -> NetworkPlan {
         NetworkPlan {
             lease: HostNetwork { cluster_cidr: "100.64.0.0/10".parse().unwrap(), subnet: format!("100.64.{octet}.0/25").parse().unwrap() },
-            routes: vec![],
-            members: vec![],
+            routes: vec![].into(),
+            members: vec![].into(),
         }
     }
 
+    fn net(plan: Option<NetworkPlan>) -> Option<crate::netview::HostNet> {
+        plan.map(|p| crate::netview::from_plan(&p, 1))
+    }
+
     fn full(desired: Vec<DesiredContainer>, network: Option<NetworkPlan>, revision: u64) -> Full {
-        Full { desired, network, purge: vec![], revision, touches: revision, sources: vec![] }
+        Full { desired, network: net(network), network_deltas: true, purge: vec![], revision, touches: revision, sources: vec![] }
     }
 
     /// The set `f` describes, as the agent would hold it.
     fn expected(f: &Full) -> (BTreeMap<InstanceRef, DesiredContainer>, Option<NetworkPlan>) {
-        (f.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect(), f.network.clone())
+        (f.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect(), f.network.as_ref().map(crate::netview::HostNet::plan))
     }
 
     #[test]
@@ -319,7 +355,8 @@ mod tests {
         let key = ("t".to_string(), "c".to_string());
         let told = |network: Option<NetworkPlan>, purge: Vec<InstanceRef>| Full {
             desired: vec![dc(0, "a"), dc(1, "a")],
-            network,
+            network: net(network),
+            network_deltas: true,
             purge,
             revision: 3,
             touches: 3,
@@ -329,23 +366,31 @@ mod tests {
         let g = Some(r.generation);
         let same = |_: &(String, String)| Some(5);
         let g_busy = g.map(Unchanged::Busy);
-        assert_eq!(sents.unchanged_since("h", g, 3, same), g_busy);
+        // No network told: no view is asked.
+        let any_view = |_: &str| None;
+        assert_eq!(sents.unchanged_since("h", g, 3, same, any_view), g_busy);
         // The agent does not hold it (restarted, lost the reply): it needs the set in full.
-        assert_eq!(sents.unchanged_since("h", None, 3, same), None);
-        assert_eq!(sents.unchanged_since("h", Some(r.generation - 1), 3, same), None);
+        assert_eq!(sents.unchanged_since("h", None, 3, same, any_view), None);
+        assert_eq!(sents.unchanged_since("h", Some(r.generation - 1), 3, same, any_view), None);
         // A commit named the host after it was told (a placement, a purge, a lease).
-        assert_eq!(sents.unchanged_since("h", g, 4, same), None);
+        assert_eq!(sents.unchanged_since("h", g, 4, same, any_view), None);
         // Its cluster was derived to other containers, or would be derived again now.
-        assert_eq!(sents.unchanged_since("h", g, 3, |_| Some(6)), None);
-        assert_eq!(sents.unchanged_since("h", g, 3, |_| None), None);
-        assert_eq!(sents.unchanged_since("other", g, 3, same), None);
-        // A network plan moves with other hosts' reports; purges are repeated until acked.
+        assert_eq!(sents.unchanged_since("h", g, 3, |_| Some(6), any_view), None);
+        assert_eq!(sents.unchanged_since("h", g, 3, |_| None, any_view), None);
+        assert_eq!(sents.unchanged_since("other", g, 3, same, any_view), None);
+        // A network plan: unchanged while its tenants' views would be told at the versions told
+        // (`from_plan` names its one tenant `t`, at version 1).
         let r = sents.reply("h", g, told(Some(plan(1)), vec![]), 1000).unwrap();
-        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), None);
+        let gn = Some(r.generation);
+        assert_eq!(sents.unchanged_since("h", gn, 3, same, |t: &str| (t == "t").then_some(1)), gn.map(Unchanged::Busy));
+        // The view moved (or is stale and would be built again): compute the reply.
+        assert_eq!(sents.unchanged_since("h", gn, 3, same, |_: &str| Some(2)), None);
+        assert_eq!(sents.unchanged_since("h", gn, 3, same, any_view), None);
+        // Purges are repeated until acknowledged.
         let r = sents.reply("h", Some(r.generation), told(None, vec![InstanceRef::new("t", "c", Role::Datanode, 9)]), 1000).unwrap();
-        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), None);
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same, any_view), None);
         let r = sents.reply("h", Some(r.generation), told(None, vec![]), 1000).unwrap();
-        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same), Some(Unchanged::Busy(r.generation)));
+        assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same, any_view), Some(Unchanged::Busy(r.generation)));
     }
 
     #[test]
@@ -412,6 +457,30 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_whose_last_reply_was_lost_gets_a_delta_against_the_set_it_holds() {
+        let sents = Sents::default();
+        let mut agent = DesiredSet::default();
+        agent.apply(&sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap()).unwrap();
+        let held = agent.generation;
+        // This reply is lost (the agent timed out waiting for it).
+        let lost = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a")], Some(plan(1)), 2), 1000).unwrap();
+        assert_eq!(lost.desired.len(), 1);
+        // The agent asks again from what it holds: a delta, not the full set.
+        let now = full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3);
+        let want = expected(&now);
+        let r = sents.reply("h", held, now, 1000).unwrap();
+        assert_eq!((r.base, r.desired.len(), r.network.is_some()), (held, 2, false));
+        agent.apply(&r).unwrap();
+        assert_eq!((agent.containers.clone(), agent.network.clone()), want);
+        // The same set again, asked from the generation before it: the same generation, as a delta.
+        let again = sents.reply("h", Some(lost.generation), full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).unwrap();
+        assert_eq!((again.generation, again.base, again.desired.len()), (r.generation, Some(lost.generation), 1));
+        // Two behind: the full set.
+        let full_again = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).unwrap();
+        assert_eq!((full_again.base, full_again.desired.len()), (None, 3));
+    }
+
+    #[test]
     fn an_answer_from_an_older_snapshot_never_takes_a_newer_set_back() {
         let sents = Sents::default();
         let new = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], None, 5), 1000).unwrap();
@@ -438,7 +507,7 @@ mod tests {
     fn idle_hosts_are_known_until_a_commit_names_them() {
         let sents = Sents::default();
         // Idle hosts are answered whatever generation they hold, and without asking a cluster.
-        let idle_since = |host: &str, touched: u64| match sents.unchanged_since(host, None, touched, |_| None) {
+        let idle_since = |host: &str, touched: u64| match sents.unchanged_since(host, None, touched, |_| None, |_: &str| None) {
             Some(Unchanged::Idle(g)) => Some(g),
             _ => None,
         };

@@ -598,7 +598,7 @@ mod tests {
                     hadoop: None,
                 })
                 .collect();
-            state.heartbeat(Heartbeat { host_id: h.into(), observed, conditions: vec![], purged: vec![], applied: None }).await?;
+            state.heartbeat(Heartbeat { host_id: h.into(), observed, conditions: vec![], purged: vec![], applied: None, network_deltas: true }).await?;
         }
         Ok(())
     }

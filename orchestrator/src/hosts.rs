@@ -4,13 +4,13 @@
 //! host), the write-behind of reports, and each host's network plan. Fleet-level host
 //! operations (lost hosts, cordon, drain, delete) are in [`crate::fleet`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use herd_api::names::{InstanceRef, check_host_id};
-use herd_api::network::{HostNetwork, NetworkPlan};
+use herd_api::names::check_host_id;
+use herd_api::network::HostNetwork;
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, RegisterReply};
 use tracing::{info, warn};
 
@@ -112,7 +112,7 @@ impl State {
     /// instance's phase, or placements when a host comes back from `lost`.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let Heartbeat { host_id: host, observed, conditions, purged, applied } = hb;
+        let Heartbeat { host_id: host, observed, conditions, purged, applied, network_deltas } = hb;
         let Some(was_ready) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
             return Err(Error::not_found("host", host));
         };
@@ -160,18 +160,21 @@ impl State {
             self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
             self.leaving_may_exist();
         }
-        self.reply_for(&host, applied, now, lost_after, !acked).await
+        self.reply_for(&host, applied, network_deltas, now, lost_after, !acked).await
     }
 
     /// The reply for `host`, which applied generation `applied`: a delta against it when the
     /// orchestrator knows it (see [`crate::delta`]). With `may_skip`, a host whose set was
     /// empty at the current store revision is answered without reading the store.
-    async fn reply_for(&self, host: &str, applied: Option<u64>, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
+    /// `network_deltas`: the agent takes network plan deltas.
+    async fn reply_for(&self, host: &str, applied: Option<u64>, network_deltas: bool, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
             let touches = self.store.touches();
             let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
-            if may_skip && let Some(known) = self.sents.unchanged_since(host, applied, self.store.host_touched(host), stamp_of) {
+            let view_of = |tenant: &str| self.netviews.fresh(&self.store, &self.hot, tenant, now);
+            let touched = self.store.host_touched(host);
+            if may_skip && let Some(known) = self.sents.unchanged_since(host, applied, touched, stamp_of, view_of) {
                 let generation = match known {
                     Unchanged::Idle(generation) => generation,
                     Unchanged::Busy(generation) => {
@@ -182,6 +185,7 @@ impl State {
                 return Ok(crate::delta::unchanged(generation, applied, interval));
             }
             let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
+            let views = self.netviews.clone();
             let full = self
                 .store
                 .read(move |c| {
@@ -190,10 +194,10 @@ impl State {
                         Ok(d) => d,
                         Err(busy) => return Ok(Err(busy)),
                     };
-                    let network = network_plan(c, &hot, &settings, &h)?;
+                    let network = host_network(c, &store, &hot, &views, &settings, &h, touches, now)?;
                     let purge = c.purges(&h)?;
                     let revision = c.revision()?;
-                    Ok(Ok(crate::delta::Full { desired, network, purge, revision, touches, sources }))
+                    Ok(Ok(crate::delta::Full { desired, network, network_deltas, purge, revision, touches, sources }))
                 })
                 .await?;
             // A cluster this host runs is being derived by another request: wait for it here,
@@ -217,7 +221,7 @@ impl State {
     /// (a commit touched the host or a tenant it runs: see [`store::Touched`]), else after
     /// `wait` with an empty delta. What agents report (rollout steps, other hosts' container
     /// addresses) reaches a host with its next heartbeat instead.
-    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration) -> Result<HeartbeatReply> {
+    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration, network_deltas: bool) -> Result<HeartbeatReply> {
         let lost_after = 3 * self.interval_ms();
         if self.hot.host(host).is_none() {
             return Err(Error::not_found("host", host));
@@ -237,7 +241,7 @@ impl State {
         // Subscribed before reading: no commit falls between the read and the wait.
         let mut changes = self.store.changes();
         loop {
-            let reply = self.reply_for(host, applied, now_ms(), lost_after, true).await?;
+            let reply = self.reply_for(host, applied, network_deltas, now_ms(), lost_after, true).await?;
             if reply.base != Some(reply.generation) || applied.is_none() {
                 return Ok(reply);
             }
@@ -297,36 +301,25 @@ fn lease_subnet(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str
     Ok(HostNetwork { cluster_cidr: settings.cluster_cidr, subnet })
 }
 
-/// Routes and address owners for `host`, if it has a subnet lease: only what its own
-/// containers can reach, i.e. the tenants with instances on it: routes to the hosts holding
-/// their instances and the addresses of those instances. (Every other address is dropped by
-/// tenant isolation anyway.) O(those tenants' instances), never O(fleet).
-fn network_plan(tx: &dyn Tx, hot: &Hot, settings: &network::Settings, host: &str) -> Result<Option<NetworkPlan>> {
-    if hot.host(host).is_none_or(|h| h.subnet.is_none()) {
+/// `host`'s network, if it has a subnet lease: its lease and the views of the tenants with
+/// instances on it ([`crate::netview`]): routes to the hosts holding their instances and the
+/// addresses of those instances. (Every other address is dropped by tenant isolation anyway.)
+/// O(the host's instances) while the views are fresh, never O(fleet).
+#[allow(clippy::too_many_arguments)]
+fn host_network(
+    tx: &dyn Tx,
+    store: &crate::store::Store,
+    hot: &Hot,
+    views: &crate::netview::NetViews,
+    settings: &network::Settings,
+    host: &str,
+    touches: u64,
+    now: u64,
+) -> Result<Option<crate::netview::HostNet>> {
+    let Some(subnet) = hot.subnet(host) else {
         return Ok(None);
-    }
+    };
     let tenants: BTreeSet<String> = tx.instances_on_host(host)?.into_iter().map(|i| i.instance.tenant).collect();
-    let mut placed: BTreeMap<InstanceRef, String> = BTreeMap::new();
-    for t in &tenants {
-        placed.extend(tx.instances_of_tenant(t)?.into_iter().filter_map(|i| Some((i.instance, i.host?))));
-    }
-    let mut relevant: BTreeSet<&str> = placed.values().map(String::as_str).collect();
-    relevant.insert(host);
-    let (leases, observed): (Vec<network::HostLease>, Vec<_>) = hot.with_hosts(|hosts| {
-        let mine = relevant.iter().filter_map(|id| hosts.get(*id));
-        let leases = mine
-            .clone()
-            .filter_map(|h| Some(network::HostLease { host: h.info.id.clone(), subnet: h.subnet?, address: h.info.address }))
-            .collect();
-        let observed = mine
-            .flat_map(|h| {
-                h.observed
-                    .iter()
-                    .filter(|o| tenants.contains(&o.instance.tenant))
-                    .filter_map(|o| Some((o.instance.clone(), h.info.id.clone(), o.ip?)))
-            })
-            .collect();
-        (leases, observed)
-    });
-    Ok(network::plan(settings, host, &leases, &placed, &observed))
+    let views = tenants.iter().map(|t| views.get(tx, store, hot, settings, t, touches, now)).collect::<Result<Vec<_>>>()?;
+    Ok(Some(crate::netview::HostNet { lease: HostNetwork { cluster_cidr: settings.cluster_cidr, subnet }, views }))
 }

@@ -47,6 +47,10 @@ pub struct Hot {
     /// Per cluster (tenant, name): bumped whenever a report about one of its instances
     /// changes, so what is derived from reports can be cached until then.
     versions: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Per tenant: bumped with the versions of its clusters (see [`Hot::tenant_version`]).
+    tenant_versions: std::sync::Mutex<HashMap<String, u64>>,
+    /// Bumped whenever a host's subnet or underlay address changes, or a host is removed.
+    addresses: std::sync::atomic::AtomicU64,
     /// Every host's subnet lease, for leasing the next one without a scan.
     leases: std::sync::Mutex<std::collections::BTreeSet<Ipv4Net>>,
 }
@@ -84,7 +88,13 @@ impl Hot {
             })
             .collect();
         let leases = subnets.values().copied().collect();
-        Hot { hosts: RwLock::new(map), versions: Default::default(), leases: std::sync::Mutex::new(leases) }
+        Hot {
+            hosts: RwLock::new(map),
+            versions: Default::default(),
+            tenant_versions: Default::default(),
+            addresses: Default::default(),
+            leases: std::sync::Mutex::new(leases),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HostLive>> {
@@ -105,6 +115,9 @@ impl Hot {
         let mut hosts = self.write();
         match hosts.get_mut(&info.id) {
             Some(h) => {
+                if h.info.address != info.address || subnet.is_some_and(|s| h.subnet != Some(s)) {
+                    self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 h.info = info;
                 if subnet.is_some() {
                     h.subnet = subnet;
@@ -158,6 +171,14 @@ impl Hot {
         if !touched.is_empty() {
             touched.sort();
             touched.dedup();
+            let mut tenants: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
+            tenants.dedup();
+            {
+                let mut per = self.tenant_versions.lock().unwrap_or_else(PoisonError::into_inner);
+                for t in tenants {
+                    *per.entry(t.clone()).or_default() += 1;
+                }
+            }
             let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
             for k in touched {
                 *versions.entry(k).or_default() += 1;
@@ -170,6 +191,19 @@ impl Hot {
     pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
         versions.get(&(tenant.to_string(), name.to_string())).copied().unwrap_or(0)
+    }
+
+    /// The version of what hosts report about tenant `tenant`'s instances: moves whenever one
+    /// of its clusters' does.
+    pub fn tenant_version(&self, tenant: &str) -> u64 {
+        let per = self.tenant_versions.lock().unwrap_or_else(PoisonError::into_inner);
+        per.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Moves whenever any host's subnet lease or underlay address changes or a host is
+    /// removed: what routes are built from.
+    pub fn addresses_version(&self) -> u64 {
+        self.addresses.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `host`'s lease if `keep` accepts it, else a new one from `lease` (given every lease
@@ -193,6 +227,7 @@ impl Hot {
         if let Some(h) = self.write().get_mut(host) {
             h.subnet = Some(subnet);
         }
+        self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok((subnet, current))
     }
 
@@ -206,6 +241,7 @@ impl Hot {
     /// Forgets a deleted host and frees its subnet lease.
     pub fn remove(&self, host: &str) {
         let gone = self.write().remove(host);
+        self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(subnet) = gone.and_then(|h| h.subnet) {
             self.leases.lock().unwrap_or_else(PoisonError::into_inner).remove(&subnet);
         }
@@ -227,6 +263,11 @@ impl Hot {
     /// Whether `host` is known.
     pub fn knows(&self, host: &str) -> bool {
         self.read().contains_key(host)
+    }
+
+    /// `host`'s subnet lease, if it is known and has one.
+    pub fn subnet(&self, host: &str) -> Option<Ipv4Net> {
+        self.read().get(host).and_then(|h| h.subnet)
     }
 
     /// One host, copied.

@@ -6,7 +6,7 @@
 //! NB: an address reported for an instance that is not placed on the reporting host is not
 //! refused (a host back from `lost` still runs what moved elsewhere, and a container awaiting
 //! removal is still reported; refusing their heartbeats would keep them from ever hearing
-//! that): such an address is never used, as [`crate::network::plan`] takes an instance's
+//! that): such an address is never used, as [`crate::netview::contents`] takes an instance's
 //! address only from the host it is placed on.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -147,7 +147,7 @@ mod tests {
                 hadoop: None,
             })
             .collect();
-        Heartbeat { host_id: "a".into(), observed, conditions: vec![], purged: vec![], applied: None }
+        Heartbeat { host_id: "a".into(), observed, conditions: vec![], purged: vec![], applied: None, network_deltas: true }
     }
 
     #[test]

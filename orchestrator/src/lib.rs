@@ -50,6 +50,7 @@ pub mod openapi;
 pub mod placement;
 pub mod quota;
 pub mod network;
+pub mod netview;
 pub mod reconciler;
 pub mod scheduler;
 pub mod state;

@@ -1,13 +1,10 @@
 //! Container networking, the orchestrator's half: it owns the cluster CIDR, leases each host a
-//! subnet of it (stored, stable for the host's life), and hands every agent the table of routes
-//! to the other hosts' subnets and of who holds each container address. Pure: the store calls
-//! live in [`crate::state`].
+//! subnet of it (stored, stable for the host's life). Which routes and addresses each agent is
+//! told is [`crate::netview`]'s. Pure: the store calls live in [`crate::hosts`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use herd_api::names::InstanceRef;
-use herd_api::network::{HostNetwork, Member, NetworkPlan, Route};
 use ipnet::Ipv4Net;
 
 /// The cluster's address plan, from configuration.
@@ -91,46 +88,9 @@ impl Settings {
     }
 }
 
-/// A host as the network plan needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostLease {
-    pub host: String,
-    pub subnet: Ipv4Net,
-    pub address: Option<Ipv4Addr>,
-}
-
-/// The plan for `host`: routes to every other host's subnet, and the owner of every address
-/// that agents report (`observed`: instance, the host that reported it, its address), kept
-/// only where the reporting host is the one the instance is placed on.
-pub fn plan(
-    settings: &Settings,
-    host: &str,
-    leases: &[HostLease],
-    placed: &BTreeMap<InstanceRef, String>,
-    observed: &[(InstanceRef, String, Ipv4Addr)],
-) -> Option<NetworkPlan> {
-    let mine = leases.iter().find(|l| l.host == host)?;
-    let mut routes: Vec<Route> = leases
-        .iter()
-        .filter(|l| l.host != host && settings.fits(l.subnet))
-        .filter_map(|l| Some(Route { subnet: l.subnet, via: l.address?, host: l.host.clone() }))
-        .collect();
-    routes.sort();
-    let mut seen = BTreeSet::new();
-    let mut members: Vec<Member> = observed
-        .iter()
-        .filter(|(i, reporter, ip)| placed.get(i) == Some(reporter) && settings.cluster_cidr.contains(ip))
-        .filter(|(_, _, ip)| seen.insert(*ip))
-        .map(|(i, _, ip)| Member { ip: *ip, instance: i.clone() })
-        .collect();
-    members.sort();
-    Some(NetworkPlan { lease: HostNetwork { cluster_cidr: settings.cluster_cidr, subnet: mine.subnet }, routes, members })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herd_api::Role;
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap_or_default()
@@ -163,31 +123,5 @@ mod tests {
         assert!(s.check_address(Ipv4Addr::new(100, 64, 1, 1)).is_err());
         assert!(s.check_address(Ipv4Addr::new(10, 88, 1, 1)).is_ok());
         assert!(s.check_address(Ipv4Addr::new(192, 0, 2, 1)).is_ok());
-    }
-
-    #[test]
-    fn plan_routes_to_others_and_keeps_only_current_owners() {
-        let s = Settings { cluster_cidr: net("10.88.0.0/16"), host_prefix: 24 };
-        let lease = |h: &str, sub: &str, a: Option<[u8; 4]>| HostLease { host: h.into(), subnet: net(sub), address: a.map(Ipv4Addr::from) };
-        let leases = [
-            lease("a", "10.88.0.0/24", Some([192, 0, 2, 1])),
-            lease("b", "10.88.1.0/24", Some([192, 0, 2, 2])),
-            lease("c", "10.88.2.0/24", None),
-        ];
-        let dn0 = InstanceRef::new("t", "c", Role::Datanode, 0);
-        let dn1 = InstanceRef::new("t", "c", Role::Datanode, 1);
-        let placed = BTreeMap::from([(dn0.clone(), "a".to_string()), (dn1.clone(), "b".to_string())]);
-        let observed = vec![
-            (dn0.clone(), "a".to_string(), Ipv4Addr::new(10, 88, 0, 2)),
-            // A stale report from a host the instance left.
-            (dn1.clone(), "a".to_string(), Ipv4Addr::new(10, 88, 0, 3)),
-            (dn1.clone(), "b".to_string(), Ipv4Addr::new(10, 88, 1, 2)),
-        ];
-        let p = plan(&s, "a", &leases, &placed, &observed).unwrap_or_else(|| panic!("host a has a lease"));
-        assert_eq!(p.lease.subnet, net("10.88.0.0/24"));
-        assert_eq!(p.routes, [Route { subnet: net("10.88.1.0/24"), via: Ipv4Addr::new(192, 0, 2, 2), host: "b".into() }]);
-        let ips: Vec<Ipv4Addr> = p.members.iter().map(|m| m.ip).collect();
-        assert_eq!(ips, [Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 1, 2)]);
-        assert!(plan(&s, "unknown", &leases, &placed, &observed).is_none());
     }
 }

@@ -58,6 +58,8 @@ pub struct StateData {
     pub heartbeat_rate: u64,
     /// What each host was last told, for delta replies (see [`crate::delta`]).
     pub sents: Arc<crate::delta::Sents>,
+    /// Each tenant's network view, shared by its hosts' plans (see [`crate::netview`]).
+    pub netviews: Arc<crate::netview::NetViews>,
     /// Cancelled when the orchestrator shuts down: open watches are answered at once.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Watches open per host (see [`State::watch`]).
@@ -148,6 +150,7 @@ impl State {
             heartbeat_interval,
             heartbeat_rate: DEFAULT_HEARTBEAT_RATE,
             sents: Arc::default(),
+            netviews: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             watching: Arc::default(),
             statuses: Arc::default(),
@@ -409,12 +412,12 @@ mod tests {
         let state = setup().await?;
         register(&state, "h2").await?;
         register(&state, "h3").await?;
-        let first = state.watch("h2", None, Duration::from_secs(30)).await?;
+        let first = state.watch("h2", None, Duration::from_secs(30), true).await?;
         assert_eq!((first.base, first.desired.len()), (None, 0), "no generation held: the full (empty) set at once");
-        let g3 = state.watch("h3", None, Duration::from_secs(30)).await?.generation;
+        let g3 = state.watch("h3", None, Duration::from_secs(30), true).await?.generation;
         let (s2, s3) = (state.clone(), state.clone());
-        let h2 = tokio::spawn(async move { s2.watch("h2", Some(first.generation), Duration::from_secs(30)).await });
-        let h3 = tokio::spawn(async move { s3.watch("h3", Some(g3), Duration::from_millis(500)).await });
+        let h2 = tokio::spawn(async move { s2.watch("h2", Some(first.generation), Duration::from_secs(30), true).await });
+        let h3 = tokio::spawn(async move { s3.watch("h3", Some(g3), Duration::from_millis(500), true).await });
         tokio::task::yield_now().await;
         // h1 holds its six DataNodes (maxPerHost 6): the seventh goes to h2 or h3.
         state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(7), force: false }, None).await?;
@@ -435,7 +438,7 @@ mod tests {
         let held: Vec<_> = (0..2)
             .map(|_| {
                 let s = state.clone();
-                tokio::spawn(async move { s.watch("h3", Some(g3), Duration::from_secs(30)).await })
+                tokio::spawn(async move { s.watch("h3", Some(g3), Duration::from_secs(30), true).await })
             })
             .collect();
         let open = || state.watching.lock().map(|m| m.get("h3").copied().unwrap_or(0)).unwrap_or(0);
@@ -444,7 +447,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the two watches never opened");
             tokio::task::yield_now().await;
         }
-        let third = state.watch("h3", Some(g3), Duration::from_millis(10)).await;
+        let third = state.watch("h3", Some(g3), Duration::from_millis(10), true).await;
         assert!(matches!(&third, Err(Error::Conflict(m)) if m.contains("2 watches")), "{third:?}");
         // A watch whose client went away (its request dropped) frees its place.
         for h in held {
@@ -452,7 +455,7 @@ mod tests {
             let _ = h.await;
         }
         assert_eq!(open(), 0);
-        state.watch("h3", Some(g3), Duration::from_millis(10)).await?;
+        state.watch("h3", Some(g3), Duration::from_millis(10), true).await?;
         Ok(())
     }
 
@@ -541,7 +544,7 @@ mod tests {
                 hadoop: if *i == nn { Some(MasterHealth::Namenode(health.clone())) } else { None },
             })
             .collect();
-        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged, applied: None }).await
+        state.heartbeat(Heartbeat { host_id: "h1".into(), observed, conditions: vec![], purged, applied: None, network_deltas: true }).await
     }
 
     /// How many busy hosts' heartbeats were answered from memory (the process's counter:
@@ -554,7 +557,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_host_at_rest_is_answered_from_memory_until_something_it_runs_changes() -> Result<()> {
         let state = setup().await?;
-        let hb = |applied| Heartbeat { host_id: "h1".into(), observed: vec![], conditions: vec![], purged: vec![], applied };
+        let hb = |applied| Heartbeat { host_id: "h1".into(), observed: vec![], conditions: vec![], purged: vec![], applied, network_deltas: true };
         let first = state.heartbeat(hb(None)).await?;
         assert_eq!((first.base, first.desired.len()), (None, 7), "the NameNode and six DataNodes, in full");
         let before = unchanged_count();

@@ -475,6 +475,13 @@ impl Store {
         marks.hosts.get(host).copied().unwrap_or(0)
     }
 
+    /// The [`Store::touches`] count of the last commit that touched any cluster of `tenant`
+    /// (0: none since this handle was opened).
+    pub fn tenant_touched(&self, tenant: &str) -> u64 {
+        let marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        marks.clusters.get(tenant).and_then(|per| per.values().max()).copied().unwrap_or(0)
+    }
+
     /// The [`Store::touches`] count of the last commit that touched cluster `tenant/name`
     /// (its spec, instances or leaving phases; 0: none since this handle was opened).
     pub fn cluster_touched(&self, tenant: &str, name: &str) -> u64 {

@@ -82,7 +82,7 @@ pub async fn watch(
     if w.wait_ms > WATCH_MAX_MS {
         return Err(crate::error::Error::invalid("wait_ms", format!("at most {WATCH_MAX_MS} (60 s), got {}", w.wait_ms)).into());
     }
-    Ok(Json(s.watch(&w.host_id, w.applied, std::time::Duration::from_millis(w.wait_ms)).await?))
+    Ok(Json(s.watch(&w.host_id, w.applied, std::time::Duration::from_millis(w.wait_ms), w.network_deltas).await?))
 }
 
 /// Hosts: capacity, allocation and liveness (admin only).

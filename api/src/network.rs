@@ -165,29 +165,23 @@ impl NetworkPlan {
     /// Takes in `d`: the plan is then what the orchestrator computed, sorted as it sorts.
     /// O(change · log(plan)) searches, plus the shifts of a sorted `Vec`.
     pub fn apply(&mut self, d: &NetworkDelta) {
-        let routes = self.routes.make_mut();
-        for subnet in d.routes_removed.iter() {
-            if let Ok(i) = routes.binary_search_by(|r| r.subnet.cmp(subnet)) {
-                routes.remove(i);
-            }
+        merge(self.routes.make_mut(), &d.routes_removed, &d.routes, |r| r.subnet);
+        merge(self.members.make_mut(), &d.members_removed, &d.members, |m| m.ip);
+    }
+}
+
+/// Removes the entries keyed `removed` from `sorted` (sorted by `key`, keys unique), then puts
+/// in `upserts`, replacing the entry of the same key.
+fn merge<T: Clone, K: Ord>(sorted: &mut Vec<T>, removed: &[K], upserts: &[T], key: impl Fn(&T) -> K) {
+    for k in removed {
+        if let Ok(i) = sorted.binary_search_by(|x| key(x).cmp(k)) {
+            sorted.remove(i);
         }
-        for r in d.routes.iter() {
-            match routes.binary_search_by(|x| x.subnet.cmp(&r.subnet)) {
-                Ok(i) => routes[i] = r.clone(),
-                Err(i) => routes.insert(i, r.clone()),
-            }
-        }
-        let members = self.members.make_mut();
-        for ip in d.members_removed.iter() {
-            if let Ok(i) = members.binary_search_by(|m| m.ip.cmp(ip)) {
-                members.remove(i);
-            }
-        }
-        for m in d.members.iter() {
-            match members.binary_search_by(|x| x.ip.cmp(&m.ip)) {
-                Ok(i) => members[i] = m.clone(),
-                Err(i) => members.insert(i, m.clone()),
-            }
+    }
+    for u in upserts {
+        match sorted.binary_search_by(|x| key(x).cmp(&key(u))) {
+            Ok(i) => sorted[i] = u.clone(),
+            Err(i) => sorted.insert(i, u.clone()),
         }
     }
 }

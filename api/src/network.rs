@@ -154,13 +154,6 @@ pub struct NetworkDelta {
     pub members_removed: SharedList<Ipv4Addr>,
 }
 
-impl NetworkDelta {
-    /// Whether it changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.routes_removed.is_empty() && self.members.is_empty() && self.members_removed.is_empty()
-    }
-}
-
 impl NetworkPlan {
     /// Takes in `d`: the plan is then what the orchestrator computed, sorted as it sorts.
     /// O(change · log(plan)) searches, plus the shifts of a sorted `Vec`.

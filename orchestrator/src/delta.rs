@@ -9,9 +9,11 @@
 //!                         g == g' and F changed   ──> { base: g, generation: g'', only the
 //!                                                       new/changed containers, removed, and
 //!                                                       the network's delta (or whole plan) if it moved }
-//!                         g unknown (restart, lost reply) ──> F in full, generation g'
+//!                         g the set before g' (the reply telling g' was lost) ──> a delta against it
+//!                         g unknown (restart, older) ──> F in full, generation g'
 //!  agent: applied = g' and no commit named the host since, each cluster F came from keeps
-//!         its result's stamp, no network plan, no purge ──> { base: g', generation: g' },
+//!         its result's stamp, each tenant network view told is fresh at its version, no
+//!         purge ──> { base: g', generation: g' },
 //!         F not computed at all ([`Sents::unchanged_since`])
 //! ```
 //!

@@ -111,14 +111,14 @@ pub fn contents(settings: &Settings, placed: &[PlacedNet]) -> Contents {
 }
 
 /// The keys whose entries differ between two contents.
-fn changed(old: &Contents, new: &Contents) -> Vec<Key> {
+fn changed(old: (&BTreeMap<Ipv4Net, Route>, &BTreeMap<Ipv4Addr, Member>), new: &Contents) -> Vec<Key> {
     fn diff<K: Ord + Copy, V: PartialEq>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>, key: fn(K) -> Key, out: &mut Vec<Key>) {
         let keys: BTreeSet<K> = a.keys().chain(b.keys()).copied().collect();
         out.extend(keys.into_iter().filter(|k| a.get(k) != b.get(k)).map(key));
     }
     let mut out = Vec::new();
-    diff(&old.0, &new.0, Key::Route, &mut out);
-    diff(&old.1, &new.1, Key::Member, &mut out);
+    diff(old.0, &new.0, Key::Route, &mut out);
+    diff(old.1, &new.1, Key::Member, &mut out);
     out
 }
 
@@ -236,9 +236,7 @@ impl NetViews {
         *slot.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(view.clone());
         Ok(view)
     }
-}
 
-impl NetViews {
     /// The version `tenant`'s view would be told at now, if that is known without building it
     /// (it is fresh).
     pub fn fresh(&self, store: &Store, hot: &Hot, tenant: &str, now_ms: u64) -> Option<u64> {
@@ -251,7 +249,7 @@ impl NetViews {
 fn next(tenant: &str, before: Option<&TenantNet>, new: Contents, (commit, reports, touches, at_ms): (u64, (u64, u64), u64, u64)) -> TenantNet {
     let (version, log) = match before {
         Some(b) => {
-            let keys = changed(&(b.routes.clone(), b.members.clone()), &new);
+            let keys = changed((&b.routes, &b.members), &new);
             let mut log = b.log.clone();
             if keys.is_empty() {
                 (b.version, log)

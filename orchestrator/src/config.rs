@@ -92,6 +92,12 @@ pub struct Args {
     /// (a new identity, placed elsewhere; HDFS re-replicates the old one's blocks) [default: 10m].
     #[arg(long, env = "HERD_DATANODE_REPLACE_AFTER", value_parser = humantime::parse_duration)]
     pub datanode_replace_after: Option<Duration>,
+    /// Nothing moves off lost hosts while more than this percentage of the fleet is lost at
+    /// once (or all of it): so many hosts rarely fail together, and moving them would start
+    /// decommissioning every DataNode when the orchestrator only lost its network or fell
+    /// behind. `herd_lost_moves_held` is 1 meanwhile. 100 turns the hold off [default: 50].
+    #[arg(long, env = "HERD_MAX_LOST_PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub max_lost_percent: Option<u8>,
     /// PEM certificate chain to serve HTTPS with (with --tls-key); `herd-orchestrator tls-init`
     /// makes one for trying herd out.
     #[arg(long, env = "HERD_TLS_CERT", requires = "tls_key")]
@@ -221,6 +227,7 @@ struct File {
     reschedule_after: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     datanode_replace_after: Option<Duration>,
+    max_lost_percent: Option<u8>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     agent_ca_file: Option<PathBuf>,
@@ -369,6 +376,7 @@ impl Config {
         let fleet = crate::fleet::FleetSettings {
             reschedule_after: args.reschedule_after.or(file.reschedule_after).unwrap_or(defaults.reschedule_after),
             datanode_replace_after: args.datanode_replace_after.or(file.datanode_replace_after).unwrap_or(defaults.datanode_replace_after),
+            max_lost_percent: args.max_lost_percent.or(file.max_lost_percent).unwrap_or(defaults.max_lost_percent),
         };
         fleet.check(heartbeat_interval).map_err(ConfigError::Fleet)?;
         let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
@@ -540,6 +548,11 @@ mod tests {
         assert!(err.starts_with("datanode_replace_after (1m) must not be shorter than reschedule_after (2m)"), "{err}");
         let err = resolve(&["--heartbeat-interval", "2s", "--reschedule-after", "1s"]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("reschedule_after (1s) must be at least three heartbeat intervals (6s)"), "{err}");
+        assert_eq!(resolve(&[]).map(|c| c.fleet.max_lost_percent).ok(), Some(50));
+        assert_eq!(resolve(&["--max-lost-percent", "100"]).map(|c| c.fleet.max_lost_percent).ok(), Some(100));
+        let args = ["herd-orchestrator", "--data-dir", "/nonexistent/herd", "--max-lost-percent", "0"];
+        let err = Args::try_parse_from(args).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--max-lost-percent") && err.contains("1..=100"), "{err}");
     }
 
     #[test]

@@ -50,12 +50,31 @@ pub struct FleetSettings {
     pub reschedule_after: Duration,
     /// DataNodes are replaced by new ones after this.
     pub datanode_replace_after: Duration,
+    /// Nothing moves off lost hosts while more than this percentage of the fleet is lost at
+    /// once (100: no hold); see [`holds_moves`].
+    pub max_lost_percent: u8,
 }
 
 impl Default for FleetSettings {
     fn default() -> Self {
-        FleetSettings { reschedule_after: Duration::from_secs(60), datanode_replace_after: Duration::from_secs(600) }
+        FleetSettings {
+            reschedule_after: Duration::from_secs(60),
+            datanode_replace_after: Duration::from_secs(600),
+            max_lost_percent: 50,
+        }
     }
+}
+
+/// Whether moves off lost hosts are held: `lost` of `total` hosts are lost at once, more than
+/// `percent` % of the fleet (two hosts at least), or all of it. So many hosts rarely fail
+/// together; the orchestrator losing its network, or falling so far behind that heartbeats
+/// wait unanswered, is likelier. Moving then would unplace every NodeManager and, past
+/// `--datanode-replace-after`, start decommissioning every DataNode of the fleet, whose blocks
+/// have nowhere to go. Kubernetes' node lifecycle controller stops evicting on the same
+/// grounds (`--unhealthy-zone-threshold`). Hosts that are really gone are moved once the rest
+/// of the fleet is heard again: their age counts from their own last heartbeat.
+pub(crate) fn holds_moves(total: usize, lost: usize, percent: u8) -> bool {
+    percent < 100 && lost > 0 && (lost == total || (lost >= 2 && lost * 100 > total * usize::from(percent)))
 }
 
 impl FleetSettings {
@@ -76,6 +95,12 @@ impl FleetSettings {
                 "datanode_replace_after ({}) must not be shorter than reschedule_after ({})",
                 show(self.datanode_replace_after),
                 show(self.reschedule_after)
+            ));
+        }
+        if self.max_lost_percent == 0 || self.max_lost_percent > 100 {
+            return Err(format!(
+                "max_lost_percent ({}) must be from 1 to 100 (100: moves off lost hosts are never held)",
+                self.max_lost_percent
             ));
         }
         Ok(())
@@ -275,15 +300,32 @@ impl State {
         let lost_after = 3 * self.interval_ms();
         let reschedule_ms = (self.fleet.reschedule_after.as_millis() as u64).max(lost_after + 1);
         let replace_ms = (self.fleet.datanode_replace_after.as_millis() as u64).max(reschedule_ms);
-        let lost: Vec<(String, u64)> = self.hot.with_hosts(|hosts| {
-            hosts
+        let (mut lost, total, lost_now): (Vec<(String, u64)>, usize, usize) = self.hot.with_hosts(|hosts| {
+            let lost = hosts
                 .values()
                 .filter_map(|h| {
                     let age = now.saturating_sub(h.last_seen_ms);
                     (age >= reschedule_ms).then(|| (h.info.id.clone(), age))
                 })
-                .collect()
+                .collect();
+            let lost_now = hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) > lost_after).count();
+            (lost, hosts.len(), lost_now)
         });
+        let held = holds_moves(total, lost_now, self.fleet.max_lost_percent);
+        crate::metrics::get().lost_hosts(lost_now as u64, held);
+        if self.lost_held.swap(held, std::sync::atomic::Ordering::Relaxed) != held {
+            if held {
+                warn!(lost = lost_now, hosts = total, max_lost_percent = self.fleet.max_lost_percent,
+                    "so many hosts are lost at once that herd more likely cannot hear them than they all failed: \
+                     nothing moves off lost hosts until most of the fleet is heard again (check the orchestrator's \
+                     network and load)");
+            } else {
+                info!(lost = lost_now, hosts = total, "most of the fleet is heard again: instances of lost hosts move as before");
+            }
+        }
+        if held {
+            lost.clear();
+        }
         let draining: Vec<String> = self.hot.with_hosts(|hosts| hosts.values().filter(|h| h.cordoned).map(|h| h.info.id.clone()).collect());
         if lost.is_empty() && draining.is_empty() {
             return Ok(0);
@@ -547,7 +589,11 @@ mod tests {
     /// the scheduler packs the masters, a DataNode and a NodeManager on h1 and puts a
     /// DataNode and a NodeManager on h2, the victim of these tests.
     async fn fleet() -> Result<State> {
-        let fleet = FleetSettings { reschedule_after: Duration::from_secs(5), datanode_replace_after: Duration::from_secs(10) };
+        let fleet = FleetSettings {
+            reschedule_after: Duration::from_secs(5),
+            datanode_replace_after: Duration::from_secs(10),
+            ..FleetSettings::default()
+        };
         let state = State::new(crate::store::Store::in_memory()?, Duration::from_secs(1), crate::network::Settings::default_plan())?.with_fleet(fleet);
         for (n, id) in HOSTS.iter().enumerate() {
             let info: HostInfo = serde_json::from_value(serde_json::json!({"id": id, "cpu": "16", "memory": "3Gi", "address": format!("10.0.0.{}", n + 1)}))
@@ -698,8 +744,64 @@ mod tests {
 
     #[test]
     fn graces_are_checked() {
-        let s = FleetSettings { reschedule_after: Duration::from_secs(5), datanode_replace_after: Duration::from_secs(10) };
+        let s = FleetSettings {
+            reschedule_after: Duration::from_secs(5),
+            datanode_replace_after: Duration::from_secs(10),
+            ..FleetSettings::default()
+        };
         assert!(s.check(Duration::from_secs(1)).is_ok());
         assert!(s.check(Duration::from_secs(2)).is_err());
+        let err = FleetSettings { max_lost_percent: 0, ..s }.check(Duration::from_secs(1)).err().unwrap_or_default();
+        assert!(err.starts_with("max_lost_percent (0) must be from 1 to 100"), "{err}");
+    }
+
+    #[test]
+    fn moves_are_held_while_much_of_the_fleet_is_lost_at_once() {
+        // (hosts, lost, --max-lost-percent) -> held
+        let table = [
+            ((4, 0, 50), false),
+            ((4, 1, 50), false),
+            ((4, 2, 50), false),  // half: not more than half
+            ((4, 3, 50), true),
+            ((4, 4, 50), true),
+            ((2, 1, 50), false),  // one host of two: it moves
+            ((2, 2, 50), true),   // nobody heard: the orchestrator's problem more likely
+            ((1, 1, 50), true),
+            ((3, 1, 10), false),  // one host alone never holds, whatever the percentage
+            ((30_000, 15_001, 50), true),
+            ((30_000, 15_000, 50), false),
+            ((30_000, 3_001, 10), true),
+            ((4, 4, 100), false), // 100: the hold is off
+        ];
+        for ((total, lost, percent), held) in table {
+            assert_eq!(holds_moves(total, lost, percent), held, "{lost} of {total} lost, --max-lost-percent {percent}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_moves_while_most_of_the_fleet_is_lost_then_the_really_lost_host_does() -> Result<()> {
+        let state = fleet().await?;
+        beat_all_but(&state, "").await?;
+        let before = placed(&state).await?;
+        let lost = victim(&before);
+        // Three of four hosts unheard past both graces (the orchestrator cut off, say).
+        let heard = HOSTS.into_iter().find(|h| *h != lost).unwrap_or_default();
+        for h in HOSTS.into_iter().filter(|h| *h != heard) {
+            state.hot.age(h, 11_000);
+        }
+        assert_eq!(state.sweep().await?, 0, "moved while three of four hosts were lost");
+        assert_eq!(placed(&state).await?, before, "placements changed while held");
+        assert!(state.store.read(|c| c.leaving(None)).await?.is_empty(), "a DataNode started leaving while held");
+        let metrics = crate::metrics::get().render(None);
+        assert!(metrics.contains("herd_lost_moves_held 1"), "{metrics}");
+
+        // The fleet is heard again but for one host: its instances move (it was lost all along).
+        beat_all_but(&state, &lost).await?;
+        assert_eq!(state.sweep().await?, 2, "the NodeManager moves and the DataNode is replaced");
+        let now = placed(&state).await?;
+        assert!(now.iter().all(|i| i.role == Role::Datanode || i.host.as_deref() != Some(lost.as_str())), "{now:?}");
+        let metrics = crate::metrics::get().render(None);
+        assert!(metrics.contains("herd_lost_moves_held 0"), "{metrics}");
+        Ok(())
     }
 }

@@ -67,6 +67,8 @@ pub struct Metrics {
     log_write_failures_seen: AtomicU64,
     leader: Gauge,
     terms: Counter,
+    lost_hosts: Gauge,
+    lost_held: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -129,7 +131,17 @@ impl Metrics {
         registry.register("herd_leader", "1 while this orchestrator leads (always, on the SQLite store), else 0", leader.clone());
         let terms = Counter::default();
         registry.register("herd_leader_terms", "Times this orchestrator became the leader", terms.clone());
+        let lost_hosts = Gauge::default();
+        registry.register("herd_hosts_lost", "Hosts lost (no heartbeat for three intervals), as of the last sweep", lost_hosts.clone());
+        let lost_held = Gauge::default();
+        registry.register(
+            "herd_lost_moves_held",
+            "1 while so much of the fleet is lost at once that nothing moves off lost hosts (--max-lost-percent), else 0",
+            lost_held.clone(),
+        );
         Metrics {
+            lost_hosts,
+            lost_held,
             leader,
             terms,
             registry,
@@ -184,6 +196,12 @@ impl Metrics {
         if leading {
             self.terms.inc();
         }
+    }
+
+    /// What the last sweep saw: `lost` hosts, and whether it held moves off them.
+    pub fn lost_hosts(&self, lost: u64, held: bool) {
+        self.lost_hosts.set(lost as i64);
+        self.lost_held.set(i64::from(held));
     }
 
     pub fn backup(&self, ok: bool) {

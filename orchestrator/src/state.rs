@@ -78,6 +78,8 @@ pub struct StateData {
     /// the lifecycle only while the two differ.
     pub(crate) leaving_epoch: Arc<AtomicU64>,
     pub(crate) leaving_none_at: Arc<AtomicU64>,
+    /// Whether the last sweep held moves off lost hosts ([`crate::fleet::holds_moves`]).
+    pub(crate) lost_held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Heartbeats per second the fleet is asked for at most, all hosts together, by default.
@@ -160,6 +162,7 @@ impl State {
             rate: Arc::new(crate::limits::RateLimiter::new(&crate::limits::Limits::default())),
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
+            lost_held: Arc::default(),
         })))
     }
 

@@ -212,7 +212,7 @@ pub async fn execute<R: Runtime>(
                     let Some(h) = hadoop.get(instance) else { return Ok(()) };
                     let dir = crate::hadoop::conf_dir(&layout.conf, instance);
                     let mut files = h.files.clone();
-                    files.extend(h.live_files.clone());
+                    files.extend(h.live_files.iter().map(|(k, v)| (k.clone(), herd_api::hadoop::Text::from(v.as_str()))));
                     crate::hadoop::write_files(&dir, &files).map_err(|e| RuntimeError::Call {
                         op: "write Hadoop config for",
                         target: instance.to_string(),
@@ -363,7 +363,7 @@ mod tests {
     fn a_held_config_keeps_its_container_and_a_released_one_recreates_it() {
         let mut d = desired(Role::Datanode, 0, 1 << 30);
         let config = |v: &str| herd_api::hadoop::HadoopConfig {
-            files: [("hdfs-site.xml".to_string(), v.to_string())].into(),
+            files: [("hdfs-site.xml".to_string(), v.into())].into(),
             ..Default::default()
         };
         d.hadoop = Some(config("old").into());

@@ -59,7 +59,7 @@ pub fn conf_dir(root: &Path, i: &InstanceRef) -> PathBuf {
 
 /// Writes `files` into `dir`, each atomically (a temporary file renamed over the old one, so
 /// a daemon reading it never sees half a file), world-readable (daemons run as other users).
-pub fn write_files(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), ConfError> {
+pub fn write_files<T: std::fmt::Display>(dir: &Path, files: &BTreeMap<String, T>) -> Result<(), ConfError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ConfError::Write { path, source }
@@ -70,7 +70,8 @@ pub fn write_files(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), C
             return Err(ConfError::BadName(name.clone()));
         }
         let path = dir.join(name);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == *text) {
+        let text = text.to_string();
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
             continue;
         }
         let tmp = dir.join(format!(".{name}.tmp"));

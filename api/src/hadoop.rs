@@ -91,7 +91,8 @@ pub type ConfigOverrides = BTreeMap<ConfigFile, BTreeMap<String, String>>;
 pub struct HadoopConfig {
     /// Files the daemon reads at start (`core-site.xml`, ...): a change restarts the instance,
     /// and the orchestrator rolls such changes through a cluster one instance at a time.
-    pub files: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub files: BTreeMap<String, Text>,
     /// Files the daemon re-reads when told to (include/exclude lists, the topology table):
     /// rewritten in place, then every `refresh` command runs in the container.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -111,6 +112,149 @@ impl HadoopConfig {
     /// A stable hash of `live_files` and `refresh`.
     pub fn live_hash(&self) -> String {
         stable_hash(&(&self.live_files, &self.refresh))
+    }
+}
+
+/// The text of a rendered config file. Workers of one shape (role, data folders, size) get
+/// files that differ only by the instance's name ([`herd_hadoop`'s `Shapes`]), so the text
+/// may be held as the shape's pieces, shared by every worker of that shape, with the name put
+/// between them: 10,000 DataNodes hold their files once, not 10,000 times (a million
+/// instances held 4 GB of identical XML). It serializes as the plain string, byte for byte
+/// (so its [`stable_hash`] is that of the string), and is whole once received.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Whole(String),
+    /// `pieces` joined with `name`.
+    Cut { pieces: std::sync::Arc<[String]>, name: std::sync::Arc<str> },
+}
+
+impl Text {
+    /// `pieces` joined with `name` between each two, held as they are.
+    pub fn cut(pieces: std::sync::Arc<[String]>, name: std::sync::Arc<str>) -> Self {
+        Text(Repr::Cut { pieces, name })
+    }
+
+    /// The text as one string (a copy when it is held cut).
+    pub fn to_str(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0 {
+            Repr::Whole(s) => std::borrow::Cow::Borrowed(s),
+            Repr::Cut { .. } => std::borrow::Cow::Owned(self.to_string()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks().all(str::is_empty)
+    }
+
+    /// The text in order, in pieces.
+    fn chunks(&self) -> impl Iterator<Item = &str> {
+        let (whole, pieces, name) = match &self.0 {
+            Repr::Whole(s) => (Some(s.as_str()), &[][..], ""),
+            Repr::Cut { pieces, name } => (None, &pieces[..], &**name),
+        };
+        let cut = pieces.iter().enumerate().flat_map(move |(k, p)| [(k > 0).then_some(name), Some(p.as_str())]).flatten();
+        whole.into_iter().chain(cut)
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text(Repr::Whole(String::new()))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Repr::Whole(s))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Repr::Whole(s.to_string()))
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.chunks().try_for_each(|c| f.write_str(c))
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.to_str(), f)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        if let (Repr::Cut { pieces: a, name: x }, Repr::Cut { pieces: b, name: y }) = (&self.0, &other.0)
+            && std::sync::Arc::ptr_eq(a, b)
+        {
+            return x == y;
+        }
+        same_bytes(self.chunks(), other.chunks())
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        same_bytes(self.chunks(), std::iter::once(other))
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+/// Whether two texts given in pieces are the same bytes, wherever they are cut.
+fn same_bytes<'a>(mut a: impl Iterator<Item = &'a str>, mut b: impl Iterator<Item = &'a str>) -> bool {
+    let (mut x, mut y): (&[u8], &[u8]) = (&[], &[]);
+    loop {
+        while x.is_empty() {
+            match a.next() {
+                Some(c) => x = c.as_bytes(),
+                None => break,
+            }
+        }
+        while y.is_empty() {
+            match b.next() {
+                Some(c) => y = c.as_bytes(),
+                None => break,
+            }
+        }
+        if x.is_empty() || y.is_empty() {
+            return x.is_empty() && y.is_empty();
+        }
+        let n = x.len().min(y.len());
+        if x[..n] != y[..n] {
+            return false;
+        }
+        (x, y) = (&x[n..], &y[n..]);
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Whole(text) => s.serialize_str(text),
+            // NB: serde_json writes it escaped as it goes, never held whole.
+            Repr::Cut { .. } => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Text::from)
     }
 }
 
@@ -375,4 +519,53 @@ pub fn daemon_heap(role: Role, memory: Memory) -> Memory {
 /// daemon's heap ([`daemon_heap`]); zero when the heap takes it all.
 pub fn nodemanager_container_memory(memory: Memory) -> Memory {
     Memory(memory.0.saturating_sub(daemon_heap(Role::Nodemanager, memory).0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn cut(text: &str, name: &str) -> Text {
+        Text::cut(text.split(name).map(str::to_string).collect::<Vec<_>>().into(), name.into())
+    }
+
+    #[test]
+    fn a_cut_text_is_its_string_on_the_wire_in_hashes_and_in_comparisons() {
+        let name = "datanode-7";
+        // Escapes, non-ASCII, the name at both ends and twice in a row.
+        let whole = format!(
+            "{name}<?xml version=\"1.0\"?>\n<!-- {name} -->\t<value>é\\{name}{name}</value>{}{name}",
+            "<property/>".repeat(300)
+        );
+        let (a, b) = (cut(&whole, name), Text::from(whole.clone()));
+        assert_eq!(serde_json::to_string(&a).ok(), serde_json::to_string(&whole).ok());
+        assert_eq!(stable_hash(&a), stable_hash(&whole));
+        let files = BTreeMap::from([("core-site.xml".to_string(), a.clone())]);
+        assert_eq!(stable_hash(&files), stable_hash(&BTreeMap::from([("core-site.xml", whole.as_str())])));
+        assert_eq!(a, b);
+        assert_eq!(b, a);
+        assert_eq!(a, whole.as_str());
+        assert_eq!(a.to_str(), whole);
+        assert_eq!(a.to_string(), whole);
+        let back: Text = serde_json::from_str(&serde_json::to_string(&a).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(back, a);
+        assert!(!a.is_empty());
+        assert!(cut("", name).is_empty() && Text::default().is_empty());
+    }
+
+    #[test]
+    fn cut_texts_compare_by_content_wherever_they_are_cut() {
+        let (x, y) = (cut("a-NAME-b-NAME", "NAME"), cut("a-NAME-b-NAME", "-b-"));
+        assert_eq!(x, y);
+        // Another name in the same pieces, and a shorter or longer text.
+        let pieces: Arc<[String]> = vec!["<a>".to_string(), "</a>".to_string()].into();
+        let (one, two) = (Text::cut(pieces.clone(), "n1".into()), Text::cut(pieces.clone(), "n2".into()));
+        assert_ne!(one, two);
+        assert_eq!(one, Text::cut(pieces, "n1".into()));
+        assert_eq!(one, "<a>n1</a>");
+        assert_ne!(one, "<a>n1</a>!");
+        assert_ne!(one, "<a>n1</a");
+        assert_ne!(Text::from(""), "x");
+    }
 }

@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn config(v: &str) -> HadoopConfig {
-        HadoopConfig { files: [("core-site.xml".to_string(), v.to_string())].into(), ..Default::default() }
+        HadoopConfig { files: [("core-site.xml".to_string(), v.into())].into(), ..Default::default() }
     }
 
     /// `instances` with what their hosts `observed`, nothing leaving.

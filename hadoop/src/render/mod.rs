@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use herd_api::hadoop::{ConfigFile, HadoopConfig, daemon_heap};
+use herd_api::hadoop::{ConfigFile, HadoopConfig, Text, daemon_heap};
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::{ClusterSpec, Role};
@@ -177,7 +177,7 @@ pub fn render_with(cluster: &ClusterView<'_>, masters: &site::Masters, member: &
         .map(|file| {
             let empty = BTreeMap::new();
             let props = properties.get(&file).unwrap_or(&empty);
-            (file.as_str().to_string(), xml::configuration(&instance.to_string(), props))
+            (file.as_str().to_string(), xml::configuration(&instance.to_string(), props).into())
         })
         .collect();
 
@@ -218,7 +218,8 @@ pub struct Shapes {
 /// A config with every occurrence of a name cut out: each text is the pieces between them.
 #[derive(Debug, PartialEq)]
 struct Split {
-    files: BTreeMap<String, Vec<String>>,
+    /// Shared by every member's [`Text`]: a worker's files are held once per shape.
+    files: BTreeMap<String, std::sync::Arc<[String]>>,
     live_files: BTreeMap<String, Vec<String>>,
     refresh: Vec<Vec<Vec<String>>>,
 }
@@ -226,20 +227,21 @@ struct Split {
 impl Split {
     fn of(config: &HadoopConfig, name: &str) -> Self {
         let cut = |text: &str| text.split(name).map(str::to_string).collect::<Vec<_>>();
-        let files = |f: &BTreeMap<String, String>| f.iter().map(|(k, v)| (k.clone(), cut(v))).collect();
+        let live_files = |f: &BTreeMap<String, String>| f.iter().map(|(k, v)| (k.clone(), cut(v))).collect();
         Split {
-            files: files(&config.files),
-            live_files: files(&config.live_files),
+            files: config.files.iter().map(|(k, v)| (k.clone(), cut(&v.to_str()).into())).collect(),
+            live_files: live_files(&config.live_files),
             refresh: config.refresh.iter().map(|c| c.iter().map(|a| cut(a)).collect()).collect(),
         }
     }
 
     /// The config with `name` where the cuts are.
     fn with(&self, name: &str) -> HadoopConfig {
-        let files = |f: &BTreeMap<String, Vec<String>>| f.iter().map(|(k, pieces)| (k.clone(), pieces.join(name))).collect();
+        let live_files = |f: &BTreeMap<String, Vec<String>>| f.iter().map(|(k, pieces)| (k.clone(), pieces.join(name))).collect();
+        let shared: std::sync::Arc<str> = name.into();
         HadoopConfig {
-            files: files(&self.files),
-            live_files: files(&self.live_files),
+            files: self.files.iter().map(|(k, pieces)| (k.clone(), Text::cut(pieces.clone(), shared.clone()))).collect(),
+            live_files: live_files(&self.live_files),
             refresh: self.refresh.iter().map(|c| c.iter().map(|pieces| pieces.join(name)).collect()).collect(),
         }
     }

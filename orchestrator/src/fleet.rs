@@ -578,7 +578,7 @@ mod tests {
     }
 
     use herd_api::spec::Replicas;
-    use herd_api::wire::{ContainerState, Heartbeat, HostInfo, Quota, ScaleRequest};
+    use herd_api::wire::{ContainerState, Heartbeat, HostInfo, Observed, Quota, ScaleRequest};
     use herd_api::yaml::parse_cluster_spec;
 
     const SPEC: &str = "tenant: t\nname: c\nimages: {namenode: n, datanode: d, resourcemanager: r, nodemanager: m}\npools:\n  \
@@ -776,6 +776,48 @@ mod tests {
         for ((total, lost, percent), held) in table {
             assert_eq!(holds_moves(total, lost, percent), held, "{lost} of {total} lost, --max-lost-percent {percent}");
         }
+    }
+
+    /// The write-behind writes each host's report as a change from what it wrote before; the
+    /// store ends holding exactly what each host last reported.
+    #[tokio::test]
+    async fn reports_are_written_behind_as_changes_and_the_store_ends_as_reported() -> Result<()> {
+        let state = fleet().await?;
+        let stored = |state: &State| {
+            let state = state.clone();
+            async move {
+                let all = state.store.read(|c| c.observed()).await?;
+                let mut rows: Vec<(String, Observed)> = all.into_iter().map(|((_, h), o)| (h, o)).collect();
+                rows.sort_by(|a, b| (&a.0, &a.1.instance).cmp(&(&b.0, &b.1.instance)));
+                Result::<_>::Ok(rows)
+            }
+        };
+        let reported = |state: &State| {
+            let mut rows: Vec<(String, Observed)> = state
+                .hot
+                .with_hosts(|hosts| hosts.values().flat_map(|h| h.observed.iter().map(|o| (h.info.id.clone(), o.clone()))).collect());
+            rows.sort_by(|a, b| (&a.0, &a.1.instance).cmp(&(&b.0, &b.1.instance)));
+            rows
+        };
+        beat_all_but(&state, "").await?;
+        let busy: BTreeSet<String> = reported(&state).into_iter().map(|(h, _)| h).collect();
+        assert!(!busy.is_empty());
+        assert_eq!(state.flush_reports().await?, busy.len(), "hosts whose report changed");
+        assert_eq!(stored(&state).await?, reported(&state));
+        assert_eq!(state.flush_reports().await?, 0, "nothing changed");
+
+        // One host: a container exited, another is gone, and one it did not run appears.
+        let host = victim(&placed(&state).await?);
+        let mut mine: Vec<Observed> = reported(&state).into_iter().filter(|(h, _)| *h == host).map(|(_, o)| o).collect();
+        assert!(mine.len() >= 2, "{mine:?}");
+        mine[0].state = ContainerState::Exited;
+        mine.remove(1);
+        let stray = Observed { instance: InstanceRef::new("t", "c", Role::Datanode, 99), ..mine[0].clone() };
+        mine.push(stray);
+        state.heartbeat(Heartbeat { host_id: host.clone(), observed: mine, conditions: vec![], purged: vec![], applied: None, network_deltas: true }).await?;
+        assert_eq!(state.flush_reports().await?, 1);
+        assert_eq!(stored(&state).await?, reported(&state));
+        Ok(())
     }
 
     #[tokio::test]

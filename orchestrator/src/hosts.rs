@@ -34,11 +34,13 @@ impl State {
         }
         let hosts: Vec<String> = dirty.iter().map(|d| d.host.clone()).collect();
         let n = dirty.len();
+        let dirty = Arc::new(dirty);
+        let reports = dirty.clone();
         let written = self
             .store
             .write(move |tx| {
-                for d in &dirty {
-                    tx.replace_observed(&d.host, &d.observed)?;
+                for d in reports.iter() {
+                    tx.update_observed(&d.host, &d.before, &d.observed)?;
                     tx.set_conditions(&d.host, &d.conditions)?;
                 }
                 Ok(())
@@ -48,6 +50,7 @@ impl State {
             self.hot.mark_dirty(hosts);
             return Err(e);
         }
+        self.hot.flushed(&dirty);
         Ok(n)
     }
 

@@ -14,7 +14,7 @@
 //! await).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use herd_api::names::InstanceRef;
 use herd_api::wire::{HostInfo, Observed};
@@ -26,18 +26,24 @@ pub struct HostLive {
     pub info: HostInfo,
     pub last_seen_ms: u64,
     pub subnet: Option<Ipv4Net>,
-    pub observed: Vec<Observed>,
+    /// Sorted by instance; replaced whole when the report changes.
+    pub observed: Arc<Vec<Observed>>,
     pub conditions: Vec<String>,
     /// Cordoned or draining: nothing new is placed here (kept in the store too).
     pub cordoned: bool,
     /// The report changed since it was last written to the store.
     dirty: bool,
+    /// The report as last written to the store (the same allocation as `observed` when
+    /// nothing changed since): the write-behind writes only the rows that differ from it.
+    flushed: Arc<Vec<Observed>>,
 }
 
 /// A host's report to write behind.
 pub struct DirtyReport {
     pub host: String,
-    pub observed: Vec<Observed>,
+    pub observed: Arc<Vec<Observed>>,
+    /// What the store holds for the host (see [`Hot::flushed`]).
+    pub before: Arc<Vec<Observed>>,
     pub conditions: Vec<String>,
 }
 
@@ -75,8 +81,10 @@ impl Hot {
                 let id = info.id.clone();
                 let mut observed = by_host.remove(&id).unwrap_or_default();
                 observed.sort_by(|a, b| a.instance.cmp(&b.instance));
+                let observed = Arc::new(observed);
                 let live = HostLive {
                     subnet: subnets.get(&id).copied(),
+                    flushed: observed.clone(),
                     observed,
                     conditions: conditions.remove(&id).unwrap_or_default(),
                     cordoned: false,
@@ -127,7 +135,8 @@ impl Hot {
             None => {
                 let live = HostLive {
                     subnet,
-                    observed: vec![],
+                    observed: Arc::default(),
+                    flushed: Arc::default(),
                     conditions: vec![],
                     cordoned: false,
                     last_seen_ms: now_ms,
@@ -157,9 +166,9 @@ impl Hot {
             let h = hosts.get_mut(host)?;
             let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
             h.last_seen_ms = h.last_seen_ms.max(now_ms);
-            if h.observed != observed {
+            if *h.observed != observed {
                 touched.extend(h.observed.iter().chain(&observed).map(|o| (o.instance.tenant.clone(), o.instance.cluster.clone())));
-                h.observed = observed;
+                h.observed = Arc::new(observed);
                 h.dirty = true;
             }
             if h.conditions != conditions {
@@ -308,9 +317,23 @@ impl Hot {
             .filter(|(_, h)| h.dirty)
             .map(|(id, h)| {
                 h.dirty = false;
-                DirtyReport { host: id.clone(), observed: h.observed.clone(), conditions: h.conditions.clone() }
+                DirtyReport { host: id.clone(), observed: h.observed.clone(), before: h.flushed.clone(), conditions: h.conditions.clone() }
             })
             .collect()
+    }
+
+    /// Records that `written` reports are what the store now holds.
+    pub fn flushed(&self, written: &[DirtyReport]) {
+        let mut hosts = self.write();
+        for d in written {
+            // NB: only over what was diffed against: a host deleted and registered again
+            // meanwhile holds nothing in the store.
+            if let Some(h) = hosts.get_mut(&d.host)
+                && Arc::ptr_eq(&h.flushed, &d.before)
+            {
+                h.flushed = d.observed.clone();
+            }
+        }
     }
 
     /// Marks reports dirty again after a failed write.

@@ -115,6 +115,13 @@ pub trait Tx {
     fn conditions(&self) -> Result<HashMap<String, Vec<String>>>;
     /// Replaces everything `host` last reported.
     fn replace_observed(&self, host: &str, observed: &[Observed]) -> Result<()>;
+    /// Moves `host`'s stored report from `before` (what the store holds for it) to `now`,
+    /// both sorted by instance, writing only the rows that differ. (A host starting a hundred
+    /// containers had its whole report written again at each of their reports.)
+    fn update_observed(&self, host: &str, before: &[Observed], now: &[Observed]) -> Result<()> {
+        let _ = before;
+        self.replace_observed(host, now)
+    }
     /// What each host last reported, keyed by instance and host.
     fn observed(&self) -> Result<HashMap<(InstanceRef, String), Observed>>;
 

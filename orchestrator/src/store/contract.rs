@@ -485,6 +485,25 @@ pub async fn reports(s: Store) -> Result<()> {
     keys.sort();
     assert_eq!(keys, [("t/c/datanode-1".into(), "h1".into()), ("t/c/datanode-1".into(), "h2".into())]);
     assert_eq!(all.get(&(i(1), "h1".into())).map(|o| o.state), Some(ContainerState::Exited));
+
+    // Written as a change from what is stored: h1 ends holding exactly the new report, row
+    // for row (one gone, one changed, one kept, two new, in every order of the merge), and
+    // h2 keeps its own.
+    let exited = |n| Observed { state: ContainerState::Exited, ..observed(&i(n)) };
+    let steps = [
+        (vec![exited(1)], vec![observed(&i(0)), observed(&i(1)), observed(&i(2))]),
+        (vec![observed(&i(0)), observed(&i(1)), observed(&i(2))], vec![observed(&i(1)), exited(2), observed(&i(3))]),
+        (vec![observed(&i(1)), exited(2), observed(&i(3))], vec![]),
+    ];
+    for (before, now) in steps {
+        let want = now.clone();
+        write(&s, move |tx| tx.update_observed("h1", &before, &now)).await?;
+        let all = read(&s, |c| c.observed()).await?;
+        let mut h1: Vec<Observed> = all.iter().filter(|((_, h), _)| h == "h1").map(|(_, o)| o.clone()).collect();
+        h1.sort_by(|a, b| a.instance.cmp(&b.instance));
+        assert_eq!(h1, want);
+        assert_eq!(all.get(&(i(1), "h2".into())), Some(&observed(&i(1))), "another host's report is kept");
+    }
     Ok(())
 }
 

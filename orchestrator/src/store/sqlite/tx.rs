@@ -493,6 +493,35 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn update_observed(&self, host: &str, before: &[Observed], now: &[Observed]) -> Result<()> {
+        let c = self.0;
+        let mut put = c.prepare_cached(
+            "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut gone = c.prepare_cached("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2 AND name = ?3 AND host_id = ?4")?;
+        let (mut was, mut is) = (before.iter().peekable(), now.iter().peekable());
+        loop {
+            match (was.peek(), is.peek()) {
+                (None, None) => return Ok(()),
+                (Some(b), n) if n.is_none_or(|n| b.instance < n.instance) => {
+                    gone.execute(params![b.instance.tenant, b.instance.cluster, b.instance.name, host])?;
+                    was.next();
+                }
+                (b, Some(n)) => {
+                    let same = b.is_some_and(|b| b.instance == n.instance);
+                    if !same || b != Some(n) {
+                        put.execute(params![n.instance.tenant, n.instance.cluster, n.instance.name, host, to_json(*n)])?;
+                    }
+                    if same {
+                        was.next();
+                    }
+                    is.next();
+                }
+                (Some(_), None) => unreachable!("matched by the arm above"),
+            }
+        }
+    }
+
     fn observed(&self) -> Result<HashMap<(InstanceRef, String), Observed>> {
         let c = self.0;
         let mut stmt = c.prepare_cached("SELECT tenant, cluster, name, host_id, state FROM observed")?;

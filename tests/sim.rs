@@ -58,5 +58,7 @@ fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Resul
         ensure!(rest.is_null(), "at rest measured though the instances ran only at {ran_at} s: {rest}");
     }
     ensure!(r["orchestrator"]["rss_max_mib"].as_u64().is_some_and(|m| m > 0), "RSS: {}", r["orchestrator"]);
+    let (rss, anon) = (r["orchestrator"]["rss_max_mib"].as_u64(), r["orchestrator"]["rss_anon_max_mib"].as_u64());
+    ensure!(anon.is_some_and(|a| a > 0 && Some(a) <= rss), "RSS of its own memory: {}", r["orchestrator"]);
     Ok(())
 }

@@ -778,6 +778,27 @@ mod tests {
         }
     }
 
+    /// A host back from `lost` has what waited placed by a pass of its own, which its
+    /// heartbeat does not wait for.
+    #[tokio::test]
+    async fn a_host_back_from_lost_gets_what_waited_placed_soon() -> Result<()> {
+        let state = fleet().await?;
+        for h in HOSTS {
+            state.hot.age(h, 4_000);
+        }
+        // No host is ready: a new NodeManager waits.
+        state.scale("admin".into(), "t".into(), "c".into(), Role::Nodemanager, ScaleRequest { replicas: Replicas(3), force: false }, None).await?;
+        let waiting = |all: &[Instance]| all.iter().filter(|i| i.host.is_none()).count();
+        assert_eq!(waiting(&placed(&state).await?), 1);
+        beat_all_but(&state, "").await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while waiting(&placed(&state).await?) > 0 {
+            assert!(std::time::Instant::now() < deadline, "still waiting 10 s after the hosts came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// The write-behind writes each host's report as a change from what it wrote before; the
     /// store ends holding exactly what each host last reported.
     #[tokio::test]

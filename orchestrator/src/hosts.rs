@@ -159,11 +159,31 @@ impl State {
         }
         // A host coming back may make room for what is pending.
         if !was_ready {
-            let hot = self.hot.clone();
-            self.store.write(move |tx| schedule_pending(tx, &hot, now, lost_after)).await?;
-            self.leaving_may_exist();
+            self.schedule_soon();
         }
         self.reply_for(&host, applied, network_deltas, now, lost_after, !acked).await
+    }
+
+    /// Places pending instances in a scheduling pass of its own, soon: one pass for however
+    /// many hosts come back meanwhile, and never awaited by a heartbeat. (Awaited, a host back
+    /// from `lost` waited behind every write queued before it: while a hundred applies were
+    /// queued that was a minute, so the simulated agents' heartbeats stopped, more hosts went
+    /// `lost`, and each of those waited in turn: no heartbeat was answered for 40 s.) What it
+    /// places reaches the host through its watch, or its next heartbeat.
+    pub(crate) fn schedule_soon(&self) {
+        if self.schedule_queued.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            // NB: cleared before the pass: a host back while it runs asks for another.
+            state.schedule_queued.store(false, Ordering::SeqCst);
+            let (hot, lost_after) = (state.hot.clone(), 3 * state.interval_ms());
+            match state.store.write(move |tx| schedule_pending(tx, &hot, now_ms(), lost_after)).await {
+                Ok(_) => state.leaving_may_exist(),
+                Err(e) => warn!(error = %e, "cannot place pending instances after a host came back; the next change will"),
+            }
+        });
     }
 
     /// The reply for `host`, which applied generation `applied`: a delta against it when the

@@ -80,6 +80,8 @@ pub struct StateData {
     pub(crate) leaving_none_at: Arc<AtomicU64>,
     /// Whether the last sweep held moves off lost hosts ([`crate::fleet::holds_moves`]).
     pub(crate) lost_held: Arc<std::sync::atomic::AtomicBool>,
+    /// A scheduling pass is queued for hosts back from `lost` ([`State::schedule_soon`]).
+    pub(crate) schedule_queued: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Heartbeats per second the fleet is asked for at most, all hosts together, by default.
@@ -163,6 +165,7 @@ impl State {
             leaving_epoch: Arc::new(AtomicU64::new(1)),
             leaving_none_at: Arc::new(AtomicU64::new(0)),
             lost_held: Arc::default(),
+            schedule_queued: Arc::default(),
         })))
     }
 

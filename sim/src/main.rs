@@ -696,6 +696,9 @@ struct ProcSample {
     at_ms: u64,
     orch_ticks: Option<u64>,
     orch_rss_kib: Option<u64>,
+    /// Of that, the process's own memory (`RssAnon`): not the pages of files it maps, such
+    /// as the store's SQLite file, which the kernel may drop and read again.
+    orch_anon_kib: Option<u64>,
     self_ticks: Option<u64>,
 }
 
@@ -708,9 +711,10 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn rss_kib(pid: &str) -> Option<u64> {
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `RssAnon`).
+fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -721,7 +725,8 @@ async fn sample_processes(s: Arc<Shared>, pid: Option<u32>) -> Vec<ProcSample> {
         out.push(ProcSample {
             at_ms: s.ms(),
             orch_ticks: pid.as_deref().and_then(cpu_ticks),
-            orch_rss_kib: pid.as_deref().and_then(rss_kib),
+            orch_rss_kib: pid.as_deref().and_then(|p| status_kib(p, "VmRSS")),
+            orch_anon_kib: pid.as_deref().and_then(|p| status_kib(p, "RssAnon")),
             self_ticks: cpu_ticks("self"),
         });
         if Instant::now() >= s.deadline {
@@ -799,6 +804,7 @@ fn report(
     };
     let rss_max = procs.iter().filter_map(|p| p.orch_rss_kib).max();
     let rss_end = procs.last().and_then(|p| p.orch_rss_kib);
+    let anon_max = procs.iter().filter_map(|p| p.orch_anon_kib).max();
     let at = |a: &AtomicU64| {
         let v = a.load(Ordering::Relaxed);
         let applied = s.applied_ms.load(Ordering::Relaxed);
@@ -853,6 +859,7 @@ fn report(
             "pid": pid,
             "rss_max_mib": rss_max.map(|k| k / 1024),
             "rss_end_mib": rss_end.map(|k| k / 1024),
+            "rss_anon_max_mib": anon_max.map(|k| k / 1024),
             "cpu_percent_steady": cpu(|p| p.orch_ticks),
         },
         "sim_cpu_percent_steady": cpu(|p| p.self_ticks),
@@ -906,8 +913,8 @@ fn print_text(r: &Value) {
     println!("reply size: p50 {} B, mean {} B, max {} B", b["p50"], b["mean"], b["max"]);
     let o = &r["orchestrator"];
     println!(
-        "orchestrator (pid {}): RSS max {} MiB, end {} MiB, CPU {}% (steady; 100% = one core); herd-sim CPU {}%",
-        o["pid"], o["rss_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], r["sim_cpu_percent_steady"]
+        "orchestrator (pid {}): RSS max {} MiB (its own memory at most {} MiB, the rest mapped files), end {} MiB, CPU {}% (steady; 100% = one core); herd-sim CPU {}%",
+        o["pid"], o["rss_max_mib"], o["rss_anon_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], r["sim_cpu_percent_steady"]
     );
     if let Some(a) = r["apply"].as_object() {
         println!(

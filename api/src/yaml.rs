@@ -64,6 +64,13 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
 /// `null` as the string `"null"` and `0` as `"0"` where a string is expected), else as YAML.
 /// Errors name the field path (and the line).
 pub fn from_json_or_yaml<T: DeserializeOwned>(text: &str) -> Result<T, SpecError> {
+    // NB: plain JSON first; only a body that fails is read again tracking each field's path
+    // for the message. (Tracking paths took a third of reading a heartbeat, which carries
+    // the state of every container on its host: a fifth of the orchestrator's CPU with
+    // 300,000 instances running.)
+    if let Ok(v) = serde_json::from_str(text) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize(&mut de) {
         Ok(v) if de.end().is_ok() => Ok(v),

@@ -176,12 +176,20 @@ impl State {
         }
         let state = self.clone();
         tokio::spawn(async move {
-            // NB: cleared before the pass: a host back while it runs asks for another.
-            state.schedule_queued.store(false, Ordering::SeqCst);
-            let (hot, lost_after) = (state.hot.clone(), 3 * state.interval_ms());
-            match state.store.write(move |tx| schedule_pending(tx, &hot, now_ms(), lost_after)).await {
+            let (hot, lost_after, queued) = (state.hot.clone(), 3 * state.interval_ms(), state.schedule_queued.clone());
+            let pass = move |tx: &dyn Tx| {
+                // NB: cleared when the pass runs, not when it is queued: hosts back while it
+                // waits in the writer's queue are in it; a host back after this asks for another.
+                queued.store(false, Ordering::SeqCst);
+                schedule_pending(tx, &hot, now_ms(), lost_after)
+            };
+            match state.store.write(pass).await {
                 Ok(_) => state.leaving_may_exist(),
-                Err(e) => warn!(error = %e, "cannot place pending instances after a host came back; the next change will"),
+                Err(e) => {
+                    // A pass the writer dropped without running must not keep others out.
+                    state.schedule_queued.store(false, Ordering::SeqCst);
+                    warn!(error = %e, "cannot place pending instances after a host came back; the next change will");
+                }
             }
         });
     }

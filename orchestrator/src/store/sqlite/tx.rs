@@ -94,6 +94,10 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Stores one host's report of one instance (the rows of a host's report: see
+/// [`Tx::replace_observed`] and [`Tx::update_observed`]).
+const PUT_OBSERVED: &str = "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)";
+
 impl Tx for SqliteTx<'_> {
     fn revision(&self) -> Result<u64> {
         super::revision(self.0)
@@ -484,9 +488,7 @@ impl Tx for SqliteTx<'_> {
     fn replace_observed(&self, host: &str, observed: &[Observed]) -> Result<()> {
         let c = self.0;
         c.exec("DELETE FROM observed WHERE host_id = ?1", [host])?;
-        let mut stmt = c.prepare_cached(
-            "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
+        let mut stmt = c.prepare_cached(PUT_OBSERVED)?;
         for o in observed {
             stmt.execute(params![o.instance.tenant, o.instance.cluster, o.instance.name, host, to_json(o)])?;
         }
@@ -495,29 +497,41 @@ impl Tx for SqliteTx<'_> {
 
     fn update_observed(&self, host: &str, before: &[Observed], now: &[Observed]) -> Result<()> {
         let c = self.0;
-        let mut put = c.prepare_cached(
-            "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut gone = c.prepare_cached("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2 AND name = ?3 AND host_id = ?4")?;
+        let (mut put, mut gone) = (
+            c.prepare_cached(PUT_OBSERVED)?,
+            c.prepare_cached("DELETE FROM observed WHERE tenant = ?1 AND cluster = ?2 AND name = ?3 AND host_id = ?4")?,
+        );
+        let mut put = |o: &Observed| put.execute(params![o.instance.tenant, o.instance.cluster, o.instance.name, host, to_json(o)]);
+        let mut gone = |o: &Observed| gone.execute(params![o.instance.tenant, o.instance.cluster, o.instance.name, host]);
         let (mut was, mut is) = (before.iter().peekable(), now.iter().peekable());
         loop {
             match (was.peek(), is.peek()) {
                 (None, None) => return Ok(()),
-                (Some(b), n) if n.is_none_or(|n| b.instance < n.instance) => {
-                    gone.execute(params![b.instance.tenant, b.instance.cluster, b.instance.name, host])?;
+                (Some(b), None) => {
+                    gone(b)?;
                     was.next();
                 }
-                (b, Some(n)) => {
-                    let same = b.is_some_and(|b| b.instance == n.instance);
-                    if !same || b != Some(n) {
-                        put.execute(params![n.instance.tenant, n.instance.cluster, n.instance.name, host, to_json(*n)])?;
-                    }
-                    if same {
-                        was.next();
-                    }
+                (None, Some(n)) => {
+                    put(n)?;
                     is.next();
                 }
-                (Some(_), None) => unreachable!("matched by the arm above"),
+                (Some(b), Some(n)) => match b.instance.cmp(&n.instance) {
+                    std::cmp::Ordering::Less => {
+                        gone(b)?;
+                        was.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        put(n)?;
+                        is.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if b != n {
+                            put(n)?;
+                        }
+                        was.next();
+                        is.next();
+                    }
+                },
             }
         }
     }

@@ -58,7 +58,7 @@ impl Layout {
 
     /// The full container config for a desired instance.
     pub fn container_config(&self, d: &DesiredContainer) -> ContainerConfig {
-        self.container_config_with(d, d.rollout_hash.clone().or_else(|| d.hadoop.as_ref().map(|h| h.files_hash())))
+        self.container_config_with(d, d.config_hash())
     }
 
     /// The container config for `d` as if its Hadoop config files had hash `config_hash`

@@ -275,6 +275,15 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+impl DesiredContainer {
+    /// The hash the container is labelled with and reported back as [`Observed::config_hash`]
+    /// once it runs this entry: [`DesiredContainer::rollout_hash`], else the hash of its
+    /// Hadoop files; `None` without a Hadoop config.
+    pub fn config_hash(&self) -> Option<String> {
+        self.rollout_hash.clone().or_else(|| self.hadoop.as_ref().map(|h| h.files_hash()))
+    }
+}
+
 /// An instance with its placement, desired next to observed.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceStatus {

@@ -283,11 +283,19 @@ impl DesiredCache {
             _ => STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let derived = Arc::new(derived);
-        let cost = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let cost = took.as_millis() as u64;
         slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
-        if current.as_ref().is_some_and(|d| d.touches >= mark) {
+        let for_reports = current.as_ref().is_some_and(|d| d.touches >= mark);
+        if for_reports {
             self.budget.charge(cost);
         }
+        let reason = match want {
+            Want::Status { .. } => "status",
+            Want::Heartbeat if for_reports => "reports",
+            Want::Heartbeat => "commit",
+        };
+        crate::metrics::get().derivation(reason, took);
         let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
             *current = Some(derived.clone());

@@ -215,6 +215,7 @@ impl State {
                 };
                 return Ok(crate::delta::unchanged(generation, applied, interval));
             }
+            crate::metrics::get().heartbeat_computed();
             let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
             let views = self.netviews.clone();
             let full = self

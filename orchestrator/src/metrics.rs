@@ -59,6 +59,8 @@ pub struct Metrics {
     placements: Counter,
     desired_waits: Counter,
     unchanged: Counter,
+    computed: Counter,
+    derivations: Family<Reason, Histogram>,
     pending: Gauge,
     backups: Family<Result_, Counter>,
     refused: Family<Reason, Counter>,
@@ -111,6 +113,20 @@ impl Metrics {
             "Heartbeats of hosts running instances answered from memory: nothing they run changed since they were last told",
             unchanged.clone(),
         );
+        let computed = Counter::default();
+        registry.register(
+            "herd_heartbeats_computed",
+            "Heartbeats and watches whose reply was computed from the store and the clusters' derived results (a commit named the host, \
+             or something it runs changed)",
+            computed.clone(),
+        );
+        let derivations = Family::<Reason, Histogram>::new_with_constructor(self::latency as fn() -> Histogram);
+        registry.register_with_unit(
+            "herd_derivation_duration",
+            "Time to derive one cluster's desired containers and status (reason: commit, reports, status)",
+            Unit::Seconds,
+            derivations.clone(),
+        );
         let pending = Gauge::default();
         registry.register("herd_pending_instances", "Instances waiting for a host, as of this scrape", pending.clone());
         let backups = Family::<Result_, Counter>::default();
@@ -152,6 +168,8 @@ impl Metrics {
             placements,
             desired_waits,
             unchanged,
+            computed,
+            derivations,
             pending,
             backups,
             refused,
@@ -183,6 +201,17 @@ impl Metrics {
     /// A busy host's heartbeat answered from memory ([`crate::delta::Sents::unchanged_since`]).
     pub fn heartbeat_unchanged(&self) {
         self.unchanged.inc();
+    }
+
+    /// A heartbeat's reply computed in full ([`crate::desired::desired_for`]).
+    pub fn heartbeat_computed(&self) {
+        self.computed.inc();
+    }
+
+    /// One cluster derived ([`crate::desired::DesiredCache`]): `commit` (a commit named it),
+    /// `reports` (its hosts' reports changed or aged), `status` (a status read).
+    pub fn derivation(&self, reason: &'static str, took: Duration) {
+        self.derivations.get_or_create(&Reason { reason }).observe(took.as_secs_f64());
     }
 
     /// A heartbeat waits for a cluster another request derives ([`crate::desired::Busy`]).

@@ -554,10 +554,14 @@ fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, desired: Vec<h
             held.insert(instance.clone(), Held { since: now, ip, reported_running: false, config_hash: None, live_hash: None });
         }
         let Some(h) = held.get_mut(&instance) else { continue };
-        // The config the container "runs with": what it was given, unless told to hold.
+        // The config the container "runs with" (labelled and reported as a real agent does):
+        // what it was given, unless told to hold. (It reported the hash of the files alone
+        // while the orchestrator's rollout compares the rollout hash: every running instance
+        // looked out of date, each cluster rolled one instance at a time forever, and
+        // every busy host's set changed with every derivation.)
         if let Some(config) = &d.hadoop {
             if !d.hold_config || h.config_hash.is_none() {
-                h.config_hash = Some(config.files_hash());
+                h.config_hash = d.config_hash();
             }
             h.live_hash = Some(config.live_hash());
         }

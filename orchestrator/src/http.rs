@@ -67,7 +67,8 @@ pub fn router(state: State) -> Router {
         .route("/v1/tenants/{tenant}/clusters/{cluster}/instances/{instance}/logs", get(crate::logs::logs))
         // NB: layers run outermost last-added: authentication, then idempotent replays.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotent::layer))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
+        .route_layer(axum::middleware::from_fn(to_the_end));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -83,6 +84,22 @@ pub fn router(state: State) -> Router {
 }
 
 type Result<T> = std::result::Result<T, problem::ApiError>;
+
+/// Runs a request that may change something to its end, in a task of its own, even when its
+/// client goes away: hyper drops the handler of a closed connection, and a handler dropped
+/// after its write committed would skip what follows the commit (the in-memory marks that
+/// tell heartbeats a host changed, the idempotent answer's record). Reads and watches (long
+/// polls that only wait) are dropped with their client, as before.
+async fn to_the_end(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    if reads || req.uri().path() == "/v1/agent/watch" {
+        return next.run(req).await;
+    }
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => problem::ApiError::from(Error::Worker(e)).into_response(),
+    }
+}
 
 /// Ready when the store answers a read (at most 5 s); 503 otherwise.
 async fn readyz(axum::extract::State(s): axum::extract::State<State>) -> Response {
@@ -249,6 +266,54 @@ fn answered(a: crate::tenancy::Answer) -> Response {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    /// A change whose client goes away runs to its end; a read is dropped with its client.
+    #[tokio::test]
+    async fn a_change_runs_to_its_end_when_its_client_goes_away() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::sync::{Notify, Semaphore};
+        use tower::ServiceExt;
+        let (started, gate, done) = (Arc::new(Notify::new()), Arc::new(Semaphore::new(0)), Arc::new(AtomicBool::new(false)));
+        let handler = {
+            let (started, gate, done) = (started.clone(), gate.clone(), done.clone());
+            move || async move {
+                started.notify_one();
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+                done.store(true, Ordering::SeqCst);
+                "done"
+            }
+        };
+        let app = Router::new().route("/x", put(handler.clone()).get(handler)).route_layer(axum::middleware::from_fn(to_the_end));
+        for (method, runs_on) in [(axum::http::Method::PUT, true), (axum::http::Method::GET, false)] {
+            done.store(false, Ordering::SeqCst);
+            let req = axum::http::Request::builder().method(method.clone()).uri("/x").body(axum::body::Body::empty()).expect("a request");
+            let answer = app.clone().oneshot(req);
+            // The client gives up once the handler runs.
+            tokio::select! {
+                a = answer => panic!("{method}: answered while held: {:?}", a.map(|r| r.status())),
+                () = started.notified() => {}
+            }
+            gate.add_permits(1);
+            if runs_on {
+                tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    while !done.load(Ordering::SeqCst) {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("the PUT was dropped with its client");
+            } else {
+                // Dropped: nothing holds the handler any more, so its permit stays unused.
+                tokio::task::yield_now().await;
+                assert!(!done.load(Ordering::SeqCst), "the GET ran on");
+                assert_eq!(gate.available_permits(), 1);
+                let _ = gate.acquire().await.map(|p| p.forget());
+            }
+        }
+    }
 
     #[test]
     fn if_match_forms() {

@@ -434,12 +434,26 @@ impl Store {
             (Ok(r), touched) => Ok((r, touched)),
             (Err(e), _) => Err(e),
         };
-        let out = match &self.0 {
-            Backend::Sqlite(s) => s.write(f).await,
-            Backend::Etcd(e) => e.write(f).await,
-        };
-        crate::metrics::get().store("write", started.elapsed());
-        let (out, touched) = out?;
+        // NB: in a task of its own: a caller dropped once its write is queued (a client that
+        // gave up on its request) must not leave a commit uncounted. Uncounted, every host it
+        // placed instances on was answered as unchanged, and never told (seen: the clusters
+        // of a million-instance apply whose PUTs timed out).
+        let store = self.clone();
+        let task = tokio::spawn(async move {
+            let out = match &store.0 {
+                Backend::Sqlite(s) => s.write(f).await,
+                Backend::Etcd(e) => e.write(f).await,
+            };
+            crate::metrics::get().store("write", started.elapsed());
+            let (out, touched) = out?;
+            store.count(touched);
+            Ok(out)
+        });
+        task.await.map_err(Error::Worker)?
+    }
+
+    /// Counts a commit that touched what `touched` names (see [`Changes`]).
+    fn count(&self, touched: Touched) {
         if !touched.is_empty() {
             // The count and the hosts' marks move together (under the marks' lock): a mark
             // is the count of its own commit, and whoever read a count below it read the
@@ -460,7 +474,6 @@ impl Store {
             // No receiver is no error: nobody is watching.
             let _ = self.1.sender.send(std::sync::Arc::new(touched));
         }
-        Ok(out)
     }
 
     /// Commits from now on that touched what agents run (see [`Touched`]). A receiver that

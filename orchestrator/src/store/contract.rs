@@ -710,6 +710,39 @@ pub async fn touches(s: Store) -> Result<()> {
 }
 
 /// One test per case and store kind.
+/// A commit whose caller gave up waiting for it (a client that closed its request) is
+/// counted all the same: uncounted, the hosts it placed instances on were taken as unchanged
+/// and never told.
+pub async fn touches_of_an_abandoned_write(s: Store) -> Result<()> {
+    with_cluster(&s).await?;
+    write(&s, |tx| tx.upsert_host(&host("h1"), 1).map(|_| ())).await?;
+    let mut changes = s.changes();
+    let before = s.touches();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let (go_tx, go) = std::sync::mpsc::channel::<()>();
+    let go = std::sync::Mutex::new(go);
+    let abandoned = write(&s, move |tx| {
+        if let Some(t) = started_tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = t.send(());
+        }
+        // Held until its caller is gone (etcd may run it again: it does not wait then).
+        let _ = go.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv_timeout(std::time::Duration::from_secs(10));
+        tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))
+    });
+    // The caller waits until the write runs, then gives up on it.
+    tokio::select! {
+        _ = abandoned => panic!("the write finished while it was held"),
+        _ = started => {}
+    }
+    drop(go_tx);
+    let t = tokio::time::timeout(std::time::Duration::from_secs(30), changes.recv()).await.expect("the abandoned commit was never counted").expect("a change");
+    assert_eq!(t.hosts.iter().collect::<Vec<_>>(), ["h1"]);
+    assert_eq!((s.touches(), s.host_touched("h1"), s.cluster_touched("t", "c")), (before + 1, before + 1, before + 1));
+    assert_eq!(read(&s, |c| c.instances_on_host("h1")).await?.len(), 1);
+    Ok(())
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite_memory {
@@ -736,7 +769,10 @@ macro_rules! contract {
     };
 }
 
-contract!(hosts, subnets, tenants, clusters, instances, phases_and_purges, reports, tokens, audit, idempotent_answers, transactions, touches);
+contract!(
+    hosts, subnets, tenants, clusters, instances, phases_and_purges, reports, tokens, audit, idempotent_answers, transactions, touches,
+    touches_of_an_abandoned_write,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_concurrent_writers() -> Result<()> {

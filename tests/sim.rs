@@ -54,10 +54,15 @@ fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Resul
         ensure!(rest["heartbeats"].as_u64().is_some_and(|n| n >= 200), "every host heartbeat at rest: {rest}");
         ensure!(rest["served_per_s"].as_f64().is_some_and(|n| n > 0.0), "at rest: {rest}");
         ensure!(rest["latency"]["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "at rest: {rest}");
+        // Hosts running what they were given are answered from memory at rest.
+        let counts = &r["orchestrator"]["counters"];
+        ensure!(counts["heartbeats_unchanged"].as_u64().is_some_and(|n| n >= 1), "busy hosts answered from memory: {counts}");
     } else {
         ensure!(rest.is_null(), "at rest measured though the instances ran only at {ran_at} s: {rest}");
     }
     ensure!(r["orchestrator"]["rss_max_mib"].as_u64().is_some_and(|m| m > 0), "RSS: {}", r["orchestrator"]);
+    let derived = &r["orchestrator"]["counters"]["derivations"];
+    ensure!(derived["commit"].as_u64().is_some_and(|n| n >= 2), "each applied cluster derived at least once: {derived}");
     let (rss, anon) = (r["orchestrator"]["rss_max_mib"].as_u64(), r["orchestrator"]["rss_anon_max_mib"].as_u64());
     ensure!(anon.is_some_and(|a| a > 0 && Some(a) <= rss), "RSS of its own memory: {}", r["orchestrator"]);
     Ok(())

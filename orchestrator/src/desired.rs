@@ -110,8 +110,16 @@ pub(crate) struct Parts {
 /// Who asks for a cluster's derived result, and so how fresh it must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
-    /// A heartbeat: see the module for when the last result answers.
+    /// A heartbeat: see the module for when the last result answers. While another request
+    /// derives the cluster after a commit, the last result answers too: the host is told
+    /// the rest at its next heartbeat (or through its watch). Waiting, every heartbeat of the
+    /// 10,000 hosts a just-applied cluster touched waited for its derivation; with a hundred
+    /// applied one after the other, the fleet's heartbeats waited a minute and most hosts
+    /// went `lost`.
     Heartbeat,
+    /// A watch: as a heartbeat, except that it waits for a derivation after a commit (a
+    /// watch is there to carry a commit to its host at once).
+    Watch,
     /// A status read: derived from the reports as they are now (the same report version),
     /// at most `max_age_ms` ago (liveness ages); never held back by the budget.
     Status { max_age_ms: u64 },
@@ -124,7 +132,7 @@ impl Want {
     /// than `max_age_ms` before `now`.
     fn accepts(self, d: &Derived, version: u64, now: u64) -> bool {
         match self {
-            Want::Heartbeat => true,
+            Want::Heartbeat | Want::Watch => true,
             Want::Status { max_age_ms } => d.version == version && now.saturating_sub(d.at_ms) < max_age_ms,
         }
     }
@@ -183,7 +191,7 @@ impl Slot {
     /// would have it derived again.
     #[allow(clippy::too_many_arguments)]
     fn fresh(&self, d: &Derived, want: Want, mark: u64, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
-        if want != Want::Heartbeat {
+        if let Want::Status { .. } = want {
             return d.touches >= mark && want.accepts(d, version, now);
         }
         let age = now.saturating_sub(d.at_ms);
@@ -208,8 +216,9 @@ impl DesiredCache {
 
     /// The desired containers of cluster `key`, derived again if stale (see the module).
     /// `c` is a snapshot taken after [`Store::touches`] read `touches`.
-    /// One caller derives. Others wait for it only when what they have is older than the
-    /// last commit naming the cluster (a placement or phase they must see), and not here:
+    /// One caller derives. Watches and status reads wait for it only when what they have is
+    /// older than the last commit naming the cluster (a placement or phase they must see;
+    /// heartbeats take the last result, see [`Want::Heartbeat`]), and not here:
     /// they get [`Busy`] to wait on without holding a store thread (the store's 32 threads
     /// all waiting for derivations of freshly applied 10,000-instance clusters left every
     /// other heartbeat queued for 30 s). For newer reports alone they take the last result.
@@ -252,7 +261,10 @@ impl DesiredCache {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => {
-                if let Some(d) = current.clone().filter(|d| d.touches >= mark && want.accepts(d, version, now)) {
+                // NB: only a result there is: a host must never be told a set without what it
+                // runs of a cluster not derived yet since this process started.
+                let commits_may_wait = want == Want::Heartbeat;
+                if let Some(d) = current.clone().filter(|d| (d.touches >= mark || commits_may_wait) && want.accepts(d, version, now)) {
                     return Ok(Ok(d));
                 }
                 // NB: subscribed before looking again, so a derivation finishing in between
@@ -292,8 +304,8 @@ impl DesiredCache {
         }
         let reason = match want {
             Want::Status { .. } => "status",
-            Want::Heartbeat if for_reports => "reports",
-            Want::Heartbeat => "commit",
+            Want::Heartbeat | Want::Watch if for_reports => "reports",
+            Want::Heartbeat | Want::Watch => "commit",
         };
         crate::metrics::get().derivation(reason, took);
         let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
@@ -381,8 +393,9 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: 
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
 /// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot),
-/// taken after [`Store::touches`] read `touches`. [`Busy`] when a cluster it needs is being
-/// derived by another request: wait on it, then ask again.
+/// taken after [`Store::touches`] read `touches`; `want` is [`Want::Heartbeat`] or
+/// [`Want::Watch`]. [`Busy`] when a cluster it needs is being derived by another request
+/// (and `want` waits for it): wait on it, then ask again.
 #[allow(clippy::too_many_arguments)]
 pub fn desired_for(
     c: &dyn Tx,
@@ -390,6 +403,7 @@ pub fn desired_for(
     hot: &Hot,
     cache: &DesiredCache,
     host: &str,
+    want: Want,
     touches: u64,
     now: u64,
     lost_after: u64,
@@ -402,7 +416,7 @@ pub fn desired_for(
         mine.iter().map(|i| (i.instance.tenant.clone(), i.instance.cluster.clone())).collect();
     let (mut out, mut sources) = (Vec::new(), Vec::new());
     for key in clusters {
-        let derived = match cache.cluster(c, store, hot, &key, Want::Heartbeat, touches, now, lost_after)? {
+        let derived = match cache.cluster(c, store, hot, &key, want, touches, now, lost_after)? {
             Ok(d) => d,
             Err(busy) => return Ok(Err(busy)),
         };

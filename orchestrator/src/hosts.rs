@@ -161,7 +161,7 @@ impl State {
         if !was_ready {
             self.schedule_soon();
         }
-        self.reply_for(&host, applied, network_deltas, now, lost_after, !acked).await
+        self.reply_for(&host, applied, network_deltas, now, lost_after, !acked, desired::Want::Heartbeat).await
     }
 
     /// Places pending instances in a scheduling pass of its own, soon: one pass for however
@@ -197,8 +197,19 @@ impl State {
     /// The reply for `host`, which applied generation `applied`: a delta against it when the
     /// orchestrator knows it (see [`crate::delta`]). With `may_skip`, a host whose set was
     /// empty at the current store revision is answered without reading the store.
-    /// `network_deltas`: the agent takes network plan deltas.
-    async fn reply_for(&self, host: &str, applied: Option<u64>, network_deltas: bool, now: u64, lost_after: u64, may_skip: bool) -> Result<HeartbeatReply> {
+    /// `network_deltas`: the agent takes network plan deltas. `want`: a heartbeat's or a
+    /// watch's (see [`desired::Want`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn reply_for(
+        &self,
+        host: &str,
+        applied: Option<u64>,
+        network_deltas: bool,
+        now: u64,
+        lost_after: u64,
+        may_skip: bool,
+        want: desired::Want,
+    ) -> Result<HeartbeatReply> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
             let touches = self.store.touches();
@@ -222,7 +233,7 @@ impl State {
                 .store
                 .read(move |c| {
                     // One snapshot for the whole reply (as every read is).
-                    let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, touches, now, lost_after)? {
+                    let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, want, touches, now, lost_after)? {
                         Ok(d) => d,
                         Err(busy) => return Ok(Err(busy)),
                     };
@@ -273,7 +284,7 @@ impl State {
         // Subscribed before reading: no commit falls between the read and the wait.
         let mut changes = self.store.changes();
         loop {
-            let reply = self.reply_for(host, applied, network_deltas, now_ms(), lost_after, true).await?;
+            let reply = self.reply_for(host, applied, network_deltas, now_ms(), lost_after, true, desired::Want::Watch).await?;
             if reply.base != Some(reply.generation) || applied.is_none() {
                 return Ok(reply);
             }

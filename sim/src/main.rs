@@ -253,12 +253,43 @@ async fn main() -> Result<()> {
         reads.extend(r.await?);
     }
     let processes = sampler.await?;
-    let report = report(&shared, pid, &stats, apply_report, &reads, &processes);
+    let counters = orchestrator_counters(&shared).await;
+    let mut report = report(&shared, pid, &stats, apply_report, &reads, &processes);
+    report["orchestrator"]["counters"] = counters;
     match shared.args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => print_text(&report),
     }
     Ok(())
+}
+
+/// The orchestrator's own counts of how it answered, from its `/metrics` at the end of the
+/// run: busy hosts' heartbeats answered from memory, replies computed, clusters derived (by
+/// reason) and heartbeats that waited for a derivation. `null` when it could not be read.
+async fn orchestrator_counters(s: &Shared) -> Value {
+    let text = match s.http.get(format!("{}/metrics", s.base)).send().await {
+        Ok(resp) if resp.status().is_success() => resp.text().await.unwrap_or_default(),
+        _ => return Value::Null,
+    };
+    let mut derivations = serde_json::Map::new();
+    let mut out = serde_json::Map::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(n) = value.parse::<f64>() else { continue };
+        let n = json!(n as u64);
+        match name {
+            "herd_heartbeats_unchanged_total" => _ = out.insert("heartbeats_unchanged".into(), n),
+            "herd_heartbeats_computed_total" => _ = out.insert("replies_computed".into(), n),
+            "herd_desired_waits_total" => _ = out.insert("desired_waits".into(), n),
+            _ => {
+                if let Some(reason) = name.strip_prefix("herd_derivation_duration_seconds_count{reason=\"").and_then(|r| r.strip_suffix("\"}")) {
+                    derivations.insert(reason.to_string(), n);
+                }
+            }
+        }
+    }
+    out.insert("derivations".into(), Value::Object(derivations));
+    Value::Object(out)
 }
 
 fn host_info(args: &Args, i: usize) -> Result<HostInfo> {
@@ -920,6 +951,13 @@ fn print_text(r: &Value) {
         "orchestrator (pid {}): RSS max {} MiB (its own memory at most {} MiB, the rest mapped files), end {} MiB, CPU {}% (steady; 100% = one core); herd-sim CPU {}%",
         o["pid"], o["rss_max_mib"], o["rss_anon_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], r["sim_cpu_percent_steady"]
     );
+    let c = &o["counters"];
+    if c.is_object() {
+        println!(
+            "orchestrator counts: {} busy hosts' heartbeats answered from memory, {} replies computed, {} waited for a derivation; clusters derived: {}",
+            c["heartbeats_unchanged"], c["replies_computed"], c["desired_waits"], c["derivations"]
+        );
+    }
     if let Some(a) = r["apply"].as_object() {
         println!(
             "apply: {} specs, {} instances at {}s (slowest PUT {} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running; {} hosts ever over capacity",

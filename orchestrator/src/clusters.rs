@@ -60,7 +60,8 @@ impl State {
     /// The status of a cluster a write just changed, read after the commit (assembling it is
     /// O(cluster): not while holding the writer). A delete racing in between is a conflict.
     async fn status_after_write(&self, tenant: String, name: String) -> Result<ClusterStatus> {
-        match self.cluster(tenant.clone(), name.clone()).await {
+        let key = (tenant.clone(), name.clone());
+        match self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Written).await {
             Err(Error::NotFound { .. }) => Err(Error::Conflict(format!(
                 "{tenant}/{name} was changed as asked, then deleted by another request before its status was read"
             ))),
@@ -195,7 +196,8 @@ impl State {
         let status = match cached {
             Some(s) => s,
             None => {
-                let fresh = self.assemble_status(&key, now, lost_after).await;
+                let want = crate::desired::Want::Status { max_age_ms: STATUS_TTL_MS };
+                let fresh = self.assemble_status(&key, now, lost_after, want).await;
                 let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match fresh {
                     Ok(s) => {
@@ -227,10 +229,10 @@ impl State {
     }
 
     /// A cluster's status assembled from its derived desired state ([`crate::desired::Parts`]),
-    /// derived again unless it was derived from the reports as they are now (and then the
-    /// heartbeats that follow find it fresh too). Assembled off the store's threads.
-    pub(crate) async fn assemble_status(&self, key: &(String, String), now: u64, lost_after: u64) -> Result<ClusterStatus> {
-        let want = crate::desired::Want::Status { max_age_ms: STATUS_TTL_MS };
+    /// derived again unless it is as fresh as `want` asks (a read: derived from the reports
+    /// as they are now; a write's answer: after its commit), and then the heartbeats that
+    /// follow find it fresh too. Assembled off the store's threads.
+    pub(crate) async fn assemble_status(&self, key: &(String, String), now: u64, lost_after: u64, want: crate::desired::Want) -> Result<ClusterStatus> {
         let derived = loop {
             // NB: read before the snapshot (see `DesiredCache::cluster`).
             let touches = self.store.touches();

@@ -236,6 +236,13 @@ impl Sents {
         same.then_some(Unchanged::Busy(generation))
     }
 
+    /// Whether generation `applied` is one `host` was told by this process (the last set, or
+    /// the one before): a reply to it is a delta, never the full set.
+    pub fn holds(&self, host: &str, applied: Option<u64>) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).is_some_and(|s| applied == Some(s.generation) || s.prev.as_ref().is_some_and(|p| applied == Some(p.generation)))
+    }
+
     /// The tenants with instances on `host` when it was last told.
     pub fn tenants(&self, host: &str) -> BTreeSet<String> {
         let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -450,6 +457,8 @@ mod tests {
         let again = sents.reply("h", Some(first.generation), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
         assert_eq!((again.generation, again.base, again.desired.len()), (first.generation, Some(first.generation), 0));
         // A generation from before a restart (or a lost reply): the full set.
+        assert!(sents.holds("h", Some(first.generation)) && !sents.holds("h", Some(first.generation - 7)) && !sents.holds("h", None));
+        assert!(!sents.holds("other", Some(first.generation)));
         let restarted = sents.reply("h", Some(first.generation - 7), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
         assert_eq!((restarted.base, restarted.desired.len(), restarted.network.is_some()), (None, 2, true));
         // Generations of another process start above this one's (wall clock in µs).

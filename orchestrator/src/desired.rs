@@ -123,6 +123,11 @@ pub enum Want {
     /// A status read: derived from the reports as they are now (the same report version),
     /// at most `max_age_ms` ago (liveness ages); never held back by the budget.
     Status { max_age_ms: u64 },
+    /// A write's answer (the status of the cluster it changed): any result derived after the
+    /// cluster's last commit, from reports of any age. (Asking for one from the reports as
+    /// they are now, each `PUT` of a storm derived its 10,000-member cluster again behind
+    /// the heartbeats' derivation of it, which had taken longer than the status's 250 ms.)
+    Written,
 }
 
 impl Want {
@@ -132,7 +137,7 @@ impl Want {
     /// than `max_age_ms` before `now`.
     fn accepts(self, d: &Derived, version: u64, now: u64) -> bool {
         match self {
-            Want::Heartbeat | Want::Watch => true,
+            Want::Heartbeat | Want::Watch | Want::Written => true,
             Want::Status { max_age_ms } => d.version == version && now.saturating_sub(d.at_ms) < max_age_ms,
         }
     }
@@ -191,7 +196,7 @@ impl Slot {
     /// would have it derived again.
     #[allow(clippy::too_many_arguments)]
     fn fresh(&self, d: &Derived, want: Want, mark: u64, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
-        if let Want::Status { .. } = want {
+        if let Want::Status { .. } | Want::Written = want {
             return d.touches >= mark && want.accepts(d, version, now);
         }
         let age = now.saturating_sub(d.at_ms);
@@ -304,6 +309,7 @@ impl DesiredCache {
         }
         let reason = match want {
             Want::Status { .. } => "status",
+            Want::Written => "write",
             Want::Heartbeat | Want::Watch if for_reports => "reports",
             Want::Heartbeat | Want::Watch => "commit",
         };
@@ -395,7 +401,12 @@ fn derive(c: &dyn Tx, hot: &Hot, key: &(String, String), touches: u64, version: 
 /// instance's Hadoop config. `c` should be one read transaction (a consistent snapshot),
 /// taken after [`Store::touches`] read `touches`; `want` is [`Want::Heartbeat`] or
 /// [`Want::Watch`]. [`Busy`] when a cluster it needs is being derived by another request
-/// (and `want` waits for it): wait on it, then ask again.
+/// (and `want` waits for it): wait on it, then ask again. `skip_new`: the reply will be a
+/// delta against a set this process told the host, so a cluster never derived yet (whose
+/// instances it cannot have been told) is left for the next reply instead of waited for:
+/// named in the sources with stamp 0, which no result has, so that reply is computed.
+/// (Every heartbeat of the 10,000 hosts a just-applied cluster placed instances on waited
+/// for its first derivation.)
 #[allow(clippy::too_many_arguments)]
 pub fn desired_for(
     c: &dyn Tx,
@@ -404,6 +415,7 @@ pub fn desired_for(
     cache: &DesiredCache,
     host: &str,
     want: Want,
+    skip_new: bool,
     touches: u64,
     now: u64,
     lost_after: u64,
@@ -418,6 +430,11 @@ pub fn desired_for(
     for key in clusters {
         let derived = match cache.cluster(c, store, hot, &key, want, touches, now, lost_after)? {
             Ok(d) => d,
+            // NB: a heartbeat is busy only on a cluster with no result at all.
+            Err(_) if skip_new && want == Want::Heartbeat => {
+                sources.push((key, 0));
+                continue;
+            }
             Err(busy) => return Ok(Err(busy)),
         };
         for i in mine.iter().filter(|i| i.instance.tenant == key.0 && i.instance.cluster == key.1) {
@@ -469,6 +486,40 @@ mod tests {
         let derived = ask()?.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))?;
         assert!(derived.desired.is_empty());
         assert!(busy.wait().await, "the waiter was not woken by the derivation that finished");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_host_holding_a_set_is_answered_without_a_cluster_never_derived_and_told_it_next() -> Result<()> {
+        use crate::store::contract::{host, inst, with_cluster};
+        let (store, hot, cache) = (Store::in_memory()?, Hot::default(), DesiredCache::default());
+        with_cluster(&store).await?;
+        store
+            .write(|tx| {
+                tx.upsert_host(&host("h1"), 1)?;
+                tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))
+            })
+            .await?;
+        let key = ("t".to_string(), "c".to_string());
+        let now = crate::state::now_ms();
+        let ask = |skip_new| store.read_now(|c| desired_for(c, &store, &hot, &cache, "h1", Want::Heartbeat, skip_new, store.touches(), now, 9_000));
+        {
+            // Its first derivation runs in another request.
+            let slot = cache.slot(&key);
+            let _deriving = slot.deriving.lock().unwrap_or_else(PoisonError::into_inner);
+            // A host whose reply is its full set (restarted agent, new process) waits for it:
+            // its set must hold what it runs.
+            assert!(ask(false)?.is_err(), "a full set was answered without a cluster");
+            // A host holding a set this process told it goes on without it, and the cluster
+            // is named with no stamp, so the next reply is computed.
+            let (desired, sources) = ask(true)?.map_err(|_| crate::error::Error::Writer("busy".into()))?;
+            assert!(desired.is_empty());
+            assert_eq!(sources, vec![(key.clone(), 0)]);
+            assert_eq!(cache.stamp(&store, &hot, &key, 9_000), None);
+        }
+        let (desired, sources) = ask(true)?.map_err(|_| crate::error::Error::Writer("busy".into()))?;
+        assert_eq!(desired.iter().map(|d| d.instance.name.as_str()).collect::<Vec<_>>(), ["datanode-0"]);
+        assert!(sources[0].1 != 0 && cache.stamp(&store, &hot, &key, 9_000) == Some(sources[0].1), "{sources:?}");
         Ok(())
     }
 }

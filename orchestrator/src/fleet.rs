@@ -529,7 +529,7 @@ impl State {
     #[cfg(test)]
     pub(crate) async fn status_now(&self, tenant: &str, name: &str) -> Result<herd_api::wire::ClusterStatus> {
         let key = (tenant.to_string(), name.to_string());
-        self.assemble_status(&key, now_ms(), 3 * self.interval_ms()).await
+        self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Status { max_age_ms: crate::clusters::STATUS_TTL_MS }).await
     }
 }
 

@@ -227,13 +227,14 @@ impl State {
                 return Ok(crate::delta::unchanged(generation, applied, interval));
             }
             crate::metrics::get().heartbeat_computed();
+            let skip_new = self.sents.holds(host, applied);
             let (hot, cache, h, store) = (self.hot.clone(), self.desired.clone(), host.to_string(), self.store.clone());
             let views = self.netviews.clone();
             let full = self
                 .store
                 .read(move |c| {
                     // One snapshot for the whole reply (as every read is).
-                    let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, want, touches, now, lost_after)? {
+                    let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, want, skip_new, touches, now, lost_after)? {
                         Ok(d) => d,
                         Err(busy) => return Ok(Err(busy)),
                     };

@@ -123,7 +123,7 @@ impl Metrics {
         let derivations = Family::<Reason, Histogram>::new_with_constructor(self::latency as fn() -> Histogram);
         registry.register_with_unit(
             "herd_derivation_duration",
-            "Time to derive one cluster's desired containers and status (reason: commit, reports, status)",
+            "Time to derive one cluster's desired containers and status (reason: commit, reports, status, write)",
             Unit::Seconds,
             derivations.clone(),
         );
@@ -209,7 +209,8 @@ impl Metrics {
     }
 
     /// One cluster derived ([`crate::desired::DesiredCache`]): `commit` (a commit named it),
-    /// `reports` (its hosts' reports changed or aged), `status` (a status read).
+    /// `reports` (its hosts' reports changed or aged), `status` (a status read), `write` (a
+    /// write's answer).
     pub fn derivation(&self, reason: &'static str, took: Duration) {
         self.derivations.get_or_create(&Reason { reason }).observe(took.as_secs_f64());
     }

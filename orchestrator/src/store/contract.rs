@@ -126,7 +126,7 @@ impl Drop for EtcdServer {
 
 // Fixtures.
 
-fn host(id: &str) -> HostInfo {
+pub(crate) fn host(id: &str) -> HostInfo {
     serde_json::from_value(serde_json::json!({"id": id, "cpu": "8", "memory": "32Gi"})).expect("host")
 }
 
@@ -137,7 +137,7 @@ fn spec(tenant: &str, name: &str, datanodes: u32) -> ClusterSpec {
     herd_api::yaml::parse_cluster_spec(&yaml).expect("spec")
 }
 
-fn inst(tenant: &str, cluster: &str, role: Role, ordinal: u32, host: Option<&str>) -> Instance {
+pub(crate) fn inst(tenant: &str, cluster: &str, role: Role, ordinal: u32, host: Option<&str>) -> Instance {
     Instance {
         instance: InstanceRef::new(tenant, cluster, role, ordinal),
         role,
@@ -180,7 +180,7 @@ async fn read<R: Send + 'static>(s: &Store, f: impl FnOnce(&dyn Tx) -> Result<R>
 }
 
 /// A tenant `t` with cluster `t/c` (two DataNodes).
-async fn with_cluster(s: &Store) -> Result<()> {
+pub(crate) async fn with_cluster(s: &Store) -> Result<()> {
     write(s, |tx| {
         tx.insert_tenant("t", &Quota::default(), 10)?;
         tx.put_cluster(1, &spec("t", "c", 2))

@@ -515,10 +515,10 @@ mod tests {
         Ok(())
     }
 
-    #[tokio::test]
-    async fn a_derivation_takes_the_cluster_as_read_since_its_last_commit() -> Result<()> {
+    /// A store holding cluster t/c (the contract suite's) with datanode-0 on host h1; its key.
+    async fn one_datanode_on_h1() -> Result<(Store, Hot, DesiredCache, (String, String))> {
         use crate::store::contract::{host, inst, with_cluster};
-        let (store, hot, cache) = (Store::in_memory()?, Hot::default(), DesiredCache::default());
+        let store = Store::in_memory()?;
         with_cluster(&store).await?;
         store
             .write(|tx| {
@@ -526,7 +526,12 @@ mod tests {
                 tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))
             })
             .await?;
-        let key = ("t".to_string(), "c".to_string());
+        Ok((store, Hot::default(), DesiredCache::default(), ("t".to_string(), "c".to_string())))
+    }
+
+    #[tokio::test]
+    async fn a_derivation_takes_the_cluster_as_read_since_its_last_commit() -> Result<()> {
+        let (store, hot, cache, key) = one_datanode_on_h1().await?;
         // A status read that takes no result as fresh: it derives every time.
         let derive = || -> Result<Arc<Derived>> {
             let now = crate::state::now_ms();
@@ -538,7 +543,7 @@ mod tests {
         let (first, second) = (derive()?, derive()?);
         // No commit named the cluster between them: the same rows, not read again.
         assert!(Arc::ptr_eq(&members(&first), &members(&second)));
-        store.write(|tx| tx.put_instance(&inst("t", "c", Role::Datanode, 1, Some("h1")))).await?;
+        store.write(|tx| tx.put_instance(&crate::store::contract::inst("t", "c", Role::Datanode, 1, Some("h1")))).await?;
         let third = derive()?;
         assert!(!Arc::ptr_eq(&members(&second), &members(&third)));
         assert_eq!(members(&third).len(), 2);
@@ -548,16 +553,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_holding_a_set_is_answered_without_a_cluster_never_derived_and_told_it_next() -> Result<()> {
-        use crate::store::contract::{host, inst, with_cluster};
-        let (store, hot, cache) = (Store::in_memory()?, Hot::default(), DesiredCache::default());
-        with_cluster(&store).await?;
-        store
-            .write(|tx| {
-                tx.upsert_host(&host("h1"), 1)?;
-                tx.put_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))
-            })
-            .await?;
-        let key = ("t".to_string(), "c".to_string());
+        let (store, hot, cache, key) = one_datanode_on_h1().await?;
         let now = crate::state::now_ms();
         let ask = |skip_new| store.read_now(|c| desired_for(c, &store, &hot, &cache, "h1", Want::Heartbeat, skip_new, store.touches(), now, 9_000));
         {

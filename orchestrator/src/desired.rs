@@ -286,20 +286,22 @@ impl DesiredCache {
         // Whoever waits is woken however this ends (a failed derivation too), after the
         // result is stored.
         let _wake = Wake(&slot.done);
+        // NB: the result stays as it is while this holds `deriving` (only a derivation stores one).
+        let latest = slot.current();
         // Someone may have derived it meanwhile.
-        if let Some(d) = slot.current()
-            && slot.fresh(&d, want, mark, hot.cluster_version(&key.0, &key.1), now, interval, &self.budget)
+        if let Some(d) = &latest
+            && slot.fresh(d, want, mark, hot.cluster_version(&key.0, &key.1), now, interval, &self.budget)
         {
-            return Ok(Ok(d));
+            return Ok(Ok(d.clone()));
         }
         let started = std::time::Instant::now();
         // What a derivation since the cluster's last commit read of it is what a read now
         // would give.
-        let unmoved = slot.current().filter(|d| d.touches >= mark);
-        let mut derived = derive(c, hot, key, touches, version, now, lost_after, unmoved.as_deref())?;
+        let unmoved = latest.as_deref().filter(|d| d.touches >= mark);
+        let mut derived = derive(c, hot, key, touches, version, now, lost_after, unmoved)?;
         // NB: cheap beside the derivation: unchanged workers share their config's allocation,
         // and an `Arc` of an `Eq` value compares its pointer first.
-        derived.stamp = match slot.current() {
+        derived.stamp = match latest {
             Some(d) if d.desired == derived.desired => d.stamp,
             _ => STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };

@@ -34,6 +34,10 @@ pub mod problem;
 pub mod tenants;
 pub mod tokens;
 
+/// The agents' long poll ([`agents::watch`]): it only waits, so [`to_the_end`] lets it go
+/// with its client.
+const WATCH: &str = "/v1/agent/watch";
+
 /// Largest request body accepted; a cluster spec is a few KiB.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -45,7 +49,7 @@ pub fn router(state: State) -> Router {
     let protected = Router::new()
         .route("/v1/agent/register", post(agents::register))
         .route("/v1/agent/heartbeat", post(agents::heartbeat))
-        .route("/v1/agent/watch", post(agents::watch))
+        .route(WATCH, post(agents::watch))
         .route("/v1/hosts", get(agents::hosts))
         .route("/v1/hosts/{host}", get(hosts::get).delete(hosts::delete))
         .route("/v1/hosts/{host}/cordon", post(hosts::cordon))
@@ -92,7 +96,7 @@ type Result<T> = std::result::Result<T, problem::ApiError>;
 /// polls that only wait) are dropped with their client, as before.
 async fn to_the_end(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
-    if reads || req.uri().path() == "/v1/agent/watch" {
+    if reads || req.uri().path() == WATCH {
         return next.run(req).await;
     }
     match tokio::spawn(next.run(req)).await {

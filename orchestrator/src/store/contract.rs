@@ -709,7 +709,6 @@ pub async fn touches(s: Store) -> Result<()> {
     Ok(())
 }
 
-/// One test per case and store kind.
 /// A commit whose caller gave up waiting for it (a client that closed its request) is
 /// counted all the same: uncounted, the hosts it placed instances on were taken as unchanged
 /// and never told.
@@ -743,6 +742,7 @@ pub async fn touches_of_an_abandoned_write(s: Store) -> Result<()> {
     Ok(())
 }
 
+/// One test per case and store kind.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite_memory {

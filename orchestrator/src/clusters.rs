@@ -234,10 +234,9 @@ impl State {
     /// follow find it fresh too. Assembled off the store's threads.
     pub(crate) async fn assemble_status(&self, key: &(String, String), now: u64, lost_after: u64, want: crate::desired::Want) -> Result<ClusterStatus> {
         let derived = loop {
-            // NB: read before the snapshot (see `DesiredCache::cluster`).
-            let touches = self.store.touches();
             let (hot, cache, store, k) = (self.hot.clone(), self.desired.clone(), self.store.clone(), key.clone());
-            let asked = self.store.read(move |c| cache.cluster(c, &store, &hot, &k, want, touches, now, lost_after)).await?;
+            // NB: the count read before the snapshot's first read (see `Store::touches`).
+            let asked = self.store.read(move |c| cache.cluster(c, &store, &hot, &k, want, store.touches(), now, lost_after)).await?;
             match asked {
                 Ok(d) => break d,
                 Err(busy) => {

@@ -212,7 +212,6 @@ impl State {
     ) -> Result<HeartbeatReply> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
-            let touches = self.store.touches();
             let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
             let view_of = |tenant: &str| self.netviews.fresh(&self.store, &self.hot, tenant, now);
             let touched = self.store.host_touched(host);
@@ -233,7 +232,10 @@ impl State {
             let full = self
                 .store
                 .read(move |c| {
-                    // One snapshot for the whole reply (as every read is).
+                    // One snapshot for the whole reply (as every read is). NB: the count read
+                    // here, on the store's thread, before the snapshot's first read (see
+                    // `Store::touches`).
+                    let touches = store.touches();
                     let (desired, sources) = match desired::desired_for(c, &store, &hot, &cache, &h, want, skip_new, touches, now, lost_after)? {
                         Ok(d) => d,
                         Err(busy) => return Ok(Err(busy)),

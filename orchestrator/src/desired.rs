@@ -80,6 +80,8 @@ impl Budget {
 pub(crate) struct Derived {
     /// [`Store::touches`] read before the snapshot it was derived from.
     touches: u64,
+    /// The last write batch its snapshot holds, where the store numbers them ([`Tx::batch`]).
+    batch: Option<u64>,
     version: u64,
     pub(crate) at_ms: u64,
     /// A master is placed: its report ages with its host, so the result does too.
@@ -91,6 +93,19 @@ pub(crate) struct Derived {
     pub(crate) stamp: u64,
     /// What the cluster's status is assembled from; `None`: the cluster does not exist.
     pub(crate) parts: Option<Parts>,
+}
+
+/// The last commit naming a cluster: its count and its write batch ([`Store::cluster_mark`]).
+type Mark = (u64, Option<u64>);
+
+impl Derived {
+    /// Whether its snapshot held the commit `mark`: counted before it was read, or in a
+    /// batch it holds. (Readers see a commit before it is counted: a heartbeat in between
+    /// derived a freshly applied 10,000-member cluster, and by the count alone the next took
+    /// that for older than the commit and derived all of it again.)
+    fn holds(&self, mark: Mark) -> bool {
+        self.touches >= mark.0 || matches!((self.batch, mark.1), (Some(held), Some(b)) if held >= b)
+    }
 }
 
 /// The snapshot and the Hadoop evaluation a derivation made, kept for the cluster's status
@@ -196,14 +211,14 @@ impl Slot {
     /// reports are at `version` and it is `now`; `budget` is asked only when reports alone
     /// would have it derived again.
     #[allow(clippy::too_many_arguments)]
-    fn fresh(&self, d: &Derived, want: Want, mark: u64, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
+    fn fresh(&self, d: &Derived, want: Want, mark: Mark, version: u64, now: u64, interval: u64, budget: &Budget) -> bool {
         if let Want::Status { .. } | Want::Written = want {
-            return d.touches >= mark && want.accepts(d, version, now);
+            return d.holds(mark) && want.accepts(d, version, now);
         }
         let age = now.saturating_sub(d.at_ms);
         let floor = 4 * self.cost_ms.load(std::sync::atomic::Ordering::Relaxed);
         let reports = (d.version == version || age < REDERIVE_MS.max(floor)) && (!d.masters || age < interval.max(floor));
-        d.touches >= mark && (reports || !budget.allows(now))
+        d.holds(mark) && (reports || !budget.allows(now))
     }
 }
 
@@ -248,7 +263,7 @@ impl DesiredCache {
         let now = now.max(crate::state::now_ms());
         let slot = self.slot(key);
         let version = hot.cluster_version(&key.0, &key.1);
-        let mark = store.cluster_touched(&key.0, &key.1);
+        let mark = store.cluster_mark(&key.0, &key.1);
         let current = slot.current();
         if let Some(d) = &current
             && slot.fresh(d, want, mark, version, now, interval, &self.budget)
@@ -258,7 +273,14 @@ impl DesiredCache {
         // A snapshot older than the cluster's last commit cannot derive a fresh result; one
         // at least as new as it is answers (requests that waited in a queue while clusters
         // were applied otherwise derived, one after the other, results stale at birth).
-        if touches < mark
+        // NB: the batch read only then (the snapshot may hold the commit though `touches` did
+        // not count it yet: see `Derived::holds`).
+        let behind = touches < mark.0
+            && !match mark.1 {
+                Some(b) => c.batch()?.is_some_and(|held| held >= b),
+                None => false,
+            };
+        if behind
             && let Some(d) = current.as_ref().filter(|d| d.touches >= touches && want.accepts(d, version, now))
         {
             return Ok(Ok(d.clone()));
@@ -270,7 +292,7 @@ impl DesiredCache {
                 // NB: only a result there is: a host must never be told a set without what it
                 // runs of a cluster not derived yet since this process started.
                 let commits_may_wait = want == Want::Heartbeat;
-                if let Some(d) = current.clone().filter(|d| (d.touches >= mark || commits_may_wait) && want.accepts(d, version, now)) {
+                if let Some(d) = current.clone().filter(|d| (d.holds(mark) || commits_may_wait) && want.accepts(d, version, now)) {
                     return Ok(Ok(d));
                 }
                 // NB: subscribed before looking again, so a derivation finishing in between
@@ -297,7 +319,7 @@ impl DesiredCache {
         let started = std::time::Instant::now();
         // What a derivation since the cluster's last commit read of it is what a read now
         // would give.
-        let unmoved = latest.as_deref().filter(|d| d.touches >= mark);
+        let unmoved = latest.as_deref().filter(|d| d.holds(mark));
         let mut derived = derive(c, hot, key, touches, version, now, lost_after, unmoved)?;
         // NB: cheap beside the derivation: unchanged workers share their config's allocation,
         // and an `Arc` of an `Eq` value compares its pointer first.
@@ -309,7 +331,7 @@ impl DesiredCache {
         let took = started.elapsed();
         let cost = took.as_millis() as u64;
         slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
-        let for_reports = current.as_ref().is_some_and(|d| d.touches >= mark);
+        let for_reports = current.as_ref().is_some_and(|d| d.holds(mark));
         if for_reports {
             self.budget.charge(cost);
         }
@@ -321,7 +343,7 @@ impl DesiredCache {
         };
         crate::metrics::get().derivation(reason, took);
         let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_none_or(|d| d.touches <= derived.touches) {
+        if current.as_ref().is_none_or(|d| d.touches <= derived.touches || d.batch < derived.batch) {
             *current = Some(derived.clone());
         }
         Ok(Ok(current.clone().unwrap_or(derived)))
@@ -333,7 +355,7 @@ impl DesiredCache {
     pub(crate) fn stamp(&self, store: &Store, hot: &Hot, key: &(String, String), lost_after: u64) -> Option<u64> {
         let slot = self.clusters.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
         let d = slot.current()?;
-        let (mark, version) = (store.cluster_touched(&key.0, &key.1), hot.cluster_version(&key.0, &key.1));
+        let (mark, version) = (store.cluster_mark(&key.0, &key.1), hot.cluster_version(&key.0, &key.1));
         let now = crate::state::now_ms();
         slot.fresh(&d, Want::Heartbeat, mark, version, now, lost_after / 3, &self.budget).then_some(d.stamp)
     }
@@ -363,6 +385,7 @@ fn derive(
 ) -> Result<Derived> {
     let (tenant, name) = key;
     let mut desired = HashMap::new();
+    let batch = c.batch()?;
     let read = match unmoved {
         Some(d) => d.parts.as_ref().map(|p| (p.row.clone(), p.members.clone(), p.leaving.clone())),
         None => match c.cluster(tenant, name)? {
@@ -371,7 +394,7 @@ fn derive(
         },
     };
     let Some((row, members, leaving)) = read else {
-        return Ok(Derived { touches, version, at_ms: now, masters: false, desired, parts: None, stamp: 0 });
+        return Ok(Derived { touches, batch, version, at_ms: now, masters: false, desired, parts: None, stamp: 0 });
     };
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
     let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
@@ -419,7 +442,7 @@ fn derive(
         yarn: outcome.yarn,
         conditions: outcome.conditions,
     };
-    Ok(Derived { touches, version, at_ms: now, masters, desired, parts: Some(parts), stamp: 0 })
+    Ok(Derived { touches, batch, version, at_ms: now, masters, desired, parts: Some(parts), stamp: 0 })
 }
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
@@ -550,6 +573,24 @@ mod tests {
         assert!(!Arc::ptr_eq(&members(&second), &members(&third)));
         assert_eq!(members(&third).len(), 2);
         assert_eq!(third.desired.len(), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_result_from_a_snapshot_holding_a_commit_not_counted_yet_is_as_new_as_that_commit() -> Result<()> {
+        let (store, hot, cache, key) = one_datanode_on_h1().await?;
+        let now = crate::state::now_ms();
+        let ask = |touches: u64| -> Result<Arc<Derived>> {
+            let asked = store.read_now(|c| cache.cluster(c, &store, &hot, &key, Want::Heartbeat, touches, now, 9_000))?;
+            asked.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))
+        };
+        // A heartbeat that read the count before the cluster's commit was counted, and whose
+        // snapshot holds it (a reader in that window).
+        let first = ask(0)?;
+        assert_eq!(first.desired.len(), 1);
+        // The next takes it: it is as new as the commit.
+        let next = ask(store.touches())?;
+        assert!(Arc::ptr_eq(&first, &next), "derived the cluster again");
         Ok(())
     }
 

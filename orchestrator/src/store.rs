@@ -83,6 +83,11 @@ pub trait Tx {
     fn revision(&self) -> Result<u64>;
     /// Adds one to the revision and returns it.
     fn bump_revision(&self) -> Result<u64>;
+    /// The number of the last write batch this snapshot holds, where the implementation
+    /// numbers them (SQLite: see [`Store::cluster_mark`]); `None` where it does not.
+    fn batch(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     // Hosts.
 
@@ -354,8 +359,9 @@ struct Marks {
     /// Touched by name (not through a tenant): a host with nothing placed is answered from
     /// memory until it moves.
     hosts: std::collections::HashMap<String, u64>,
-    /// A cluster's derived desired containers and status are cached until it moves.
-    clusters: HashMap<String, HashMap<String, u64>>,
+    /// A cluster's derived desired containers and status are cached until it moves. With
+    /// the count, the write batch the commit was in, where the store numbers them.
+    clusters: HashMap<String, HashMap<String, (u64, Option<u64>)>>,
 }
 
 impl Default for Changes {
@@ -438,22 +444,31 @@ impl Store {
         // gave up on its request) must not leave a commit uncounted. Uncounted, every host it
         // placed instances on was answered as unchanged, and never told (seen: the clusters
         // of a million-instance apply whose PUTs timed out).
+        // SQLite counts the commit on its writer thread as soon as it is committed: counted
+        // only once this task was woken, a reader in between saw the commit under the count
+        // before it, and what it derived was taken as older than it was (under a storm of
+        // applies, every freshly applied cluster was derived a second time).
         let store = self.clone();
         let task = tokio::spawn(async move {
             let out = match &store.0 {
-                Backend::Sqlite(s) => s.write(f).await,
+                Backend::Sqlite(s) => {
+                    let counter = store.clone();
+                    s.write_then(f, move |(_, touched): &mut (R, Touched), batch| counter.count(std::mem::take(touched), Some(batch))).await
+                }
                 Backend::Etcd(e) => e.write(f).await,
             };
             crate::metrics::get().store("write", started.elapsed());
             let (out, touched) = out?;
-            store.count(touched);
+            // NB: empty when counted already.
+            store.count(touched, None);
             Ok(out)
         });
         task.await.map_err(Error::Worker)?
     }
 
-    /// Counts a commit that touched what `touched` names (see [`Changes`]).
-    fn count(&self, touched: Touched) {
+    /// Counts a commit that touched what `touched` names (see [`Changes`]), committed in
+    /// write batch `batch` where the store numbers them.
+    fn count(&self, touched: Touched, batch: Option<u64>) {
         if !touched.is_empty() {
             // The count and the hosts' marks move together (under the marks' lock): a mark
             // is the count of its own commit, and whoever read a count below it read the
@@ -467,7 +482,7 @@ impl Store {
                 for (tenant, names) in &touched.clusters {
                     let per = marks.clusters.entry(tenant.clone()).or_default();
                     for n in names {
-                        per.insert(n.clone(), mark);
+                        per.insert(n.clone(), (mark, batch));
                     }
                 }
             }
@@ -503,14 +518,23 @@ impl Store {
     /// (0: none since this handle was opened).
     pub fn tenant_touched(&self, tenant: &str) -> u64 {
         let marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        marks.clusters.get(tenant).and_then(|per| per.values().max()).copied().unwrap_or(0)
+        marks.clusters.get(tenant).and_then(|per| per.values().map(|m| m.0).max()).unwrap_or(0)
     }
 
     /// The [`Store::touches`] count of the last commit that touched cluster `tenant/name`
     /// (its spec, instances or leaving phases; 0: none since this handle was opened).
     pub fn cluster_touched(&self, tenant: &str, name: &str) -> u64 {
+        self.cluster_mark(tenant, name).0
+    }
+
+    /// [`Store::cluster_touched`], with the write batch its commit was in where the store
+    /// numbers them ([`Tx::batch`]): a snapshot holding that batch holds the commit, though a
+    /// count read before it did not count it yet. (Readers see a commit before it is
+    /// counted: a heartbeat in between derived a freshly applied cluster, took the result as
+    /// older than the commit, and the next derived all of it again.)
+    pub fn cluster_mark(&self, tenant: &str, name: &str) -> (u64, Option<u64>) {
         let marks = self.1.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        marks.clusters.get(tenant).and_then(|per| per.get(name)).copied().unwrap_or(0)
+        marks.clusters.get(tenant).and_then(|per| per.get(name)).copied().unwrap_or((0, None))
     }
 
     /// Runs a read-only `f` over one consistent snapshot of the store, off the async

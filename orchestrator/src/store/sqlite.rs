@@ -144,7 +144,12 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// One write operation for the writer thread: runs the operation in its own savepoint and
 /// returns what to do once the batch it is in has committed (or failed to).
 type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
-type Done = Box<dyn FnOnce(Option<&str>) + Send>;
+/// Called with the batch's number ([`BATCH_KEY`]) once it committed, or why it failed.
+type Done = Box<dyn FnOnce(std::result::Result<u64, &str>) + Send>;
+
+/// The `meta` row holding the number of the last batch committed: each batch writes its own,
+/// one more than the last, so a snapshot knows which batches it holds ([`super::Tx::batch`]).
+const BATCH_KEY: &str = "batch";
 
 /// Operations committed together at most (one fsync for all of them).
 const BATCH: usize = 256;
@@ -266,6 +271,7 @@ impl Sqlite {
             }
         }
         let rev = revision(&conn)?;
+        let batch = batch(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(rev));
         let (jobs, queue) = std::sync::mpsc::channel();
@@ -273,7 +279,7 @@ impl Sqlite {
         let (c, r, u) = (conn.clone(), revision.clone(), usage.clone());
         std::thread::Builder::new()
             .name("herd-store-writer".into())
-            .spawn(move || writer(&c, &r, &u, &queue))
+            .spawn(move || writer(&c, &r, &u, &queue, batch))
             .map_err(|e| Error::Writer(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { conn, jobs, readers: Arc::new(Vec::new()), next_reader: Arc::default(), revision, usage })
     }
@@ -287,6 +293,19 @@ impl Sqlite {
         R: Send + 'static,
         F: Fn(&dyn Tx) -> Result<R> + Send + 'static,
     {
+        self.write_then(f, |_, _| {}).await
+    }
+
+    /// [`Sqlite::write`], running `committed` on what `f` returned and the batch's number
+    /// ([`super::Tx::batch`]) as soon as its batch is committed, on the writer thread: before
+    /// the caller's task is woken, which under load took long enough for readers to see the
+    /// commit many times over.
+    pub async fn write_then<R, F, C>(&self, f: F, committed: C) -> Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Tx) -> Result<R> + Send + 'static,
+        C: FnOnce(&mut R, u64) + Send + 'static,
+    {
         let (done, answer) = tokio::sync::oneshot::channel::<Result<R>>();
         let usage = self.usage.clone();
         let job: Job = Box::new(move |conn: &Connection| {
@@ -299,9 +318,13 @@ impl Sqlite {
                     kept.usage = None;
                 }
             }
-            Box::new(move |failed: Option<&str>| {
-                let out = match (out, failed) {
-                    (Ok(_), Some(why)) => Err(Error::Writer(why.to_string())),
+            Box::new(move |batch: std::result::Result<u64, &str>| {
+                let out = match (out, batch) {
+                    (Ok(_), Err(why)) => Err(Error::Writer(why.to_string())),
+                    (Ok(mut r), Ok(batch)) => {
+                        committed(&mut r, batch);
+                        Ok(r)
+                    }
                     (out, _) => out,
                 };
                 let _ = done.send(out);
@@ -366,7 +389,7 @@ fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 
 /// The writer thread: takes queued operations, up to [`BATCH`] at a time, runs them in one
 /// transaction and commits it, then answers each.
-fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, usage: &Mutex<tx::Kept>, queue: &std::sync::mpsc::Receiver<Job>) {
+fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, usage: &Mutex<tx::Kept>, queue: &std::sync::mpsc::Receiver<Job>, mut batch: u64) {
     while let Ok(first) = queue.recv() {
         let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(e) = conn.exec("BEGIN IMMEDIATE", []) {
@@ -385,14 +408,19 @@ fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, usage
             }
         }
         let committed = revision(&conn).and_then(|rev| {
+            conn.exec(
+                &format!("INSERT INTO meta (key, value) VALUES ('{BATCH_KEY}', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+                [batch as i64 + 1],
+            )?;
             conn.exec("COMMIT", [])?;
             Ok(rev)
         });
         match committed {
             Ok(rev) => {
+                batch += 1;
                 latest.fetch_max(rev, std::sync::atomic::Ordering::SeqCst);
                 for d in done {
-                    d(None);
+                    d(Ok(batch));
                 }
             }
             Err(e) => {
@@ -400,7 +428,7 @@ fn writer(conn: &Mutex<Connection>, latest: &std::sync::atomic::AtomicU64, usage
                 usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).usage = None;
                 let why = e.to_string();
                 for d in done {
-                    d(Some(&why));
+                    d(Err(&why));
                 }
             }
         }
@@ -434,6 +462,12 @@ const MMAP_BYTES: i64 = 2 << 30;
 
 /// The writer connection's page cache, as `PRAGMA cache_size` takes it (negative: KiB).
 const WRITER_CACHE_KIB: i64 = -65_536;
+
+/// The number of the last batch committed (see [`BATCH_KEY`]).
+fn batch(c: &Connection) -> Result<u64> {
+    let v: Option<i64> = c.row(&format!("SELECT value FROM meta WHERE key = '{BATCH_KEY}'"), [], |r| r.get(0)).optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
 
 /// The revision as stored (see [`Tx::revision`]).
 fn revision(c: &Connection) -> Result<u64> {
@@ -512,6 +546,34 @@ mod tests {
         let store = Sqlite::open(&path)?;
         let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
         assert_eq!(SqliteTx(&conn, None).tenant("acme")?.map(|t| t.quota.cpu), Some(Some(Cpu(2000))));
+        Ok(())
+    }
+
+    /// A snapshot names the last write batch it holds, and the batch of a cluster's last
+    /// commit is known with its count: a snapshot holds that commit exactly when its batch is
+    /// at least that one. The numbers go on across a restart (a snapshot of the new process
+    /// must never take an old process's number for a batch it does not hold).
+    #[tokio::test]
+    async fn a_snapshot_holds_a_commit_exactly_when_it_holds_its_batch() -> Result<()> {
+        use crate::store::contract::{inst, with_cluster};
+        use herd_api::Role;
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid("tempdir", e.to_string()))?;
+        let path = dir.path().join("herd.db");
+        let first = {
+            let store = crate::store::Store::open(&path)?;
+            assert_eq!(store.read(|c| c.batch()).await?, Some(0), "a new store holds no batch");
+            with_cluster(&store).await?;
+            let (count, batch) = store.cluster_mark("t", "c");
+            assert!(count > 0);
+            let b = batch.ok_or_else(|| Error::Writer("SQLite numbers its batches".into()))?;
+            assert_eq!(store.read(|c| c.batch()).await?, Some(b), "a snapshot after the commit holds its batch");
+            b
+        };
+        let store = crate::store::Store::open(&path)?;
+        assert_eq!(store.read(|c| c.batch()).await?, Some(first));
+        store.write(|tx| tx.put_instance(&inst("t", "c", Role::Datanode, 0, None))).await?;
+        let (_, batch) = store.cluster_mark("t", "c");
+        assert!(batch.is_some_and(|b| b > first), "{batch:?} after {first} before the restart");
         Ok(())
     }
 }

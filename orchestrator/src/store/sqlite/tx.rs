@@ -103,6 +103,10 @@ impl Tx for SqliteTx<'_> {
         super::revision(self.0)
     }
 
+    fn batch(&self) -> Result<Option<u64>> {
+        super::batch(self.0).map(Some)
+    }
+
     fn bump_revision(&self) -> Result<u64> {
         let c = self.0;
         c.exec(

@@ -86,13 +86,19 @@ pub(crate) struct Derived {
     pub(crate) at_ms: u64,
     /// A master is placed: its report ages with its host, so the result does too.
     masters: bool,
-    desired: HashMap<InstanceRef, DesiredContainer>,
+    desired: Arc<HashMap<InstanceRef, DesiredContainer>>,
+    /// No rollout was under way: no container was held on the config it ran, and every
+    /// running one reported the rollout hash it was given (see [`settled_since`]).
+    settled: bool,
+    /// The report version `parts` were evaluated at: older than `version` when a derivation
+    /// for reports found nothing the hosts run moved and kept them ([`settled_since`]).
+    parts_version: u64,
     /// Names what `desired` holds: kept from the result before when a derivation found every
     /// container as it was, new otherwise. A host told this cluster's part at one stamp is
     /// told the same while the stamp stands ([`DesiredCache::stamp`]).
     pub(crate) stamp: u64,
     /// What the cluster's status is assembled from; `None`: the cluster does not exist.
-    pub(crate) parts: Option<Parts>,
+    pub(crate) parts: Option<Arc<Parts>>,
 }
 
 /// The last commit naming a cluster: its count and its write batch ([`Store::cluster_mark`]).
@@ -154,7 +160,7 @@ impl Want {
     fn accepts(self, d: &Derived, version: u64, now: u64) -> bool {
         match self {
             Want::Heartbeat | Want::Watch | Want::Written => true,
-            Want::Status { max_age_ms } => d.version == version && now.saturating_sub(d.at_ms) < max_age_ms,
+            Want::Status { max_age_ms } => d.parts_version == version && now.saturating_sub(d.at_ms) < max_age_ms,
         }
     }
 }
@@ -166,7 +172,7 @@ struct Slot {
     /// How many derivations finished: who found the cluster being derived waits for it to move
     /// ([`Busy`]).
     done: tokio::sync::watch::Sender<u64>,
-    /// How long the last derivation took: a cluster is not derived again for changed
+    /// How long the last full derivation took: a cluster is not derived again for changed
     /// reports more often than every 4× that (bounds the CPU a big cluster takes).
     cost_ms: std::sync::atomic::AtomicU64,
 }
@@ -320,7 +326,17 @@ impl DesiredCache {
         // What a derivation since the cluster's last commit read of it is what a read now
         // would give.
         let unmoved = latest.as_deref().filter(|d| d.holds(mark));
-        let mut derived = derive(c, hot, key, touches, version, now, lost_after, unmoved)?;
+        // Reports alone moved, and a heartbeat or a watch asks: the containers as they were
+        // when no report moved anything the hosts run (a status read evaluates them all).
+        let kept = match unmoved {
+            Some(was) if matches!(want, Want::Heartbeat | Want::Watch) => settled_since(hot, was, touches, version, now),
+            _ => None,
+        };
+        let quiet = kept.is_some();
+        let mut derived = match kept {
+            Some(d) => d,
+            None => derive(c, hot, key, touches, version, now, lost_after, unmoved)?,
+        };
         // NB: cheap beside the derivation: unchanged workers share their config's allocation,
         // and an `Arc` of an `Eq` value compares its pointer first.
         derived.stamp = match latest {
@@ -330,12 +346,17 @@ impl DesiredCache {
         let derived = Arc::new(derived);
         let took = started.elapsed();
         let cost = took.as_millis() as u64;
-        slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
+        // NB: what a full derivation costs sets how often reports may have one again; one
+        // that kept the containers does not make them come sooner.
+        if !quiet {
+            slot.cost_ms.store(cost, std::sync::atomic::Ordering::Relaxed);
+        }
         let for_reports = current.as_ref().is_some_and(|d| d.holds(mark));
         if for_reports {
             self.budget.charge(cost);
         }
         let reason = match want {
+            _ if quiet => "unchanged",
             Want::Status { .. } => "status",
             Want::Written => "write",
             Want::Heartbeat | Want::Watch if for_reports => "reports",
@@ -386,18 +407,24 @@ fn derive(
     let (tenant, name) = key;
     let mut desired = HashMap::new();
     let batch = c.batch()?;
+    let none = |desired| Derived { touches, batch, version, at_ms: now, masters: false, desired, settled: false, parts_version: version, parts: None, stamp: 0 };
     let read = match unmoved {
-        Some(d) => d.parts.as_ref().map(|p| (p.row.clone(), p.members.clone(), p.leaving.clone())),
+        Some(d) => d.parts.as_deref().map(|p| (p.row.clone(), p.members.clone(), p.leaving.clone())),
         None => match c.cluster(tenant, name)? {
             Some(row) => Some((Arc::new(row), Arc::new(c.instances(Some((tenant, name)))?), Arc::new(c.leaving(Some((tenant, name)))?))),
             None => None,
         },
     };
     let Some((row, members, leaving)) = read else {
-        return Ok(Derived { touches, batch, version, at_ms: now, masters: false, desired, parts: None, stamp: 0 });
+        return Ok(none(Arc::new(desired)));
     };
     let ctx = HadoopContext::load(hot, &members, now, lost_after);
     let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
+    let settled = outcome.releases.values().all(|r| !r.hold)
+        && members.iter().all(|i| match (&i.host, outcome.releases.get(&i.instance)) {
+            (Some(host), Some(r)) => ctx.observed.get(&(i.instance.clone(), host.clone())).is_none_or(|o| o.config_hash.as_ref().is_none_or(|h| *h == r.rollout)),
+            _ => true,
+        });
     let spec = &row.spec;
     for i in members.iter().filter(|i| i.host.is_some()) {
         // Removal ordered by the lifecycle: its agent stops and removes the container.
@@ -442,7 +469,59 @@ fn derive(
         yarn: outcome.yarn,
         conditions: outcome.conditions,
     };
-    Ok(Derived { touches, batch, version, at_ms: now, masters, desired, parts: Some(parts), stamp: 0 })
+    Ok(Derived { masters, settled, parts: Some(Arc::new(parts)), ..none(Arc::new(desired)) })
+}
+
+/// `was` again with the reports at `version`, when they moved nothing its hosts run: `None`
+/// when they may have (then derive). A cluster with no rollout under way (`settled`) runs
+/// what its members' configs render, and reports change those only through a member's
+/// address (in the masters' topology table, when a master is placed), its host's rack and
+/// data disks, and a leaving member's report of a config (it is then held on it): when every
+/// placed member reports the address it had and a rollout hash that is its own (or none),
+/// the containers are those of
+/// `was`, and so is its status, kept as evaluated at its own version (a status read
+/// evaluates it again). (A 10,000-member cluster converging was derived in full every
+/// time a report moved, each time to the same containers: half the derivations of a
+/// million-instance apply.)
+fn settled_since(hot: &Hot, was: &Derived, touches: u64, version: u64, now: u64) -> Option<Derived> {
+    let parts = was.parts.as_ref().filter(|_| was.settled)?;
+    let placed = parts.members.iter().filter_map(|i| Some((i, i.host.as_deref()?)));
+    let same = hot.with_hosts(|hosts| {
+        placed.into_iter().all(|(i, host)| {
+            let Some(live) = hosts.get(host) else { return false };
+            let before = parts.ctx.hosts.get(host).map(|(info, _)| info);
+            if before.is_none_or(|b| b.rack != live.info.rack || b.data_disks.len() != live.info.data_disks.len()) {
+                return false;
+            }
+            let now_seen = live.observed.binary_search_by(|o| o.instance.cmp(&i.instance)).ok().map(|n| &live.observed[n]);
+            let rollout = was.desired.get(&i.instance).and_then(|d| d.rollout_hash.as_ref());
+            if !now_seen.and_then(|o| o.config_hash.as_ref()).is_none_or(|h| Some(h) == rollout) {
+                return false;
+            }
+            // NB: an address is only in the masters' topology table (a worker's config never
+            // depends on it: `render::Member::same_worker_config`); a leaving member is held
+            // once it reports a config. Looked up only then (a key to build per member).
+            let leaving = parts.leaving.contains_key(&i.instance);
+            if !was.masters && !leaving {
+                return true;
+            }
+            let then_seen = parts.ctx.observed.get(&(i.instance.clone(), host.to_string()));
+            (!was.masters || now_seen.and_then(|o| o.ip) == then_seen.and_then(|o| o.ip))
+                && (!leaving || now_seen.map(|o| o.config_hash.is_some()) == then_seen.map(|o| o.config_hash.is_some()))
+        })
+    });
+    same.then(|| Derived {
+        touches: touches.max(was.touches),
+        batch: was.batch,
+        version,
+        at_ms: now,
+        masters: was.masters,
+        desired: was.desired.clone(),
+        settled: true,
+        parts_version: was.parts_version,
+        stamp: 0,
+        parts: was.parts.clone(),
+    })
 }
 
 /// The containers `host` should run, with the environment herd gives every daemon and each
@@ -591,6 +670,58 @@ mod tests {
         // The next takes it: it is as new as the commit.
         let next = ask(store.touches())?;
         assert!(Arc::ptr_eq(&first, &next), "derived the cluster again");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reports_that_move_nothing_the_hosts_run_keep_the_containers_and_a_status_read_evaluates_them() -> Result<()> {
+        use herd_api::wire::{ContainerState, Observed};
+        let (store, hot, cache, key) = one_datanode_on_h1().await?;
+        hot.register(crate::store::contract::host("h1"), None, crate::state::now_ms());
+        // Each ask is a second after the one before: past the pause between derivations.
+        let clock = std::sync::atomic::AtomicU64::new(crate::state::now_ms());
+        let ask = |want: Want| -> Result<Arc<Derived>> {
+            let now = clock.fetch_add(1_000, std::sync::atomic::Ordering::SeqCst) + 1_000;
+            let asked = store.read_now(|c| cache.cluster(c, &store, &hot, &key, want, store.touches(), now, 9_000_000))?;
+            asked.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))
+        };
+        let report = |hash: Option<String>, state: ContainerState| {
+            let o = Observed {
+                instance: crate::store::contract::inst("t", "c", Role::Datanode, 0, None).instance,
+                container_id: "c0".into(),
+                state,
+                started_at: None,
+                exit_code: None,
+                error: None,
+                ip: Some([10, 88, 0, 2].into()),
+                config_hash: hash,
+                live_hash: None,
+                hadoop: None,
+            };
+            hot.heartbeat("h1", vec![o], vec![], crate::state::now_ms(), 9_000_000);
+        };
+        let full = ask(Want::Heartbeat)?;
+        let given = full.desired.values().next().and_then(|d| d.config_hash());
+        let parts = |d: &Arc<Derived>| d.parts.clone().ok_or_else(|| crate::error::Error::Writer("no parts".into()));
+        // Created, then running, with the config it was given: the same containers.
+        report(given.clone(), ContainerState::Created);
+        let quiet = ask(Want::Heartbeat)?;
+        report(given.clone(), ContainerState::Running);
+        let still = ask(Want::Heartbeat)?;
+        for d in [&quiet, &still] {
+            assert!(Arc::ptr_eq(&full.desired, &d.desired) && Arc::ptr_eq(&parts(&full)?, &parts(d)?), "evaluated again");
+            assert_eq!(d.stamp, full.stamp);
+        }
+        assert_eq!(still.version, hot.cluster_version("t", "c"));
+        // A status read evaluates the reports as they are.
+        let status = ask(Want::Status { max_age_ms: 60_000 })?;
+        assert!(!Arc::ptr_eq(&parts(&full)?, &parts(&status)?));
+        assert_eq!(status.parts_version, hot.cluster_version("t", "c"));
+        // Another config running (an instance a rollout has to restart): evaluated in full.
+        report(Some("another".into()), ContainerState::Running);
+        let rolled = ask(Want::Heartbeat)?;
+        assert!(!Arc::ptr_eq(&parts(&status)?, &parts(&rolled)?), "a config not given was taken as settled");
+        assert!(!rolled.settled);
         Ok(())
     }
 

@@ -61,6 +61,43 @@ pub struct Hot {
     leases: std::sync::Mutex<std::collections::BTreeSet<Ipv4Net>>,
 }
 
+/// The instances whose report differs between `before` and `after` (both sorted by
+/// instance): gone, new, or changed. (All of a host's instances were taken as changed when
+/// one was: with a hundred clusters on a fleet, one instance starting made every cluster on
+/// its host be derived again.)
+fn changed<'a>(before: &'a [Observed], after: &'a [Observed]) -> impl Iterator<Item = &'a InstanceRef> {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || loop {
+        match (before.get(i), after.get(j)) {
+            (None, None) => return None,
+            (Some(x), None) => {
+                i += 1;
+                return Some(&x.instance);
+            }
+            (None, Some(y)) => {
+                j += 1;
+                return Some(&y.instance);
+            }
+            (Some(x), Some(y)) => match x.instance.cmp(&y.instance) {
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    return Some(&x.instance);
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    return Some(&y.instance);
+                }
+                std::cmp::Ordering::Equal => {
+                    (i, j) = (i + 1, j + 1);
+                    if x != y {
+                        return Some(&x.instance);
+                    }
+                }
+            },
+        }
+    })
+}
+
 impl Hot {
     /// From what the store holds: hosts (given `now_ms` as their last heartbeat: a fresh
     /// grace period), leases, and the reports last written.
@@ -167,7 +204,7 @@ impl Hot {
             let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
             h.last_seen_ms = h.last_seen_ms.max(now_ms);
             if *h.observed != observed {
-                touched.extend(h.observed.iter().chain(&observed).map(|o| (o.instance.tenant.clone(), o.instance.cluster.clone())));
+                touched.extend(changed(&h.observed, &observed).map(|i| (i.tenant.clone(), i.cluster.clone())));
                 h.observed = Arc::new(observed);
                 h.dirty = true;
             }
@@ -196,7 +233,9 @@ impl Hot {
         Some(was_ready)
     }
 
-    /// The version of what hosts report about cluster `tenant/name` (see [`Hot::heartbeat`]).
+    /// The version of what hosts report about cluster `tenant/name` (see [`Hot::heartbeat`]):
+    /// moves when a report about one of its instances changes, not when another cluster's on
+    /// the same host does.
     pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
         versions.get(&(tenant.to_string(), name.to_string())).copied().unwrap_or(0)
@@ -353,4 +392,48 @@ pub struct HostsView {
     /// id → (description, ms since its last heartbeat).
     pub hosts: HashMap<String, (HostInfo, u64)>,
     pub observed: HashMap<(InstanceRef, String), Observed>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::Role;
+    use herd_api::wire::ContainerState;
+
+    fn report(cluster: &str, n: u32, state: ContainerState) -> Observed {
+        Observed {
+            instance: InstanceRef::new("t", cluster, Role::Datanode, n),
+            container_id: format!("c-{cluster}-{n}"),
+            state,
+            started_at: None,
+            exit_code: None,
+            error: None,
+            ip: None,
+            config_hash: None,
+            live_hash: None,
+            hadoop: None,
+        }
+    }
+
+    #[test]
+    fn a_report_moves_the_version_of_the_clusters_whose_instances_changed_only() {
+        let hot = Hot::default();
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
+        hot.register(info, None, 0);
+        let created = |c: &str, n| report(c, n, ContainerState::Created);
+        hot.heartbeat("h1", vec![created("a", 0), created("b", 0), created("c", 0)], vec![], 1, 9_000);
+        let versions = |hot: &Hot| ["a", "b", "c"].map(|c| hot.cluster_version("t", c));
+        let before = versions(&hot);
+        assert_eq!(before, [1, 1, 1]);
+        // b's instance starts, c's goes, a's stays as it was, and a new one of a's appears.
+        hot.heartbeat("h1", vec![created("a", 0), created("a", 1), report("b", 0, ContainerState::Running)], vec![], 2, 9_000);
+        assert_eq!(versions(&hot), [2, 2, 2]);
+        // Only b's changes.
+        hot.heartbeat("h1", vec![created("a", 0), created("a", 1), report("b", 0, ContainerState::Exited)], vec![], 3, 9_000);
+        assert_eq!(versions(&hot), [2, 3, 2]);
+        let seen: Vec<String> = changed(&[created("a", 0), created("b", 1)], &[created("a", 0), report("b", 1, ContainerState::Running), created("c", 2)])
+            .map(|i| format!("{}/{}", i.cluster, i.name))
+            .collect();
+        assert_eq!(seen, ["b/datanode-1", "c/datanode-2"]);
+    }
 }

@@ -495,7 +495,7 @@ fn settled_since(hot: &Hot, was: &Derived, touches: u64, version: u64, now: u64)
             }
             let now_seen = live.observed.binary_search_by(|o| o.instance.cmp(&i.instance)).ok().map(|n| &live.observed[n]);
             let rollout = was.desired.get(&i.instance).and_then(|d| d.rollout_hash.as_ref());
-            if !now_seen.and_then(|o| o.config_hash.as_ref()).is_none_or(|h| Some(h) == rollout) {
+            if now_seen.and_then(|o| o.config_hash.as_ref()).is_some_and(|h| Some(h) != rollout) {
                 return false;
             }
             // NB: an address is only in the masters' topology table (a worker's config never

@@ -93,6 +93,8 @@ pub(crate) struct Derived {
     /// The report version `parts` were evaluated at: older than `version` when a derivation
     /// for reports found nothing the hosts run moved and kept them ([`settled_since`]).
     parts_version: u64,
+    /// [`Hot::hosts_epoch`] when `parts` were evaluated.
+    hosts_epoch: u64,
     /// Names what `desired` holds: kept from the result before when a derivation found every
     /// container as it was, new otherwise. A host told this cluster's part at one stamp is
     /// told the same while the stamp stands ([`DesiredCache::stamp`]).
@@ -329,7 +331,7 @@ impl DesiredCache {
         // Reports alone moved, and a heartbeat or a watch asks: the containers as they were
         // when no report moved anything the hosts run (a status read evaluates them all).
         let kept = match unmoved {
-            Some(was) if matches!(want, Want::Heartbeat | Want::Watch) => settled_since(hot, was, touches, version, now),
+            Some(was) if matches!(want, Want::Heartbeat | Want::Watch) => settled_since(hot, key, was, touches, version, now),
             _ => None,
         };
         let quiet = kept.is_some();
@@ -407,7 +409,21 @@ fn derive(
     let (tenant, name) = key;
     let mut desired = HashMap::new();
     let batch = c.batch()?;
-    let none = |desired| Derived { touches, batch, version, at_ms: now, masters: false, desired, settled: false, parts_version: version, parts: None, stamp: 0 };
+    // NB: read before the view of the hosts is taken.
+    let hosts_epoch = hot.hosts_epoch();
+    let none = |desired| Derived {
+        touches,
+        batch,
+        version,
+        at_ms: now,
+        masters: false,
+        desired,
+        settled: false,
+        parts_version: version,
+        hosts_epoch,
+        parts: None,
+        stamp: 0,
+    };
     let read = match unmoved {
         Some(d) => d.parts.as_deref().map(|p| (p.row.clone(), p.members.clone(), p.leaving.clone())),
         None => match c.cluster(tenant, name)? {
@@ -483,29 +499,39 @@ fn derive(
 /// evaluates it again). (A 10,000-member cluster converging was derived in full every
 /// time a report moved, each time to the same containers: half the derivations of a
 /// million-instance apply.)
-fn settled_since(hot: &Hot, was: &Derived, touches: u64, version: u64, now: u64) -> Option<Derived> {
+fn settled_since(hot: &Hot, key: &(String, String), was: &Derived, touches: u64, version: u64, now: u64) -> Option<Derived> {
     let parts = was.parts.as_ref().filter(|_| was.settled)?;
-    let placed = parts.members.iter().filter_map(|i| Some((i, i.host.as_deref()?)));
+    // Only the members whose reports changed since `was`, when that is known and no host
+    // changed since `parts` were evaluated: else every member. (Comparing every member of a
+    // 10,000-member cluster each time one report moved took a core's half while a million
+    // instances converged.)
+    let changes = (hot.hosts_epoch() == was.hosts_epoch).then(|| hot.changed_since(&key.0, &key.1, was.version)).flatten();
+    let placed: Vec<(&InstanceRef, &str)> = match &changes {
+        Some(changed) => changed.iter().map(|(i, host)| (i, host.as_str())).collect(),
+        None => parts.members.iter().filter_map(|i| Some((&i.instance, i.host.as_deref()?))).collect(),
+    };
     let same = hot.with_hosts(|hosts| {
-        placed.into_iter().all(|(i, host)| {
+        placed.into_iter().all(|(instance, host)| {
             let Some(live) = hosts.get(host) else { return false };
             let before = parts.ctx.hosts.get(host).map(|(info, _)| info);
             if before.is_none_or(|b| b.rack != live.info.rack || b.data_disks.len() != live.info.data_disks.len()) {
                 return false;
             }
-            let now_seen = live.observed.binary_search_by(|o| o.instance.cmp(&i.instance)).ok().map(|n| &live.observed[n]);
-            let rollout = was.desired.get(&i.instance).and_then(|d| d.rollout_hash.as_ref());
+            let now_seen = live.observed.binary_search_by(|o| o.instance.cmp(instance)).ok().map(|n| &live.observed[n]);
+            // NB: an instance not desired (not a member, or one being removed) that reports a
+            // config makes it derive in full.
+            let rollout = was.desired.get(instance).and_then(|d| d.rollout_hash.as_ref());
             if now_seen.and_then(|o| o.config_hash.as_ref()).is_some_and(|h| Some(h) != rollout) {
                 return false;
             }
             // NB: an address is only in the masters' topology table (a worker's config never
             // depends on it: `render::Member::same_worker_config`); a leaving member is held
             // once it reports a config. Looked up only then (a key to build per member).
-            let leaving = parts.leaving.contains_key(&i.instance);
+            let leaving = parts.leaving.contains_key(instance);
             if !was.masters && !leaving {
                 return true;
             }
-            let then_seen = parts.ctx.observed.get(&(i.instance.clone(), host.to_string()));
+            let then_seen = parts.ctx.observed.get(&(instance.clone(), host.to_string()));
             (!was.masters || now_seen.and_then(|o| o.ip) == then_seen.and_then(|o| o.ip))
                 && (!leaving || now_seen.map(|o| o.config_hash.is_some()) == then_seen.map(|o| o.config_hash.is_some()))
         })
@@ -519,6 +545,7 @@ fn settled_since(hot: &Hot, was: &Derived, touches: u64, version: u64, now: u64)
         desired: was.desired.clone(),
         settled: true,
         parts_version: was.parts_version,
+        hosts_epoch: was.hosts_epoch,
         stamp: 0,
         parts: was.parts.clone(),
     })

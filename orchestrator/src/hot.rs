@@ -50,15 +50,33 @@ pub struct DirtyReport {
 #[derive(Debug, Default)]
 pub struct Hot {
     hosts: RwLock<HashMap<String, HostLive>>,
-    /// Per cluster (tenant, name): bumped whenever a report about one of its instances
-    /// changes, so what is derived from reports can be cached until then.
-    versions: std::sync::Mutex<HashMap<(String, String), u64>>,
+    /// Per cluster (tenant, name): its version, bumped whenever a report about one of its
+    /// instances changes, so what is derived from reports can be cached until then; and which
+    /// instances' reports changed at the last versions ([`Hot::changed_since`]).
+    versions: std::sync::Mutex<HashMap<(String, String), Reports>>,
+    /// Bumped whenever a host's rack or data disks change, or a host is removed: what members'
+    /// configs are rendered from besides their reports (see [`Hot::hosts_epoch`]).
+    hosts_epoch: std::sync::atomic::AtomicU64,
     /// Per tenant: bumped with the versions of its clusters (see [`Hot::tenant_version`]).
     tenant_versions: std::sync::Mutex<HashMap<String, u64>>,
     /// Bumped whenever a host's subnet or underlay address changes, or a host is removed.
     addresses: std::sync::atomic::AtomicU64,
     /// Every host's subnet lease, for leasing the next one without a scan.
     leases: std::sync::Mutex<std::collections::BTreeSet<Ipv4Net>>,
+}
+
+/// Changes kept per cluster for [`Hot::changed_since`]: past them, a derivation compares
+/// every member.
+const CHANGES_KEPT: usize = 4096;
+
+/// One cluster's reports: see [`Hot::cluster_version`] and [`Hot::changed_since`].
+#[derive(Debug, Default)]
+struct Reports {
+    version: u64,
+    /// (version, instance, host), oldest first.
+    log: std::collections::VecDeque<(u64, InstanceRef, String)>,
+    /// The newest version with a change no longer kept.
+    dropped: u64,
 }
 
 /// The instances whose report differs between `before` and `after` (both sorted by
@@ -136,6 +154,7 @@ impl Hot {
         Hot {
             hosts: RwLock::new(map),
             versions: Default::default(),
+            hosts_epoch: Default::default(),
             tenant_versions: Default::default(),
             addresses: Default::default(),
             leases: std::sync::Mutex::new(leases),
@@ -162,6 +181,9 @@ impl Hot {
             Some(h) => {
                 if h.info.address != info.address || subnet.is_some_and(|s| h.subnet != Some(s)) {
                     self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                if h.info.rack != info.rack || h.info.data_disks.len() != info.data_disks.len() {
+                    self.hosts_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 h.info = info;
                 if subnet.is_some() {
@@ -197,14 +219,14 @@ impl Hot {
     ) -> Option<bool> {
         let mut observed = observed;
         observed.sort_by(|a, b| a.instance.cmp(&b.instance));
-        let mut touched = Vec::new();
+        let mut touched: Vec<InstanceRef> = Vec::new();
         let was_ready = {
             let mut hosts = self.write();
             let h = hosts.get_mut(host)?;
             let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
             h.last_seen_ms = h.last_seen_ms.max(now_ms);
             if *h.observed != observed {
-                touched.extend(changed(&h.observed, &observed).map(|i| (i.tenant.clone(), i.cluster.clone())));
+                touched.extend(changed(&h.observed, &observed).cloned());
                 h.observed = Arc::new(observed);
                 h.dirty = true;
             }
@@ -217,7 +239,7 @@ impl Hot {
         if !touched.is_empty() {
             touched.sort();
             touched.dedup();
-            let mut tenants: Vec<&String> = touched.iter().map(|(t, _)| t).collect();
+            let mut tenants: Vec<&String> = touched.iter().map(|i| &i.tenant).collect();
             tenants.dedup();
             {
                 let mut per = self.tenant_versions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -226,8 +248,17 @@ impl Hot {
                 }
             }
             let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-            for k in touched {
-                *versions.entry(k).or_default() += 1;
+            for one in touched.chunk_by(|a, b| a.tenant == b.tenant && a.cluster == b.cluster) {
+                let r = versions.entry((one[0].tenant.clone(), one[0].cluster.clone())).or_default();
+                r.version += 1;
+                for i in one {
+                    r.log.push_back((r.version, i.clone(), host.to_string()));
+                }
+                while r.log.len() > CHANGES_KEPT {
+                    if let Some((v, _, _)) = r.log.pop_front() {
+                        r.dropped = v;
+                    }
+                }
             }
         }
         Some(was_ready)
@@ -238,7 +269,26 @@ impl Hot {
     /// the same host does.
     pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        versions.get(&(tenant.to_string(), name.to_string())).copied().unwrap_or(0)
+        versions.get(&(tenant.to_string(), name.to_string())).map(|r| r.version).unwrap_or(0)
+    }
+
+    /// The instances of cluster `tenant/name` whose report changed after its version
+    /// `since`, with the host that reported each (once per change); `None` when that is
+    /// further back than what is kept ([`CHANGES_KEPT`]).
+    pub fn changed_since(&self, tenant: &str, name: &str, since: u64) -> Option<Vec<(InstanceRef, String)>> {
+        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(r) = versions.get(&(tenant.to_string(), name.to_string())) else {
+            return (since == 0).then(Vec::new);
+        };
+        if r.dropped > since {
+            return None;
+        }
+        Some(r.log.iter().filter(|(v, _, _)| *v > since).map(|(_, i, h)| (i.clone(), h.clone())).collect())
+    }
+
+    /// Moves whenever a host's rack or data disks change or a host is removed.
+    pub fn hosts_epoch(&self) -> u64 {
+        self.hosts_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The version of what hosts report about tenant `tenant`'s instances: moves whenever one
@@ -290,6 +340,7 @@ impl Hot {
     pub fn remove(&self, host: &str) {
         let gone = self.write().remove(host);
         self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.hosts_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(subnet) = gone.and_then(|h| h.subnet) {
             self.leases.lock().unwrap_or_else(PoisonError::into_inner).remove(&subnet);
         }

@@ -10,7 +10,9 @@
 //!   applying one cluster does not make every heartbeat render every other;
 //! - a report about one of its instances changed ([`Hot::cluster_version`]): at most every
 //!   [`REDERIVE_MS`], so a fleet of agents converging does not make every heartbeat render
-//!   the whole cluster;
+//!   the whole cluster; and for a heartbeat or a watch, only the members whose reports
+//!   changed are looked at when no rollout is under way: when none moved what the hosts run,
+//!   the last result's containers and status are kept ([`settled_since`]);
 //! - it is older than one heartbeat interval and a master is placed (masters' reports age
 //!   with their hosts).
 //!

@@ -576,4 +576,19 @@ mod tests {
         assert!(batch.is_some_and(|b| b > first), "{batch:?} after {first} before the restart");
         Ok(())
     }
+
+    /// One cluster's instances are found through the primary key, not by scanning every
+    /// instance of the fleet.
+    #[test]
+    fn one_clusters_instances_are_read_through_the_key() -> Result<()> {
+        let store = Sqlite::in_memory()?;
+        let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", tx::INSTANCES_OF_CLUSTER))?
+            .query_map(["t", "c"], |r| r.get::<_, String>(3))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert!(plan.iter().any(|p| p.starts_with("SEARCH instances USING") && p.contains("tenant=? AND cluster=?")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN instances")), "{plan:?}");
+        Ok(())
+    }
 }

@@ -345,12 +345,19 @@ impl Tx for SqliteTx<'_> {
 
     fn instances(&self, cluster: Option<ClusterKey<'_>>) -> Result<Vec<Instance>> {
         let c = self.0;
-        let (tenant, name) = cluster.unzip();
-        let mut stmt = c.prepare_cached(&format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances
-             WHERE (?1 IS NULL OR (tenant = ?1 AND cluster = ?2)) ORDER BY tenant, cluster, role, ordinal"
-        ))?;
-        collect_instances(&mut stmt, params![tenant, name])
+        // NB: two statements, not one `WHERE (?1 IS NULL OR ...)`: planned once for any bound
+        // value (`steady_plans`), that one scanned every instance of the fleet to find one
+        // cluster's (a million rows for each 10,000-member cluster applied or derived).
+        match cluster {
+            Some((tenant, name)) => {
+                let mut stmt = c.prepare_cached(INSTANCES_OF_CLUSTER)?;
+                collect_instances(&mut stmt, params![tenant, name])
+            }
+            None => {
+                let mut stmt = c.prepare_cached(&format!("SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY tenant, cluster, role, ordinal"))?;
+                collect_instances(&mut stmt, [])
+            }
+        }
     }
 
     fn instances_of_tenant(&self, tenant: &str) -> Result<Vec<Instance>> {
@@ -730,6 +737,10 @@ fn sql_limit(limit: usize) -> i64 {
 }
 
 const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement";
+
+/// One cluster's instances (see [`Tx::instances`]).
+pub(super) const INSTANCES_OF_CLUSTER: &str = "SELECT tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement
+     FROM instances WHERE tenant = ?1 AND cluster = ?2 ORDER BY role, ordinal";
 
 /// An instance row's columns, before the role is parsed.
 type InstanceColumns = (InstanceRef, String, u32, Option<String>, Option<String>, i64, i64, i64);

@@ -3,7 +3,9 @@
 //! `INSTANCES` DataNodes (100m CPU, 256Mi each, as `sim/specs/dn10k.yaml`) on `HOSTS` hosts
 //! (16 CPU, 64Gi).
 //!
-//!     cargo run --release -p herd-orchestrator --example derivebench -- [HOSTS] [INSTANCES] [ROUNDS]
+//!     cargo run --release -p herd-orchestrator --example derivebench -- [HOSTS] [INSTANCES] [ROUNDS] [BEFORE]
+//!
+//! `BEFORE` clusters of the same size are applied first (a fuller store and fleet).
 //!
 //! Reported, in ms:
 //! - `apply`: the apply (placement and commit, and the status it answers with);
@@ -38,6 +40,7 @@ async fn main() -> Res<()> {
     let hosts = args.first().copied().unwrap_or(3_000);
     let instances = args.get(1).copied().unwrap_or(10_000);
     let rounds = args.get(2).copied().unwrap_or(9).max(1);
+    let before = args.get(3).copied().unwrap_or(0);
     // NB: a store on disk, as the orchestrator runs (its readers have connections of their own).
     let dir = tempfile::tempdir()?;
     let state = State::new(Store::open(&dir.path().join("herd.db"))?, Duration::from_secs(3), Settings::default_plan())?;
@@ -49,12 +52,16 @@ async fn main() -> Res<()> {
         state.register("agent".into(), info).await?;
     }
     state.create_tenant("admin".into(), serde_json::from_value::<CreateTenant>(serde_json::json!({"name": "sim", "quota": "unlimited"}))?, None).await?;
-    let spec = format!(
-        "tenant: sim\nname: big\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: {instances}, cpu: 100m, memory: 256Mi, maxPerHost: 100}}\n"
-    );
-    let spec = parse_cluster_spec(&spec)?;
+    let spec = |name: &str| {
+        parse_cluster_spec(&format!(
+            "tenant: sim\nname: {name}\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: {instances}, cpu: 100m, memory: 256Mi, maxPerHost: 100}}\n"
+        ))
+    };
+    for k in 0..before {
+        state.apply("admin".into(), spec(&format!("before-{k}"))?, None).await?;
+    }
     let t = Instant::now();
-    state.apply("admin".into(), spec, None).await?;
+    state.apply("admin".into(), spec("big")?, None).await?;
     let apply = t.elapsed();
 
     let heartbeat = |host: usize, observed: Vec<Observed>| Heartbeat {
@@ -73,6 +80,10 @@ async fn main() -> Res<()> {
         sets.push(state.heartbeat(heartbeat(h, vec![])).await?.desired);
     }
     let fleet = t.elapsed();
+    // NB: the hosts' sets hold the clusters applied before too.
+    for set in &mut sets {
+        set.retain(|d| d.instance.cluster == "big");
+    }
     let desired: usize = sets.iter().map(Vec::len).sum();
     if desired != instances {
         return Err(format!("{desired} instances desired on the hosts, {instances} applied").into());

@@ -8,6 +8,7 @@
 //! `BEFORE` clusters of the same size are applied first (a fuller store and fleet).
 //!
 //! Reported, in ms:
+//! - the mean apply of the clusters applied before, when there are;
 //! - `apply`: the apply (placement and commit, and the status it answers with);
 //! - `first`: the first heartbeat of a host of the cluster (its first derivation);
 //! - `fleet`: every host's first heartbeat, all together;
@@ -57,9 +58,11 @@ async fn main() -> Res<()> {
             "tenant: sim\nname: {name}\nimages: {{datanode: herd/datanode:testbed}}\npools:\n  datanode: {{replicas: {instances}, cpu: 100m, memory: 256Mi, maxPerHost: 100}}\n"
         ))
     };
+    let t = Instant::now();
     for k in 0..before {
         state.apply("admin".into(), spec(&format!("before-{k}"))?, None).await?;
     }
+    let applies = t.elapsed();
     let t = Instant::now();
     state.apply("admin".into(), spec("big")?, None).await?;
     let apply = t.elapsed();
@@ -134,6 +137,9 @@ async fn main() -> Res<()> {
         quiet.push(t.elapsed());
     }
     quiet.sort();
+    if before > 0 {
+        println!("{before} clusters applied before: {:.1} ms each", ms(applies) / before as f64);
+    }
     println!(
         "{hosts} hosts, {instances} DataNodes ({} in the status): apply {:.1} ms, first {:.1} ms, fleet {:.1} ms, reports {:.1} ms, one {:.1} ms, quiet {:.1} ms (medians of {rounds})",
         status.instances.len(),

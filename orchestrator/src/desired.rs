@@ -715,18 +715,8 @@ mod tests {
             asked.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))
         };
         let report = |hash: Option<String>, state: ContainerState| {
-            let o = Observed {
-                instance: crate::store::contract::inst("t", "c", Role::Datanode, 0, None).instance,
-                container_id: "c0".into(),
-                state,
-                started_at: None,
-                exit_code: None,
-                error: None,
-                ip: Some([10, 88, 0, 2].into()),
-                config_hash: hash,
-                live_hash: None,
-                hadoop: None,
-            };
+            let instance = crate::store::contract::inst("t", "c", Role::Datanode, 0, None).instance;
+            let o = Observed { ip: Some([10, 88, 0, 2].into()), config_hash: hash, ..crate::hot::tests::observed(instance, state) };
             hot.heartbeat("h1", vec![o], vec![], crate::state::now_ms(), 9_000_000);
         };
         let full = ask(Want::Heartbeat)?;

@@ -631,18 +631,7 @@ mod tests {
                 .await?
                 .into_iter()
                 .filter(|i| i.host.as_deref() == Some(h))
-                .map(|i| herd_api::wire::Observed {
-                    instance: i.instance.clone(),
-                    container_id: format!("id-{}", i.instance.name),
-                    state: ContainerState::Running,
-                    started_at: None,
-                    exit_code: None,
-                    error: None,
-                    ip: None,
-                    config_hash: None,
-                    live_hash: None,
-                    hadoop: None,
-                })
+                .map(|i| crate::hot::tests::observed(i.instance.clone(), ContainerState::Running))
                 .collect();
             state.heartbeat(Heartbeat { host_id: h.into(), observed, conditions: vec![], purged: vec![], applied: None, network_deltas: true }).await?;
         }

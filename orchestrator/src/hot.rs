@@ -446,15 +446,16 @@ pub struct HostsView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use herd_api::Role;
     use herd_api::wire::ContainerState;
 
-    fn report(cluster: &str, n: u32, state: ContainerState) -> Observed {
+    /// A report of `instance` in `state` and nothing else (for tests here and elsewhere).
+    pub(crate) fn observed(instance: InstanceRef, state: ContainerState) -> Observed {
         Observed {
-            instance: InstanceRef::new("t", cluster, Role::Datanode, n),
-            container_id: format!("c-{cluster}-{n}"),
+            container_id: format!("id-{}", instance.name),
+            instance,
             state,
             started_at: None,
             exit_code: None,
@@ -464,6 +465,10 @@ mod tests {
             live_hash: None,
             hadoop: None,
         }
+    }
+
+    fn report(cluster: &str, n: u32, state: ContainerState) -> Observed {
+        observed(InstanceRef::new("t", cluster, Role::Datanode, n), state)
     }
 
     #[test]

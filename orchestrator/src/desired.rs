@@ -108,13 +108,19 @@ pub(crate) struct Derived {
 /// The last commit naming a cluster: its count and its write batch ([`Store::cluster_mark`]).
 type Mark = (u64, Option<u64>);
 
+/// Whether a snapshot taken after [`Store::touches`] read `touches`, holding write batch
+/// `batch`, holds the commit `mark`: counted before it was read, or in a batch it holds.
+/// (Readers see a commit before it is counted: a heartbeat in between derived a freshly
+/// applied 10,000-member cluster, and by the count alone the next took that for older than
+/// the commit and derived all of it again.)
+fn holds(touches: u64, batch: Option<u64>, mark: Mark) -> bool {
+    touches >= mark.0 || matches!((batch, mark.1), (Some(held), Some(b)) if held >= b)
+}
+
 impl Derived {
-    /// Whether its snapshot held the commit `mark`: counted before it was read, or in a
-    /// batch it holds. (Readers see a commit before it is counted: a heartbeat in between
-    /// derived a freshly applied 10,000-member cluster, and by the count alone the next took
-    /// that for older than the commit and derived all of it again.)
+    /// Whether its snapshot held the commit `mark` ([`holds`]).
     fn holds(&self, mark: Mark) -> bool {
-        self.touches >= mark.0 || matches!((self.batch, mark.1), (Some(held), Some(b)) if held >= b)
+        holds(self.touches, self.batch, mark)
     }
 }
 
@@ -284,12 +290,8 @@ impl DesiredCache {
         // at least as new as it is answers (requests that waited in a queue while clusters
         // were applied otherwise derived, one after the other, results stale at birth).
         // NB: the batch read only then (the snapshot may hold the commit though `touches` did
-        // not count it yet: see `Derived::holds`).
-        let behind = touches < mark.0
-            && !match mark.1 {
-                Some(b) => c.batch()?.is_some_and(|held| held >= b),
-                None => false,
-            };
+        // not count it yet: see `holds`).
+        let behind = touches < mark.0 && !holds(touches, if mark.1.is_some() { c.batch()? } else { None }, mark);
         if behind
             && let Some(d) = current.as_ref().filter(|d| d.touches >= touches && want.accepts(d, version, now))
         {

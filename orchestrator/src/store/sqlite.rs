@@ -584,7 +584,7 @@ mod tests {
         let store = Sqlite::in_memory()?;
         let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
         let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", tx::INSTANCES_OF_CLUSTER))?
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", tx::instances_of_cluster()))?
             .query_map(["t", "c"], |r| r.get::<_, String>(3))?
             .collect::<rusqlite::Result<_>>()?;
         assert!(plan.iter().any(|p| p.starts_with("SEARCH instances USING") && p.contains("tenant=? AND cluster=?")), "{plan:?}");

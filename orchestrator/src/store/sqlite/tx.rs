@@ -350,7 +350,7 @@ impl Tx for SqliteTx<'_> {
         // cluster's (a million rows for each 10,000-member cluster applied or derived).
         match cluster {
             Some((tenant, name)) => {
-                let mut stmt = c.prepare_cached(INSTANCES_OF_CLUSTER)?;
+                let mut stmt = c.prepare_cached(&instances_of_cluster())?;
                 collect_instances(&mut stmt, params![tenant, name])
             }
             None => {
@@ -738,9 +738,10 @@ fn sql_limit(limit: usize) -> i64 {
 
 const INSTANCE_COLUMNS: &str = "tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement";
 
-/// One cluster's instances (see [`Tx::instances`]).
-pub(super) const INSTANCES_OF_CLUSTER: &str = "SELECT tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement
-     FROM instances WHERE tenant = ?1 AND cluster = ?2 ORDER BY role, ordinal";
+/// The statement reading one cluster's instances (see [`Tx::instances`]).
+pub(super) fn instances_of_cluster() -> String {
+    format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant = ?1 AND cluster = ?2 ORDER BY role, ordinal")
+}
 
 /// An instance row's columns, before the role is parsed.
 type InstanceColumns = (InstanceRef, String, u32, Option<String>, Option<String>, i64, i64, i64);

@@ -24,17 +24,41 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use herd_api::names::InstanceRef;
 use herd_api::wire::{DesiredContainer, HeartbeatReply};
 
 use crate::netview::{HostNet, Told};
 
+/// A container as hosts are told it, with its [`digest`]: made once per derivation of its
+/// cluster and shared by every reply that carries it. (Each computed reply cloned and
+/// digested every container of its host again: a host running instances of thirty clusters
+/// did that thirty times over for each one a million-instance apply placed there.)
+#[derive(Debug)]
+pub struct Entry {
+    pub container: DesiredContainer,
+    pub digest: u64,
+}
+
+impl Entry {
+    pub fn new(container: DesiredContainer) -> Arc<Self> {
+        Arc::new(Entry { digest: digest(&container), container })
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest && self.container == other.container
+    }
+}
+
+impl Eq for Entry {}
+
 /// One host's desired set in full, as computed from one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct Full {
-    pub desired: Vec<DesiredContainer>,
+    pub desired: Vec<Arc<Entry>>,
     /// Its lease and the views of its tenants' networks ([`crate::netview`]).
     pub network: Option<HostNet>,
     /// The agent takes network plan deltas ([`herd_api::wire::Heartbeat::network_deltas`]).
@@ -128,9 +152,9 @@ impl Sents {
     /// than what the host was told already (a watch and a heartbeat racing): compute it again,
     /// never take a newer set back.
     pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<HeartbeatReply> {
-        let hashes: HashMap<InstanceRef, u64> = full.desired.iter().map(|d| (d.instance.clone(), digest(d))).collect();
+        let hashes: HashMap<InstanceRef, u64> = full.desired.iter().map(|e| (e.container.instance.clone(), e.digest)).collect();
         let network = full.network.as_ref().map(HostNet::told);
-        let tenants = full.desired.iter().map(|d| d.instance.tenant.clone()).collect();
+        let tenants = full.desired.iter().map(|e| e.container.instance.tenant.clone()).collect();
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         if hosts.get(host).is_some_and(|s| s.revision > full.revision) {
             return None;
@@ -169,8 +193,12 @@ impl Sents {
                 if s.generation != generation {
                     reply.removed = s.containers.keys().filter(|i| !hashes.contains_key(*i)).cloned().collect();
                     reply.removed.sort();
-                    reply.desired =
-                        full.desired.into_iter().filter(|d| s.containers.get(&d.instance) != hashes.get(&d.instance)).collect();
+                    reply.desired = full
+                        .desired
+                        .iter()
+                        .filter(|e| s.containers.get(&e.container.instance) != Some(&e.digest))
+                        .map(|e| e.container.clone())
+                        .collect();
                     if s.network != network {
                         match (&s.network, &full.network) {
                             (_, None) => reply.network_cleared = true,
@@ -184,7 +212,7 @@ impl Sents {
                 }
             }
             None => {
-                reply.desired = full.desired;
+                reply.desired = full.desired.iter().map(|e| e.container.clone()).collect();
                 reply.network = full.network.as_ref().map(HostNet::plan);
             }
         }
@@ -324,12 +352,13 @@ mod tests {
     }
 
     fn full(desired: Vec<DesiredContainer>, network: Option<NetworkPlan>, revision: u64) -> Full {
+        let desired = desired.into_iter().map(Entry::new).collect();
         Full { desired, network: net(network), network_deltas: true, purge: vec![], revision, touches: revision, sources: vec![] }
     }
 
     /// The set `f` describes, as the agent would hold it.
     fn expected(f: &Full) -> (BTreeMap<InstanceRef, DesiredContainer>, Option<NetworkPlan>) {
-        (f.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect(), f.network.as_ref().map(crate::netview::HostNet::plan))
+        (f.desired.iter().map(|e| (e.container.instance.clone(), e.container.clone())).collect(), f.network.as_ref().map(crate::netview::HostNet::plan))
     }
 
     #[test]
@@ -363,7 +392,7 @@ mod tests {
         let sents = Sents::default();
         let key = ("t".to_string(), "c".to_string());
         let told = |network: Option<NetworkPlan>, purge: Vec<InstanceRef>| Full {
-            desired: vec![dc(0, "a"), dc(1, "a")],
+            desired: vec![Entry::new(dc(0, "a")), Entry::new(dc(1, "a"))],
             network: net(network),
             network_deltas: true,
             purge,

@@ -40,6 +40,7 @@ use herd_api::Role;
 use crate::reconciler::Instance;
 use crate::store::{ClusterRow, Store, Tx};
 
+use crate::delta::Entry;
 use crate::error::Result;
 use crate::hot::Hot;
 use crate::state::HadoopContext;
@@ -88,7 +89,7 @@ pub(crate) struct Derived {
     pub(crate) at_ms: u64,
     /// A master is placed: its report ages with its host, so the result does too.
     masters: bool,
-    desired: Arc<HashMap<InstanceRef, DesiredContainer>>,
+    desired: Arc<HashMap<InstanceRef, Arc<Entry>>>,
     /// No rollout was under way: no container was held on the config it ran, and every
     /// running one reported the rollout hash it was given (see [`settled_since`]).
     settled: bool,
@@ -461,7 +462,7 @@ fn derive(
         let release = outcome.releases.remove(&i.instance);
         desired.insert(
             i.instance.clone(),
-            DesiredContainer {
+            Entry::new(DesiredContainer {
                 image: image.to_string(),
                 instance: i.instance.clone(),
                 role: i.role,
@@ -475,7 +476,7 @@ fn derive(
                 cap_add: pool.map(|p| p.capabilities.add.clone()).unwrap_or_default(),
                 hadoop: release.map(|r| r.config),
                 placement: i.placement,
-            },
+            }),
         );
     }
     let masters = members.iter().any(|i| i.host.is_some() && matches!(i.role, Role::Namenode | Role::Resourcemanager));
@@ -524,7 +525,7 @@ fn settled_since(hot: &Hot, key: &(String, String), was: &Derived, touches: u64,
             let now_seen = live.observed.binary_search_by(|o| o.instance.cmp(instance)).ok().map(|n| &live.observed[n]);
             // NB: an instance not desired (not a member, or one being removed) that reports a
             // config makes it derive in full.
-            let rollout = was.desired.get(instance).and_then(|d| d.rollout_hash.as_ref());
+            let rollout = was.desired.get(instance).and_then(|d| d.container.rollout_hash.as_ref());
             if now_seen.and_then(|o| o.config_hash.as_ref()).is_some_and(|h| Some(h) != rollout) {
                 return false;
             }
@@ -612,7 +613,7 @@ pub fn desired_for(
 pub type Source = ((String, String), u64);
 
 /// A host's desired containers, and the clusters they were taken from.
-pub type HostPart = (Vec<DesiredContainer>, Vec<Source>);
+pub type HostPart = (Vec<Arc<Entry>>, Vec<Source>);
 
 fn herd_env(i: &InstanceRef, role: Role) -> [(String, String); 5] {
     [
@@ -722,7 +723,7 @@ mod tests {
             hot.heartbeat("h1", vec![o], vec![], crate::state::now_ms(), 9_000_000);
         };
         let full = ask(Want::Heartbeat)?;
-        let given = full.desired.values().next().and_then(|d| d.config_hash());
+        let given = full.desired.values().next().and_then(|d| d.container.config_hash());
         let parts = |d: &Arc<Derived>| d.parts.clone().ok_or_else(|| crate::error::Error::Writer("no parts".into()));
         // Created, then running, with the config it was given: the same containers.
         report(given.clone(), ContainerState::Created);

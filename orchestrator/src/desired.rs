@@ -767,7 +767,7 @@ mod tests {
             assert_eq!(cache.stamp(&store, &hot, &key, 9_000), None);
         }
         let (desired, sources) = ask(true)?.map_err(|_| crate::error::Error::Writer("busy".into()))?;
-        assert_eq!(desired.iter().map(|d| d.instance.name.as_str()).collect::<Vec<_>>(), ["datanode-0"]);
+        assert_eq!(desired.iter().map(|d| d.container.instance.name.as_str()).collect::<Vec<_>>(), ["datanode-0"]);
         assert!(sources[0].1 != 0 && cache.stamp(&store, &hot, &key, 9_000) == Some(sources[0].1), "{sources:?}");
         Ok(())
     }

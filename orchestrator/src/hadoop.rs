@@ -151,8 +151,9 @@ impl<'a> ClusterData<'a> {
             let rendered = match workers.remove(&m.instance) {
                 Some((was, r)) if worker && was.same_worker_config(m) => Ok(r),
                 _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
-                _ => shapes.render(&view, &masters, m).map(|config| {
-                    let rollout = rollout_hash_of(self.spec, m.role, m.cpu, m.memory, &config);
+                _ => shapes.render_hashed(&view, &masters, m).map(|(config, files)| {
+                    let running = self.observed.get(&m.instance).and_then(|o| o.config_hash.as_deref());
+                    let rollout = rollout_kept(self.spec, m, &config, &files, running);
                     std::sync::Arc::new(Rendered { config: config.into(), rollout })
                 }),
             };
@@ -379,8 +380,31 @@ pub fn rollout_hash(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> 
 }
 
 fn rollout_hash_of(spec: &ClusterSpec, role: Role, cpu: herd_api::quantity::Cpu, memory: herd_api::quantity::Memory, config: &HadoopConfig) -> String {
+    rollout_with(spec, role, cpu, memory, &config.files_hash())
+}
+
+/// [`rollout_hash`] with the files' hash `files` given.
+fn rollout_with(spec: &ClusterSpec, role: Role, cpu: herd_api::quantity::Cpu, memory: herd_api::quantity::Memory, files: &str) -> String {
     let pool = spec.pools.get(&role);
-    stable_hash(&(config.files_hash(), spec.image_for(role), cpu, memory, pool.map(|p| (&p.command, &p.env, &p.publish))))
+    stable_hash(&(files, spec.image_for(role), cpu, memory, pool.map(|p| (&p.command, &p.env, &p.publish))))
+}
+
+/// The rollout hash of member `m` rendered to `config`, whose files hash to `files`
+/// ([`render::Shapes::render_hashed`]), when its container reports running `running`.
+/// Workers rendered by shape take `files` in their rollout hash. Before, every member's
+/// took [`HadoopConfig::files_hash`]: a container started then, whose hash is that of
+/// `config` in that form, keeps it (only a change of the config restarts it, never a change
+/// of how its hash is made; an upgrade must not restart every DataNode of the fleet). That
+/// form is hashed only for a member reporting another hash than the new one.
+fn rollout_kept(spec: &ClusterSpec, m: &Member, config: &HadoopConfig, files: &str, running: Option<&str>) -> String {
+    let rollout = rollout_with(spec, m.role, m.cpu, m.memory, files);
+    match running {
+        Some(running) if running != rollout => {
+            let whole = rollout_hash_of(spec, m.role, m.cpu, m.memory, config);
+            if whole == running { whole } else { rollout }
+        }
+        _ => rollout,
+    }
 }
 
 /// Whether an instance counts as healthy for a rollout: its master says so, or, for roles
@@ -530,6 +554,37 @@ mod tests {
 
     fn rendered(spec: &ClusterSpec, i: &Instance, config: &HadoopConfig) -> std::sync::Arc<Rendered> {
         std::sync::Arc::new(Rendered { config: config.clone().into(), rollout: rollout_hash(spec, i, config) })
+    }
+
+    #[test]
+    fn a_container_started_with_a_hash_of_its_whole_files_keeps_it_and_others_get_the_shaped_one() {
+        let spec = herd_api::yaml::parse_cluster_spec(
+            "tenant: t\nname: hash-form\nimages: {datanode: i}\npools:\n  datanode: {replicas: 3, cpu: 100m, memory: 256Mi}\n",
+        )
+        .expect("spec");
+        let dns: Vec<Instance> = (0..3)
+            .map(|n| Instance { instance: InstanceRef::new("t", "hash-form", Role::Datanode, n), ..inst(Role::Datanode, n) })
+            .collect();
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi", "dataDisks": ["/data/1"]}))
+            .expect("host");
+        let hosts: HashMap<String, HostRef<'_>> = [("h1".to_string(), HostRef { info: &info, age_ms: 0 })].into();
+        let fresh = cluster_data(&spec, &dns, &hosts, &[]).render_all();
+        let whole: Vec<String> = dns.iter().map(|i| rollout_hash(&spec, i, &fresh[&i.instance].config)).collect();
+        for (i, whole) in dns.iter().zip(&whole) {
+            assert_ne!(&fresh[&i.instance].rollout, whole, "{} rendered by shape takes the shaped hash", i.instance);
+        }
+        // Containers started before: one with the hash of its whole files, one with an older
+        // config's, one with the shaped hash.
+        let observed =
+            [obs(&dns[0], Some(&whole[0]), ContainerState::Running), obs(&dns[1], Some("older"), ContainerState::Running), obs(&dns[2], Some(&fresh[&dns[2].instance].rollout), ContainerState::Running)];
+        forget_rendered("t", "hash-form");
+        let again = cluster_data(&spec, &dns, &hosts, &observed).render_all();
+        assert_eq!(again[&dns[0].instance].rollout, whole[0], "kept: its config did not change");
+        assert_eq!(again[&dns[1].instance].rollout, fresh[&dns[1].instance].rollout, "its config changed: the shaped hash");
+        assert_eq!(again[&dns[2].instance].rollout, fresh[&dns[2].instance].rollout);
+        // Every rollout hash names one config: a change of config changes it either way.
+        assert_ne!(fresh[&dns[0].instance].rollout, fresh[&dns[1].instance].rollout);
+        forget_rendered("t", "hash-form");
     }
 
     #[test]

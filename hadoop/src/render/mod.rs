@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use herd_api::hadoop::{ConfigFile, HadoopConfig, Text, daemon_heap};
+use herd_api::hash::stable_hash;
 use herd_api::names::InstanceRef;
 use herd_api::quantity::{Cpu, Memory};
 use herd_api::{ClusterSpec, Role};
@@ -222,17 +223,26 @@ struct Split {
     files: BTreeMap<String, std::sync::Arc<[String]>>,
     live_files: BTreeMap<String, Vec<String>>,
     refresh: Vec<Vec<Vec<String>>>,
+    /// [`stable_hash`] of `files` as cut (see [`Shapes::render_hashed`]).
+    digest: String,
 }
 
 impl Split {
     fn of(config: &HadoopConfig, name: &str) -> Self {
         let cut = |text: &str| text.split(name).map(str::to_string).collect::<Vec<_>>();
         let live_files = |f: &BTreeMap<String, String>| f.iter().map(|(k, v)| (k.clone(), cut(v))).collect();
+        let files: BTreeMap<String, std::sync::Arc<[String]>> = config.files.iter().map(|(k, v)| (k.clone(), cut(&v.to_str()).into())).collect();
         Split {
-            files: config.files.iter().map(|(k, v)| (k.clone(), cut(&v.to_str()).into())).collect(),
+            digest: stable_hash(&files),
+            files,
             live_files: live_files(&config.live_files),
             refresh: config.refresh.iter().map(|c| c.iter().map(|a| cut(a)).collect()).collect(),
         }
+    }
+
+    /// A hash of the files with `name` put in: the shape's `digest`, then the name.
+    fn files_hash(&self, name: &str) -> String {
+        stable_hash(&(SHAPED, &self.digest, name))
     }
 
     /// The config with `name` where the cuts are.
@@ -247,17 +257,35 @@ impl Split {
     }
 }
 
+/// What a hash of a config rendered by shape starts with (see [`Shapes::render_hashed`]).
+const SHAPED: &str = "herd/shaped-files/1";
+
 impl Shapes {
     /// [`render_with`] for `member`, by its shape when it is a worker.
     pub fn render(&mut self, cluster: &ClusterView<'_>, masters: &site::Masters, member: &Member) -> Result<HadoopConfig, RenderError> {
+        self.render_hashed(cluster, masters, member).map(|(config, _)| config)
+    }
+
+    /// [`Shapes::render`], with a hash of the files: [`HadoopConfig::files_hash`] when the
+    /// member was rendered on its own; when it was rendered by shape, the shape's files hashed
+    /// once, then the member's name. Both change exactly when the files do, for one member
+    /// rendered the same way every time (whether a member renders by shape depends only on
+    /// its role, its name and the spec). (Hashing every worker's whole files, some 6 KB
+    /// with the name near the top of each, so that nothing could be shared, was 6 % of the
+    /// orchestrator's CPU while a million instances were applied.)
+    pub fn render_hashed(&mut self, cluster: &ClusterView<'_>, masters: &site::Masters, member: &Member) -> Result<(HadoopConfig, String), RenderError> {
+        let whole = |config: HadoopConfig| {
+            let hash = config.files_hash();
+            (config, hash)
+        };
         if !matches!(member.role, Role::Datanode | Role::Nodemanager) || !plain(&member.instance.name) {
-            return render_with(cluster, masters, member);
+            return render_with(cluster, masters, member).map(whole);
         }
         let key = (member.role, member.data_dirs, member.cpu, member.memory);
         let shape = self.by.entry(key).or_insert_with(|| stand_in(cluster, masters, member));
         match shape {
-            Some(split) => Ok(split.with(&member.instance.name)),
-            None => render_with(cluster, masters, member),
+            Some(split) => Ok((split.with(&member.instance.name), split.files_hash(&member.instance.name))),
+            None => render_with(cluster, masters, member).map(whole),
         }
     }
 }

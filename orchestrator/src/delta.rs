@@ -89,7 +89,8 @@ struct Sent {
     idle: bool,
     /// Nothing to purge (see [`Sents::unchanged_since`]).
     plain: bool,
-    sources: Vec<crate::desired::Source>,
+    /// Shared: every heartbeat answered from memory checks them, outside the lock.
+    sources: Arc<[crate::desired::Source]>,
     /// What it was told before, if that was another set: a delta is made against either.
     prev: Option<Box<Sent>>,
 }
@@ -219,7 +220,7 @@ impl Sents {
         let (touches, sources) = (full.touches, full.sources);
         // The same set keeps its generation, and the one before it stays the one before.
         let prev = if same { prev } else { last.map(Box::new) };
-        let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources, prev };
+        let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources: sources.into(), prev };
         hosts.insert(host.to_string(), sent);
         Some(reply)
     }

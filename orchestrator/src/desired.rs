@@ -380,12 +380,19 @@ impl DesiredCache {
     /// The stamp of the result a heartbeat asking for cluster `key` now would get, when that
     /// is the last result (it would not be derived again): so a host whose part of it was
     /// computed at that stamp is told the same. `None` when it would be derived, or never was.
-    pub(crate) fn stamp(&self, store: &Store, hot: &Hot, key: &(String, String), lost_after: u64) -> Option<u64> {
+    /// `now`: the clock when the host's sources are checked (one reading for all of them).
+    pub(crate) fn stamp(&self, store: &Store, hot: &Hot, key: &(String, String), lost_after: u64, now: u64) -> Option<u64> {
         let slot = self.clusters.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
         let d = slot.current()?;
         let (mark, version) = (store.cluster_mark(&key.0, &key.1), hot.cluster_version(&key.0, &key.1));
-        let now = crate::state::now_ms();
         slot.fresh(&d, Want::Heartbeat, mark, version, now, lost_after / 3, &self.budget).then_some(d.stamp)
+    }
+
+    /// Whether cluster (`tenant`, `name`) was derived since this process started and not
+    /// forgotten since.
+    pub fn knows(&self, tenant: &str, name: &str) -> bool {
+        let map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(&(tenant.to_string(), name.to_string()))
     }
 
     /// Forgets cluster `key` (deleted).
@@ -764,11 +771,11 @@ mod tests {
             let (desired, sources) = ask(true)?.map_err(|_| crate::error::Error::Writer("busy".into()))?;
             assert!(desired.is_empty());
             assert_eq!(sources, vec![(key.clone(), 0)]);
-            assert_eq!(cache.stamp(&store, &hot, &key, 9_000), None);
+            assert_eq!(cache.stamp(&store, &hot, &key, 9_000, crate::state::now_ms()), None);
         }
         let (desired, sources) = ask(true)?.map_err(|_| crate::error::Error::Writer("busy".into()))?;
         assert_eq!(desired.iter().map(|d| d.container.instance.name.as_str()).collect::<Vec<_>>(), ["datanode-0"]);
-        assert!(sources[0].1 != 0 && cache.stamp(&store, &hot, &key, 9_000) == Some(sources[0].1), "{sources:?}");
+        assert!(sources[0].1 != 0 && cache.stamp(&store, &hot, &key, 9_000, crate::state::now_ms()) == Some(sources[0].1), "{sources:?}");
         Ok(())
     }
 }

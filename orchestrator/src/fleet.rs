@@ -296,6 +296,7 @@ impl State {
     /// Moves the instances of hosts lost past their grace and steps host drains. Reads the
     /// hot state first; writes only when some host needs it. Returns how many instances moved.
     pub async fn sweep(&self) -> Result<usize> {
+        self.hot.prune_changes(|tenant, name| self.desired.knows(tenant, name));
         let now = now_ms();
         let lost_after = 3 * self.interval_ms();
         let reschedule_ms = (self.fleet.reschedule_after.as_millis() as u64).max(lost_after + 1);

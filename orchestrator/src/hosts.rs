@@ -212,7 +212,8 @@ impl State {
     ) -> Result<HeartbeatReply> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
-            let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after);
+            let at = now_ms();
+            let stamp_of = |key: &(String, String)| self.desired.stamp(&self.store, &self.hot, key, lost_after, at);
             let view_of = |tenant: &str| self.netviews.fresh(&self.store, &self.hot, tenant, now);
             let touched = self.store.host_touched(host);
             if may_skip && let Some(known) = self.sents.unchanged_since(host, applied, touched, stamp_of, view_of) {

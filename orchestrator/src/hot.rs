@@ -53,7 +53,9 @@ pub struct Hot {
     /// Per cluster (tenant, name): its version, bumped whenever a report about one of its
     /// instances changes, so what is derived from reports can be cached until then; and which
     /// instances' reports changed at the last versions ([`Hot::changed_since`]).
-    versions: std::sync::Mutex<HashMap<(String, String), Reports>>,
+    /// By tenant, then cluster: looked up by `&str` (every heartbeat answered from memory asks
+    /// for each cluster it runs).
+    versions: std::sync::Mutex<HashMap<String, HashMap<String, Reports>>>,
     /// Bumped whenever a host's rack or data disks change, or a host is removed: what members'
     /// configs are rendered from besides their reports (see [`Hot::hosts_epoch`]).
     hosts_epoch: std::sync::atomic::AtomicU64,
@@ -249,7 +251,7 @@ impl Hot {
             }
             let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
             for one in touched.chunk_by(|a, b| a.tenant == b.tenant && a.cluster == b.cluster) {
-                let r = versions.entry((one[0].tenant.clone(), one[0].cluster.clone())).or_default();
+                let r = versions.entry(one[0].tenant.clone()).or_default().entry(one[0].cluster.clone()).or_default();
                 r.version += 1;
                 for i in one {
                     r.log.push_back((r.version, i.clone(), host.to_string()));
@@ -269,7 +271,7 @@ impl Hot {
     /// the same host does.
     pub fn cluster_version(&self, tenant: &str, name: &str) -> u64 {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        versions.get(&(tenant.to_string(), name.to_string())).map(|r| r.version).unwrap_or(0)
+        versions.get(tenant).and_then(|per| per.get(name)).map(|r| r.version).unwrap_or(0)
     }
 
     /// The instances of cluster `tenant/name` whose report changed after its version
@@ -277,13 +279,35 @@ impl Hot {
     /// further back than what is kept ([`CHANGES_KEPT`]).
     pub fn changed_since(&self, tenant: &str, name: &str, since: u64) -> Option<Vec<(InstanceRef, String)>> {
         let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(r) = versions.get(&(tenant.to_string(), name.to_string())) else {
+        let Some(r) = versions.get(tenant).and_then(|per| per.get(name)) else {
             return (since == 0).then(Vec::new);
         };
         if r.dropped > since {
             return None;
         }
         Some(r.log.iter().filter(|(v, _, _)| *v > since).map(|(_, i, h)| (i.clone(), h.clone())).collect())
+    }
+
+    /// Drops the change logs ([`Hot::changed_since`]) of the clusters `keep` does not name
+    /// (deleted: nothing is derived from them any more). Their versions stay, so nothing
+    /// derived before passes for fresh; a dropped log only makes `changed_since` answer
+    /// `None` (compare every member). (A deleted cluster's last 4,096 changes were kept for
+    /// ever, refilled by its containers' reports until they were gone.)
+    pub fn prune_changes(&self, keep: impl Fn(&str, &str) -> bool) {
+        // NB: asked outside the lock: `keep` may take locks of its own.
+        let logged: Vec<(String, String)> = {
+            let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+            let clusters = versions.iter().flat_map(|(t, per)| per.iter().map(move |(n, r)| (t, n, r)));
+            clusters.filter(|(_, _, r)| !r.log.is_empty()).map(|(t, n, _)| (t.clone(), n.clone())).collect()
+        };
+        let gone: Vec<(String, String)> = logged.into_iter().filter(|(t, n)| !keep(t, n)).collect();
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in gone {
+            if let Some(r) = versions.get_mut(&key.0).and_then(|per| per.get_mut(&key.1)) {
+                r.dropped = r.version;
+                r.log = std::collections::VecDeque::new();
+            }
+        }
     }
 
     /// Moves whenever a host's rack or data disks change or a host is removed.
@@ -491,5 +515,23 @@ pub(crate) mod tests {
             .map(|i| format!("{}/{}", i.cluster, i.name))
             .collect();
         assert_eq!(seen, ["b/datanode-1", "c/datanode-2"]);
+    }
+
+    #[test]
+    fn a_pruned_clusters_changes_are_forgotten_and_its_version_kept() {
+        let hot = Hot::default();
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
+        hot.register(info, None, 0);
+        hot.heartbeat("h1", vec![report("a", 0, ContainerState::Created), report("b", 0, ContainerState::Created)], vec![], 1, 9_000);
+        hot.heartbeat("h1", vec![report("a", 0, ContainerState::Running), report("b", 0, ContainerState::Running)], vec![], 2, 9_000);
+        let one = |c: &str| Some(vec![(InstanceRef::new("t", c, Role::Datanode, 0), "h1".to_string())]);
+        assert_eq!((hot.changed_since("t", "a", 1), hot.changed_since("t", "b", 1)), (one("a"), one("b")));
+        hot.prune_changes(|_, name| name == "a");
+        assert_eq!(hot.changed_since("t", "a", 1), one("a"), "kept");
+        assert_eq!(hot.changed_since("t", "b", 1), None, "forgotten: every member is compared");
+        assert_eq!((hot.cluster_version("t", "a"), hot.cluster_version("t", "b")), (2, 2));
+        // Changes after the prune are logged again.
+        hot.heartbeat("h1", vec![report("a", 0, ContainerState::Running), report("b", 0, ContainerState::Exited)], vec![], 3, 9_000);
+        assert_eq!(hot.changed_since("t", "b", 2), one("b"));
     }
 }

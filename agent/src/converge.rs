@@ -315,6 +315,9 @@ pub fn observed(found: &[Container], errors: &HashMap<InstanceRef, String>, ips:
             });
         }
     }
+    // NB: in one order (Docker lists containers in any): the same report is then the same
+    // bytes, which the orchestrator takes again without parsing them.
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
     out
 }
 

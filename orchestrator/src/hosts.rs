@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use herd_api::names::check_host_id;
+use herd_api::names::{InstanceRef, check_host_id};
 use herd_api::network::HostNetwork;
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, RegisterReply};
 use tracing::{info, warn};
@@ -23,6 +23,16 @@ use crate::placement::schedule_pending;
 use crate::state::{State, drive_lifecycle, now_ms};
 use crate::store::Tx;
 use crate::store::audit::{self, Change};
+
+/// A heartbeat but for its report: what [`State::heartbeat_same`] takes.
+#[derive(Debug, Clone)]
+pub struct HeartbeatHead {
+    pub host_id: String,
+    pub conditions: Vec<String>,
+    pub purged: Vec<InstanceRef>,
+    pub applied: Option<u64>,
+    pub network_deltas: bool,
+}
 
 impl State {
     /// Writes the reports that changed since the last call to the store, in one
@@ -114,11 +124,45 @@ impl State {
     /// store is written only when something durable moves: a purge acknowledged, a leaving
     /// instance's phase, or placements when a host comes back from `lost`.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
+        self.heartbeat_as(hb, None).await
+    }
+
+    /// [`State::heartbeat`] with the report parsed from JSON whose digest is `report`
+    /// ([`crate::hot::report_digest`]).
+    pub async fn heartbeat_as(&self, hb: Heartbeat, report: Option<u64>) -> Result<HeartbeatReply> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let Heartbeat { host_id: host, observed, conditions, purged, applied, network_deltas } = hb;
-        let Some(was_ready) = self.hot.heartbeat(&host, observed, conditions, now, lost_after) else {
+        let Some(was_ready) = self.hot.heartbeat_as(&host, observed, report, conditions, now, lost_after) else {
             return Err(Error::not_found("host", host));
         };
+        self.heartbeat_answer(host, was_ready, purged, applied, network_deltas, now, lost_after).await
+    }
+
+    /// A heartbeat whose report is, byte for byte, the JSON last parsed for its host
+    /// (`report` its digest): answered without parsing or comparing the report again (a
+    /// host of a full fleet reports some thirty containers, unchanged heartbeat after
+    /// heartbeat: parsing and comparing them was a third of the orchestrator's CPU at rest).
+    /// `None` when it is another report: parse it.
+    pub async fn heartbeat_same(&self, head: HeartbeatHead, report: u64) -> Option<Result<HeartbeatReply>> {
+        let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
+        let was_ready = self.hot.heartbeat_same(&head.host_id, report, &head.conditions, now, lost_after)?;
+        let HeartbeatHead { host_id, purged, applied, network_deltas, .. } = head;
+        Some(self.heartbeat_answer(host_id, was_ready, purged, applied, network_deltas, now, lost_after).await)
+    }
+
+    /// What follows a recorded heartbeat: purges acknowledged, leaving instances moved on,
+    /// pending work placed when the host came back, and the reply.
+    #[allow(clippy::too_many_arguments)]
+    async fn heartbeat_answer(
+        &self,
+        host: String,
+        was_ready: bool,
+        purged: Vec<InstanceRef>,
+        applied: Option<u64>,
+        network_deltas: bool,
+        now: u64,
+        lost_after: u64,
+    ) -> Result<HeartbeatReply> {
         let acked = !purged.is_empty();
         if acked {
             let host = host.clone();

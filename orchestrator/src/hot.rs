@@ -36,6 +36,21 @@ pub struct HostLive {
     /// The report as last written to the store (the same allocation as `observed` when
     /// nothing changed since): the write-behind writes only the rows that differ from it.
     flushed: Arc<Vec<Observed>>,
+    /// A digest of the JSON `observed` was parsed from ([`report_digest`]), when it came as
+    /// JSON; cleared when the host registers again (its lease may change, and with it which
+    /// addresses its report may hold).
+    report: Option<u64>,
+}
+
+/// A digest of a report's JSON as it came, keyed with a secret chosen at start (so no agent
+/// can make two reports collide): a host reports the same containers heartbeat after
+/// heartbeat, and bytes already parsed need no parsing again ([`Hot::heartbeat_same`]).
+pub fn report_digest(json: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static KEY: std::sync::LazyLock<std::collections::hash_map::RandomState> = std::sync::LazyLock::new(Default::default);
+    let mut h = KEY.build_hasher();
+    h.write(json.as_bytes());
+    h.finish()
 }
 
 /// A host's report to write behind.
@@ -147,6 +162,7 @@ impl Hot {
                     cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
+                    report: None,
                     info,
                 };
                 (id, live)
@@ -192,6 +208,7 @@ impl Hot {
                     h.subnet = subnet;
                 }
                 h.last_seen_ms = now_ms;
+                h.report = None;
             }
             None => {
                 let live = HostLive {
@@ -202,6 +219,7 @@ impl Hot {
                     cordoned: false,
                     last_seen_ms: now_ms,
                     dirty: false,
+                    report: None,
                     info: info.clone(),
                 };
                 hosts.insert(info.id, live);
@@ -219,6 +237,36 @@ impl Hot {
         now_ms: u64,
         lost_after_ms: u64,
     ) -> Option<bool> {
+        self.heartbeat_as(host, observed, None, conditions, now_ms, lost_after_ms)
+    }
+
+    /// A heartbeat whose report is, byte for byte, the JSON last parsed for `host`
+    /// (`report`, its [`report_digest`]): the host is seen, its conditions taken, its report
+    /// kept as it is. `None` when it is not that report (parse it: [`Hot::heartbeat_as`]) or
+    /// the host is unknown; else whether the host was ready before.
+    pub fn heartbeat_same(&self, host: &str, report: u64, conditions: &[String], now_ms: u64, lost_after_ms: u64) -> Option<bool> {
+        let mut hosts = self.write();
+        let h = hosts.get_mut(host).filter(|h| h.report == Some(report))?;
+        let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
+        h.last_seen_ms = h.last_seen_ms.max(now_ms);
+        if h.conditions != conditions {
+            h.conditions = conditions.to_vec();
+            h.dirty = true;
+        }
+        Some(was_ready)
+    }
+
+    /// [`Hot::heartbeat`] for a report parsed from JSON with digest `report` (`None`: it
+    /// came otherwise), recorded with it.
+    pub fn heartbeat_as(
+        &self,
+        host: &str,
+        observed: Vec<Observed>,
+        report: Option<u64>,
+        conditions: Vec<String>,
+        now_ms: u64,
+        lost_after_ms: u64,
+    ) -> Option<bool> {
         let mut observed = observed;
         observed.sort_by(|a, b| a.instance.cmp(&b.instance));
         let mut touched: Vec<InstanceRef> = Vec::new();
@@ -227,6 +275,7 @@ impl Hot {
             let h = hosts.get_mut(host)?;
             let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
             h.last_seen_ms = h.last_seen_ms.max(now_ms);
+            h.report = report;
             if *h.observed != observed {
                 touched.extend(changed(&h.observed, &observed).cloned());
                 h.observed = Arc::new(observed);
@@ -515,6 +564,30 @@ pub(crate) mod tests {
             .map(|i| format!("{}/{}", i.cluster, i.name))
             .collect();
         assert_eq!(seen, ["b/datanode-1", "c/datanode-2"]);
+    }
+
+    #[test]
+    fn a_report_is_taken_again_unparsed_only_while_it_is_the_one_last_parsed_for_its_host() {
+        let hot = Hot::default();
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
+        hot.register(info.clone(), None, 0);
+        let (created, running) = (vec![report("a", 0, ContainerState::Created)], vec![report("a", 0, ContainerState::Running)]);
+        let (one, two) = (report_digest("[1]"), report_digest("[2]"));
+        assert_ne!(one, two);
+        assert_eq!(hot.heartbeat_same("h1", one, &[], 1, 9_000), None, "nothing parsed yet");
+        assert_eq!(hot.heartbeat_as("h1", created.clone(), Some(one), vec![], 1, 9_000), Some(true));
+        assert_eq!(hot.heartbeat_same("h1", one, &["disk full".to_string()], 20_000, 9_000), Some(false), "seen again, after being lost");
+        let h = hot.host("h1").expect("host");
+        assert_eq!((h.last_seen_ms, &h.conditions, &*h.observed), (20_000, &vec!["disk full".to_string()], &created));
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_001, 9_000), None, "another report is parsed");
+        assert_eq!(hot.heartbeat_same("other", one, &[], 20_001, 9_000), None, "an unknown host registers");
+        // A report that came otherwise, or a registration (a new lease), forgets the digest.
+        hot.heartbeat("h1", running.clone(), vec![], 20_002, 9_000);
+        assert_eq!(hot.heartbeat_same("h1", one, &[], 20_003, 9_000), None);
+        assert_eq!(*hot.host("h1").expect("host").observed, running);
+        hot.heartbeat_as("h1", running, Some(two), vec![], 20_004, 9_000);
+        hot.register(info, None, 20_005);
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_006, 9_000), None);
     }
 
     #[test]

@@ -446,8 +446,11 @@ async fn agent(s: Arc<Shared>, i: usize) -> AgentStats {
             }
         }
         let now = Instant::now();
-        let observed: Vec<Observed> = held
-            .iter()
+        // NB: sorted, as the agent sends it (the same report is the same bytes).
+        let mut sorted: Vec<(&InstanceRef, &Held)> = held.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let observed: Vec<Observed> = sorted
+            .into_iter()
             .map(|(instance, h)| {
                 let running = now.duration_since(h.since) >= s.args.start_delay;
                 Observed {

@@ -58,10 +58,45 @@ pub async fn heartbeat(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatReply>> {
     caller.principal.require_agent()?;
-    let hb: Heartbeat = parse(&body?)?;
+    let body = body?;
+    // A JSON heartbeat whose report is the one last parsed for its host, byte for byte, is
+    // answered without parsing it again; anything else (another report, YAML, an error to
+    // name) takes the full path.
+    let raw = std::str::from_utf8(&body).ok().and_then(|text| serde_json::from_str::<RawHeartbeat<'_>>(text).ok());
+    if let Some(RawHeartbeat { host_id, observed, conditions, purged, applied, network_deltas }) = raw {
+        caller.principal.require_host(&host_id)?;
+        let report = crate::hot::report_digest(observed.get());
+        let head = crate::hosts::HeartbeatHead { host_id, conditions, purged, applied, network_deltas };
+        if let Some(reply) = s.heartbeat_same(head.clone(), report).await {
+            return Ok(Json(reply?));
+        }
+        if let Ok(observed) = serde_json::from_str(observed.get()) {
+            let crate::hosts::HeartbeatHead { host_id, conditions, purged, applied, network_deltas } = head;
+            let hb = Heartbeat { host_id, observed, conditions, purged, applied, network_deltas };
+            s.check_heartbeat(&caller.principal.actor(), &hb).await?;
+            return Ok(Json(s.heartbeat_as(hb, Some(report)).await?));
+        }
+    }
+    let hb: Heartbeat = parse(&body)?;
     caller.principal.require_host(&hb.host_id)?;
     s.check_heartbeat(&caller.principal.actor(), &hb).await?;
     Ok(Json(s.heartbeat(hb).await?))
+}
+
+/// A [`Heartbeat`] with its report left as the JSON it came in (see [`State::heartbeat_same`]).
+#[derive(serde::Deserialize)]
+struct RawHeartbeat<'a> {
+    host_id: String,
+    #[serde(borrow)]
+    observed: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    conditions: Vec<String>,
+    #[serde(default)]
+    purged: Vec<herd_api::names::InstanceRef>,
+    #[serde(default)]
+    applied: Option<u64>,
+    #[serde(default)]
+    network_deltas: bool,
 }
 
 /// A long poll for the host's desired set: answered as soon as it differs from generation

@@ -90,7 +90,9 @@ type MemoEntry = std::sync::Arc<std::sync::Mutex<RenderMemo>>;
 struct RenderMemo {
     /// The spec the workers were rendered with (its stable hash).
     spec: String,
-    workers: HashMap<InstanceRef, (Member, std::sync::Arc<Rendered>)>,
+    /// Each worker as rendered, its config, and the rollout hash its container reported when
+    /// it was (see [`rollout_kept`]: a report of another hash renders it again, once).
+    workers: HashMap<InstanceRef, (Member, std::sync::Arc<Rendered>, Option<String>)>,
 }
 
 /// Forgets a deleted cluster's rendered configs.
@@ -148,19 +150,26 @@ impl<'a> ClusterData<'a> {
             if masters_only && worker {
                 continue;
             }
+            let running = self.observed.get(&m.instance).and_then(|o| o.config_hash.as_deref());
+            // NB: a container reporting a hash the memo has not seen may run this config
+            // under the hash of an earlier form (an orchestrator upgraded while it ran,
+            // whose report was not known when it was rendered): rendered again, once.
             let rendered = match workers.remove(&m.instance) {
-                Some((was, r)) if worker && was.same_worker_config(m) => Ok(r),
+                Some((was, r, checked))
+                    if worker && was.same_worker_config(m) && (running.is_none_or(|h| h == r.rollout) || checked.as_deref() == running) =>
+                {
+                    Ok((r, checked))
+                }
                 _ if seen.get(&m.instance).copied().unwrap_or(0) > 1 => Err(render::RenderError::DuplicateMember(m.instance.clone())),
                 _ => shapes.render_hashed(&view, &masters, m).map(|(config, files)| {
-                    let running = self.observed.get(&m.instance).and_then(|o| o.config_hash.as_deref());
                     let rollout = rollout_kept(self.spec, m, &config, &files, running);
-                    std::sync::Arc::new(Rendered { config: config.into(), rollout })
+                    (std::sync::Arc::new(Rendered { config: config.into(), rollout }), running.map(str::to_string))
                 }),
             };
             match rendered {
-                Ok(r) => {
+                Ok((r, checked)) => {
                     if worker {
-                        kept.insert(m.instance.clone(), (m.clone(), r.clone()));
+                        kept.insert(m.instance.clone(), (m.clone(), r.clone(), checked));
                     }
                     out.insert(m.instance.clone(), r);
                 }
@@ -584,6 +593,16 @@ mod tests {
         assert_eq!(again[&dns[2].instance].rollout, fresh[&dns[2].instance].rollout);
         // Every rollout hash names one config: a change of config changes it either way.
         assert_ne!(fresh[&dns[0].instance].rollout, fresh[&dns[1].instance].rollout);
+        // Rendered before its container's report was known (memoized with the shaped hash):
+        // the report, when it comes, is checked once all the same.
+        forget_rendered("t", "hash-form");
+        let before_reports = cluster_data(&spec, &dns, &hosts, &[]).render_all();
+        assert_eq!(before_reports[&dns[0].instance].rollout, fresh[&dns[0].instance].rollout);
+        let later = cluster_data(&spec, &dns, &hosts, &observed).render_all();
+        assert_eq!(later[&dns[0].instance].rollout, whole[0], "kept once its report is known");
+        assert_eq!(later[&dns[1].instance].rollout, fresh[&dns[1].instance].rollout);
+        let after = cluster_data(&spec, &dns, &hosts, &observed).render_all();
+        assert!(std::sync::Arc::ptr_eq(&after[&dns[1].instance], &later[&dns[1].instance]), "a report checked once is not rendered again");
         forget_rendered("t", "hash-form");
     }
 

@@ -37,8 +37,8 @@ pub struct HostLive {
     /// nothing changed since): the write-behind writes only the rows that differ from it.
     flushed: Arc<Vec<Observed>>,
     /// A digest of the JSON `observed` was parsed from ([`report_digest`]), when it came as
-    /// JSON; cleared when the host registers again (its lease may change, and with it which
-    /// addresses its report may hold).
+    /// JSON; cleared when the host registers again or gets a new lease (which addresses its
+    /// report may hold may change).
     report: Option<u64>,
 }
 
@@ -397,6 +397,8 @@ impl Hot {
         }
         if let Some(h) = self.write().get_mut(host) {
             h.subnet = Some(subnet);
+            // Which addresses its report may hold changed: check the next one.
+            h.report = None;
         }
         self.addresses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok((subnet, current))
@@ -585,9 +587,15 @@ pub(crate) mod tests {
         hot.heartbeat("h1", running.clone(), vec![], 20_002, 9_000);
         assert_eq!(hot.heartbeat_same("h1", one, &[], 20_003, 9_000), None);
         assert_eq!(*hot.host("h1").expect("host").observed, running);
-        hot.heartbeat_as("h1", running, Some(two), vec![], 20_004, 9_000);
+        hot.heartbeat_as("h1", running.clone(), Some(two), vec![], 20_004, 9_000);
         hot.register(info, None, 20_005);
         assert_eq!(hot.heartbeat_same("h1", two, &[], 20_006, 9_000), None);
+        // So does a new lease.
+        hot.heartbeat_as("h1", running, Some(two), vec![], 20_007, 9_000);
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_008, 9_000), Some(true));
+        let net: Ipv4Net = "10.88.7.0/24".parse().expect("net");
+        assert_eq!(hot.lease("h1", |_| false, |_| Ok::<_, String>(net)), Ok((net, None)));
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_009, 9_000), None);
     }
 
     #[test]

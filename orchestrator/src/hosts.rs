@@ -25,13 +25,21 @@ use crate::store::Tx;
 use crate::store::audit::{self, Change};
 
 /// A heartbeat but for its report: what [`State::heartbeat_same`] takes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HeartbeatHead {
     pub host_id: String,
     pub conditions: Vec<String>,
     pub purged: Vec<InstanceRef>,
     pub applied: Option<u64>,
     pub network_deltas: bool,
+}
+
+impl HeartbeatHead {
+    /// The whole heartbeat, with its report `observed`.
+    pub fn with(self, observed: Vec<herd_api::wire::Observed>) -> Heartbeat {
+        let HeartbeatHead { host_id, conditions, purged, applied, network_deltas } = self;
+        Heartbeat { host_id, observed, conditions, purged, applied, network_deltas }
+    }
 }
 
 impl State {
@@ -143,11 +151,11 @@ impl State {
     /// host of a full fleet reports some thirty containers, unchanged heartbeat after
     /// heartbeat: parsing and comparing them was a third of the orchestrator's CPU at rest).
     /// `None` when it is another report: parse it.
-    pub async fn heartbeat_same(&self, head: HeartbeatHead, report: u64) -> Option<Result<HeartbeatReply>> {
+    pub async fn heartbeat_same(&self, head: &HeartbeatHead, report: u64) -> Option<Result<HeartbeatReply>> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let was_ready = self.hot.heartbeat_same(&head.host_id, report, &head.conditions, now, lost_after)?;
-        let HeartbeatHead { host_id, purged, applied, network_deltas, .. } = head;
-        Some(self.heartbeat_answer(host_id, was_ready, purged, applied, network_deltas, now, lost_after).await)
+        let (host, purged) = (head.host_id.clone(), head.purged.clone());
+        Some(self.heartbeat_answer(host, was_ready, purged, head.applied, head.network_deltas, now, lost_after).await)
     }
 
     /// What follows a recorded heartbeat: purges acknowledged, leaving instances moved on,

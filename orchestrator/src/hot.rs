@@ -42,6 +42,15 @@ pub struct HostLive {
     report: Option<u64>,
 }
 
+impl HostLive {
+    /// Heard from at `now_ms`; whether it was ready before (heard within `lost_after_ms`).
+    fn seen(&mut self, now_ms: u64, lost_after_ms: u64) -> bool {
+        let was_ready = now_ms.saturating_sub(self.last_seen_ms) <= lost_after_ms;
+        self.last_seen_ms = self.last_seen_ms.max(now_ms);
+        was_ready
+    }
+}
+
 /// A digest of a report's JSON as it came, keyed with a secret chosen at start (so no agent
 /// can make two reports collide): a host reports the same containers heartbeat after
 /// heartbeat, and bytes already parsed need no parsing again ([`Hot::heartbeat_same`]).
@@ -247,8 +256,7 @@ impl Hot {
     pub fn heartbeat_same(&self, host: &str, report: u64, conditions: &[String], now_ms: u64, lost_after_ms: u64) -> Option<bool> {
         let mut hosts = self.write();
         let h = hosts.get_mut(host).filter(|h| h.report == Some(report))?;
-        let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
-        h.last_seen_ms = h.last_seen_ms.max(now_ms);
+        let was_ready = h.seen(now_ms, lost_after_ms);
         if h.conditions != conditions {
             h.conditions = conditions.to_vec();
             h.dirty = true;
@@ -273,8 +281,7 @@ impl Hot {
         let was_ready = {
             let mut hosts = self.write();
             let h = hosts.get_mut(host)?;
-            let was_ready = now_ms.saturating_sub(h.last_seen_ms) <= lost_after_ms;
-            h.last_seen_ms = h.last_seen_ms.max(now_ms);
+            let was_ready = h.seen(now_ms, lost_after_ms);
             h.report = report;
             if *h.observed != observed {
                 touched.extend(changed(&h.observed, &observed).cloned());

@@ -67,12 +67,11 @@ pub async fn heartbeat(
         caller.principal.require_host(&host_id)?;
         let report = crate::hot::report_digest(observed.get());
         let head = crate::hosts::HeartbeatHead { host_id, conditions, purged, applied, network_deltas };
-        if let Some(reply) = s.heartbeat_same(head.clone(), report).await {
+        if let Some(reply) = s.heartbeat_same(&head, report).await {
             return Ok(Json(reply?));
         }
         if let Ok(observed) = serde_json::from_str(observed.get()) {
-            let crate::hosts::HeartbeatHead { host_id, conditions, purged, applied, network_deltas } = head;
-            let hb = Heartbeat { host_id, observed, conditions, purged, applied, network_deltas };
+            let hb = head.with(observed);
             s.check_heartbeat(&caller.principal.actor(), &hb).await?;
             return Ok(Json(s.heartbeat_as(hb, Some(report)).await?));
         }

@@ -368,7 +368,7 @@ fn apply_in(
     let new = wanted.saturating_sub(existing.len() as u64);
     let smallest = spec.pools.values().map(|p| p.cpu.0).min().unwrap_or(0).max(1);
     let placeable: u64 = hot.with_hosts(|hosts| {
-        hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
+        hosts.values().filter(|h| h.age_ms(now) <= lost_after).map(|h| h.info.cpu.0 / smallest).sum()
     });
     let at_least = (pending_before + new).saturating_sub(placeable);
     if at_least > u64::from(limits.max_pending_per_cluster) && new > 0 {

@@ -252,7 +252,7 @@ pub(crate) fn lost_conditions(
 /// One host as `herd hosts` shows it: liveness, allocation, cordon and drain progress.
 fn host_status(c: &dyn Tx, h: HostLive, row: Option<&HostRow>, now: u64, lost_after: u64) -> Result<HostStatus> {
     let mine = c.instances_on_host(&h.info.id)?;
-    let age = now.saturating_sub(h.last_seen_ms);
+    let age = h.age_ms(now);
     let drain = match row.and_then(|r| r.drain_since_ms) {
         Some(since_ms) => Some(drain_status(c, &mine, since_ms)?),
         None => None,
@@ -305,11 +305,11 @@ impl State {
             let lost = hosts
                 .values()
                 .filter_map(|h| {
-                    let age = now.saturating_sub(h.last_seen_ms);
+                    let age = h.age_ms(now);
                     (age >= reschedule_ms).then(|| (h.info.id.clone(), age))
                 })
                 .collect();
-            let lost_now = hosts.values().filter(|h| now.saturating_sub(h.last_seen_ms) > lost_after).count();
+            let lost_now = hosts.values().filter(|h| h.age_ms(now) > lost_after).count();
             (lost, hosts.len(), lost_now)
         });
         let held = holds_moves(total, lost_now, self.fleet.max_lost_percent);
@@ -483,7 +483,7 @@ impl State {
             return Err(Error::not_found("host", id));
         };
         let now = now_ms();
-        let lost = now.saturating_sub(live.last_seen_ms) > 3 * self.interval_ms();
+        let lost = live.age_ms(now) > 3 * self.interval_ms();
         let host = id.clone();
         let revoked = self
             .store

@@ -171,6 +171,9 @@ impl State {
         now: u64,
         lost_after: u64,
     ) -> Result<HeartbeatReply> {
+        // Its agent waits for this reply and sends nothing else meanwhile: it counts as heard
+        // from until it is answered (see `HostLive::age_ms`).
+        let _answering = self.hot.answering(&host);
         let acked = !purged.is_empty();
         if acked {
             let host = host.clone();

@@ -42,7 +42,7 @@ pub const PREEMPT_DRAIN_TIMEOUT_S: u64 = 30;
 /// Whether a host may receive new placements: THE one place that says so. (Host
 /// operations: a cordoned or draining host gets nothing new.)
 pub fn ready(h: &HostLive, now: u64, lost_after: u64) -> bool {
-    !h.cordoned && now.saturating_sub(h.last_seen_ms) <= lost_after
+    !h.cordoned && h.age_ms(now) <= lost_after
 }
 
 pub(crate) fn pool_key(i: &Instance) -> String {

@@ -67,5 +67,8 @@ fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Resul
     ensure!(after_commit >= 2, "each applied cluster derived at least once: {derived}");
     let (rss, anon) = (r["orchestrator"]["rss_max_mib"].as_u64(), r["orchestrator"]["rss_anon_max_mib"].as_u64());
     ensure!(anon.is_some_and(|a| a > 0 && Some(a) <= rss), "RSS of its own memory: {}", r["orchestrator"]);
+    // The store writer's waits for a core were read from its thread's scheduler statistics.
+    let waiting = r["orchestrator"]["writer_waiting_percent_steady"].as_f64();
+    ensure!(waiting.is_some_and(|w| (0.0..=100.0).contains(&w)), "writer's waits: {}", r["orchestrator"]);
     Ok(())
 }

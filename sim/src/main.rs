@@ -791,6 +791,25 @@ struct ProcSample {
     /// as the store's SQLite file, which the kernel may drop and read again.
     orch_anon_kib: Option<u64>,
     self_ticks: Option<u64>,
+    /// The orchestrator's store writer thread: nanoseconds on a core and waiting for one.
+    writer: Option<(u64, u64)>,
+}
+
+/// The nanoseconds the orchestrator's store writer thread (`herd-store-writer`, shortened
+/// to 15 bytes by the kernel) has spent on a core and runnable but waiting for one
+/// (`/proc/PID/task/TID/schedstat`): the writer serializes every change of intent, and its
+/// waits are what a storm of heartbeats takes from applies.
+fn writer_schedstat(pid: &str) -> Option<(u64, u64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.filter_map(|t| t.ok()).find_map(|t| {
+        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+        if comm.trim() != "herd-store-writ" {
+            return None;
+        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some((fields.next()??, fields.next()??))
+    })
 }
 
 fn cpu_ticks(pid: &str) -> Option<u64> {
@@ -819,6 +838,7 @@ async fn sample_processes(s: Arc<Shared>, pid: Option<u32>) -> Vec<ProcSample> {
             orch_rss_kib: pid.as_deref().and_then(|p| status_kib(p, "VmRSS")),
             orch_anon_kib: pid.as_deref().and_then(|p| status_kib(p, "RssAnon")),
             self_ticks: cpu_ticks("self"),
+            writer: pid.as_deref().and_then(writer_schedstat),
         });
         if Instant::now() >= s.deadline {
             return out;
@@ -893,6 +913,12 @@ fn report(
         let used = f(last)?.checked_sub(f(first)?)?;
         (secs > 0.0).then(|| (used as f64 / ticks / secs * 100.0).round())
     };
+    // The writer's share of its busy time spent waiting for a core, over the same window.
+    let writer_waiting = (|| {
+        let (first, last) = (window.first()?.writer?, window.last()?.writer?);
+        let (on, waiting) = (last.0.checked_sub(first.0)?, last.1.checked_sub(first.1)?);
+        Some(if on + waiting == 0 { 0.0 } else { (waiting as f64 * 100.0 / (on + waiting) as f64).round() })
+    })();
     let rss_max = procs.iter().filter_map(|p| p.orch_rss_kib).max();
     let rss_end = procs.last().and_then(|p| p.orch_rss_kib);
     let anon_max = procs.iter().filter_map(|p| p.orch_anon_kib).max();
@@ -952,6 +978,7 @@ fn report(
             "rss_end_mib": rss_end.map(|k| k / 1024),
             "rss_anon_max_mib": anon_max.map(|k| k / 1024),
             "cpu_percent_steady": cpu(|p| p.orch_ticks),
+            "writer_waiting_percent_steady": writer_waiting,
         },
         "sim_cpu_percent_steady": cpu(|p| p.self_ticks),
         "apply": apply.map(|a| json!({
@@ -1004,8 +1031,8 @@ fn print_text(r: &Value) {
     println!("reply size: p50 {} B, mean {} B, max {} B", b["p50"], b["mean"], b["max"]);
     let o = &r["orchestrator"];
     println!(
-        "orchestrator (pid {}): RSS max {} MiB (its own memory at most {} MiB, the rest mapped files), end {} MiB, CPU {}% (steady; 100% = one core); herd-sim CPU {}%",
-        o["pid"], o["rss_max_mib"], o["rss_anon_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], r["sim_cpu_percent_steady"]
+        "orchestrator (pid {}): RSS max {} MiB (its own memory at most {} MiB, the rest mapped files), end {} MiB, CPU {}% (steady; 100% = one core), its store writer waiting for a core {}% of its busy time; herd-sim CPU {}%",
+        o["pid"], o["rss_max_mib"], o["rss_anon_max_mib"], o["rss_end_mib"], o["cpu_percent_steady"], o["writer_waiting_percent_steady"], r["sim_cpu_percent_steady"]
     );
     let c = &o["counters"];
     if c.is_object() {

@@ -40,9 +40,17 @@ pub struct HostLive {
     /// JSON; cleared when the host registers again or gets a new lease (which addresses its
     /// report may hold may change).
     report: Option<u64>,
-    /// Heartbeats of this host being answered now (see [`HostLive::age_ms`]); shared by the
-    /// copies of this entry.
-    answering: Arc<std::sync::atomic::AtomicU32>,
+    /// Heartbeats of this host being answered now, and when the last one was answered (see
+    /// [`HostLive::age_ms`]); shared by the copies of this entry.
+    answering: Arc<Answers>,
+}
+
+/// A host's heartbeats being answered ([`Hot::answering`]).
+#[derive(Debug, Default)]
+struct Answers {
+    now: std::sync::atomic::AtomicU32,
+    /// When the last one was answered (ms since the epoch).
+    last_ms: std::sync::atomic::AtomicU64,
 }
 
 impl HostLive {
@@ -54,21 +62,30 @@ impl HostLive {
     }
 
     /// Milliseconds since the host was last heard from: 0 while one of its heartbeats is
-    /// being answered (its agent is waiting on the orchestrator, and sends no other meanwhile).
-    /// Counting from the heartbeat's arrival instead, a storm of applies whose replies took
-    /// 10 to 25 s to compute had 15,000 to 22,000 of 30,000 hosts `lost` in the middle of
-    /// the apply: no placements there, and a scheduling pass for each coming back.
+    /// being answered, and counted from when the last was answered, not from when it came
+    /// (its agent waits for the answer, and sends its next heartbeat an interval after it).
+    /// Counting from the heartbeat's arrival, a storm of applies whose replies took 10 to
+    /// 25 s to compute had 15,000 to 22,000 of 30,000 hosts `lost` in the middle of the
+    /// apply: no placements there, and a scheduling pass for each coming back.
     pub fn age_ms(&self, now_ms: u64) -> u64 {
-        if self.answering.load(std::sync::atomic::Ordering::SeqCst) > 0 { 0 } else { now_ms.saturating_sub(self.last_seen_ms) }
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.answering.now.load(SeqCst) > 0 {
+            return 0;
+        }
+        now_ms.saturating_sub(self.last_seen_ms.max(self.answering.last_ms.load(SeqCst)))
     }
 }
 
-/// Held while one of a host's heartbeats is answered ([`Hot::answering`]).
-pub struct Answering(Arc<std::sync::atomic::AtomicU32>);
+/// Held while one of a host's heartbeats is answered ([`Hot::answering`]); dropped once the
+/// answer is made.
+pub struct Answering(Arc<Answers>);
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.0.last_ms.fetch_max(now, SeqCst);
+        self.0.now.fetch_sub(1, SeqCst);
     }
 }
 
@@ -221,9 +238,9 @@ impl Hot {
     /// Counts one of `host`'s heartbeats as being answered while the guard is held (see
     /// [`HostLive::age_ms`]); `None` for an unknown host.
     pub fn answering(&self, host: &str) -> Option<Answering> {
-        let count = self.read().get(host)?.answering.clone();
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Some(Answering(count))
+        let answers = self.read().get(host)?.answering.clone();
+        answers.now.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(Answering(answers))
     }
 
     /// How many hosts are known (registered and not deleted).
@@ -464,6 +481,8 @@ impl Hot {
     pub fn age(&self, host: &str, ms: u64) {
         if let Some(h) = self.write().get_mut(host) {
             h.last_seen_ms = h.last_seen_ms.saturating_sub(ms);
+            let answered = &h.answering.last_ms;
+            answered.store(answered.load(std::sync::atomic::Ordering::SeqCst).saturating_sub(ms), std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -607,24 +626,29 @@ pub(crate) mod tests {
     }
 
     /// A host whose heartbeat is being answered is not `lost` however long the answer takes
-    /// (its agent waits for it), and ages again from that heartbeat once it is answered.
+    /// (its agent waits for it), and ages from when it was answered.
     #[test]
     fn a_host_counts_as_heard_from_while_its_heartbeat_is_answered() {
         let hot = Hot::default();
         let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
-        hot.register(info, None, 1_000);
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        // Heard from 100 s ago.
+        let start = now();
+        hot.register(info, None, start - 100_000);
         assert!(hot.answering("nobody").is_none());
+        let age = |at| hot.host("h1").expect("host").age_ms(at);
+        assert_eq!(age(start), 100_000, "not answered now: as old as its last heartbeat");
+        assert!(!crate::placement::ready(&hot.host("h1").expect("host"), start, 9_000));
         let (one, two) = (hot.answering("h1").expect("known"), hot.answering("h1").expect("known"));
-        let age = |now| hot.host("h1").expect("host").age_ms(now);
-        assert_eq!(age(100_000), 0, "two heartbeats being answered");
-        assert!(crate::placement::ready(&hot.host("h1").expect("host"), 100_000, 9_000));
+        assert_eq!(age(start), 0, "two heartbeats being answered");
+        assert!(crate::placement::ready(&hot.host("h1").expect("host"), start, 9_000));
         drop(one);
-        assert_eq!(age(100_000), 0, "one still being answered");
+        assert_eq!(age(start), 0, "one still being answered");
         drop(two);
-        assert_eq!(age(100_000), 99_000, "answered: as old as its last heartbeat");
-        assert!(!crate::placement::ready(&hot.host("h1").expect("host"), 100_000, 9_000));
-        // A heartbeat arriving now finds it was not ready (it is back from `lost`).
-        assert_eq!(hot.heartbeat("h1", vec![], vec![], 100_000, 9_000), Some(false));
+        let answered = now();
+        assert!(age(answered + 5_000) <= 5_000, "answered: aged from the answer, not from the heartbeat 100 s ago");
+        assert!(crate::placement::ready(&hot.host("h1").expect("host"), answered + 5_000, 9_000));
+        assert!(!crate::placement::ready(&hot.host("h1").expect("host"), answered + 10_000, 9_000));
     }
 
     #[test]

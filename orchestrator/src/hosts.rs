@@ -140,10 +140,10 @@ impl State {
     pub async fn heartbeat_as(&self, hb: Heartbeat, report: Option<u64>) -> Result<HeartbeatReply> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let Heartbeat { host_id: host, observed, conditions, purged, applied, network_deltas } = hb;
-        let Some(was_ready) = self.hot.heartbeat_as(&host, observed, report, conditions, now, lost_after) else {
+        let Some(heard) = self.hot.heartbeat_as(&host, observed, report, conditions, now, lost_after) else {
             return Err(Error::not_found("host", host));
         };
-        self.heartbeat_answer(host, was_ready, purged, applied, network_deltas, now, lost_after).await
+        self.heartbeat_answer(host, heard, purged, applied, network_deltas, now, lost_after).await
     }
 
     /// A heartbeat whose report is, byte for byte, the JSON last parsed for its host
@@ -153,27 +153,27 @@ impl State {
     /// `None` when it is another report: parse it.
     pub async fn heartbeat_same(&self, head: &HeartbeatHead, report: u64) -> Option<Result<HeartbeatReply>> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
-        let was_ready = self.hot.heartbeat_same(&head.host_id, report, &head.conditions, now, lost_after)?;
+        let heard = self.hot.heartbeat_same(&head.host_id, report, &head.conditions, now, lost_after)?;
         let (host, purged) = (head.host_id.clone(), head.purged.clone());
-        Some(self.heartbeat_answer(host, was_ready, purged, head.applied, head.network_deltas, now, lost_after).await)
+        Some(self.heartbeat_answer(host, heard, purged, head.applied, head.network_deltas, now, lost_after).await)
     }
 
     /// What follows a recorded heartbeat: purges acknowledged, leaving instances moved on,
-    /// pending work placed when the host came back, and the reply.
+    /// pending work placed when the host came back, and the reply. `heard` is held until the
+    /// reply is made: the host's agent waits for it and sends nothing else meanwhile, so it
+    /// counts as heard from until then (see `HostLive::age_ms`).
     #[allow(clippy::too_many_arguments)]
     async fn heartbeat_answer(
         &self,
         host: String,
-        was_ready: bool,
+        heard: crate::hot::Heard,
         purged: Vec<InstanceRef>,
         applied: Option<u64>,
         network_deltas: bool,
         now: u64,
         lost_after: u64,
     ) -> Result<HeartbeatReply> {
-        // Its agent waits for this reply and sends nothing else meanwhile: it counts as heard
-        // from until it is answered (see `HostLive::age_ms`).
-        let _answering = self.hot.answering(&host);
+        let crate::hot::Heard { was_ready, answering: _answering } = heard;
         let acked = !purged.is_empty();
         if acked {
             let host = host.clone();

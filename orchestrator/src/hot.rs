@@ -45,7 +45,7 @@ pub struct HostLive {
     answering: Arc<Answers>,
 }
 
-/// A host's heartbeats being answered ([`Hot::answering`]).
+/// A host's heartbeats being answered ([`Heard::answering`]).
 #[derive(Debug, Default)]
 struct Answers {
     now: std::sync::atomic::AtomicU32,
@@ -54,11 +54,14 @@ struct Answers {
 }
 
 impl HostLive {
-    /// Heard from at `now_ms`; whether it was ready before (heard within `lost_after_ms`).
-    fn seen(&mut self, now_ms: u64, lost_after_ms: u64) -> bool {
+    /// Heard from at `now_ms`: whether it was ready before (heard within `lost_after_ms`),
+    /// and the guard that counts it heard from until its heartbeat is answered.
+    fn seen(&mut self, now_ms: u64, lost_after_ms: u64) -> Heard {
         let was_ready = self.age_ms(now_ms) <= lost_after_ms;
         self.last_seen_ms = self.last_seen_ms.max(now_ms);
-        was_ready
+        self.answering.now.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answering = Answering { answers: self.answering.clone(), since_ms: now_ms, started: std::time::Instant::now() };
+        Heard { was_ready, answering }
     }
 
     /// Milliseconds since the host was last heard from: 0 while one of its heartbeats is
@@ -76,16 +79,38 @@ impl HostLive {
     }
 }
 
-/// Held while one of a host's heartbeats is answered ([`Hot::answering`]); dropped once the
-/// answer is made.
-pub struct Answering(Arc<Answers>);
+/// A heartbeat recorded ([`Hot::heartbeat_as`], [`Hot::heartbeat_same`]).
+pub struct Heard {
+    /// Whether the host was ready before (`false`: it is back from `lost`).
+    pub was_ready: bool,
+    /// Hold until the heartbeat is answered.
+    pub answering: Answering,
+}
+
+/// Held while one of a host's heartbeats is answered; dropped once the answer is made, which
+/// is when the host is heard from last: the heartbeat's time (on the clock it was recorded
+/// by) plus the time answering it took.
+pub struct Answering {
+    answers: Arc<Answers>,
+    since_ms: u64,
+    started: std::time::Instant,
+}
 
 impl Drop for Answering {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::SeqCst;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        self.0.last_ms.fetch_max(now, SeqCst);
-        self.0.now.fetch_sub(1, SeqCst);
+        let answered = self.since_ms.saturating_add(self.started.elapsed().as_millis() as u64);
+        self.answers.last_ms.fetch_max(answered, SeqCst);
+        self.answers.now.fetch_sub(1, SeqCst);
+    }
+}
+
+#[cfg(test)]
+impl Answering {
+    /// The same guard, as if answering had begun `by` earlier.
+    fn begun_earlier(mut self, by: std::time::Duration) -> Self {
+        self.started = self.started.checked_sub(by).unwrap_or(self.started);
+        self
     }
 }
 
@@ -235,14 +260,6 @@ impl Hot {
         self.hosts.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts one of `host`'s heartbeats as being answered while the guard is held (see
-    /// [`HostLive::age_ms`]); `None` for an unknown host.
-    pub fn answering(&self, host: &str) -> Option<Answering> {
-        let answers = self.read().get(host)?.answering.clone();
-        answers.now.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Some(Answering(answers))
-    }
-
     /// How many hosts are known (registered and not deleted).
     pub fn count(&self) -> usize {
         self.read().len()
@@ -294,26 +311,27 @@ impl Hot {
         now_ms: u64,
         lost_after_ms: u64,
     ) -> Option<bool> {
-        self.heartbeat_as(host, observed, None, conditions, now_ms, lost_after_ms)
+        self.heartbeat_as(host, observed, None, conditions, now_ms, lost_after_ms).map(|heard| heard.was_ready)
     }
 
     /// A heartbeat whose report is, byte for byte, the JSON last parsed for `host`
     /// (`report`, its [`report_digest`]): the host is seen, its conditions taken, its report
     /// kept as it is. `None` when it is not that report (parse it: [`Hot::heartbeat_as`]) or
-    /// the host is unknown; else whether the host was ready before.
-    pub fn heartbeat_same(&self, host: &str, report: u64, conditions: &[String], now_ms: u64, lost_after_ms: u64) -> Option<bool> {
+    /// the host is unknown.
+    pub fn heartbeat_same(&self, host: &str, report: u64, conditions: &[String], now_ms: u64, lost_after_ms: u64) -> Option<Heard> {
         let mut hosts = self.write();
         let h = hosts.get_mut(host).filter(|h| h.report == Some(report))?;
-        let was_ready = h.seen(now_ms, lost_after_ms);
+        let heard = h.seen(now_ms, lost_after_ms);
         if h.conditions != conditions {
             h.conditions = conditions.to_vec();
             h.dirty = true;
         }
-        Some(was_ready)
+        Some(heard)
     }
 
     /// [`Hot::heartbeat`] for a report parsed from JSON with digest `report` (`None`: it
-    /// came otherwise), recorded with it.
+    /// came otherwise), recorded with it; the host is counted heard from until the returned
+    /// guard is dropped.
     pub fn heartbeat_as(
         &self,
         host: &str,
@@ -322,14 +340,14 @@ impl Hot {
         conditions: Vec<String>,
         now_ms: u64,
         lost_after_ms: u64,
-    ) -> Option<bool> {
+    ) -> Option<Heard> {
         let mut observed = observed;
         observed.sort_by(|a, b| a.instance.cmp(&b.instance));
         let mut touched: Vec<InstanceRef> = Vec::new();
-        let was_ready = {
+        let heard = {
             let mut hosts = self.write();
             let h = hosts.get_mut(host)?;
-            let was_ready = h.seen(now_ms, lost_after_ms);
+            let heard = h.seen(now_ms, lost_after_ms);
             h.report = report;
             if *h.observed != observed {
                 touched.extend(changed(&h.observed, &observed).cloned());
@@ -340,7 +358,7 @@ impl Hot {
                 h.conditions = conditions;
                 h.dirty = true;
             }
-            was_ready
+            heard
         };
         if !touched.is_empty() {
             touched.sort();
@@ -367,7 +385,7 @@ impl Hot {
                 }
             }
         }
-        Some(was_ready)
+        Some(heard)
     }
 
     /// The version of what hosts report about cluster `tenant/name` (see [`Hot::heartbeat`]):
@@ -631,24 +649,22 @@ pub(crate) mod tests {
     fn a_host_counts_as_heard_from_while_its_heartbeat_is_answered() {
         let hot = Hot::default();
         let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
-        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        // Heard from 100 s ago.
-        let start = now();
-        hot.register(info, None, start - 100_000);
-        assert!(hot.answering("nobody").is_none());
+        hot.register(info, None, 0);
+        assert!(hot.heartbeat_as("nobody", vec![], None, vec![], 1_000, 9_000).is_none());
         let age = |at| hot.host("h1").expect("host").age_ms(at);
-        assert_eq!(age(start), 100_000, "not answered now: as old as its last heartbeat");
-        assert!(!crate::placement::ready(&hot.host("h1").expect("host"), start, 9_000));
-        let (one, two) = (hot.answering("h1").expect("known"), hot.answering("h1").expect("known"));
-        assert_eq!(age(start), 0, "two heartbeats being answered");
-        assert!(crate::placement::ready(&hot.host("h1").expect("host"), start, 9_000));
+        let ready = |at| crate::placement::ready(&hot.host("h1").expect("host"), at, 9_000);
+        let one = hot.heartbeat_as("h1", vec![], None, vec![], 1_000, 9_000).expect("known").answering;
+        let two = hot.heartbeat_as("h1", vec![], None, vec![], 1_000, 9_000).expect("known").answering;
+        assert_eq!(age(100_000), 0, "two heartbeats being answered");
+        assert!(ready(100_000));
         drop(one);
-        assert_eq!(age(start), 0, "one still being answered");
-        drop(two);
-        let answered = now();
-        assert!(age(answered + 5_000) <= 5_000, "answered: aged from the answer, not from the heartbeat 100 s ago");
-        assert!(crate::placement::ready(&hot.host("h1").expect("host"), answered + 5_000, 9_000));
-        assert!(!crate::placement::ready(&hot.host("h1").expect("host"), answered + 10_000, 9_000));
+        assert_eq!(age(100_000), 0, "one still being answered");
+        // Answering the second took (at least) 5 s: the host is heard from when it was answered.
+        drop(two.begun_earlier(std::time::Duration::from_secs(5)));
+        assert!((1..=94_000).contains(&age(100_000)), "aged from the answer, not from the heartbeat at 1 s: {}", age(100_000));
+        assert!(!ready(100_000));
+        assert!(ready(11_000));
+        assert!(!ready(20_000));
     }
 
     #[test]
@@ -659,26 +675,26 @@ pub(crate) mod tests {
         let (created, running) = (vec![report("a", 0, ContainerState::Created)], vec![report("a", 0, ContainerState::Running)]);
         let (one, two) = (report_digest("[1]"), report_digest("[2]"));
         assert_ne!(one, two);
-        assert_eq!(hot.heartbeat_same("h1", one, &[], 1, 9_000), None, "nothing parsed yet");
-        assert_eq!(hot.heartbeat_as("h1", created.clone(), Some(one), vec![], 1, 9_000), Some(true));
-        assert_eq!(hot.heartbeat_same("h1", one, &["disk full".to_string()], 20_000, 9_000), Some(false), "seen again, after being lost");
+        assert_eq!(hot.heartbeat_same("h1", one, &[], 1, 9_000).map(|h| h.was_ready), None, "nothing parsed yet");
+        assert_eq!(hot.heartbeat_as("h1", created.clone(), Some(one), vec![], 1, 9_000).map(|h| h.was_ready), Some(true));
+        assert_eq!(hot.heartbeat_same("h1", one, &["disk full".to_string()], 20_000, 9_000).map(|h| h.was_ready), Some(false), "seen again, after being lost");
         let h = hot.host("h1").expect("host");
         assert_eq!((h.last_seen_ms, &h.conditions, &*h.observed), (20_000, &vec!["disk full".to_string()], &created));
-        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_001, 9_000), None, "another report is parsed");
-        assert_eq!(hot.heartbeat_same("other", one, &[], 20_001, 9_000), None, "an unknown host registers");
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_001, 9_000).map(|h| h.was_ready), None, "another report is parsed");
+        assert_eq!(hot.heartbeat_same("other", one, &[], 20_001, 9_000).map(|h| h.was_ready), None, "an unknown host registers");
         // A report that came otherwise, or a registration (a new lease), forgets the digest.
         hot.heartbeat("h1", running.clone(), vec![], 20_002, 9_000);
-        assert_eq!(hot.heartbeat_same("h1", one, &[], 20_003, 9_000), None);
+        assert_eq!(hot.heartbeat_same("h1", one, &[], 20_003, 9_000).map(|h| h.was_ready), None);
         assert_eq!(*hot.host("h1").expect("host").observed, running);
         hot.heartbeat_as("h1", running.clone(), Some(two), vec![], 20_004, 9_000);
         hot.register(info, None, 20_005);
-        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_006, 9_000), None);
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_006, 9_000).map(|h| h.was_ready), None);
         // So does a new lease.
         hot.heartbeat_as("h1", running, Some(two), vec![], 20_007, 9_000);
-        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_008, 9_000), Some(true));
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_008, 9_000).map(|h| h.was_ready), Some(true));
         let net: Ipv4Net = "10.88.7.0/24".parse().expect("net");
         assert_eq!(hot.lease("h1", |_| false, |_| Ok::<_, String>(net)), Ok((net, None)));
-        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_009, 9_000), None);
+        assert_eq!(hot.heartbeat_same("h1", two, &[], 20_009, 9_000).map(|h| h.was_ready), None);
     }
 
     #[test]

@@ -447,6 +447,20 @@ impl PoolSummary {
 
     /// The pools of `instances`, in role order, with the replicas `spec` asks for.
     pub fn of(spec: &ClusterSpec, instances: &[InstanceStatus]) -> Vec<PoolSummary> {
+        PoolSummary::count(
+            spec,
+            instances.iter().map(|i| Counted {
+                pool: i.pool,
+                state: i.observed.as_ref().map(|o| o.state),
+                placed: i.host.is_some(),
+                leaving: i.leaving.is_some(),
+            }),
+        )
+    }
+
+    /// [`PoolSummary::of`] from what it counts of each instance (an answer holding one page
+    /// of a cluster's instances counts them all without making each one's status).
+    pub fn count(spec: &ClusterSpec, instances: impl IntoIterator<Item = Counted>) -> Vec<PoolSummary> {
         let mut pools: BTreeMap<Role, PoolSummary> = spec
             .pools
             .iter()
@@ -455,16 +469,26 @@ impl PoolSummary {
         for i in instances {
             let p = pools.entry(i.pool).or_insert_with(|| PoolSummary::empty(i.pool, 0));
             p.instances += 1;
-            match i.observed.as_ref().map(|o| o.state) {
+            match i.state {
                 Some(ContainerState::Running) => p.running += 1,
                 Some(ContainerState::Unknown) => p.unknown += 1,
                 _ => {}
             }
-            p.pending += u32::from(i.host.is_none());
-            p.leaving += u32::from(i.leaving.is_some());
+            p.pending += u32::from(!i.placed);
+            p.leaving += u32::from(i.leaving);
         }
         pools.into_values().collect()
     }
+}
+
+/// What [`PoolSummary::count`] takes of an instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    pub pool: Role,
+    /// Its observed state, as its status shows it.
+    pub state: Option<ContainerState>,
+    pub placed: bool,
+    pub leaving: bool,
 }
 
 impl ClusterStatus {

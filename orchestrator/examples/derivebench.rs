@@ -44,7 +44,10 @@ async fn main() -> Res<()> {
     let before = args.get(3).copied().unwrap_or(0);
     // NB: a store on disk, as the orchestrator runs (its readers have connections of their own).
     let dir = tempfile::tempdir()?;
-    let state = State::new(Store::open(&dir.path().join("herd.db"))?, Duration::from_secs(3), Settings::default_plan())?;
+    // NB: a minute's heartbeat interval: the hosts heartbeat only after the applies, and with
+    // three seconds' they went `lost` (nothing placeable) once registering and the applies
+    // before took longer than three intervals.
+    let state = State::new(Store::open(&dir.path().join("herd.db"))?, Duration::from_secs(60), Settings::default_plan())?;
     for i in 0..hosts {
         let info: HostInfo = serde_json::from_value(serde_json::json!({
             "id": format!("h{i:05}"), "cpu": "16", "memory": "64Gi", "rack": format!("rack-{}", i % 40),

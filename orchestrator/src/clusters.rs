@@ -4,7 +4,8 @@
 //! the change in the audit trail, so a failure halfway stores nothing. Status is assembled
 //! from the store and the hot state and served from memory while nothing changed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use crate::Map as HashMap;
 use std::sync::Arc;
 
 use herd_api::quantity::{Cpu, Memory};
@@ -61,7 +62,7 @@ impl State {
     /// O(cluster): not while holding the writer). A delete racing in between is a conflict.
     async fn status_after_write(&self, tenant: String, name: String) -> Result<ClusterStatus> {
         let key = (tenant.clone(), name.clone());
-        match self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Written).await {
+        match self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Written, INSTANCES_PAGE).await {
             Err(Error::NotFound { .. }) => Err(Error::Conflict(format!(
                 "{tenant}/{name} was changed as asked, then deleted by another request before its status was read"
             ))),
@@ -197,7 +198,7 @@ impl State {
             Some(s) => s,
             None => {
                 let want = crate::desired::Want::Status { max_age_ms: STATUS_TTL_MS };
-                let fresh = self.assemble_status(&key, now, lost_after, want).await;
+                let fresh = self.assemble_status(&key, now, lost_after, want, usize::MAX).await;
                 let mut statuses = self.statuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match fresh {
                     Ok(s) => {
@@ -232,7 +233,15 @@ impl State {
     /// derived again unless it is as fresh as `want` asks (a read: derived from the reports
     /// as they are now; a write's answer: after its commit), and then the heartbeats that
     /// follow find it fresh too. Assembled off the store's threads.
-    pub(crate) async fn assemble_status(&self, key: &(String, String), now: u64, lost_after: u64, want: crate::desired::Want) -> Result<ClusterStatus> {
+    /// `limit`: the instances whose status it holds (the first ones; see [`assemble`]).
+    pub(crate) async fn assemble_status(
+        &self,
+        key: &(String, String),
+        now: u64,
+        lost_after: u64,
+        want: crate::desired::Want,
+        limit: usize,
+    ) -> Result<ClusterStatus> {
         let derived = loop {
             let (hot, cache, store, k) = (self.hot.clone(), self.desired.clone(), self.store.clone(), key.clone());
             // NB: the count read before the snapshot's first read (see `Store::touches`).
@@ -247,7 +256,7 @@ impl State {
         let (tenant, name) = key.clone();
         tokio::task::spawn_blocking(move || {
             let parts = derived.parts.as_ref().ok_or_else(|| Error::not_found("cluster", format!("{tenant}/{name}")))?;
-            Ok(assemble(parts, derived.at_ms))
+            Ok(assemble(parts, derived.at_ms, limit))
         })
         .await
         .map_err(|e| Error::Writer(format!("assembling a status failed: {e}")))?
@@ -314,6 +323,12 @@ pub const STATUS_TTL_MS: u64 = 250;
 /// The most instances one page of a cluster list holds before it ends (the cluster that
 /// crosses it included).
 pub const PAGE_INSTANCES: usize = 10_000;
+
+/// The instances a cluster's status holds unless a read asks for another page size (`GET`
+/// with `?limit=`); a write (apply, scale) answers with this first page and `instances_next`.
+/// (Answering a `PUT` of 10,000 instances with all of them made and serialized 10,000
+/// statuses per apply: a twentieth of the orchestrator's CPU while a hundred were applied.)
+pub const INSTANCES_PAGE: usize = 1000;
 
 /// Stores `spec` and makes the cluster's instances match it, placing new ones; refuses it
 /// when it would take the tenant over `quota`. Returns how it ended and the generations
@@ -531,8 +546,10 @@ fn resize(tx: &dyn Tx, resized: &[Instance]) -> Result<()> {
     Ok(())
 }
 
-/// A cluster's status from what its derivation at `at_ms` read and evaluated.
-pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64) -> ClusterStatus {
+/// A cluster's status from what its derivation at `at_ms` read and evaluated, with the
+/// status of its first `limit` instances (`instances_next` names the last of them when there
+/// are more); its pool summaries count every instance.
+pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64, limit: usize) -> ClusterStatus {
     let crate::desired::Parts { row, members, leaving, ctx, .. } = parts;
     let mut conditions = parts.conditions.clone();
     // What the lifecycle would do now, for status only (the heartbeat persists it).
@@ -545,14 +562,29 @@ pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64) -> ClusterStat
     conditions.extend(crate::fleet::lost_conditions(members, leaving, |h| ctx.lost_ms(h)));
     let lost: HashMap<&str, u64> = members.iter().filter_map(|i| i.host.as_deref()).filter_map(|h| Some((h, ctx.lost_ms(h)?))).collect();
     let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, (info, _))| Some((id.as_str(), info.rack.as_deref()?))).collect();
+    let observed = |i: &Instance| match &i.host {
+        Some(h) => ctx.report(&i.instance, h),
+        _ => None,
+    };
+    // Nobody knows what runs on a lost host: never shown `running`.
+    let on_lost = |i: &Instance| i.host.as_deref().is_some_and(|h| lost.contains_key(h));
+    let pools = herd_api::wire::PoolSummary::count(
+        &row.spec,
+        members.iter().map(|i| herd_api::wire::Counted {
+            pool: i.role,
+            state: observed(i).map(|o| if on_lost(i) { herd_api::wire::ContainerState::Unknown } else { o.state }),
+            placed: i.host.is_some(),
+            leaving: step.status.contains_key(&i.instance),
+        }),
+    );
     let instances: Vec<InstanceStatus> = members
         .iter()
+        .take(limit)
         .map(|i| InstanceStatus {
             host_lost_ms_ago: i.host.as_deref().and_then(|h| lost.get(h).copied()),
-            // Nobody knows what runs on a lost host: never shown `running`.
-            observed: i.host.as_ref().and_then(|h| ctx.observed.get(&(i.instance.clone(), h.clone()))).map(|o| {
+            observed: observed(i).map(|o| {
                 let mut o = o.clone();
-                if i.host.as_deref().is_some_and(|h| lost.contains_key(h)) {
+                if on_lost(i) {
                     o.state = herd_api::wire::ContainerState::Unknown;
                 }
                 o
@@ -568,16 +600,17 @@ pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64) -> ClusterStat
             pending: i.pending.clone(),
         })
         .collect();
+    let instances_next = (members.len() > limit && limit > 0).then(|| members[limit - 1].instance.name.clone());
     ClusterStatus {
         tenant: row.spec.tenant.clone(),
         name: row.spec.name.clone(),
         generation: row.generation,
-        pools: herd_api::wire::PoolSummary::of(&row.spec, &instances),
+        pools,
         spec: row.spec.clone(),
         instances,
         hdfs: parts.hdfs.clone(),
         yarn: parts.yarn.clone(),
         conditions,
-        instances_next: None,
+        instances_next,
     }
 }

@@ -21,7 +21,8 @@
 //! they only increase, also across restarts: a generation from before a restart is unknown to
 //! the new process and gets the full set, never a wrong delta.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use crate::Map as HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

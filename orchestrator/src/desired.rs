@@ -30,7 +30,7 @@
 //! status and heartbeats each evaluated a just-applied 10,000-member cluster: a sixth of the
 //! orchestrator's CPU while 300,000 instances were applied.)
 
-use std::collections::HashMap;
+use crate::Map as HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use herd_api::lifecycle::Phase;
@@ -419,7 +419,7 @@ fn derive(
     unmoved: Option<&Derived>,
 ) -> Result<Derived> {
     let (tenant, name) = key;
-    let mut desired = HashMap::new();
+    let mut desired = HashMap::default();
     let batch = c.batch()?;
     // NB: read before the view of the hosts is taken.
     let hosts_epoch = hot.hosts_epoch();
@@ -450,7 +450,7 @@ fn derive(
     let mut outcome = ctx.evaluate(&row.spec, &members, &leaving);
     let settled = outcome.releases.values().all(|r| !r.hold)
         && members.iter().all(|i| match (&i.host, outcome.releases.get(&i.instance)) {
-            (Some(host), Some(r)) => ctx.observed.get(&(i.instance.clone(), host.clone())).is_none_or(|o| o.config_hash.as_ref().is_none_or(|h| *h == r.rollout)),
+            (Some(host), Some(r)) => ctx.report(&i.instance, host).is_none_or(|o| o.config_hash.as_ref().is_none_or(|h| *h == r.rollout)),
             _ => true,
         });
     let spec = &row.spec;
@@ -543,7 +543,7 @@ fn settled_since(hot: &Hot, key: &(String, String), was: &Derived, touches: u64,
             if !was.masters && !leaving {
                 return true;
             }
-            let then_seen = parts.ctx.observed.get(&(instance.clone(), host.to_string()));
+            let then_seen = parts.ctx.report(instance, host);
             (!was.masters || now_seen.and_then(|o| o.ip) == then_seen.and_then(|o| o.ip))
                 && (!leaving || now_seen.map(|o| o.config_hash.is_some()) == then_seen.map(|o| o.config_hash.is_some()))
         })

@@ -266,7 +266,7 @@ fn host_status(c: &dyn Tx, h: HostLive, row: Option<&HostRow>, now: u64, lost_af
         conditions: h.conditions,
         cordoned: h.cordoned,
         drain,
-        info: h.info,
+        info: std::sync::Arc::unwrap_or_clone(h.info),
     })
 }
 
@@ -530,7 +530,7 @@ impl State {
     #[cfg(test)]
     pub(crate) async fn status_now(&self, tenant: &str, name: &str) -> Result<herd_api::wire::ClusterStatus> {
         let key = (tenant.to_string(), name.to_string());
-        self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Status { max_age_ms: crate::clusters::STATUS_TTL_MS }).await
+        self.assemble_status(&key, now_ms(), 3 * self.interval_ms(), crate::desired::Want::Status { max_age_ms: crate::clusters::STATUS_TTL_MS }, usize::MAX).await
     }
 }
 

@@ -16,7 +16,8 @@
 //!                                                                    └─► herd status
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use crate::Map as HashMap;
 
 use herd_api::hash::stable_hash;
 use herd_api::hadoop::{HadoopConfig, MasterHealth, NameNodeHealth, ResourceManagerHealth};
@@ -35,7 +36,7 @@ use crate::reconciler::Instance;
 pub struct ClusterData<'a> {
     pub spec: &'a ClusterSpec,
     pub instances: Vec<&'a Instance>,
-    pub hosts: &'a HashMap<String, HostRef<'a>>,
+    pub hosts: &'a HashMap<&'a str, HostRef<'a>>,
     /// What each instance's own host last reported about it.
     pub observed: HashMap<&'a InstanceRef, &'a Observed>,
     /// Instances leaving the cluster (decommissioning DataNodes, draining NodeManagers).
@@ -106,7 +107,7 @@ impl<'a> ClusterData<'a> {
         self.instances
             .iter()
             .map(|i| {
-                let host = i.host.as_ref().and_then(|h| self.hosts.get(h));
+                let host = i.host.as_deref().and_then(|h| self.hosts.get(h));
                 Member {
                     instance: i.instance.clone(),
                     role: i.role,
@@ -136,15 +137,15 @@ impl<'a> ClusterData<'a> {
         let spec_hash = stable_hash(self.spec);
         let entry = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default().clone();
         let mut memo = entry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut workers = if memo.spec == spec_hash { std::mem::take(&mut memo.workers) } else { HashMap::new() };
-        let mut seen: HashMap<&InstanceRef, u32> = HashMap::new();
+        let mut workers = if memo.spec == spec_hash { std::mem::take(&mut memo.workers) } else { HashMap::default() };
+        let mut seen: HashMap<&InstanceRef, u32> = HashMap::default();
         for m in &members {
             *seen.entry(&m.instance).or_insert(0) += 1;
         }
         let masters = render::site::Masters::of(&view);
         let mut shapes = render::Shapes::default();
-        let mut out = HashMap::new();
-        let mut kept = HashMap::new();
+        let mut out = HashMap::default();
+        let mut kept = HashMap::default();
         for m in &members {
             let worker = matches!(m.role, Role::Datanode | Role::Nodemanager);
             if masters_only && worker {
@@ -189,7 +190,7 @@ impl<'a> ClusterData<'a> {
         let (mut nn, mut rm) = (None, None);
         for i in &self.instances {
             let Some(o) = self.observed.get(&i.instance) else { continue };
-            let age_ms = i.host.as_ref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
+            let age_ms = i.host.as_deref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
             match &o.hadoop {
                 Some(MasterHealth::Namenode(h)) if i.role == Role::Namenode => nn = Some(Aged { report: h.clone(), age_ms }),
                 Some(MasterHealth::Resourcemanager(h)) if i.role == Role::Resourcemanager => {
@@ -210,7 +211,7 @@ impl ClusterData<'_> {
         masters.sort_by_key(|i| i.ordinal);
         masters.into_iter().find_map(|i| {
             let o = self.observed.get(&i.instance)?;
-            let age = i.host.as_ref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
+            let age = i.host.as_deref().and_then(|h| self.hosts.get(h)).map_or(u64::MAX, |h| h.age_ms);
             Some((*i, *o, age))
         })
     }
@@ -241,7 +242,7 @@ impl ClusterData<'_> {
             })
             .collect();
         let exclude = lifecycle::exclude_set(&list);
-        let configs = if exclude == self.leaving { self.render(true) } else { HashMap::new() };
+        let configs = if exclude == self.leaving { self.render(true) } else { HashMap::default() };
         let report = |role: Role| {
             let (inst, o, age_ms) = self.master(role)?;
             let refreshed = match (configs.get(&inst.instance), &o.live_hash) {
@@ -447,7 +448,7 @@ pub fn releases(
     let mut busy = false;
     let mut candidates = Vec::new();
     let mut unhealthy_candidate = None;
-    let mut phases = HashMap::new();
+    let mut phases = HashMap::default();
     for i in &order {
         // NB: a leaving instance is never restarted (a DataNode mid-decommission would start
         // over) and does not hold up the rollout of the others.
@@ -479,7 +480,7 @@ pub fn releases(
         (None, false) => candidates.first().cloned(),
     };
     let is_candidate: BTreeSet<&InstanceRef> = candidates.iter().collect();
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for (instance, rendered) in newest {
         let hold = (is_candidate.contains(&instance) && Some(&instance) != released.as_ref())
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));
@@ -536,7 +537,7 @@ mod tests {
     fn cluster_data<'a>(
         spec: &'a ClusterSpec,
         instances: &'a [Instance],
-        hosts: &'a HashMap<String, HostRef<'a>>,
+        hosts: &'a HashMap<&'a str, HostRef<'a>>,
         observed: &'a [Observed],
     ) -> ClusterData<'a> {
         ClusterData {
@@ -576,7 +577,7 @@ mod tests {
             .collect();
         let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi", "dataDisks": ["/data/1"]}))
             .expect("host");
-        let hosts: HashMap<String, HostRef<'_>> = [("h1".to_string(), HostRef { info: &info, age_ms: 0 })].into();
+        let hosts: HashMap<&str, HostRef<'_>> = [("h1", HostRef { info: &info, age_ms: 0 })].into_iter().collect();
         let fresh = cluster_data(&spec, &dns, &hosts, &[]).render_all();
         let whole: Vec<String> = dns.iter().map(|i| rollout_hash(&spec, i, &fresh[&i.instance].config)).collect();
         for (i, whole) in dns.iter().zip(&whole) {
@@ -611,7 +612,7 @@ mod tests {
         let spec = empty_spec();
         let dns: Vec<Instance> = (0..3).map(|n| inst(Role::Datanode, n)).collect();
         let (old, new) = (config("old"), config("new"));
-        let hosts = HashMap::new();
+        let hosts = HashMap::default();
         let run = |observed: Vec<Observed>, hadoop: HashMap<InstanceRef, InstanceHadoop>| {
             let data = cluster_data(&spec, &dns, &hosts, &observed);
             let newest = dns.iter().map(|i| (i.instance.clone(), rendered(&spec, i, &new))).collect();
@@ -641,7 +642,7 @@ mod tests {
         assert_eq!(run(first_done, healthy_all.clone()), (vec![2], vec![1]));
 
         // A new cluster (nothing running yet) holds nothing.
-        assert_eq!(run(vec![], HashMap::new()), (vec![], vec![]));
+        assert_eq!(run(vec![], HashMap::default()), (vec![], vec![]));
 
         // A worker out of HDFS on the old config goes first; nobody else meanwhile.
         let mut one_out = healthy_all.clone();
@@ -671,7 +672,7 @@ mod tests {
         let same = config("same");
         assert_ne!(rollout_hash(&spec, &before[0], &same), rollout_hash(&spec, &after[0], &same), "the size is in the hash");
         let observed: Vec<Observed> = before.iter().map(|i| obs(i, Some(&rollout_hash(&spec, i, &same)), ContainerState::Running)).collect();
-        let hosts = HashMap::new();
+        let hosts = HashMap::default();
         let data = cluster_data(&spec, &after, &hosts, &observed);
         let newest: HashMap<InstanceRef, std::sync::Arc<Rendered>> = after.iter().map(|i| (i.instance.clone(), rendered(&spec, i, &same))).collect();
         let healthy: HashMap<_, _> = after.iter().map(|i| (i.instance.clone(), in_service())).collect();

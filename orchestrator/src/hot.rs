@@ -13,7 +13,8 @@
 //! One `RwLock` over a map of hosts, held only to copy in or out (never across I/O or an
 //! await).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use crate::Map as HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use herd_api::names::InstanceRef;
@@ -23,7 +24,8 @@ use ipnet::Ipv4Net;
 /// One host as the orchestrator knows it between heartbeats.
 #[derive(Debug, Clone)]
 pub struct HostLive {
-    pub info: HostInfo,
+    /// Shared: a view of hosts copies the pointer (it changes only when the host registers).
+    pub info: Arc<HostInfo>,
     pub last_seen_ms: u64,
     pub subnet: Option<Ipv4Net>,
     /// Sorted by instance; replaced whole when the report changes.
@@ -54,6 +56,14 @@ struct Answers {
 }
 
 impl HostLive {
+    /// What it reports of `instance` (the first such report). NB: found by halving, the
+    /// reports being sorted by instance: a linear scan compared some thirty names per member
+    /// of a cluster on a full fleet.
+    pub fn report_of(&self, instance: &InstanceRef) -> Option<&Observed> {
+        let first = self.observed.partition_point(|o| &o.instance < instance);
+        self.observed.get(first).filter(|o| &o.instance == instance)
+    }
+
     /// Heard from at `now_ms`: whether it was ready before (heard within `lost_after_ms`),
     /// and the guard that counts it heard from until its heartbeat is answered.
     fn seen(&mut self, now_ms: u64, lost_after_ms: u64) -> Heard {
@@ -211,11 +221,11 @@ impl Hot {
     pub fn load(
         hosts: Vec<HostInfo>,
         subnets: BTreeMap<String, Ipv4Net>,
-        mut observed: HashMap<(InstanceRef, String), Observed>,
-        mut conditions: HashMap<String, Vec<String>>,
+        mut observed: std::collections::HashMap<(InstanceRef, String), Observed>,
+        mut conditions: std::collections::HashMap<String, Vec<String>>,
         now_ms: u64,
     ) -> Self {
-        let mut by_host: HashMap<String, Vec<Observed>> = HashMap::new();
+        let mut by_host: HashMap<String, Vec<Observed>> = HashMap::default();
         for ((_, host), o) in observed.drain() {
             by_host.entry(host).or_default().push(o);
         }
@@ -236,7 +246,7 @@ impl Hot {
                     dirty: false,
                     report: None,
                     answering: Arc::default(),
-                    info,
+                    info: Arc::new(info),
                 };
                 (id, live)
             })
@@ -276,7 +286,7 @@ impl Hot {
                 if h.info.rack != info.rack || h.info.data_disks.len() != info.data_disks.len() {
                     self.hosts_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                h.info = info;
+                h.info = Arc::new(info);
                 if subnet.is_some() {
                     h.subnet = subnet;
                 }
@@ -294,7 +304,7 @@ impl Hot {
                     dirty: false,
                     report: None,
                     answering: Arc::default(),
-                    info: info.clone(),
+                    info: Arc::new(info.clone()),
                 };
                 hosts.insert(info.id, live);
             }
@@ -542,8 +552,8 @@ impl Hot {
             if !out.hosts.contains_key(id) {
                 out.hosts.insert(id.to_string(), (h.info.clone(), h.age_ms(now_ms)));
             }
-            if let Some(o) = h.observed.iter().find(|o| &o.instance == instance) {
-                out.observed.insert((instance.clone(), id.to_string()), o.clone());
+            if let Some(o) = h.report_of(instance) {
+                out.observed.insert(instance.clone(), (id.to_string(), o.clone()));
             }
         }
         out
@@ -591,8 +601,18 @@ impl Hot {
 #[derive(Debug, Default)]
 pub struct HostsView {
     /// id → (description, ms since its last heartbeat).
-    pub hosts: HashMap<String, (HostInfo, u64)>,
-    pub observed: HashMap<(InstanceRef, String), Observed>,
+    pub hosts: HashMap<String, (Arc<HostInfo>, u64)>,
+    /// Each member's report by its own host: instance → (that host, the report). NB: keyed
+    /// by instance alone, so a look-up makes no key (one per member, three names and a host
+    /// each, was most of a derivation's allocations).
+    pub observed: HashMap<InstanceRef, (String, Observed)>,
+}
+
+impl HostsView {
+    /// What `host` reports of `instance`, when `host` is the one it was taken from.
+    pub fn report(&self, instance: &InstanceRef, host: &str) -> Option<&Observed> {
+        self.observed.get(instance).filter(|(h, _)| h == host).map(|(_, o)| o)
+    }
 }
 
 #[cfg(test)]
@@ -619,6 +639,33 @@ pub(crate) mod tests {
 
     fn report(cluster: &str, n: u32, state: ContainerState) -> Observed {
         observed(InstanceRef::new("t", cluster, Role::Datanode, n), state)
+    }
+
+    #[test]
+    fn a_hosts_report_of_an_instance_is_found_in_its_sorted_reports_and_a_view_keeps_its_host() {
+        let hot = Hot::default();
+        let info: HostInfo = serde_json::from_value(serde_json::json!({"id": "h1", "cpu": "16", "memory": "64Gi"})).expect("host");
+        hot.register(info, None, 0);
+        // Reported out of order, one instance twice (two containers): the first one counts.
+        let mut twice = report("b", 1, ContainerState::Exited);
+        twice.container_id = "second".into();
+        let reports = vec![report("c", 0, ContainerState::Running), report("b", 1, ContainerState::Running), twice, report("a", 5, ContainerState::Created)];
+        hot.heartbeat("h1", reports, vec![], 1, 9_000);
+        let live = hot.host("h1").expect("host");
+        let b1 = InstanceRef::new("t", "b", Role::Datanode, 1);
+        assert_eq!(live.report_of(&b1).map(|o| o.state), Some(ContainerState::Running));
+        for (cluster, n) in [("a", 5), ("c", 0)] {
+            let i = InstanceRef::new("t", cluster, Role::Datanode, n);
+            assert_eq!(live.report_of(&i).map(|o| &o.instance), Some(&i));
+        }
+        for (cluster, n) in [("a", 4), ("b", 2), ("d", 0), ("0", 0)] {
+            assert!(live.report_of(&InstanceRef::new("t", cluster, Role::Datanode, n)).is_none(), "{cluster}/{n}");
+        }
+        // A view takes each member's report from its own host only.
+        let view = hot.view([(&b1, "h1")], 2);
+        assert_eq!(view.report(&b1, "h1").map(|o| o.state), Some(ContainerState::Running));
+        assert!(view.report(&b1, "h2").is_none(), "a report from another host than the member's");
+        assert!(view.hosts.contains_key("h1"));
     }
 
     #[test]

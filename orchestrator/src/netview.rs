@@ -26,7 +26,8 @@
 //! Versions come from one counter, so a version names one content of one tenant's view in
 //! this process; a restart starts the hosts from full plans (their generations are unknown).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::Map as HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -226,7 +227,7 @@ impl NetViews {
                 .into_iter()
                 .map(|(instance, host)| {
                     let h = hosts.get(&host);
-                    let ip = h.and_then(|h| h.observed.iter().find(|o| o.instance == instance)).and_then(|o| o.ip);
+                    let ip = h.and_then(|h| h.report_of(&instance)).and_then(|o| o.ip);
                     PlacedNet { subnet: h.and_then(|h| h.subnet), address: h.and_then(|h| h.info.address), ip, instance, host }
                 })
                 .collect()

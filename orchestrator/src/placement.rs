@@ -13,7 +13,9 @@
 //!                                                                       refill re-adds it pending)
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use crate::Map as HashMap;
+use crate::Set as HashSet;
 
 use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
@@ -61,7 +63,7 @@ struct Rules {
 }
 
 fn rules(tx: &dyn Tx) -> Result<HashMap<String, Rules>> {
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for row in tx.clusters(None)? {
         let graceful = lifecycle::graceful(&row.spec);
         for (role, pool) in &row.spec.pools {
@@ -456,7 +458,7 @@ pub(crate) fn tenant_use(c: &dyn Tx, name: &str, quota: &Quota) -> Result<(Resou
 }
 
 fn rules_of_tenant(c: &dyn Tx, tenant: &str) -> Result<HashMap<String, Rules>> {
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     for row in c.clusters(Some(tenant))? {
         for (role, pool) in &row.spec.pools {
             let disk = if role.has_data() { pool.disk.unwrap_or_default() } else { Memory(0) };

@@ -6,7 +6,8 @@
 //! delete, status), hosts ([`crate::hosts`]: register, heartbeat, watch), placement
 //! ([`crate::placement`]), desired state ([`crate::desired`], [`crate::delta`]), the fleet
 //! ([`crate::fleet`]), tenants and tokens ([`crate::tenancy`]).
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use crate::Map as HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,7 +64,7 @@ pub struct StateData {
     /// Cancelled when the orchestrator shuts down: open watches are answered at once.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Watches open per host (see [`State::watch`]).
-    pub(crate) watching: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    pub(crate) watching: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Clusters' status, as last assembled (see [`State::cluster_page`]).
     pub(crate) statuses: Arc<std::sync::Mutex<HashMap<(String, String), crate::clusters::CachedStatus>>>,
     /// The cluster CIDR and host subnet size.
@@ -324,15 +325,20 @@ pub(crate) struct HadoopContext {
     /// id → (description, ms since its last heartbeat). NB: a map: `lost_ms` is asked per
     /// member, and a scan of a list made a 10,000-member status quadratic (a third of the
     /// orchestrator's CPU while 300,000 instances were applied).
-    pub(crate) hosts: HashMap<String, (HostInfo, u64)>,
+    pub(crate) hosts: HashMap<String, (Arc<HostInfo>, u64)>,
     poll_interval_ms: u64,
-    pub(crate) observed: HashMap<(InstanceRef, String), Observed>,
+    observed: HashMap<InstanceRef, (String, Observed)>,
 }
 
 impl HadoopContext {
     pub(crate) fn load(hot: &Hot, members: &[Instance], now: u64, lost_after: u64) -> Self {
         let view = hot.view(members.iter().filter_map(|i| Some((&i.instance, i.host.as_deref()?))), now);
         HadoopContext { hosts: view.hosts, observed: view.observed, poll_interval_ms: lost_after / 3 }
+    }
+
+    /// What `host` reported of `instance`, when `host` is where it was placed when loaded.
+    pub(crate) fn report(&self, instance: &InstanceRef, host: &str) -> Option<&Observed> {
+        self.observed.get(instance).filter(|(h, _)| h == host).map(|(_, o)| o)
     }
 
     /// Runs `f` over one cluster's [`hadoop::ClusterData`], rendered with `leaving` excluded.
@@ -343,13 +349,13 @@ impl HadoopContext {
         leaving: &BTreeMap<InstanceRef, Phase>,
         f: impl FnOnce(&hadoop::ClusterData<'_>) -> R,
     ) -> R {
-        let hosts: HashMap<String, hadoop::HostRef<'_>> =
-            self.hosts.iter().map(|(id, (info, age_ms))| (id.clone(), hadoop::HostRef { info, age_ms: *age_ms })).collect();
+        let hosts: HashMap<&str, hadoop::HostRef<'_>> =
+            self.hosts.iter().map(|(id, (info, age_ms))| (id.as_str(), hadoop::HostRef { info: info.as_ref(), age_ms: *age_ms })).collect();
         let observed = members
             .iter()
             .filter_map(|i| {
                 let host = i.host.as_ref()?;
-                let o = self.observed.get(&(i.instance.clone(), host.clone()))?;
+                let o = self.report(&i.instance, host)?;
                 Some((&i.instance, o))
             })
             .collect();
@@ -715,6 +721,38 @@ mod tests {
         assert_eq!(status.instances.iter().filter(|i| i.pool == Role::Datanode).count(), 5);
         let audit = state.store.read(|c| c.audit(None, 100)).await?;
         assert!(audit.iter().any(|e| e.action == "cluster.scale.force"), "forced scale not audited");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_answers_with_the_first_page_of_instances_and_counts_them_all() -> Result<()> {
+        let state = setup().await?;
+        for h in 2..=10 {
+            register(&state, &format!("h{h}")).await?;
+        }
+        let big = "tenant: t\nname: big\nimages: {datanode: d}\npools:\n  datanode: {replicas: 1200, cpu: 100m, memory: 256Mi, maxPerHost: 200}\n";
+        let spec = parse_cluster_spec(big).map_err(|e| Error::invalid("spec", e.to_string()))?;
+        let (answer, _) = state.apply("admin".into(), spec, None).await?;
+        let page = crate::clusters::INSTANCES_PAGE;
+        assert_eq!(answer.instances.len(), page, "the answer holds one page of instances");
+        let pool = &answer.pools[0];
+        assert_eq!((pool.pool, pool.desired, pool.instances, pool.pending), (Role::Datanode, 1200, 1200, 0), "its summary counts them all");
+        let full = state.cluster("t".into(), "big".into()).await?;
+        assert_eq!(full.instances.len(), 1200);
+        assert_eq!(answer.pools, full.pools, "a page's summary is the whole cluster's");
+        let last = answer.instances_next.clone().expect("a cursor to the rest");
+        assert_eq!(last, full.instances[page - 1].instance.name, "the cursor names the page's last instance");
+        let rest = state.cluster_page("t".into(), "big".into(), Some(last), usize::MAX).await?;
+        let names = |s: &herd_api::wire::ClusterStatus| s.instances.iter().map(|i| i.instance.name.clone()).collect::<Vec<_>>();
+        assert_eq!([names(&answer), names(&rest)].concat(), names(&full), "the cursor reads on where the answer stopped");
+        assert_eq!(rest.instances_next, None);
+        // A scale answers the same way; a cluster within one page gets no cursor.
+        let scaled = state.scale("admin".into(), "t".into(), "big".into(), Role::Datanode, ScaleRequest { replicas: Replicas(1300), force: false }, None).await?;
+        assert_eq!((scaled.instances.len(), scaled.pools[0].instances), (page, 1300));
+        assert!(scaled.instances_next.is_some());
+        let small = state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(7), force: false }, None).await?;
+        assert_eq!(small.instances.len(), 8);
+        assert_eq!(small.instances_next, None, "all of it fits in the page");
         Ok(())
     }
 }

@@ -78,7 +78,7 @@ pub struct InstanceParams {
     pub after: Option<String>,
 }
 
-pub const INSTANCES_DEFAULT: u32 = 1000;
+pub const INSTANCES_DEFAULT: u32 = crate::clusters::INSTANCES_PAGE as u32;
 pub const INSTANCES_MAX: u32 = 10_000;
 
 /// A cluster: spec, generation (also as `ETag`), pool summaries and one page of instances
@@ -112,7 +112,9 @@ pub async fn get(
 /// Creates (201) or replaces (200) a cluster from its spec, JSON or YAML, as `herd apply`
 /// sends it. Idempotent: the same spec again changes nothing. With `If-Match`, refused
 /// with 412 unless the cluster is at that generation; a spec naming another tenant or
-/// cluster than the URL is refused with 409.
+/// cluster than the URL is refused with 409. Answers with the cluster as `GET` without
+/// `?limit=` would: pool summaries counting every instance and the first page of instances
+/// (`instances_next` says where the next one starts).
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/clusters/{cluster}", tag = "clusters",
     params(("tenant" = String, Path), ("cluster" = String, Path),
         ("If-Match" = Option<String>, Header, description = "the generation the change is based on, e.g. \"3\"")),
@@ -208,6 +210,7 @@ pub async fn delete(
 /// (422) or, with `If-Match`, when the cluster moved on (412). DataNodes of a cluster with a
 /// NameNode leave by decommission, NodeManagers of one with a ResourceManager by a graceful
 /// drain; a DataNode scale-down below `hdfs.replication` is refused (422) unless `force`.
+/// Answers with the cluster's first page of instances, as `PUT` does.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}/clusters/{cluster}/pools/{pool}", tag = "clusters",
     params(("tenant" = String, Path), ("cluster" = String, Path), ("pool" = Role, Path), ("If-Match" = Option<String>, Header)),
     request_body = ScaleRequest,

@@ -31,7 +31,8 @@ pub mod guarantee;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use crate::Map as HashMap;
 
 use herd_api::network::Protocol;
 use herd_api::quantity::{Cpu, Memory};
@@ -257,12 +258,12 @@ impl Index {
             all: Order::default(),
             racks: names.iter().map(|_| Order::default()).collect(),
             rack_of: vec![0; hosts.len()],
-            pool_racks: HashMap::new(),
+            pool_racks: HashMap::default(),
             weights: Weights::of(hosts),
             least,
             by_rank: Vec::new(),
             rank_of: vec![0; hosts.len()],
-            empty: HashMap::new(),
+            empty: HashMap::default(),
         };
         for (rank, &i) in by_rank.iter().enumerate() {
             let h = &hosts[i];
@@ -413,7 +414,7 @@ const SPREAD_SKIP_LIMIT: usize = 64;
 /// `skip_limit` hosts (the tables test that the choices are those of a plain scan).
 fn place_with(hosts: &mut [HostView], requests: &[Request], skip_limit: usize) -> Vec<Result<String, String>> {
     let mut index = Index::new(hosts, requests);
-    let mut unplaceable_memo: HashMap<Shape, String> = HashMap::new();
+    let mut unplaceable_memo: HashMap<Shape, String> = HashMap::default();
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {
         let shape = (!unplaceable_memo.is_empty()).then(|| Shape::of(r));

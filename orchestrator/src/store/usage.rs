@@ -11,7 +11,7 @@
 //! next placement sums the table again ([`Usage::of`] over every instance). The etcd store
 //! keeps none: placement sums what it reads.
 
-use std::collections::HashMap;
+use crate::Map as HashMap;
 
 use herd_api::Role;
 

@@ -282,7 +282,9 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
             }
             Err(reason) => Instance { host: None, pending: Some(reason), ..inst.clone() },
         };
-        if fresh || &updated != inst {
+        if fresh {
+            tx.put_new_instance(&updated)?;
+        } else if &updated != inst {
             tx.put_instance(&updated)?;
         }
     }

@@ -369,6 +369,12 @@ pub async fn instances(s: Store) -> Result<()> {
     assert_eq!(read(&s, |c| Ok((c.pending_count(None)?, c.pending_count(Some(("u", "c")))?, c.any_unplaced()?))).await?, (1, 0, true));
     assert_eq!(names(read(&s, |c| c.unplaced()).await?), ["t/c/datanode-2"]);
     sums_match(&s).await?;
+    // A new one written as such is as any other: on its host, counted, placed once.
+    write(&s, |tx| tx.put_new_instance(&inst("u", "c", Role::Datanode, 1, Some("h3")))).await?;
+    let on_h3 = read(&s, |c| c.instances_on_host("h3")).await?;
+    assert_eq!(on_h3.iter().map(|i| (i.instance.to_string(), i.placement)).collect::<Vec<_>>(), [("u/c/datanode-1".to_string(), 1)]);
+    sums_match(&s).await?;
+    write(&s, |tx| tx.delete_instance(&InstanceRef::new("u", "c", Role::Datanode, 1))).await?;
 
     // Placement counts each landing on a host it was not on.
     let placement = |s: &Store| {

@@ -522,6 +522,21 @@ mod tests {
         Ok(())
     }
 
+    /// An instance written as new that the store holds is refused, and what it holds stays.
+    #[tokio::test]
+    async fn a_new_instance_the_store_holds_already_is_refused() -> Result<()> {
+        use crate::store::contract::{inst, with_cluster};
+        use herd_api::Role;
+        let store = crate::store::Store::in_memory()?;
+        with_cluster(&store).await?;
+        store.write(|tx| tx.put_new_instance(&inst("t", "c", Role::Datanode, 0, Some("h1")))).await?;
+        let again = store.write(|tx| tx.put_new_instance(&inst("t", "c", Role::Datanode, 0, Some("h2")))).await;
+        assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+        let on = store.read(|c| c.instances(None)).await?;
+        assert_eq!(on.iter().map(|i| (i.host.as_deref(), i.placement)).collect::<Vec<_>>(), [(Some("h1"), 1)]);
+        Ok(())
+    }
+
     /// A statement run again with other values is neither parsed nor planned again.
     #[test]
     fn statements_are_planned_once_per_connection() -> Result<()> {

@@ -421,6 +421,28 @@ impl Tx for SqliteTx<'_> {
         self.move_usage(&i.instance, before.as_ref(), Some(i))
     }
 
+    fn put_new_instance(&self, i: &Instance) -> Result<()> {
+        let c = self.0;
+        touch(i.host.as_deref(), Some((&i.instance.tenant, &i.instance.cluster)));
+        // NB: a row there already (or no such cluster) breaks a key: a conflict.
+        c.exec(
+            "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)",
+            params![
+                i.instance.tenant,
+                i.instance.cluster,
+                i.instance.name,
+                i.role.as_str(),
+                i.ordinal,
+                i.host,
+                i.pending,
+                i.cpu.0 as i64,
+                i.memory.0 as i64
+            ],
+        )?;
+        self.move_usage(&i.instance, None, Some(i))
+    }
+
     fn delete_instance(&self, i: &InstanceRef) -> Result<()> {
         let c = self.0;
         let before = self.touch_instance(i)?;

@@ -44,6 +44,11 @@ fn the_simulated_fleet_registers_heartbeats_and_runs_what_it_is_given() -> Resul
     ensure!(a["errors"].as_array().is_some_and(Vec::is_empty), "apply errors: {}", a["errors"]);
     ensure!(a["placed_at_end"] == 40 && a["running_at_end"] == 40, "at end: {a}");
     ensure!(a["all_placed_s"].is_number() && a["all_running_s"].is_number(), "times: {a}");
+    // The orchestrator placed them all (its counts, read every 250 ms) before the last
+    // reached its host.
+    let (committed, delivered) = (a["all_committed_s"].as_f64(), a["all_placed_s"].as_f64());
+    ensure!(committed.zip(delivered).is_some_and(|(c, d)| c <= d + 0.5), "placed by the orchestrator after the hosts had them all: {a}");
+    ensure!(a["placements_beyond_expected"] == 0, "placements beyond the instances applied: {a}");
     ensure!(a["hosts_over_capacity"] == 0, "over capacity: {a}");
     // At rest: the last five intervals (from 5.5 s), measured only when every instance ran
     // before they began.

@@ -6,8 +6,9 @@
 //! registering again), status readers (`--readers` on `--read-path`).
 //!
 //! It prints heartbeat latency (p50/p99/max), errors, reply sizes, the orchestrator's RSS
-//! and CPU (from `/proc/<pid>`), and the time from apply to every instance delivered to an
-//! agent ("placed") and reported running.
+//! and CPU (from `/proc/<pid>`), and the time from apply to every instance placed by the
+//! orchestrator (committed: its `/metrics` polled every 250 ms), delivered to an agent (JSON
+//! `all_placed_s`) and reported running.
 //!
 //!     herd-sim --orchestrator http://127.0.0.1:7480 --token-file DATA/admin.token \
 //!              --hosts 10000 --interval 3s --duration 60s [-o json]
@@ -143,6 +144,12 @@ struct Shared {
     applied_ms: AtomicU64,
     delivered_all_ms: AtomicU64,
     running_all_ms: AtomicU64,
+    /// When the orchestrator had placed every applied instance (committed, as its `/metrics`
+    /// count them; see [`watch_placements`]).
+    committed_all_ms: AtomicU64,
+    /// Placements it counted after the apply beyond the instances applied (a move off a lost
+    /// host counts one more): `committed_all_ms` is then not to be trusted.
+    placements_beyond: AtomicU64,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -230,6 +237,8 @@ async fn main() -> Result<()> {
         applied_ms: AtomicU64::new(NEVER),
         delivered_all_ms: AtomicU64::new(NEVER),
         running_all_ms: AtomicU64::new(NEVER),
+        committed_all_ms: AtomicU64::new(NEVER),
+        placements_beyond: AtomicU64::new(0),
         args,
     });
 
@@ -693,8 +702,10 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
         }
     }
     sleep_until(s.start + s.args.apply_at).await;
+    let before = placement_counts(&s).await.map(|(placed, _)| placed);
     s.expected.store(expected, Ordering::Relaxed);
     s.applied_ms.store(s.ms(), Ordering::Relaxed);
+    let watcher = before.map(|before| tokio::spawn(watch_placements(s.clone(), before, expected as u64)));
     let puts = specs.into_iter().map(|(spec, text)| {
         let s = s.clone();
         async move {
@@ -719,7 +730,44 @@ async fn apply(s: Arc<Shared>) -> Result<ApplyReport> {
     // Instances already delivered before the PUTs returned count too.
     s.check_done(s.delivered.load(Ordering::Relaxed), &s.delivered_all_ms);
     s.check_done(s.running.load(Ordering::Relaxed), &s.running_all_ms);
+    if let Some(w) = watcher {
+        w.await?;
+    }
     Ok(ApplyReport { specs: s.args.apply.len() * s.args.copies, expected, put_ms, errors })
+}
+
+/// The orchestrator's count of placements made since it started and of instances waiting
+/// for a host, from its `/metrics` (`herd_placements_total`, `herd_pending_instances`).
+async fn placement_counts(s: &Shared) -> Option<(u64, u64)> {
+    let resp = s.http.get(format!("{}/metrics", s.base)).timeout(Duration::from_secs(5)).send().await.ok()?;
+    let text = resp.error_for_status().ok()?.text().await.ok()?;
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok()).map(|v| v as u64);
+    Some((value("herd_placements_total")?, value("herd_pending_instances")?))
+}
+
+/// How often [`watch_placements`] reads the orchestrator's counts.
+const PLACEMENTS_POLL: Duration = Duration::from_millis(250);
+
+/// Reads the orchestrator's counts every [`PLACEMENTS_POLL`] from the apply on, and records
+/// when it had placed every applied instance (`expected` placements more than `before`,
+/// none waiting): the orchestrator's side of "placed", committed to its store, as against
+/// delivered to the hosts. Until every instance is placed or the run ends; then once more
+/// at the end, for placements beyond the expected (moves).
+async fn watch_placements(s: Arc<Shared>, before: u64, expected: u64) {
+    while Instant::now() < s.deadline {
+        if let Some((placed, pending)) = placement_counts(&s).await
+            && placed >= before + expected
+            && pending == 0
+        {
+            let _ = s.committed_all_ms.compare_exchange(NEVER, s.ms(), Ordering::Relaxed, Ordering::Relaxed);
+            break;
+        }
+        tokio::time::sleep(PLACEMENTS_POLL).await;
+    }
+    sleep_until(s.deadline).await;
+    if let Some((placed, _)) = placement_counts(&s).await {
+        s.placements_beyond.store(placed.saturating_sub(before + expected), Ordering::Relaxed);
+    }
 }
 
 /// Runs futures concurrently (each as a task) and returns their outputs in order.
@@ -989,6 +1037,8 @@ fn report(
             "errors": a.errors,
             "at_s": s.applied_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             "all_placed_s": at(&s.delivered_all_ms),
+            "all_committed_s": at(&s.committed_all_ms),
+            "placements_beyond_expected": s.placements_beyond.load(Ordering::Relaxed),
             "all_running_s": at(&s.running_all_ms),
             "placed_at_end": s.delivered.load(Ordering::Relaxed),
             "hosts_over_capacity": stats.iter().filter(|a| a.over_capacity).count(),
@@ -1043,8 +1093,8 @@ fn print_text(r: &Value) {
     }
     if let Some(a) = r["apply"].as_object() {
         println!(
-            "apply: {} specs, {} instances at {}s (slowest PUT {} ms, errors {}); all placed +{}s, all running +{}s; at end {} placed, {} running; {} hosts ever over capacity",
-            a["specs"], a["instances"], a["at_s"], a["put_ms_max"], a["errors"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"], a["hosts_over_capacity"]
+            "apply: {} specs, {} instances at {}s (slowest PUT {} ms, errors {}); all placed by the orchestrator +{}s ({} placements beyond), all on their hosts +{}s, all running +{}s; at end {} placed, {} running; {} hosts ever over capacity",
+            a["specs"], a["instances"], a["at_s"], a["put_ms_max"], a["errors"], a["all_committed_s"], a["placements_beyond_expected"], a["all_placed_s"], a["all_running_s"], a["placed_at_end"], a["running_at_end"], a["hosts_over_capacity"]
         );
         match a["at_rest"].as_object() {
             Some(rest) => {

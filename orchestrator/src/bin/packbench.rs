@@ -176,7 +176,7 @@ fn measure(place: Place, hosts_n: usize, seed: u64, events: &[Event]) -> Packing
     let (before, placed, refused, idle) = replay(place, &mut hosts, events);
     let mut big = fleet(4 * hosts_n, 20, seed);
     let (_, _, big_refused, _) = replay(place, &mut big, events);
-    let hosts_needed = big.iter().filter(|h| h.per_pool.values().any(|n| *n > 0)).count();
+    let hosts_needed = big.iter().filter(|h| h.per_pool.iter().any(|(_, n)| *n > 0)).count();
     if big_refused > 0 {
         eprintln!("note: {big_refused} instances refused even on {} hosts (their DataNode pool outgrew its rules)", 4 * hosts_n);
     }

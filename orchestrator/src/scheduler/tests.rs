@@ -151,7 +151,7 @@ fn datanodes_one_per_host_and_even_over_racks() {
             Case {
                 name: "a rack already holding the pool's DataNodes comes last",
                 hosts: vec![
-                    HostView { per_pool: [("t/c/datanode".to_string(), 1)].into_iter().collect(), ..racked("a", "r1") },
+                    HostView { per_pool: vec![("t/c/datanode".to_string(), 1)], ..racked("a", "r1") },
                     racked("b", "r1"),
                     racked("c", "r2"),
                     racked("d", "r2"),

@@ -391,11 +391,13 @@ fn savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 /// intent (an apply, a scale, a decommission step, a purge acknowledged) goes through this
 /// one thread, while any number of request threads can compute replies in parallel: under
 /// a heartbeat storm the writer waited on the run queue for 45 % of its time (a million
-/// instances applied on 30,000 hosts: all written 37 s after the apply at nice 0, 25 s at -5).
-pub const WRITER_NICE: i32 = -5;
+/// instances applied on 30,000 hosts: all written 37 s after the apply at nice 0, 25 s at -5;
+/// at -5 it still waited a fifth of its time, and every placement was made 29–32 s after the
+/// apply; at -10 it waits 8–9 %, and they are made in 24–26 s).
+pub const WRITER_NICE: i32 = -10;
 
 /// Runs the calling thread at [`WRITER_NICE`] when it may (root, `CAP_SYS_NICE`, or an
-/// `RLIMIT_NICE` of at least 25: systemd's `LimitNICE=-5`, as `deploy/systemd` sets), else
+/// `RLIMIT_NICE` of at least 30: systemd's `LimitNICE=-10`, as `deploy/systemd` sets), else
 /// says once why it runs at the default priority. (On Linux a nice value is per thread.)
 fn favour_this_thread() {
     // SAFETY: setpriority reads no memory; `who` 0 is the calling thread under Linux.
@@ -403,7 +405,7 @@ fn favour_this_thread() {
     if failed {
         let why = std::io::Error::last_os_error();
         tracing::info!(nice = WRITER_NICE, error = %why,
-            "the store's writer runs at the default priority: raising it needs CAP_SYS_NICE or LimitNICE=-5 (systemd); under load, writes then wait behind replies");
+            "the store's writer runs at the default priority: raising it needs CAP_SYS_NICE or LimitNICE={WRITER_NICE} (systemd); under load, writes then wait behind replies");
     }
 }
 

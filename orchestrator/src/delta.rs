@@ -154,9 +154,12 @@ impl Sents {
     /// than what the host was told already (a watch and a heartbeat racing): compute it again,
     /// never take a newer set back.
     pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<HeartbeatReply> {
-        let hashes: HashMap<InstanceRef, u64> = full.desired.iter().map(|e| (e.container.instance.clone(), e.digest)).collect();
+        // NB: sized once, and each tenant's name copied once (not once per container).
+        let mut hashes: HashMap<InstanceRef, u64> = HashMap::with_capacity_and_hasher(full.desired.len(), Default::default());
+        hashes.extend(full.desired.iter().map(|e| (e.container.instance.clone(), e.digest)));
         let network = full.network.as_ref().map(HostNet::told);
-        let tenants = full.desired.iter().map(|e| e.container.instance.tenant.clone()).collect();
+        let tenants: BTreeSet<&str> = full.desired.iter().map(|e| e.container.instance.tenant.as_str()).collect();
+        let tenants = tenants.into_iter().map(str::to_string).collect();
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
         if hosts.get(host).is_some_and(|s| s.revision > full.revision) {
             return None;

@@ -46,6 +46,24 @@ pub async fn register(
     Ok(Json(reply))
 }
 
+/// A heartbeat's or a watch's answer as JSON, written into a buffer sized for it at once.
+/// (Grown by doubling from 128 bytes, as `Json` does, a reply carrying a host's whole set of
+/// some thirty containers, 4–5 KB each, was copied a dozen times on its way.)
+pub struct Reply(pub HeartbeatReply);
+
+/// What [`Reply`] reserves per container it carries.
+const CONTAINER_JSON_BYTES: usize = 6 * 1024;
+
+impl axum::response::IntoResponse for Reply {
+    fn into_response(self) -> axum::response::Response {
+        let mut buf = Vec::with_capacity(512 + CONTAINER_JSON_BYTES * self.0.desired.len());
+        match serde_json::to_writer(&mut buf, &self.0) {
+            Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response(),
+            Err(e) => super::problem::ApiError::from(crate::error::Error::Writer(format!("cannot write the reply as JSON: {e}"))).into_response(),
+        }
+    }
+}
+
 /// An agent reports what runs on its host; the answer is the host's desired set, as a delta
 /// against the generation the agent says it applied (`applied`), else in full. An address
 /// outside the host's subnet is refused (403) and audited.
@@ -56,7 +74,7 @@ pub async fn heartbeat(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<HeartbeatReply>> {
+) -> Result<Reply> {
     caller.principal.require_agent()?;
     let body = body?;
     // A JSON heartbeat whose report is the one last parsed for its host, byte for byte, is
@@ -68,18 +86,18 @@ pub async fn heartbeat(
         let report = crate::hot::report_digest(observed.get());
         let head = crate::hosts::HeartbeatHead { host_id, conditions, purged, applied, network_deltas };
         if let Some(reply) = s.heartbeat_same(&head, report).await {
-            return Ok(Json(reply?));
+            return Ok(Reply(reply?));
         }
         if let Ok(observed) = serde_json::from_str(observed.get()) {
             let hb = head.with(observed);
             s.check_heartbeat(&caller.principal.actor(), &hb).await?;
-            return Ok(Json(s.heartbeat_as(hb, Some(report)).await?));
+            return Ok(Reply(s.heartbeat_as(hb, Some(report)).await?));
         }
     }
     let hb: Heartbeat = parse(&body)?;
     caller.principal.require_host(&hb.host_id)?;
     s.check_heartbeat(&caller.principal.actor(), &hb).await?;
-    Ok(Json(s.heartbeat(hb).await?))
+    Ok(Reply(s.heartbeat(hb).await?))
 }
 
 /// A [`Heartbeat`] with its report left as the JSON it came in (see [`State::heartbeat_same`]).
@@ -109,14 +127,14 @@ pub async fn watch(
     AxumState(s): AxumState<State>,
     Extension(caller): Extension<Caller>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<HeartbeatReply>> {
+) -> Result<Reply> {
     caller.principal.require_agent()?;
     let w: Watch = parse(&body?)?;
     caller.principal.require_host(&w.host_id)?;
     if w.wait_ms > WATCH_MAX_MS {
         return Err(crate::error::Error::invalid("wait_ms", format!("at most {WATCH_MAX_MS} (60 s), got {}", w.wait_ms)).into());
     }
-    Ok(Json(s.watch(&w.host_id, w.applied, std::time::Duration::from_millis(w.wait_ms), w.network_deltas).await?))
+    Ok(Reply(s.watch(&w.host_id, w.applied, std::time::Duration::from_millis(w.wait_ms), w.network_deltas).await?))
 }
 
 /// Hosts: capacity, allocation and liveness (admin only).

@@ -94,6 +94,32 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Writes instance `i`'s row with `sql`: [`INSERT_INSTANCE`] or [`UPSERT_INSTANCE`].
+fn write_instance(c: &Connection, sql: &str, i: &Instance) -> Result<()> {
+    let (cpu, memory) = (i.cpu.0 as i64, i.memory.0 as i64);
+    c.exec(sql, params![i.instance.tenant, i.instance.cluster, i.instance.name, i.role.as_str(), i.ordinal, i.host, i.pending, cpu, memory])?;
+    Ok(())
+}
+
+macro_rules! insert_instance {
+    () => {
+        "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)"
+    };
+}
+
+/// A new instance's row (one there already breaks the key).
+const INSERT_INSTANCE: &str = insert_instance!();
+
+/// An instance's row, new or updated: its placement counts a landing on another host.
+const UPSERT_INSTANCE: &str = concat!(
+    insert_instance!(),
+    " ON CONFLICT(tenant, cluster, name) DO UPDATE SET
+       placement = placement + (excluded.host_id IS NOT NULL AND excluded.host_id IS NOT host_id),
+       host_id = excluded.host_id, pending = excluded.pending,
+       cpu = excluded.cpu, memory = excluded.memory"
+);
+
 /// Stores one host's report of one instance (the rows of a host's report: see
 /// [`Tx::replace_observed`] and [`Tx::update_observed`]).
 const PUT_OBSERVED: &str = "INSERT OR REPLACE INTO observed (tenant, cluster, name, host_id, state) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -396,50 +422,16 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_instance(&self, i: &Instance) -> Result<()> {
-        let c = self.0;
         let before = self.touch_instance(&i.instance)?;
         touch(i.host.as_deref(), None);
-        c.exec(
-            "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)
-             ON CONFLICT(tenant, cluster, name) DO UPDATE SET
-               placement = placement + (excluded.host_id IS NOT NULL AND excluded.host_id IS NOT host_id),
-               host_id = excluded.host_id, pending = excluded.pending,
-               cpu = excluded.cpu, memory = excluded.memory",
-            params![
-                i.instance.tenant,
-                i.instance.cluster,
-                i.instance.name,
-                i.role.as_str(),
-                i.ordinal,
-                i.host,
-                i.pending,
-                i.cpu.0 as i64,
-                i.memory.0 as i64
-            ],
-        )?;
+        write_instance(self.0, UPSERT_INSTANCE, i)?;
         self.move_usage(&i.instance, before.as_ref(), Some(i))
     }
 
     fn put_new_instance(&self, i: &Instance) -> Result<()> {
-        let c = self.0;
         touch(i.host.as_deref(), Some((&i.instance.tenant, &i.instance.cluster)));
         // NB: a row there already (or no such cluster) breaks a key: a conflict.
-        c.exec(
-            "INSERT INTO instances (tenant, cluster, name, role, ordinal, host_id, pending, cpu, memory, placement)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?6 IS NOT NULL)",
-            params![
-                i.instance.tenant,
-                i.instance.cluster,
-                i.instance.name,
-                i.role.as_str(),
-                i.ordinal,
-                i.host,
-                i.pending,
-                i.cpu.0 as i64,
-                i.memory.0 as i64
-            ],
-        )?;
+        write_instance(self.0, INSERT_INSTANCE, i)?;
         self.move_usage(&i.instance, None, Some(i))
     }
 

@@ -561,7 +561,7 @@ pub(crate) fn assemble(parts: &crate::desired::Parts, at_ms: u64, limit: usize) 
     conditions.extend(step.conditions.drain(..).map(Into::into));
     conditions.extend(crate::fleet::lost_conditions(members, leaving, |h| ctx.lost_ms(h)));
     let lost: HashMap<&str, u64> = members.iter().filter_map(|i| i.host.as_deref()).filter_map(|h| Some((h, ctx.lost_ms(h)?))).collect();
-    let racks: HashMap<&str, &str> = ctx.hosts.iter().filter_map(|(id, (info, _))| Some((id.as_str(), info.rack.as_deref()?))).collect();
+    let racks: HashMap<&str, &str> = ctx.view.hosts.iter().filter_map(|(id, (info, _))| Some((id.as_str(), info.rack.as_deref()?))).collect();
     let observed = |i: &Instance| match &i.host {
         Some(h) => ctx.report(&i.instance, h),
         _ => None,

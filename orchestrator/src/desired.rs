@@ -525,7 +525,7 @@ fn settled_since(hot: &Hot, key: &(String, String), was: &Derived, touches: u64,
     let same = hot.with_hosts(|hosts| {
         placed.into_iter().all(|(instance, host)| {
             let Some(live) = hosts.get(host) else { return false };
-            let before = parts.ctx.hosts.get(host).map(|(info, _)| info);
+            let before = parts.ctx.view.hosts.get(host).map(|(info, _)| info);
             if before.is_none_or(|b| b.rack != live.info.rack || b.data_disks.len() != live.info.data_disks.len()) {
                 return false;
             }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_api::lifecycle::{LifecycleConditionKind, Phase};
 use herd_api::names::InstanceRef;
-use herd_api::wire::{HostInfo, Observed, Page};
+use herd_api::wire::{Observed, Page};
 use herd_api::ClusterSpec;
 use crate::store::Tx;
 use tracing::{info, warn};
@@ -322,23 +322,22 @@ pub(crate) fn drive_lifecycle(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64,
 
 /// The hosts of one cluster's members and what they observed, copied from the hot state.
 pub(crate) struct HadoopContext {
-    /// id → (description, ms since its last heartbeat). NB: a map: `lost_ms` is asked per
-    /// member, and a scan of a list made a 10,000-member status quadratic (a third of the
-    /// orchestrator's CPU while 300,000 instances were applied).
-    pub(crate) hosts: HashMap<String, (Arc<HostInfo>, u64)>,
+    /// Its hosts by id (NB: a map: `lost_ms` is asked per member, and a scan of a list made a
+    /// 10,000-member status quadratic, a third of the orchestrator's CPU while 300,000
+    /// instances were applied), and its members' reports.
+    pub(crate) view: crate::hot::HostsView,
     poll_interval_ms: u64,
-    observed: HashMap<InstanceRef, (String, Observed)>,
 }
 
 impl HadoopContext {
     pub(crate) fn load(hot: &Hot, members: &[Instance], now: u64, lost_after: u64) -> Self {
         let view = hot.view(members.iter().filter_map(|i| Some((&i.instance, i.host.as_deref()?))), now);
-        HadoopContext { hosts: view.hosts, observed: view.observed, poll_interval_ms: lost_after / 3 }
+        HadoopContext { view, poll_interval_ms: lost_after / 3 }
     }
 
     /// What `host` reported of `instance`, when `host` is where it was placed when loaded.
     pub(crate) fn report(&self, instance: &InstanceRef, host: &str) -> Option<&Observed> {
-        self.observed.get(instance).filter(|(h, _)| h == host).map(|(_, o)| o)
+        self.view.report(instance, host)
     }
 
     /// Runs `f` over one cluster's [`hadoop::ClusterData`], rendered with `leaving` excluded.
@@ -350,7 +349,7 @@ impl HadoopContext {
         f: impl FnOnce(&hadoop::ClusterData<'_>) -> R,
     ) -> R {
         let hosts: HashMap<&str, hadoop::HostRef<'_>> =
-            self.hosts.iter().map(|(id, (info, age_ms))| (id.as_str(), hadoop::HostRef { info: info.as_ref(), age_ms: *age_ms })).collect();
+            self.view.hosts.iter().map(|(id, (info, age_ms))| (id.as_str(), hadoop::HostRef { info: info.as_ref(), age_ms: *age_ms })).collect();
         let observed = members
             .iter()
             .filter_map(|i| {
@@ -373,7 +372,7 @@ impl HadoopContext {
     /// Milliseconds since `host`'s last heartbeat, when that makes it `lost`.
     pub(crate) fn lost_ms(&self, host: &str) -> Option<u64> {
         let lost_after = self.poll_interval_ms * 3;
-        self.hosts.get(host).map(|(_, age)| *age).filter(|age| *age > lost_after)
+        self.view.hosts.get(host).map(|(_, age)| *age).filter(|age| *age > lost_after)
     }
 
     pub(crate) fn evaluate(&self, spec: &ClusterSpec, members: &[Instance], leaving: &BTreeMap<InstanceRef, Phase>) -> hadoop::Outcome {
@@ -390,7 +389,7 @@ mod tests {
 
     use super::*;
     use herd_api::Role;
-    use herd_api::wire::{Heartbeat, HeartbeatReply, Quota, ScaleRequest};
+    use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, Quota, ScaleRequest};
     use herd_api::hadoop::{DataNodeReport, MasterHealth, NameNodeHealth};
     use herd_api::spec::Replicas;
     use herd_api::wire::{ContainerState, Observed};

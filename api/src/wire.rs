@@ -802,45 +802,141 @@ pub struct StaleDelta {
     pub held: Option<u64>,
 }
 
+/// What [`DesiredSet::take`] changed in the set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// The reply was the full set: every container may have changed.
+    pub whole: bool,
+    /// In a delta: the containers it put (new or changed), in the reply's order.
+    pub put: Vec<InstanceRef>,
+    /// In a delta: the instances it removed.
+    pub removed: Vec<InstanceRef>,
+}
+
 impl DesiredSet {
     /// Takes in a reply; returns whether the set changed. A reply older than the held set
     /// (a heartbeat answered before a watch that was answered first) is ignored.
     pub fn apply(&mut self, r: &HeartbeatReply) -> Result<bool, StaleDelta> {
-        if self.generation.is_some_and(|g| r.generation < g) || self.generation == Some(r.generation) {
+        if self.is_old(r) {
             return Ok(false);
         }
-        match r.base {
+        self.take(r.clone()).map(|t| t.is_some())
+    }
+
+    /// Whether `r` is no newer than the set held (it changes nothing).
+    fn is_old(&self, r: &HeartbeatReply) -> bool {
+        self.generation.is_some_and(|g| r.generation <= g)
+    }
+
+    /// [`DesiredSet::apply`], moving the reply's containers in instead of copying them, and
+    /// saying what changed (`None`: nothing, the reply was old): an agent of a busy host then
+    /// looks at the containers a delta carried, not at its whole set again.
+    pub fn take(&mut self, r: HeartbeatReply) -> Result<Option<Taken>, StaleDelta> {
+        if self.is_old(&r) {
+            return Ok(None);
+        }
+        let HeartbeatReply { generation, desired, network, base, removed, network_cleared, network_delta, .. } = r;
+        let taken = match base {
             None => {
-                self.containers = r.desired.iter().map(|d| (d.instance.clone(), d.clone())).collect();
-                self.network = r.network.clone();
+                self.containers = desired.into_iter().map(|d| (d.instance.clone(), d)).collect();
+                self.network = network;
+                Taken { whole: true, ..Taken::default() }
             }
             Some(base) if Some(base) == self.generation => {
                 // A plan delta needs the plan it was made against: checked before anything moves.
-                if r.network_delta.is_some() && r.network.is_none() && !r.network_cleared && self.network.is_none() {
+                if network_delta.is_some() && network.is_none() && !network_cleared && self.network.is_none() {
                     return Err(StaleDelta { base, held: self.generation });
                 }
-                for i in &r.removed {
+                for i in &removed {
                     self.containers.remove(i);
                 }
-                for d in &r.desired {
-                    self.containers.insert(d.instance.clone(), d.clone());
+                let mut put = Vec::with_capacity(desired.len());
+                for d in desired {
+                    put.push(d.instance.clone());
+                    self.containers.insert(d.instance.clone(), d);
                 }
-                if r.network_cleared {
+                if network_cleared {
                     self.network = None;
-                } else if let Some(n) = &r.network {
-                    self.network = Some(n.clone());
-                } else if let (Some(d), Some(n)) = (&r.network_delta, &mut self.network) {
+                } else if let Some(n) = network {
+                    self.network = Some(n);
+                } else if let (Some(d), Some(n)) = (&network_delta, &mut self.network) {
                     n.apply(d);
                 }
+                Taken { whole: false, put, removed }
             }
             Some(base) => return Err(StaleDelta { base, held: self.generation }),
-        }
-        self.generation = Some(r.generation);
-        Ok(true)
+        };
+        self.generation = Some(generation);
+        Ok(Some(taken))
     }
 
     /// The containers, in instance order.
     pub fn desired(&self) -> Vec<DesiredContainer> {
         self.containers.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str, image: &str) -> DesiredContainer {
+        DesiredContainer {
+            instance: InstanceRef { tenant: "t".into(), cluster: "c".into(), name: name.into() },
+            role: Role::Datanode,
+            image: image.into(),
+            cpu: Cpu(100),
+            memory: Memory(1 << 28),
+            command: None,
+            env: BTreeMap::new(),
+            publish: vec![],
+            cap_add: vec![],
+            hadoop: None,
+            rollout_hash: None,
+            hold_config: false,
+            placement: 1,
+        }
+    }
+
+    fn reply(generation: u64, base: Option<u64>, desired: Vec<DesiredContainer>, removed: Vec<&str>) -> HeartbeatReply {
+        HeartbeatReply {
+            generation,
+            desired,
+            heartbeat_interval_ms: 3000,
+            network: None,
+            base,
+            removed: removed.into_iter().map(|n| InstanceRef { tenant: "t".into(), cluster: "c".into(), name: n.into() }).collect(),
+            network_cleared: false,
+            network_delta: None,
+            purge: vec![],
+        }
+    }
+
+    fn names(v: &[InstanceRef]) -> Vec<&str> {
+        v.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_taken_reply_says_what_it_changed_and_leaves_the_set_as_applying_it_does() {
+        let (mut taking, mut applying) = (DesiredSet::default(), DesiredSet::default());
+        let full = reply(5, None, vec![container("datanode-0", "a"), container("datanode-1", "a")], vec![]);
+        assert_eq!(applying.apply(&full), Ok(true));
+        assert_eq!(taking.take(full.clone()), Ok(Some(Taken { whole: true, ..Taken::default() })));
+        assert_eq!(taking, applying);
+        // A delta: one changed, one new, one removed.
+        let delta = reply(7, Some(5), vec![container("datanode-1", "b"), container("datanode-2", "a")], vec!["datanode-0"]);
+        assert_eq!(applying.apply(&delta), Ok(true));
+        let taken = taking.take(delta.clone()).unwrap().unwrap();
+        assert!(!taken.whole);
+        assert_eq!((names(&taken.put), names(&taken.removed)), (vec!["datanode-1", "datanode-2"], vec!["datanode-0"]));
+        assert_eq!(taking, applying);
+        assert_eq!(taking.containers.keys().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["datanode-1", "datanode-2"]);
+        assert_eq!(taking.containers.values().next().map(|d| d.image.as_str()), Some("b"));
+        // Old replies change nothing; a delta against another generation is refused unapplied.
+        assert_eq!(taking.take(delta), Ok(None));
+        assert_eq!(taking.take(full), Ok(None));
+        let stale = reply(9, Some(6), vec![container("datanode-3", "a")], vec![]);
+        assert_eq!(taking.take(stale), Err(StaleDelta { base: 6, held: Some(7) }));
+        assert_eq!(taking, applying);
     }
 }

@@ -47,11 +47,13 @@ impl Conns {
         })
     }
 
-    /// POSTs `body` (JSON) to `path`; the status and the answer's body. The wait for a free
-    /// slot is part of the request's time. Errors are kinds: `connect`, `timeout`, `transport`.
-    pub async fn post(&self, path: &'static str, body: Vec<u8>) -> std::result::Result<(u16, Bytes), String> {
+    /// POSTs the JSON `body` makes, once a slot is free, to `path`; the status and the
+    /// answer's body. The wait for a free slot is part of the request's time. Errors are
+    /// kinds: `connect`, `timeout`, `transport`.
+    pub async fn post(&self, path: &'static str, body: impl FnOnce() -> Vec<u8>) -> std::result::Result<(u16, Bytes), String> {
         // NB: never closed, so acquire cannot fail.
         let _slot = self.slots.acquire().await.map_err(|_| "closed".to_string())?;
+        let body = body();
         let taken = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let mut conn = match taken {
             Some(c) if !c.is_closed() => c,

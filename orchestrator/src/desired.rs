@@ -454,6 +454,7 @@ fn derive(
             _ => true,
         });
     let spec = &row.spec;
+    desired.reserve(members.len());
     for i in members.iter().filter(|i| i.host.is_some()) {
         // Removal ordered by the lifecycle: its agent stops and removes the container.
         if leaving.get(&i.instance) == Some(&Phase::Removing) {

@@ -138,14 +138,17 @@ impl<'a> ClusterData<'a> {
         let entry = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(key).or_default().clone();
         let mut memo = entry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut workers = if memo.spec == spec_hash { std::mem::take(&mut memo.workers) } else { HashMap::default() };
-        let mut seen: HashMap<&InstanceRef, u32> = HashMap::default();
+        // NB: sized for every member up front (grown by doubling, moving each member's entry
+        // each time, they were a tenth of rendering a freshly applied 10,000-member cluster).
+        let n = members.len();
+        let mut seen: HashMap<&InstanceRef, u32> = HashMap::with_capacity_and_hasher(n, Default::default());
         for m in &members {
             *seen.entry(&m.instance).or_insert(0) += 1;
         }
         let masters = render::site::Masters::of(&view);
         let mut shapes = render::Shapes::default();
-        let mut out = HashMap::default();
-        let mut kept = HashMap::default();
+        let mut out = HashMap::with_capacity_and_hasher(n, Default::default());
+        let mut kept = HashMap::with_capacity_and_hasher(n, Default::default());
         for m in &members {
             let worker = matches!(m.role, Role::Datanode | Role::Nodemanager);
             if masters_only && worker {
@@ -317,7 +320,9 @@ pub fn evaluate(data: &ClusterData<'_>) -> Outcome {
             ),
         });
     }
-    let env = data.members().iter().map(|m| (m.instance.clone(), render::daemon_env(m))).collect();
+    // NB: from the instances (a member's environment depends on its role and size only), not
+    // from members made again for it, each with copies of its names, host and rack.
+    let env = data.instances.iter().map(|i| (i.instance.clone(), render::daemon_env_of(i.role, i.memory))).collect();
     Outcome { releases, instances, hdfs: assessed.hdfs, yarn: assessed.yarn, conditions, env }
 }
 
@@ -480,7 +485,7 @@ pub fn releases(
         (None, false) => candidates.first().cloned(),
     };
     let is_candidate: BTreeSet<&InstanceRef> = candidates.iter().collect();
-    let mut out = HashMap::default();
+    let mut out = HashMap::with_capacity_and_hasher(newest.len(), Default::default());
     for (instance, rendered) in newest {
         let hold = (is_candidate.contains(&instance) && Some(&instance) != released.as_ref())
             || (data.leaving.contains(&instance) && data.observed.get(&instance).is_some_and(|o| o.config_hash.is_some()));

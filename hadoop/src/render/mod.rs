@@ -333,7 +333,12 @@ fn rm_refresh(cluster: &ClusterView<'_>) -> Vec<String> {
 /// `hadoop-functions.sh` reads it into `-Xmx`), from [`daemon_heap`]'s rule. The agent sets
 /// it on the container; a pool's own `env` may override it.
 pub fn daemon_env(member: &Member) -> BTreeMap<String, String> {
-    let heap = daemon_heap(member.role, member.memory);
+    daemon_env_of(member.role, member.memory)
+}
+
+/// [`daemon_env`] of a member of `role` given `memory`: all it depends on.
+pub fn daemon_env_of(role: Role, memory: Memory) -> BTreeMap<String, String> {
+    let heap = daemon_heap(role, memory);
     BTreeMap::from([("HADOOP_HEAPSIZE_MAX".to_string(), format!("{}m", heap.0 >> 20))])
 }
 

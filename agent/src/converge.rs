@@ -332,21 +332,7 @@ mod tests {
     }
 
     fn desired(role: Role, n: u32, memory: u64) -> DesiredContainer {
-        DesiredContainer {
-            instance: InstanceRef::new("t", "c", role, n),
-            role,
-            image: "img".into(),
-            cpu: Cpu(500),
-            memory: Memory(memory),
-            command: None,
-            env: BTreeMap::new(),
-            publish: vec![],
-            cap_add: vec![],
-            hadoop: None,
-            rollout_hash: None,
-            hold_config: false,
-            placement: 0,
-        }
+        DesiredContainer::plain(InstanceRef::new("t", "c", role, n), role, "img", Cpu(500), Memory(memory))
     }
 
     fn found(d: &DesiredContainer, id: &str, state: ContainerState, hash: Option<&str>) -> Container {

@@ -282,6 +282,26 @@ impl DesiredContainer {
     pub fn config_hash(&self) -> Option<String> {
         self.rollout_hash.clone().or_else(|| self.hadoop.as_ref().map(|h| h.files_hash()))
     }
+
+    /// A container of `instance` (a `role`) running `image` with `cpu` and `memory`, and
+    /// nothing else: no command, environment, ports, capabilities or Hadoop config, placement 0.
+    pub fn plain(instance: InstanceRef, role: Role, image: impl Into<String>, cpu: Cpu, memory: Memory) -> Self {
+        DesiredContainer {
+            instance,
+            role,
+            image: image.into(),
+            cpu,
+            memory,
+            command: None,
+            env: BTreeMap::new(),
+            publish: vec![],
+            cap_add: vec![],
+            hadoop: None,
+            rollout_hash: None,
+            hold_config: false,
+            placement: 0,
+        }
+    }
 }
 
 /// An instance with its placement, desired next to observed.
@@ -881,21 +901,8 @@ mod tests {
     use super::*;
 
     fn container(name: &str, image: &str) -> DesiredContainer {
-        DesiredContainer {
-            instance: InstanceRef { tenant: "t".into(), cluster: "c".into(), name: name.into() },
-            role: Role::Datanode,
-            image: image.into(),
-            cpu: Cpu(100),
-            memory: Memory(1 << 28),
-            command: None,
-            env: BTreeMap::new(),
-            publish: vec![],
-            cap_add: vec![],
-            hadoop: None,
-            rollout_hash: None,
-            hold_config: false,
-            placement: 1,
-        }
+        let instance = InstanceRef { tenant: "t".into(), cluster: "c".into(), name: name.into() };
+        DesiredContainer { placement: 1, ..DesiredContainer::plain(instance, Role::Datanode, image, Cpu(100), Memory(1 << 28)) }
     }
 
     fn reply(generation: u64, base: Option<u64>, desired: Vec<DesiredContainer>, removed: Vec<&str>) -> HeartbeatReply {

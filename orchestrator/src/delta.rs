@@ -327,21 +327,8 @@ mod tests {
     use super::*;
 
     fn dc(n: u32, image: &str) -> DesiredContainer {
-        DesiredContainer {
-            instance: InstanceRef::new("t", "c", Role::Datanode, n),
-            role: Role::Datanode,
-            image: image.into(),
-            cpu: Cpu(500),
-            memory: Memory(1 << 30),
-            command: None,
-            env: BTreeMap::new(),
-            publish: vec![],
-            cap_add: vec![],
-            hadoop: None,
-            rollout_hash: None,
-            hold_config: false,
-            placement: 1,
-        }
+        let instance = InstanceRef::new("t", "c", Role::Datanode, n);
+        DesiredContainer { placement: 1, ..DesiredContainer::plain(instance, Role::Datanode, image, Cpu(500), Memory(1 << 30)) }
     }
 
     fn plan(octet: u8) -> NetworkPlan {

@@ -60,8 +60,13 @@ impl HostLive {
     /// reports being sorted by instance: a linear scan compared some thirty names per member
     /// of a cluster on a full fleet.
     pub fn report_of(&self, instance: &InstanceRef) -> Option<&Observed> {
+        self.report_index(instance).map(|n| &self.observed[n])
+    }
+
+    /// Where [`HostLive::report_of`] finds `instance`'s report in `observed`.
+    fn report_index(&self, instance: &InstanceRef) -> Option<usize> {
         let first = self.observed.partition_point(|o| &o.instance < instance);
-        self.observed.get(first).filter(|o| &o.instance == instance)
+        self.observed.get(first).is_some_and(|o| &o.instance == instance).then_some(first)
     }
 
     /// Heard from at `now_ms`: whether it was ready before (heard within `lost_after_ms`),
@@ -552,8 +557,8 @@ impl Hot {
             if !out.hosts.contains_key(id) {
                 out.hosts.insert(id.to_string(), (h.info.clone(), h.age_ms(now_ms)));
             }
-            if let Some(o) = h.report_of(instance) {
-                out.observed.insert(instance.clone(), (id.to_string(), o.clone()));
+            if let Some(n) = h.report_index(instance) {
+                out.observed.insert(instance.clone(), (h.info.clone(), h.observed.clone(), n));
             }
         }
         out
@@ -602,16 +607,19 @@ impl Hot {
 pub struct HostsView {
     /// id → (description, ms since its last heartbeat).
     pub hosts: HashMap<String, (Arc<HostInfo>, u64)>,
-    /// Each member's report by its own host: instance → (that host, the report). NB: keyed
-    /// by instance alone, so a look-up makes no key (one per member, three names and a host
-    /// each, was most of a derivation's allocations).
-    pub observed: HashMap<InstanceRef, (String, Observed)>,
+    /// Each member's report by its own host: instance → (that host, its whole report as the
+    /// view was taken, where the member's is in it). NB: keyed by instance alone, so a look-up
+    /// makes no key (one per member, three names and a host each, was most of a derivation's
+    /// allocations); the host's report is shared, not copied per member (a copy of each
+    /// member's report and its host's name, kept with each cluster's status, was some
+    /// ten allocations per instance of the fleet).
+    observed: HashMap<InstanceRef, (Arc<HostInfo>, Arc<Vec<Observed>>, usize)>,
 }
 
 impl HostsView {
     /// What `host` reports of `instance`, when `host` is the one it was taken from.
     pub fn report(&self, instance: &InstanceRef, host: &str) -> Option<&Observed> {
-        self.observed.get(instance).filter(|(h, _)| h == host).map(|(_, o)| o)
+        self.observed.get(instance).filter(|(info, _, _)| info.id == host).map(|(_, report, n)| &report[*n])
     }
 }
 

@@ -613,8 +613,12 @@ pub struct HostsView {
     /// allocations); the host's report is shared, not copied per member (a copy of each
     /// member's report and its host's name, kept with each cluster's status, was some
     /// ten allocations per instance of the fleet).
-    observed: HashMap<InstanceRef, (Arc<HostInfo>, Arc<Vec<Observed>>, usize)>,
+    observed: HashMap<InstanceRef, Shared>,
 }
+
+/// A member's report in a [`HostsView`]: its host, the host's whole report, and where the
+/// member's is in it.
+type Shared = (Arc<HostInfo>, Arc<Vec<Observed>>, usize);
 
 impl HostsView {
     /// What `host` reports of `instance`, when `host` is the one it was taken from.

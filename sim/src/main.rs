@@ -601,8 +601,7 @@ fn read_reply(body: &[u8]) -> serde_json::Result<HeartbeatReply> {
                 }
                 None => None,
             };
-            let (command, env, publish, cap_add) = (None, BTreeMap::new(), Vec::new(), Vec::new());
-            Ok(herd_api::wire::DesiredContainer { instance, role, image, cpu, memory, command, env, publish, cap_add, hadoop, rollout_hash, hold_config, placement })
+            Ok(herd_api::wire::DesiredContainer { hadoop, rollout_hash, hold_config, placement, ..herd_api::wire::DesiredContainer::plain(instance, role, image, cpu, memory) })
         }
     }
     #[derive(serde::Deserialize)]
@@ -634,8 +633,8 @@ fn read_reply(body: &[u8]) -> serde_json::Result<HeartbeatReply> {
 }
 
 /// Takes `set`, just changed as `taken` says, as what the host runs from now on; whether it
-/// asks for more CPU or memory than the host has. A new container gets the lowest free address of `subnet` after
-/// the gateway, as the agent's IPAM gives.
+/// asks for more CPU or memory than the host has. A new container gets the lowest free
+/// address of `subnet` after the gateway, as the agent's IPAM gives.
 fn apply_reply(s: &Shared, held: &mut HashMap<InstanceRef, Held>, set: &herd_api::wire::DesiredSet, taken: &herd_api::wire::Taken, subnet: Option<ipnet::Ipv4Net>) -> bool {
     let (cpu, memory) = set.containers.values().fold((0u64, 0u64), |(c, m), d| (c + d.cpu.0, m + d.memory.0));
     let over = cpu > s.capacity.0.0 || memory > s.capacity.1.0;

@@ -370,11 +370,34 @@ impl DesiredCache {
             Want::Heartbeat | Want::Watch => "commit",
         };
         crate::metrics::get().derivation(reason, took);
-        let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_none_or(|d| d.touches <= derived.touches || d.batch < derived.batch) {
-            *current = Some(derived.clone());
+        let answer = {
+            let mut current = slot.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.as_ref().is_none_or(|d| d.touches <= derived.touches || d.batch < derived.batch) {
+                *current = Some(derived.clone());
+            }
+            current.clone().unwrap_or(derived)
+        };
+        if answer.parts.is_none() {
+            self.release(key, &slot);
         }
-        Ok(Ok(current.clone().unwrap_or(derived)))
+        Ok(Ok(answer))
+    }
+
+    /// Drops `key`'s slot, when it is still `slot`: its cluster was not in the snapshot just
+    /// derived (never applied, or deleted). Else every read of a name that is no cluster kept a
+    /// slot for good: a tenant asking for names at random grew the orchestrator's memory
+    /// without bound. (A request holding the slot still finishes on it; the next one makes a
+    /// new slot, as after a restart.)
+    fn release(&self, key: &(String, String), slot: &Arc<Slot>) {
+        let mut map = self.clusters.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(key).is_some_and(|held| Arc::ptr_eq(held, slot)) {
+            map.remove(key);
+        }
+    }
+
+    /// How many clusters hold a slot (derived since start, or being derived).
+    pub fn slots(&self) -> usize {
+        self.clusters.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// The stamp of the result a heartbeat asking for cluster `key` now would get, when that
@@ -692,6 +715,35 @@ mod tests {
         assert!(!Arc::ptr_eq(&members(&second), &members(&third)));
         assert_eq!(members(&third).len(), 2);
         assert_eq!(third.desired.len(), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_name_that_is_no_cluster_keeps_no_slot_however_often_it_is_asked_for() -> Result<()> {
+        let (store, hot, cache, key) = one_datanode_on_h1().await?;
+        let now = crate::state::now_ms();
+        let ask = |key: &(String, String)| -> Result<Arc<Derived>> {
+            let asked = store.read_now(|c| cache.cluster(c, &store, &hot, key, Want::Status { max_age_ms: 0 }, store.touches(), now, 9_000))?;
+            asked.map_err(|_| crate::error::Error::Writer("busy with nobody deriving".into()))
+        };
+        for n in 0..100 {
+            let missing = ask(&("t".to_string(), format!("no-such-{n}")))?;
+            assert!(missing.parts.is_none() && missing.desired.is_empty());
+        }
+        assert_eq!(cache.slots(), 0, "names that are no cluster each kept a slot");
+        let there = ask(&key)?;
+        assert_eq!(there.desired.len(), 1);
+        assert_eq!(cache.slots(), 1);
+        assert!(cache.knows("t", "c"), "the cluster's slot went");
+        // Deleted (its rows gone): its slot goes with the derivation that finds it gone.
+        store
+            .write(|tx| {
+                tx.delete_instance(&crate::store::contract::inst("t", "c", Role::Datanode, 0, Some("h1")).instance)?;
+                tx.delete_cluster("t", "c")
+            })
+            .await?;
+        assert!(ask(&key)?.parts.is_none());
+        assert_eq!(cache.slots(), 0);
         Ok(())
     }
 

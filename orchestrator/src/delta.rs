@@ -153,7 +153,7 @@ impl Sents {
     /// records what the host is told. `None` when `full` was computed from an older snapshot
     /// than what the host was told already (a watch and a heartbeat racing): compute it again,
     /// never take a newer set back.
-    pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<HeartbeatReply> {
+    pub fn reply(&self, host: &str, applied: Option<u64>, full: Full, interval_ms: u64) -> Option<Answer> {
         // NB: sized once, and each tenant's name copied once (not once per container).
         let mut hashes: HashMap<InstanceRef, u64> = HashMap::with_capacity_and_hasher(full.desired.len(), Default::default());
         hashes.extend(full.desired.iter().map(|e| (e.container.instance.clone(), e.digest)));
@@ -192,18 +192,17 @@ impl Sents {
         // What the agent holds: the last set it was told, or the one before when that reply was
         // lost (timed out under load: a full set then made the next reply slower still).
         let base = [last.as_ref(), prev.as_deref()].into_iter().flatten().find(|s| applied == Some(s.generation));
+        // NB: the containers stay shared with their derivation until they are written out
+        // (each copied into its reply was a tenth of the orchestrator's work while a million
+        // instances reached their hosts).
+        let mut carried = Vec::new();
         match base {
             Some(s) => {
                 reply.base = applied;
                 if s.generation != generation {
                     reply.removed = s.containers.keys().filter(|i| !hashes.contains_key(*i)).cloned().collect();
                     reply.removed.sort();
-                    reply.desired = full
-                        .desired
-                        .iter()
-                        .filter(|e| s.containers.get(&e.container.instance) != Some(&e.digest))
-                        .map(|e| e.container.clone())
-                        .collect();
+                    carried = full.desired.iter().filter(|e| s.containers.get(&e.container.instance) != Some(&e.digest)).cloned().collect();
                     if s.network != network {
                         match (&s.network, &full.network) {
                             (_, None) => reply.network_cleared = true,
@@ -217,7 +216,7 @@ impl Sents {
                 }
             }
             None => {
-                reply.desired = full.desired.iter().map(|e| e.container.clone()).collect();
+                carried = full.desired;
                 reply.network = full.network.as_ref().map(HostNet::plan);
             }
         }
@@ -226,7 +225,7 @@ impl Sents {
         let prev = if same { prev } else { last.map(Box::new) };
         let sent = Sent { generation, revision: full.revision, touches, containers: hashes, network, tenants, idle, plain, sources: sources.into(), prev };
         hosts.insert(host.to_string(), sent);
-        Some(reply)
+        Some(Answer { reply, desired: carried })
     }
 
     /// Whether `host`, which applied generation `applied`, would be told exactly what it was
@@ -295,6 +294,67 @@ pub enum Unchanged {
     Busy(u64),
 }
 
+/// A reply as computed for a host: `reply` holds no containers, `desired` the ones it
+/// carries, still shared with the derivations that made them. [`Answer::to_json`] writes it as
+/// the [`HeartbeatReply`] with them in, byte for byte, without copying them first.
+#[derive(Debug)]
+pub struct Answer {
+    pub reply: HeartbeatReply,
+    pub desired: Vec<Arc<Entry>>,
+}
+
+/// What [`Answer::to_json`] reserves per container it carries (4–5 KB of JSON each with its
+/// Hadoop files).
+const CONTAINER_JSON_BYTES: usize = 6 * 1024;
+
+impl From<HeartbeatReply> for Answer {
+    fn from(reply: HeartbeatReply) -> Self {
+        Answer { reply, desired: vec![] }
+    }
+}
+
+impl Answer {
+    /// The reply with its containers copied in.
+    pub fn into_reply(self) -> HeartbeatReply {
+        let Answer { mut reply, desired } = self;
+        reply.desired.extend(desired.iter().map(|e| e.container.clone()));
+        reply
+    }
+
+    /// The reply as JSON, in a buffer sized for it at once.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(512 + CONTAINER_JSON_BYTES * self.reply.desired.len());
+        serde_json::to_writer(&mut buf, &self.reply)?;
+        if self.desired.is_empty() {
+            return Ok(buf);
+        }
+        match self.splice(&buf)? {
+            Some(whole) => Ok(whole),
+            // NB: never taken while `generation` and `desired` lead `HeartbeatReply` (a test
+            // says so); correct either way.
+            None => serde_json::to_vec(&Answer { reply: self.reply.clone(), desired: self.desired.clone() }.into_reply()),
+        }
+    }
+
+    /// `head` (the reply written without `desired`'s containers) with them written into its
+    /// empty `"desired":[]`, which follows the generation; `None` when `head` does not start
+    /// so (or the reply holds containers of its own).
+    fn splice(&self, head: &[u8]) -> serde_json::Result<Option<Vec<u8>>> {
+        let open = format!("{{\"generation\":{},\"desired\":[", self.reply.generation);
+        let Some(tail) = head.strip_prefix(open.as_bytes()).filter(|t| t.first() == Some(&b']')) else { return Ok(None) };
+        let mut out = Vec::with_capacity(head.len() + CONTAINER_JSON_BYTES * self.desired.len());
+        out.extend_from_slice(open.as_bytes());
+        for (n, e) in self.desired.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &e.container)?;
+        }
+        out.extend_from_slice(tail);
+        Ok(Some(out))
+    }
+}
+
 /// The empty answer for a host whose set is still `generation`.
 pub fn unchanged(generation: u64, applied: Option<u64>, interval_ms: u64) -> HeartbeatReply {
     let full = applied != Some(generation);
@@ -348,6 +408,46 @@ mod tests {
         Full { desired, network: net(network), network_deltas: true, purge: vec![], revision, touches: revision, sources: vec![] }
     }
 
+    /// What the agent reads of an answer: written as JSON as the HTTP layer writes it (the
+    /// same bytes as the reply with its containers copied in), and parsed.
+    fn wire(a: Answer) -> HeartbeatReply {
+        let json = a.to_json().expect("writes");
+        assert_eq!(String::from_utf8_lossy(&json), String::from_utf8_lossy(&serde_json::to_vec(&a.into_reply()).unwrap()));
+        serde_json::from_slice(&json).expect("parses")
+    }
+
+    #[test]
+    fn an_answer_is_written_as_its_reply_with_the_containers_in_byte_for_byte() {
+        use herd_api::hadoop::{HadoopConfig, Text};
+        let shape: Arc<[String]> = vec!["<?xml version=\"1.0\"?>\n<name>".to_string(), "</name>\t\u{1}\n".to_string()].into();
+        let rich = |n: u32| {
+            let mut d = dc(n, "herd/datanode:testbed");
+            d.env.insert("HERD_INSTANCE".into(), format!("datanode-{n}"));
+            d.command = Some(vec!["sh".into(), "-c".into(), "echo \"hi\"".into()]);
+            d.cap_add = vec!["NET_ADMIN".into()];
+            let files = [("hdfs-site.xml".to_string(), Text::cut(shape.clone(), format!("datanode-{n}.c.t").into()))].into();
+            d.hadoop = Some(Arc::new(HadoopConfig { files, live_files: [("dfs.hosts".to_string(), "a\nb".to_string())].into(), refresh: vec![vec!["true".into()]] }));
+            d.rollout_hash = Some(format!("{n:016x}"));
+            d
+        };
+        let replies = [
+            HeartbeatReply { network: Some(plan(1)), ..unchanged(7, None, 3000) },
+            HeartbeatReply { removed: vec![InstanceRef::new("t", "c", Role::Datanode, 9)], purge: vec![InstanceRef::new("t", "d", Role::Datanode, 1)], ..unchanged(u64::MAX, Some(3), 3000) },
+        ];
+        for reply in replies {
+            for carried in [vec![], vec![Entry::new(rich(0))], vec![Entry::new(rich(0)), Entry::new(dc(1, "a")), Entry::new(rich(2))]] {
+                let a = Answer { reply: reply.clone(), desired: carried };
+                let head = serde_json::to_vec(&a.reply).unwrap();
+                assert!(a.desired.is_empty() || a.splice(&head).unwrap().is_some(), "written by copying the containers: {}", String::from_utf8_lossy(&head));
+                let back = wire(a);
+                assert!(back.desired.iter().all(|d| d.hadoop.as_ref().is_none_or(|h| h.files["hdfs-site.xml"].to_string().ends_with("</name>\t\u{1}\n"))));
+            }
+        }
+        // A reply holding containers of its own is written whole.
+        let own = Answer { reply: HeartbeatReply { desired: vec![dc(5, "a")], ..unchanged(1, None, 1000) }, desired: vec![Entry::new(dc(6, "a"))] };
+        assert_eq!(wire(own).desired.len(), 2);
+    }
+
     /// The set `f` describes, as the agent would hold it.
     fn expected(f: &Full) -> (BTreeMap<InstanceRef, DesiredContainer>, Option<NetworkPlan>) {
         (f.desired.iter().map(|e| (e.container.instance.clone(), e.container.clone())).collect(), f.network.as_ref().map(crate::netview::HostNet::plan))
@@ -369,7 +469,7 @@ mod tests {
         let shapes = [(1, 0, false, false), (2, 0, true, false), (0, 0, false, false), (1, 1, false, false), (0, 0, true, false), (0, 2, false, true)];
         for (i, (step, shape)) in steps.into_iter().zip(shapes).enumerate() {
             let want = expected(&step);
-            let reply = sents.reply("h", agent.generation, step, 1000).expect("not stale");
+            let reply = sents.reply("h", agent.generation, step, 1000).map(wire).expect("not stale");
             let got = (reply.desired.len(), reply.removed.len(), reply.network.is_some(), reply.network_cleared);
             assert_eq!(got, shape, "step {i}: {reply:?}");
             // Only the first reply is in full.
@@ -392,7 +492,7 @@ mod tests {
             touches: 3,
             sources: vec![(key.clone(), 5)],
         };
-        let r = sents.reply("h", None, told(None, vec![]), 1000).unwrap();
+        let r = sents.reply("h", None, told(None, vec![]), 1000).map(wire).unwrap();
         let g = Some(r.generation);
         let same = |_: &(String, String)| Some(5);
         let g_busy = g.map(Unchanged::Busy);
@@ -410,16 +510,16 @@ mod tests {
         assert_eq!(sents.unchanged_since("other", g, 3, same, any_view), None);
         // A network plan: unchanged while its tenants' views would be told at the versions told
         // (`from_plan` names its one tenant `t`, at version 1).
-        let r = sents.reply("h", g, told(Some(plan(1)), vec![]), 1000).unwrap();
+        let r = sents.reply("h", g, told(Some(plan(1)), vec![]), 1000).map(wire).unwrap();
         let gn = Some(r.generation);
         assert_eq!(sents.unchanged_since("h", gn, 3, same, |t: &str| (t == "t").then_some(1)), gn.map(Unchanged::Busy));
         // The view moved (or is stale and would be built again): compute the reply.
         assert_eq!(sents.unchanged_since("h", gn, 3, same, |_: &str| Some(2)), None);
         assert_eq!(sents.unchanged_since("h", gn, 3, same, any_view), None);
         // Purges are repeated until acknowledged.
-        let r = sents.reply("h", Some(r.generation), told(None, vec![InstanceRef::new("t", "c", Role::Datanode, 9)]), 1000).unwrap();
+        let r = sents.reply("h", Some(r.generation), told(None, vec![InstanceRef::new("t", "c", Role::Datanode, 9)]), 1000).map(wire).unwrap();
         assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same, any_view), None);
-        let r = sents.reply("h", Some(r.generation), told(None, vec![]), 1000).unwrap();
+        let r = sents.reply("h", Some(r.generation), told(None, vec![]), 1000).map(wire).unwrap();
         assert_eq!(sents.unchanged_since("h", Some(r.generation), 3, same, any_view), Some(Unchanged::Busy(r.generation)));
     }
 
@@ -473,18 +573,18 @@ mod tests {
     #[test]
     fn an_unknown_generation_gets_the_full_set_and_an_unchanged_set_keeps_its_generation() {
         let sents = Sents::default();
-        let first = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        let first = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).map(wire).unwrap();
         // The same set again: same generation, nothing in a delta.
-        let again = sents.reply("h", Some(first.generation), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        let again = sents.reply("h", Some(first.generation), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).map(wire).unwrap();
         assert_eq!((again.generation, again.base, again.desired.len()), (first.generation, Some(first.generation), 0));
         // A generation from before a restart (or a lost reply): the full set.
         assert!(sents.holds("h", Some(first.generation)) && !sents.holds("h", Some(first.generation - 7)) && !sents.holds("h", None));
         assert!(!sents.holds("other", Some(first.generation)));
-        let restarted = sents.reply("h", Some(first.generation - 7), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap();
+        let restarted = sents.reply("h", Some(first.generation - 7), full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).map(wire).unwrap();
         assert_eq!((restarted.base, restarted.desired.len(), restarted.network.is_some()), (None, 2, true));
         // Generations of another process start above this one's (wall clock in µs).
         let later = Sents::default();
-        let other = later.reply("h", None, full(vec![], None, 1), 1000).unwrap();
+        let other = later.reply("h", None, full(vec![], None, 1), 1000).map(wire).unwrap();
         assert!(other.generation > first.generation);
     }
 
@@ -492,31 +592,31 @@ mod tests {
     fn an_agent_whose_last_reply_was_lost_gets_a_delta_against_the_set_it_holds() {
         let sents = Sents::default();
         let mut agent = DesiredSet::default();
-        agent.apply(&sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).unwrap()).unwrap();
+        agent.apply(&sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], Some(plan(1)), 1), 1000).map(wire).unwrap()).unwrap();
         let held = agent.generation;
         // This reply is lost (the agent timed out waiting for it).
-        let lost = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a")], Some(plan(1)), 2), 1000).unwrap();
+        let lost = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a")], Some(plan(1)), 2), 1000).map(wire).unwrap();
         assert_eq!(lost.desired.len(), 1);
         // The agent asks again from what it holds: a delta, not the full set.
         let now = full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3);
         let want = expected(&now);
-        let r = sents.reply("h", held, now, 1000).unwrap();
+        let r = sents.reply("h", held, now, 1000).map(wire).unwrap();
         assert_eq!((r.base, r.desired.len(), r.network.is_some()), (held, 2, false));
         agent.apply(&r).unwrap();
         assert_eq!((agent.containers.clone(), agent.network.clone()), want);
         // The same set again, asked from the generation before it: the same generation, as a delta.
-        let again = sents.reply("h", Some(lost.generation), full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).unwrap();
+        let again = sents.reply("h", Some(lost.generation), full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).map(wire).unwrap();
         assert_eq!((again.generation, again.base, again.desired.len()), (r.generation, Some(lost.generation), 1));
         // Two behind: the full set.
-        let full_again = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).unwrap();
+        let full_again = sents.reply("h", held, full(vec![dc(0, "b"), dc(1, "a"), dc(2, "a")], Some(plan(1)), 3), 1000).map(wire).unwrap();
         assert_eq!((full_again.base, full_again.desired.len()), (None, 3));
     }
 
     #[test]
     fn an_answer_from_an_older_snapshot_never_takes_a_newer_set_back() {
         let sents = Sents::default();
-        let new = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], None, 5), 1000).unwrap();
-        assert!(sents.reply("h", Some(new.generation), full(vec![dc(0, "a")], None, 4), 1000).is_none());
+        let new = sents.reply("h", None, full(vec![dc(0, "a"), dc(1, "a")], None, 5), 1000).map(wire).unwrap();
+        assert!(sents.reply("h", Some(new.generation), full(vec![dc(0, "a")], None, 4), 1000).map(wire).is_none());
         // The agent holding the newer set ignores an older reply that raced it.
         let mut agent = DesiredSet::default();
         agent.apply(&new).unwrap();
@@ -528,8 +628,8 @@ mod tests {
     #[test]
     fn a_delta_against_a_generation_the_agent_does_not_hold_is_refused() {
         let sents = Sents::default();
-        let a = sents.reply("h", None, full(vec![dc(0, "a")], None, 1), 1000).unwrap();
-        let b = sents.reply("h", Some(a.generation), full(vec![dc(0, "b")], None, 2), 1000).unwrap();
+        let a = sents.reply("h", None, full(vec![dc(0, "a")], None, 1), 1000).map(wire).unwrap();
+        let b = sents.reply("h", Some(a.generation), full(vec![dc(0, "b")], None, 2), 1000).map(wire).unwrap();
         let mut fresh = DesiredSet::default();
         assert_eq!(fresh.apply(&b), Err(herd_api::wire::StaleDelta { base: a.generation, held: None }));
         assert!(fresh.containers.is_empty());
@@ -544,7 +644,7 @@ mod tests {
             _ => None,
         };
         // Told an empty set (with its own lease) computed after commit 3.
-        let r = sents.reply("h", None, full(vec![], Some(plan(1)), 3), 1000).unwrap();
+        let r = sents.reply("h", None, full(vec![], Some(plan(1)), 3), 1000).map(wire).unwrap();
         // The last commit naming it came before (or is that one): still idle.
         assert_eq!(idle_since("h", 0), Some(r.generation));
         assert_eq!(idle_since("h", 3), Some(r.generation));
@@ -553,7 +653,7 @@ mod tests {
         assert_eq!(unchanged(r.generation, Some(r.generation), 1000).base, Some(r.generation));
         assert_eq!(unchanged(r.generation, None, 1000).base, None);
         // A host running something is never answered from memory.
-        let busy = sents.reply("b", None, full(vec![dc(0, "a")], None, 3), 1000).unwrap();
+        let busy = sents.reply("b", None, full(vec![dc(0, "a")], None, 3), 1000).map(wire).unwrap();
         assert_eq!(busy.desired.len(), 1);
         assert_eq!(idle_since("b", 0), None);
         sents.forget("h");

@@ -14,7 +14,7 @@ use herd_api::network::HostNetwork;
 use herd_api::wire::{Heartbeat, HeartbeatReply, HostInfo, RegisterReply};
 use tracing::{info, warn};
 
-use crate::delta::Unchanged;
+use crate::delta::{Answer, Unchanged};
 use crate::desired;
 use crate::error::{Error, Result};
 use crate::hot::Hot;
@@ -132,12 +132,12 @@ impl State {
     /// store is written only when something durable moves: a purge acknowledged, a leaving
     /// instance's phase, or placements when a host comes back from `lost`.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply> {
-        self.heartbeat_as(hb, None).await
+        self.heartbeat_as(hb, None).await.map(Answer::into_reply)
     }
 
     /// [`State::heartbeat`] with the report parsed from JSON whose digest is `report`
     /// ([`crate::hot::report_digest`]).
-    pub async fn heartbeat_as(&self, hb: Heartbeat, report: Option<u64>) -> Result<HeartbeatReply> {
+    pub async fn heartbeat_as(&self, hb: Heartbeat, report: Option<u64>) -> Result<Answer> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let Heartbeat { host_id: host, observed, conditions, purged, applied, network_deltas } = hb;
         let Some(heard) = self.hot.heartbeat_as(&host, observed, report, conditions, now, lost_after) else {
@@ -151,7 +151,7 @@ impl State {
     /// host of a full fleet reports some thirty containers, unchanged heartbeat after
     /// heartbeat: parsing and comparing them was a third of the orchestrator's CPU at rest).
     /// `None` when it is another report: parse it.
-    pub async fn heartbeat_same(&self, head: &HeartbeatHead, report: u64) -> Option<Result<HeartbeatReply>> {
+    pub async fn heartbeat_same(&self, head: &HeartbeatHead, report: u64) -> Option<Result<Answer>> {
         let (now, lost_after) = (now_ms(), 3 * self.interval_ms());
         let heard = self.hot.heartbeat_same(&head.host_id, report, &head.conditions, now, lost_after)?;
         let (host, purged) = (head.host_id.clone(), head.purged.clone());
@@ -172,7 +172,7 @@ impl State {
         network_deltas: bool,
         now: u64,
         lost_after: u64,
-    ) -> Result<HeartbeatReply> {
+    ) -> Result<Answer> {
         let crate::hot::Heard { was_ready, answering: _answering } = heard;
         let acked = !purged.is_empty();
         if acked {
@@ -264,7 +264,7 @@ impl State {
         lost_after: u64,
         may_skip: bool,
         want: desired::Want,
-    ) -> Result<HeartbeatReply> {
+    ) -> Result<Answer> {
         let (interval, settings) = (self.interval_ms(), self.network);
         loop {
             let at = now_ms();
@@ -279,7 +279,7 @@ impl State {
                         generation
                     }
                 };
-                return Ok(crate::delta::unchanged(generation, applied, interval));
+                return Ok(crate::delta::unchanged(generation, applied, interval).into());
             }
             crate::metrics::get().heartbeat_computed();
             let skip_new = self.sents.holds(host, applied);
@@ -323,7 +323,7 @@ impl State {
     /// (a commit touched the host or a tenant it runs: see [`store::Touched`]), else after
     /// `wait` with an empty delta. What agents report (rollout steps, other hosts' container
     /// addresses) reaches a host with its next heartbeat instead.
-    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration, network_deltas: bool) -> Result<HeartbeatReply> {
+    pub async fn watch(&self, host: &str, applied: Option<u64>, wait: Duration, network_deltas: bool) -> Result<Answer> {
         let lost_after = 3 * self.interval_ms();
         if self.hot.host(host).is_none() {
             return Err(Error::not_found("host", host));
@@ -344,7 +344,7 @@ impl State {
         let mut changes = self.store.changes();
         loop {
             let reply = self.reply_for(host, applied, network_deltas, now_ms(), lost_after, true, desired::Want::Watch).await?;
-            if reply.base != Some(reply.generation) || applied.is_none() {
+            if reply.reply.base != Some(reply.reply.generation) || applied.is_none() {
                 return Ok(reply);
             }
             let tenants = self.sents.tenants(host);

@@ -423,12 +423,12 @@ mod tests {
         let state = setup().await?;
         register(&state, "h2").await?;
         register(&state, "h3").await?;
-        let first = state.watch("h2", None, Duration::from_secs(30), true).await?;
+        let first = state.watch("h2", None, Duration::from_secs(30), true).await.map(crate::delta::Answer::into_reply)?;
         assert_eq!((first.base, first.desired.len()), (None, 0), "no generation held: the full (empty) set at once");
-        let g3 = state.watch("h3", None, Duration::from_secs(30), true).await?.generation;
+        let g3 = state.watch("h3", None, Duration::from_secs(30), true).await.map(crate::delta::Answer::into_reply)?.generation;
         let (s2, s3) = (state.clone(), state.clone());
-        let h2 = tokio::spawn(async move { s2.watch("h2", Some(first.generation), Duration::from_secs(30), true).await });
-        let h3 = tokio::spawn(async move { s3.watch("h3", Some(g3), Duration::from_millis(500), true).await });
+        let h2 = tokio::spawn(async move { s2.watch("h2", Some(first.generation), Duration::from_secs(30), true).await.map(crate::delta::Answer::into_reply) });
+        let h3 = tokio::spawn(async move { s3.watch("h3", Some(g3), Duration::from_millis(500), true).await.map(crate::delta::Answer::into_reply) });
         tokio::task::yield_now().await;
         // h1 holds its six DataNodes (maxPerHost 6): the seventh goes to h2 or h3.
         state.scale("admin".into(), "t".into(), "c".into(), Role::Datanode, ScaleRequest { replicas: Replicas(7), force: false }, None).await?;
@@ -449,7 +449,7 @@ mod tests {
         let held: Vec<_> = (0..2)
             .map(|_| {
                 let s = state.clone();
-                tokio::spawn(async move { s.watch("h3", Some(g3), Duration::from_secs(30), true).await })
+                tokio::spawn(async move { s.watch("h3", Some(g3), Duration::from_secs(30), true).await.map(crate::delta::Answer::into_reply) })
             })
             .collect();
         let open = || state.watching.lock().map(|m| m.get("h3").copied().unwrap_or(0)).unwrap_or(0);
@@ -458,7 +458,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the two watches never opened");
             tokio::task::yield_now().await;
         }
-        let third = state.watch("h3", Some(g3), Duration::from_millis(10), true).await;
+        let third = state.watch("h3", Some(g3), Duration::from_millis(10), true).await.map(crate::delta::Answer::into_reply);
         assert!(matches!(&third, Err(Error::Conflict(m)) if m.contains("2 watches")), "{third:?}");
         // A watch whose client went away (its request dropped) frees its place.
         for h in held {
@@ -466,7 +466,7 @@ mod tests {
             let _ = h.await;
         }
         assert_eq!(open(), 0);
-        state.watch("h3", Some(g3), Duration::from_millis(10), true).await?;
+        state.watch("h3", Some(g3), Duration::from_millis(10), true).await.map(crate::delta::Answer::into_reply)?;
         Ok(())
     }
 

@@ -46,19 +46,15 @@ pub async fn register(
     Ok(Json(reply))
 }
 
-/// A heartbeat's or a watch's answer as JSON, written into a buffer sized for it at once.
-/// (Grown by doubling from 128 bytes, as `Json` does, a reply carrying a host's whole set of
-/// some thirty containers, 4–5 KB each, was copied a dozen times on its way.)
-pub struct Reply(pub HeartbeatReply);
-
-/// What [`Reply`] reserves per container it carries.
-const CONTAINER_JSON_BYTES: usize = 6 * 1024;
+/// A heartbeat's or a watch's answer as JSON ([`crate::delta::Answer::to_json`]: written into
+/// a buffer sized for it at once, its containers written from where their derivation holds
+/// them).
+pub struct Reply(pub crate::delta::Answer);
 
 impl axum::response::IntoResponse for Reply {
     fn into_response(self) -> axum::response::Response {
-        let mut buf = Vec::with_capacity(512 + CONTAINER_JSON_BYTES * self.0.desired.len());
-        match serde_json::to_writer(&mut buf, &self.0) {
-            Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response(),
+        match self.0.to_json() {
+            Ok(buf) => ([(axum::http::header::CONTENT_TYPE, "application/json")], buf).into_response(),
             Err(e) => super::problem::ApiError::from(crate::error::Error::Writer(format!("cannot write the reply as JSON: {e}"))).into_response(),
         }
     }
@@ -97,7 +93,7 @@ pub async fn heartbeat(
     let hb: Heartbeat = parse(&body)?;
     caller.principal.require_host(&hb.host_id)?;
     s.check_heartbeat(&caller.principal.actor(), &hb).await?;
-    Ok(Reply(s.heartbeat(hb).await?))
+    Ok(Reply(s.heartbeat_as(hb, None).await?))
 }
 
 /// A [`Heartbeat`] with its report left as the JSON it came in (see [`State::heartbeat_same`]).

@@ -283,6 +283,47 @@ impl DesiredContainer {
         self.rollout_hash.clone().or_else(|| self.hadoop.as_ref().map(|h| h.files_hash()))
     }
 
+    /// Writes it as JSON, the bytes `serde_json` writes for it, its Hadoop files from their
+    /// shapes' pieces escaped once ([`HadoopConfig::write_json`]): what a reply carrying it
+    /// is made of, a million times in a storm.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        // NB: every field named, so a new one cannot be left out here; each written as its
+        // `serde` attributes above say (a test compares the bytes with `serde_json`'s).
+        let DesiredContainer { instance, role, image, cpu, memory, command, env, publish, cap_add, hadoop, rollout_hash, hold_config, placement } = self;
+        fn field(out: &mut Vec<u8>, key: &[u8], value: &impl Serialize) -> serde_json::Result<()> {
+            out.extend_from_slice(key);
+            serde_json::to_writer(out, value)
+        }
+        field(out, b"{\"instance\":", instance)?;
+        field(out, b",\"role\":", role)?;
+        field(out, b",\"image\":", image)?;
+        field(out, b",\"cpu\":", cpu)?;
+        field(out, b",\"memory\":", memory)?;
+        field(out, b",\"command\":", command)?;
+        field(out, b",\"env\":", env)?;
+        if !publish.is_empty() {
+            field(out, b",\"publish\":", publish)?;
+        }
+        if !cap_add.is_empty() {
+            field(out, b",\"cap_add\":", cap_add)?;
+        }
+        if let Some(h) = hadoop {
+            out.extend_from_slice(b",\"hadoop\":");
+            h.write_json(out)?;
+        }
+        if let Some(r) = rollout_hash {
+            field(out, b",\"rollout_hash\":", r)?;
+        }
+        if *hold_config {
+            out.extend_from_slice(b",\"hold_config\":true");
+        }
+        if !is_zero(placement) {
+            field(out, b",\"placement\":", placement)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     /// A container of `instance` (a `role`) running `image` with `cpu` and `memory`, and
     /// nothing else: no command, environment, ports, capabilities or Hadoop config, placement 0.
     pub fn plain(instance: InstanceRef, role: Role, image: impl Into<String>, cpu: Cpu, memory: Memory) -> Self {
@@ -916,6 +957,45 @@ mod tests {
             network_cleared: false,
             network_delta: None,
             purge: vec![],
+        }
+    }
+
+    #[test]
+    fn a_container_written_as_json_is_the_bytes_serde_json_writes() {
+        use crate::hadoop::{HadoopConfig, Pieces, Text};
+        use std::sync::Arc;
+        // Every character JSON escapes (and some it does not), at the ends and between.
+        let odd: String = (0u8..0x21).map(char::from).chain("\"\\/\u{7f}é€😀 <x a=\"1\">\n".chars()).collect();
+        let shape: Arc<Pieces> = Arc::new(vec![odd.clone(), format!("mid{odd}"), String::new(), odd.clone()].into());
+        let plain = container("datanode-0", "herd/datanode:testbed");
+        let mut rich = container("datanode-1", &format!("img{odd}"));
+        rich.command = Some(vec!["sh".into(), odd.clone(), String::new()]);
+        rich.env = [("HERD_X".to_string(), odd.clone()), (odd.clone(), "v".to_string())].into();
+        rich.publish = vec![crate::network::PortSpec { port: 9870, host_port: Some(19870), protocol: Default::default() }];
+        rich.cap_add = vec!["NET_ADMIN".into()];
+        rich.hadoop = Some(Arc::new(HadoopConfig {
+            files: [
+                ("core-site.xml".to_string(), Text::cut(shape.clone(), format!("dn-1{odd}").into())),
+                (format!("x{odd}"), Text::from(odd.clone())),
+                ("empty".to_string(), Text::default()),
+            ]
+            .into(),
+            live_files: [("dfs.hosts".to_string(), odd.clone())].into(),
+            refresh: vec![vec!["hdfs".into(), odd.clone()]],
+        }));
+        rich.rollout_hash = Some("00ff".into());
+        rich.hold_config = true;
+        let mut bare_config = container("datanode-2", "i");
+        bare_config.hadoop = Some(Arc::new(HadoopConfig::default()));
+        bare_config.placement = 0;
+        for c in [plain, rich, bare_config] {
+            let mut out = Vec::new();
+            c.write_json(&mut out).unwrap();
+            assert_eq!(String::from_utf8_lossy(&out), serde_json::to_string(&c).unwrap());
+            // Written a second time, from the pieces escaped the first.
+            let mut again = Vec::new();
+            c.write_json(&mut again).unwrap();
+            assert_eq!(out, again);
         }
     }
 

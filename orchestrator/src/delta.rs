@@ -348,7 +348,7 @@ impl Answer {
             if n > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, &e.container)?;
+            e.container.write_json(&mut out)?;
         }
         out.extend_from_slice(tail);
         Ok(Some(out))
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn an_answer_is_written_as_its_reply_with_the_containers_in_byte_for_byte() {
         use herd_api::hadoop::{HadoopConfig, Text};
-        let shape: Arc<[String]> = vec!["<?xml version=\"1.0\"?>\n<name>".to_string(), "</name>\t\u{1}\n".to_string()].into();
+        let shape: Arc<herd_api::hadoop::Pieces> = Arc::new(vec!["<?xml version=\"1.0\"?>\n<name>".to_string(), "</name>\t\u{1}\n".to_string()].into());
         let rich = |n: u32| {
             let mut d = dc(n, "herd/datanode:testbed");
             d.env.insert("HERD_INSTANCE".into(), format!("datanode-{n}"));

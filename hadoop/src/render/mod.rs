@@ -220,7 +220,7 @@ pub struct Shapes {
 #[derive(Debug, PartialEq)]
 struct Split {
     /// Shared by every member's [`Text`]: a worker's files are held once per shape.
-    files: BTreeMap<String, std::sync::Arc<[String]>>,
+    files: BTreeMap<String, std::sync::Arc<herd_api::hadoop::Pieces>>,
     live_files: BTreeMap<String, Vec<String>>,
     refresh: Vec<Vec<Vec<String>>>,
     /// [`stable_hash`] of `files` as cut (see [`Shapes::render_hashed`]).
@@ -231,7 +231,8 @@ impl Split {
     fn of(config: &HadoopConfig, name: &str) -> Self {
         let cut = |text: &str| text.split(name).map(str::to_string).collect::<Vec<_>>();
         let live_files = |f: &BTreeMap<String, String>| f.iter().map(|(k, v)| (k.clone(), cut(v))).collect();
-        let files: BTreeMap<String, std::sync::Arc<[String]>> = config.files.iter().map(|(k, v)| (k.clone(), cut(&v.to_str()).into())).collect();
+        let files: BTreeMap<String, std::sync::Arc<herd_api::hadoop::Pieces>> =
+            config.files.iter().map(|(k, v)| (k.clone(), std::sync::Arc::new(cut(&v.to_str()).into()))).collect();
         Split {
             digest: stable_hash(&files),
             files,

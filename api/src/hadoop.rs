@@ -211,7 +211,7 @@ impl fmt::Debug for Pieces {
 /// forms of `\b \f \n \r \t`, `\"` and `\\`, other control characters as `\u00XX`), so
 /// what is written either way is the same bytes (a test compares them). Written here because
 /// `serde_json` keeps its escaper private and a piece is no whole JSON string.
-pub fn escape_json_into(out: &mut Vec<u8>, s: &str) {
+fn escape_json_into(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;

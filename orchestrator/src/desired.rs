@@ -396,7 +396,8 @@ impl DesiredCache {
     }
 
     /// How many clusters hold a slot (derived since start, or being derived).
-    pub fn slots(&self) -> usize {
+    #[cfg(test)]
+    fn slots(&self) -> usize {
         self.clusters.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 

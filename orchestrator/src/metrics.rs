@@ -57,6 +57,7 @@ pub struct Metrics {
     heartbeat: Histogram,
     store: Family<Op, Histogram>,
     placements: Counter,
+    views_made: Counter,
     desired_waits: Counter,
     unchanged: Counter,
     computed: Counter,
@@ -101,6 +102,12 @@ impl Metrics {
         );
         let placements = Counter::default();
         registry.register("herd_placements", "Instances the scheduler placed on a host", placements.clone());
+        let views_made = Counter::default();
+        registry.register(
+            "herd_placement_views_made",
+            "Placement passes that made their views of every host anew (a host came or went, the writer's sums were summed again, or a pool's disk or ports changed) instead of updating the kept ones",
+            views_made.clone(),
+        );
         let desired_waits = Counter::default();
         registry.register(
             "herd_desired_waits",
@@ -166,6 +173,7 @@ impl Metrics {
             heartbeat,
             store,
             placements,
+            views_made,
             desired_waits,
             unchanged,
             computed,
@@ -196,6 +204,11 @@ impl Metrics {
 
     pub fn placed(&self, n: u64) {
         self.placements.inc_by(n);
+    }
+
+    /// Placement made its views of every host anew.
+    pub fn views_made(&self) {
+        self.views_made.inc();
     }
 
     /// A busy host's heartbeat answered from memory ([`crate::delta::Sents::unchanged_since`]).

@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use crate::Map as HashMap;
 use crate::Set as HashSet;
 
@@ -21,10 +22,10 @@ use herd_api::lifecycle::Phase;
 use herd_api::names::InstanceRef;
 use herd_api::network::Protocol;
 use herd_api::quantity::{Cpu, Memory, Resources};
-use herd_api::wire::Quota;
+use herd_api::wire::{HostInfo, Quota};
 use herd_api::{ClusterSpec, Role};
 use crate::store::Tx;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 use crate::hot::{Hot, HostLive};
@@ -34,7 +35,7 @@ use crate::reconciler::{self, Instance};
 use crate::scheduler::guarantee::{self, Choice, Held, Victim};
 use crate::scheduler::{self, HostView, Request, disk_share};
 use crate::store::audit::{self, Change};
-use crate::store::usage::{self, Usage};
+use crate::store::usage::{self, HostUsage, Usage};
 
 /// How long a NodeManager drained for another tenant's guarantee may keep running YARN
 /// containers before it is removed anyway (its pool's own `drainTimeoutSeconds` is for
@@ -83,46 +84,172 @@ fn rules(tx: &dyn Tx) -> Result<HashMap<String, Rules>> {
     Ok(out)
 }
 
-/// Every host as the scheduler sees it, with what is placed there (`usage`) taken off.
-/// `per_pool` counts only the pools in `wanted` (those of the requests: the only ones the
-/// scheduler asks about). NB: a full fleet holds 30 or more pools per host; copying every
-/// count, and looking every pool's rules up for disk and ports, was most of the cost of
-/// building 30,000 views, once per apply.
+/// The pools whose rules change a host's view beyond CPU and memory (they take data disk or
+/// host ports).
+fn effects(rules: &HashMap<String, Rules>) -> HashMap<&str, &Rules> {
+    rules.iter().filter(|(_, r)| r.disk.0 > 0 || !r.ports.is_empty()).map(|(k, r)| (k.as_str(), r)).collect()
+}
+
+/// Host `h` as the scheduler sees it, with what is placed there (`used`) taken off; its
+/// `per_pool` is left empty ([`count_pools`]).
+fn view_of(h: &HostLive, used: Option<&HostUsage>, effects: &HashMap<&str, &Rules>, now: u64, lost_after: u64) -> HostView {
+    let empty = HostUsage::default();
+    let used = used.unwrap_or(&empty);
+    // The host's pools that take disk or ports, with their counts.
+    let special: Vec<(&Rules, u32)> = if effects.is_empty() {
+        Vec::new()
+    } else {
+        used.pools.iter().filter_map(|(pool, &n)| Some((*effects.get(pool.as_str())?, n))).collect()
+    };
+    let capacity = &h.info.data_disk_capacity;
+    let free_disks = (!capacity.is_empty()).then(|| {
+        let used: u64 = special.iter().map(|(r, n)| u64::from(*n) * disk_share(r.disk.0, capacity.len())).sum();
+        capacity.iter().map(|c| c.0.saturating_sub(used)).collect()
+    });
+    HostView {
+        ready: ready(h, now, lost_after),
+        rack: h.info.rack.clone(),
+        labels: h.info.labels.clone(),
+        free_cpu: h.info.cpu.0.saturating_sub(used.cpu),
+        free_memory: h.info.memory.0.saturating_sub(used.memory),
+        free_disks,
+        per_pool: Vec::new(),
+        ports: special.iter().flat_map(|(r, n)| r.ports.iter().flat_map(move |p| std::iter::repeat_n(*p, *n as usize))).collect(),
+        id: h.info.id.clone(),
+    }
+}
+
+/// Sets `v`'s `per_pool` to its counts of the pools in `wanted` (those of the requests: the
+/// only ones the scheduler asks about). NB: a full fleet holds 30 or more pools per host;
+/// copying every count was most of the cost of building 30,000 views, once per apply.
+fn count_pools(v: &mut HostView, used: &HostUsage, wanted: &HashSet<&str>) {
+    v.per_pool = wanted.iter().filter_map(|&p| Some((p.to_string(), *used.pools.get(p)?))).collect();
+}
+
+/// Every host as the scheduler sees it, made anew (a store that keeps no sums).
 fn views(hot: &Hot, usage: &Usage, rules: &HashMap<String, Rules>, wanted: &HashSet<&str>, now: u64, lost_after: u64) -> Vec<HostView> {
-    // Only pools that take disk or ports change a host's view beyond CPU and memory.
-    let effects: HashMap<&str, &Rules> =
-        rules.iter().filter(|(_, r)| r.disk.0 > 0 || !r.ports.is_empty()).map(|(k, r)| (k.as_str(), r)).collect();
-    let empty = usage::HostUsage::default();
+    let effects = effects(rules);
     hot.with_hosts(|hosts| {
         hosts
             .values()
             .map(|h| {
-                let used = usage.host(&h.info.id).unwrap_or(&empty);
-                // The host's pools that take disk or ports, with their counts.
-                let special: Vec<(&Rules, u32)> = if effects.is_empty() {
-                    Vec::new()
-                } else {
-                    used.pools.iter().filter_map(|(pool, &n)| Some((*effects.get(pool.as_str())?, n))).collect()
-                };
-                let capacity = &h.info.data_disk_capacity;
-                let free_disks = (!capacity.is_empty()).then(|| {
-                    let used: u64 = special.iter().map(|(r, n)| u64::from(*n) * disk_share(r.disk.0, capacity.len())).sum();
-                    capacity.iter().map(|c| c.0.saturating_sub(used)).collect()
-                });
-                HostView {
-                    ready: ready(h, now, lost_after),
-                    rack: h.info.rack.clone(),
-                    labels: h.info.labels.clone(),
-                    free_cpu: h.info.cpu.0.saturating_sub(used.cpu),
-                    free_memory: h.info.memory.0.saturating_sub(used.memory),
-                    free_disks,
-                    per_pool: wanted.iter().filter_map(|&p| Some((p.to_string(), *used.pools.get(p)?))).collect(),
-                    ports: special.iter().flat_map(|(r, n)| r.ports.iter().flat_map(move |p| std::iter::repeat_n(*p, *n as usize))).collect(),
-                    id: h.info.id.clone(),
+                let used = usage.host(&h.info.id);
+                let mut v = view_of(h, used, &effects, now, lost_after);
+                if let Some(used) = used {
+                    count_pools(&mut v, used, wanted);
                 }
+                v
             })
             .collect()
     })
+}
+
+/// The scheduler's views of every host, kept between placement passes with the writer's sums
+/// ([`Usage::memo`]) and brought up to date from what changed since: each pass looks at every
+/// host's readiness, and makes again only the views of hosts whose sums moved or that
+/// registered again. Making 30,000 views anew for each apply (and dropping them after) was a
+/// sixth of the writer's time in a million-instance storm.
+struct Memo {
+    /// The sums it was made over ([`Usage::epoch`]).
+    epoch: u64,
+    /// In host id order: the scheduler's rank order, so it sorts nothing.
+    views: Vec<HostView>,
+    /// Each host's place in `views`.
+    at: HashMap<String, usize>,
+    /// Each view's host description when it was made (a host that registers again gets a new one).
+    infos: Vec<Arc<HostInfo>>,
+    /// The pools' effects the views were made with ([`effects`]).
+    effects: HashMap<String, (u64, Vec<(Protocol, u16)>)>,
+    /// Views whose `per_pool` may hold counts (of the last pass's pools, or of its placements).
+    pooled: Vec<usize>,
+    /// Passes it served after the one that made it.
+    passes: u64,
+}
+
+impl Memo {
+    fn build(hosts: &HashMap<String, HostLive>, usage: &Usage, effects: &HashMap<&str, &Rules>, now: u64, lost_after: u64) -> Memo {
+        crate::metrics::get().views_made();
+        let mut live: Vec<&HostLive> = hosts.values().collect();
+        live.sort_unstable_by(|a, b| a.info.id.cmp(&b.info.id));
+        Memo {
+            epoch: usage.epoch(),
+            views: live.iter().map(|h| view_of(h, usage.host(&h.info.id), effects, now, lost_after)).collect(),
+            at: live.iter().enumerate().map(|(k, h)| (h.info.id.clone(), k)).collect(),
+            infos: live.iter().map(|h| h.info.clone()).collect(),
+            effects: HashMap::default(),
+            pooled: Vec::new(),
+            passes: 0,
+        }
+    }
+
+    /// Whether the views were made with the effects of every pool a host holds now.
+    fn same_effects(&self, effects: &HashMap<&str, &Rules>, usage: &Usage) -> bool {
+        let same = |pool: &str, r: Option<&&Rules>| match (self.effects.get(pool), r) {
+            (Some((disk, ports)), Some(r)) => *disk == r.disk.0 && *ports == r.ports,
+            (None, None) => true,
+            _ => false,
+        };
+        self.effects.keys().all(|p| same(p, effects.get(p.as_str())) || !usage.holds(p))
+            && effects.iter().all(|(p, r)| same(p, Some(r)) || !usage.holds(p))
+    }
+
+    /// Brings the views up to date (see [`Memo`]); false when a host came or went (make them
+    /// anew).
+    fn refresh(&mut self, hosts: &HashMap<String, HostLive>, usage: &Usage, effects: &HashMap<&str, &Rules>, changed: &HashSet<String>, now: u64, lost_after: u64) -> bool {
+        if hosts.len() != self.views.len() {
+            return false;
+        }
+        for (id, h) in hosts {
+            let Some(&k) = self.at.get(id) else { return false };
+            if Arc::ptr_eq(&self.infos[k], &h.info) {
+                self.views[k].ready = ready(h, now, lost_after);
+            } else {
+                self.views[k] = view_of(h, usage.host(id), effects, now, lost_after);
+                self.infos[k] = h.info.clone();
+            }
+        }
+        for id in changed {
+            if let (Some(&k), Some(h)) = (self.at.get(id), hosts.get(id)) {
+                self.views[k] = view_of(h, usage.host(id), effects, now, lost_after);
+            }
+        }
+        true
+    }
+
+    /// The memo left with `usage`, brought up to date, or one made anew; its views count the
+    /// pools in `wanted`.
+    fn take(hot: &Hot, usage: &mut Usage, rules: &HashMap<String, Rules>, wanted: &HashSet<&str>, now: u64, lost_after: u64) -> Box<Memo> {
+        let effects = effects(rules);
+        let changed = usage.take_changed();
+        let kept = usage.memo::<Memo>().filter(|m| m.epoch == usage.epoch() && m.same_effects(&effects, usage));
+        let mut memo = hot.with_hosts(|hosts| match kept {
+            Some(mut m) => {
+                if m.refresh(hosts, usage, &effects, &changed, now, lost_after) {
+                    m.passes += 1;
+                    m
+                } else {
+                    debug!(passes = m.passes, "placement's views made anew: a host came or went");
+                    Box::new(Memo::build(hosts, usage, &effects, now, lost_after))
+                }
+            }
+            None => Box::new(Memo::build(hosts, usage, &effects, now, lost_after)),
+        });
+        memo.effects = effects.iter().map(|(p, r)| (p.to_string(), (r.disk.0, r.ports.clone()))).collect();
+        for k in std::mem::take(&mut memo.pooled) {
+            memo.views[k].per_pool.clear();
+        }
+        if wanted.iter().any(|p| usage.holds(p)) {
+            for (id, used) in usage.hosts() {
+                if let Some(&k) = memo.at.get(id) {
+                    count_pools(&mut memo.views[k], used, wanted);
+                    if !memo.views[k].per_pool.is_empty() {
+                        memo.pooled.push(k);
+                    }
+                }
+            }
+        }
+        memo
+    }
 }
 
 fn request(i: &Instance, rules: &HashMap<String, Rules>) -> Request {
@@ -215,14 +342,18 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
 
     let requests: Vec<Request> = pending.iter().map(|i| request(i, &rules)).collect();
     let wanted: HashSet<&str> = requests.iter().map(|r| r.pool.as_str()).collect();
-    let mut views = None;
-    if !tx.with_usage(&mut |sums| views = Some(self::views(hot, sums, &rules, &wanted, now, lost_after)))? {
+    let mut memo: Option<Box<Memo>> = None;
+    let mut made = Vec::new();
+    if !tx.with_usage(&mut |sums| memo = Some(Memo::take(hot, sums, &rules, &wanted, now, lost_after)))? {
         // A store that keeps no sums: sum what it holds (read above when a guarantee needed it).
         let sums = if guaranteed.is_empty() { Usage::of(&tx.instances(None)?) } else { Usage::of(&all) };
-        views = Some(self::views(hot, &sums, &rules, &wanted, now, lost_after));
+        made = self::views(hot, &sums, &rules, &wanted, now, lost_after);
     }
-    let mut views = views.unwrap_or_default();
-    let mut placed = scheduler::place(&mut views, &requests);
+    let views: &mut Vec<HostView> = match memo.as_mut() {
+        Some(m) => &mut m.views,
+        None => &mut made,
+    };
+    let mut placed = scheduler::place(views, &requests);
 
     let mut taken_back = 0;
     if !guaranteed.is_empty() && may_take_back {
@@ -232,12 +363,12 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
                 a.plus(Resources { cpu: Cpu(v.free_cpu), memory: Memory(v.free_memory), disk: Memory(0) })
             });
             let fleet = held.iter().fold(fleet, |a, h| a.plus(Resources { cpu: Cpu(h.cpu), memory: Memory(h.memory), disk: Memory(0) }));
-            let mut candidates = victims(&views, &all, &usage, &leaving, fleet);
+            let mut candidates = victims(views, &all, &usage, &leaving, fleet);
             for k in refused {
                 let tenant = &pending[k].instance.tenant;
                 let allowed: Vec<usize> = (0..candidates.len()).filter(|&v| &candidates[v].instance.tenant != tenant).collect();
                 let mine: Vec<Victim> = allowed.iter().map(|&v| candidates[v].clone()).collect();
-                let Some(choice) = guarantee::choose(&views, &requests[k], &mine) else { continue };
+                let Some(choice) = guarantee::choose(views, &requests[k], &mine) else { continue };
                 let (host, chosen, wait) = match choice {
                     Choice::Drain { host, victims } => (host, victims, false),
                     Choice::Wait { host, victims } => (host, victims, true),
@@ -277,6 +408,12 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
         let updated = match result {
             Ok(host) => {
                 changed = true;
+                // Counted in its view's `per_pool` by the scheduler: cleared at the next pass.
+                if let Some(m) = memo.as_mut()
+                    && let Some(&k) = m.at.get(&host)
+                {
+                    m.pooled.push(k);
+                }
                 crate::metrics::get().placed(1);
                 Instance { host: Some(host), pending: None, ..inst.clone() }
             }
@@ -290,6 +427,16 @@ fn schedule(tx: &dyn Tx, hot: &Hot, now: u64, lost_after: u64, may_take_back: bo
     }
     if changed || taken_back > 0 {
         tx.bump_revision()?;
+    }
+    // Kept for the next pass, unless a guarantee changed views beyond what was placed (room
+    // counted as freed by drains that have not happened).
+    if let Some(m) = memo.filter(|_| guaranteed.is_empty()) {
+        let mut m = Some(m);
+        tx.with_usage(&mut |sums| {
+            if let Some(m) = m.take().filter(|m| m.epoch == sums.epoch()) {
+                sums.keep_memo(m);
+            }
+        })?;
     }
     if taken_back > 0 {
         // NodeManagers without a ResourceManager to drain through left at once: place again
@@ -468,4 +615,111 @@ fn rules_of_tenant(c: &dyn Tx, tenant: &str) -> Result<HashMap<String, Rules>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Placement's kept views ([`Memo`]) against views made anew, through the real operations
+    //! and store: whatever happened between two passes, the kept views, brought up to date,
+    //! are the views made from scratch.
+
+    use super::*;
+    use crate::state::{State, now_ms};
+    use crate::network;
+    use crate::store::Store;
+    use herd_api::wire::{HostInfo, ScaleRequest};
+    use herd_api::spec::Replicas;
+    use herd_api::yaml::parse_cluster_spec;
+    use std::time::Duration;
+
+    async fn register(state: &State, id: &str, cpu: &str, rack: &str) -> Result<()> {
+        let info: HostInfo = serde_json::from_value(serde_json::json!({
+            "id": id, "cpu": cpu, "memory": "64Gi", "rack": rack,
+            "data_disks": ["/d1", "/d2"], "data_disk_capacity": ["100Gi", "100Gi"],
+        }))
+        .map_err(|e| Error::invalid("host", e.to_string()))?;
+        state.register("agent".into(), info).await.map(|_| ())
+    }
+
+    async fn apply(state: &State, text: &str) -> Result<()> {
+        let spec = parse_cluster_spec(text).map_err(|e| Error::invalid("spec", e.to_string()))?;
+        state.apply("admin".into(), spec, None).await.map(|_| ())
+    }
+
+    fn disks(disk: &str) -> String {
+        format!(
+            "tenant: t\nname: disks\nimages: {{datanode: d}}\npools:\n  datanode: {{replicas: 3, cpu: 100m, memory: 256Mi, maxPerHost: 2, disk: {disk}, publish: [{{port: 9864, host_port: 31864}}]}}\n"
+        )
+    }
+
+    const PLAIN: &str = "tenant: t\nname: plain\nimages: {datanode: d}\npools:\n  datanode: {replicas: 5, cpu: 1, memory: 1Gi, maxPerHost: 3}\n";
+
+    /// One placement pass over every pool: its kept views equal views made anew (counts of
+    /// pools in any order); returns how many passes the kept views served.
+    async fn pass(state: &State) -> Result<u64> {
+        let (hot, lost_after) = (state.hot.clone(), 3 * state.interval_ms());
+        state
+            .store
+            .write(move |tx| {
+                let now = now_ms();
+                let rules = rules(tx)?;
+                let wanted: HashSet<&str> = rules.keys().map(String::as_str).collect();
+                let sort = |mut v: Vec<HostView>| {
+                    v.sort_by(|a, b| a.id.cmp(&b.id));
+                    for h in &mut v {
+                        h.per_pool.sort();
+                    }
+                    v
+                };
+                let fresh = sort(views(&hot, &Usage::of(&tx.instances(None)?), &rules, &wanted, now, lost_after));
+                let mut memo = None;
+                assert!(tx.with_usage(&mut |u| memo = Some(Memo::take(&hot, u, &rules, &wanted, now, lost_after)))?, "SQLite keeps sums");
+                let memo = memo.expect("taken");
+                assert_eq!(sort(memo.views.clone()), fresh, "kept views, brought up to date, are the views made anew");
+                let passes = memo.passes;
+                let mut memo = Some(memo);
+                tx.with_usage(&mut |u| u.keep_memo(memo.take().expect("once")))?;
+                Ok(passes)
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn kept_views_brought_up_to_date_are_the_views_made_anew_whatever_happened_between() -> Result<()> {
+        let state = State::new(Store::in_memory()?, Duration::from_secs(60), network::Settings::default_plan())?;
+        for (id, rack) in [("h1", "r1"), ("h2", "r1"), ("h3", "r2"), ("h4", "r2")] {
+            register(&state, id, "8", rack).await?;
+        }
+        state.store.write(|tx| tx.insert_tenant("t", &Quota::default(), 0).map(|_| ())).await?;
+        apply(&state, &disks("10Gi")).await?;
+        let mut last = pass(&state).await?;
+        // Each step changes what placement sees; the kept views follow, without being made
+        // anew (an operation may run passes of its own: the count only grows).
+        let mut kept = async |why: &str| -> Result<()> {
+            let passes = pass(&state).await?;
+            assert!(passes > last, "{why}: kept, not made anew ({passes} passes, {last} before)");
+            last = passes;
+            Ok(())
+        };
+        apply(&state, PLAIN).await?;
+        kept("a new cluster's placements").await?;
+        state.scale("admin".into(), "t".into(), "plain".into(), Role::Datanode, ScaleRequest { replicas: Replicas(9), force: false }, None).await?;
+        kept("a scale-out").await?;
+        state.cordon("admin".into(), "h2".into(), true).await?;
+        kept("a cordoned host, no longer ready").await?;
+        register(&state, "h3", "16", "r1").await?;
+        kept("a host registered again with more CPU, in another rack").await?;
+        state.delete("admin".into(), "t".into(), "plain".into(), false, None).await?;
+        kept("a deleted cluster's room free again").await?;
+        // What makes them anew: a host that comes, and a changed disk of a pool some host holds.
+        let before = pass(&state).await?;
+        register(&state, "h5", "8", "r2").await?;
+        let after = pass(&state).await?;
+        assert!(after < before && after <= 1, "a new host: made anew ({after} passes, {before} before)");
+        apply(&state, &disks("20Gi")).await?;
+        assert!(pass(&state).await? <= 1, "a held pool's disk changed: made anew");
+        let placed = state.store.read(|c| c.instances(Some(("t", "disks")))).await?;
+        assert_eq!(placed.iter().filter(|i| i.host.is_some()).count(), 3, "{placed:?}");
+        Ok(())
+    }
 }

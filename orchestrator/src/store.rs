@@ -222,8 +222,9 @@ pub trait Tx {
     }
     /// Runs `f` over what every host's placed instances take, when this store keeps that sum
     /// as it writes ([`usage`]), and returns `true`; `false` (and `f` not run) when it does not
-    /// (sum [`Tx::instances`] instead). `f` must not write.
-    fn with_usage(&self, f: &mut dyn FnMut(&usage::Usage)) -> Result<bool> {
+    /// (sum [`Tx::instances`] instead). `f` must not write to the store; it may take and leave
+    /// placement's memo ([`usage::Usage::memo`]) and what changed.
+    fn with_usage(&self, f: &mut dyn FnMut(&mut usage::Usage)) -> Result<bool> {
         let _ = f;
         Ok(false)
     }

@@ -10,8 +10,17 @@
 //! included). A write that fails after moving it, or a group commit that fails, drops it; the
 //! next placement sums the table again ([`Usage::of`] over every instance). The etcd store
 //! keeps none: placement sums what it reads.
+//!
+//! The sums also say which hosts they moved on since placement last looked
+//! ([`Usage::take_changed`]), and hold placement's memo of its host views over them
+//! ([`Usage::memo`]): dropped with the sums, so a memo never outlives the sums it was made
+//! from (a rolled-back write drops both).
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Map as HashMap;
+use crate::Set as HashSet;
 
 use herd_api::Role;
 
@@ -32,9 +41,46 @@ pub struct HostUsage {
 }
 
 /// Per host, what its placed instances take (hosts with none are absent).
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Usage {
     hosts: HashMap<String, HostUsage>,
+    /// Instances per pool over all hosts (pools with none are absent).
+    held: HashMap<String, u32>,
+    /// Hosts whose sums moved since [`Usage::take_changed`].
+    changed: HashSet<String>,
+    /// Which sums these are: a new number for every `Usage` made.
+    epoch: u64,
+    /// Placement's memo over these sums (see the module docs).
+    memo: Option<Box<dyn Any + Send>>,
+}
+
+/// Numbers `Usage` values, so that a memo is only ever used with the sums it was made from.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            hosts: HashMap::default(),
+            held: HashMap::default(),
+            changed: HashSet::default(),
+            epoch: EPOCHS.fetch_add(1, Ordering::Relaxed),
+            memo: None,
+        }
+    }
+}
+
+/// The same sums (a new epoch, no memo).
+impl Clone for Usage {
+    fn clone(&self) -> Self {
+        Usage { hosts: self.hosts.clone(), held: self.held.clone(), changed: self.changed.clone(), ..Usage::default() }
+    }
+}
+
+/// Equal sums (what changed since, and the memo, are bookkeeping).
+impl PartialEq for Usage {
+    fn eq(&self, other: &Self) -> bool {
+        self.hosts == other.hosts && self.held == other.held
+    }
 }
 
 /// One placed instance's part of its host's usage.
@@ -77,19 +123,68 @@ impl Usage {
         self.hosts.get(host)
     }
 
+    /// Every host something is placed on, with what it takes.
+    pub fn hosts(&self) -> impl Iterator<Item = (&str, &HostUsage)> {
+        self.hosts.iter().map(|(id, h)| (id.as_str(), h))
+    }
+
+    /// Whether any host holds an instance of `pool`.
+    pub fn holds(&self, pool: &str) -> bool {
+        self.held.contains_key(pool)
+    }
+
+    /// Which sums these are (see [`Usage::memo`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The hosts whose sums moved since the last call (every host they hold, the first time).
+    pub fn take_changed(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Placement's memo over these sums: whatever it left with [`Usage::keep_memo`], taken
+    /// out (so it may be used while the sums move: it must check what changed).
+    pub fn memo<T: Any + Send>(&mut self) -> Option<Box<T>> {
+        self.memo.take()?.downcast().ok()
+    }
+
+    /// Leaves a memo over these sums for the next [`Usage::memo`].
+    pub fn keep_memo<T: Any + Send>(&mut self, memo: Box<T>) {
+        self.memo = Some(memo);
+    }
+
+    fn moved(&mut self, host: &str) {
+        if !self.changed.contains(host) {
+            self.changed.insert(host.to_string());
+        }
+    }
+
     /// Counts an instance placed.
     pub fn add(&mut self, p: &Part<'_>) {
+        self.moved(p.host);
         let h = match self.hosts.get_mut(p.host) {
             Some(h) => h,
             None => self.hosts.entry(p.host.to_string()).or_default(),
         };
         h.cpu += p.cpu;
         h.memory += p.memory;
-        *h.pools.entry(pool_key(p.tenant, p.cluster, p.role)).or_insert(0) += 1;
+        let key = pool_key(p.tenant, p.cluster, p.role);
+        match self.held.get_mut(&key) {
+            Some(n) => *n += 1,
+            None => {
+                self.held.insert(key.clone(), 1);
+            }
+        }
+        *h.pools.entry(key).or_insert(0) += 1;
     }
 
     /// Takes away an instance counted by [`Usage::add`].
     pub fn remove(&mut self, p: &Part<'_>) {
+        if !self.hosts.contains_key(p.host) {
+            return;
+        }
+        self.moved(p.host);
         let Some(h) = self.hosts.get_mut(p.host) else { return };
         h.cpu = h.cpu.saturating_sub(p.cpu);
         h.memory = h.memory.saturating_sub(p.memory);
@@ -98,6 +193,12 @@ impl Usage {
             *n -= 1;
             if *n == 0 {
                 h.pools.remove(&key);
+            }
+            if let Some(total) = self.held.get_mut(&key) {
+                *total -= 1;
+                if *total == 0 {
+                    self.held.remove(&key);
+                }
             }
         }
         if h.pools.is_empty() {

@@ -409,13 +409,13 @@ impl Tx for SqliteTx<'_> {
         collect_instances(&mut stmt, [])
     }
 
-    fn with_usage(&self, f: &mut dyn FnMut(&Usage)) -> Result<bool> {
+    fn with_usage(&self, f: &mut dyn FnMut(&mut Usage)) -> Result<bool> {
         let Some(kept) = self.1 else { return Ok(false) };
         let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.usage.is_none() {
             kept.usage = Some(Usage::of(&self.instances(None)?));
         }
-        if let Some(usage) = &kept.usage {
+        if let Some(usage) = &mut kept.usage {
             f(usage);
         }
         Ok(true)

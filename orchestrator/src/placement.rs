@@ -3,6 +3,8 @@
 //! [`scheduler::place`], and applies tenants' guarantees ([`scheduler::guarantee`]):
 //! requests within a guarantee go first, and when one still finds no room, borrowed
 //! NodeManagers of tenants above their guarantee are drained for it (most over first).
+//! The views of hosts are kept between passes with the writer's sums ([`Memo`]) and only
+//! the hosts that changed are looked at again.
 //!
 //! ```text
 //!  store (instances, specs, tenants, leaving) ─┐

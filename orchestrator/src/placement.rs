@@ -95,6 +95,19 @@ fn effects(rules: &HashMap<String, Rules>) -> HashMap<&str, &Rules> {
 /// Host `h` as the scheduler sees it, with what is placed there (`used`) taken off; its
 /// `per_pool` is left empty ([`count_pools`]).
 fn view_of(h: &HostLive, used: Option<&HostUsage>, effects: &HashMap<&str, &Rules>, now: u64, lost_after: u64) -> HostView {
+    let mut v = HostView {
+        ready: ready(h, now, lost_after),
+        rack: h.info.rack.clone(),
+        labels: h.info.labels.clone(),
+        id: h.info.id.clone(),
+        ..HostView::default()
+    };
+    take_off(&mut v, &h.info, used, effects);
+    v
+}
+
+/// Sets what is free on `v` (host `info`): its capacity less what is placed there (`used`).
+fn take_off(v: &mut HostView, info: &HostInfo, used: Option<&HostUsage>, effects: &HashMap<&str, &Rules>) {
     let empty = HostUsage::default();
     let used = used.unwrap_or(&empty);
     // The host's pools that take disk or ports, with their counts.
@@ -103,22 +116,15 @@ fn view_of(h: &HostLive, used: Option<&HostUsage>, effects: &HashMap<&str, &Rule
     } else {
         used.pools.iter().filter_map(|(pool, &n)| Some((*effects.get(pool.as_str())?, n))).collect()
     };
-    let capacity = &h.info.data_disk_capacity;
-    let free_disks = (!capacity.is_empty()).then(|| {
+    let capacity = &info.data_disk_capacity;
+    v.free_disks = (!capacity.is_empty()).then(|| {
         let used: u64 = special.iter().map(|(r, n)| u64::from(*n) * disk_share(r.disk.0, capacity.len())).sum();
         capacity.iter().map(|c| c.0.saturating_sub(used)).collect()
     });
-    HostView {
-        ready: ready(h, now, lost_after),
-        rack: h.info.rack.clone(),
-        labels: h.info.labels.clone(),
-        free_cpu: h.info.cpu.0.saturating_sub(used.cpu),
-        free_memory: h.info.memory.0.saturating_sub(used.memory),
-        free_disks,
-        per_pool: Vec::new(),
-        ports: special.iter().flat_map(|(r, n)| r.ports.iter().flat_map(move |p| std::iter::repeat_n(*p, *n as usize))).collect(),
-        id: h.info.id.clone(),
-    }
+    v.free_cpu = info.cpu.0.saturating_sub(used.cpu);
+    v.free_memory = info.memory.0.saturating_sub(used.memory);
+    v.per_pool.clear();
+    v.ports = special.iter().flat_map(|(r, n)| r.ports.iter().flat_map(move |p| std::iter::repeat_n(*p, *n as usize))).collect();
 }
 
 /// Sets `v`'s `per_pool` to its counts of the pools in `wanted` (those of the requests: the
@@ -160,6 +166,10 @@ struct Memo {
     at: HashMap<String, usize>,
     /// Each view's host description when it was made (a host that registers again gets a new one).
     infos: Vec<Arc<HostInfo>>,
+    /// For the hosts in the order the hot state's map walks them, the place of each one's
+    /// view when last walked: a guess checked by its description (the map only reorders when
+    /// a host comes or goes), so that a pass need not look 30,000 ids up.
+    walk: Vec<usize>,
     /// The pools' effects the views were made with ([`effects`]).
     effects: HashMap<String, (u64, Vec<(Protocol, u16)>)>,
     /// Views whose `per_pool` may hold counts (of the last pass's pools, or of its placements).
@@ -173,10 +183,12 @@ impl Memo {
         crate::metrics::get().views_made();
         let mut live: Vec<&HostLive> = hosts.values().collect();
         live.sort_unstable_by(|a, b| a.info.id.cmp(&b.info.id));
+        let at: HashMap<String, usize> = live.iter().enumerate().map(|(k, h)| (h.info.id.clone(), k)).collect();
         Memo {
             epoch: usage.epoch(),
             views: live.iter().map(|h| view_of(h, usage.host(&h.info.id), effects, now, lost_after)).collect(),
-            at: live.iter().enumerate().map(|(k, h)| (h.info.id.clone(), k)).collect(),
+            walk: hosts.keys().map(|id| at.get(id).copied().unwrap_or_default()).collect(),
+            at,
             infos: live.iter().map(|h| h.info.clone()).collect(),
             effects: HashMap::default(),
             pooled: Vec::new(),
@@ -201,8 +213,14 @@ impl Memo {
         if hosts.len() != self.views.len() {
             return false;
         }
-        for (id, h) in hosts {
+        self.walk.resize(hosts.len(), 0);
+        for ((id, h), guess) in hosts.iter().zip(self.walk.iter_mut()) {
+            if Arc::ptr_eq(&self.infos[*guess], &h.info) {
+                self.views[*guess].ready = ready(h, now, lost_after);
+                continue;
+            }
             let Some(&k) = self.at.get(id) else { return false };
+            *guess = k;
             if Arc::ptr_eq(&self.infos[k], &h.info) {
                 self.views[k].ready = ready(h, now, lost_after);
             } else {
@@ -210,9 +228,10 @@ impl Memo {
                 self.infos[k] = h.info.clone();
             }
         }
+        // (Each one's description is its host's now: the walk above saw to it.)
         for id in changed {
-            if let (Some(&k), Some(h)) = (self.at.get(id), hosts.get(id)) {
-                self.views[k] = view_of(h, usage.host(id), effects, now, lost_after);
+            if let Some(&k) = self.at.get(id) {
+                take_off(&mut self.views[k], &self.infos[k], usage.host(id), effects);
             }
         }
         true

@@ -215,12 +215,11 @@ impl Memo {
         }
         self.walk.resize(hosts.len(), 0);
         for ((id, h), guess) in hosts.iter().zip(self.walk.iter_mut()) {
-            if Arc::ptr_eq(&self.infos[*guess], &h.info) {
-                self.views[*guess].ready = ready(h, now, lost_after);
-                continue;
+            if !Arc::ptr_eq(&self.infos[*guess], &h.info) {
+                let Some(&k) = self.at.get(id) else { return false };
+                *guess = k;
             }
-            let Some(&k) = self.at.get(id) else { return false };
-            *guess = k;
+            let k = *guess;
             if Arc::ptr_eq(&self.infos[k], &h.info) {
                 self.views[k].ready = ready(h, now, lost_after);
             } else {

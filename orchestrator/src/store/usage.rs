@@ -154,15 +154,9 @@ impl Usage {
         self.memo = Some(memo);
     }
 
-    fn moved(&mut self, host: &str) {
-        if !self.changed.contains(host) {
-            self.changed.insert(host.to_string());
-        }
-    }
-
     /// Counts an instance placed.
     pub fn add(&mut self, p: &Part<'_>) {
-        self.moved(p.host);
+        moved(&mut self.changed, p.host);
         let h = match self.hosts.get_mut(p.host) {
             Some(h) => h,
             None => self.hosts.entry(p.host.to_string()).or_default(),
@@ -181,11 +175,8 @@ impl Usage {
 
     /// Takes away an instance counted by [`Usage::add`].
     pub fn remove(&mut self, p: &Part<'_>) {
-        if !self.hosts.contains_key(p.host) {
-            return;
-        }
-        self.moved(p.host);
         let Some(h) = self.hosts.get_mut(p.host) else { return };
+        moved(&mut self.changed, p.host);
         h.cpu = h.cpu.saturating_sub(p.cpu);
         h.memory = h.memory.saturating_sub(p.memory);
         let key = pool_key(p.tenant, p.cluster, p.role);
@@ -204,6 +195,13 @@ impl Usage {
         if h.pools.is_empty() {
             self.hosts.remove(p.host);
         }
+    }
+}
+
+/// Notes that `host`'s sums moved.
+fn moved(changed: &mut HashSet<String>, host: &str) {
+    if !changed.contains(host) {
+        changed.insert(host.to_string());
     }
 }
 
